@@ -1,0 +1,2 @@
+//! tradeloop node (consensus and networking arrive in later issues).
+#![warn(missing_docs)]
