@@ -1,0 +1,28 @@
+//! The tradeloop ledger: events, rules, blocks, certificates, storage, audit and export.
+//!
+//! ```text
+//!  envelope JSON --check_event--> Event --BlockExecutor (rules)--> writes + app_hash
+//!        |                                                              |
+//!        v                                                              v
+//!  Block { Header, events } + CommitCertificate --> BlockLog (fsync) --> sled index
+//!                                                        |
+//!                             audit::verify  <-----------+----> export file
+//! ```
+//!
+//! No networking, no async: the auditor's path is small, synchronous and deterministic.
+
+#![warn(missing_docs)]
+
+pub mod block;
+pub mod canonical;
+pub mod codec;
+pub mod error;
+pub mod event;
+pub mod fields;
+pub mod genesis;
+pub mod rules;
+pub mod state;
+
+pub use error::{LedgerError, RejectCode, Rejection};
+pub use event::{check_event, Event, Payload, SignedEvent};
+pub use genesis::{Genesis, GenesisDoc, Participant, Role, ValidatorEntry, ValidatorSet};

@@ -1,0 +1,269 @@
+//! Blocks, headers and commit certificates (DESIGN §4).
+//!
+//! ```text
+//! block_hash   = SHA-256("tradeloop/block/v1\0" || bincode(Header))
+//! events_root  = RFC 6962 Merkle root of the event ids, in block order
+//! vote bytes   = "tradeloop/vote/v1\0" || chain(32) || type(u8) || height(u64 BE)
+//!                || round(u32 BE) || 0x00 | 0x01 || block_hash(32)
+//! certificate  = precommits for (chain, height, round, block_hash) by > 2/3 of voting power
+//! ```
+
+use serde::{Deserialize, Serialize};
+use tradeloop_crypto::{domain_hash, merkle, Hash, PublicKey, Signature, SigningKey};
+
+use crate::event::SignedEvent;
+use crate::genesis::{Genesis, ValidatorSet};
+use crate::codec;
+
+/// Domain tag of the block hash.
+pub const BLOCK_DOMAIN: &[u8] = b"tradeloop/block/v1\0";
+/// Domain tag of consensus vote sign bytes.
+pub const VOTE_DOMAIN: &[u8] = b"tradeloop/vote/v1\0";
+/// Hard upper bound on events in one block, whatever the genesis says.
+pub const MAX_BLOCK_EVENTS: u32 = 10_000;
+/// Hard upper bound on signatures in one certificate.
+pub const MAX_CERTIFICATE_SIGNATURES: usize = 1_000;
+
+/// A block header. Its bincode encoding is hashed; see docs/formats.md for the byte layout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// The genesis hash.
+    pub chain: Hash,
+    /// Height, starting at 1.
+    pub height: u64,
+    /// Hash of the previous block; zero at height 1.
+    pub prev_hash: Hash,
+    /// Block time, Unix milliseconds; never decreases.
+    pub time_ms: u64,
+    /// Node key of the proposer.
+    pub proposer: PublicKey,
+    /// Merkle root of the event ids.
+    pub events_root: Hash,
+    /// Number of events.
+    pub event_count: u32,
+    /// State commitment after this block.
+    pub app_hash: Hash,
+    /// Hash of the validator set that certifies this block.
+    pub validators_hash: Hash,
+}
+
+impl Header {
+    /// The block hash.
+    pub fn hash(&self) -> Hash {
+        domain_hash(BLOCK_DOMAIN, &[&codec::encode(self)])
+    }
+}
+
+/// A block: header and events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    /// The header.
+    pub header: Header,
+    /// The events, in order.
+    pub events: Vec<SignedEvent>,
+}
+
+/// The Merkle root of event ids.
+pub fn events_root(ids: &[Hash]) -> Hash {
+    merkle::root_of_leaf_hashes(ids.iter().map(|id| merkle::leaf_hash(&id.0)).collect())
+}
+
+/// Vote type in sign bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum VoteType {
+    /// Tendermint prevote.
+    Prevote = 1,
+    /// Tendermint precommit.
+    Precommit = 2,
+}
+
+/// The bytes a validator signs for a vote.
+pub fn vote_sign_bytes(
+    chain: &Hash,
+    vote_type: VoteType,
+    height: u64,
+    round: u32,
+    value: Option<&Hash>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(VOTE_DOMAIN.len() + 32 + 1 + 8 + 4 + 33);
+    out.extend_from_slice(VOTE_DOMAIN);
+    out.extend_from_slice(&chain.0);
+    out.push(vote_type as u8);
+    out.extend_from_slice(&height.to_be_bytes());
+    out.extend_from_slice(&round.to_be_bytes());
+    match value {
+        None => out.push(0),
+        Some(h) => {
+            out.push(1);
+            out.extend_from_slice(&h.0);
+        }
+    }
+    out
+}
+
+/// One validator's precommit signature in a certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitSig {
+    /// The validator's node key.
+    pub validator: PublicKey,
+    /// Its signature over the precommit sign bytes.
+    pub signature: Signature,
+}
+
+/// Proof that more than 2/3 of voting power precommitted a block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitCertificate {
+    /// Height.
+    pub height: u64,
+    /// The round in which the block was decided.
+    pub round: u32,
+    /// The certified block.
+    pub block_hash: Hash,
+    /// Signatures, in strictly ascending order of validator key (so none repeats).
+    pub signatures: Vec<CommitSig>,
+}
+
+impl CommitCertificate {
+    /// Builds a certificate from precommit signatures, sorting them canonically.
+    pub fn from_signatures(height: u64, round: u32, block_hash: Hash, mut signatures: Vec<CommitSig>) -> Self {
+        signatures.sort_by(|a, b| a.validator.cmp(&b.validator));
+        signatures.dedup_by(|a, b| a.validator == b.validator);
+        CommitCertificate { height, round, block_hash, signatures }
+    }
+
+    /// Signs a certificate with the given validator keys (a local chain, or tests).
+    pub fn sign(chain: &Hash, height: u64, round: u32, block_hash: Hash, keys: &[&SigningKey]) -> Self {
+        let bytes = vote_sign_bytes(chain, VoteType::Precommit, height, round, Some(&block_hash));
+        let sigs = keys
+            .iter()
+            .map(|k| CommitSig { validator: k.public_key(), signature: k.sign(&bytes) })
+            .collect();
+        CommitCertificate::from_signatures(height, round, block_hash, sigs)
+    }
+
+    /// Checks the certificate for `(chain, height, block_hash)` against a validator set: known
+    /// validators only, no duplicates, every signature valid, more than 2/3 of voting power.
+    pub fn verify(
+        &self,
+        chain: &Hash,
+        validators: &ValidatorSet,
+        height: u64,
+        block_hash: &Hash,
+    ) -> Result<(), String> {
+        if self.height != height {
+            return Err(format!("certificate is for height {}, not {height}", self.height));
+        }
+        if self.block_hash != *block_hash {
+            return Err(format!("certificate is for block {}, not {block_hash}", self.block_hash));
+        }
+        if self.signatures.len() > MAX_CERTIFICATE_SIGNATURES {
+            return Err("certificate has too many signatures".into());
+        }
+        let bytes = vote_sign_bytes(chain, VoteType::Precommit, height, self.round, Some(block_hash));
+        let mut power: u64 = 0;
+        let mut previous: Option<&PublicKey> = None;
+        for sig in &self.signatures {
+            if previous.is_some_and(|p| *p >= sig.validator) {
+                return Err(format!(
+                    "signatures are not in strictly ascending validator order at {} (duplicate or reordered)",
+                    sig.validator
+                ));
+            }
+            previous = Some(&sig.validator);
+            let Some(p) = validators.power_of(&sig.validator) else {
+                return Err(format!("signer {} is not in the validator set", sig.validator));
+            };
+            sig.validator
+                .verify(&bytes, &sig.signature)
+                .map_err(|_| format!("precommit signature of validator {} does not verify", sig.validator))?;
+            power = power.saturating_add(p);
+        }
+        if !validators.is_quorum(power) {
+            return Err(format!(
+                "signers hold {power} of {} voting power; more than 2/3 is required",
+                validators.total_power
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A block with its certificate: one record of the block log and of an export.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertifiedBlock {
+    /// The block.
+    pub block: Block,
+    /// Its commit certificate.
+    pub certificate: CommitCertificate,
+}
+
+/// What the chain needs to know about its tip to check the next block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tip {
+    /// Height of the last block (0 before the first).
+    pub height: u64,
+    /// Its hash (zero before the first).
+    pub hash: Hash,
+    /// Its time (the genesis time before the first).
+    pub time_ms: u64,
+    /// The app hash after it (zero before the first).
+    pub app_hash: Hash,
+}
+
+impl Tip {
+    /// The tip before any block.
+    pub fn genesis(genesis: &Genesis) -> Tip {
+        Tip { height: 0, hash: Hash::ZERO, time_ms: genesis.doc.genesis_time_ms, app_hash: Hash::ZERO }
+    }
+}
+
+/// Checks everything about a certified block that needs no state: chain, height, link, time,
+/// validator set, proposer, event count and root, and the certificate. Returns the block hash.
+pub fn check_block_envelope(
+    genesis: &Genesis,
+    parent: &Tip,
+    certified: &CertifiedBlock,
+    event_ids: &[Hash],
+) -> Result<Hash, String> {
+    let h = &certified.block.header;
+    if h.chain != genesis.hash {
+        return Err(format!("block belongs to chain {}, the genesis names chain {}", h.chain, genesis.hash));
+    }
+    if h.height != parent.height + 1 {
+        return Err(format!("height is {} but {} was expected after {}", h.height, parent.height + 1, parent.height));
+    }
+    if h.prev_hash != parent.hash {
+        return Err(format!("prev_hash {} does not match the previous block's hash {}", h.prev_hash, parent.hash));
+    }
+    if h.time_ms < parent.time_ms {
+        return Err(format!("time_ms {} is before the previous block's {}", h.time_ms, parent.time_ms));
+    }
+    if h.validators_hash != genesis.validators.hash {
+        return Err(format!(
+            "validators_hash {} is not the genesis validator set {}",
+            h.validators_hash, genesis.validators.hash
+        ));
+    }
+    if genesis.validators.power_of(&h.proposer).is_none() {
+        return Err(format!("proposer {} is not a validator", h.proposer));
+    }
+    let limit = genesis.doc.consensus.max_block_events.min(MAX_BLOCK_EVENTS);
+    if certified.block.events.len() != h.event_count as usize || h.event_count > limit {
+        return Err(format!(
+            "event_count {} does not match the {} events carried (limit {limit})",
+            h.event_count,
+            certified.block.events.len()
+        ));
+    }
+    let root = events_root(event_ids);
+    if root != h.events_root {
+        return Err(format!("events_root {} does not match the events carried ({root})", h.events_root));
+    }
+    let hash = h.hash();
+    certified
+        .certificate
+        .verify(&genesis.hash, &genesis.validators, h.height, &hash)
+        .map_err(|e| format!("commit certificate invalid: {e}"))?;
+    Ok(hash)
+}

@@ -1,0 +1,246 @@
+//! Strict JSON parsing and RFC 8785 (JCS) canonical serialisation.
+//!
+//! Event bodies and the genesis file are parsed into [`Value`], which refuses what could make one
+//! logical document have two meanings or two encodings: duplicate object keys, numbers with a
+//! fraction or exponent, and integers outside the interoperable range `|n| <= 2^53 - 1`.
+//! [`Value::to_canonical`] then writes the RFC 8785 form. Because only integers are admitted, the
+//! ECMAScript number formatting of RFC 8785 §3.2.2.3 reduces to plain decimal integers, which is
+//! why this small module is written here rather than pulled in as a general JCS crate; it is
+//! checked against the Python `rfc8785` reference in `docs/signing.md`'s test vectors.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+/// Largest integer magnitude admitted: 2^53 - 1 (RFC 7493 I-JSON, RFC 8785 §3.2.2.3).
+pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// A strictly parsed JSON value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    /// `null`
+    Null,
+    /// `true` / `false`
+    Bool(bool),
+    /// An integer with `|n| <= 2^53 - 1`.
+    Int(i64),
+    /// A string.
+    String(String),
+    /// An array.
+    Array(Vec<Value>),
+    /// An object; keys are unique.
+    Object(BTreeMap<String, Value>),
+}
+
+/// Why a document was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CanonicalError(pub String);
+
+impl Value {
+    /// Parses `bytes` strictly (see the module docs).
+    pub fn parse(bytes: &[u8]) -> Result<Value, CanonicalError> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let value = Value::deserialize(&mut de).map_err(|e| CanonicalError(e.to_string()))?;
+        de.end().map_err(|e| CanonicalError(e.to_string()))?;
+        Ok(value)
+    }
+
+    /// The RFC 8785 canonical form.
+    pub fn to_canonical(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        self.write_canonical(&mut out);
+        out
+    }
+
+    fn write_canonical(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Bool(true) => out.extend_from_slice(b"true"),
+            Value::Bool(false) => out.extend_from_slice(b"false"),
+            Value::Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            Value::String(s) => write_string(s, out),
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    item.write_canonical(out);
+                }
+                out.push(b']');
+            }
+            Value::Object(map) => {
+                // RFC 8785 §3.2.3: members sorted by the UTF-16 code units of their names.
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+                out.push(b'{');
+                for (i, key) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_string(key, out);
+                    out.push(b':');
+                    map[key].write_canonical(out);
+                }
+                out.push(b'}');
+            }
+        }
+    }
+
+    /// Converts to a `serde_json::Value` (for typed deserialisation).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(b) => serde_json::Value::Bool(*b),
+            Value::Int(n) => serde_json::Value::from(*n),
+            Value::String(s) => serde_json::Value::String(s.clone()),
+            Value::Array(items) => serde_json::Value::Array(items.iter().map(Value::to_json).collect()),
+            Value::Object(map) => serde_json::Value::Object(
+                map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect(),
+            ),
+        }
+    }
+
+    /// Converts from a `serde_json::Value`, applying the same restrictions as [`Value::parse`].
+    pub fn from_json(value: &serde_json::Value) -> Result<Value, CanonicalError> {
+        // Round-tripping through text applies exactly the parser's checks.
+        let text = serde_json::to_vec(value).map_err(|e| CanonicalError(e.to_string()))?;
+        Value::parse(&text)
+    }
+}
+
+/// RFC 8785 §3.2.2.2: the ECMAScript JSON.stringify string form.
+fn write_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\u{08}' => out.extend_from_slice(b"\\b"),
+            '\u{0c}' => out.extend_from_slice(b"\\f"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+fn check_int<E: de::Error>(n: i128) -> Result<Value, E> {
+    if n.abs() > i128::from(MAX_SAFE_INTEGER) {
+        return Err(E::custom(format!(
+            "integer {n} is outside the range -(2^53-1)..=2^53-1; send large values as strings"
+        )));
+    }
+    #[allow(clippy::cast_possible_truncation)] // checked just above
+    Ok(Value::Int(n as i64))
+}
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        check_int(i128::from(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        check_int(i128::from(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Err(E::custom(format!(
+            "number {v} has a fraction or exponent; only integers are allowed (write money and \
+             quantities as decimal strings such as \"12.50\")"
+        )))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Value>()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = BTreeMap::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value::<Value>()?;
+            if out.contains_key(&key) {
+                return Err(de::Error::custom(format!("duplicate key \"{key}\"")));
+            }
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canon(text: &str) -> String {
+        String::from_utf8(Value::parse(text.as_bytes()).expect("parse").to_canonical())
+            .expect("utf8")
+    }
+
+    #[test]
+    fn sorts_keys_and_strips_whitespace() {
+        assert_eq!(canon(r#"{ "b": 1, "a": [true, null, "x"] }"#), r#"{"a":[true,null,"x"],"b":1}"#);
+    }
+
+    #[test]
+    fn sorts_by_utf16_code_units_not_utf8_bytes() {
+        // U+FB01 (one UTF-16 unit 0xFB01) sorts after U+1F600 (surrogates 0xD83D...) in UTF-16,
+        // though before it in UTF-8 byte order.
+        assert_eq!(canon("{\"\u{fb01}\":1,\"\u{1f600}\":2}"), "{\"\u{1f600}\":2,\"\u{fb01}\":1}");
+    }
+
+    #[test]
+    fn escapes_like_ecmascript() {
+        assert_eq!(canon(r#""a\u0001\n\"\\\/é\u2028""#), "\"a\\u0001\\n\\\"\\\\/é\u{2028}\"");
+    }
+
+    #[test]
+    fn rejects_duplicates_fractions_and_big_integers() {
+        for bad in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":1.5}"#,
+            r#"{"a":1e3}"#,
+            r#"{"a":9007199254740992}"#,
+            r#"{"a":-9007199254740992}"#,
+            r#"{"a":1} x"#,
+        ] {
+            assert!(Value::parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+        assert!(Value::parse(br#"{"a":9007199254740991}"#).is_ok());
+    }
+}

@@ -1,0 +1,208 @@
+//! Errors of the ledger crate.
+//!
+//! Two layers: a [`Rejection`] is the verdict of the rules on one event (a normal outcome, with a
+//! stable code and a sentence for a person); a [`LedgerError`] is an operation that failed
+//! (corrupt storage, a bad block, an I/O error) and says what to do.
+
+use std::fmt;
+
+/// Stable, machine-readable rejection codes. Integrations match on the string form; never rename
+/// one, only add.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(missing_docs)] // each code is documented in docs/events.md
+pub enum RejectCode {
+    // Envelope and signature.
+    MalformedEvent,
+    EventTooLarge,
+    UnknownKind,
+    WrongChain,
+    UnknownParticipant,
+    KeyNotAuthorized,
+    BadSignature,
+    DuplicateEvent,
+    DuplicateNonce,
+    TimeSkew,
+    RoleNotPermitted,
+    InvalidField,
+    // Orders and invoices.
+    DuplicateOrder,
+    UnknownOrder,
+    SellerNotExporter,
+    NotOrderSeller,
+    NotOrderBuyer,
+    OrderNotAccepted,
+    OrderAlreadyAccepted,
+    DuplicateInvoice,
+    UnknownInvoice,
+    CurrencyMismatch,
+    InvoiceExceedsOrder,
+    // Shipments.
+    DuplicateShipment,
+    UnknownShipment,
+    NotBookedForwarder,
+    UnknownForwarder,
+    ShipmentOutOfOrder,
+    ExportNotCleared,
+    ImportNotCleared,
+    // Customs.
+    DuplicateDeclaration,
+    UnknownDeclaration,
+    DeclarationCountryMismatch,
+    DeclarationExists,
+    NotDeclarant,
+    CustomsWrongCountry,
+    DeclarationHeld,
+    DeclarationAlreadyDecided,
+    // Documents.
+    DuplicateDocument,
+    UnknownDocument,
+    UnknownReference,
+    NotAParty,
+    // Letters of credit and payments.
+    DuplicateLc,
+    UnknownLc,
+    LcPartyMismatch,
+    LcExpired,
+    LcDocumentsNotPresented,
+    LcOverdrawn,
+    NotIssuingBank,
+    DuplicatePayment,
+    PaymentPartyMismatch,
+    Overpayment,
+}
+
+impl RejectCode {
+    /// The stable string form, e.g. `ROLE_NOT_PERMITTED`.
+    pub fn as_str(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Display for RejectCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_str())
+    }
+}
+
+/// The rules' verdict on an event that may not be appended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// Stable code.
+    pub code: RejectCode,
+    /// What was wrong and what to do, for a person.
+    pub message: String,
+}
+
+impl Rejection {
+    /// A rejection with a code and a message.
+    pub fn new(code: RejectCode, message: impl Into<String>) -> Rejection {
+        Rejection { code, message: message.into() }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// Shorthand for returning a rejection.
+pub(crate) fn reject<T>(code: RejectCode, message: impl Into<String>) -> Result<T, Rejection> {
+    Err(Rejection::new(code, message))
+}
+
+/// Operations of the ledger that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The genesis file is invalid.
+    #[error("genesis is invalid: {0}")]
+    Genesis(String),
+    /// An I/O operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The block log is damaged in a way that truncating a torn tail cannot repair.
+    #[error("block log corrupt at {location}: {detail}. The data dir cannot be trusted: restore it from an export or resync it from peers")]
+    CorruptLog {
+        /// Segment file and offset.
+        location: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The sled index disagrees with the block log or cannot be read.
+    #[error("index inconsistent with the block log: {0}. Run `tradeloop reindex --data-dir DIR --genesis FILE` to rebuild it from the log")]
+    IndexInconsistent(String),
+    /// sled reported an error.
+    #[error("index store error: {0}")]
+    Store(String),
+    /// A block or certificate failed validation.
+    #[error("block at height {height} is invalid: {detail}")]
+    InvalidBlock {
+        /// The height of the block.
+        height: u64,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A block contained an event that the rules reject.
+    #[error("block at height {height}, event {index}: {rejection}")]
+    RejectedEvent {
+        /// Height of the block.
+        height: u64,
+        /// Position of the event in the block.
+        index: u32,
+        /// The rules' verdict.
+        rejection: Rejection,
+    },
+    /// The data dir belongs to another chain.
+    #[error("data dir belongs to chain {found}, but the genesis names chain {expected}; point --data-dir and --genesis at the same network")]
+    WrongChain {
+        /// The chain in the genesis.
+        expected: String,
+        /// The chain recorded in the data dir.
+        found: String,
+    },
+    /// An export file is malformed.
+    #[error("export file is malformed: {0}")]
+    Export(String),
+    /// Something that was looked up does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+}
+
+impl LedgerError {
+    /// A stable machine-readable code for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LedgerError::Genesis(_) => "GENESIS_INVALID",
+            LedgerError::Io { .. } => "IO",
+            LedgerError::CorruptLog { .. } => "LOG_CORRUPT",
+            LedgerError::IndexInconsistent(_) => "INDEX_INCONSISTENT",
+            LedgerError::Store(_) => "STORE",
+            LedgerError::InvalidBlock { .. } => "BLOCK_INVALID",
+            LedgerError::RejectedEvent { .. } => "BLOCK_EVENT_REJECTED",
+            LedgerError::WrongChain { .. } => "WRONG_CHAIN",
+            LedgerError::Export(_) => "EXPORT_MALFORMED",
+            LedgerError::NotFound(_) => "NOT_FOUND",
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> LedgerError {
+        LedgerError::Io { context: context.into(), source }
+    }
+}
+
+impl From<sled::Error> for LedgerError {
+    fn from(e: sled::Error) -> LedgerError {
+        LedgerError::Store(e.to_string())
+    }
+}

@@ -1,0 +1,256 @@
+//! Field types and syntax checks shared by the event catalogue: money, dates, codes.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Decimal places kept for money, quantities and weights.
+pub const DECIMAL_SCALE: u32 = 6;
+const SCALE_FACTOR: u128 = 1_000_000;
+/// Most integer digits in a decimal string (keeps every value far inside `u128`).
+pub const MAX_INTEGER_DIGITS: usize = 24;
+
+/// A non-negative decimal with up to six places, written in JSON as a string such as
+/// `"12500.00"` and held as an integer count of millionths, so arithmetic is exact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+pub struct Decimal(pub u128);
+
+impl Decimal {
+    /// Parses `^(0|[1-9][0-9]{0,23})(\.[0-9]{1,6})?$`.
+    pub fn parse(text: &str) -> Result<Decimal, String> {
+        let (int_part, frac_part) = match text.split_once('.') {
+            Some((i, f)) => (i, Some(f)),
+            None => (text, None),
+        };
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(int_part)
+            || int_part.len() > MAX_INTEGER_DIGITS
+            || (int_part.len() > 1 && int_part.starts_with('0'))
+        {
+            return Err(format!(
+                "\"{text}\" is not a decimal: write digits with an optional fraction, e.g. \"12500.00\""
+            ));
+        }
+        let mut value: u128 = int_part.bytes().fold(0u128, |acc, b| acc * 10 + u128::from(b - b'0'));
+        value *= SCALE_FACTOR;
+        if let Some(frac) = frac_part {
+            if !digits(frac) || frac.len() > DECIMAL_SCALE as usize {
+                return Err(format!(
+                    "\"{text}\" has a bad fraction: use 1 to {DECIMAL_SCALE} digits after the point"
+                ));
+            }
+            let mut scale = SCALE_FACTOR;
+            for b in frac.bytes() {
+                scale /= 10;
+                value += u128::from(b - b'0') * scale;
+            }
+        }
+        Ok(Decimal(value))
+    }
+
+    /// Whether the value is zero.
+    pub fn is_zero(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// Sum, saturating (amounts are bounded far below `u128::MAX`).
+    pub fn plus(self, other: Decimal) -> Decimal {
+        Decimal(self.0.saturating_add(other.0))
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let int = self.0 / SCALE_FACTOR;
+        let frac = self.0 % SCALE_FACTOR;
+        if frac == 0 {
+            return write!(f, "{int}.00");
+        }
+        let text = format!("{frac:06}");
+        let trimmed = text.trim_end_matches('0');
+        let shown = if trimmed.len() < 2 { &text[..2] } else { trimmed };
+        write!(f, "{int}.{shown}")
+    }
+}
+
+/// A decimal that keeps its JSON string form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecimalString {
+    /// The parsed value.
+    pub value: Decimal,
+    /// The text as signed.
+    pub text: String,
+}
+
+impl<'de> Deserialize<'de> for DecimalString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let value = Decimal::parse(&text).map_err(serde::de::Error::custom)?;
+        Ok(DecimalString { value, text })
+    }
+}
+
+impl Serialize for DecimalString {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+fn all_upper_alpha(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// ISO 4217 currency: three upper-case letters.
+pub fn check_currency(s: &str) -> Result<(), String> {
+    if s.len() == 3 && all_upper_alpha(s) {
+        Ok(())
+    } else {
+        Err(format!("currency \"{s}\" is not an ISO 4217 code such as \"USD\""))
+    }
+}
+
+/// ISO 3166-1 alpha-2 country: two upper-case letters.
+pub fn check_country(s: &str) -> Result<(), String> {
+    if s.len() == 2 && all_upper_alpha(s) {
+        Ok(())
+    } else {
+        Err(format!("country \"{s}\" is not an ISO 3166-1 alpha-2 code such as \"DE\""))
+    }
+}
+
+/// UN/LOCODE: country (2 letters) + location (3 letters or digits 2-9), e.g. `CNSHA`, `DEHAM`.
+pub fn check_locode(s: &str) -> Result<(), String> {
+    let b = s.as_bytes();
+    let ok = b.len() == 5
+        && b[..2].iter().all(u8::is_ascii_uppercase)
+        && b[2..].iter().all(|c| c.is_ascii_uppercase() || (b'2'..=b'9').contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("location \"{s}\" is not a UN/LOCODE such as \"CNSHA\" or \"DEHAM\""))
+    }
+}
+
+/// Harmonized System code: 6 to 10 digits.
+pub fn check_hs_code(s: &str) -> Result<(), String> {
+    if (6..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(format!("HS code \"{s}\" must be 6 to 10 digits, e.g. \"851713\""))
+    }
+}
+
+/// ISO 6346 container number with its check digit, e.g. `MSCU1234566`.
+pub fn check_container(s: &str) -> Result<(), String> {
+    let b = s.as_bytes();
+    let shape = b.len() == 11
+        && b[..3].iter().all(u8::is_ascii_uppercase)
+        && matches!(b[3], b'U' | b'J' | b'Z')
+        && b[4..].iter().all(u8::is_ascii_digit);
+    if !shape {
+        return Err(format!(
+            "container \"{s}\" is not an ISO 6346 number (owner code, category U/J/Z, 6 digits, check digit)"
+        ));
+    }
+    if iso6346_check_digit(&b[..10]) != u32::from(b[10] - b'0') {
+        return Err(format!("container \"{s}\" has a wrong ISO 6346 check digit"));
+    }
+    Ok(())
+}
+
+/// The ISO 6346 check digit of the first ten characters.
+pub fn iso6346_check_digit(first_ten: &[u8]) -> u32 {
+    // Letters map to 10..38 skipping multiples of 11.
+    let value = |c: u8| -> u32 {
+        if c.is_ascii_digit() {
+            return u32::from(c - b'0');
+        }
+        let mut v = 10u32;
+        let mut letter = b'A';
+        while letter < c {
+            v += 1;
+            if v % 11 == 0 {
+                v += 1;
+            }
+            letter += 1;
+        }
+        v
+    };
+    let sum: u32 = first_ten.iter().enumerate().map(|(i, &c)| value(c) << i).sum();
+    sum % 11 % 10
+}
+
+/// A calendar date `YYYY-MM-DD`, held as days since 1970-01-01.
+pub fn parse_date(s: &str) -> Result<i64, String> {
+    let err = || format!("date \"{s}\" is not YYYY-MM-DD");
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return Err(err());
+    }
+    let num = |r: std::ops::Range<usize>| -> Result<i64, String> {
+        s[r].parse::<i64>().map_err(|_| err())
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&m) || d < 1 || d > days_in_month[(m - 1) as usize] {
+        return Err(err());
+    }
+    Ok(days_from_civil(y, m, d))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The day (since 1970-01-01, UTC) that a Unix time in milliseconds falls on.
+pub fn day_of_ms(time_ms: u64) -> i64 {
+    i64::try_from(time_ms / 86_400_000).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_parse_exactly_and_reject_junk() {
+        assert_eq!(Decimal::parse("12500.00"), Ok(Decimal(12_500_000_000)));
+        assert_eq!(Decimal::parse("0.000001"), Ok(Decimal(1)));
+        assert_eq!(Decimal::parse("7"), Ok(Decimal(7_000_000)));
+        for bad in ["", "-1", "01", "1.", ".5", "1.1234567", "1e3", "1,5", " 1"] {
+            assert!(Decimal::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Decimal(12_500_500_000).to_string(), "12500.50");
+        assert_eq!(Decimal(1).to_string(), "0.000001");
+    }
+
+    #[test]
+    fn iso6346_check_digits() {
+        assert!(check_container("CSQU3054383").is_ok());
+        assert!(check_container("MSCU1234566").is_ok());
+        assert!(check_container("CSQU3054384").is_err());
+        assert!(check_container("CSQX3054383").is_err());
+    }
+
+    #[test]
+    fn codes_and_dates() {
+        assert!(check_locode("CNSHA").is_ok());
+        assert!(check_locode("DEHAM").is_ok());
+        assert!(check_locode("cnsha").is_err());
+        assert!(check_locode("CNSH1").is_err());
+        assert!(check_hs_code("851713").is_ok());
+        assert!(check_hs_code("85171").is_err());
+        assert_eq!(parse_date("1970-01-01"), Ok(0));
+        assert_eq!(parse_date("2026-11-28"), Ok(20_785));
+        assert!(parse_date("2026-02-29").is_err());
+        assert!(parse_date("2024-02-29").is_ok());
+        assert_eq!(day_of_ms(86_400_000 * 3 + 5), 3);
+    }
+}

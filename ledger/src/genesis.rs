@@ -1,0 +1,313 @@
+//! The genesis file: chain id, participants, validators and consensus parameters.
+//!
+//! `genesis_hash = SHA-256("tradeloop/genesis/v1\0" || RFC 8785 form of the genesis JSON)`
+//! names the chain; every signature in the system is domain-separated with it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tradeloop_crypto::{domain_hash, Hash, PublicKey};
+
+use crate::canonical::Value;
+use crate::fields::check_country;
+use crate::{codec, LedgerError};
+
+/// Domain tag of the genesis hash.
+pub const GENESIS_DOMAIN: &[u8] = b"tradeloop/genesis/v1\0";
+/// Domain tag of the validator-set hash in block headers.
+pub const VALIDATORS_DOMAIN: &[u8] = b"tradeloop/validators/v1\0";
+/// Longest participant id, in bytes.
+pub const MAX_ID_BYTES: usize = 64;
+/// Largest genesis file accepted, in bytes.
+pub const MAX_GENESIS_BYTES: usize = 4 * 1024 * 1024;
+
+/// What a participant is, which decides which event kinds it may emit (docs/events.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum Role {
+    Exporter,
+    Importer,
+    Forwarder,
+    Bank,
+    Customs,
+    Auditor,
+}
+
+impl Role {
+    /// The lower-case name used in JSON.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Exporter => "exporter",
+            Role::Importer => "importer",
+            Role::Forwarder => "forwarder",
+            Role::Bank => "bank",
+            Role::Customs => "customs",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+/// An organisation on the network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Participant {
+    /// Stable id, e.g. `cn-exporter-acme` (lower-case letters, digits, `-`, `.`, `_`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// ISO 3166-1 alpha-2 country; for customs, its jurisdiction.
+    pub country: String,
+    /// Event-signing public keys (hex).
+    pub keys: Vec<PublicKey>,
+}
+
+/// A validator: a participant's node with voting power.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorEntry {
+    /// The participant running it.
+    pub participant: String,
+    /// The node's consensus public key (hex).
+    pub node_key: PublicKey,
+    /// Voting power (> 0).
+    pub power: u64,
+}
+
+/// Consensus and validation parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsensusParams {
+    /// Most events in one block.
+    #[serde(default = "default_max_block_events")]
+    pub max_block_events: u32,
+    /// Largest canonical event body, in bytes.
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: u32,
+    /// How far an event's `time_ms` may lie from its block's time, in milliseconds.
+    #[serde(default = "default_max_time_skew_ms")]
+    pub max_time_skew_ms: u64,
+    /// Propose timeout of round 0, in milliseconds.
+    #[serde(default = "default_timeout_propose_ms")]
+    pub timeout_propose_ms: u64,
+    /// Prevote timeout of round 0, in milliseconds.
+    #[serde(default = "default_timeout_vote_ms")]
+    pub timeout_prevote_ms: u64,
+    /// Precommit timeout of round 0, in milliseconds.
+    #[serde(default = "default_timeout_vote_ms")]
+    pub timeout_precommit_ms: u64,
+}
+
+fn default_max_block_events() -> u32 {
+    1000
+}
+fn default_max_event_bytes() -> u32 {
+    64 * 1024
+}
+fn default_max_time_skew_ms() -> u64 {
+    10 * 60 * 1000
+}
+fn default_timeout_propose_ms() -> u64 {
+    3000
+}
+fn default_timeout_vote_ms() -> u64 {
+    1000
+}
+
+impl Default for ConsensusParams {
+    fn default() -> Self {
+        ConsensusParams {
+            max_block_events: default_max_block_events(),
+            max_event_bytes: default_max_event_bytes(),
+            max_time_skew_ms: default_max_time_skew_ms(),
+            timeout_propose_ms: default_timeout_propose_ms(),
+            timeout_prevote_ms: default_timeout_vote_ms(),
+            timeout_precommit_ms: default_timeout_vote_ms(),
+        }
+    }
+}
+
+/// The genesis document as written in the file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisDoc {
+    /// Human-readable chain id, e.g. `tradeloop-asia-eu`.
+    pub chain_id: String,
+    /// Genesis time, Unix milliseconds.
+    pub genesis_time_ms: u64,
+    /// Participants.
+    pub participants: Vec<Participant>,
+    /// Validators.
+    pub validators: Vec<ValidatorEntry>,
+    /// Consensus parameters.
+    #[serde(default)]
+    pub consensus: ConsensusParams,
+}
+
+/// A validator set with voting power; the order is the genesis order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidatorSet {
+    /// `(node key, power)` in genesis order.
+    pub validators: Vec<(PublicKey, u64)>,
+    /// Sum of voting power.
+    pub total_power: u64,
+    /// `SHA-256("tradeloop/validators/v1\0" || bincode(validators))`.
+    pub hash: Hash,
+}
+
+impl ValidatorSet {
+    /// Builds a set (callers validate uniqueness and power bounds).
+    pub fn new(validators: Vec<(PublicKey, u64)>) -> ValidatorSet {
+        let total_power = validators.iter().map(|(_, p)| *p).sum();
+        let hash = domain_hash(VALIDATORS_DOMAIN, &[&codec::encode(&validators)]);
+        ValidatorSet { validators, total_power, hash }
+    }
+
+    /// The power of a validator, if it is one.
+    pub fn power_of(&self, key: &PublicKey) -> Option<u64> {
+        self.validators.iter().find(|(k, _)| k == key).map(|(_, p)| *p)
+    }
+
+    /// Whether `power` is more than two thirds of the total: `3 * power > 2 * total`.
+    pub fn is_quorum(&self, power: u64) -> bool {
+        u128::from(power) * 3 > u128::from(self.total_power) * 2
+    }
+}
+
+/// A parsed, checked genesis with lookup tables.
+#[derive(Clone, Debug)]
+pub struct Genesis {
+    /// The document.
+    pub doc: GenesisDoc,
+    /// The chain's name: the genesis hash.
+    pub hash: Hash,
+    /// The validator set.
+    pub validators: ValidatorSet,
+    participants: BTreeMap<String, Participant>,
+    key_owner: HashMap<PublicKey, String>,
+}
+
+impl Genesis {
+    /// Parses and checks genesis JSON bytes.
+    pub fn from_json_bytes(bytes: &[u8]) -> Result<Genesis, LedgerError> {
+        if bytes.len() > MAX_GENESIS_BYTES {
+            return Err(LedgerError::Genesis(format!(
+                "file is {} bytes; the limit is {MAX_GENESIS_BYTES}",
+                bytes.len()
+            )));
+        }
+        let value = Value::parse(bytes).map_err(|e| LedgerError::Genesis(e.to_string()))?;
+        let doc: GenesisDoc = serde_json::from_value(value.to_json())
+            .map_err(|e| LedgerError::Genesis(e.to_string()))?;
+        let hash = domain_hash(GENESIS_DOMAIN, &[&value.to_canonical()]);
+        Genesis::from_doc_with_hash(doc, hash)
+    }
+
+    /// Reads and checks a genesis file.
+    pub fn load(path: &Path) -> Result<Genesis, LedgerError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| LedgerError::io(format!("cannot read genesis {}", path.display()), e))?;
+        Genesis::from_json_bytes(&bytes)
+    }
+
+    /// Checks a document built in code and computes its hash.
+    pub fn from_doc(doc: GenesisDoc) -> Result<Genesis, LedgerError> {
+        Genesis::from_json_bytes(&doc.to_json_bytes())
+    }
+
+    fn from_doc_with_hash(doc: GenesisDoc, hash: Hash) -> Result<Genesis, LedgerError> {
+        let bad = |m: String| Err(LedgerError::Genesis(m));
+        if doc.chain_id.is_empty() || doc.chain_id.len() > MAX_ID_BYTES {
+            return bad(format!("chain_id must be 1 to {MAX_ID_BYTES} bytes"));
+        }
+        let mut participants = BTreeMap::new();
+        let mut key_owner = HashMap::new();
+        for p in &doc.participants {
+            check_participant_id(&p.id).map_err(LedgerError::Genesis)?;
+            check_country(&p.country)
+                .map_err(|e| LedgerError::Genesis(format!("participant {}: {e}", p.id)))?;
+            if p.keys.is_empty() && p.role != Role::Auditor {
+                return bad(format!("participant {} has no signing keys", p.id));
+            }
+            for key in &p.keys {
+                if let Some(other) = key_owner.insert(*key, p.id.clone()) {
+                    return bad(format!("key {key} is listed for both {other} and {}", p.id));
+                }
+            }
+            if participants.insert(p.id.clone(), p.clone()).is_some() {
+                return bad(format!("participant id {} appears twice", p.id));
+            }
+        }
+        if doc.validators.is_empty() {
+            return bad("at least one validator is required".into());
+        }
+        let mut set = Vec::new();
+        for v in &doc.validators {
+            if !participants.contains_key(&v.participant) {
+                return bad(format!("validator names unknown participant {}", v.participant));
+            }
+            if v.power == 0 || v.power > (1 << 40) {
+                return bad(format!("validator {} power must be 1..=2^40", v.node_key));
+            }
+            if set.iter().any(|(k, _)| *k == v.node_key) {
+                return bad(format!("validator node key {} appears twice", v.node_key));
+            }
+            set.push((v.node_key, v.power));
+        }
+        let c = &doc.consensus;
+        if c.max_block_events == 0 || c.max_block_events > crate::block::MAX_BLOCK_EVENTS {
+            return bad(format!(
+                "consensus.max_block_events must be 1..={}",
+                crate::block::MAX_BLOCK_EVENTS
+            ));
+        }
+        if c.max_event_bytes < 256 || c.max_event_bytes > crate::event::MAX_EVENT_BYTES {
+            return bad(format!(
+                "consensus.max_event_bytes must be 256..={}",
+                crate::event::MAX_EVENT_BYTES
+            ));
+        }
+        Ok(Genesis { validators: ValidatorSet::new(set), doc, hash, participants, key_owner })
+    }
+
+    /// A participant by id.
+    pub fn participant(&self, id: &str) -> Option<&Participant> {
+        self.participants.get(id)
+    }
+
+    /// The participant that owns an event-signing key.
+    pub fn key_owner(&self, key: &PublicKey) -> Option<&str> {
+        self.key_owner.get(key).map(String::as_str)
+    }
+
+    /// All participants, by id.
+    pub fn participants(&self) -> impl Iterator<Item = &Participant> {
+        self.participants.values()
+    }
+}
+
+impl GenesisDoc {
+    /// Pretty JSON, as written by `tradeloop genesis`.
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+}
+
+/// Participant ids: 1..=64 bytes of `a-z 0-9 - . _`.
+pub fn check_participant_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID_BYTES
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "participant id \"{id}\" must be 1 to {MAX_ID_BYTES} characters of a-z, 0-9, '-', '.', '_'"
+        ))
+    }
+}

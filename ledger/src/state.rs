@@ -1,0 +1,166 @@
+//! Ledger state: the entities the rules keep, their keys, and reading them.
+//!
+//! State is a map from byte keys to bincode values (see `docs/formats.md`):
+//!
+//! | key                         | value            |
+//! |-----------------------------|------------------|
+//! | `order/<order_id>`          | [`OrderState`]   |
+//! | `invoice/<invoice_id>`      | [`InvoiceState`] |
+//! | `shipment/<shipment_id>`    | [`ShipmentState`]|
+//! | `declaration/<id>`          | [`DeclarationState`] |
+//! | `lc/<lc_id>`                | [`LcState`]      |
+//! | `document/<doc_id>`         | [`DocumentState`]|
+//! | `payment/<payment_id>`      | invoice id       |
+//! | `nonce/<author>\0<nonce>`   | event id         |
+
+use serde::{Deserialize, Serialize};
+use tradeloop_crypto::Hash;
+
+use crate::event::{Condition, DocType, Direction};
+use crate::fields::Decimal;
+use crate::LedgerError;
+
+/// Reads committed state. Implemented by the sled index and by the in-memory replay of `verify`.
+pub trait StateRead {
+    /// The value stored under a state key.
+    fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError>;
+    /// Whether an event with this id was ever committed.
+    fn event_known(&self, id: &Hash) -> Result<bool, LedgerError>;
+}
+
+/// The state key of an entity.
+pub fn entity_key(prefix: &str, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + 1 + id.len());
+    key.extend_from_slice(prefix.as_bytes());
+    key.push(b'/');
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// The state key of an author's nonce.
+pub fn nonce_key(author: &str, nonce: &str) -> Vec<u8> {
+    let mut key = entity_key("nonce", author);
+    key.push(0);
+    key.extend_from_slice(nonce.as_bytes());
+    key
+}
+
+/// An order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct OrderState {
+    pub buyer: String,
+    pub seller: String,
+    pub currency: String,
+    pub amount: Decimal,
+    pub accepted: bool,
+    /// Sum of invoices issued against it.
+    pub invoiced: Decimal,
+    pub invoices: Vec<String>,
+    pub shipments: Vec<String>,
+    pub lcs: Vec<String>,
+}
+
+/// An invoice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct InvoiceState {
+    pub order_id: String,
+    pub issuer: String,
+    pub currency: String,
+    pub amount: Decimal,
+    /// Sum of payments settled against it.
+    pub settled: Decimal,
+}
+
+/// Where a shipment is in its lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum ShipmentStatus {
+    Booked,
+    PickedUp,
+    Departed,
+    Arrived,
+    Delivered,
+    Received,
+}
+
+/// A shipment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ShipmentState {
+    pub order_ids: Vec<String>,
+    pub booked_by: String,
+    pub forwarder: String,
+    pub buyer: String,
+    pub seller: String,
+    pub origin: String,
+    pub destination: String,
+    pub status: ShipmentStatus,
+    pub export_cleared: bool,
+    pub import_cleared: bool,
+    pub condition: Option<Condition>,
+    pub declarations: Vec<String>,
+    pub exceptions: u32,
+}
+
+impl ShipmentState {
+    /// The export country (the origin's UN/LOCODE country).
+    pub fn export_country(&self) -> &str {
+        &self.origin[..2]
+    }
+    /// The import country (the destination's UN/LOCODE country).
+    pub fn import_country(&self) -> &str {
+        &self.destination[..2]
+    }
+}
+
+/// Status of a customs declaration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum DeclarationStatus {
+    Filed,
+    Held,
+    Cleared,
+}
+
+/// A customs declaration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct DeclarationState {
+    pub shipment_id: String,
+    pub direction: Direction,
+    pub country: String,
+    pub declarant: String,
+    pub status: DeclarationStatus,
+    /// Duties assessed, per currency.
+    pub duties: Vec<(String, Decimal)>,
+}
+
+/// A letter of credit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct LcState {
+    pub order_id: String,
+    pub issuing_bank: String,
+    pub applicant: String,
+    pub beneficiary: String,
+    pub currency: String,
+    pub amount: Decimal,
+    /// Expiry, days since 1970-01-01.
+    pub expiry_day: i64,
+    pub presented: bool,
+    pub settled: Decimal,
+}
+
+/// An anchored document (its hash; the file stays off-chain).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct DocumentState {
+    pub author: String,
+    pub doc_type: DocType,
+    pub sha256: String,
+    pub refs: Vec<String>,
+}
