@@ -132,10 +132,12 @@ pub enum LedgerError {
         source: std::io::Error,
     },
     /// The block log is damaged in a way that truncating a torn tail cannot repair.
-    #[error("block log corrupt at {location}: {detail}. The data dir cannot be trusted: restore it from an export or resync it from peers")]
+    #[error("block log corrupt at {location} (block at height {height}): {detail}. The data dir cannot be trusted: restore it from an export or resync it from peers")]
     CorruptLog {
         /// Segment file and offset.
         location: String,
+        /// Height of the first block that cannot be read.
+        height: u64,
         /// What is wrong.
         detail: String,
     },

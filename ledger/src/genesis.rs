@@ -186,6 +186,8 @@ pub struct Genesis {
     pub hash: Hash,
     /// The validator set.
     pub validators: ValidatorSet,
+    /// The RFC 8785 form of the genesis JSON (what the hash covers; carried in exports).
+    pub canonical: Vec<u8>,
     participants: BTreeMap<String, Participant>,
     key_owner: HashMap<PublicKey, String>,
 }
@@ -202,8 +204,9 @@ impl Genesis {
         let value = Value::parse(bytes).map_err(|e| LedgerError::Genesis(e.to_string()))?;
         let doc: GenesisDoc = serde_json::from_value(value.to_json())
             .map_err(|e| LedgerError::Genesis(e.to_string()))?;
-        let hash = domain_hash(GENESIS_DOMAIN, &[&value.to_canonical()]);
-        Genesis::from_doc_with_hash(doc, hash)
+        let canonical = value.to_canonical();
+        let hash = domain_hash(GENESIS_DOMAIN, &[&canonical]);
+        Genesis::from_doc_with_hash(doc, hash, canonical)
     }
 
     /// Reads and checks a genesis file.
@@ -218,7 +221,7 @@ impl Genesis {
         Genesis::from_json_bytes(&doc.to_json_bytes())
     }
 
-    fn from_doc_with_hash(doc: GenesisDoc, hash: Hash) -> Result<Genesis, LedgerError> {
+    fn from_doc_with_hash(doc: GenesisDoc, hash: Hash, canonical: Vec<u8>) -> Result<Genesis, LedgerError> {
         let bad = |m: String| Err(LedgerError::Genesis(m));
         if doc.chain_id.is_empty() || doc.chain_id.len() > MAX_ID_BYTES {
             return bad(format!("chain_id must be 1 to {MAX_ID_BYTES} bytes"));
@@ -270,7 +273,7 @@ impl Genesis {
                 crate::event::MAX_EVENT_BYTES
             ));
         }
-        Ok(Genesis { validators: ValidatorSet::new(set), doc, hash, participants, key_owner })
+        Ok(Genesis { validators: ValidatorSet::new(set), doc, hash, canonical, participants, key_owner })
     }
 
     /// A participant by id.

@@ -21,8 +21,18 @@ pub mod event;
 pub mod fields;
 pub mod genesis;
 pub mod rules;
+pub mod sample;
 pub mod state;
 
 pub use error::{LedgerError, RejectCode, Rejection};
 pub use event::{check_event, Event, Payload, SignedEvent};
 pub use genesis::{Genesis, GenesisDoc, Participant, Role, ValidatorEntry, ValidatorSet};
+pub mod blocklog;
+pub mod execute;
+pub mod frame;
+pub mod store;
+
+pub use block::{Block, CertifiedBlock, CommitCertificate, Header, Tip};
+pub use store::Ledger;
+pub mod audit;
+pub mod export;

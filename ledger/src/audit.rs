@@ -1,0 +1,329 @@
+//! The auditor's check: from the genesis alone, re-verify a whole chain.
+//!
+//! For every block, in order: the hash link, height, time, validator set, proposer,
+//! `events_root`, the commit certificate (> 2/3 of voting power, known validators, no
+//! duplicates, valid signatures), every event's canonical form, chain, key and signature, and a
+//! replay of every rule that recomputes `app_hash`. The first failure is reported with its
+//! height. Signature checks of the next batch of blocks run in parallel with the rule replay of
+//! the current one, so the audit runs near the machine's signature-verification limit.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::io::BufReader;
+use std::path::Path;
+
+use tradeloop_crypto::Hash;
+
+use crate::block::{CertifiedBlock, Tip};
+use crate::blocklog::BlockLog;
+use crate::event::Event;
+use crate::execute::{check_events, validate_checked};
+use crate::export::{ExportItem, ExportReader};
+use crate::genesis::Genesis;
+use crate::state::StateRead;
+use crate::{codec, LedgerError, Rejection};
+
+/// Blocks are checked in batches of about this many events.
+pub const AUDIT_BATCH_EVENTS: usize = 4096;
+/// ... or this many blocks, whichever comes first.
+pub const AUDIT_BATCH_BLOCKS: usize = 256;
+
+/// A chain that verified.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AuditReport {
+    /// The chain (genesis hash).
+    pub chain: Hash,
+    /// Blocks verified.
+    pub blocks: u64,
+    /// Events verified.
+    pub events: u64,
+    /// The last block.
+    pub tip_hash: Hash,
+    /// The state commitment after the last block.
+    pub app_hash: Hash,
+}
+
+/// The first thing found wrong.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuditFailure {
+    /// The first bad height (0: the file or genesis itself).
+    pub height: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for AuditFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.height == 0 {
+            write!(f, "{}", self.reason)
+        } else {
+            write!(f, "height {}: {}", self.height, self.reason)
+        }
+    }
+}
+
+fn fail<T>(height: u64, reason: impl Into<String>) -> Result<T, AuditFailure> {
+    Err(AuditFailure { height, reason: reason.into() })
+}
+
+/// In-memory state for replay.
+#[derive(Debug, Default)]
+struct MemState {
+    state: HashMap<Vec<u8>, Vec<u8>>,
+    events: HashSet<Hash>,
+}
+
+impl StateRead for MemState {
+    fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
+        Ok(self.state.get(key).cloned())
+    }
+    fn event_known(&self, id: &Hash) -> Result<bool, LedgerError> {
+        Ok(self.events.contains(id))
+    }
+}
+
+type CheckedBatch = Vec<(CertifiedBlock, Vec<Result<Event, Rejection>>)>;
+
+/// Replays a chain block by block.
+#[derive(Debug)]
+pub struct Auditor<'g> {
+    genesis: &'g Genesis,
+    state: MemState,
+    tip: Tip,
+    events: u64,
+}
+
+impl<'g> Auditor<'g> {
+    /// An auditor at the genesis.
+    pub fn new(genesis: &'g Genesis) -> Self {
+        Auditor { genesis, state: MemState::default(), tip: Tip::genesis(genesis), events: 0 }
+    }
+
+    /// Verifies blocks from `source` until it yields `None`. `progress(height)` is called as
+    /// blocks pass.
+    pub fn run(
+        &mut self,
+        mut source: impl FnMut() -> Result<Option<CertifiedBlock>, AuditFailure>,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<AuditReport, AuditFailure> {
+        let mut pending: Option<CheckedBatch> = None;
+        let mut source_error = None;
+        loop {
+            let mut batch = Vec::new();
+            let mut batch_events = 0;
+            while source_error.is_none() && batch.len() < AUDIT_BATCH_BLOCKS && batch_events < AUDIT_BATCH_EVENTS {
+                match source() {
+                    Ok(Some(block)) => {
+                        batch_events += block.block.events.len();
+                        batch.push(block);
+                    }
+                    Ok(None) => break,
+                    Err(e) => source_error = Some(e),
+                }
+            }
+            if batch.is_empty() && pending.is_none() {
+                break;
+            }
+            let genesis = self.genesis;
+            let to_replay = pending.take();
+            // Stateless checks of this batch overlap the rule replay of the previous one.
+            let (checked, replayed) = rayon::join(
+                || -> CheckedBatch {
+                    batch.into_iter().map(|b| {
+                        let checks = check_events(genesis, &b.block.events);
+                        (b, checks)
+                    }).collect()
+                },
+                || match to_replay {
+                    Some(batch) => self.replay(batch, progress),
+                    None => Ok(()),
+                },
+            );
+            replayed?;
+            if !checked.is_empty() {
+                pending = Some(checked);
+            }
+        }
+        if let Some(e) = source_error {
+            return Err(e);
+        }
+        Ok(self.report())
+    }
+
+    fn replay(&mut self, batch: CheckedBatch, progress: &mut (dyn FnMut(u64) + Send)) -> Result<(), AuditFailure> {
+        for (certified, checks) in batch {
+            let height = self.tip.height + 1;
+            let mut events = Vec::with_capacity(checks.len());
+            for (index, check) in checks.into_iter().enumerate() {
+                match check {
+                    Ok(e) => events.push(e),
+                    Err(r) => return fail(height, format!("event {index}: {r}")),
+                }
+            }
+            let validated = validate_checked(self.genesis, &self.state, &self.tip, &certified, events)
+                .map_err(|e| AuditFailure { height, reason: describe(&e) })?;
+            for e in &validated.events {
+                self.state.events.insert(e.id);
+            }
+            self.state.state.extend(validated.outcome.writes);
+            self.events += validated.events.len() as u64;
+            let h = &certified.block.header;
+            self.tip = Tip { height, hash: validated.hash, time_ms: h.time_ms, app_hash: h.app_hash };
+            progress(height);
+        }
+        Ok(())
+    }
+
+    fn report(&self) -> AuditReport {
+        AuditReport {
+            chain: self.genesis.hash,
+            blocks: self.tip.height,
+            events: self.events,
+            tip_hash: self.tip.hash,
+            app_hash: self.tip.app_hash,
+        }
+    }
+}
+
+fn describe(e: &LedgerError) -> String {
+    match e {
+        LedgerError::InvalidBlock { detail, .. } => detail.clone(),
+        LedgerError::RejectedEvent { index, rejection, .. } => format!("event {index}: {rejection}"),
+        other => other.to_string(),
+    }
+}
+
+/// Verifies a data dir's block log, and that the log is not shorter than its index says.
+/// `progress(height, total)`.
+pub fn verify_data_dir(
+    dir: &Path,
+    genesis: &Genesis,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<AuditReport, AuditFailure> {
+    let (log, report, damage) = BlockLog::open_for_audit(&dir.join("blocks"))
+        .map_err(|e| AuditFailure { height: 0, reason: e.to_string() })?;
+    let total = log.len();
+    let mut next = 1u64;
+    let mut auditor = Auditor::new(genesis);
+    let result = auditor.run(
+        || {
+            if next > total {
+                return Ok(None);
+            }
+            let block = log.read(next).map_err(|e| AuditFailure { height: next, reason: e.to_string() })?;
+            next += 1;
+            Ok(Some(block))
+        },
+        &mut |h| progress(h, total),
+    )?;
+    if let Some(damage) = damage {
+        return fail(total + 1, damage.to_string());
+    }
+    if report.torn_tail_bytes > 0 {
+        return fail(
+            total + 1,
+            format!(
+                "the block log ends inside a frame ({} bytes after height {total}): it was truncated or a write was torn",
+                report.torn_tail_bytes
+            ),
+        );
+    }
+    check_index_tip(dir, &log, total)?;
+    Ok(result)
+}
+
+/// The sled index records the tip it committed; a log shorter than that lost blocks.
+fn check_index_tip(dir: &Path, log: &BlockLog, total: u64) -> Result<(), AuditFailure> {
+    let index = dir.join("index");
+    if !index.exists() {
+        return Ok(());
+    }
+    let opened = std::panic::catch_unwind(|| sled::Config::new().path(&index).open());
+    let db = match opened {
+        Ok(Ok(db)) => db,
+        Ok(Err(e)) => {
+            return fail(
+                total + 1,
+                format!("cannot open the index to confirm the log is complete ({e}); stop the node, or verify an export"),
+            )
+        }
+        Err(_) => return fail(total + 1, "the index is damaged; cannot confirm the log is complete"),
+    };
+    let tip = db
+        .open_tree(crate::store::trees::META)
+        .and_then(|t| t.get(b"tip"))
+        .map_err(|e| AuditFailure { height: total + 1, reason: format!("index unreadable: {e}") })?;
+    let Some(tip) = tip.and_then(|b| codec::decode::<Tip>(&b).ok()) else {
+        return Ok(());
+    };
+    if tip.height > total {
+        return fail(
+            total + 1,
+            format!(
+                "the block log ends at height {total} but the node committed up to height {}: the log was truncated",
+                tip.height
+            ),
+        );
+    }
+    if tip.height > 0 {
+        let block = log.read(tip.height).map_err(|e| AuditFailure { height: tip.height, reason: e.to_string() })?;
+        if block.block.header.hash() != tip.hash {
+            return fail(tip.height, "the block in the log differs from the one the node committed");
+        }
+    }
+    Ok(())
+}
+
+/// Verifies an export file against the auditor's genesis.
+pub fn verify_export(
+    path: &Path,
+    genesis: &Genesis,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<AuditReport, AuditFailure> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| AuditFailure { height: 0, reason: format!("cannot open {}: {e}", path.display()) })?;
+    let mut reader = ExportReader::new(BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| AuditFailure { height: 0, reason: e.to_string() })?;
+    let embedded = Genesis::from_json_bytes(&reader.genesis_json)
+        .map_err(|e| AuditFailure { height: 0, reason: format!("the export's genesis is invalid: {e}") })?;
+    if embedded.hash != genesis.hash {
+        return fail(
+            0,
+            format!(
+                "the export is for chain {}, but your genesis names chain {}: a foreign genesis",
+                embedded.hash, genesis.hash
+            ),
+        );
+    }
+    let mut trailer = None;
+    let mut auditor = Auditor::new(genesis);
+    let report = auditor.run(
+        || {
+            if trailer.is_some() {
+                return Ok(None);
+            }
+            match reader.next_item() {
+                Ok(ExportItem::Block(b)) => Ok(Some(*b)),
+                Ok(ExportItem::End(t)) => {
+                    trailer = Some(t);
+                    Ok(None)
+                }
+                Err((height, reason)) => fail(height, reason),
+            }
+        },
+        &mut |h| progress(h, 0),
+    )?;
+    let Some(trailer) = trailer else {
+        return fail(report.blocks + 1, "the export ends without its trailer: it was truncated");
+    };
+    if trailer.block_count != report.blocks || trailer.tip_hash != report.tip_hash || trailer.app_hash != report.app_hash {
+        return fail(
+            report.blocks + 1,
+            format!(
+                "the trailer promises {} blocks ending in {}, the file holds {} ending in {}",
+                trailer.block_count, trailer.tip_hash, report.blocks, report.tip_hash
+            ),
+        );
+    }
+    Ok(report)
+}

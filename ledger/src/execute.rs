@@ -1,0 +1,150 @@
+//! Building and validating blocks: stateless checks in parallel, rules in order.
+
+use rayon::prelude::*;
+use tradeloop_crypto::{Hash, SigningKey};
+
+use crate::block::{check_block_envelope, events_root, Block, CertifiedBlock, Header, Tip};
+use crate::event::{check_event, Event, SignedEvent};
+use crate::genesis::Genesis;
+use crate::rules::{ApplyError, BlockExecutor, BlockOutcome};
+use crate::state::StateRead;
+use crate::{LedgerError, Rejection};
+
+/// Runs [`check_event`] on every event, in parallel.
+pub fn check_events(genesis: &Genesis, events: &[SignedEvent]) -> Vec<Result<Event, Rejection>> {
+    events.par_iter().with_min_len(64).map(|e| check_event(genesis, e)).collect()
+}
+
+/// A block built from candidate events by a proposer.
+#[derive(Debug)]
+pub struct BuiltBlock {
+    /// The block (not yet certified).
+    pub block: Block,
+    /// Its hash.
+    pub hash: Hash,
+    /// The execution result.
+    pub outcome: BlockOutcome,
+    /// Candidates left out, by index into the candidate list, with the reason.
+    pub rejected: Vec<(usize, Rejection)>,
+}
+
+/// Builds the next block from `candidates`: every candidate is checked and applied in order;
+/// rejected ones are left out and reported. At most `max_block_events` are included; the caller
+/// passes no more than that.
+pub fn build_block<S: StateRead>(
+    genesis: &Genesis,
+    state: &S,
+    tip: &Tip,
+    candidates: &[SignedEvent],
+    time_ms: u64,
+    proposer: &SigningKey,
+) -> Result<BuiltBlock, LedgerError> {
+    let time_ms = time_ms.max(tip.time_ms);
+    let height = tip.height + 1;
+    let checked = check_events(genesis, candidates);
+    let mut executor = BlockExecutor::new(genesis, state, time_ms);
+    let mut included = Vec::new();
+    let mut ids = Vec::new();
+    let mut rejected = Vec::new();
+    let limit = genesis.doc.consensus.max_block_events as usize;
+    for (i, result) in checked.into_iter().enumerate() {
+        let event = match result {
+            Ok(e) => e,
+            Err(r) => {
+                rejected.push((i, r));
+                continue;
+            }
+        };
+        if included.len() >= limit {
+            break;
+        }
+        match executor.apply(&event) {
+            Ok(()) => {
+                ids.push(event.id);
+                included.push(candidates[i].clone());
+            }
+            Err(ApplyError::Rejected(r)) => rejected.push((i, r)),
+            Err(ApplyError::Store(e)) => return Err(e),
+        }
+    }
+    let outcome = executor.finish(&tip.app_hash, height);
+    let header = Header {
+        chain: genesis.hash,
+        height,
+        prev_hash: tip.hash,
+        time_ms,
+        proposer: proposer.public_key(),
+        events_root: events_root(&ids),
+        event_count: u32::try_from(included.len()).unwrap_or(u32::MAX),
+        app_hash: outcome.app_hash,
+        validators_hash: genesis.validators.hash,
+    };
+    let hash = header.hash();
+    Ok(BuiltBlock { block: Block { header, events: included }, hash, outcome, rejected })
+}
+
+/// A block that passed every check, with what it does to state.
+#[derive(Debug)]
+pub struct ValidatedBlock {
+    /// The block hash.
+    pub hash: Hash,
+    /// The checked events, in order.
+    pub events: Vec<Event>,
+    /// The execution result (its app hash equals the header's).
+    pub outcome: BlockOutcome,
+}
+
+/// Validates a certified block fully against the tip and state: the envelope checks of
+/// [`check_block_envelope`], every event's stateless checks, every rule, and the app hash.
+pub fn validate_block<S: StateRead>(
+    genesis: &Genesis,
+    state: &S,
+    tip: &Tip,
+    certified: &CertifiedBlock,
+) -> Result<ValidatedBlock, LedgerError> {
+    let height = certified.block.header.height;
+    let checked = check_events(genesis, &certified.block.events);
+    let mut events = Vec::with_capacity(checked.len());
+    for (index, result) in checked.into_iter().enumerate() {
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        events.push(result.map_err(|rejection| LedgerError::RejectedEvent { height, index, rejection })?);
+    }
+    validate_checked(genesis, state, tip, certified, events)
+}
+
+/// [`validate_block`] for a block whose events were already checked (in the same order).
+pub fn validate_checked<S: StateRead>(
+    genesis: &Genesis,
+    state: &S,
+    tip: &Tip,
+    certified: &CertifiedBlock,
+    events: Vec<Event>,
+) -> Result<ValidatedBlock, LedgerError> {
+    let header = &certified.block.header;
+    let height = header.height;
+    let ids: Vec<Hash> = events.iter().map(|e| e.id).collect();
+    let hash = check_block_envelope(genesis, tip, certified, &ids)
+        .map_err(|detail| LedgerError::InvalidBlock { height, detail })?;
+    let mut executor = BlockExecutor::new(genesis, state, header.time_ms);
+    for (index, event) in events.iter().enumerate() {
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        match executor.apply(event) {
+            Ok(()) => {}
+            Err(ApplyError::Rejected(rejection)) => {
+                return Err(LedgerError::RejectedEvent { height, index, rejection })
+            }
+            Err(ApplyError::Store(e)) => return Err(e),
+        }
+    }
+    let outcome = executor.finish(&tip.app_hash, height);
+    if outcome.app_hash != header.app_hash {
+        return Err(LedgerError::InvalidBlock {
+            height,
+            detail: format!(
+                "app_hash {} does not match the state after replaying the rules ({})",
+                header.app_hash, outcome.app_hash
+            ),
+        });
+    }
+    Ok(ValidatedBlock { hash, events, outcome })
+}

@@ -1,0 +1,6 @@
+//! Integration tests of the ledger crate, one module per area.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod chain;
