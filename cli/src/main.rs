@@ -1,1 +1,28 @@
-fn main() {}
+//! `tradeloop`: the command line of the tradeloop trade ledger.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod bench;
+mod commands;
+mod demo;
+
+/// A permissioned, BFT-finalised ledger of signed trade events.
+#[derive(Debug, Parser)]
+#[command(name = "tradeloop", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: commands::Command,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -176,6 +176,9 @@ pub enum LedgerError {
     /// An export file is malformed.
     #[error("export file is malformed: {0}")]
     Export(String),
+    /// A key or signature operation failed.
+    #[error(transparent)]
+    Crypto(#[from] tradeloop_crypto::CryptoError),
     /// Something that was looked up does not exist.
     #[error("{0} not found")]
     NotFound(String),
@@ -195,6 +198,7 @@ impl LedgerError {
             LedgerError::WrongChain { .. } => "WRONG_CHAIN",
             LedgerError::Export(_) => "EXPORT_MALFORMED",
             LedgerError::NotFound(_) => "NOT_FOUND",
+            LedgerError::Crypto(e) => e.code(),
         }
     }
 

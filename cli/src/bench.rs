@@ -1,0 +1,126 @@
+//! `tradeloop bench`: throughput figures beside the machine's own limits, measured in the same
+//! run.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use clap::Subcommand;
+use rayon::prelude::*;
+use tradeloop_crypto::SigningKey;
+use tradeloop_ledger::sample::{trade_events, trade_steps, Cast};
+use tradeloop_ledger::{Ledger, SignedEvent};
+
+use crate::commands::now_ms;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Audit throughput of `verify` (export and data dir) against raw ed25519 verification.
+    Verify {
+        /// Events in the chain.
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        /// Events per block.
+        #[arg(long, default_value_t = 1000)]
+        block_events: usize,
+    },
+    /// Durable append throughput of a one-validator chain (fsync per block).
+    Append {
+        /// Events to append.
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        /// Events per block.
+        #[arg(long, default_value_t = 1000)]
+        block_events: usize,
+    },
+}
+
+/// Raw `verify_strict` rate of one core: verifications per second of a 300-byte message.
+fn raw_verify_rate() -> f64 {
+    let key = SigningKey::from_seed_label("bench");
+    let msg = vec![7u8; 300];
+    let sig = key.sign(&msg);
+    let pk = key.public_key();
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_millis(1500) {
+        for _ in 0..100 {
+            if pk.verify(&msg, &sig).is_err() {
+                return 0.0;
+            }
+        }
+        n += 100;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Signs enough sample trades for `count` events, in parallel.
+fn sample_events(cast: &Cast, count: usize) -> Vec<SignedEvent> {
+    let per_trade = trade_steps(0).len();
+    let trades = count.div_ceil(per_trade) as u64;
+    let time = now_ms();
+    let mut events: Vec<SignedEvent> =
+        (1..=trades).into_par_iter().flat_map_iter(|n| trade_events(cast, n, time)).collect();
+    events.truncate(count);
+    events
+}
+
+fn fill_chain(ledger: &mut Ledger, cast: &Cast, events: &[SignedEvent], block_events: usize) -> Result<Duration> {
+    let started = Instant::now();
+    for chunk in events.chunks(block_events) {
+        let (_, rejected) = ledger.append_local(chunk, now_ms(), &cast.validator_keys[0])?;
+        if let Some((i, r)) = rejected.first() {
+            bail!("sample event {i} rejected: {r}");
+        }
+    }
+    Ok(started.elapsed())
+}
+
+pub fn run(command: BenchCommand) -> Result<ExitCode> {
+    let cores = cores();
+    match command {
+        BenchCommand::Append { events, block_events } => {
+            let cast = Cast::deterministic(1, now_ms() - 1000)?;
+            let dir = tempfile::tempdir()?;
+            eprintln!("signing {events} sample events...");
+            let signed = sample_events(&cast, events);
+            let mut ledger = Ledger::open(&dir.path().join("data"), cast.genesis.clone())?;
+            eprintln!("appending in blocks of {block_events} (fsync per block)...");
+            let took = fill_chain(&mut ledger, &cast, &signed, block_events)?;
+            let rate = signed.len() as f64 / took.as_secs_f64();
+            let raw = raw_verify_rate();
+            println!("bench append: {} events in {} blocks of {block_events} in {:.2} s", signed.len(), ledger.tip().height, took.as_secs_f64());
+            println!("  durable append:         {rate:>10.0} events/s");
+            println!("  raw verify_strict/core: {raw:>10.0} sig/s   cores: {cores}");
+            println!("  append / (cores x raw): {:>10.2}", rate / (raw * cores as f64));
+        }
+        BenchCommand::Verify { events, block_events } => {
+            let cast = Cast::deterministic(1, now_ms() - 1000)?;
+            let dir = tempfile::tempdir()?;
+            eprintln!("building a chain of {events} events...");
+            let signed = sample_events(&cast, events);
+            let mut ledger = Ledger::open(&dir.path().join("data"), cast.genesis.clone())?;
+            fill_chain(&mut ledger, &cast, &signed, block_events)?;
+            let export = dir.path().join("chain.tlx");
+            tradeloop_ledger::export::export(&ledger, &export)?;
+            drop(ledger);
+            let raw = raw_verify_rate();
+            let limit = raw * cores as f64;
+            println!("bench verify: {} events in blocks of {block_events}", signed.len());
+            println!("  raw verify_strict/core: {raw:>10.0} sig/s   cores: {cores}   limit (cores x raw): {limit:.0}/s");
+            for (what, d, e) in [("export", None, Some(export.as_path())), ("data dir", Some(dir.path().join("data")), None)] {
+                let started = Instant::now();
+                let report = crate::commands::run_verify(d.as_deref(), e, &cast.genesis)
+                    .map_err(|f| anyhow::anyhow!("verify failed at {f}"))?;
+                let secs = started.elapsed().as_secs_f64();
+                let rate = report.events as f64 / secs;
+                println!("  verify {what:<9}       {rate:>10.0} events/s ({secs:.2} s)   ratio to limit: {:.2}", rate / limit);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
