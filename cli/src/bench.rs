@@ -35,23 +35,63 @@ pub enum BenchCommand {
     },
 }
 
-/// Raw `verify_strict` rate of one core: verifications per second of a 300-byte message.
+/// Raw `verify_strict` rate of one core: verifications per second of a 300-byte message with
+/// an already parsed key, the best of five 400 ms runs (the least disturbed by other work).
 fn raw_verify_rate() -> f64 {
     let key = SigningKey::from_seed_label("bench");
     let msg = vec![7u8; 300];
     let sig = key.sign(&msg);
     let pk = key.public_key();
-    let started = Instant::now();
-    let mut n = 0u64;
-    while started.elapsed() < Duration::from_millis(1500) {
-        for _ in 0..100 {
-            if pk.verify(&msg, &sig).is_err() {
-                return 0.0;
+    let mut best = 0.0f64;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let mut n = 0u64;
+        while started.elapsed() < Duration::from_millis(400) {
+            for _ in 0..50 {
+                if pk.verify(&msg, &sig).is_err() {
+                    return 0.0;
+                }
             }
+            n += 50;
         }
-        n += 100;
+        best = best.max(n as f64 / started.elapsed().as_secs_f64());
     }
-    n as f64 / started.elapsed().as_secs_f64()
+    best
+}
+
+/// Raw `verify_strict` rate of all cores together: one verifying thread per core, each on its own
+/// key and message, the best of three 500 ms runs. This is what the machine can really do at
+/// once (shared caches, frequency scaling, SMT siblings all show up here).
+fn raw_parallel_verify_rate(threads: usize) -> f64 {
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let total: u64 = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    scope.spawn(move || {
+                        let key = SigningKey::from_seed_label(&format!("bench-{t}"));
+                        let msg = vec![t as u8; 300];
+                        let sig = key.sign(&msg);
+                        let pk = key.public_key();
+                        let mut n = 0u64;
+                        while started.elapsed() < Duration::from_millis(500) {
+                            for _ in 0..50 {
+                                if pk.verify(&msg, &sig).is_err() {
+                                    return 0;
+                                }
+                            }
+                            n += 50;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        });
+        best = best.max(total as f64 / started.elapsed().as_secs_f64());
+    }
+    best
 }
 
 fn cores() -> usize {
@@ -71,11 +111,19 @@ fn sample_events(cast: &Cast, count: usize) -> Vec<SignedEvent> {
 
 fn fill_chain(ledger: &mut Ledger, cast: &Cast, events: &[SignedEvent], block_events: usize) -> Result<Duration> {
     let started = Instant::now();
-    for chunk in events.chunks(block_events) {
-        let (_, rejected) = ledger.append_local(chunk, now_ms(), &cast.validator_keys[0])?;
-        if let Some((i, r)) = rejected.first() {
-            bail!("sample event {i} rejected: {r}");
-        }
+    let mut first_rejection = None;
+    ledger.append_local_stream(
+        events.chunks(block_events).map(<[SignedEvent]>::to_vec),
+        &cast.validator_keys[0],
+        &now_ms,
+        &mut |_, _, rejected| {
+            if first_rejection.is_none() {
+                first_rejection = rejected.into_iter().next();
+            }
+        },
+    )?;
+    if let Some((i, r)) = first_rejection {
+        bail!("sample event {i} rejected: {r}");
     }
     Ok(started.elapsed())
 }
@@ -111,7 +159,16 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
             let raw = raw_verify_rate();
             let limit = raw * cores as f64;
             println!("bench verify: {} events in blocks of {block_events}", signed.len());
+            let all = raw_parallel_verify_rate(cores);
             println!("  raw verify_strict/core: {raw:>10.0} sig/s   cores: {cores}   limit (cores x raw): {limit:.0}/s");
+            println!("  raw verify_strict, all {cores} cores at once: {all:.0} sig/s ({:.2} x the cores x raw limit)", all / limit);
+            let started = Instant::now();
+            let checked = tradeloop_ledger::execute::check_events(&cast.genesis, &signed);
+            let secs = started.elapsed().as_secs_f64();
+            if checked.iter().any(Result::is_err) {
+                bail!("a sample event failed its checks");
+            }
+            println!("  stateless checks alone  {:>10.0} events/s ({secs:.2} s, parallel; signature, JSON, fields)", signed.len() as f64 / secs);
             for (what, d, e) in [("export", None, Some(export.as_path())), ("data dir", Some(dir.path().join("data")), None)] {
                 let started = Instant::now();
                 let report = crate::commands::run_verify(d.as_deref(), e, &cast.genesis)

@@ -362,43 +362,65 @@ fn append(args: AppendArgs) -> Result<ExitCode> {
         Box::new(std::io::BufReader::new(f))
     };
     let mut rejected = Vec::new();
-    let mut batch: Vec<(usize, SignedEvent)> = Vec::with_capacity(per_block);
     let (mut committed, mut blocks) = (0u64, 0u64);
-    let mut flush = |ledger: &mut Ledger, batch: &mut Vec<(usize, SignedEvent)>, rejected: &mut Vec<Rejected>| -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
+    // Lines are read lazily, a block's worth at a time, so memory stays bounded by the block
+    // size however long the file is. Unparseable lines are reported, not committed.
+    let mut lines = reader.lines().enumerate();
+    let mut line_numbers: std::collections::VecDeque<Vec<usize>> = std::collections::VecDeque::new();
+    let mut read_error = None;
+    let chunks = std::iter::from_fn(|| {
+        let mut chunk = Vec::with_capacity(per_block);
+        let mut numbers = Vec::with_capacity(per_block);
+        for (n, line) in lines.by_ref() {
+            let line_no = n + 1;
+            let line = match line {
+                Ok(l) => l,
+                Err(e) => {
+                    read_error = Some(format!("cannot read line {line_no}: {e}"));
+                    break;
+                }
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            if line.len() > MAX_EVENT_LINE_BYTES {
+                rejected.push(Rejected { line: line_no, code: "EVENT_TOO_LARGE".into(), message: "line is longer than 1 MiB".into() });
+                continue;
+            }
+            match SignedEvent::from_envelope_json(line.as_bytes()) {
+                Ok(e) => {
+                    chunk.push(e);
+                    numbers.push(line_no);
+                }
+                Err(r) => rejected.push(Rejected { line: line_no, code: r.code.as_str(), message: r.message }),
+            }
+            if chunk.len() >= per_block {
+                break;
+            }
         }
-        let events: Vec<SignedEvent> = batch.iter().map(|(_, e)| e.clone()).collect();
-        let (block, rej) = ledger.append_local(&events, now_ms(), &validator)?;
-        for (i, r) in rej {
-            rejected.push(Rejected { line: batch[i].0, code: r.code.as_str(), message: r.message });
+        if chunk.is_empty() {
+            return None;
         }
+        line_numbers.push_back(numbers);
+        Some(chunk)
+    });
+    let mut block_rejections = Vec::new();
+    ledger.append_local_stream(chunks, &validator, &now_ms, &mut |chunk, block, rej| {
+        block_rejections.push(rej);
         if let Some(b) = block {
             committed += b.block.events.len() as u64;
             blocks += 1;
         }
-        batch.clear();
-        Ok(())
-    };
-    for (n, line) in reader.lines().enumerate() {
-        let line_no = n + 1;
-        let line = line.with_context(|| format!("cannot read line {line_no}"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        if line.len() > MAX_EVENT_LINE_BYTES {
-            rejected.push(Rejected { line: line_no, code: "EVENT_TOO_LARGE".into(), message: "line is longer than 1 MiB".into() });
-            continue;
-        }
-        match SignedEvent::from_envelope_json(line.as_bytes()) {
-            Ok(e) => batch.push((line_no, e)),
-            Err(r) => rejected.push(Rejected { line: line_no, code: r.code.as_str(), message: r.message }),
-        }
-        if batch.len() >= per_block {
-            flush(&mut ledger, &mut batch, &mut rejected)?;
+        let _ = chunk;
+    })?;
+    if let Some(e) = read_error {
+        bail!("{e}; the events before it were processed");
+    }
+    for (numbers, rej) in line_numbers.into_iter().zip(block_rejections) {
+        for (i, r) in rej {
+            rejected.push(Rejected { line: numbers[i], code: r.code.as_str(), message: r.message });
         }
     }
-    flush(&mut ledger, &mut batch, &mut rejected)?;
     rejected.sort_by_key(|r| r.line);
     let tip = ledger.tip();
     if args.json {

@@ -11,9 +11,35 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::hash::{deserialize_bytes, serialize_bytes};
 use crate::{decode_hex_array, CryptoError};
 
-/// An ed25519 public key (32 bytes). Its bytes are checked to be a valid point when parsed.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PublicKey([u8; 32]);
+/// An ed25519 public key (32 bytes). Its bytes are checked to be a valid point when parsed, and
+/// the decompressed point is kept, so verifying with a key parsed once costs no decompression.
+#[derive(Clone, Copy)]
+pub struct PublicKey {
+    bytes: [u8; 32],
+    point: ed25519_dalek::VerifyingKey,
+}
+
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+impl Eq for PublicKey {}
+impl PartialOrd for PublicKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for PublicKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.bytes.cmp(&other.bytes)
+    }
+}
+impl std::hash::Hash for PublicKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bytes.hash(state);
+    }
+}
 
 /// An ed25519 signature (64 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,9 +52,9 @@ pub struct SigningKey(ed25519_dalek::SigningKey);
 impl PublicKey {
     /// Parses 32 bytes, checking they decompress to a curve point.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<PublicKey, CryptoError> {
-        ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+        let point = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
             .map_err(|_| CryptoError::InvalidPublicKey)?;
-        Ok(PublicKey(bytes))
+        Ok(PublicKey { bytes, point })
     }
 
     /// Parses 64 hex characters.
@@ -38,20 +64,18 @@ impl PublicKey {
 
     /// The raw bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
+        &self.bytes
     }
 
     /// Lower-case hex.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        hex::encode(self.bytes)
     }
 
     /// Verifies `signature` over `message` with ed25519 `verify_strict`.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), CryptoError> {
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&self.0)
-            .map_err(|_| CryptoError::InvalidPublicKey)?;
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-        key.verify_strict(message, &sig).map_err(|_| CryptoError::BadSignature)
+        self.point.verify_strict(message, &sig).map_err(|_| CryptoError::BadSignature)
     }
 }
 
@@ -92,7 +116,8 @@ impl SigningKey {
 
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
-        PublicKey(self.0.verifying_key().to_bytes())
+        let point = self.0.verifying_key();
+        PublicKey { bytes: point.to_bytes(), point }
     }
 
     /// Signs `message`.
@@ -128,7 +153,7 @@ impl fmt::Debug for Signature {
 
 impl Serialize for PublicKey {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serialize_bytes(&self.0, serializer)
+        serialize_bytes(&self.bytes, serializer)
     }
 }
 

@@ -250,8 +250,8 @@ fn check_index_tip(dir: &Path, log: &BlockLog, total: u64) -> Result<(), AuditFa
         Err(_) => return fail(total + 1, "the index is damaged; cannot confirm the log is complete"),
     };
     let tip = db
-        .open_tree(crate::store::trees::META)
-        .and_then(|t| t.get(b"tip"))
+        .open_tree(crate::store::INDEX_TREE)
+        .and_then(|t| t.get(crate::store::META_TIP_KEY))
         .map_err(|e| AuditFailure { height: total + 1, reason: format!("index unreadable: {e}") })?;
     let Some(tip) = tip.and_then(|b| codec::decode::<Tip>(&b).ok()) else {
         return Ok(());

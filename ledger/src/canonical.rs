@@ -103,6 +103,20 @@ impl Value {
         }
     }
 
+    /// Converts to a `serde_json::Value`, consuming the tree (no copies of strings).
+    pub fn into_json(self) -> serde_json::Value {
+        match self {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(b) => serde_json::Value::Bool(b),
+            Value::Int(n) => serde_json::Value::from(n),
+            Value::String(s) => serde_json::Value::String(s),
+            Value::Array(items) => serde_json::Value::Array(items.into_iter().map(Value::into_json).collect()),
+            Value::Object(map) => {
+                serde_json::Value::Object(map.into_iter().map(|(k, v)| (k, v.into_json())).collect())
+            }
+        }
+    }
+
     /// Converts from a `serde_json::Value`, applying the same restrictions as [`Value::parse`].
     pub fn from_json(value: &serde_json::Value) -> Result<Value, CanonicalError> {
         // Round-tripping through text applies exactly the parser's checks.

@@ -756,20 +756,24 @@ pub fn check_event(genesis: &Genesis, signed: &SignedEvent) -> Result<Event, Rej
             format!("author \"{author}\" is not a participant in the genesis"),
         );
     }
-    let key = PublicKey::from_hex(&key_hex).map_err(|e| malformed(format!("\"key\": {e}")))?;
-    if genesis.key_owner(&key) != Some(author.as_str()) {
-        return reject(
-            RejectCode::KeyNotAuthorized,
-            format!("key {key} is not one of {author}'s signing keys"),
-        );
-    }
+    let key_bytes = tradeloop_crypto::decode_hex_array::<32>("key", &key_hex)
+        .map_err(|e| malformed(format!("\"key\": {e}")))?;
+    let key: PublicKey = match genesis.signing_key_entry(&key_bytes) {
+        Some((key, owner)) if owner == author => *key,
+        _ => {
+            return reject(
+                RejectCode::KeyNotAuthorized,
+                format!("key {key_hex} is not one of {author}'s signing keys"),
+            )
+        }
+    };
     key.verify(&signed.signing_bytes(), &signed.signature).map_err(|_| {
         Rejection::new(
             RejectCode::BadSignature,
             "signature does not verify over the body's signing bytes with the named key",
         )
     })?;
-    let payload = Payload::from_fields(&kind, Value::Object(map).to_json())?;
+    let payload = Payload::from_fields(&kind, Value::Object(map).into_json())?;
     payload.check_fields()?;
     Ok(Event { id: signed.id(), author, key, time_ms, nonce, payload })
 }

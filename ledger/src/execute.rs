@@ -39,9 +39,23 @@ pub fn build_block<S: StateRead>(
     time_ms: u64,
     proposer: &SigningKey,
 ) -> Result<BuiltBlock, LedgerError> {
+    let checked = check_events(genesis, candidates);
+    build_block_checked(genesis, state, tip, candidates, checked, time_ms, proposer)
+}
+
+/// [`build_block`] for candidates whose stateless checks already ran (`checked[i]` belongs to
+/// `candidates[i]`), so a caller can check the next block while the previous one commits.
+pub fn build_block_checked<S: StateRead>(
+    genesis: &Genesis,
+    state: &S,
+    tip: &Tip,
+    candidates: &[SignedEvent],
+    checked: Vec<Result<Event, Rejection>>,
+    time_ms: u64,
+    proposer: &SigningKey,
+) -> Result<BuiltBlock, LedgerError> {
     let time_ms = time_ms.max(tip.time_ms);
     let height = tip.height + 1;
-    let checked = check_events(genesis, candidates);
     let mut executor = BlockExecutor::new(genesis, state, time_ms);
     let mut included = Vec::new();
     let mut ids = Vec::new();

@@ -189,7 +189,8 @@ pub struct Genesis {
     /// The RFC 8785 form of the genesis JSON (what the hash covers; carried in exports).
     pub canonical: Vec<u8>,
     participants: BTreeMap<String, Participant>,
-    key_owner: HashMap<PublicKey, String>,
+    /// Raw key bytes -> (parsed key, owner): event keys are looked up without decompression.
+    key_owner: HashMap<[u8; 32], (PublicKey, String)>,
 }
 
 impl Genesis {
@@ -236,7 +237,7 @@ impl Genesis {
                 return bad(format!("participant {} has no signing keys", p.id));
             }
             for key in &p.keys {
-                if let Some(other) = key_owner.insert(*key, p.id.clone()) {
+                if let Some((_, other)) = key_owner.insert(*key.as_bytes(), (*key, p.id.clone())) {
                     return bad(format!("key {key} is listed for both {other} and {}", p.id));
                 }
             }
@@ -283,7 +284,12 @@ impl Genesis {
 
     /// The participant that owns an event-signing key.
     pub fn key_owner(&self, key: &PublicKey) -> Option<&str> {
-        self.key_owner.get(key).map(String::as_str)
+        self.key_owner.get(key.as_bytes()).map(|(_, owner)| owner.as_str())
+    }
+
+    /// The parsed key and its owner for raw key bytes.
+    pub fn signing_key_entry(&self, bytes: &[u8; 32]) -> Option<(&PublicKey, &str)> {
+        self.key_owner.get(bytes).map(|(key, owner)| (key, owner.as_str()))
     }
 
     /// All participants, by id.

@@ -14,7 +14,6 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use sled::Transactional;
 use tradeloop_crypto::{Hash, SigningKey};
 
 use crate::block::{CertifiedBlock, CommitCertificate, Tip};
@@ -25,22 +24,35 @@ use crate::genesis::Genesis;
 use crate::state::*;
 use crate::{codec, LedgerError, Rejection};
 
-/// sled tree names (DESIGN §5).
-pub mod trees {
-    /// height (u64 BE) -> [`crate::blocklog::Location`]
-    pub const BLOCKS: &str = "blocks";
-    /// event id (32) -> height (u64 BE) || index (u32 BE)
-    pub const EVENTS: &str = "events";
-    /// len (u16 BE) || entity key || height (u64 BE) || index (u32 BE) -> event id
-    pub const REFS: &str = "refs";
-    /// state key -> state value (crate::state)
-    pub const STATE: &str = "state";
-    /// `genesis` -> genesis hash; `tip` -> [`crate::block::Tip`]
-    pub const META: &str = "meta";
+/// The index's tables (DESIGN §5), each a one-byte key prefix in the single sled tree
+/// [`INDEX_TREE`]. One tree, because sled's only atomic write across trees is its transaction
+/// API, which tracks a read for every write and cost more CPU than all signature checks of a
+/// block; a `Batch` on one tree is atomic and cheap. See docs/formats.md.
+pub mod tables {
+    /// `'B' || height (u64 BE)` -> [`crate::blocklog::Location`]
+    pub const BLOCKS: u8 = b'B';
+    /// `'E' || event id (32)` -> height (u64 BE) || index (u32 BE)
+    pub const EVENTS: u8 = b'E';
+    /// `'R' || len (u16 BE) || entity key || height (u64 BE) || index (u32 BE)` -> event id
+    pub const REFS: u8 = b'R';
+    /// `'S' || state key` -> state value (crate::state)
+    pub const STATE: u8 = b'S';
+    /// `'M' || "genesis"` -> genesis hash; `'M' || "tip"` -> [`crate::block::Tip`]
+    pub const META: u8 = b'M';
 }
 
-const META_TIP: &[u8] = b"tip";
-const META_GENESIS: &[u8] = b"genesis";
+/// The name of the sled tree that holds every table.
+pub const INDEX_TREE: &str = "ledger";
+/// Key of the tip record.
+pub const META_TIP_KEY: &[u8] = b"Mtip";
+const META_GENESIS_KEY: &[u8] = b"Mgenesis";
+
+fn table_key(table: u8, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + key.len());
+    out.push(table);
+    out.extend_from_slice(key);
+    out
+}
 
 /// The ledger of one node.
 #[derive(Debug)]
@@ -49,11 +61,7 @@ pub struct Ledger {
     dir: PathBuf,
     log: BlockLog,
     db: sled::Db,
-    blocks: sled::Tree,
-    events: sled::Tree,
-    refs: sled::Tree,
-    state: sled::Tree,
-    meta: sled::Tree,
+    index: sled::Tree,
     tip: Tip,
     /// Blocks replayed from the log into the index when opening.
     pub caught_up_on_open: u64,
@@ -134,13 +142,8 @@ impl Ledger {
         // touching the log.
         let db = open_sled(&dir.join("index"))?;
         let (log, report) = BlockLog::open(&dir.join("blocks"), true)?;
-        let tree = |name: &str| db.open_tree(name).map_err(store_err);
         let mut ledger = Ledger {
-            blocks: tree(trees::BLOCKS)?,
-            events: tree(trees::EVENTS)?,
-            refs: tree(trees::REFS)?,
-            state: tree(trees::STATE)?,
-            meta: tree(trees::META)?,
+            index: db.open_tree(INDEX_TREE).map_err(store_err)?,
             tip: Tip::genesis(&genesis),
             dir: dir.to_path_buf(),
             genesis,
@@ -154,7 +157,7 @@ impl Ledger {
     }
 
     fn check_and_catch_up(&mut self) -> Result<(), LedgerError> {
-        match self.meta.get(META_GENESIS).map_err(store_err)? {
+        match self.index.get(META_GENESIS_KEY).map_err(store_err)? {
             Some(g) if g.as_ref() != self.genesis.hash.0 => {
                 return Err(LedgerError::WrongChain {
                     expected: self.genesis.hash.to_hex(),
@@ -163,7 +166,7 @@ impl Ledger {
             }
             Some(_) => {}
             None => {
-                self.meta.insert(META_GENESIS, &self.genesis.hash.0).map_err(store_err)?;
+                self.index.insert(META_GENESIS_KEY, &self.genesis.hash.0).map_err(store_err)?;
             }
         }
         if !self.log.is_empty() {
@@ -175,7 +178,7 @@ impl Ledger {
                 });
             }
         }
-        let tip = match self.meta.get(META_TIP).map_err(store_err)? {
+        let tip = match self.index.get(META_TIP_KEY).map_err(store_err)? {
             Some(bytes) => codec::decode::<Tip>(&bytes)
                 .map_err(|e| LedgerError::IndexInconsistent(format!("tip record does not decode: {e}")))?,
             None => Tip::genesis(&self.genesis),
@@ -190,7 +193,7 @@ impl Ledger {
         }
         if tip.height > 0 {
             let block = self.log.read(tip.height)?;
-            let stored_loc = self.blocks.get(tip.height.to_be_bytes()).map_err(store_err)?;
+            let stored_loc = self.index.get(table_key(tables::BLOCKS, &tip.height.to_be_bytes())).map_err(store_err)?;
             let loc_ok = stored_loc
                 .and_then(|b| codec::decode::<Location>(&b).ok())
                 .is_some_and(|l| Some(l) == self.log.location(tip.height));
@@ -270,7 +273,28 @@ impl Ledger {
         time_ms: u64,
         validator: &SigningKey,
     ) -> Result<(Option<CertifiedBlock>, Vec<(usize, Rejection)>), LedgerError> {
-        let built = self.build_block(candidates, time_ms, validator)?;
+        let checked = crate::execute::check_events(&self.genesis, candidates);
+        self.append_local_checked(candidates, checked, time_ms, validator)
+    }
+
+    /// [`Ledger::append_local`] for candidates already passed through
+    /// [`crate::execute::check_events`].
+    pub fn append_local_checked(
+        &mut self,
+        candidates: &[SignedEvent],
+        checked: Vec<Result<crate::event::Event, Rejection>>,
+        time_ms: u64,
+        validator: &SigningKey,
+    ) -> Result<(Option<CertifiedBlock>, Vec<(usize, Rejection)>), LedgerError> {
+        let built = crate::execute::build_block_checked(
+            &self.genesis,
+            &*self,
+            &self.tip,
+            candidates,
+            checked,
+            time_ms,
+            validator,
+        )?;
         if built.block.events.is_empty() {
             return Ok((None, built.rejected));
         }
@@ -292,6 +316,42 @@ impl Ledger {
         let loc = self.log.append(&certified)?;
         self.index_outcome(&certified, built.hash, &ids, &built.outcome, loc)?;
         Ok((Some(certified), built.rejected))
+    }
+
+    /// Appends chunks of candidates as consecutive self-certified blocks, running the stateless
+    /// checks of chunk k+1 in parallel with the execution and durable commit of chunk k.
+    /// `on_block(chunk, committed block, rejections)` is called after each chunk.
+    pub fn append_local_stream(
+        &mut self,
+        mut chunks: impl Iterator<Item = Vec<SignedEvent>>,
+        validator: &SigningKey,
+        clock: &dyn Fn() -> u64,
+        on_block: &mut dyn FnMut(&[SignedEvent], Option<&CertifiedBlock>, Vec<(usize, Rejection)>),
+    ) -> Result<(), LedgerError> {
+        type Checked = (Vec<SignedEvent>, Vec<Result<crate::event::Event, Rejection>>);
+        let genesis = self.genesis.clone();
+        let check = |chunk: Vec<SignedEvent>| -> Checked {
+            let checked = crate::execute::check_events(&genesis, &chunk);
+            (chunk, checked)
+        };
+        let mut current: Option<Checked> = chunks.next().map(check);
+        while let Some((chunk, checked)) = current.take() {
+            let next = chunks.next();
+            let time_ms = clock();
+            // The commit (rules, then fsync and the index transaction) runs on this thread,
+            // which mostly waits on the disk; the checks use the whole rayon pool meanwhile.
+            let (next_checked, appended) = std::thread::scope(|scope| {
+                let checker = scope.spawn(|| next.map(check));
+                let appended = self.append_local_checked(&chunk, checked, time_ms, validator);
+                (checker.join(), appended)
+            });
+            let (block, rejected) = appended?;
+            let next_checked = next_checked
+                .map_err(|_| LedgerError::Store("the event checker thread panicked".into()))?;
+            on_block(&chunk, block.as_ref(), rejected);
+            current = next_checked;
+        }
+        Ok(())
     }
 
     fn index_block(
@@ -317,28 +377,26 @@ impl Ledger {
         let tip = Tip { height, hash, time_ms: header.time_ms, app_hash: header.app_hash };
         let tip_bytes = codec::encode(&tip);
         let loc_bytes = codec::encode(&loc);
-        (&self.blocks, &self.events, &self.refs, &self.state, &self.meta)
-            .transaction(|(blocks, events, refs, state, meta)| {
-                blocks.insert(&height.to_be_bytes(), loc_bytes.as_slice())?;
-                for (index, id) in ids.iter().enumerate() {
-                    let index = u32::try_from(index).unwrap_or(u32::MAX);
-                    let mut position = [0u8; 12];
-                    position[..8].copy_from_slice(&height.to_be_bytes());
-                    position[8..].copy_from_slice(&index.to_be_bytes());
-                    events.insert(&id.0, &position)?;
-                    for entity in &outcome.refs[index as usize] {
-                        let mut key = ref_prefix(entity);
-                        key.extend_from_slice(&position);
-                        refs.insert(key, &id.0)?;
-                    }
-                }
-                for (k, v) in &outcome.writes {
-                    state.insert(k.as_slice(), v.as_slice())?;
-                }
-                meta.insert(META_TIP, tip_bytes.as_slice())?;
-                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| LedgerError::Store(format!("{e:?}")))?;
+        // One atomic batch: after a crash the index holds the whole block or none of it.
+        let mut batch = sled::Batch::default();
+        batch.insert(table_key(tables::BLOCKS, &height.to_be_bytes()), loc_bytes);
+        for (index, id) in ids.iter().enumerate() {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            let mut position = [0u8; 12];
+            position[..8].copy_from_slice(&height.to_be_bytes());
+            position[8..].copy_from_slice(&index.to_be_bytes());
+            batch.insert(table_key(tables::EVENTS, &id.0), &position);
+            for entity in &outcome.refs[index as usize] {
+                let mut key = table_key(tables::REFS, &ref_prefix(entity));
+                key.extend_from_slice(&position);
+                batch.insert(key, &id.0);
+            }
+        }
+        for (k, v) in &outcome.writes {
+            batch.insert(table_key(tables::STATE, k), v.as_slice());
+        }
+        batch.insert(META_TIP_KEY, tip_bytes);
+        self.index.apply_batch(batch).map_err(store_err)?;
         self.db.flush().map_err(store_err)?;
         self.tip = tip;
         Ok(())
@@ -351,7 +409,7 @@ impl Ledger {
 
     /// An event by id.
     pub fn event(&self, id: &Hash) -> Result<Option<EventRecord>, LedgerError> {
-        let Some(position) = self.events.get(id.0).map_err(store_err)? else {
+        let Some(position) = self.index.get(table_key(tables::EVENTS, &id.0)).map_err(store_err)? else {
             return Ok(None);
         };
         let (height, index) = decode_position(&position)?;
@@ -364,7 +422,7 @@ impl Ledger {
     pub fn trace_entity(&self, entity: &[u8]) -> Result<Vec<EventRecord>, LedgerError> {
         let mut out = Vec::new();
         let mut cached: Option<CertifiedBlock> = None;
-        for item in self.refs.scan_prefix(ref_prefix(entity)) {
+        for item in self.index.scan_prefix(table_key(tables::REFS, &ref_prefix(entity))) {
             let (key, _) = item.map_err(store_err)?;
             let (height, index) = decode_position(&key[key.len() - 12..])?;
             if cached.as_ref().is_none_or(|b| b.block.header.height != height) {
@@ -517,9 +575,9 @@ pub fn record_of(block: &CertifiedBlock, index: u32) -> Result<EventRecord, Ledg
 
 impl StateRead for Ledger {
     fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
-        Ok(self.state.get(key).map_err(store_err)?.map(|v| v.to_vec()))
+        Ok(self.index.get(table_key(tables::STATE, key)).map_err(store_err)?.map(|v| v.to_vec()))
     }
     fn event_known(&self, id: &Hash) -> Result<bool, LedgerError> {
-        self.events.contains_key(id.0).map_err(store_err)
+        self.index.contains_key(table_key(tables::EVENTS, &id.0)).map_err(store_err)
     }
 }
