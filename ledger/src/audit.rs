@@ -153,14 +153,7 @@ impl<'g> Auditor<'g> {
     fn replay(&mut self, batch: CheckedBatch, progress: &mut (dyn FnMut(u64) + Send)) -> Result<(), AuditFailure> {
         for (certified, checks) in batch {
             let height = self.tip.height + 1;
-            let mut events = Vec::with_capacity(checks.len());
-            for (index, check) in checks.into_iter().enumerate() {
-                match check {
-                    Ok(e) => events.push(e),
-                    Err(r) => return fail(height, format!("event {index}: {r}")),
-                }
-            }
-            let validated = validate_checked(self.genesis, &self.state, &self.tip, &certified, events)
+            let validated = validate_checked(self.genesis, &self.state, &self.tip, &certified, checks)
                 .map_err(|e| AuditFailure { height, reason: describe(&e) })?;
             for e in &validated.events {
                 self.state.events.insert(e.id);

@@ -116,29 +116,34 @@ pub fn validate_block<S: StateRead>(
     tip: &Tip,
     certified: &CertifiedBlock,
 ) -> Result<ValidatedBlock, LedgerError> {
-    let height = certified.block.header.height;
     let checked = check_events(genesis, &certified.block.events);
-    let mut events = Vec::with_capacity(checked.len());
-    for (index, result) in checked.into_iter().enumerate() {
-        let index = u32::try_from(index).unwrap_or(u32::MAX);
-        events.push(result.map_err(|rejection| LedgerError::RejectedEvent { height, index, rejection })?);
-    }
-    validate_checked(genesis, state, tip, certified, events)
+    validate_checked(genesis, state, tip, certified, checked)
 }
 
-/// [`validate_block`] for a block whose events were already checked (in the same order).
+/// [`validate_block`] for a block whose events' stateless checks already ran (`checks[i]`
+/// belongs to event `i`). Block-level checks come first, so a foreign or misplaced block is
+/// named as such rather than by its first event.
 pub fn validate_checked<S: StateRead>(
     genesis: &Genesis,
     state: &S,
     tip: &Tip,
     certified: &CertifiedBlock,
-    events: Vec<Event>,
+    checks: Vec<Result<Event, Rejection>>,
 ) -> Result<ValidatedBlock, LedgerError> {
     let header = &certified.block.header;
     let height = header.height;
-    let ids: Vec<Hash> = events.iter().map(|e| e.id).collect();
+    let ids: Vec<Hash> = checks
+        .iter()
+        .zip(&certified.block.events)
+        .map(|(check, signed)| check.as_ref().map_or_else(|_| signed.id(), |e| e.id))
+        .collect();
     let hash = check_block_envelope(genesis, tip, certified, &ids)
         .map_err(|detail| LedgerError::InvalidBlock { height, detail })?;
+    let mut events = Vec::with_capacity(checks.len());
+    for (index, check) in checks.into_iter().enumerate() {
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        events.push(check.map_err(|rejection| LedgerError::RejectedEvent { height, index, rejection })?);
+    }
     let mut executor = BlockExecutor::new(genesis, state, header.time_ms);
     for (index, event) in events.iter().enumerate() {
         let index = u32::try_from(index).unwrap_or(u32::MAX);

@@ -56,7 +56,17 @@ impl Cast {
         genesis_time_ms: u64,
         key_for: &mut dyn FnMut(&str) -> Result<SigningKey, LedgerError>,
     ) -> Result<Cast, LedgerError> {
-        let people: [(&str, &str, Role, &str); 7] = [
+        Cast::with_extra(validators, genesis_time_ms, &[], key_for)
+    }
+
+    /// [`Cast::new`] plus extra participants `(id, name, role, country)`.
+    pub fn with_extra(
+        validators: usize,
+        genesis_time_ms: u64,
+        extra: &[(&str, &str, Role, &str)],
+        key_for: &mut dyn FnMut(&str) -> Result<SigningKey, LedgerError>,
+    ) -> Result<Cast, LedgerError> {
+        let base: [(&str, &str, Role, &str); 7] = [
             (ids::EXPORTER, "Shenzhen Bright Electronics Co., Ltd.", Role::Exporter, "CN"),
             (ids::IMPORTER, "Hanse Retail GmbH", Role::Importer, "DE"),
             (ids::FORWARDER, "Pacific Link Logistics Ltd.", Role::Forwarder, "HK"),
@@ -67,7 +77,7 @@ impl Cast {
         ];
         let mut keys = BTreeMap::new();
         let mut participants = Vec::new();
-        for (id, name, role, country) in people {
+        for &(id, name, role, country) in base.iter().chain(extra) {
             let key = key_for(id)?;
             participants.push(Participant {
                 id: id.into(),

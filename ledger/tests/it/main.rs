@@ -3,4 +3,7 @@
 
 mod support;
 
+mod audit;
 mod chain;
+mod envelope;
+mod rules;
