@@ -131,8 +131,9 @@ impl BlockLog {
                 Err(e) => return Err(e),
             };
             if is_last && writable {
+                // Append mode: every write lands at the end, never over earlier frames.
                 let file = OpenOptions::new()
-                    .write(true)
+                    .append(true)
                     .open(&path)
                     .map_err(io(format!("cannot open {} for writing", path.display())))?;
                 if valid_len < data.len() as u64 {
@@ -154,10 +155,9 @@ impl BlockLog {
         is_last: bool,
         report: &mut OpenReport,
     ) -> Result<u64, LedgerError> {
-        let height = self.locations.len() as u64 + 1;
-        let corrupt = |offset: usize, detail: String| LedgerError::CorruptLog {
+        let corrupt = |offset: usize, height: usize, detail: String| LedgerError::CorruptLog {
             location: format!("{} offset {offset}", path.display()),
-            height,
+            height: height as u64 + 1,
             detail,
         };
         if data.len() < SEGMENT_MAGIC.len() {
@@ -165,10 +165,10 @@ impl BlockLog {
                 report.torn_tail_bytes = data.len() as u64;
                 return Ok(0);
             }
-            return Err(corrupt(0, "segment is shorter than its header".into()));
+            return Err(corrupt(0, self.locations.len(), "segment is shorter than its header".into()));
         }
         if &data[..8] != SEGMENT_MAGIC {
-            return Err(corrupt(0, "segment does not start with TLBLOG01".into()));
+            return Err(corrupt(0, self.locations.len(), "segment does not start with TLBLOG01".into()));
         }
         let mut offset = SEGMENT_MAGIC.len();
         loop {
@@ -176,7 +176,7 @@ impl BlockLog {
                 FrameRead::End => return Ok(offset as u64),
                 FrameRead::Frame { kind, next, .. } => {
                     if kind != frame::kind::BLOCK {
-                        return Err(corrupt(offset, format!("unexpected frame kind {kind}")));
+                        return Err(corrupt(offset, self.locations.len(), format!("unexpected frame kind {kind}")));
                     }
                     self.locations.push(Location {
                         segment,
@@ -189,7 +189,9 @@ impl BlockLog {
                     report.torn_tail_bytes = (data.len() - offset) as u64;
                     return Ok(offset as u64);
                 }
-                FrameRead::Torn => return Err(corrupt(offset, "frame cut short inside an older segment".into())),
+                FrameRead::Torn => {
+                    return Err(corrupt(offset, self.locations.len(), "frame cut short inside an older segment".into()))
+                }
                 FrameRead::Corrupt(detail) => {
                     // A damaged last frame with nothing after it may be a torn write whose
                     // length field landed but whose payload did not: treat it as torn.
@@ -197,7 +199,7 @@ impl BlockLog {
                         report.torn_tail_bytes = (data.len() - offset) as u64;
                         return Ok(offset as u64);
                     }
-                    return Err(corrupt(offset, detail));
+                    return Err(corrupt(offset, self.locations.len(), detail));
                 }
             }
         }

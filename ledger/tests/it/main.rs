@@ -7,3 +7,5 @@ mod audit;
 mod chain;
 mod envelope;
 mod rules;
+mod storage;
+mod vectors;
