@@ -71,7 +71,7 @@ fn raw_parallel_verify_rate(threads: usize) -> f64 {
                 .map(|t| {
                     scope.spawn(move || {
                         let key = SigningKey::from_seed_label(&format!("bench-{t}"));
-                        let msg = vec![t as u8; 300];
+                        let msg = t.to_be_bytes().repeat(38);
                         let sig = key.sign(&msg);
                         let pk = key.public_key();
                         let mut n = 0u64;
@@ -109,7 +109,12 @@ fn sample_events(cast: &Cast, count: usize) -> Vec<SignedEvent> {
     events
 }
 
-fn fill_chain(ledger: &mut Ledger, cast: &Cast, events: &[SignedEvent], block_events: usize) -> Result<Duration> {
+fn fill_chain(
+    ledger: &mut Ledger,
+    cast: &Cast,
+    events: &[SignedEvent],
+    block_events: usize,
+) -> Result<Duration> {
     let started = Instant::now();
     let mut first_rejection = None;
     ledger.append_local_stream(
@@ -141,7 +146,12 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
             let took = fill_chain(&mut ledger, &cast, &signed, block_events)?;
             let rate = signed.len() as f64 / took.as_secs_f64();
             let raw = raw_verify_rate();
-            println!("bench append: {} events in {} blocks of {block_events} in {:.2} s", signed.len(), ledger.tip().height, took.as_secs_f64());
+            println!(
+                "bench append: {} events in {} blocks of {block_events} in {:.2} s",
+                signed.len(),
+                ledger.tip().height,
+                took.as_secs_f64()
+            );
             println!("  durable append:         {rate:>10.0} events/s");
             println!("  raw verify_strict/core: {raw:>10.0} sig/s   cores: {cores}");
             println!("  append / (cores x raw): {:>10.2}", rate / (raw * cores as f64));
@@ -169,7 +179,10 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
                 bail!("a sample event failed its checks");
             }
             println!("  stateless checks alone  {:>10.0} events/s ({secs:.2} s, parallel; signature, JSON, fields)", signed.len() as f64 / secs);
-            for (what, d, e) in [("export", None, Some(export.as_path())), ("data dir", Some(dir.path().join("data")), None)] {
+            for (what, d, e) in [
+                ("export", None, Some(export.as_path())),
+                ("data dir", Some(dir.path().join("data")), None),
+            ] {
                 let started = Instant::now();
                 let report = crate::commands::run_verify(d.as_deref(), e, &cast.genesis)
                     .map_err(|f| anyhow::anyhow!("verify failed at {f}"))?;

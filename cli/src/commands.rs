@@ -192,7 +192,9 @@ pub fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Keygen { out, json } => keygen(&out, json),
         Command::Genesis(g) => genesis(g),
-        Command::Event(EventCommand::Sign { key, genesis, body }) => event_sign(&key, genesis.as_deref(), &body),
+        Command::Event(EventCommand::Sign { key, genesis, body }) => {
+            event_sign(&key, genesis.as_deref(), &body)
+        }
         Command::Append(args) => append(args),
         Command::Trace { chain, reference, json } => trace(&chain, &reference, json),
         Command::Trade { chain, order_id, json } => trade(&chain, &order_id, json),
@@ -205,9 +207,14 @@ pub fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Reindex { chain } => {
             let genesis = load_genesis(&chain.genesis)?;
-            let ledger = Ledger::reindex(&chain.data_dir, genesis)
-                .context("reindex failed; the block log itself may be damaged (run `tradeloop verify`)")?;
-            println!("index rebuilt from the block log: {} blocks, tip {}", ledger.tip().height, ledger.tip().hash);
+            let ledger = Ledger::reindex(&chain.data_dir, genesis).context(
+                "reindex failed; the block log itself may be damaged (run `tradeloop verify`)",
+            )?;
+            println!(
+                "index rebuilt from the block log: {} blocks, tip {}",
+                ledger.tip().height,
+                ledger.tip().hash
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => crate::demo::run(args),
@@ -221,7 +228,8 @@ pub fn load_genesis(path: &Path) -> Result<Genesis> {
 
 pub fn open_ledger(chain: &ChainArgs) -> Result<Ledger> {
     let genesis = load_genesis(&chain.genesis)?;
-    Ledger::open(&chain.data_dir, genesis).with_context(|| format!("cannot open data dir {}", chain.data_dir.display()))
+    Ledger::open(&chain.data_dir, genesis)
+        .with_context(|| format!("cannot open data dir {}", chain.data_dir.display()))
 }
 
 pub fn now_ms() -> u64 {
@@ -244,7 +252,8 @@ fn keygen(out: &Path, json: bool) -> Result<ExitCode> {
 
 fn read_genesis_doc(path: &Path) -> Result<GenesisDoc> {
     let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&text).with_context(|| format!("{} is not a genesis file", path.display()))
+    serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a genesis file", path.display()))
 }
 
 fn write_genesis_doc(path: &Path, doc: &GenesisDoc, create_new: bool) -> Result<()> {
@@ -259,8 +268,11 @@ fn write_genesis_doc(path: &Path, doc: &GenesisDoc, create_new: bool) -> Result<
 }
 
 fn parse_role(role: &str) -> Result<Role> {
-    serde_json::from_value(json!(role))
-        .map_err(|_| anyhow::anyhow!("role \"{role}\" must be one of exporter, importer, forwarder, bank, customs, auditor"))
+    serde_json::from_value(json!(role)).map_err(|_| {
+        anyhow::anyhow!(
+            "role \"{role}\" must be one of exporter, importer, forwarder, bank, customs, auditor"
+        )
+    })
 }
 
 fn genesis(command: GenesisCommand) -> Result<ExitCode> {
@@ -276,7 +288,18 @@ fn genesis(command: GenesisCommand) -> Result<ExitCode> {
             write_genesis_doc(&out, &doc, true)?;
             println!("wrote {}; add participants with `tradeloop genesis add`", out.display());
         }
-        GenesisCommand::Add { genesis, id, name, role, country, keys, key_files, validator_key, validator_key_file, power } => {
+        GenesisCommand::Add {
+            genesis,
+            id,
+            name,
+            role,
+            country,
+            keys,
+            key_files,
+            validator_key,
+            validator_key_file,
+            power,
+        } => {
             let mut doc = read_genesis_doc(&genesis)?;
             let mut public_keys = Vec::new();
             for k in &keys {
@@ -289,9 +312,17 @@ fn genesis(command: GenesisCommand) -> Result<ExitCode> {
                 (Some(k), None) => Some(PublicKey::from_hex(&k).context("--validator-key")?),
                 (None, Some(f)) => Some(read_key_file(&f)?.public_key()),
                 (None, None) => None,
-                (Some(_), Some(_)) => bail!("give --validator-key or --validator-key-file, not both"),
+                (Some(_), Some(_)) => {
+                    bail!("give --validator-key or --validator-key-file, not both")
+                }
             };
-            doc.participants.push(Participant { id: id.clone(), name, role: parse_role(&role)?, country, keys: public_keys });
+            doc.participants.push(Participant {
+                id: id.clone(),
+                name,
+                role: parse_role(&role)?,
+                country,
+                keys: public_keys,
+            });
             if let Some(node_key) = node_key {
                 doc.validators.push(ValidatorEntry { participant: id.clone(), node_key, power });
             }
@@ -315,7 +346,8 @@ fn event_sign(key_path: &Path, genesis: Option<&Path>, body_path: &Path) -> Resu
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
         s
     } else {
-        std::fs::read_to_string(body_path).with_context(|| format!("cannot read {}", body_path.display()))?
+        std::fs::read_to_string(body_path)
+            .with_context(|| format!("cannot read {}", body_path.display()))?
     };
     let mut body: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&text).context("the body must be a JSON object")?;
@@ -327,10 +359,12 @@ fn event_sign(key_path: &Path, genesis: Option<&Path>, body_path: &Path) -> Resu
     body.entry("time_ms").or_insert_with(|| json!(now_ms()));
     if !body.contains_key("nonce") {
         let mut n = [0u8; 16];
-        getrandom::fill(&mut n).map_err(|e| anyhow::anyhow!("the OS random generator failed: {e}"))?;
+        getrandom::fill(&mut n)
+            .map_err(|e| anyhow::anyhow!("the OS random generator failed: {e}"))?;
         body.insert("nonce".into(), json!(hex::encode(n)));
     }
-    let signed = SignedEvent::sign(&serde_json::Value::Object(body), &key).map_err(|r| anyhow::anyhow!("{r}"))?;
+    let signed = SignedEvent::sign(&serde_json::Value::Object(body), &key)
+        .map_err(|r| anyhow::anyhow!("{r}"))?;
     println!("{}", signed.to_envelope_json());
     Ok(ExitCode::SUCCESS)
 }
@@ -348,17 +382,24 @@ fn append(args: AppendArgs) -> Result<ExitCode> {
         bail!("{} is not a validator key of this chain", args.validator_key.display());
     }
     if ledger.torn_tail_truncated > 0 {
-        eprintln!("note: truncated a torn tail of {} bytes left by an earlier crash", ledger.torn_tail_truncated);
+        eprintln!(
+            "note: truncated a torn tail of {} bytes left by an earlier crash",
+            ledger.torn_tail_truncated
+        );
     }
     if ledger.caught_up_on_open > 0 {
-        eprintln!("note: caught the index up by {} block(s) from the block log", ledger.caught_up_on_open);
+        eprintln!(
+            "note: caught the index up by {} block(s) from the block log",
+            ledger.caught_up_on_open
+        );
     }
     let max = ledger.genesis().doc.consensus.max_block_events as usize;
     let per_block = args.block_events.unwrap_or(max).clamp(1, max);
     let reader: Box<dyn BufRead> = if args.events == Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {
-        let f = std::fs::File::open(&args.events).with_context(|| format!("cannot open {}", args.events.display()))?;
+        let f = std::fs::File::open(&args.events)
+            .with_context(|| format!("cannot open {}", args.events.display()))?;
         Box::new(std::io::BufReader::new(f))
     };
     let mut rejected = Vec::new();
@@ -366,7 +407,8 @@ fn append(args: AppendArgs) -> Result<ExitCode> {
     // Lines are read lazily, a block's worth at a time, so memory stays bounded by the block
     // size however long the file is. Unparseable lines are reported, not committed.
     let mut lines = reader.lines().enumerate();
-    let mut line_numbers: std::collections::VecDeque<Vec<usize>> = std::collections::VecDeque::new();
+    let mut line_numbers: std::collections::VecDeque<Vec<usize>> =
+        std::collections::VecDeque::new();
     let mut read_error = None;
     let chunks = std::iter::from_fn(|| {
         let mut chunk = Vec::with_capacity(per_block);
@@ -384,7 +426,11 @@ fn append(args: AppendArgs) -> Result<ExitCode> {
                 continue;
             }
             if line.len() > MAX_EVENT_LINE_BYTES {
-                rejected.push(Rejected { line: line_no, code: "EVENT_TOO_LARGE".into(), message: "line is longer than 1 MiB".into() });
+                rejected.push(Rejected {
+                    line: line_no,
+                    code: "EVENT_TOO_LARGE".into(),
+                    message: "line is longer than 1 MiB".into(),
+                });
                 continue;
             }
             match SignedEvent::from_envelope_json(line.as_bytes()) {
@@ -392,7 +438,11 @@ fn append(args: AppendArgs) -> Result<ExitCode> {
                     chunk.push(e);
                     numbers.push(line_no);
                 }
-                Err(r) => rejected.push(Rejected { line: line_no, code: r.code.as_str(), message: r.message }),
+                Err(r) => rejected.push(Rejected {
+                    line: line_no,
+                    code: r.code.as_str(),
+                    message: r.message,
+                }),
             }
             if chunk.len() >= per_block {
                 break;
@@ -424,8 +474,14 @@ fn append(args: AppendArgs) -> Result<ExitCode> {
     rejected.sort_by_key(|r| r.line);
     let tip = ledger.tip();
     if args.json {
-        let rej: Vec<_> = rejected.iter().map(|r| json!({"line": r.line, "code": r.code, "message": r.message})).collect();
-        println!("{}", json!({"committed": committed, "blocks": blocks, "rejected": rej, "height": tip.height, "tip": tip.hash}));
+        let rej: Vec<_> = rejected
+            .iter()
+            .map(|r| json!({"line": r.line, "code": r.code, "message": r.message}))
+            .collect();
+        println!(
+            "{}",
+            json!({"committed": committed, "blocks": blocks, "rejected": rej, "height": tip.height, "tip": tip.hash})
+        );
     } else {
         for r in &rejected {
             eprintln!("line {}: rejected {}: {}", r.line, r.code, r.message);
@@ -444,11 +500,12 @@ pub fn print_trace(records: &[EventRecord]) {
     for r in records {
         let body = &r.body;
         let pick = |k: &str| body.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-        let detail = ["location", "condition", "declaration_id", "invoice_id", "doc_id", "lc_id", "amount"]
-            .iter()
-            .filter_map(|k| pick(k).map(|v| format!("{k}={v}")))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let detail =
+            ["location", "condition", "declaration_id", "invoice_id", "doc_id", "lc_id", "amount"]
+                .iter()
+                .filter_map(|k| pick(k).map(|v| format!("{k}={v}")))
+                .collect::<Vec<_>>()
+                .join(" ");
         println!("  h{:<5} {:<30} {:<24} {}", r.height, r.kind, r.author, detail);
     }
 }
@@ -471,7 +528,11 @@ pub fn print_trade(status: &tradeloop_ledger::store::TradeStatus) {
         status.order_id,
         status.buyer,
         status.seller,
-        if status.closed { "CLOSED".to_string() } else { format!("open legs: {}", status.open_legs.join(", ")) }
+        if status.closed {
+            "CLOSED".to_string()
+        } else {
+            format!("open legs: {}", status.open_legs.join(", "))
+        }
     );
     for leg in &status.legs {
         println!("  [{}] {:<16} {}", if leg.done { "x" } else { " " }, leg.leg, leg.detail);
@@ -493,23 +554,37 @@ pub fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
     if !std::io::stderr().is_terminal() {
         return None;
     }
-    let bar = if total > 0 { indicatif::ProgressBar::new(total) } else { indicatif::ProgressBar::new_spinner() };
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} verifying [{bar:40}] {pos}/{len} blocks {per_sec} {eta}") {
+    let bar = if total > 0 {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::new_spinner()
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} verifying [{bar:40}] {pos}/{len} blocks {per_sec} {eta}",
+    ) {
         bar.set_style(style);
     }
     Some(bar)
 }
 
-pub fn run_verify(data_dir: Option<&Path>, export: Option<&Path>, genesis: &Genesis) -> Result<AuditReport, AuditFailure> {
+pub fn run_verify(
+    data_dir: Option<&Path>,
+    export: Option<&Path>,
+    genesis: &Genesis,
+) -> Result<AuditReport, AuditFailure> {
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut progress = |h: u64, total: u64| {
-        let b = bar.get_or_insert_with(|| progress_bar(total).unwrap_or_else(indicatif::ProgressBar::hidden));
+        let b = bar.get_or_insert_with(|| {
+            progress_bar(total).unwrap_or_else(indicatif::ProgressBar::hidden)
+        });
         b.set_position(h);
     };
     let result = match (data_dir, export) {
         (Some(d), _) => verify_data_dir(d, genesis, &mut progress),
         (None, Some(e)) => verify_export(e, genesis, &mut progress),
-        (None, None) => Err(AuditFailure { height: 0, reason: "give --data-dir or --export".into() }),
+        (None, None) => {
+            Err(AuditFailure { height: 0, reason: "give --data-dir or --export".into() })
+        }
     };
     if let Some(b) = bar {
         b.finish_and_clear();

@@ -45,7 +45,14 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     }
     std::fs::write(dir.join("genesis.json"), cast.genesis.doc.to_json_bytes())?;
     println!("tradeloop demo: chain {} ({})", cast.genesis.doc.chain_id, cast.genesis.hash);
-    println!("  participants: {}", cast.genesis.participants().map(|p| format!("{} ({})", p.id, p.role.as_str())).collect::<Vec<_>>().join(", "));
+    println!(
+        "  participants: {}",
+        cast.genesis
+            .participants()
+            .map(|p| format!("{} ({})", p.id, p.role.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("  validator: {} node\n", tradeloop_ledger::sample::VALIDATOR_HOSTS[0]);
 
     let mut ledger = Ledger::open(&dir.join("data"), cast.genesis.clone())?;
@@ -55,18 +62,30 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     for (i, (author, kind, fields)) in trade_steps(1).into_iter().enumerate() {
         if kind == "customs.declaration_filed" && author == ids::FORWARDER {
             // Show the rules at work: the ship cannot leave before export clearance.
-            let early = cast.sign(ids::FORWARDER, "shipment.departed", serde_json::json!({
-                "shipment_id": "SHP-1", "location": "CNYTN", "event_time_ms": now_ms()}), now_ms(), "early-departure");
+            let early = cast.sign(
+                ids::FORWARDER,
+                "shipment.departed",
+                serde_json::json!({
+                "shipment_id": "SHP-1", "location": "CNYTN", "event_time_ms": now_ms()}),
+                now_ms(),
+                "early-departure",
+            );
             let (_, rejected) = ledger.append_local(&[early], now_ms(), &validator)?;
             match rejected.first() {
-                Some((_, r)) => println!("  rejected   {:<30} {:<24} {}", "shipment.departed", ids::FORWARDER, r),
+                Some((_, r)) => println!(
+                    "  rejected   {:<30} {:<24} {}",
+                    "shipment.departed",
+                    ids::FORWARDER,
+                    r
+                ),
                 None => bail!("the rules accepted a departure before export clearance"),
             }
         }
         let event = cast.sign(author, kind, fields, now_ms(), &format!("demo-{i}"));
         journal.push_str(&event.to_envelope_json());
         journal.push('\n');
-        let (block, rejected) = ledger.append_local(std::slice::from_ref(&event), now_ms(), &validator)?;
+        let (block, rejected) =
+            ledger.append_local(std::slice::from_ref(&event), now_ms(), &validator)?;
         if let Some((_, r)) = rejected.first() {
             bail!("step {i} ({kind}) was rejected: {r}");
         }
@@ -95,7 +114,10 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     {
         match run_verify(data_dir.as_deref(), export_file.as_deref(), &genesis) {
             Ok(r) if r.tip_hash == tip.hash => {
-                println!("  {what:<8} OK: {} blocks, {} events, tip {}", r.blocks, r.events, r.tip_hash)
+                println!(
+                    "  {what:<8} OK: {} blocks, {} events, tip {}",
+                    r.blocks, r.events, r.tip_hash
+                )
             }
             Ok(r) => bail!("{what} verified but ends at {} instead of {}", r.tip_hash, tip.hash),
             Err(f) => bail!("{what} failed verification at {f}"),
@@ -114,4 +136,3 @@ fn print_kept(out: &Path) {
     println!("  tradeloop trace --data-dir {d}/data --genesis {d}/genesis.json shipment:SHP-1");
     println!("  tradeloop verify --export {d}/chain.tlx --genesis {d}/genesis.json");
 }
-

@@ -157,6 +157,7 @@ impl<'de> Deserialize<'de> for Hash {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

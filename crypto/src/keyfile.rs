@@ -50,8 +50,8 @@ pub fn read_key_file(path: &Path) -> Result<SigningKey, CryptoError> {
     let json: KeyFileJson = serde_json::from_str(&text).map_err(|e| {
         err(format!("not a key file ({e}); expected {{\"public_key\": hex, \"secret_key\": hex}}"))
     })?;
-    let secret = decode_hex_array::<32>("secret key", &json.secret_key)
-        .map_err(|e| err(e.to_string()))?;
+    let secret =
+        decode_hex_array::<32>("secret key", &json.secret_key).map_err(|e| err(e.to_string()))?;
     let key = SigningKey::from_secret(secret);
     if key.public_key().to_hex() != json.public_key.to_ascii_lowercase() {
         return Err(err("public_key does not match secret_key; the file is damaged".into()));
@@ -60,6 +60,7 @@ pub fn read_key_file(path: &Path) -> Result<SigningKey, CryptoError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

@@ -177,6 +177,7 @@ impl<'de> Deserialize<'de> for Signature {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

@@ -111,7 +111,10 @@ impl<'g> Auditor<'g> {
         loop {
             let mut batch = Vec::new();
             let mut batch_events = 0;
-            while source_error.is_none() && batch.len() < AUDIT_BATCH_BLOCKS && batch_events < AUDIT_BATCH_EVENTS {
+            while source_error.is_none()
+                && batch.len() < AUDIT_BATCH_BLOCKS
+                && batch_events < AUDIT_BATCH_EVENTS
+            {
                 match source() {
                     Ok(Some(block)) => {
                         batch_events += block.block.events.len();
@@ -129,10 +132,13 @@ impl<'g> Auditor<'g> {
             // Stateless checks of this batch overlap the rule replay of the previous one.
             let (checked, replayed) = rayon::join(
                 || -> CheckedBatch {
-                    batch.into_iter().map(|b| {
-                        let checks = check_events(genesis, &b.block.events);
-                        (b, checks)
-                    }).collect()
+                    batch
+                        .into_iter()
+                        .map(|b| {
+                            let checks = check_events(genesis, &b.block.events);
+                            (b, checks)
+                        })
+                        .collect()
                 },
                 || match to_replay {
                     Some(batch) => self.replay(batch, progress),
@@ -150,18 +156,24 @@ impl<'g> Auditor<'g> {
         Ok(self.report())
     }
 
-    fn replay(&mut self, batch: CheckedBatch, progress: &mut (dyn FnMut(u64) + Send)) -> Result<(), AuditFailure> {
+    fn replay(
+        &mut self,
+        batch: CheckedBatch,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<(), AuditFailure> {
         for (certified, checks) in batch {
             let height = self.tip.height + 1;
-            let validated = validate_checked(self.genesis, &self.state, &self.tip, &certified, checks)
-                .map_err(|e| AuditFailure { height, reason: describe(&e) })?;
+            let validated =
+                validate_checked(self.genesis, &self.state, &self.tip, &certified, checks)
+                    .map_err(|e| AuditFailure { height, reason: describe(&e) })?;
             for e in &validated.events {
                 self.state.events.insert(e.id);
             }
             self.state.state.extend(validated.outcome.writes);
             self.events += validated.events.len() as u64;
             let h = &certified.block.header;
-            self.tip = Tip { height, hash: validated.hash, time_ms: h.time_ms, app_hash: h.app_hash };
+            self.tip =
+                Tip { height, hash: validated.hash, time_ms: h.time_ms, app_hash: h.app_hash };
             progress(height);
         }
         Ok(())
@@ -181,7 +193,9 @@ impl<'g> Auditor<'g> {
 fn describe(e: &LedgerError) -> String {
     match e {
         LedgerError::InvalidBlock { detail, .. } => detail.clone(),
-        LedgerError::RejectedEvent { index, rejection, .. } => format!("event {index}: {rejection}"),
+        LedgerError::RejectedEvent { index, rejection, .. } => {
+            format!("event {index}: {rejection}")
+        }
         other => other.to_string(),
     }
 }
@@ -203,7 +217,8 @@ pub fn verify_data_dir(
             if next > total {
                 return Ok(None);
             }
-            let block = log.read(next).map_err(|e| AuditFailure { height: next, reason: e.to_string() })?;
+            let block =
+                log.read(next).map_err(|e| AuditFailure { height: next, reason: e.to_string() })?;
             next += 1;
             Ok(Some(block))
         },
@@ -245,7 +260,10 @@ fn check_index_tip(dir: &Path, log: &BlockLog, total: u64) -> Result<(), AuditFa
     let tip = db
         .open_tree(crate::store::INDEX_TREE)
         .and_then(|t| t.get(crate::store::META_TIP_KEY))
-        .map_err(|e| AuditFailure { height: total + 1, reason: format!("index unreadable: {e}") })?;
+        .map_err(|e| AuditFailure {
+            height: total + 1,
+            reason: format!("index unreadable: {e}"),
+        })?;
     let Some(tip) = tip.and_then(|b| codec::decode::<Tip>(&b).ok()) else {
         return Ok(());
     };
@@ -259,9 +277,14 @@ fn check_index_tip(dir: &Path, log: &BlockLog, total: u64) -> Result<(), AuditFa
         );
     }
     if tip.height > 0 {
-        let block = log.read(tip.height).map_err(|e| AuditFailure { height: tip.height, reason: e.to_string() })?;
+        let block = log
+            .read(tip.height)
+            .map_err(|e| AuditFailure { height: tip.height, reason: e.to_string() })?;
         if block.block.header.hash() != tip.hash {
-            return fail(tip.height, "the block in the log differs from the one the node committed");
+            return fail(
+                tip.height,
+                "the block in the log differs from the one the node committed",
+            );
         }
     }
     Ok(())
@@ -273,12 +296,16 @@ pub fn verify_export(
     genesis: &Genesis,
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<AuditReport, AuditFailure> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| AuditFailure { height: 0, reason: format!("cannot open {}: {e}", path.display()) })?;
+    let file = std::fs::File::open(path).map_err(|e| AuditFailure {
+        height: 0,
+        reason: format!("cannot open {}: {e}", path.display()),
+    })?;
     let mut reader = ExportReader::new(BufReader::with_capacity(1 << 20, file))
         .map_err(|e| AuditFailure { height: 0, reason: e.to_string() })?;
-    let embedded = Genesis::from_json_bytes(&reader.genesis_json)
-        .map_err(|e| AuditFailure { height: 0, reason: format!("the export's genesis is invalid: {e}") })?;
+    let embedded = Genesis::from_json_bytes(&reader.genesis_json).map_err(|e| AuditFailure {
+        height: 0,
+        reason: format!("the export's genesis is invalid: {e}"),
+    })?;
     if embedded.hash != genesis.hash {
         return fail(
             0,
@@ -309,7 +336,10 @@ pub fn verify_export(
     let Some(trailer) = trailer else {
         return fail(report.blocks + 1, "the export ends without its trailer: it was truncated");
     };
-    if trailer.block_count != report.blocks || trailer.tip_hash != report.tip_hash || trailer.app_hash != report.app_hash {
+    if trailer.block_count != report.blocks
+        || trailer.tip_hash != report.tip_hash
+        || trailer.app_hash != report.app_hash
+    {
         return fail(
             report.blocks + 1,
             format!(

@@ -11,9 +11,9 @@
 use serde::{Deserialize, Serialize};
 use tradeloop_crypto::{domain_hash, merkle, Hash, PublicKey, Signature, SigningKey};
 
+use crate::codec;
 use crate::event::SignedEvent;
 use crate::genesis::{Genesis, ValidatorSet};
-use crate::codec;
 
 /// Domain tag of the block hash.
 pub const BLOCK_DOMAIN: &[u8] = b"tradeloop/block/v1\0";
@@ -126,14 +126,25 @@ pub struct CommitCertificate {
 
 impl CommitCertificate {
     /// Builds a certificate from precommit signatures, sorting them canonically.
-    pub fn from_signatures(height: u64, round: u32, block_hash: Hash, mut signatures: Vec<CommitSig>) -> Self {
-        signatures.sort_by(|a, b| a.validator.cmp(&b.validator));
+    pub fn from_signatures(
+        height: u64,
+        round: u32,
+        block_hash: Hash,
+        mut signatures: Vec<CommitSig>,
+    ) -> Self {
+        signatures.sort_by_key(|s| s.validator);
         signatures.dedup_by(|a, b| a.validator == b.validator);
         CommitCertificate { height, round, block_hash, signatures }
     }
 
     /// Signs a certificate with the given validator keys (a local chain, or tests).
-    pub fn sign(chain: &Hash, height: u64, round: u32, block_hash: Hash, keys: &[&SigningKey]) -> Self {
+    pub fn sign(
+        chain: &Hash,
+        height: u64,
+        round: u32,
+        block_hash: Hash,
+        keys: &[&SigningKey],
+    ) -> Self {
         let bytes = vote_sign_bytes(chain, VoteType::Precommit, height, round, Some(&block_hash));
         let sigs = keys
             .iter()
@@ -160,7 +171,8 @@ impl CommitCertificate {
         if self.signatures.len() > MAX_CERTIFICATE_SIGNATURES {
             return Err("certificate has too many signatures".into());
         }
-        let bytes = vote_sign_bytes(chain, VoteType::Precommit, height, self.round, Some(block_hash));
+        let bytes =
+            vote_sign_bytes(chain, VoteType::Precommit, height, self.round, Some(block_hash));
         let mut power: u64 = 0;
         let mut previous: Option<&PublicKey> = None;
         for sig in &self.signatures {
@@ -174,9 +186,9 @@ impl CommitCertificate {
             let Some(p) = validators.power_of(&sig.validator) else {
                 return Err(format!("signer {} is not in the validator set", sig.validator));
             };
-            sig.validator
-                .verify(&bytes, &sig.signature)
-                .map_err(|_| format!("precommit signature of validator {} does not verify", sig.validator))?;
+            sig.validator.verify(&bytes, &sig.signature).map_err(|_| {
+                format!("precommit signature of validator {} does not verify", sig.validator)
+            })?;
             power = power.saturating_add(p);
         }
         if !validators.is_quorum(power) {
@@ -214,7 +226,12 @@ pub struct Tip {
 impl Tip {
     /// The tip before any block.
     pub fn genesis(genesis: &Genesis) -> Tip {
-        Tip { height: 0, hash: Hash::ZERO, time_ms: genesis.doc.genesis_time_ms, app_hash: Hash::ZERO }
+        Tip {
+            height: 0,
+            hash: Hash::ZERO,
+            time_ms: genesis.doc.genesis_time_ms,
+            app_hash: Hash::ZERO,
+        }
     }
 }
 
@@ -228,16 +245,30 @@ pub fn check_block_envelope(
 ) -> Result<Hash, String> {
     let h = &certified.block.header;
     if h.chain != genesis.hash {
-        return Err(format!("block belongs to chain {}, the genesis names chain {}", h.chain, genesis.hash));
+        return Err(format!(
+            "block belongs to chain {}, the genesis names chain {}",
+            h.chain, genesis.hash
+        ));
     }
     if h.height != parent.height + 1 {
-        return Err(format!("height is {} but {} was expected after {}", h.height, parent.height + 1, parent.height));
+        return Err(format!(
+            "height is {} but {} was expected after {}",
+            h.height,
+            parent.height + 1,
+            parent.height
+        ));
     }
     if h.prev_hash != parent.hash {
-        return Err(format!("prev_hash {} does not match the previous block's hash {}", h.prev_hash, parent.hash));
+        return Err(format!(
+            "prev_hash {} does not match the previous block's hash {}",
+            h.prev_hash, parent.hash
+        ));
     }
     if h.time_ms < parent.time_ms {
-        return Err(format!("time_ms {} is before the previous block's {}", h.time_ms, parent.time_ms));
+        return Err(format!(
+            "time_ms {} is before the previous block's {}",
+            h.time_ms, parent.time_ms
+        ));
     }
     if h.validators_hash != genesis.validators.hash {
         return Err(format!(
@@ -258,7 +289,10 @@ pub fn check_block_envelope(
     }
     let root = events_root(event_ids);
     if root != h.events_root {
-        return Err(format!("events_root {} does not match the events carried ({root})", h.events_root));
+        return Err(format!(
+            "events_root {} does not match the events carried ({root})",
+            h.events_root
+        ));
     }
     let hash = h.hash();
     certified

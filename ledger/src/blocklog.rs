@@ -75,7 +75,9 @@ impl BlockLog {
 
     /// Opens the log read-only for an audit: the blocks before the first damaged frame are
     /// kept, and the damage (if any) is returned instead of failing the open.
-    pub fn open_for_audit(dir: &Path) -> Result<(BlockLog, OpenReport, Option<LedgerError>), LedgerError> {
+    pub fn open_for_audit(
+        dir: &Path,
+    ) -> Result<(BlockLog, OpenReport, Option<LedgerError>), LedgerError> {
         if !dir.is_dir() {
             return Err(LedgerError::io(
                 format!("{} is not a block log directory", dir.display()),
@@ -95,7 +97,9 @@ impl BlockLog {
         }
         let mut segments = Vec::new();
         if dir.exists() {
-            for entry in std::fs::read_dir(dir).map_err(io(format!("cannot list {}", dir.display())))? {
+            for entry in
+                std::fs::read_dir(dir).map_err(io(format!("cannot list {}", dir.display())))?
+            {
                 let entry = entry.map_err(io(format!("cannot list {}", dir.display())))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if let Some(n) = name.strip_prefix("blocks-").and_then(|s| s.strip_suffix(".log")) {
@@ -112,18 +116,22 @@ impl BlockLog {
         for (i, s) in segments.iter().enumerate() {
             if *s as usize != i {
                 return Err(LedgerError::CorruptLog {
-                    location: segment_path(dir, i as u32).display().to_string(),
+                    location: segment_path(dir, u32::try_from(i).unwrap_or(u32::MAX))
+                        .display()
+                        .to_string(),
                     height: 1,
                     detail: "segment file is missing".into(),
                 });
             }
         }
-        let mut log = BlockLog { dir: dir.to_path_buf(), locations: Vec::new(), current: None, writable };
+        let mut log =
+            BlockLog { dir: dir.to_path_buf(), locations: Vec::new(), current: None, writable };
         let mut report = OpenReport::default();
         let last = segments.len().checked_sub(1);
         for (i, &segment) in segments.iter().enumerate() {
             let path = segment_path(dir, segment);
-            let data = std::fs::read(&path).map_err(io(format!("cannot read {}", path.display())))?;
+            let data =
+                std::fs::read(&path).map_err(io(format!("cannot read {}", path.display())))?;
             let is_last = Some(i) == last;
             let valid_len = match log.scan_segment(segment, &path, &data, is_last, &mut report) {
                 Ok(len) => len,
@@ -165,10 +173,18 @@ impl BlockLog {
                 report.torn_tail_bytes = data.len() as u64;
                 return Ok(0);
             }
-            return Err(corrupt(0, self.locations.len(), "segment is shorter than its header".into()));
+            return Err(corrupt(
+                0,
+                self.locations.len(),
+                "segment is shorter than its header".into(),
+            ));
         }
         if &data[..8] != SEGMENT_MAGIC {
-            return Err(corrupt(0, self.locations.len(), "segment does not start with TLBLOG01".into()));
+            return Err(corrupt(
+                0,
+                self.locations.len(),
+                "segment does not start with TLBLOG01".into(),
+            ));
         }
         let mut offset = SEGMENT_MAGIC.len();
         loop {
@@ -176,7 +192,11 @@ impl BlockLog {
                 FrameRead::End => return Ok(offset as u64),
                 FrameRead::Frame { kind, next, .. } => {
                     if kind != frame::kind::BLOCK {
-                        return Err(corrupt(offset, self.locations.len(), format!("unexpected frame kind {kind}")));
+                        return Err(corrupt(
+                            offset,
+                            self.locations.len(),
+                            format!("unexpected frame kind {kind}"),
+                        ));
                     }
                     self.locations.push(Location {
                         segment,
@@ -190,7 +210,11 @@ impl BlockLog {
                     return Ok(offset as u64);
                 }
                 FrameRead::Torn => {
-                    return Err(corrupt(offset, self.locations.len(), "frame cut short inside an older segment".into()))
+                    return Err(corrupt(
+                        offset,
+                        self.locations.len(),
+                        "frame cut short inside an older segment".into(),
+                    ))
                 }
                 FrameRead::Corrupt(detail) => {
                     // A damaged last frame with nothing after it may be a torn write whose
@@ -276,7 +300,11 @@ impl BlockLog {
             return Err(LedgerError::io(format!("cannot append to {}", path.display()), e));
         }
         *len += bytes.len() as u64;
-        let loc = Location { segment: *segment, offset, len: u32::try_from(bytes.len()).unwrap_or(u32::MAX) };
+        let loc = Location {
+            segment: *segment,
+            offset,
+            len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+        };
         self.locations.push(loc);
         Ok(loc)
     }
@@ -291,13 +319,23 @@ fn frame_ends_at_eof(data: &[u8], offset: usize) -> bool {
     if data.len() < offset + frame::FRAME_HEADER_BYTES {
         return true;
     }
-    let len = u32::from_be_bytes([data[offset + 1], data[offset + 2], data[offset + 3], data[offset + 4]]);
+    let len = u32::from_be_bytes([
+        data[offset + 1],
+        data[offset + 2],
+        data[offset + 3],
+        data[offset + 4],
+    ]);
     offset + frame::FRAME_HEADER_BYTES + len as usize >= data.len()
 }
 
 /// Decodes a BLOCK frame into a certified block.
-pub fn decode_block_frame(buf: &[u8], location: &str, height: u64) -> Result<CertifiedBlock, LedgerError> {
-    let corrupt = |detail: String| LedgerError::CorruptLog { location: location.to_string(), height, detail };
+pub fn decode_block_frame(
+    buf: &[u8],
+    location: &str,
+    height: u64,
+) -> Result<CertifiedBlock, LedgerError> {
+    let corrupt =
+        |detail: String| LedgerError::CorruptLog { location: location.to_string(), height, detail };
     match frame::read(buf, 0) {
         FrameRead::Frame { kind: frame::kind::BLOCK, payload, .. } => {
             codec::decode(payload).map_err(|e| corrupt(format!("block does not decode: {e}")))

@@ -96,7 +96,9 @@ impl Value {
             Value::Bool(b) => serde_json::Value::Bool(*b),
             Value::Int(n) => serde_json::Value::from(*n),
             Value::String(s) => serde_json::Value::String(s.clone()),
-            Value::Array(items) => serde_json::Value::Array(items.iter().map(Value::to_json).collect()),
+            Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(Value::to_json).collect())
+            }
             Value::Object(map) => serde_json::Value::Object(
                 map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect(),
             ),
@@ -110,10 +112,12 @@ impl Value {
             Value::Bool(b) => serde_json::Value::Bool(b),
             Value::Int(n) => serde_json::Value::from(n),
             Value::String(s) => serde_json::Value::String(s),
-            Value::Array(items) => serde_json::Value::Array(items.into_iter().map(Value::into_json).collect()),
-            Value::Object(map) => {
-                serde_json::Value::Object(map.into_iter().map(|(k, v)| (k, v.into_json())).collect())
+            Value::Array(items) => {
+                serde_json::Value::Array(items.into_iter().map(Value::into_json).collect())
             }
+            Value::Object(map) => serde_json::Value::Object(
+                map.into_iter().map(|(k, v)| (k, v.into_json())).collect(),
+            ),
         }
     }
 
@@ -218,6 +222,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 
@@ -228,7 +233,10 @@ mod tests {
 
     #[test]
     fn sorts_keys_and_strips_whitespace() {
-        assert_eq!(canon(r#"{ "b": 1, "a": [true, null, "x"] }"#), r#"{"a":[true,null,"x"],"b":1}"#);
+        assert_eq!(
+            canon(r#"{ "b": 1, "a": [true, null, "x"] }"#),
+            r#"{"a":[true,null,"x"],"b":1}"#
+        );
     }
 
     #[test]

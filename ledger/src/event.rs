@@ -65,7 +65,8 @@ impl SignedEvent {
         let Value::Object(mut map) = value else {
             return Err(malformed("an envelope is a JSON object {\"body\", \"signature\"}".into()));
         };
-        let body = map.remove("body").ok_or_else(|| malformed("envelope has no \"body\"".into()))?;
+        let body =
+            map.remove("body").ok_or_else(|| malformed("envelope has no \"body\"".into()))?;
         let Some(Value::String(sig_hex)) = map.remove("signature") else {
             return Err(malformed("envelope has no \"signature\" hex string".into()));
         };
@@ -75,8 +76,8 @@ impl SignedEvent {
         if !matches!(body, Value::Object(_)) {
             return Err(malformed("\"body\" must be a JSON object".into()));
         }
-        let signature = Signature::from_hex(&sig_hex)
-            .map_err(|e| malformed(format!("\"signature\": {e}")))?;
+        let signature =
+            Signature::from_hex(&sig_hex).map_err(|e| malformed(format!("\"signature\": {e}")))?;
         Ok(SignedEvent { body: body.to_canonical(), signature })
     }
 
@@ -531,7 +532,10 @@ fn check_text(kind: &str, field: &str, text: &str) -> Result<(), Rejection> {
 fn check_list<T>(kind: &str, field: &str, items: &[T], allow_empty: bool) -> Result<(), Rejection> {
     if (!allow_empty && items.is_empty()) || items.len() > MAX_LIST_ITEMS {
         let least = if allow_empty { 0 } else { 1 };
-        return Err(field_err(kind, format!("{field} must have {least} to {MAX_LIST_ITEMS} items")));
+        return Err(field_err(
+            kind,
+            format!("{field} must have {least} to {MAX_LIST_ITEMS} items"),
+        ));
     }
     Ok(())
 }
@@ -592,7 +596,9 @@ impl Payload {
             | Payload::ShipmentDelivered(m) => {
                 check_id(k, "shipment_id", &m.shipment_id)?;
                 f(check_locode(&m.location))?;
-                for (name, v) in [("vessel_imo", &m.vessel_imo), ("voyage", &m.voyage), ("flight", &m.flight)] {
+                for (name, v) in
+                    [("vessel_imo", &m.vessel_imo), ("voyage", &m.voyage), ("flight", &m.flight)]
+                {
                     if let Some(v) = v {
                         check_id(k, name, v)?;
                     }
@@ -689,7 +695,11 @@ pub fn parse_ref(text: &str) -> Result<(RefKind, &str), String> {
         "shipment" => RefKind::Shipment,
         "declaration" => RefKind::Declaration,
         "lc" => RefKind::Lc,
-        other => return Err(format!("ref kind \"{other}\" is not one of order, invoice, shipment, declaration, lc")),
+        other => {
+            return Err(format!(
+                "ref kind \"{other}\" is not one of order, invoice, shipment, declaration, lc"
+            ))
+        }
     };
     if id.is_empty() || id.len() > MAX_ENTITY_ID_BYTES {
         return Err(format!("ref \"{text}\" has an empty or too long id"));

@@ -142,7 +142,11 @@ pub fn validate_checked<S: StateRead>(
     let mut events = Vec::with_capacity(checks.len());
     for (index, check) in checks.into_iter().enumerate() {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
-        events.push(check.map_err(|rejection| LedgerError::RejectedEvent { height, index, rejection })?);
+        events.push(check.map_err(|rejection| LedgerError::RejectedEvent {
+            height,
+            index,
+            rejection,
+        })?);
     }
     let mut executor = BlockExecutor::new(genesis, state, header.time_ms);
     for (index, event) in events.iter().enumerate() {

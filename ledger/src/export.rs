@@ -50,7 +50,8 @@ pub fn export(ledger: &Ledger, path: &Path) -> Result<u64, LedgerError> {
         let block = ledger.block(height)?;
         out.write_all(&frame::encode(frame::kind::BLOCK, &codec::encode(&block))).map_err(io)?;
     }
-    let trailer = ExportTrailer { block_count: tip.height, tip_hash: tip.hash, app_hash: tip.app_hash };
+    let trailer =
+        ExportTrailer { block_count: tip.height, tip_hash: tip.hash, app_hash: tip.app_hash };
     out.write_all(&frame::encode(frame::kind::END, &codec::encode(&trailer))).map_err(io)?;
     let file = out.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(io)?;
@@ -87,9 +88,13 @@ impl<R: Read> ExportReader<R> {
         }
         let version = u32::from_be_bytes([head[8], head[9], head[10], head[11]]);
         if version != EXPORT_VERSION {
-            return Err(LedgerError::Export(format!("export version {version} is not supported (this build reads {EXPORT_VERSION})")));
+            return Err(LedgerError::Export(format!(
+                "export version {version} is not supported (this build reads {EXPORT_VERSION})"
+            )));
         }
-        let genesis_json = match frame::read_stream(&mut reader).map_err(|e| LedgerError::io("reading export", e))? {
+        let genesis_json = match frame::read_stream(&mut reader)
+            .map_err(|e| LedgerError::io("reading export", e))?
+        {
             StreamFrame::Frame { kind: frame::kind::GENESIS, payload } => payload,
             _ => return Err(bad("the first frame is not an intact genesis frame")),
         };
@@ -103,7 +108,8 @@ impl<R: Read> ExportReader<R> {
         if self.trailer.is_some() {
             return Err((height, "read past the trailer".into()));
         }
-        let frame = frame::read_stream(&mut self.reader).map_err(|e| (height, format!("I/O error: {e}")))?;
+        let frame = frame::read_stream(&mut self.reader)
+            .map_err(|e| (height, format!("I/O error: {e}")))?;
         match frame {
             StreamFrame::Frame { kind: frame::kind::BLOCK, payload } => {
                 let block: CertifiedBlock = codec::decode(&payload)
@@ -112,8 +118,8 @@ impl<R: Read> ExportReader<R> {
                 Ok(ExportItem::Block(Box::new(block)))
             }
             StreamFrame::Frame { kind: frame::kind::END, payload } => {
-                let trailer: ExportTrailer =
-                    codec::decode(&payload).map_err(|e| (height, format!("trailer does not decode: {e}")))?;
+                let trailer: ExportTrailer = codec::decode(&payload)
+                    .map_err(|e| (height, format!("trailer does not decode: {e}")))?;
                 let mut rest = [0u8; 1];
                 if self.reader.read(&mut rest).map_err(|e| (height, e.to_string()))? != 0 {
                     return Err((height, "bytes follow the trailer".into()));
@@ -121,9 +127,15 @@ impl<R: Read> ExportReader<R> {
                 self.trailer = Some(trailer.clone());
                 Ok(ExportItem::End(trailer))
             }
-            StreamFrame::Frame { kind, .. } => Err((height, format!("unexpected frame kind {kind}"))),
-            StreamFrame::End => Err((height, "the export ends without its trailer: it was truncated".into())),
-            StreamFrame::Torn => Err((height, "the export ends inside a frame: it was truncated".into())),
+            StreamFrame::Frame { kind, .. } => {
+                Err((height, format!("unexpected frame kind {kind}")))
+            }
+            StreamFrame::End => {
+                Err((height, "the export ends without its trailer: it was truncated".into()))
+            }
+            StreamFrame::Torn => {
+                Err((height, "the export ends inside a frame: it was truncated".into()))
+            }
             StreamFrame::Corrupt(detail) => Err((height, detail)),
         }
     }

@@ -31,7 +31,8 @@ impl Decimal {
                 "\"{text}\" is not a decimal: write digits with an optional fraction, e.g. \"12500.00\""
             ));
         }
-        let mut value: u128 = int_part.bytes().fold(0u128, |acc, b| acc * 10 + u128::from(b - b'0'));
+        let mut value: u128 =
+            int_part.bytes().fold(0u128, |acc, b| acc * 10 + u128::from(b - b'0'));
         value *= SCALE_FACTOR;
         if let Some(frac) = frac_part {
             if !digits(frac) || frac.len() > DECIMAL_SCALE as usize {
@@ -169,7 +170,7 @@ pub fn iso6346_check_digit(first_ten: &[u8]) -> u32 {
         let mut letter = b'A';
         while letter < c {
             v += 1;
-            if v % 11 == 0 {
+            if v.is_multiple_of(11) {
                 v += 1;
             }
             letter += 1;
@@ -193,7 +194,7 @@ pub fn parse_date(s: &str) -> Result<i64, String> {
     let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    if !(1..=12).contains(&m) || d < 1 || d > days_in_month[(m - 1) as usize] {
+    if !(1..=12).contains(&m) || d < 1 || d > days_in_month[usize::try_from(m - 1).unwrap_or(0)] {
         return Err(err());
     }
     Ok(days_from_civil(y, m, d))
@@ -216,6 +217,7 @@ pub fn day_of_ms(time_ms: u64) -> i64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

@@ -145,6 +145,7 @@ fn read_full<R: std::io::Read>(reader: &mut R, buf: &mut [u8]) -> std::io::Resul
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

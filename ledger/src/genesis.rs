@@ -222,7 +222,11 @@ impl Genesis {
         Genesis::from_json_bytes(&doc.to_json_bytes())
     }
 
-    fn from_doc_with_hash(doc: GenesisDoc, hash: Hash, canonical: Vec<u8>) -> Result<Genesis, LedgerError> {
+    fn from_doc_with_hash(
+        doc: GenesisDoc,
+        hash: Hash,
+        canonical: Vec<u8>,
+    ) -> Result<Genesis, LedgerError> {
         let bad = |m: String| Err(LedgerError::Genesis(m));
         if doc.chain_id.is_empty() || doc.chain_id.len() > MAX_ID_BYTES {
             return bad(format!("chain_id must be 1 to {MAX_ID_BYTES} bytes"));
@@ -274,7 +278,14 @@ impl Genesis {
                 crate::event::MAX_EVENT_BYTES
             ));
         }
-        Ok(Genesis { validators: ValidatorSet::new(set), doc, hash, canonical, participants, key_owner })
+        Ok(Genesis {
+            validators: ValidatorSet::new(set),
+            doc,
+            hash,
+            canonical,
+            participants,
+            key_owner,
+        })
     }
 
     /// A participant by id.

@@ -192,14 +192,22 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
         if !role_permits(role, kind) {
             return rej(
                 RejectCode::RoleNotPermitted,
-                format!("{} is a {}; a {} may not emit {kind}", event.author, role.as_str(), role.as_str()),
+                format!(
+                    "{} is a {}; a {} may not emit {kind}",
+                    event.author,
+                    role.as_str(),
+                    role.as_str()
+                ),
             );
         }
         let nonce_key = nonce_key(&event.author, &event.nonce.state_key());
         if self.exists(&nonce_key)? {
             return rej(
                 RejectCode::DuplicateNonce,
-                format!("{} already used this nonce; every event of an author needs a new nonce", event.author),
+                format!(
+                    "{} already used this nonce; every event of an author needs a new nonce",
+                    event.author
+                ),
             );
         }
         let mut fx = self.evaluate_kind(event)?;
@@ -214,17 +222,24 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
             Payload::OrderPlaced(p) => {
                 let key = entity_key("order", &p.order_id);
                 if self.exists(&key)? {
-                    return rej(RejectCode::DuplicateOrder, format!("order {} already exists", p.order_id));
+                    return rej(
+                        RejectCode::DuplicateOrder,
+                        format!("order {} already exists", p.order_id),
+                    );
                 }
                 match self.role_of(&p.seller) {
                     Some(Role::Exporter) => {}
                     Some(r) => {
-                        return rej(RejectCode::SellerNotExporter, format!(
-                            "seller {} is a {}, not an exporter", p.seller, r.as_str()))
+                        return rej(
+                            RejectCode::SellerNotExporter,
+                            format!("seller {} is a {}, not an exporter", p.seller, r.as_str()),
+                        )
                     }
                     None => {
-                        return rej(RejectCode::UnknownParticipant, format!(
-                            "seller {} is not a participant", p.seller))
+                        return rej(
+                            RejectCode::UnknownParticipant,
+                            format!("seller {} is not a participant", p.seller),
+                        )
                     }
                 }
                 let order = OrderState {
@@ -243,13 +258,19 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
             }
             Payload::OrderAccepted(p) => {
                 let key = entity_key("order", &p.order_id);
-                let mut order: OrderState = self.need(&key, RejectCode::UnknownOrder, "order", &p.order_id)?;
+                let mut order: OrderState =
+                    self.need(&key, RejectCode::UnknownOrder, "order", &p.order_id)?;
                 if order.seller != author {
-                    return rej(RejectCode::NotOrderSeller, format!(
-                        "only the seller {} may accept order {}", order.seller, p.order_id));
+                    return rej(
+                        RejectCode::NotOrderSeller,
+                        format!("only the seller {} may accept order {}", order.seller, p.order_id),
+                    );
                 }
                 if order.accepted {
-                    return rej(RejectCode::OrderAlreadyAccepted, format!("order {} is already accepted", p.order_id));
+                    return rej(
+                        RejectCode::OrderAlreadyAccepted,
+                        format!("order {} is already accepted", p.order_id),
+                    );
                 }
                 order.accepted = true;
                 fx.put(key.clone(), &order);
@@ -258,27 +279,50 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
             Payload::InvoiceIssued(p) => {
                 let okey = entity_key("order", &p.order_id);
                 let ikey = entity_key("invoice", &p.invoice_id);
-                let mut order: OrderState = self.need(&okey, RejectCode::UnknownOrder, "order", &p.order_id)?;
+                let mut order: OrderState =
+                    self.need(&okey, RejectCode::UnknownOrder, "order", &p.order_id)?;
                 if self.exists(&ikey)? {
-                    return rej(RejectCode::DuplicateInvoice, format!("invoice {} already exists", p.invoice_id));
+                    return rej(
+                        RejectCode::DuplicateInvoice,
+                        format!("invoice {} already exists", p.invoice_id),
+                    );
                 }
                 if order.seller != author {
-                    return rej(RejectCode::NotOrderSeller, format!(
-                        "only the seller {} may invoice order {}", order.seller, p.order_id));
+                    return rej(
+                        RejectCode::NotOrderSeller,
+                        format!(
+                            "only the seller {} may invoice order {}",
+                            order.seller, p.order_id
+                        ),
+                    );
                 }
                 if !order.accepted {
-                    return rej(RejectCode::OrderNotAccepted, format!(
-                        "order {} is not accepted yet; accept it before invoicing", p.order_id));
+                    return rej(
+                        RejectCode::OrderNotAccepted,
+                        format!(
+                            "order {} is not accepted yet; accept it before invoicing",
+                            p.order_id
+                        ),
+                    );
                 }
                 if order.currency != p.currency {
-                    return rej(RejectCode::CurrencyMismatch, format!(
-                        "invoice is in {} but order {} is in {}", p.currency, p.order_id, order.currency));
+                    return rej(
+                        RejectCode::CurrencyMismatch,
+                        format!(
+                            "invoice is in {} but order {} is in {}",
+                            p.currency, p.order_id, order.currency
+                        ),
+                    );
                 }
                 let invoiced = order.invoiced.plus(p.amount.value);
                 if invoiced > order.amount {
-                    return rej(RejectCode::InvoiceExceedsOrder, format!(
-                        "invoices would total {invoiced} {} but order {} is for {} {}",
-                        order.currency, p.order_id, order.amount, order.currency));
+                    return rej(
+                        RejectCode::InvoiceExceedsOrder,
+                        format!(
+                            "invoices would total {invoiced} {} but order {} is for {} {}",
+                            order.currency, p.order_id, order.amount, order.currency
+                        ),
+                    );
                 }
                 order.invoiced = invoiced;
                 order.invoices.push(p.invoice_id.clone());
@@ -295,13 +339,21 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
                 fx.refer(okey);
             }
             Payload::ShipmentBooked(p) => self.shipment_booked(e, p, &mut fx)?,
-            Payload::ShipmentPickedUp(m) | Payload::ShipmentDeparted(m)
-            | Payload::ShipmentArrived(m) | Payload::ShipmentDelivered(m) => {
+            Payload::ShipmentPickedUp(m)
+            | Payload::ShipmentDeparted(m)
+            | Payload::ShipmentArrived(m)
+            | Payload::ShipmentDelivered(m) => {
                 let key = entity_key("shipment", &m.shipment_id);
-                let mut s: ShipmentState = self.need(&key, RejectCode::UnknownShipment, "shipment", &m.shipment_id)?;
+                let mut s: ShipmentState =
+                    self.need(&key, RejectCode::UnknownShipment, "shipment", &m.shipment_id)?;
                 if s.forwarder != author {
-                    return rej(RejectCode::NotBookedForwarder, format!(
-                        "shipment {} is booked with {}, not {author}", m.shipment_id, s.forwarder));
+                    return rej(
+                        RejectCode::NotBookedForwarder,
+                        format!(
+                            "shipment {} is booked with {}, not {author}",
+                            m.shipment_id, s.forwarder
+                        ),
+                    );
                 }
                 use ShipmentStatus::*;
                 let (allowed, next): (&[ShipmentStatus], ShipmentStatus) = match &e.payload {
@@ -311,13 +363,24 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
                     _ => (&[Arrived], Delivered),
                 };
                 if !allowed.contains(&s.status) {
-                    return rej(RejectCode::ShipmentOutOfOrder, format!(
-                        "shipment {} is {:?}; {} must follow {:?}", m.shipment_id, s.status, e.payload.kind(), allowed));
+                    return rej(
+                        RejectCode::ShipmentOutOfOrder,
+                        format!(
+                            "shipment {} is {:?}; {} must follow {:?}",
+                            m.shipment_id,
+                            s.status,
+                            e.payload.kind(),
+                            allowed
+                        ),
+                    );
                 }
                 if next == Departed && !s.export_cleared {
-                    return rej(RejectCode::ExportNotCleared, format!(
+                    return rej(
+                        RejectCode::ExportNotCleared,
+                        format!(
                         "shipment {} has no export clearance from customs of {}; it may not depart",
-                        m.shipment_id, s.export_country()));
+                        m.shipment_id, s.export_country()),
+                    );
                 }
                 if next == Delivered && !s.import_cleared {
                     return rej(RejectCode::ImportNotCleared, format!(
@@ -330,14 +393,25 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
             }
             Payload::ShipmentReceived(r) => {
                 let key = entity_key("shipment", &r.shipment_id);
-                let mut s: ShipmentState = self.need(&key, RejectCode::UnknownShipment, "shipment", &r.shipment_id)?;
+                let mut s: ShipmentState =
+                    self.need(&key, RejectCode::UnknownShipment, "shipment", &r.shipment_id)?;
                 if s.buyer != author {
-                    return rej(RejectCode::NotOrderBuyer, format!(
-                        "only the consignee {} may confirm receipt of shipment {}", s.buyer, r.shipment_id));
+                    return rej(
+                        RejectCode::NotOrderBuyer,
+                        format!(
+                            "only the consignee {} may confirm receipt of shipment {}",
+                            s.buyer, r.shipment_id
+                        ),
+                    );
                 }
                 if s.status != ShipmentStatus::Delivered {
-                    return rej(RejectCode::ShipmentOutOfOrder, format!(
-                        "shipment {} is {:?}; it can be received only after delivery", r.shipment_id, s.status));
+                    return rej(
+                        RejectCode::ShipmentOutOfOrder,
+                        format!(
+                            "shipment {} is {:?}; it can be received only after delivery",
+                            r.shipment_id, s.status
+                        ),
+                    );
                 }
                 s.status = ShipmentStatus::Received;
                 s.condition = Some(r.condition);
@@ -346,10 +420,16 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
             }
             Payload::ShipmentException(x) => {
                 let key = entity_key("shipment", &x.shipment_id);
-                let mut s: ShipmentState = self.need(&key, RejectCode::UnknownShipment, "shipment", &x.shipment_id)?;
+                let mut s: ShipmentState =
+                    self.need(&key, RejectCode::UnknownShipment, "shipment", &x.shipment_id)?;
                 if s.forwarder != author {
-                    return rej(RejectCode::NotBookedForwarder, format!(
-                        "shipment {} is booked with {}, not {author}", x.shipment_id, s.forwarder));
+                    return rej(
+                        RejectCode::NotBookedForwarder,
+                        format!(
+                            "shipment {} is booked with {}, not {author}",
+                            x.shipment_id, s.forwarder
+                        ),
+                    );
                 }
                 s.exceptions = s.exceptions.saturating_add(1);
                 fx.put(key.clone(), &s);
@@ -379,7 +459,8 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
                 let skey = entity_key("shipment", &d.shipment_id);
                 if matches!(e.payload, Payload::CustomsCleared(_)) {
                     d.status = DeclarationStatus::Cleared;
-                    let mut s: ShipmentState = self.need(&skey, RejectCode::UnknownShipment, "shipment", &d.shipment_id)?;
+                    let mut s: ShipmentState =
+                        self.need(&skey, RejectCode::UnknownShipment, "shipment", &d.shipment_id)?;
                     match d.direction {
                         Direction::Export => s.export_cleared = true,
                         Direction::Import => s.import_cleared = true,
@@ -407,20 +488,30 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
             Payload::LcIssued(l) => {
                 let key = entity_key("lc", &l.lc_id);
                 if self.exists(&key)? {
-                    return rej(RejectCode::DuplicateLc, format!("letter of credit {} already exists", l.lc_id));
+                    return rej(
+                        RejectCode::DuplicateLc,
+                        format!("letter of credit {} already exists", l.lc_id),
+                    );
                 }
                 let okey = entity_key("order", &l.order_id);
-                let mut order: OrderState = self.need(&okey, RejectCode::UnknownOrder, "order", &l.order_id)?;
+                let mut order: OrderState =
+                    self.need(&okey, RejectCode::UnknownOrder, "order", &l.order_id)?;
                 if l.applicant != order.buyer || l.beneficiary != order.seller {
                     return rej(RejectCode::LcPartyMismatch, format!(
                         "order {} is from {} to {}; the credit names applicant {} and beneficiary {}",
                         l.order_id, order.buyer, order.seller, l.applicant, l.beneficiary));
                 }
                 if l.currency != order.currency {
-                    return rej(RejectCode::CurrencyMismatch, format!(
-                        "credit is in {} but order {} is in {}", l.currency, l.order_id, order.currency));
+                    return rej(
+                        RejectCode::CurrencyMismatch,
+                        format!(
+                            "credit is in {} but order {} is in {}",
+                            l.currency, l.order_id, order.currency
+                        ),
+                    );
                 }
-                let expiry_day = parse_date(&l.expiry).map_err(|m| Rejection::new(RejectCode::InvalidField, m))?;
+                let expiry_day = parse_date(&l.expiry)
+                    .map_err(|m| Rejection::new(RejectCode::InvalidField, m))?;
                 order.lcs.push(l.lc_id.clone());
                 let lc = LcState {
                     order_id: l.order_id.clone(),
@@ -440,17 +531,26 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
             }
             Payload::DocumentsPresented(p) => {
                 let key = entity_key("lc", &p.lc_id);
-                let mut lc: LcState = self.need(&key, RejectCode::UnknownLc, "letter of credit", &p.lc_id)?;
+                let mut lc: LcState =
+                    self.need(&key, RejectCode::UnknownLc, "letter of credit", &p.lc_id)?;
                 let allowed = author == lc.beneficiary
                     || (self.role_of(author) == Some(Role::Bank)
                         && author != lc.issuing_bank
                         && self.country_of(author) == self.country_of(&lc.beneficiary));
                 if !allowed {
-                    return rej(RejectCode::NotAParty, format!(
-                        "documents under {} are presented by the beneficiary {} or its bank", p.lc_id, lc.beneficiary));
+                    return rej(
+                        RejectCode::NotAParty,
+                        format!(
+                            "documents under {} are presented by the beneficiary {} or its bank",
+                            p.lc_id, lc.beneficiary
+                        ),
+                    );
                 }
                 if day_of_ms(e.time_ms) > lc.expiry_day {
-                    return rej(RejectCode::LcExpired, format!("letter of credit {} has expired", p.lc_id));
+                    return rej(
+                        RejectCode::LcExpired,
+                        format!("letter of credit {} has expired", p.lc_id),
+                    );
                 }
                 for doc in &p.doc_ids {
                     if !self.exists(&entity_key("document", doc))? {
@@ -490,14 +590,22 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
         let author = e.author.as_str();
         let key = entity_key("shipment", &p.shipment_id);
         if self.exists(&key)? {
-            return rej(RejectCode::DuplicateShipment, format!("shipment {} already exists", p.shipment_id));
+            return rej(
+                RejectCode::DuplicateShipment,
+                format!("shipment {} already exists", p.shipment_id),
+            );
         }
         if self.role_of(&p.forwarder) != Some(Role::Forwarder) {
-            return rej(RejectCode::UnknownForwarder, format!("{} is not a forwarder on this chain", p.forwarder));
+            return rej(
+                RejectCode::UnknownForwarder,
+                format!("{} is not a forwarder on this chain", p.forwarder),
+            );
         }
         if self.role_of(author) == Some(Role::Forwarder) && author != p.forwarder {
-            return rej(RejectCode::NotBookedForwarder, format!(
-                "a forwarder books shipments with itself; {author} named {}", p.forwarder));
+            return rej(
+                RejectCode::NotBookedForwarder,
+                format!("a forwarder books shipments with itself; {author} named {}", p.forwarder),
+            );
         }
         let mut seen = HashSet::new();
         let mut parties: Option<(String, String)> = None;
@@ -509,15 +617,24 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
             let okey = entity_key("order", id);
             let order: OrderState = self.need(&okey, RejectCode::UnknownOrder, "order", id)?;
             if !order.accepted {
-                return rej(RejectCode::OrderNotAccepted, format!("order {id} is not accepted yet"));
+                return rej(
+                    RejectCode::OrderNotAccepted,
+                    format!("order {id} is not accepted yet"),
+                );
             }
             if self.role_of(author) == Some(Role::Exporter) && order.seller != author {
-                return rej(RejectCode::NotOrderSeller, format!("{author} is not the seller of order {id}"));
+                return rej(
+                    RejectCode::NotOrderSeller,
+                    format!("{author} is not the seller of order {id}"),
+                );
             }
             match &parties {
                 None => parties = Some((order.buyer.clone(), order.seller.clone())),
                 Some((b, s)) if *b != order.buyer || *s != order.seller => {
-                    return rej(RejectCode::InvalidField, "one shipment carries orders of one buyer and one seller");
+                    return rej(
+                        RejectCode::InvalidField,
+                        "one shipment carries orders of one buyer and one seller",
+                    );
                 }
                 Some(_) => {}
             }
@@ -557,11 +674,17 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
         key: &[u8],
         id: &str,
     ) -> Result<DeclarationState, ApplyError> {
-        let d: DeclarationState = self.need(key, RejectCode::UnknownDeclaration, "declaration", id)?;
+        let d: DeclarationState =
+            self.need(key, RejectCode::UnknownDeclaration, "declaration", id)?;
         if self.country_of(author) != d.country {
-            return rej(RejectCode::CustomsWrongCountry, format!(
-                "declaration {id} is filed in {}; customs of {} cannot act on it",
-                d.country, self.country_of(author)));
+            return rej(
+                RejectCode::CustomsWrongCountry,
+                format!(
+                    "declaration {id} is filed in {}; customs of {} cannot act on it",
+                    d.country,
+                    self.country_of(author)
+                ),
+            );
         }
         Ok(d)
     }
@@ -573,7 +696,8 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let skey = entity_key("shipment", &d.shipment_id);
-        let mut s: ShipmentState = self.need(&skey, RejectCode::UnknownShipment, "shipment", &d.shipment_id)?;
+        let mut s: ShipmentState =
+            self.need(&skey, RejectCode::UnknownShipment, "shipment", &d.shipment_id)?;
         let declarant_ok = match self.role_of(author) {
             Some(Role::Exporter) => d.direction == Direction::Export && s.seller == author,
             Some(Role::Importer) => d.direction == Direction::Import && s.buyer == author,
@@ -590,15 +714,24 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
             Direction::Import => s.import_country(),
         };
         if d.country != country {
-            return rej(RejectCode::DeclarationCountryMismatch, format!(
-                "an {:?} declaration for shipment {} belongs in {country}, not {}",
-                d.direction, d.shipment_id, d.country));
+            return rej(
+                RejectCode::DeclarationCountryMismatch,
+                format!(
+                    "an {:?} declaration for shipment {} belongs in {country}, not {}",
+                    d.direction, d.shipment_id, d.country
+                ),
+            );
         }
         let key = entity_key("declaration", &d.declaration_id);
         let refiling = match self.get::<DeclarationState>(&key)? {
             None => false,
-            Some(old) if old.status == DeclarationStatus::Held && old.shipment_id == d.shipment_id
-                && old.direction == d.direction => true,
+            Some(old)
+                if old.status == DeclarationStatus::Held
+                    && old.shipment_id == d.shipment_id
+                    && old.direction == d.direction =>
+            {
+                true
+            }
             Some(_) => {
                 return rej(RejectCode::DuplicateDeclaration, format!(
                     "declaration {} exists and is not held; only a held declaration may be filed again",
@@ -610,11 +743,20 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
             if *other == d.declaration_id {
                 continue;
             }
-            let od: DeclarationState = self.need(&entity_key("declaration", other), RejectCode::UnknownDeclaration, "declaration", other)?;
+            let od: DeclarationState = self.need(
+                &entity_key("declaration", other),
+                RejectCode::UnknownDeclaration,
+                "declaration",
+                other,
+            )?;
             if od.direction == d.direction && od.status != DeclarationStatus::Held {
-                return rej(RejectCode::DeclarationExists, format!(
-                    "shipment {} already has {:?} declaration {other} ({:?})",
-                    d.shipment_id, d.direction, od.status));
+                return rej(
+                    RejectCode::DeclarationExists,
+                    format!(
+                        "shipment {} already has {:?} declaration {other} ({:?})",
+                        d.shipment_id, d.direction, od.status
+                    ),
+                );
             }
         }
         let state = DeclarationState {
@@ -643,12 +785,16 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
     ) -> Result<(), ApplyError> {
         let key = entity_key("document", &d.doc_id);
         if self.exists(&key)? {
-            return rej(RejectCode::DuplicateDocument, format!("document {} is already anchored", d.doc_id));
+            return rej(
+                RejectCode::DuplicateDocument,
+                format!("document {} is already anchored", d.doc_id),
+            );
         }
         let mut is_party = false;
         let mut ref_keys = Vec::new();
         for r in &d.refs {
-            let (kind, id) = parse_ref(r).map_err(|m| Rejection::new(RejectCode::InvalidField, m))?;
+            let (kind, id) =
+                parse_ref(r).map_err(|m| Rejection::new(RejectCode::InvalidField, m))?;
             let (prefix, parties): (&str, Vec<String>) = match kind {
                 RefKind::Order => {
                     let o: Option<OrderState> = self.get(&entity_key("order", id))?;
@@ -660,20 +806,32 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
                         Some(i) => self.get(&entity_key("order", &i.order_id))?,
                         None => None,
                     };
-                    ("invoice", o.filter(|_| i.is_some()).map(|o| vec![o.buyer, o.seller]).unwrap_or_default())
+                    (
+                        "invoice",
+                        o.filter(|_| i.is_some())
+                            .map(|o| vec![o.buyer, o.seller])
+                            .unwrap_or_default(),
+                    )
                 }
                 RefKind::Shipment => {
                     let s: Option<ShipmentState> = self.get(&entity_key("shipment", id))?;
-                    ("shipment", s.map(|s| vec![s.buyer, s.seller, s.forwarder]).unwrap_or_default())
+                    (
+                        "shipment",
+                        s.map(|s| vec![s.buyer, s.seller, s.forwarder]).unwrap_or_default(),
+                    )
                 }
                 RefKind::Declaration => {
                     let dc: Option<DeclarationState> = self.get(&entity_key("declaration", id))?;
                     let mut parties = Vec::new();
                     if let Some(dc) = &dc {
-                        if let Some(s) = self.get::<ShipmentState>(&entity_key("shipment", &dc.shipment_id))? {
+                        if let Some(s) =
+                            self.get::<ShipmentState>(&entity_key("shipment", &dc.shipment_id))?
+                        {
                             parties = vec![s.buyer, s.seller, s.forwarder];
                         }
-                        if self.role_of(author) == Some(Role::Customs) && self.country_of(author) == dc.country {
+                        if self.role_of(author) == Some(Role::Customs)
+                            && self.country_of(author) == dc.country
+                        {
                             parties.push(author.into());
                         }
                     }
@@ -681,7 +839,9 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
                 }
                 RefKind::Lc => {
                     let l: Option<LcState> = self.get(&entity_key("lc", id))?;
-                    let mut parties = l.map(|l| vec![l.applicant, l.beneficiary, l.issuing_bank]).unwrap_or_default();
+                    let mut parties = l
+                        .map(|l| vec![l.applicant, l.beneficiary, l.issuing_bank])
+                        .unwrap_or_default();
                     if !parties.is_empty() && self.role_of(author) == Some(Role::Bank) {
                         // The beneficiary's (advising) bank acts for it.
                         if self.country_of(author) == self.country_of(&parties[1]) {
@@ -692,7 +852,10 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
                 }
             };
             if parties.is_empty() {
-                return rej(RejectCode::UnknownReference, format!("{r} does not exist on the ledger"));
+                return rej(
+                    RejectCode::UnknownReference,
+                    format!("{r} does not exist on the ledger"),
+                );
             }
             is_party |= parties.iter().any(|p| p == author);
             ref_keys.push(entity_key(prefix, id));
@@ -723,55 +886,93 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
     ) -> Result<(), ApplyError> {
         let pkey = entity_key("payment", &p.payment_id);
         if self.exists(&pkey)? {
-            return rej(RejectCode::DuplicatePayment, format!("payment {} is already recorded", p.payment_id));
+            return rej(
+                RejectCode::DuplicatePayment,
+                format!("payment {} is already recorded", p.payment_id),
+            );
         }
         let ikey = entity_key("invoice", &p.invoice_id);
-        let mut invoice: InvoiceState = self.need(&ikey, RejectCode::UnknownInvoice, "invoice", &p.invoice_id)?;
+        let mut invoice: InvoiceState =
+            self.need(&ikey, RejectCode::UnknownInvoice, "invoice", &p.invoice_id)?;
         let okey = entity_key("order", &invoice.order_id);
-        let order: OrderState = self.need(&okey, RejectCode::UnknownOrder, "order", &invoice.order_id)?;
+        let order: OrderState =
+            self.need(&okey, RejectCode::UnknownOrder, "order", &invoice.order_id)?;
         if p.payer != order.buyer || p.payee != order.seller {
-            return rej(RejectCode::PaymentPartyMismatch, format!(
-                "invoice {} is owed by {} to {}; the payment names payer {} and payee {}",
-                p.invoice_id, order.buyer, order.seller, p.payer, p.payee));
+            return rej(
+                RejectCode::PaymentPartyMismatch,
+                format!(
+                    "invoice {} is owed by {} to {}; the payment names payer {} and payee {}",
+                    p.invoice_id, order.buyer, order.seller, p.payer, p.payee
+                ),
+            );
         }
         if p.currency != invoice.currency {
-            return rej(RejectCode::CurrencyMismatch, format!(
-                "payment is in {} but invoice {} is in {}", p.currency, p.invoice_id, invoice.currency));
+            return rej(
+                RejectCode::CurrencyMismatch,
+                format!(
+                    "payment is in {} but invoice {} is in {}",
+                    p.currency, p.invoice_id, invoice.currency
+                ),
+            );
         }
         let settled = invoice.settled.plus(p.amount.value);
         if settled > invoice.amount {
-            return rej(RejectCode::Overpayment, format!(
-                "invoice {} is for {} {}, {} already settled; {} more would overpay it",
-                p.invoice_id, invoice.amount, invoice.currency, invoice.settled, p.amount.value));
+            return rej(
+                RejectCode::Overpayment,
+                format!(
+                    "invoice {} is for {} {}, {} already settled; {} more would overpay it",
+                    p.invoice_id, invoice.amount, invoice.currency, invoice.settled, p.amount.value
+                ),
+            );
         }
         if let Some(lc_id) = &p.lc_id {
             let lkey = entity_key("lc", lc_id);
-            let mut lc: LcState = self.need(&lkey, RejectCode::UnknownLc, "letter of credit", lc_id)?;
+            let mut lc: LcState =
+                self.need(&lkey, RejectCode::UnknownLc, "letter of credit", lc_id)?;
             if lc.order_id != invoice.order_id {
-                return rej(RejectCode::LcPartyMismatch, format!(
-                    "credit {lc_id} secures order {}, not {}", lc.order_id, invoice.order_id));
+                return rej(
+                    RejectCode::LcPartyMismatch,
+                    format!(
+                        "credit {lc_id} secures order {}, not {}",
+                        lc.order_id, invoice.order_id
+                    ),
+                );
             }
             if lc.issuing_bank != author {
-                return rej(RejectCode::NotIssuingBank, format!(
-                    "only the issuing bank {} pays under credit {lc_id}", lc.issuing_bank));
+                return rej(
+                    RejectCode::NotIssuingBank,
+                    format!("only the issuing bank {} pays under credit {lc_id}", lc.issuing_bank),
+                );
             }
             if !lc.presented {
-                return rej(RejectCode::LcDocumentsNotPresented, format!(
-                    "no documents were presented under credit {lc_id}; it cannot be honoured yet"));
+                return rej(
+                    RejectCode::LcDocumentsNotPresented,
+                    format!(
+                    "no documents were presented under credit {lc_id}; it cannot be honoured yet"),
+                );
             }
             let lc_settled = lc.settled.plus(p.amount.value);
             if lc_settled > lc.amount {
-                return rej(RejectCode::LcOverdrawn, format!(
-                    "credit {lc_id} is for {} {}; {} would overdraw it", lc.amount, lc.currency, lc_settled));
+                return rej(
+                    RejectCode::LcOverdrawn,
+                    format!(
+                        "credit {lc_id} is for {} {}; {} would overdraw it",
+                        lc.amount, lc.currency, lc_settled
+                    ),
+                );
             }
             lc.settled = lc_settled;
             fx.put(lkey.clone(), &lc);
             fx.refer(lkey);
         } else if self.country_of(author) != self.country_of(&order.buyer) {
             // Open account: the payer's bank executes the payment.
-            return rej(RejectCode::PaymentPartyMismatch, format!(
-                "an open-account payment is reported by the payer's bank (in {}), not {author}",
-                self.country_of(&order.buyer)));
+            return rej(
+                RejectCode::PaymentPartyMismatch,
+                format!(
+                    "an open-account payment is reported by the payer's bank (in {}), not {author}",
+                    self.country_of(&order.buyer)
+                ),
+            );
         }
         invoice.settled = settled;
         fx.put(ikey.clone(), &invoice);

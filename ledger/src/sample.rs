@@ -35,7 +35,8 @@ pub mod ids {
 }
 
 /// Who runs validators, in order: customs first, then banks.
-pub const VALIDATOR_HOSTS: [&str; 4] = [ids::DE_CUSTOMS, ids::CN_CUSTOMS, ids::IMPORTER_BANK, ids::EXPORTER_BANK];
+pub const VALIDATOR_HOSTS: [&str; 4] =
+    [ids::DE_CUSTOMS, ids::CN_CUSTOMS, ids::IMPORTER_BANK, ids::EXPORTER_BANK];
 
 /// The cast: genesis and every key.
 #[derive(Debug)]
@@ -93,7 +94,11 @@ impl Cast {
         let mut entries = Vec::new();
         for host in &VALIDATOR_HOSTS[..count] {
             let key = key_for(&format!("{host}-node"))?;
-            entries.push(ValidatorEntry { participant: (*host).into(), node_key: key.public_key(), power: 10 });
+            entries.push(ValidatorEntry {
+                participant: (*host).into(),
+                node_key: key.public_key(),
+                power: 10,
+            });
             validator_keys.push(key);
         }
         let doc = GenesisDoc {
@@ -112,7 +117,14 @@ impl Cast {
     }
 
     /// Signs an event of `kind` by `author` with the given kind fields.
-    pub fn sign(&self, author: &str, kind: &str, fields: Json, time_ms: u64, nonce: &str) -> SignedEvent {
+    pub fn sign(
+        &self,
+        author: &str,
+        kind: &str,
+        fields: Json,
+        time_ms: u64,
+        nonce: &str,
+    ) -> SignedEvent {
         let key = &self.keys[author];
         let mut body = match fields {
             Json::Object(map) => map,
@@ -154,60 +166,120 @@ pub fn trade_steps(n: u64) -> Vec<Step> {
     let bl = format!("BL-{n}");
     let ci = format!("CI-{n}");
     vec![
-        (IMPORTER, "trade.order_placed", json!({
-            "order_id": po, "seller": EXPORTER, "incoterm": "FOB", "currency": "USD", "amount": "48000.00",
-            "lines": [
-                {"sku": "BR-LED-40", "description": "LED panel 40W", "hs_code": "940542", "quantity": "2000", "unit": "PCE"},
-                {"sku": "BR-DRV-40", "description": "LED driver 40W", "hs_code": "850440", "quantity": "2000", "unit": "PCE"}
-            ],
-            "ucr": format!("6DE123456789-{n}")
-        })),
+        (
+            IMPORTER,
+            "trade.order_placed",
+            json!({
+                "order_id": po, "seller": EXPORTER, "incoterm": "FOB", "currency": "USD", "amount": "48000.00",
+                "lines": [
+                    {"sku": "BR-LED-40", "description": "LED panel 40W", "hs_code": "940542", "quantity": "2000", "unit": "PCE"},
+                    {"sku": "BR-DRV-40", "description": "LED driver 40W", "hs_code": "850440", "quantity": "2000", "unit": "PCE"}
+                ],
+                "ucr": format!("6DE123456789-{n}")
+            }),
+        ),
         (EXPORTER, "trade.order_accepted", json!({"order_id": po})),
-        (IMPORTER_BANK, "payment.lc_issued", json!({
-            "lc_id": lc, "order_id": po, "applicant": IMPORTER, "beneficiary": EXPORTER,
-            "currency": "USD", "amount": "48000.00", "expiry": "2099-12-31"
-        })),
-        (EXPORTER, "trade.invoice_issued", json!({
-            "invoice_id": inv, "order_id": po, "currency": "USD", "amount": "48000.00", "due_date": "2099-06-30"
-        })),
-        (EXPORTER, "shipment.booked", json!({
-            "shipment_id": shp, "order_ids": [po], "forwarder": FORWARDER, "origin": "CNSZX",
-            "destination": "DEHAM", "mode": "sea", "containers": [container_number(n)],
-            "packages": 400, "gross_kg": "6120.5"
-        })),
-        (EXPORTER, "document.anchored", json!({
-            "doc_type": "commercial_invoice", "doc_id": ci,
-            "sha256": tradeloop_crypto::Hash::sha256(ci.as_bytes()).to_hex(),
-            "refs": [format!("order:{po}"), format!("invoice:{inv}")]
-        })),
-        (FORWARDER, "customs.declaration_filed", json!({
-            "declaration_id": exp, "shipment_id": shp, "direction": "export", "country": "CN",
-            "declared_value": "48000.00", "currency": "USD", "hs_codes": ["940542", "850440"]
-        })),
+        (
+            IMPORTER_BANK,
+            "payment.lc_issued",
+            json!({
+                "lc_id": lc, "order_id": po, "applicant": IMPORTER, "beneficiary": EXPORTER,
+                "currency": "USD", "amount": "48000.00", "expiry": "2099-12-31"
+            }),
+        ),
+        (
+            EXPORTER,
+            "trade.invoice_issued",
+            json!({
+                "invoice_id": inv, "order_id": po, "currency": "USD", "amount": "48000.00", "due_date": "2099-06-30"
+            }),
+        ),
+        (
+            EXPORTER,
+            "shipment.booked",
+            json!({
+                "shipment_id": shp, "order_ids": [po], "forwarder": FORWARDER, "origin": "CNSZX",
+                "destination": "DEHAM", "mode": "sea", "containers": [container_number(n)],
+                "packages": 400, "gross_kg": "6120.5"
+            }),
+        ),
+        (
+            EXPORTER,
+            "document.anchored",
+            json!({
+                "doc_type": "commercial_invoice", "doc_id": ci,
+                "sha256": tradeloop_crypto::Hash::sha256(ci.as_bytes()).to_hex(),
+                "refs": [format!("order:{po}"), format!("invoice:{inv}")]
+            }),
+        ),
+        (
+            FORWARDER,
+            "customs.declaration_filed",
+            json!({
+                "declaration_id": exp, "shipment_id": shp, "direction": "export", "country": "CN",
+                "declared_value": "48000.00", "currency": "USD", "hs_codes": ["940542", "850440"]
+            }),
+        ),
         (CN_CUSTOMS, "customs.cleared", json!({"declaration_id": exp})),
-        (FORWARDER, "shipment.picked_up", json!({"shipment_id": shp, "location": "CNSZX", "event_time_ms": 1})),
-        (FORWARDER, "shipment.departed", json!({
-            "shipment_id": shp, "location": "CNYTN", "event_time_ms": 2, "vessel_imo": "9811000", "voyage": "045W"
-        })),
-        (FORWARDER, "document.anchored", json!({
-            "doc_type": "bill_of_lading", "doc_id": bl,
-            "sha256": tradeloop_crypto::Hash::sha256(bl.as_bytes()).to_hex(),
-            "refs": [format!("shipment:{shp}")]
-        })),
-        (IMPORTER, "customs.declaration_filed", json!({
-            "declaration_id": imp, "shipment_id": shp, "direction": "import", "country": "DE",
-            "declared_value": "48000.00", "currency": "USD", "hs_codes": ["940542", "850440"]
-        })),
-        (DE_CUSTOMS, "customs.duties_assessed", json!({"declaration_id": imp, "amount": "1795.20", "currency": "EUR"})),
+        (
+            FORWARDER,
+            "shipment.picked_up",
+            json!({"shipment_id": shp, "location": "CNSZX", "event_time_ms": 1}),
+        ),
+        (
+            FORWARDER,
+            "shipment.departed",
+            json!({
+                "shipment_id": shp, "location": "CNYTN", "event_time_ms": 2, "vessel_imo": "9811000", "voyage": "045W"
+            }),
+        ),
+        (
+            FORWARDER,
+            "document.anchored",
+            json!({
+                "doc_type": "bill_of_lading", "doc_id": bl,
+                "sha256": tradeloop_crypto::Hash::sha256(bl.as_bytes()).to_hex(),
+                "refs": [format!("shipment:{shp}")]
+            }),
+        ),
+        (
+            IMPORTER,
+            "customs.declaration_filed",
+            json!({
+                "declaration_id": imp, "shipment_id": shp, "direction": "import", "country": "DE",
+                "declared_value": "48000.00", "currency": "USD", "hs_codes": ["940542", "850440"]
+            }),
+        ),
+        (
+            DE_CUSTOMS,
+            "customs.duties_assessed",
+            json!({"declaration_id": imp, "amount": "1795.20", "currency": "EUR"}),
+        ),
         (DE_CUSTOMS, "customs.cleared", json!({"declaration_id": imp})),
-        (FORWARDER, "shipment.arrived", json!({"shipment_id": shp, "location": "DEHAM", "event_time_ms": 3, "vessel_imo": "9811000", "voyage": "045W"})),
-        (FORWARDER, "shipment.delivered", json!({"shipment_id": shp, "location": "DEHAM", "event_time_ms": 4})),
-        (IMPORTER, "shipment.received", json!({"shipment_id": shp, "condition": "ok", "note": "400 packages, seals intact"})),
+        (
+            FORWARDER,
+            "shipment.arrived",
+            json!({"shipment_id": shp, "location": "DEHAM", "event_time_ms": 3, "vessel_imo": "9811000", "voyage": "045W"}),
+        ),
+        (
+            FORWARDER,
+            "shipment.delivered",
+            json!({"shipment_id": shp, "location": "DEHAM", "event_time_ms": 4}),
+        ),
+        (
+            IMPORTER,
+            "shipment.received",
+            json!({"shipment_id": shp, "condition": "ok", "note": "400 packages, seals intact"}),
+        ),
         (EXPORTER_BANK, "payment.documents_presented", json!({"lc_id": lc, "doc_ids": [bl, ci]})),
-        (IMPORTER_BANK, "payment.settled", json!({
-            "payment_id": format!("UETR-{n}"), "invoice_id": inv, "lc_id": lc, "payer": IMPORTER,
-            "payee": EXPORTER, "currency": "USD", "amount": "48000.00"
-        })),
+        (
+            IMPORTER_BANK,
+            "payment.settled",
+            json!({
+                "payment_id": format!("UETR-{n}"), "invoice_id": inv, "lc_id": lc, "payer": IMPORTER,
+                "payee": EXPORTER, "currency": "USD", "amount": "48000.00"
+            }),
+        ),
     ]
 }
 
@@ -216,6 +288,8 @@ pub fn trade_events(cast: &Cast, n: u64, time_ms: u64) -> Vec<SignedEvent> {
     trade_steps(n)
         .into_iter()
         .enumerate()
-        .map(|(i, (author, kind, fields))| cast.sign(author, kind, fields, time_ms, &format!("t{n}-{i}")))
+        .map(|(i, (author, kind, fields))| {
+            cast.sign(author, kind, fields, time_ms, &format!("t{n}-{i}"))
+        })
         .collect()
 }

@@ -16,7 +16,7 @@
 use serde::{Deserialize, Serialize};
 use tradeloop_crypto::Hash;
 
-use crate::event::{Condition, DocType, Direction};
+use crate::event::{Condition, Direction, DocType};
 use crate::fields::Decimal;
 use crate::LedgerError;
 

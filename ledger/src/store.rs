@@ -54,6 +54,14 @@ fn table_key(table: u8, key: &[u8]) -> Vec<u8> {
     out
 }
 
+/// What appending one local block produced: the block (None if no candidate was valid) and
+/// the rejected candidates by index.
+pub type LocalAppend = (Option<CertifiedBlock>, Vec<(usize, Rejection)>);
+
+/// Called after each block of [`Ledger::append_local_stream`].
+pub type OnBlock<'a> =
+    dyn FnMut(&[SignedEvent], Option<&CertifiedBlock>, Vec<(usize, Rejection)>) + 'a;
+
 /// The ledger of one node.
 #[derive(Debug)]
 pub struct Ledger {
@@ -129,15 +137,20 @@ fn open_sled(path: &Path) -> Result<sled::Db, LedgerError> {
     let result = std::panic::catch_unwind(move || sled::Config::new().path(path).open());
     match result {
         Ok(Ok(db)) => Ok(db),
-        Ok(Err(e)) => Err(LedgerError::IndexInconsistent(format!("cannot open the sled index: {e}"))),
-        Err(_) => Err(LedgerError::IndexInconsistent("the sled index is damaged (sled panicked opening it)".into())),
+        Ok(Err(e)) => {
+            Err(LedgerError::IndexInconsistent(format!("cannot open the sled index: {e}")))
+        }
+        Err(_) => Err(LedgerError::IndexInconsistent(
+            "the sled index is damaged (sled panicked opening it)".into(),
+        )),
     }
 }
 
 impl Ledger {
     /// Opens (or creates) the data dir for the chain of `genesis`.
     pub fn open(dir: &Path, genesis: Genesis) -> Result<Ledger, LedgerError> {
-        std::fs::create_dir_all(dir).map_err(|e| LedgerError::io(format!("cannot create {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LedgerError::io(format!("cannot create {}", dir.display()), e))?;
         // sled takes an exclusive lock on its directory, so a second process fails here before
         // touching the log.
         let db = open_sled(&dir.join("index"))?;
@@ -179,8 +192,9 @@ impl Ledger {
             }
         }
         let tip = match self.index.get(META_TIP_KEY).map_err(store_err)? {
-            Some(bytes) => codec::decode::<Tip>(&bytes)
-                .map_err(|e| LedgerError::IndexInconsistent(format!("tip record does not decode: {e}")))?,
+            Some(bytes) => codec::decode::<Tip>(&bytes).map_err(|e| {
+                LedgerError::IndexInconsistent(format!("tip record does not decode: {e}"))
+            })?,
             None => Tip::genesis(&self.genesis),
         };
         if tip.height > self.log.len() {
@@ -193,11 +207,17 @@ impl Ledger {
         }
         if tip.height > 0 {
             let block = self.log.read(tip.height)?;
-            let stored_loc = self.index.get(table_key(tables::BLOCKS, &tip.height.to_be_bytes())).map_err(store_err)?;
+            let stored_loc = self
+                .index
+                .get(table_key(tables::BLOCKS, &tip.height.to_be_bytes()))
+                .map_err(store_err)?;
             let loc_ok = stored_loc
                 .and_then(|b| codec::decode::<Location>(&b).ok())
                 .is_some_and(|l| Some(l) == self.log.location(tip.height));
-            if block.block.header.hash() != tip.hash || block.block.header.app_hash != tip.app_hash || !loc_ok {
+            if block.block.header.hash() != tip.hash
+                || block.block.header.app_hash != tip.app_hash
+                || !loc_ok
+            {
                 return Err(LedgerError::IndexInconsistent(format!(
                     "the index's tip at height {} does not match the block log",
                     tip.height
@@ -272,7 +292,7 @@ impl Ledger {
         candidates: &[SignedEvent],
         time_ms: u64,
         validator: &SigningKey,
-    ) -> Result<(Option<CertifiedBlock>, Vec<(usize, Rejection)>), LedgerError> {
+    ) -> Result<LocalAppend, LedgerError> {
         let checked = crate::execute::check_events(&self.genesis, candidates);
         self.append_local_checked(candidates, checked, time_ms, validator)
     }
@@ -285,7 +305,7 @@ impl Ledger {
         checked: Vec<Result<crate::event::Event, Rejection>>,
         time_ms: u64,
         validator: &SigningKey,
-    ) -> Result<(Option<CertifiedBlock>, Vec<(usize, Rejection)>), LedgerError> {
+    ) -> Result<LocalAppend, LedgerError> {
         let built = crate::execute::build_block_checked(
             &self.genesis,
             &*self,
@@ -309,9 +329,16 @@ impl Ledger {
         // The certificate must satisfy the chain's validator set; check before writing.
         certified
             .certificate
-            .verify(&self.genesis.hash, &self.genesis.validators, certified.block.header.height, &built.hash)
-            .map_err(|detail| LedgerError::InvalidBlock { height: certified.block.header.height, detail: format!(
-                "this key cannot certify blocks alone: {detail}") })?;
+            .verify(
+                &self.genesis.hash,
+                &self.genesis.validators,
+                certified.block.header.height,
+                &built.hash,
+            )
+            .map_err(|detail| LedgerError::InvalidBlock {
+                height: certified.block.header.height,
+                detail: format!("this key cannot certify blocks alone: {detail}"),
+            })?;
         let ids: Vec<Hash> = certified.block.events.iter().map(SignedEvent::id).collect();
         let loc = self.log.append(&certified)?;
         self.index_outcome(&certified, built.hash, &ids, &built.outcome, loc)?;
@@ -326,7 +353,7 @@ impl Ledger {
         mut chunks: impl Iterator<Item = Vec<SignedEvent>>,
         validator: &SigningKey,
         clock: &dyn Fn() -> u64,
-        on_block: &mut dyn FnMut(&[SignedEvent], Option<&CertifiedBlock>, Vec<(usize, Rejection)>),
+        on_block: &mut OnBlock<'_>,
     ) -> Result<(), LedgerError> {
         type Checked = (Vec<SignedEvent>, Vec<Result<crate::event::Event, Rejection>>);
         let genesis = self.genesis.clone();
@@ -409,7 +436,8 @@ impl Ledger {
 
     /// An event by id.
     pub fn event(&self, id: &Hash) -> Result<Option<EventRecord>, LedgerError> {
-        let Some(position) = self.index.get(table_key(tables::EVENTS, &id.0)).map_err(store_err)? else {
+        let Some(position) = self.index.get(table_key(tables::EVENTS, &id.0)).map_err(store_err)?
+        else {
             return Ok(None);
         };
         let (height, index) = decode_position(&position)?;
@@ -467,7 +495,9 @@ impl Ledger {
         let bytes = self
             .get_state(key)?
             .ok_or_else(|| LedgerError::NotFound(String::from_utf8_lossy(key).into_owned()))?;
-        codec::decode(&bytes).map_err(|e| LedgerError::IndexInconsistent(format!("state value does not decode: {e}")))
+        codec::decode(&bytes).map_err(|e| {
+            LedgerError::IndexInconsistent(format!("state value does not decode: {e}"))
+        })
     }
 
     /// Where the trade of an order stands: which legs of the closed loop are done.
@@ -492,10 +522,13 @@ fn trade_status_of(
     shipments: &[(String, ShipmentState)],
 ) -> TradeStatus {
     use ShipmentStatus::*;
-    let all = |f: &dyn Fn(&ShipmentState) -> bool| !shipments.is_empty() && shipments.iter().all(|(_, s)| f(s));
+    let all = |f: &dyn Fn(&ShipmentState) -> bool| {
+        !shipments.is_empty() && shipments.iter().all(|(_, s)| f(s))
+    };
     let reached = |s: &ShipmentState, at: &[ShipmentStatus]| at.contains(&s.status);
     let names = |f: &dyn Fn(&ShipmentState) -> bool| -> String {
-        let open: Vec<&str> = shipments.iter().filter(|(_, s)| !f(s)).map(|(id, _)| id.as_str()).collect();
+        let open: Vec<&str> =
+            shipments.iter().filter(|(_, s)| !f(s)).map(|(id, _)| id.as_str()).collect();
         if shipments.is_empty() {
             "no shipment booked".into()
         } else if open.is_empty() {
@@ -505,14 +538,39 @@ fn trade_status_of(
         }
     };
     let settled_all = !invoices.is_empty() && invoices.iter().all(|(_, i)| i.settled == i.amount);
-    let settled: crate::fields::Decimal = invoices.iter().fold(Default::default(), |a, (_, i)| a.plus(i.settled));
+    let settled: crate::fields::Decimal =
+        invoices.iter().fold(Default::default(), |a, (_, i)| a.plus(i.settled));
     let mut legs = vec![
-        Leg { leg: "order_placed", done: true, detail: format!("{} {} from {} to {}", order.amount, order.currency, order.buyer, order.seller) },
-        Leg { leg: "order_accepted", done: order.accepted, detail: if order.accepted { "accepted by the seller".into() } else { "awaiting the seller".into() } },
-        Leg { leg: "invoiced", done: !invoices.is_empty(), detail: format!("{} of {} {} invoiced", order.invoiced, order.amount, order.currency) },
-        Leg { leg: "booked", done: !shipments.is_empty(), detail: format!("{} shipment(s)", shipments.len()) },
+        Leg {
+            leg: "order_placed",
+            done: true,
+            detail: format!(
+                "{} {} from {} to {}",
+                order.amount, order.currency, order.buyer, order.seller
+            ),
+        },
+        Leg {
+            leg: "order_accepted",
+            done: order.accepted,
+            detail: if order.accepted {
+                "accepted by the seller".into()
+            } else {
+                "awaiting the seller".into()
+            },
+        },
+        Leg {
+            leg: "invoiced",
+            done: !invoices.is_empty(),
+            detail: format!("{} of {} {} invoiced", order.invoiced, order.amount, order.currency),
+        },
+        Leg {
+            leg: "booked",
+            done: !shipments.is_empty(),
+            detail: format!("{} shipment(s)", shipments.len()),
+        },
     ];
-    let shipment_legs: [(&'static str, &dyn Fn(&ShipmentState) -> bool); 6] = [
+    type LegTest<'t> = &'t dyn Fn(&ShipmentState) -> bool;
+    let shipment_legs: [(&'static str, LegTest<'_>); 6] = [
         ("export_cleared", &|s| s.export_cleared),
         ("departed", &|s| reached(s, &[Departed, Arrived, Delivered, Received])),
         ("arrived", &|s| reached(s, &[Arrived, Delivered, Received])),
@@ -530,7 +588,14 @@ fn trade_status_of(
     });
     let closed = all(&|s| s.status == Received) && all(&|s| s.import_cleared) && settled_all;
     let open_legs = legs.iter().filter(|l| !l.done).map(|l| l.leg).collect();
-    TradeStatus { order_id: order_id.into(), buyer: order.buyer.clone(), seller: order.seller.clone(), closed, legs, open_legs }
+    TradeStatus {
+        order_id: order_id.into(),
+        buyer: order.buyer.clone(),
+        seller: order.seller.clone(),
+        closed,
+        legs,
+        open_legs,
+    }
 }
 
 fn ref_prefix(entity: &[u8]) -> Vec<u8> {
@@ -556,10 +621,16 @@ fn decode_position(bytes: &[u8]) -> Result<(u64, u32), LedgerError> {
 pub fn record_of(block: &CertifiedBlock, index: u32) -> Result<EventRecord, LedgerError> {
     let height = block.block.header.height;
     let signed = block.block.events.get(index as usize).ok_or_else(|| {
-        LedgerError::IndexInconsistent(format!("index points at event {index} of block {height}, which has fewer"))
+        LedgerError::IndexInconsistent(format!(
+            "index points at event {index} of block {height}, which has fewer"
+        ))
     })?;
-    let body: serde_json::Value = serde_json::from_slice(&signed.body)
-        .map_err(|e| LedgerError::CorruptLog { location: format!("height {height}"), height, detail: e.to_string() })?;
+    let body: serde_json::Value =
+        serde_json::from_slice(&signed.body).map_err(|e| LedgerError::CorruptLog {
+            location: format!("height {height}"),
+            height,
+            detail: e.to_string(),
+        })?;
     let text = |k: &str| body.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
     Ok(EventRecord {
         id: signed.id(),

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use tradeloop_crypto::SigningKey;
 use tradeloop_ledger::audit::{verify_data_dir, verify_export, AuditFailure};
 use tradeloop_ledger::block::{CertifiedBlock, CommitCertificate};
-use tradeloop_ledger::export::{ExportItem, ExportReader, ExportTrailer, EXPORT_MAGIC, EXPORT_VERSION};
+use tradeloop_ledger::export::{
+    ExportItem, ExportReader, ExportTrailer, EXPORT_MAGIC, EXPORT_VERSION,
+};
 use tradeloop_ledger::frame;
 use tradeloop_ledger::genesis::ValidatorSet;
 use tradeloop_ledger::sample::{trade_events, Cast};
@@ -37,7 +39,13 @@ fn chain() -> Chain {
         let built = ledger.build_block(chunk, T0 + 1000 * i as u64, proposer).unwrap();
         assert!(built.rejected.is_empty());
         let signers: Vec<&SigningKey> = cast.validator_keys.iter().skip(1).collect();
-        let certificate = CommitCertificate::sign(&cast.genesis.hash, built.block.header.height, 0, built.hash, &signers);
+        let certificate = CommitCertificate::sign(
+            &cast.genesis.hash,
+            built.block.header.height,
+            0,
+            built.hash,
+            &signers,
+        );
         ledger.commit_block(&CertifiedBlock { block: built.block, certificate }).unwrap();
     }
     assert_eq!(ledger.tip().height, BLOCKS);
@@ -81,7 +89,8 @@ impl Chain {
     /// Re-signs a block's certificate with the given validator keys (after editing its header).
     fn recertify(&self, block: &mut CertifiedBlock, keys: &[&SigningKey]) {
         let h = block.block.header.height;
-        block.certificate = CommitCertificate::sign(&self.cast.genesis.hash, h, 0, block.block.header.hash(), keys);
+        block.certificate =
+            CommitCertificate::sign(&self.cast.genesis.hash, h, 0, block.block.header.hash(), keys);
     }
 }
 
@@ -99,7 +108,8 @@ fn assert_fails_at(result: Result<u64, AuditFailure>, height: u64, words: &str) 
 fn the_untouched_chain_passes_from_data_dir_and_export() {
     let c = chain();
     assert_eq!(c.verify_export(&c.export_path()).unwrap(), BLOCKS);
-    let report = verify_data_dir(&c.dir.path().join("data"), &c.cast.genesis, &mut |_, _| {}).unwrap();
+    let report =
+        verify_data_dir(&c.dir.path().join("data"), &c.cast.genesis, &mut |_, _| {}).unwrap();
     assert_eq!(report.blocks, BLOCKS);
     assert_eq!(report.events, 38);
     // Rewriting the export unchanged also passes: the tamper helpers are not the failure.
@@ -171,7 +181,7 @@ fn a_certificate_signature_swapped_for_another_validators_is_caught() {
     let sigs = &mut blocks[2].certificate.signatures;
     sigs.retain(|s| s.validator != absent);
     sigs[0].validator = absent;
-    sigs.sort_by(|a, b| a.validator.cmp(&b.validator));
+    sigs.sort_by_key(|s| s.validator);
     assert_fails_at(c.verify_export(&c.write_export("t2.tlx", &blocks)), 3, "does not verify");
     // Two signatures of one validator do not make a quorum.
     let mut blocks = c.blocks.clone();
@@ -197,7 +207,8 @@ fn an_altered_event_signature_is_caught() {
 #[test]
 fn a_forged_validator_set_is_caught() {
     let c = chain();
-    let forged: Vec<SigningKey> = (0..4).map(|i| SigningKey::from_seed_label(&format!("forger-{i}"))).collect();
+    let forged: Vec<SigningKey> =
+        (0..4).map(|i| SigningKey::from_seed_label(&format!("forger-{i}"))).collect();
     let forged_refs: Vec<&SigningKey> = forged.iter().collect();
     // A block claiming a different validator set, certified by it.
     let mut blocks = c.blocks.clone();
@@ -209,7 +220,11 @@ fn a_forged_validator_set_is_caught() {
     // Keeping the genuine set hash but signing with forged keys.
     let mut blocks = c.blocks.clone();
     c.recertify(&mut blocks[4], &forged_refs);
-    assert_fails_at(c.verify_export(&c.write_export("t2.tlx", &blocks)), 5, "not in the validator set");
+    assert_fails_at(
+        c.verify_export(&c.write_export("t2.tlx", &blocks)),
+        5,
+        "not in the validator set",
+    );
 }
 
 #[test]
@@ -232,7 +247,12 @@ fn truncation_is_caught() {
     assert!(c.verify_export(&cut).is_err());
     let mut no_trailer = c.write_export("nt.tlx", &c.blocks[..8]);
     let b = std::fs::read(&no_trailer).unwrap();
-    let trailer_len = 9 + codec::encode(&ExportTrailer { block_count: 0, tip_hash: Default::default(), app_hash: Default::default() }).len();
+    let trailer_len = 9 + codec::encode(&ExportTrailer {
+        block_count: 0,
+        tip_hash: Default::default(),
+        app_hash: Default::default(),
+    })
+    .len();
     no_trailer = c.dir.path().join("nt2.tlx");
     std::fs::write(&no_trailer, &b[..b.len() - trailer_len]).unwrap();
     assert_fails_at(c.verify_export(&no_trailer), 9, "truncated");
@@ -260,7 +280,8 @@ fn a_foreign_genesis_is_caught() {
     let other = Cast::deterministic(4, T0 - 999).unwrap();
     let r = verify_export(&c.export_path(), &other.genesis, &mut |_, _| {}).map(|r| r.blocks);
     assert_fails_at(r, 0, "foreign genesis");
-    let r = verify_data_dir(&c.dir.path().join("data"), &other.genesis, &mut |_, _| {}).map(|r| r.blocks);
+    let r = verify_data_dir(&c.dir.path().join("data"), &other.genesis, &mut |_, _| {})
+        .map(|r| r.blocks);
     assert_fails_at(r, 1, "belongs to chain");
 }
 

@@ -12,7 +12,12 @@ fn accept(id: &str) -> serde_json::Value {
     json!({"order_id": id})
 }
 
-fn body(f: &Fixture, author: &str, key: &SigningKey, extra: serde_json::Value) -> serde_json::Value {
+fn body(
+    f: &Fixture,
+    author: &str,
+    key: &SigningKey,
+    extra: serde_json::Value,
+) -> serde_json::Value {
     let mut b = json!({"chain": f.cast.genesis.hash.to_hex(), "author": author, "key": key.public_key().to_hex(),
         "kind": "trade.order_placed", "time_ms": f.time_ms + 1000, "nonce": "x1",
         "order_id": "PO-7", "seller": EXPORTER, "incoterm": "FOB", "currency": "USD", "amount": "5.00",
@@ -40,7 +45,11 @@ fn wrong_chain_wrong_key_and_bad_signature_are_rejected() {
     let exporter = f.cast.keys[EXPORTER].clone();
     // Signed for another chain.
     let other = Cast::deterministic(1, 5).unwrap();
-    let e = SignedEvent::sign(&body(&f, IMPORTER, &importer, json!({"chain": other.genesis.hash.to_hex()})), &importer).unwrap();
+    let e = SignedEvent::sign(
+        &body(&f, IMPORTER, &importer, json!({"chain": other.genesis.hash.to_hex()})),
+        &importer,
+    )
+    .unwrap();
     assert_eq!(code_of(&mut f, e).as_deref(), Some("WRONG_CHAIN"));
     // The exporter's key signing as the importer.
     let e = SignedEvent::sign(&body(&f, IMPORTER, &exporter, json!({})), &exporter).unwrap();
@@ -91,7 +100,11 @@ fn replay_and_reused_nonces_are_rejected() {
     let e1 = mk(json!(1), "PO-2", &f);
     assert_eq!(code_of(&mut f, e1), None);
     let e2 = mk(json!("1"), "PO-404", &f);
-    assert_eq!(code_of(&mut f, e2).as_deref(), Some("UNKNOWN_ORDER"), "a string nonce \"1\" is not the integer 1");
+    assert_eq!(
+        code_of(&mut f, e2).as_deref(),
+        Some("UNKNOWN_ORDER"),
+        "a string nonce \"1\" is not the integer 1"
+    );
 }
 
 #[test]
@@ -99,11 +112,23 @@ fn time_skew_is_bounded() {
     let mut f = Fixture::new(1);
     let importer = f.cast.keys[IMPORTER].clone();
     let skew = f.cast.genesis.doc.consensus.max_time_skew_ms;
-    let e = SignedEvent::sign(&body(&f, IMPORTER, &importer, json!({"time_ms": f.time_ms + 1000 + skew + 1})), &importer).unwrap();
+    let e = SignedEvent::sign(
+        &body(&f, IMPORTER, &importer, json!({"time_ms": f.time_ms + 1000 + skew + 1})),
+        &importer,
+    )
+    .unwrap();
     assert_eq!(code_of(&mut f, e).as_deref(), Some("TIME_SKEW"));
-    let e = SignedEvent::sign(&body(&f, IMPORTER, &importer, json!({"time_ms": f.time_ms + 1000 - skew - 1})), &importer).unwrap();
+    let e = SignedEvent::sign(
+        &body(&f, IMPORTER, &importer, json!({"time_ms": f.time_ms + 1000 - skew - 1})),
+        &importer,
+    )
+    .unwrap();
     assert_eq!(code_of(&mut f, e).as_deref(), Some("TIME_SKEW"));
-    let e = SignedEvent::sign(&body(&f, IMPORTER, &importer, json!({"time_ms": f.time_ms + 1000 - skew})), &importer).unwrap();
+    let e = SignedEvent::sign(
+        &body(&f, IMPORTER, &importer, json!({"time_ms": f.time_ms + 1000 - skew})),
+        &importer,
+    )
+    .unwrap();
     assert_eq!(code_of(&mut f, e), None);
 }
 
@@ -118,17 +143,27 @@ fn malformed_bodies_and_fields_are_rejected_with_codes() {
             Ok(e) => check_event(g, &e).err().map(|r| r.code.as_str()).unwrap_or_default(),
         }
     };
-    assert_eq!(check(body(&f, IMPORTER, &key, json!({"kind": "trade.order_cancelled"}))), "UNKNOWN_KIND");
+    assert_eq!(
+        check(body(&f, IMPORTER, &key, json!({"kind": "trade.order_cancelled"}))),
+        "UNKNOWN_KIND"
+    );
     assert_eq!(check(body(&f, IMPORTER, &key, json!({"nonce": null}))), "MALFORMED_EVENT");
     assert_eq!(check(body(&f, IMPORTER, &key, json!({"time_ms": "now"}))), "MALFORMED_EVENT");
     assert_eq!(check(body(&f, IMPORTER, &key, json!({"amount": 5}))), "INVALID_FIELD");
     assert_eq!(check(body(&f, IMPORTER, &key, json!({"amount": "5.0000001"}))), "INVALID_FIELD");
     assert_eq!(check(body(&f, IMPORTER, &key, json!({"currency": "usd"}))), "INVALID_FIELD");
     assert_eq!(check(body(&f, IMPORTER, &key, json!({"incoterm": "XYZ"}))), "INVALID_FIELD");
-    assert_eq!(check(body(&f, IMPORTER, &key, json!({"amout": "5.00"}))), "INVALID_FIELD", "unknown fields are refused");
+    assert_eq!(
+        check(body(&f, IMPORTER, &key, json!({"amout": "5.00"}))),
+        "INVALID_FIELD",
+        "unknown fields are refused"
+    );
     assert_eq!(check(body(&f, IMPORTER, &key, json!({"seller": null}))), "INVALID_FIELD");
     assert_eq!(check(body(&f, IMPORTER, &key, json!({"lines": []}))), "INVALID_FIELD");
-    assert_eq!(check(body(&f, IMPORTER, &key, json!({"nonce": 9_007_199_254_740_992u64}))), "MALFORMED_EVENT");
+    assert_eq!(
+        check(body(&f, IMPORTER, &key, json!({"nonce": 9_007_199_254_740_992u64}))),
+        "MALFORMED_EVENT"
+    );
     let big = "x".repeat(70_000);
     assert_eq!(check(body(&f, IMPORTER, &key, json!({"ucr": big}))), "EVENT_TOO_LARGE");
 
@@ -138,8 +173,14 @@ fn malformed_bodies_and_fields_are_rejected_with_codes() {
     let text = String::from_utf8(good.body.clone()).unwrap();
     for bad in [
         format!("{{\"body\":{},\"signature\":\"{sig}\",\"signature\":\"{sig}\"}}", text),
-        format!("{{\"body\":{},\"signature\":\"{sig}\"}}", text.replacen("{", "{\"nonce\":\"a\",", 1)),
-        format!("{{\"body\":{},\"signature\":\"{sig}\"}}", text.replace("\"time_ms\":", "\"time_ms\":1.5,\"t\":")),
+        format!(
+            "{{\"body\":{},\"signature\":\"{sig}\"}}",
+            text.replacen("{", "{\"nonce\":\"a\",", 1)
+        ),
+        format!(
+            "{{\"body\":{},\"signature\":\"{sig}\"}}",
+            text.replace("\"time_ms\":", "\"time_ms\":1.5,\"t\":")
+        ),
         "[1,2]".to_string(),
         "{\"body\":{},\"signature\":\"zz\"}".to_string(),
         "not json".to_string(),
@@ -148,8 +189,12 @@ fn malformed_bodies_and_fields_are_rejected_with_codes() {
         assert_eq!(r.err().map(|r| r.code.as_str()).as_deref(), Some("MALFORMED_EVENT"), "{bad}");
     }
     // Stored bodies must be canonical: a re-spaced body with the same signature is refused.
-    let spaced = SignedEvent { body: text.replace(",", ", ").into_bytes(), signature: good.signature };
-    assert_eq!(check_event(g, &spaced).err().map(|r| r.code.as_str()).as_deref(), Some("MALFORMED_EVENT"));
+    let spaced =
+        SignedEvent { body: text.replace(",", ", ").into_bytes(), signature: good.signature };
+    assert_eq!(
+        check_event(g, &spaced).err().map(|r| r.code.as_str()).as_deref(),
+        Some("MALFORMED_EVENT")
+    );
 }
 
 #[test]
@@ -158,8 +203,11 @@ fn formatting_does_not_change_the_event_id() {
     let key = f.cast.keys[IMPORTER].clone();
     let e = SignedEvent::sign(&body(&f, IMPORTER, &key, json!({})), &key).unwrap();
     let text = String::from_utf8(e.body.clone()).unwrap();
-    let pretty = serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&text).unwrap()).unwrap();
-    let envelope = format!("{{ \"signature\": \"{}\",\n  \"body\": {pretty} }}", e.signature.to_hex());
+    let pretty =
+        serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&text).unwrap())
+            .unwrap();
+    let envelope =
+        format!("{{ \"signature\": \"{}\",\n  \"body\": {pretty} }}", e.signature.to_hex());
     let parsed = SignedEvent::from_envelope_json(envelope.as_bytes()).unwrap();
     assert_eq!(parsed.id(), e.id());
     assert!(check_event(&f.cast.genesis, &parsed).is_ok());

@@ -1,5 +1,5 @@
 //! Integration tests of the ledger crate, one module per area.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)]
 
 mod support;
 

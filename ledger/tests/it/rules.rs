@@ -26,7 +26,10 @@ fn trade_status_names_the_open_legs() {
     f.run_trade(1, Fixture::step("shipment.departed", None) + 1);
     let status = f.ledger.trade_status("PO-1").unwrap();
     assert!(!status.closed);
-    assert_eq!(status.open_legs, vec!["arrived", "import_cleared", "delivered", "received", "paid"]);
+    assert_eq!(
+        status.open_legs,
+        vec!["arrived", "import_cleared", "delivered", "received", "paid"]
+    );
 }
 
 #[test]
@@ -37,28 +40,56 @@ fn orders() {
     f.rejects("UNKNOWN_PARTICIPANT", IMPORTER, "trade.order_placed", order("PO-9", "nobody"));
     f.rejects("SELLER_NOT_EXPORTER", IMPORTER, "trade.order_placed", order("PO-9", FORWARDER));
     f.ok(IMPORTER, "trade.order_placed", order("PO-9", EXPORTER));
-    f.rejects("DUPLICATE_ORDER", "de-importer-other", "trade.order_placed", order("PO-9", EXPORTER));
+    f.rejects(
+        "DUPLICATE_ORDER",
+        "de-importer-other",
+        "trade.order_placed",
+        order("PO-9", EXPORTER),
+    );
     f.rejects("UNKNOWN_ORDER", EXPORTER, "trade.order_accepted", json!({"order_id": "PO-404"}));
-    f.rejects("NOT_ORDER_SELLER", "cn-exporter-other", "trade.order_accepted", json!({"order_id": "PO-9"}));
+    f.rejects(
+        "NOT_ORDER_SELLER",
+        "cn-exporter-other",
+        "trade.order_accepted",
+        json!({"order_id": "PO-9"}),
+    );
     f.ok(EXPORTER, "trade.order_accepted", json!({"order_id": "PO-9"}));
-    f.rejects("ORDER_ALREADY_ACCEPTED", EXPORTER, "trade.order_accepted", json!({"order_id": "PO-9"}));
+    f.rejects(
+        "ORDER_ALREADY_ACCEPTED",
+        EXPORTER,
+        "trade.order_accepted",
+        json!({"order_id": "PO-9"}),
+    );
 }
 
 #[test]
 fn invoices() {
     let mut f = Fixture::new(1);
     f.ok(IMPORTER, "trade.order_placed", order("PO-9", EXPORTER));
-    let inv = |id: &str, amount: &str, currency: &str| {
-        json!({"invoice_id": id, "order_id": "PO-9", "currency": currency, "amount": amount, "due_date": "2099-01-01"})
-    };
+    let inv = |id: &str, amount: &str, currency: &str| json!({"invoice_id": id, "order_id": "PO-9", "currency": currency, "amount": amount, "due_date": "2099-01-01"});
     f.rejects("ORDER_NOT_ACCEPTED", EXPORTER, "trade.invoice_issued", inv("I-1", "10.00", "USD"));
     f.ok(EXPORTER, "trade.order_accepted", json!({"order_id": "PO-9"}));
-    f.rejects("NOT_ORDER_SELLER", "cn-exporter-other", "trade.invoice_issued", inv("I-1", "10.00", "USD"));
+    f.rejects(
+        "NOT_ORDER_SELLER",
+        "cn-exporter-other",
+        "trade.invoice_issued",
+        inv("I-1", "10.00", "USD"),
+    );
     f.rejects("CURRENCY_MISMATCH", EXPORTER, "trade.invoice_issued", inv("I-1", "10.00", "EUR"));
-    f.rejects("INVOICE_EXCEEDS_ORDER", EXPORTER, "trade.invoice_issued", inv("I-1", "1000.01", "USD"));
+    f.rejects(
+        "INVOICE_EXCEEDS_ORDER",
+        EXPORTER,
+        "trade.invoice_issued",
+        inv("I-1", "1000.01", "USD"),
+    );
     f.ok(EXPORTER, "trade.invoice_issued", inv("I-1", "600.00", "USD"));
     f.rejects("DUPLICATE_INVOICE", EXPORTER, "trade.invoice_issued", inv("I-1", "1.00", "USD"));
-    f.rejects("INVOICE_EXCEEDS_ORDER", EXPORTER, "trade.invoice_issued", inv("I-2", "400.01", "USD"));
+    f.rejects(
+        "INVOICE_EXCEEDS_ORDER",
+        EXPORTER,
+        "trade.invoice_issued",
+        inv("I-2", "400.01", "USD"),
+    );
     f.ok(EXPORTER, "trade.invoice_issued", inv("I-2", "400.00", "USD"));
     f.rejects("UNKNOWN_ORDER", EXPORTER, "trade.invoice_issued",
         json!({"invoice_id": "I-3", "order_id": "PO-404", "currency": "USD", "amount": "1.00", "due_date": "2099-01-01"}));
@@ -73,16 +104,51 @@ fn booking(id: &str, orders: &[&str], forwarder: &str) -> serde_json::Value {
 fn shipments_are_booked_for_accepted_orders_with_a_forwarder() {
     let mut f = Fixture::new(1);
     f.ok(IMPORTER, "trade.order_placed", order("PO-9", EXPORTER));
-    f.rejects("ORDER_NOT_ACCEPTED", EXPORTER, "shipment.booked", booking("S-1", &["PO-9"], FORWARDER));
+    f.rejects(
+        "ORDER_NOT_ACCEPTED",
+        EXPORTER,
+        "shipment.booked",
+        booking("S-1", &["PO-9"], FORWARDER),
+    );
     f.ok(EXPORTER, "trade.order_accepted", json!({"order_id": "PO-9"}));
-    f.rejects("ROLE_NOT_PERMITTED", IMPORTER, "shipment.booked", booking("S-1", &["PO-9"], FORWARDER));
-    f.rejects("UNKNOWN_FORWARDER", EXPORTER, "shipment.booked", booking("S-1", &["PO-9"], IMPORTER));
+    f.rejects(
+        "ROLE_NOT_PERMITTED",
+        IMPORTER,
+        "shipment.booked",
+        booking("S-1", &["PO-9"], FORWARDER),
+    );
+    f.rejects(
+        "UNKNOWN_FORWARDER",
+        EXPORTER,
+        "shipment.booked",
+        booking("S-1", &["PO-9"], IMPORTER),
+    );
     f.rejects("UNKNOWN_ORDER", EXPORTER, "shipment.booked", booking("S-1", &["PO-404"], FORWARDER));
-    f.rejects("NOT_ORDER_SELLER", "cn-exporter-other", "shipment.booked", booking("S-1", &["PO-9"], FORWARDER));
-    f.rejects("NOT_BOOKED_FORWARDER", "forwarder-other", "shipment.booked", booking("S-1", &["PO-9"], FORWARDER));
-    f.rejects("INVALID_FIELD", EXPORTER, "shipment.booked", booking("S-1", &["PO-9", "PO-9"], FORWARDER));
+    f.rejects(
+        "NOT_ORDER_SELLER",
+        "cn-exporter-other",
+        "shipment.booked",
+        booking("S-1", &["PO-9"], FORWARDER),
+    );
+    f.rejects(
+        "NOT_BOOKED_FORWARDER",
+        "forwarder-other",
+        "shipment.booked",
+        booking("S-1", &["PO-9"], FORWARDER),
+    );
+    f.rejects(
+        "INVALID_FIELD",
+        EXPORTER,
+        "shipment.booked",
+        booking("S-1", &["PO-9", "PO-9"], FORWARDER),
+    );
     f.ok(FORWARDER, "shipment.booked", booking("S-1", &["PO-9"], FORWARDER));
-    f.rejects("DUPLICATE_SHIPMENT", EXPORTER, "shipment.booked", booking("S-1", &["PO-9"], FORWARDER));
+    f.rejects(
+        "DUPLICATE_SHIPMENT",
+        EXPORTER,
+        "shipment.booked",
+        booking("S-1", &["PO-9"], FORWARDER),
+    );
 }
 
 fn milestone(shipment: &str, location: &str) -> serde_json::Value {
@@ -95,11 +161,21 @@ fn transport_milestones_follow_clearance_and_order() {
     let filed = Fixture::step("customs.declaration_filed", Some(FORWARDER));
     f.run_trade(1, filed);
     f.rejects("UNKNOWN_SHIPMENT", FORWARDER, "shipment.picked_up", milestone("S-404", "CNSZX"));
-    f.rejects("NOT_BOOKED_FORWARDER", "forwarder-other", "shipment.picked_up", milestone("SHP-1", "CNSZX"));
+    f.rejects(
+        "NOT_BOOKED_FORWARDER",
+        "forwarder-other",
+        "shipment.picked_up",
+        milestone("SHP-1", "CNSZX"),
+    );
     f.rejects("ROLE_NOT_PERMITTED", EXPORTER, "shipment.picked_up", milestone("SHP-1", "CNSZX"));
     f.rejects("SHIPMENT_OUT_OF_ORDER", FORWARDER, "shipment.arrived", milestone("SHP-1", "DEHAM"));
     f.ok(FORWARDER, "shipment.picked_up", milestone("SHP-1", "CNSZX"));
-    f.rejects("SHIPMENT_OUT_OF_ORDER", FORWARDER, "shipment.picked_up", milestone("SHP-1", "CNSZX"));
+    f.rejects(
+        "SHIPMENT_OUT_OF_ORDER",
+        FORWARDER,
+        "shipment.picked_up",
+        milestone("SHP-1", "CNSZX"),
+    );
     // An export shipment departs only after export clearance.
     f.rejects("EXPORT_NOT_CLEARED", FORWARDER, "shipment.departed", milestone("SHP-1", "CNYTN"));
     f.run_trade_steps(1, filed, filed + 2);
@@ -110,16 +186,39 @@ fn transport_milestones_follow_clearance_and_order() {
     f.ok(FORWARDER, "shipment.arrived", milestone("SHP-1", "DEHAM"));
     // Delivered only after import clearance at the destination.
     f.rejects("IMPORT_NOT_CLEARED", FORWARDER, "shipment.delivered", milestone("SHP-1", "DEHAM"));
-    f.rejects("SHIPMENT_OUT_OF_ORDER", IMPORTER, "shipment.received", json!({"shipment_id": "SHP-1", "condition": "ok"}));
+    f.rejects(
+        "SHIPMENT_OUT_OF_ORDER",
+        IMPORTER,
+        "shipment.received",
+        json!({"shipment_id": "SHP-1", "condition": "ok"}),
+    );
     f.ok(FORWARDER, "shipment.exception", json!({"shipment_id": "SHP-1", "exception_type": "delay", "description": "port congestion"}));
-    f.rejects("NOT_BOOKED_FORWARDER", "forwarder-other", "shipment.exception",
-        json!({"shipment_id": "SHP-1", "exception_type": "delay", "description": "x"}));
+    f.rejects(
+        "NOT_BOOKED_FORWARDER",
+        "forwarder-other",
+        "shipment.exception",
+        json!({"shipment_id": "SHP-1", "exception_type": "delay", "description": "x"}),
+    );
     f.ok(IMPORTER, "customs.declaration_filed", import_decl("IMD-1", "SHP-1"));
     f.ok(DE_CUSTOMS, "customs.cleared", json!({"declaration_id": "IMD-1"}));
     f.ok(FORWARDER, "shipment.delivered", milestone("SHP-1", "DEHAM"));
-    f.rejects("NOT_ORDER_BUYER", "de-importer-other", "shipment.received", json!({"shipment_id": "SHP-1", "condition": "ok"}));
-    f.ok(IMPORTER, "shipment.received", json!({"shipment_id": "SHP-1", "condition": "damaged", "note": "2 cartons wet"}));
-    f.rejects("SHIPMENT_OUT_OF_ORDER", IMPORTER, "shipment.received", json!({"shipment_id": "SHP-1", "condition": "ok"}));
+    f.rejects(
+        "NOT_ORDER_BUYER",
+        "de-importer-other",
+        "shipment.received",
+        json!({"shipment_id": "SHP-1", "condition": "ok"}),
+    );
+    f.ok(
+        IMPORTER,
+        "shipment.received",
+        json!({"shipment_id": "SHP-1", "condition": "damaged", "note": "2 cartons wet"}),
+    );
+    f.rejects(
+        "SHIPMENT_OUT_OF_ORDER",
+        IMPORTER,
+        "shipment.received",
+        json!({"shipment_id": "SHP-1", "condition": "ok"}),
+    );
 }
 
 fn import_decl(id: &str, shipment: &str) -> serde_json::Value {
@@ -140,35 +239,113 @@ fn customs_declarations_and_decisions() {
         json!({"declaration_id": "X", "shipment_id": "S-404", "direction": "export", "country": "CN",
             "declared_value": "1.00", "currency": "USD", "hs_codes": ["940542"]}));
     f.rejects("NOT_DECLARANT", IMPORTER, "customs.declaration_filed", export_decl("EXD-9", "CN"));
-    f.rejects("NOT_DECLARANT", "forwarder-other", "customs.declaration_filed", export_decl("EXD-9", "CN"));
-    f.rejects("DECLARATION_COUNTRY_MISMATCH", EXPORTER, "customs.declaration_filed", export_decl("EXD-9", "DE"));
-    f.rejects("ROLE_NOT_PERMITTED", CN_CUSTOMS, "customs.declaration_filed", export_decl("EXD-9", "CN"));
+    f.rejects(
+        "NOT_DECLARANT",
+        "forwarder-other",
+        "customs.declaration_filed",
+        export_decl("EXD-9", "CN"),
+    );
+    f.rejects(
+        "DECLARATION_COUNTRY_MISMATCH",
+        EXPORTER,
+        "customs.declaration_filed",
+        export_decl("EXD-9", "DE"),
+    );
+    f.rejects(
+        "ROLE_NOT_PERMITTED",
+        CN_CUSTOMS,
+        "customs.declaration_filed",
+        export_decl("EXD-9", "CN"),
+    );
     f.ok(EXPORTER, "customs.declaration_filed", export_decl("EXD-9", "CN"));
-    f.rejects("DECLARATION_EXISTS", FORWARDER, "customs.declaration_filed", export_decl("EXD-10", "CN"));
-    f.rejects("DUPLICATE_DECLARATION", EXPORTER, "customs.declaration_filed", export_decl("EXD-9", "CN"));
+    f.rejects(
+        "DECLARATION_EXISTS",
+        FORWARDER,
+        "customs.declaration_filed",
+        export_decl("EXD-10", "CN"),
+    );
+    f.rejects(
+        "DUPLICATE_DECLARATION",
+        EXPORTER,
+        "customs.declaration_filed",
+        export_decl("EXD-9", "CN"),
+    );
     // Customs act only in their own country.
-    f.rejects("CUSTOMS_WRONG_COUNTRY", DE_CUSTOMS, "customs.cleared", json!({"declaration_id": "EXD-9"}));
-    f.rejects("ROLE_NOT_PERMITTED", EXPORTER, "customs.cleared", json!({"declaration_id": "EXD-9"}));
-    f.rejects("UNKNOWN_DECLARATION", CN_CUSTOMS, "customs.cleared", json!({"declaration_id": "EXD-404"}));
+    f.rejects(
+        "CUSTOMS_WRONG_COUNTRY",
+        DE_CUSTOMS,
+        "customs.cleared",
+        json!({"declaration_id": "EXD-9"}),
+    );
+    f.rejects(
+        "ROLE_NOT_PERMITTED",
+        EXPORTER,
+        "customs.cleared",
+        json!({"declaration_id": "EXD-9"}),
+    );
+    f.rejects(
+        "UNKNOWN_DECLARATION",
+        CN_CUSTOMS,
+        "customs.cleared",
+        json!({"declaration_id": "EXD-404"}),
+    );
     f.rejects("INVALID_FIELD", CN_CUSTOMS, "customs.held", json!({"declaration_id": "EXD-9"}));
-    f.ok(CN_CUSTOMS, "customs.held", json!({"declaration_id": "EXD-9", "reason": "HS code 940542 undervalued"}));
-    f.rejects("DECLARATION_ALREADY_DECIDED", CN_CUSTOMS, "customs.held", json!({"declaration_id": "EXD-9", "reason": "again"}));
+    f.ok(
+        CN_CUSTOMS,
+        "customs.held",
+        json!({"declaration_id": "EXD-9", "reason": "HS code 940542 undervalued"}),
+    );
+    f.rejects(
+        "DECLARATION_ALREADY_DECIDED",
+        CN_CUSTOMS,
+        "customs.held",
+        json!({"declaration_id": "EXD-9", "reason": "again"}),
+    );
     // A held declaration is not cleared without a new filing.
-    f.rejects("DECLARATION_HELD", CN_CUSTOMS, "customs.cleared", json!({"declaration_id": "EXD-9"}));
+    f.rejects(
+        "DECLARATION_HELD",
+        CN_CUSTOMS,
+        "customs.cleared",
+        json!({"declaration_id": "EXD-9"}),
+    );
     f.rejects("EXPORT_NOT_CLEARED", FORWARDER, "shipment.departed", milestone("SHP-1", "CNYTN"));
     f.ok(EXPORTER, "customs.declaration_filed", export_decl("EXD-9", "CN"));
-    f.ok(CN_CUSTOMS, "customs.duties_assessed", json!({"declaration_id": "EXD-9", "amount": "12.00", "currency": "CNY"}));
+    f.ok(
+        CN_CUSTOMS,
+        "customs.duties_assessed",
+        json!({"declaration_id": "EXD-9", "amount": "12.00", "currency": "CNY"}),
+    );
     f.ok(CN_CUSTOMS, "customs.cleared", json!({"declaration_id": "EXD-9"}));
-    f.rejects("DECLARATION_ALREADY_DECIDED", CN_CUSTOMS, "customs.cleared", json!({"declaration_id": "EXD-9"}));
-    f.rejects("DECLARATION_ALREADY_DECIDED", CN_CUSTOMS, "customs.held", json!({"declaration_id": "EXD-9", "reason": "late"}));
-    f.rejects("CUSTOMS_WRONG_COUNTRY", DE_CUSTOMS, "customs.duties_assessed", json!({"declaration_id": "EXD-9", "amount": "1.00", "currency": "EUR"}));
+    f.rejects(
+        "DECLARATION_ALREADY_DECIDED",
+        CN_CUSTOMS,
+        "customs.cleared",
+        json!({"declaration_id": "EXD-9"}),
+    );
+    f.rejects(
+        "DECLARATION_ALREADY_DECIDED",
+        CN_CUSTOMS,
+        "customs.held",
+        json!({"declaration_id": "EXD-9", "reason": "late"}),
+    );
+    f.rejects(
+        "CUSTOMS_WRONG_COUNTRY",
+        DE_CUSTOMS,
+        "customs.duties_assessed",
+        json!({"declaration_id": "EXD-9", "amount": "1.00", "currency": "EUR"}),
+    );
     f.ok(FORWARDER, "shipment.picked_up", milestone("SHP-1", "CNSZX"));
     f.ok(FORWARDER, "shipment.departed", milestone("SHP-1", "CNYTN"));
     // A new declaration id after a hold is allowed too (and only one live one per direction).
     f.ok(IMPORTER, "customs.declaration_filed", import_decl("IMD-1", "SHP-1"));
     f.ok(DE_CUSTOMS, "customs.held", json!({"declaration_id": "IMD-1", "reason": "inspection"}));
     f.ok(FORWARDER, "customs.declaration_filed", import_decl("IMD-2", "SHP-1"));
-    f.rejects("DECLARATION_EXISTS", IMPORTER, "customs.declaration_filed", import_decl("IMD-3", "SHP-1"));
+    f.rejects(
+        "DECLARATION_EXISTS",
+        IMPORTER,
+        "customs.declaration_filed",
+        import_decl("IMD-3", "SHP-1"),
+    );
     f.ok(DE_CUSTOMS, "customs.cleared", json!({"declaration_id": "IMD-2"}));
 }
 
@@ -183,18 +360,38 @@ fn documents_are_anchored_by_parties_to_existing_entities() {
     f.rejects("UNKNOWN_REFERENCE", EXPORTER, "document.anchored", doc("D-1", &["order:PO-404"]));
     f.rejects("INVALID_FIELD", EXPORTER, "document.anchored", doc("D-1", &["ship:SHP-1"]));
     f.rejects("NOT_A_PARTY", EXPORTER_BANK, "document.anchored", doc("D-1", &["order:PO-1"]));
-    f.rejects("NOT_A_PARTY", "forwarder-other", "document.anchored", doc("D-1", &["shipment:SHP-1"]));
-    f.rejects("ROLE_NOT_PERMITTED", "auditor-kpmg", "document.anchored", doc("D-1", &["order:PO-1"]));
+    f.rejects(
+        "NOT_A_PARTY",
+        "forwarder-other",
+        "document.anchored",
+        doc("D-1", &["shipment:SHP-1"]),
+    );
+    f.rejects(
+        "ROLE_NOT_PERMITTED",
+        "auditor-kpmg",
+        "document.anchored",
+        doc("D-1", &["order:PO-1"]),
+    );
     f.ok(FORWARDER, "document.anchored", doc("D-1", &["shipment:SHP-1"]));
     f.ok(CN_CUSTOMS, "document.anchored", doc("D-2", &["declaration:EXD-CN-1"]));
     f.ok(EXPORTER_BANK, "document.anchored", doc("D-3", &["lc:LC-1"]));
     f.ok(IMPORTER, "document.anchored", doc("D-4", &["invoice:INV-1"]));
     f.rejects("DUPLICATE_DOCUMENT", IMPORTER, "document.anchored", doc("D-4", &["order:PO-1"]));
     let trace = f.ledger.trace("shipment:SHP-1").unwrap();
-    assert!(trace.iter().any(|r| r.body["doc_id"] == "D-1"), "documents show in the shipment's trace");
+    assert!(
+        trace.iter().any(|r| r.body["doc_id"] == "D-1"),
+        "documents show in the shipment's trace"
+    );
 }
 
-fn lc(id: &str, applicant: &str, beneficiary: &str, currency: &str, amount: &str, expiry: &str) -> serde_json::Value {
+fn lc(
+    id: &str,
+    applicant: &str,
+    beneficiary: &str,
+    currency: &str,
+    amount: &str,
+    expiry: &str,
+) -> serde_json::Value {
     json!({"lc_id": id, "order_id": "PO-1", "applicant": applicant, "beneficiary": beneficiary,
         "currency": currency, "amount": amount, "expiry": expiry})
 }
@@ -212,23 +409,90 @@ fn pay(id: &str, lc: Option<&str>, amount: &str) -> serde_json::Value {
 fn letters_of_credit_and_payments() {
     let mut f = Fixture::new(1);
     f.run_trade(1, 2); // order placed and accepted
-    f.rejects("ROLE_NOT_PERMITTED", IMPORTER, "payment.lc_issued", lc("LC-9", IMPORTER, EXPORTER, "USD", "100.00", "2099-01-01"));
-    f.rejects("LC_PARTY_MISMATCH", IMPORTER_BANK, "payment.lc_issued", lc("LC-9", "de-importer-other", EXPORTER, "USD", "100.00", "2099-01-01"));
-    f.rejects("CURRENCY_MISMATCH", IMPORTER_BANK, "payment.lc_issued", lc("LC-9", IMPORTER, EXPORTER, "EUR", "100.00", "2099-01-01"));
-    f.ok(IMPORTER_BANK, "payment.lc_issued", lc("LC-9", IMPORTER, EXPORTER, "USD", "100.00", "2099-01-01"));
-    f.rejects("DUPLICATE_LC", IMPORTER_BANK, "payment.lc_issued", lc("LC-9", IMPORTER, EXPORTER, "USD", "100.00", "2099-01-01"));
-    f.ok(IMPORTER_BANK, "payment.lc_issued", lc("LC-OLD", IMPORTER, EXPORTER, "USD", "48000.00", "2000-01-01"));
+    f.rejects(
+        "ROLE_NOT_PERMITTED",
+        IMPORTER,
+        "payment.lc_issued",
+        lc("LC-9", IMPORTER, EXPORTER, "USD", "100.00", "2099-01-01"),
+    );
+    f.rejects(
+        "LC_PARTY_MISMATCH",
+        IMPORTER_BANK,
+        "payment.lc_issued",
+        lc("LC-9", "de-importer-other", EXPORTER, "USD", "100.00", "2099-01-01"),
+    );
+    f.rejects(
+        "CURRENCY_MISMATCH",
+        IMPORTER_BANK,
+        "payment.lc_issued",
+        lc("LC-9", IMPORTER, EXPORTER, "EUR", "100.00", "2099-01-01"),
+    );
+    f.ok(
+        IMPORTER_BANK,
+        "payment.lc_issued",
+        lc("LC-9", IMPORTER, EXPORTER, "USD", "100.00", "2099-01-01"),
+    );
+    f.rejects(
+        "DUPLICATE_LC",
+        IMPORTER_BANK,
+        "payment.lc_issued",
+        lc("LC-9", IMPORTER, EXPORTER, "USD", "100.00", "2099-01-01"),
+    );
+    f.ok(
+        IMPORTER_BANK,
+        "payment.lc_issued",
+        lc("LC-OLD", IMPORTER, EXPORTER, "USD", "48000.00", "2000-01-01"),
+    );
     f.run_trade_steps(1, 2, Fixture::step("document.anchored", Some(EXPORTER)) + 1);
-    f.rejects("UNKNOWN_LC", EXPORTER_BANK, "payment.documents_presented", json!({"lc_id": "LC-404", "doc_ids": ["CI-1"]}));
-    f.rejects("UNKNOWN_DOCUMENT", EXPORTER_BANK, "payment.documents_presented", json!({"lc_id": "LC-1", "doc_ids": ["CI-404"]}));
-    f.rejects("NOT_A_PARTY", "us-bank-other", "payment.documents_presented", json!({"lc_id": "LC-1", "doc_ids": ["CI-1"]}));
-    f.rejects("NOT_A_PARTY", IMPORTER_BANK, "payment.documents_presented", json!({"lc_id": "LC-1", "doc_ids": ["CI-1"]}));
-    f.rejects("LC_EXPIRED", EXPORTER, "payment.documents_presented", json!({"lc_id": "LC-OLD", "doc_ids": ["CI-1"]}));
+    f.rejects(
+        "UNKNOWN_LC",
+        EXPORTER_BANK,
+        "payment.documents_presented",
+        json!({"lc_id": "LC-404", "doc_ids": ["CI-1"]}),
+    );
+    f.rejects(
+        "UNKNOWN_DOCUMENT",
+        EXPORTER_BANK,
+        "payment.documents_presented",
+        json!({"lc_id": "LC-1", "doc_ids": ["CI-404"]}),
+    );
+    f.rejects(
+        "NOT_A_PARTY",
+        "us-bank-other",
+        "payment.documents_presented",
+        json!({"lc_id": "LC-1", "doc_ids": ["CI-1"]}),
+    );
+    f.rejects(
+        "NOT_A_PARTY",
+        IMPORTER_BANK,
+        "payment.documents_presented",
+        json!({"lc_id": "LC-1", "doc_ids": ["CI-1"]}),
+    );
+    f.rejects(
+        "LC_EXPIRED",
+        EXPORTER,
+        "payment.documents_presented",
+        json!({"lc_id": "LC-OLD", "doc_ids": ["CI-1"]}),
+    );
     // Payment under a credit needs presented documents, the issuing bank, and headroom.
-    f.rejects("LC_DOCUMENTS_NOT_PRESENTED", IMPORTER_BANK, "payment.settled", pay("P-1", Some("LC-1"), "10.00"));
+    f.rejects(
+        "LC_DOCUMENTS_NOT_PRESENTED",
+        IMPORTER_BANK,
+        "payment.settled",
+        pay("P-1", Some("LC-1"), "10.00"),
+    );
     f.ok(EXPORTER, "payment.documents_presented", json!({"lc_id": "LC-9", "doc_ids": ["CI-1"]}));
-    f.ok(EXPORTER_BANK, "payment.documents_presented", json!({"lc_id": "LC-1", "doc_ids": ["CI-1"]}));
-    f.rejects("NOT_ISSUING_BANK", EXPORTER_BANK, "payment.settled", pay("P-1", Some("LC-1"), "10.00"));
+    f.ok(
+        EXPORTER_BANK,
+        "payment.documents_presented",
+        json!({"lc_id": "LC-1", "doc_ids": ["CI-1"]}),
+    );
+    f.rejects(
+        "NOT_ISSUING_BANK",
+        EXPORTER_BANK,
+        "payment.settled",
+        pay("P-1", Some("LC-1"), "10.00"),
+    );
     f.rejects("LC_OVERDRAWN", IMPORTER_BANK, "payment.settled", pay("P-1", Some("LC-9"), "100.01"));
     f.rejects("UNKNOWN_LC", IMPORTER_BANK, "payment.settled", pay("P-1", Some("LC-404"), "1.00"));
     f.rejects("UNKNOWN_INVOICE", IMPORTER_BANK, "payment.settled",

@@ -40,7 +40,13 @@ fn copy_dir(from: &Path, to: &Path) {
 fn a_torn_tail_is_truncated_on_open_and_the_chain_goes_on() {
     let mut f = committed();
     let tip = f.ledger.tip().clone();
-    let (ledger, _) = (std::mem::replace(&mut f.ledger, Ledger::open(&f.dir.path().join("other"), f.cast.genesis.clone()).unwrap()), ());
+    let (ledger, _) = (
+        std::mem::replace(
+            &mut f.ledger,
+            Ledger::open(&f.dir.path().join("other"), f.cast.genesis.clone()).unwrap(),
+        ),
+        (),
+    );
     drop(ledger);
     let seg = segment(&f.data());
     let clean_len = std::fs::metadata(&seg).unwrap().len();
@@ -85,7 +91,9 @@ fn damage_inside_the_log_is_refused_with_its_height() {
     })
     .unwrap();
     match Ledger::open(&data, cast.genesis) {
-        Err(LedgerError::CorruptLog { height, .. }) => assert!(height > 1 && height < 19, "{height}"),
+        Err(LedgerError::CorruptLog { height, .. }) => {
+            assert!(height > 1 && height < 19, "{height}")
+        }
         other => panic!("expected a corrupt log error, got {other:?}"),
     }
 }
@@ -128,7 +136,8 @@ fn a_damaged_index_is_detected_and_rebuilt_by_reindex() {
         let tree = db.open_tree(tradeloop_ledger::store::INDEX_TREE).unwrap();
         let mut wrong = tip.clone();
         wrong.hash.0[0] ^= 1;
-        tree.insert(tradeloop_ledger::store::META_TIP_KEY, tradeloop_ledger::codec::encode(&wrong)).unwrap();
+        tree.insert(tradeloop_ledger::store::META_TIP_KEY, tradeloop_ledger::codec::encode(&wrong))
+            .unwrap();
         db.flush().unwrap();
     }
     match Ledger::open(&data, genesis.clone()) {
@@ -170,7 +179,9 @@ fn an_index_ahead_of_the_log_is_refused() {
     }
     std::fs::write(&seg, &bytes[..offset]).unwrap();
     match Ledger::open(&data, genesis) {
-        Err(e @ LedgerError::IndexInconsistent(_)) => assert!(e.to_string().contains("missing"), "{e}"),
+        Err(e @ LedgerError::IndexInconsistent(_)) => {
+            assert!(e.to_string().contains("missing"), "{e}")
+        }
         other => panic!("expected the lost blocks to be reported, got {other:?}"),
     }
 }

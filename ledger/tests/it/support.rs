@@ -27,8 +27,10 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new(validators: usize) -> Fixture {
-        let cast = Cast::with_extra(validators, T0 - 1000, EXTRA, &mut |l| Ok(SigningKey::from_seed_label(l)))
-            .expect("cast");
+        let cast = Cast::with_extra(validators, T0 - 1000, EXTRA, &mut |l| {
+            Ok(SigningKey::from_seed_label(l))
+        })
+        .expect("cast");
         let dir = tempfile::tempdir().expect("tempdir");
         let ledger = Ledger::open(&dir.path().join("data"), cast.genesis.clone()).expect("open");
         Fixture { cast, ledger, dir, time_ms: T0, nonce: 0 }

@@ -13,19 +13,31 @@ fn path() -> std::path::PathBuf {
 fn compute() -> Value {
     let chain = "3f1c2a5e9b7d4c6a8e0f1b2d3c4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60";
     let cases = [
-        ("order_accepted", "vector-exporter", json!({
+        (
+            "order_accepted",
+            "vector-exporter",
+            json!({
             "chain": chain, "author": "cn-exporter-bright", "kind": "trade.order_accepted",
-            "time_ms": 1_780_000_000_000u64, "nonce": "a1", "order_id": "PO-1"})),
-        ("order_placed_unicode", "vector-importer", json!({
+            "time_ms": 1_780_000_000_000u64, "nonce": "a1", "order_id": "PO-1"}),
+        ),
+        (
+            "order_placed_unicode",
+            "vector-importer",
+            json!({
             "chain": chain, "author": "de-importer-hanse", "kind": "trade.order_placed",
             "time_ms": 1_780_000_000_001u64, "nonce": 42, "order_id": "PO-ü-1", "seller": "cn-exporter-bright",
             "incoterm": "FOB", "currency": "USD", "amount": "48000.00",
             "lines": [{"sku": "BR-LED-40", "description": "LED \"panel\"\t40W — 灯", "hs_code": "940542",
-                "quantity": "2000", "unit": "PCE"}]})),
-        ("shipment_departed", "vector-forwarder", json!({
+                "quantity": "2000", "unit": "PCE"}]}),
+        ),
+        (
+            "shipment_departed",
+            "vector-forwarder",
+            json!({
             "chain": chain, "author": "forwarder-pacific-link", "kind": "shipment.departed",
             "time_ms": 1_780_000_000_002u64, "nonce": "d-7", "shipment_id": "SHP-1", "location": "CNYTN",
-            "event_time_ms": 1_779_999_990_000u64, "vessel_imo": "9811000", "voyage": "045W"})),
+            "event_time_ms": 1_779_999_990_000u64, "vessel_imo": "9811000", "voyage": "045W"}),
+        ),
     ];
     let mut out = Vec::new();
     for (name, label, mut body) in cases {

@@ -1,0 +1,75 @@
+//! One-way crate dependencies: crypto <- ledger <- node <- cli, and no async or networking stack
+//! below the node (DESIGN §1). Read from `cargo metadata`'s resolved graph, so a transitive
+//! dependency counts too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::Value;
+
+fn metadata() -> Value {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked", "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Names of every crate `root` depends on for normal builds, transitively.
+fn normal_closure(meta: &Value, root: &str) -> BTreeSet<String> {
+    let packages: HashMap<&str, &str> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
+        .collect();
+    let nodes: HashMap<&str, &Value> = meta["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n))
+        .collect();
+    let start =
+        packages.iter().find(|(_, name)| **name == root).map(|(id, _)| *id).expect("root package");
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![start];
+    while let Some(id) = stack.pop() {
+        for dep in nodes[id]["deps"].as_array().unwrap() {
+            let normal = dep["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"].is_null());
+            let dep_id = dep["pkg"].as_str().unwrap();
+            if normal && seen.insert(packages[dep_id].to_string()) {
+                stack.push(dep_id);
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn ledger_and_crypto_stay_free_of_async_and_networking() {
+    let meta = metadata();
+    for krate in ["tradeloop-ledger", "tradeloop-crypto"] {
+        let deps = normal_closure(&meta, krate);
+        for banned in ["tokio", "libp2p", "axum", "hyper", "async-std", "futures"] {
+            assert!(
+                !deps.iter().any(|d| d == banned || d.starts_with(&format!("{banned}-"))),
+                "{krate} depends on {banned}"
+            );
+        }
+    }
+}
+
+#[test]
+fn workspace_crates_depend_one_way() {
+    let meta = metadata();
+    let crypto = normal_closure(&meta, "tradeloop-crypto");
+    assert!(!crypto.iter().any(|d| d.starts_with("tradeloop")), "crypto depends on {crypto:?}");
+    let ledger = normal_closure(&meta, "tradeloop-ledger");
+    assert!(ledger.contains("tradeloop-crypto"));
+    assert!(!ledger.contains("tradeloop-node") && !ledger.contains("tradeloop"));
+    let node = normal_closure(&meta, "tradeloop-node");
+    assert!(!node.contains("tradeloop"), "node must not depend on the cli");
+}
