@@ -153,6 +153,16 @@ pub enum EventCommand {
         /// The body file, or `-` for standard input.
         body: PathBuf,
     },
+    /// Show a committed event by its id.
+    Show {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The event id (64 hex).
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +205,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Event(EventCommand::Sign { key, genesis, body }) => {
             event_sign(&key, genesis.as_deref(), &body)
         }
+        Command::Event(EventCommand::Show { chain, id, json }) => event_show(&chain, &id, json),
         Command::Append(args) => append(args),
         Command::Trace { chain, reference, json } => trace(&chain, &reference, json),
         Command::Trade { chain, order_id, json } => trade(&chain, &order_id, json),
@@ -366,6 +377,25 @@ fn event_sign(key_path: &Path, genesis: Option<&Path>, body_path: &Path) -> Resu
     let signed = SignedEvent::sign(&serde_json::Value::Object(body), &key)
         .map_err(|r| anyhow::anyhow!("{r}"))?;
     println!("{}", signed.to_envelope_json());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn event_show(chain: &ChainArgs, id: &str, json: bool) -> Result<ExitCode> {
+    let hash = tradeloop_crypto::Hash::from_hex(id).context("the event id is 64 hex characters")?;
+    let ledger = open_ledger(chain)?;
+    let Some(record) = ledger.event(&hash)? else {
+        bail!("no event {id} on this ledger");
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&record)?);
+    } else {
+        println!(
+            "event {} at height {} (index {}), block time {}",
+            record.id, record.height, record.index, record.block_time_ms
+        );
+        println!("  {} by {}", record.kind, record.author);
+        println!("{}", serde_json::to_string_pretty(&record.body)?);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

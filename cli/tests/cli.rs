@@ -74,6 +74,7 @@ fn every_command_has_help() {
         vec!["genesis", "init", "--help"],
         vec!["genesis", "add", "--help"],
         vec!["event", "sign", "--help"],
+        vec!["event", "show", "--help"],
         vec!["append", "--help"],
         vec!["trace", "--help"],
         vec!["trade", "--help"],
@@ -209,6 +210,22 @@ fn a_user_builds_a_chain_from_scratch_with_the_cli() {
     ]);
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2);
+    let id = v[1]["id"].as_str().unwrap().to_string();
+    let o =
+        run(&["event", "show", "--data-dir", &p("data"), "--genesis", &p("g.json"), "--json", &id]);
+    let shown: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(shown["kind"], "trade.order_accepted");
+    assert_eq!(shown["height"], v[1]["height"]);
+    let o = run(&[
+        "event",
+        "show",
+        "--data-dir",
+        &p("data"),
+        "--genesis",
+        &p("g.json"),
+        &"0".repeat(64),
+    ]);
+    assert!(!o.status.success());
     assert!(run(&[
         "export",
         "--data-dir",
