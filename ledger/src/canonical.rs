@@ -72,17 +72,22 @@ impl Value {
                 out.push(b']');
             }
             Value::Object(map) => {
-                // RFC 8785 §3.2.3: members sorted by the UTF-16 code units of their names.
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+                // RFC 8785 §3.2.3: members sorted by the UTF-16 code units of their names. The
+                // map is in UTF-8 byte order, which agrees with UTF-16 order unless a key holds
+                // a character at or above U+E000 (where surrogate pairs sort differently), so
+                // the sort is only needed then.
                 out.push(b'{');
-                for (i, key) in keys.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
+                let needs_utf16_sort = map.keys().any(|k| k.chars().any(|c| c >= '\u{e000}'));
+                if needs_utf16_sort {
+                    let mut keys: Vec<&String> = map.keys().collect();
+                    keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+                    for (i, key) in keys.into_iter().enumerate() {
+                        write_member(i, key, &map[key], out);
                     }
-                    write_string(key, out);
-                    out.push(b':');
-                    map[key].write_canonical(out);
+                } else {
+                    for (i, (key, value)) in map.iter().enumerate() {
+                        write_member(i, key, value, out);
+                    }
                 }
                 out.push(b'}');
             }
@@ -129,27 +134,50 @@ impl Value {
     }
 }
 
-/// RFC 8785 §3.2.2.2: the ECMAScript JSON.stringify string form.
-fn write_string(s: &str, out: &mut Vec<u8>) {
-    out.push(b'"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\u{08}' => out.extend_from_slice(b"\\b"),
-            '\u{0c}' => out.extend_from_slice(b"\\f"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
-            }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
-        }
+fn write_member(index: usize, key: &str, value: &Value, out: &mut Vec<u8>) {
+    if index > 0 {
+        out.push(b',');
     }
+    write_string(key, out);
+    out.push(b':');
+    value.write_canonical(out);
+}
+
+/// RFC 8785 §3.2.2.2: the ECMAScript JSON.stringify string form. Only `"`, `\` and control
+/// characters are escaped; every other byte of the (valid UTF-8) string is copied as is, so
+/// unescaped runs are copied in bulk.
+fn write_string(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.push(b'"');
+    let mut run_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: Option<&[u8]> = match b {
+            b'"' => Some(b"\\\""),
+            b'\\' => Some(b"\\\\"),
+            0x08 => Some(b"\\b"),
+            0x0c => Some(b"\\f"),
+            b'\n' => Some(b"\\n"),
+            b'\r' => Some(b"\\r"),
+            b'\t' => Some(b"\\t"),
+            0..=0x1f => None,
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run_start..i]);
+        match escape {
+            Some(e) => out.extend_from_slice(e),
+            None => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]),
+        }
+        run_start = i + 1;
+    }
+    out.extend_from_slice(&bytes[run_start..]);
     out.push(b'"');
 }
 

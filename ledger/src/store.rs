@@ -134,7 +134,11 @@ fn open_sled(path: &Path) -> Result<sled::Db, LedgerError> {
     // sled 0.34 can panic on some damaged files instead of returning an error; never let a
     // damaged index take the process down.
     let path = path.to_path_buf();
-    let result = std::panic::catch_unwind(move || sled::Config::new().path(path).open());
+    // Every block is flushed explicitly after its batch, so the background flusher is off;
+    // HighThroughput favours the write-heavy commit path.
+    let result = std::panic::catch_unwind(move || {
+        sled::Config::new().path(path).mode(sled::Mode::HighThroughput).flush_every_ms(None).open()
+    });
     match result {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(e)) => {
@@ -345,9 +349,12 @@ impl Ledger {
         Ok((Some(certified), built.rejected))
     }
 
-    /// Appends chunks of candidates as consecutive self-certified blocks, running the stateless
-    /// checks of chunk k+1 in parallel with the execution and durable commit of chunk k.
-    /// `on_block(chunk, committed block, rejections)` is called after each chunk.
+    /// Appends chunks of candidates as consecutive self-certified blocks (the bulk path of
+    /// `tradeloop append`). While this thread executes and durably commits chunk k (rules, log
+    /// fsync, index batch), a checker thread runs the stateless checks of chunk k+1; when the
+    /// commit is done this thread joins in on the checks. Both cores stay busy without either
+    /// phase waiting on a thread pool. `on_block(chunk, committed block, rejections)` is called
+    /// after each chunk.
     pub fn append_local_stream(
         &mut self,
         mut chunks: impl Iterator<Item = Vec<SignedEvent>>,
@@ -355,28 +362,30 @@ impl Ledger {
         clock: &dyn Fn() -> u64,
         on_block: &mut OnBlock<'_>,
     ) -> Result<(), LedgerError> {
-        type Checked = (Vec<SignedEvent>, Vec<Result<crate::event::Event, Rejection>>);
         let genesis = self.genesis.clone();
-        let check = |chunk: Vec<SignedEvent>| -> Checked {
-            let checked = crate::execute::check_events(&genesis, &chunk);
-            (chunk, checked)
-        };
-        let mut current: Option<Checked> = chunks.next().map(check);
+        let mut current: Option<(Vec<SignedEvent>, Vec<CheckResult>)> =
+            chunks.next().map(|chunk| {
+                let checked = crate::execute::check_events(&genesis, &chunk);
+                (chunk, checked)
+            });
         while let Some((chunk, checked)) = current.take() {
-            let next = chunks.next();
+            let next = chunks.next().unwrap_or_default();
+            let work = SharedChecks::new(&genesis, &next);
             let time_ms = clock();
-            // The commit (rules, then fsync and the index transaction) runs on this thread,
-            // which mostly waits on the disk; the checks use the whole rayon pool meanwhile.
-            let (next_checked, appended) = std::thread::scope(|scope| {
-                let checker = scope.spawn(|| next.map(check));
+            let (helper_part, appended, own_part) = std::thread::scope(|scope| {
+                let helper = scope.spawn(|| work.run());
                 let appended = self.append_local_checked(&chunk, checked, time_ms, validator);
-                (checker.join(), appended)
+                let own_part = work.run();
+                (helper.join(), appended, own_part)
             });
             let (block, rejected) = appended?;
-            let next_checked = next_checked
-                .map_err(|_| LedgerError::Store("the event checker thread panicked".into()))?;
             on_block(&chunk, block.as_ref(), rejected);
-            current = next_checked;
+            let helper_part = helper_part
+                .map_err(|_| LedgerError::Store("the event checker thread panicked".into()))?;
+            if !next.is_empty() {
+                let checked = SharedChecks::merge(next.len(), helper_part, own_part);
+                current = Some((next, checked));
+            }
         }
         Ok(())
     }
@@ -595,6 +604,51 @@ fn trade_status_of(
         closed,
         legs,
         open_legs,
+    }
+}
+
+type CheckResult = Result<crate::event::Event, Rejection>;
+
+/// Stateless checks of one chunk, shared by two threads through an atomic cursor.
+struct SharedChecks<'a> {
+    genesis: &'a Genesis,
+    events: &'a [SignedEvent],
+    cursor: std::sync::atomic::AtomicUsize,
+}
+
+impl<'a> SharedChecks<'a> {
+    fn new(genesis: &'a Genesis, events: &'a [SignedEvent]) -> Self {
+        SharedChecks { genesis, events, cursor: std::sync::atomic::AtomicUsize::new(0) }
+    }
+
+    /// Checks events until none is left; returns `(index, result)` pairs.
+    fn run(&self) -> Vec<(usize, CheckResult)> {
+        let mut out = Vec::new();
+        loop {
+            let i = self.cursor.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(event) = self.events.get(i) else { return out };
+            out.push((i, crate::event::check_event(self.genesis, event)));
+        }
+    }
+
+    fn merge(
+        len: usize,
+        a: Vec<(usize, CheckResult)>,
+        b: Vec<(usize, CheckResult)>,
+    ) -> Vec<CheckResult> {
+        let mut slots: Vec<Option<CheckResult>> = (0..len).map(|_| None).collect();
+        for (i, r) in a.into_iter().chain(b) {
+            slots[i] = Some(r);
+        }
+        // Every index below len was taken by exactly one of the two threads.
+        slots
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(Rejection::new(crate::RejectCode::MalformedEvent, "event was not checked"))
+                })
+            })
+            .collect()
     }
 }
 
