@@ -108,11 +108,11 @@ pub struct ShipmentState {
 impl ShipmentState {
     /// The export country (the origin's UN/LOCODE country).
     pub fn export_country(&self) -> &str {
-        &self.origin[..2]
+        self.origin.get(..2).unwrap_or("")
     }
     /// The import country (the destination's UN/LOCODE country).
     pub fn import_country(&self) -> &str {
-        &self.destination[..2]
+        self.destination.get(..2).unwrap_or("")
     }
 }
 

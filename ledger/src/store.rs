@@ -461,7 +461,8 @@ impl Ledger {
         let mut cached: Option<CertifiedBlock> = None;
         for item in self.index.scan_prefix(table_key(tables::REFS, &ref_prefix(entity))) {
             let (key, _) = item.map_err(store_err)?;
-            let (height, index) = decode_position(&key[key.len() - 12..])?;
+            let position = key.len().checked_sub(12).map(|at| &key[at..]).unwrap_or(&key[..]);
+            let (height, index) = decode_position(position)?;
             if cached.as_ref().is_none_or(|b| b.block.header.height != height) {
                 cached = Some(self.log.read(height)?);
             }
