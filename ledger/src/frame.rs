@@ -20,6 +20,8 @@ pub mod kind {
     pub const BLOCK: u8 = 2;
     /// The export trailer: block count and tip hash.
     pub const END: u8 = 3;
+    /// A validator's sign-state record (node crate, consensus guard).
+    pub const SIGN_STATE: u8 = 4;
 }
 
 /// Encodes one frame.
