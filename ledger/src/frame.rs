@@ -22,6 +22,8 @@ pub mod kind {
     pub const END: u8 = 3;
     /// A validator's sign-state record (node crate, consensus guard).
     pub const SIGN_STATE: u8 = 4;
+    /// A consensus write-ahead-log record (node crate).
+    pub const WAL_RECORD: u8 = 5;
 }
 
 /// Encodes one frame.

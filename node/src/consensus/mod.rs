@@ -3,3 +3,4 @@
 //! WAL and the simulator follow (issue 3).
 
 pub mod guard;
+pub mod wal;

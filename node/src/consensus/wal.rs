@@ -1,0 +1,288 @@
+//! The consensus write-ahead log (DESIGN §5): what a validator received and sent at the height
+//! it is deciding, written and fsynced before it acts on it, so that after a crash it replays
+//! the height to the same state instead of starting it afresh.
+//!
+//! One file per height, `wal-<height:020>.log`: the magic `TLWAL001`, the height (u64 BE), then
+//! frames of kind WAL_RECORD (docs/formats.md) whose payloads are opaque to this module (the
+//! consensus adapter encodes its inputs). Opening truncates a torn last record and refuses any
+//! other damage; a decided height's file is removed once the block is committed.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use tradeloop_ledger::frame::{self, FrameRead};
+
+/// Magic bytes at the start of every WAL file.
+pub const WAL_MAGIC: &[u8; 8] = b"TLWAL001";
+/// Largest record accepted, in bytes (a proposal part of a full block fits well below it).
+pub const MAX_WAL_RECORD_BYTES: usize = 16 * 1024 * 1024;
+/// Most records replayed for one height; a height that needs more is not converging and the
+/// log must not grow without bound.
+pub const MAX_WAL_RECORDS_PER_HEIGHT: usize = 1_000_000;
+
+const HEADER_BYTES: usize = 16;
+
+/// Why the WAL could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    /// The file is damaged somewhere other than its tail.
+    #[error("WAL {path} is damaged at offset {offset} ({detail}); the node cannot replay this height safely. Move the file aside only if the sign-state guard is intact")]
+    Damaged {
+        /// The file.
+        path: String,
+        /// Where.
+        offset: usize,
+        /// What.
+        detail: String,
+    },
+    /// A record or the log is over its bound.
+    #[error("WAL record refused: {0}")]
+    TooLarge(String),
+    /// An I/O error; the record is not durable.
+    #[error("WAL {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl WalError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            WalError::Damaged { .. } => "WAL_DAMAGED",
+            WalError::TooLarge(_) => "WAL_TOO_LARGE",
+            WalError::Io { .. } => "WAL_IO",
+        }
+    }
+}
+
+/// The WAL of the height being decided.
+#[derive(Debug)]
+pub struct Wal {
+    dir: PathBuf,
+    height: u64,
+    file: File,
+    records: usize,
+}
+
+fn path_for(dir: &Path, height: u64) -> PathBuf {
+    dir.join(format!("wal-{height:020}.log"))
+}
+
+impl Wal {
+    /// Opens the WAL of `height` in `dir`, creating it if absent. Returns the WAL and the
+    /// records already in it, in order, for replay. A torn last record is truncated.
+    pub fn open(dir: &Path, height: u64) -> Result<(Wal, Vec<Vec<u8>>), WalError> {
+        let path = path_for(dir, height);
+        let shown = path.display().to_string();
+        let io = |source| WalError::Io { path: shown.clone(), source };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let existing = match std::fs::read(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(e)),
+        };
+        let (records, valid_len) = match &existing {
+            Some(bytes) if bytes.len() >= HEADER_BYTES => scan(bytes, height, &shown)?,
+            // A file shorter than its header is a creation torn by a crash: start it again.
+            _ => (Vec::new(), 0),
+        };
+        let file = if valid_len == 0 {
+            let mut file = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(&path)
+                .map_err(io)?;
+            file.write_all(WAL_MAGIC)
+                .and_then(|()| file.write_all(&height.to_be_bytes()))
+                .map_err(io)?;
+            file.sync_all().map_err(io)?;
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+            OpenOptions::new().append(true).open(&path).map_err(io)?
+        } else {
+            let file = OpenOptions::new().append(true).open(&path).map_err(io)?;
+            if existing.as_ref().is_some_and(|b| b.len() > valid_len) {
+                file.set_len(valid_len as u64).and_then(|()| file.sync_all()).map_err(io)?;
+            }
+            file
+        };
+        let count = records.len();
+        Ok((Wal { dir: dir.to_path_buf(), height, file, records: count }, records))
+    }
+
+    /// The height this WAL belongs to.
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// Appends a record and fsyncs it; only then may the caller act on it.
+    pub fn append(&mut self, record: &[u8]) -> Result<(), WalError> {
+        if record.is_empty() || record.len() > MAX_WAL_RECORD_BYTES {
+            return Err(WalError::TooLarge(format!(
+                "a record is 1 to {MAX_WAL_RECORD_BYTES} bytes, this one is {}",
+                record.len()
+            )));
+        }
+        if self.records >= MAX_WAL_RECORDS_PER_HEIGHT {
+            return Err(WalError::TooLarge(format!(
+                "height {} already has {MAX_WAL_RECORDS_PER_HEIGHT} records",
+                self.height
+            )));
+        }
+        let bytes = frame::encode(frame::kind::WAL_RECORD, record);
+        let path = path_for(&self.dir, self.height).display().to_string();
+        self.file
+            .write_all(&bytes)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|source| WalError::Io { path, source })?;
+        self.records += 1;
+        Ok(())
+    }
+
+    /// The height is decided and its block committed: start the next height's WAL and remove
+    /// the files of this and any earlier height.
+    pub fn advance(self, next_height: u64) -> Result<Wal, WalError> {
+        let dir = self.dir.clone();
+        drop(self);
+        let (wal, _) = Wal::open(&dir, next_height)?;
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|source| WalError::Io { path: dir.display().to_string(), source })?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let height = name
+                .strip_prefix("wal-")
+                .and_then(|s| s.strip_suffix(".log"))
+                .and_then(|s| s.parse::<u64>().ok());
+            if height.is_some_and(|h| h < next_height) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(wal)
+    }
+}
+
+/// Scans a WAL file: its records and the length of its intact prefix.
+fn scan(bytes: &[u8], height: u64, path: &str) -> Result<(Vec<Vec<u8>>, usize), WalError> {
+    let damaged = |offset: usize, detail: String| WalError::Damaged {
+        path: path.to_string(),
+        offset,
+        detail,
+    };
+    if &bytes[..8] != WAL_MAGIC {
+        return Err(damaged(0, "missing TLWAL001 magic".into()));
+    }
+    let mut h = [0u8; 8];
+    h.copy_from_slice(&bytes[8..16]);
+    if u64::from_be_bytes(h) != height {
+        return Err(damaged(
+            8,
+            format!("file is for height {}, not {height}", u64::from_be_bytes(h)),
+        ));
+    }
+    let mut records = Vec::new();
+    let mut offset = HEADER_BYTES;
+    loop {
+        match frame::read(bytes, offset) {
+            FrameRead::End => return Ok((records, offset)),
+            FrameRead::Frame { kind: frame::kind::WAL_RECORD, payload, next } => {
+                if records.len() >= MAX_WAL_RECORDS_PER_HEIGHT {
+                    return Err(damaged(offset, "more records than a height may hold".into()));
+                }
+                records.push(payload.to_vec());
+                offset = next;
+            }
+            FrameRead::Frame { kind, .. } => {
+                return Err(damaged(offset, format!("unexpected frame kind {kind}")))
+            }
+            FrameRead::Torn => return Ok((records, offset)),
+            FrameRead::Corrupt(detail) => {
+                // A damaged record with nothing after it is a torn final write.
+                let len = bytes
+                    .get(offset + 1..offset + 5)
+                    .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+                if offset + frame::FRAME_HEADER_BYTES + len >= bytes.len() {
+                    return Ok((records, offset));
+                }
+                return Err(damaged(offset, detail));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_reopen_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, old) = Wal::open(dir.path(), 5).unwrap();
+        assert!(old.is_empty());
+        for i in 0..10u8 {
+            wal.append(&[i; 40]).unwrap();
+        }
+        drop(wal);
+        let (mut wal, old) = Wal::open(dir.path(), 5).unwrap();
+        assert_eq!(old.len(), 10);
+        assert_eq!(old[3], vec![3u8; 40]);
+        wal.append(b"more").unwrap();
+        drop(wal);
+        let (_, old) = Wal::open(dir.path(), 5).unwrap();
+        assert_eq!(old.len(), 11);
+        assert_eq!(old[10], b"more");
+    }
+
+    #[test]
+    fn a_torn_tail_is_truncated_and_damage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 9).unwrap();
+        for i in 0..4u8 {
+            wal.append(&[i; 100]).unwrap();
+        }
+        drop(wal);
+        let path = path_for(dir.path(), 9);
+        let whole = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &whole[..whole.len() - 30]).unwrap();
+        let (mut wal, old) = Wal::open(dir.path(), 9).unwrap();
+        assert_eq!(old.len(), 3, "the torn fourth record is dropped");
+        wal.append(b"after").unwrap();
+        drop(wal);
+        let (_, old) = Wal::open(dir.path(), 9).unwrap();
+        assert_eq!(old.len(), 4);
+        assert_eq!(old[3], b"after");
+        // A flipped byte inside an earlier record is damage, not a torn tail.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[HEADER_BYTES + 20] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(Wal::open(dir.path(), 9).unwrap_err().code(), "WAL_DAMAGED");
+        // A file of another height under this name is refused too.
+        let other = path_for(dir.path(), 10);
+        std::fs::write(&other, [&WAL_MAGIC[..], &3u64.to_be_bytes()].concat()).unwrap();
+        assert_eq!(Wal::open(dir.path(), 10).unwrap_err().code(), "WAL_DAMAGED");
+    }
+
+    #[test]
+    fn advancing_prunes_decided_heights_and_bounds_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 1).unwrap();
+        wal.append(b"x").unwrap();
+        assert_eq!(wal.append(&[]).unwrap_err().code(), "WAL_TOO_LARGE");
+        assert_eq!(
+            wal.append(&vec![0u8; MAX_WAL_RECORD_BYTES + 1]).unwrap_err().code(),
+            "WAL_TOO_LARGE"
+        );
+        let wal = wal.advance(2).unwrap();
+        assert_eq!(wal.height(), 2);
+        assert!(!path_for(dir.path(), 1).exists());
+        assert!(path_for(dir.path(), 2).exists());
+        // A creation torn before its header was written starts again cleanly.
+        std::fs::write(path_for(dir.path(), 3), b"TLW").unwrap();
+        let (_, old) = Wal::open(dir.path(), 3).unwrap();
+        assert!(old.is_empty());
+    }
+}
