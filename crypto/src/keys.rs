@@ -41,8 +41,9 @@ impl std::hash::Hash for PublicKey {
     }
 }
 
-/// An ed25519 signature (64 bytes).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+/// An ed25519 signature (64 bytes). Ordered by its bytes (consensus engines keep signatures in
+/// ordered sets).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Signature(pub [u8; 64]);
 
 /// An ed25519 signing key. The secret is zeroised on drop by ed25519-dalek.

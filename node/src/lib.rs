@@ -1,7 +1,7 @@
 //! The tradeloop node: consensus, networking and the runtime.
 //!
-//! Today: the consensus sign-state guard ([`consensus::guard`]). The Malachite round logic, the
-//! WAL, the deterministic simulator, networking and the HTTP API follow in later issues.
+//! Today: [`consensus`] (Malachite embedded behind our context and adapter, the sign-state
+//! guard, the WAL). The simulator, networking and the HTTP API follow.
 
 #![warn(missing_docs)]
 

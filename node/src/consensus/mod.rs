@@ -1,6 +1,8 @@
-//! Consensus (DESIGN §4). This issue's first piece: the sign-state guard that makes a
-//! validator's double-signing impossible across restarts. The Malachite-based round logic, the
-//! WAL and the simulator follow (issue 3).
+//! Consensus (DESIGN §4): Malachite's Tendermint round logic behind our [`context`], driven by
+//! the sans-IO [`core::ConsensusCore`]; the [`guard`] that makes double-signing impossible across
+//! restarts; the per-height [`wal`]. Status and what is missing: docs/consensus.md.
 
+pub mod context;
+pub mod core;
 pub mod guard;
 pub mod wal;

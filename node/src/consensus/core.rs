@@ -1,0 +1,338 @@
+//! `ConsensusCore`: our sans-IO adapter around Malachite's round logic (DESIGN §4).
+//!
+//! `handle(input) -> Vec<Action>`: every effect Malachite yields is answered on the spot
+//! (signing through the sign-state guard, signature and certificate checks) or turned into an
+//! [`Action`] for the caller (broadcast, timers, build a block, decided). No I/O besides the
+//! guard's fsync, no clock, no randomness: time arrives as `TimeoutElapsed` inputs.
+//!
+//! Status (issue 3): a single validator decides heights end to end; the WAL records are not yet
+//! written from `WalAppend`, proposal parts are not yet streamed, and sync is not wired.
+
+use malachite_core_consensus::{
+    self as mcc, Effect, Input, Params, Resumable, SignedConsensusMsg, State,
+};
+use malachite_core_types::{
+    self as mc, CertificateError, NilOrVal, Round, SignedMessage, ThresholdParam, ThresholdParams,
+    Timeout, ValuePayload, VoteType,
+};
+use tradeloop_crypto::{Hash, PublicKey, SigningKey};
+use tradeloop_ledger::block::{CommitCertificate as LedgerCertificate, CommitSig};
+
+use super::context::{Address, BlockHash, Height, TradeContext, Validators, Vote};
+use super::guard::{GuardError, Position, SignGuard, Step};
+
+/// Bound on inputs Malachite may queue for future rounds and heights.
+pub const INPUT_QUEUE_CAPACITY: usize = 1024;
+/// Bound on inputs queued per future height.
+pub const INPUT_QUEUE_PER_HEIGHT: usize = 512;
+
+/// What the caller must do.
+#[derive(Debug)]
+pub enum Action {
+    /// Send a signed proposal or vote to every peer.
+    Broadcast(Box<SignedConsensusMsg<TradeContext>>),
+    /// Start a timer; feed `Input::TimeoutElapsed(timeout)` when it fires.
+    ScheduleTimeout(Timeout),
+    /// Stop a timer.
+    CancelTimeout(Timeout),
+    /// Stop all timers.
+    CancelAllTimeouts,
+    /// We propose at `(height, round)`: build a block and feed `Input::Propose` with its hash.
+    BuildBlock {
+        /// Height.
+        height: u64,
+        /// Round.
+        round: Round,
+    },
+    /// A block was decided; commit it with this certificate (in the ledger's format).
+    Decided {
+        /// Height.
+        height: u64,
+        /// The decided block hash.
+        block_hash: Hash,
+        /// The commit certificate.
+        certificate: LedgerCertificate,
+    },
+}
+
+/// Errors of the adapter.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The sign-state guard refused or failed; nothing was signed.
+    #[error("signing refused: {0}")]
+    Guard(#[from] GuardError),
+    /// Malachite reported an error.
+    #[error("consensus: {0}")]
+    Consensus(String),
+}
+
+/// One validator's consensus state machine.
+pub struct ConsensusCore {
+    ctx: TradeContext,
+    key: SigningKey,
+    guard: SignGuard,
+    validators: Validators,
+    state: State<TradeContext>,
+}
+
+impl std::fmt::Debug for ConsensusCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsensusCore")
+            .field("validator", &self.key.public_key())
+            .field("height", &self.state.height())
+            .field("round", &self.state.round())
+            .finish()
+    }
+}
+
+impl ConsensusCore {
+    /// A core for the validator `key` starting at `height`.
+    pub fn new(
+        ctx: TradeContext,
+        key: SigningKey,
+        guard: SignGuard,
+        validators: Validators,
+        height: u64,
+    ) -> Self {
+        let params = Params {
+            address: Address(key.public_key()),
+            threshold_params: ThresholdParams::default(),
+            value_payload: ValuePayload::ProposalAndParts,
+            enabled: true,
+        };
+        let state = State::new(
+            ctx.clone(),
+            Height(height),
+            validators.clone(),
+            params,
+            INPUT_QUEUE_CAPACITY,
+            INPUT_QUEUE_PER_HEIGHT,
+        );
+        ConsensusCore { ctx, key, guard, validators, state }
+    }
+
+    /// The input that starts `height` with our validator set.
+    pub fn start_height(&self, height: u64) -> Input<TradeContext> {
+        Input::StartHeight(
+            Height(height),
+            self.validators.clone(),
+            false,
+            None,
+            mc::VoteExtensionPolicy::Disabled,
+        )
+    }
+
+    /// Feeds one input; returns what the caller must do.
+    pub fn handle(&mut self, input: Input<TradeContext>) -> Result<Vec<Action>, CoreError> {
+        let mut actions = Vec::new();
+        let mut guard_error = None;
+        let ctx = &self.ctx;
+        let key = &self.key;
+        let guard = &mut self.guard;
+        let result = mcc::process!(
+            input: input,
+            state: &mut self.state,
+            metrics: &(),
+            with: effect => on_effect(ctx, key, guard, &mut actions, &mut guard_error, effect)
+        );
+        if let Some(e) = guard_error {
+            return Err(CoreError::Guard(e));
+        }
+        result.map_err(|e: mcc::Error<TradeContext>| CoreError::Consensus(e.to_string()))?;
+        Ok(actions)
+    }
+}
+
+type Resume = mcc::Resume<TradeContext>;
+
+fn on_effect(
+    ctx: &TradeContext,
+    key: &SigningKey,
+    guard: &mut SignGuard,
+    actions: &mut Vec<Action>,
+    guard_error: &mut Option<GuardError>,
+    effect: Effect<TradeContext>,
+) -> Result<Resume, CoreError> {
+    Ok(match effect {
+        Effect::CancelAllTimeouts(r) => {
+            actions.push(Action::CancelAllTimeouts);
+            r.resume_with(())
+        }
+        Effect::CancelTimeout(t, r) => {
+            actions.push(Action::CancelTimeout(t));
+            r.resume_with(())
+        }
+        Effect::ScheduleTimeout(t, r) => {
+            actions.push(Action::ScheduleTimeout(t));
+            r.resume_with(())
+        }
+        Effect::StartRound(_, _, _, _, r) => r.resume_with(()),
+        Effect::PublishConsensusMsg(msg, r) => {
+            actions.push(Action::Broadcast(Box::new(msg)));
+            r.resume_with(())
+        }
+        Effect::PublishLivenessMsg(_, r) => r.resume_with(()),
+        Effect::RepublishVote(vote, r) => {
+            actions.push(Action::Broadcast(Box::new(SignedConsensusMsg::Vote(vote))));
+            r.resume_with(())
+        }
+        Effect::RepublishRoundCertificate(_, r) => r.resume_with(()),
+        Effect::GetValue(height, round, _, r) => {
+            actions.push(Action::BuildBlock { height: height.0, round });
+            r.resume_with(())
+        }
+        Effect::RestreamProposal(.., r) => r.resume_with(()),
+        Effect::CertVerifiedSyncValue(.., r) => r.resume_with(()),
+        Effect::CertRejectedSyncValue(.., r) => r.resume_with(()),
+        Effect::Decide(certificate, _, r) => {
+            let round = certificate.round.as_u32().unwrap_or(0);
+            let sigs = certificate
+                .commit_signatures
+                .iter()
+                .map(|s| CommitSig { validator: s.address.0, signature: s.signature })
+                .collect();
+            let block_hash = certificate.value_id.0;
+            actions.push(Action::Decided {
+                height: certificate.height.0,
+                block_hash,
+                certificate: LedgerCertificate::from_signatures(
+                    certificate.height.0,
+                    round,
+                    block_hash,
+                    sigs,
+                ),
+            });
+            r.resume_with(())
+        }
+        Effect::Finalize(.., r) => r.resume_with(()),
+        Effect::SignVote(vote, r) => {
+            let step = match vote.vote_type {
+                VoteType::Prevote => Step::Prevote,
+                VoteType::Precommit => Step::Precommit,
+            };
+            let position =
+                Position { height: vote.height.0, round: vote.round.as_u32().unwrap_or(0), step };
+            let value = match &vote.value {
+                NilOrVal::Nil => None,
+                NilOrVal::Val(h) => Some(h.0),
+            };
+            // The guard's fsync happens before the signature exists.
+            if let Err(e) = guard.permit(position, value) {
+                *guard_error = Some(e);
+                return Err(CoreError::Consensus("signing refused by the sign-state guard".into()));
+            }
+            let signature = key.sign(&ctx.vote_bytes(&vote));
+            r.resume_with(SignedMessage::new(vote, signature))
+        }
+        Effect::SignProposal(proposal, r) => {
+            let position = Position {
+                height: proposal.height.0,
+                round: proposal.round.as_u32().unwrap_or(0),
+                step: Step::Propose,
+            };
+            if let Err(e) = guard.permit(position, Some(proposal.value.0)) {
+                *guard_error = Some(e);
+                return Err(CoreError::Consensus("signing refused by the sign-state guard".into()));
+            }
+            let signature = key.sign(&ctx.proposal_bytes(&proposal));
+            r.resume_with(SignedMessage::new(proposal, signature))
+        }
+        Effect::VerifySignature(msg, public_key, r) => {
+            let bytes = match &msg.message {
+                mcc::ConsensusMsg::Vote(v) => ctx.vote_bytes(v),
+                mcc::ConsensusMsg::Proposal(p) => ctx.proposal_bytes(p),
+            };
+            r.resume_with(public_key.verify(&bytes, &msg.signature).is_ok())
+        }
+        Effect::VerifyCommitCertificate(cert, validators, thresholds, r) => {
+            let votes = cert.commit_signatures.iter().map(|s| {
+                let vote = Vote {
+                    vote_type: VoteType::Precommit,
+                    height: cert.height,
+                    round: cert.round,
+                    value: NilOrVal::Val(cert.value_id),
+                    validator: s.address,
+                };
+                (s.address, vote, s.signature, CertificateError::InvalidCommitSignature(s.clone()))
+            });
+            r.resume_with(check_votes(ctx, &validators, thresholds.quorum, votes))
+        }
+        Effect::VerifyPolkaCertificate(cert, validators, thresholds, r) => {
+            let votes = cert.polka_signatures.iter().map(|s| {
+                let vote = Vote {
+                    vote_type: VoteType::Prevote,
+                    height: cert.height,
+                    round: cert.round,
+                    value: NilOrVal::Val(cert.value_id),
+                    validator: s.address,
+                };
+                (s.address, vote, s.signature, CertificateError::InvalidPolkaSignature(s.clone()))
+            });
+            r.resume_with(check_votes(ctx, &validators, thresholds.quorum, votes))
+        }
+        Effect::VerifyRoundCertificate(cert, validators, thresholds, r) => {
+            let threshold = match cert.cert_type {
+                mc::RoundCertificateType::Skip => thresholds.honest,
+                mc::RoundCertificateType::Precommit => thresholds.quorum,
+            };
+            let votes = cert.round_signatures.iter().map(|s| {
+                let vote = Vote {
+                    vote_type: s.vote_type,
+                    height: cert.height,
+                    round: cert.round,
+                    value: s.value_id,
+                    validator: s.address,
+                };
+                (s.address, vote, s.signature, CertificateError::InvalidRoundSignature(s.clone()))
+            });
+            r.resume_with(check_votes(ctx, &validators, threshold, votes))
+        }
+        Effect::VerifyExtendedCommitCertificate(.., r) => {
+            // Vote extensions are disabled on this chain; an extended certificate is never valid.
+            r.resume_with(Err(CertificateError::VerificationError(None)))
+        }
+        Effect::WalAppend(_, _, r) => r.resume_with(()),
+        Effect::ExtendVote(.., r) => r.resume_with(None),
+        Effect::VerifyVoteExtension(.., r) => r.resume_with(Ok(())),
+    })
+}
+
+/// Every signer known and distinct, every signature valid, and `threshold` of power met.
+// The error type is Malachite's, fixed by the resume value it expects.
+#[allow(clippy::result_large_err)]
+fn check_votes(
+    ctx: &TradeContext,
+    validators: &Validators,
+    threshold: ThresholdParam,
+    votes: impl Iterator<
+        Item = (Address, Vote, tradeloop_crypto::Signature, CertificateError<TradeContext>),
+    >,
+) -> Result<(), CertificateError<TradeContext>> {
+    let mut seen: Vec<Address> = Vec::new();
+    let mut signed: u64 = 0;
+    for (address, vote, signature, invalid) in votes {
+        let Some(validator) = validators.0.iter().find(|v| v.address == address) else {
+            return Err(CertificateError::UnknownValidator(address));
+        };
+        if seen.contains(&address) {
+            return Err(CertificateError::DuplicateVote(address));
+        }
+        seen.push(address);
+        let key: &PublicKey = &validator.public_key;
+        if key.verify(&ctx.vote_bytes(&vote), &signature).is_err() {
+            return Err(invalid);
+        }
+        signed = signed.saturating_add(validator.power);
+    }
+    let total: u64 = validators.0.iter().map(|v| v.power).sum();
+    if !threshold.is_met(signed, total) {
+        let expected = total.saturating_mul(threshold.numerator) / threshold.denominator.max(1) + 1;
+        return Err(CertificateError::NotEnoughVotingPower { signed, total, expected });
+    }
+    Ok(())
+}
+
+/// A locally proposed block hash for `Input::Propose`.
+pub fn propose(height: u64, round: Round, block_hash: Hash) -> Input<TradeContext> {
+    Input::Propose(mcc::LocallyProposedValue::new(Height(height), round, BlockHash(block_hash)))
+}
