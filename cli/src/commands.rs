@@ -76,6 +76,8 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+    /// Run the deterministic consensus simulator (validators, network and clock from a seed).
+    Sim(SimArgs),
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +185,22 @@ pub struct AppendArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Validators (1 to 4 with the sample cast).
+    #[arg(long, default_value_t = 4)]
+    pub validators: usize,
+    /// Seeds per scenario (1..=N).
+    #[arg(long, default_value_t = 100)]
+    pub seeds: u64,
+    /// Run only this seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Run only this scenario (clean, lossy).
+    #[arg(long)]
+    pub scenario: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// A node's data dir (the node must be stopped).
     #[arg(long, conflicts_with = "export", required_unless_present = "export")]
@@ -230,6 +248,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Demo(args) => crate::demo::run(args),
         Command::Bench(b) => crate::bench::run(b),
+        Command::Sim(args) => sim(args),
     }
 }
 
@@ -649,4 +668,52 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn sim(args: SimArgs) -> Result<ExitCode> {
+    use tradeloop_node::sim::{run, SimConfig, SCENARIOS};
+    let scenarios: Vec<&str> = match &args.scenario {
+        Some(s) if SCENARIOS.contains(&s.as_str()) => vec![s.as_str()],
+        Some(s) => bail!("unknown scenario {s}; the scenarios are {}", SCENARIOS.join(", ")),
+        None => SCENARIOS.to_vec(),
+    };
+    if !(1..=4).contains(&args.validators) {
+        bail!("--validators must be 1 to 4 (the sample cast hosts four validators)");
+    }
+    let seeds: Vec<u64> = match args.seed {
+        Some(s) => vec![s],
+        None => (1..=args.seeds).collect(),
+    };
+    let mut failures = 0;
+    for scenario in scenarios {
+        let (mut ok, mut total_ms) = (0u64, 0u64);
+        for &seed in &seeds {
+            let config = SimConfig::scenario(scenario, args.validators, seed)
+                .ok_or_else(|| anyhow::anyhow!("unknown scenario {scenario}"))?;
+            match run(&config) {
+                Ok(report) if report.violation.is_none() => {
+                    ok += 1;
+                    total_ms += report.time_ms;
+                }
+                Ok(report) => {
+                    failures += 1;
+                    let (what, detail) = report.violation.unwrap_or_default();
+                    println!("FAIL {scenario} seed {seed}: {what}: {detail}");
+                    println!("  replay: tradeloop sim --validators {} --scenario {scenario} --seed {seed}", args.validators);
+                }
+                Err(e) => {
+                    failures += 1;
+                    println!("FAIL {scenario} seed {seed}: {e}");
+                    println!("  replay: tradeloop sim --validators {} --scenario {scenario} --seed {seed}", args.validators);
+                }
+            }
+        }
+        let mean = if ok > 0 { total_ms / ok } else { 0 };
+        println!(
+            "{scenario:<8} {ok}/{} seeds passed (n = {}; mean virtual time to target {mean} ms)",
+            seeds.len(),
+            args.validators
+        );
+    }
+    Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -243,7 +243,23 @@ pub fn check_block_envelope(
     certified: &CertifiedBlock,
     event_ids: &[Hash],
 ) -> Result<Hash, String> {
-    let h = &certified.block.header;
+    let hash = check_block_header(genesis, parent, &certified.block, event_ids)?;
+    certified
+        .certificate
+        .verify(&genesis.hash, &genesis.validators, certified.block.header.height, &hash)
+        .map_err(|e| format!("commit certificate invalid: {e}"))?;
+    Ok(hash)
+}
+
+/// [`check_block_envelope`] without the certificate: what a validator checks of a proposed
+/// block before voting for it. Returns the block hash.
+pub fn check_block_header(
+    genesis: &Genesis,
+    parent: &Tip,
+    block: &Block,
+    event_ids: &[Hash],
+) -> Result<Hash, String> {
+    let h = &block.header;
     if h.chain != genesis.hash {
         return Err(format!(
             "block belongs to chain {}, the genesis names chain {}",
@@ -280,11 +296,11 @@ pub fn check_block_envelope(
         return Err(format!("proposer {} is not a validator", h.proposer));
     }
     let limit = genesis.doc.consensus.max_block_events.min(MAX_BLOCK_EVENTS);
-    if certified.block.events.len() != h.event_count as usize || h.event_count > limit {
+    if block.events.len() != h.event_count as usize || h.event_count > limit {
         return Err(format!(
             "event_count {} does not match the {} events carried (limit {limit})",
             h.event_count,
-            certified.block.events.len()
+            block.events.len()
         ));
     }
     let root = events_root(event_ids);
@@ -294,12 +310,7 @@ pub fn check_block_envelope(
             h.events_root
         ));
     }
-    let hash = h.hash();
-    certified
-        .certificate
-        .verify(&genesis.hash, &genesis.validators, h.height, &hash)
-        .map_err(|e| format!("commit certificate invalid: {e}"))?;
-    Ok(hash)
+    Ok(h.hash())
 }
 
 #[cfg(test)]

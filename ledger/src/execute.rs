@@ -108,6 +108,51 @@ pub struct ValidatedBlock {
     pub outcome: BlockOutcome,
 }
 
+/// Validates a proposed block (no certificate yet) against the tip and state: everything
+/// [`validate_block`] checks except the certificate. A validator prevotes for a block only if
+/// this passes (immediate execution: the app hash is recomputed and must match).
+pub fn validate_proposal<S: StateRead>(
+    genesis: &Genesis,
+    state: &S,
+    tip: &Tip,
+    block: &Block,
+) -> Result<ValidatedBlock, LedgerError> {
+    let height = block.header.height;
+    let checks = check_events(genesis, &block.events);
+    let ids: Vec<Hash> = checks
+        .iter()
+        .zip(&block.events)
+        .map(|(check, signed)| check.as_ref().map_or_else(|_| signed.id(), |e| e.id))
+        .collect();
+    let hash = crate::block::check_block_header(genesis, tip, block, &ids)
+        .map_err(|detail| LedgerError::InvalidBlock { height, detail })?;
+    let mut executor = BlockExecutor::new(genesis, state, block.header.time_ms);
+    let mut events = Vec::with_capacity(checks.len());
+    for (index, check) in checks.into_iter().enumerate() {
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        let event =
+            check.map_err(|rejection| LedgerError::RejectedEvent { height, index, rejection })?;
+        match executor.apply(&event) {
+            Ok(()) => events.push(event),
+            Err(ApplyError::Rejected(rejection)) => {
+                return Err(LedgerError::RejectedEvent { height, index, rejection })
+            }
+            Err(ApplyError::Store(e)) => return Err(e),
+        }
+    }
+    let outcome = executor.finish(&tip.app_hash, height);
+    if outcome.app_hash != block.header.app_hash {
+        return Err(LedgerError::InvalidBlock {
+            height,
+            detail: format!(
+                "app_hash {} does not match the state after the rules ({})",
+                block.header.app_hash, outcome.app_hash
+            ),
+        });
+    }
+    Ok(ValidatedBlock { hash, events, outcome })
+}
+
 /// Validates a certified block fully against the tip and state: the envelope checks of
 /// [`check_block_envelope`], every event's stateless checks, every rule, and the app hash.
 pub fn validate_block<S: StateRead>(

@@ -281,6 +281,11 @@ impl Ledger {
         build_block(&self.genesis, self, &self.tip, candidates, time_ms, proposer)
     }
 
+    /// Validates a proposed block (without certificate) against this ledger's tip and state.
+    pub fn validate_proposal(&self, block: &crate::block::Block) -> Result<Hash, LedgerError> {
+        crate::execute::validate_proposal(&self.genesis, self, &self.tip, block).map(|v| v.hash)
+    }
+
     /// Validates a certified block fully and commits it (catch-up, sync, and local chains).
     pub fn commit_block(&mut self, certified: &CertifiedBlock) -> Result<Hash, LedgerError> {
         let validated = validate_block(&self.genesis, &*self, &self.tip, certified)?;

@@ -9,7 +9,7 @@
 //! written from `WalAppend`, proposal parts are not yet streamed, and sync is not wired.
 
 use malachite_core_consensus::{
-    self as mcc, Effect, Input, Params, Resumable, SignedConsensusMsg, State,
+    self as mcc, Effect, Input, LivenessMsg, Params, Resumable, SignedConsensusMsg, State,
 };
 use malachite_core_types::{
     self as mc, CertificateError, NilOrVal, Round, SignedMessage, ThresholdParam, ThresholdParams,
@@ -31,6 +31,21 @@ pub const INPUT_QUEUE_PER_HEIGHT: usize = 512;
 pub enum Action {
     /// Send a signed proposal or vote to every peer.
     Broadcast(Box<SignedConsensusMsg<TradeContext>>),
+    /// Send a liveness message (a vote or a round/polka certificate) to every peer, so validators
+    /// that missed messages catch up on rounds.
+    Liveness(Box<LivenessMsg<TradeContext>>),
+    /// Stream the block with this hash again as a proposal at `(height, round)` with POL round
+    /// `valid_round` (we propose a value locked in an earlier round).
+    Restream {
+        /// Height.
+        height: u64,
+        /// Round of the new proposal.
+        round: Round,
+        /// Its proof-of-lock round.
+        valid_round: Round,
+        /// The block hash.
+        block_hash: Hash,
+    },
     /// Start a timer; feed `Input::TimeoutElapsed(timeout)` when it fires.
     ScheduleTimeout(Timeout),
     /// Stop a timer.
@@ -171,17 +186,31 @@ fn on_effect(
             actions.push(Action::Broadcast(Box::new(msg)));
             r.resume_with(())
         }
-        Effect::PublishLivenessMsg(_, r) => r.resume_with(()),
+        Effect::PublishLivenessMsg(msg, r) => {
+            actions.push(Action::Liveness(Box::new(msg)));
+            r.resume_with(())
+        }
         Effect::RepublishVote(vote, r) => {
             actions.push(Action::Broadcast(Box::new(SignedConsensusMsg::Vote(vote))));
             r.resume_with(())
         }
-        Effect::RepublishRoundCertificate(_, r) => r.resume_with(()),
+        Effect::RepublishRoundCertificate(cert, r) => {
+            actions.push(Action::Liveness(Box::new(LivenessMsg::SkipRoundCertificate(cert))));
+            r.resume_with(())
+        }
         Effect::GetValue(height, round, _, r) => {
             actions.push(Action::BuildBlock { height: height.0, round });
             r.resume_with(())
         }
-        Effect::RestreamProposal(.., r) => r.resume_with(()),
+        Effect::RestreamProposal(height, round, valid_round, _, value, r) => {
+            actions.push(Action::Restream {
+                height: height.0,
+                round,
+                valid_round,
+                block_hash: value.0,
+            });
+            r.resume_with(())
+        }
         Effect::CertVerifiedSyncValue(.., r) => r.resume_with(()),
         Effect::CertRejectedSyncValue(.., r) => r.resume_with(()),
         Effect::Decide(certificate, _, r) => {
@@ -335,4 +364,54 @@ fn check_votes(
 /// A locally proposed block hash for `Input::Propose`.
 pub fn propose(height: u64, round: Round, block_hash: Hash) -> Input<TradeContext> {
     Input::Propose(mcc::LocallyProposedValue::new(Height(height), round, BlockHash(block_hash)))
+}
+
+/// The input that reports a received (proposed) block: its hash, who proposed it at which round
+/// (and with which proof-of-lock round), and whether the ledger found it valid. In
+/// proposal-and-parts mode a validator prevotes for a value only after this input.
+pub fn received_block(
+    height: u64,
+    round: Round,
+    valid_round: Round,
+    proposer: PublicKey,
+    block_hash: Hash,
+    valid: bool,
+) -> Input<TradeContext> {
+    Input::ProposedValue(
+        mcc::ProposedValue {
+            height: Height(height),
+            round,
+            valid_round,
+            proposer: Address(proposer),
+            value: BlockHash(block_hash),
+            validity: mc::Validity::from_bool(valid),
+        },
+        mc::ValueOrigin::Consensus,
+    )
+}
+
+/// Feeds a signed message from a peer.
+pub fn from_peer(msg: SignedConsensusMsg<TradeContext>) -> Input<TradeContext> {
+    match msg {
+        SignedConsensusMsg::Vote(v) => Input::Vote(v),
+        SignedConsensusMsg::Proposal(p) => Input::Proposal(p),
+    }
+}
+
+/// Feeds a liveness message from a peer.
+pub fn liveness_from_peer(msg: LivenessMsg<TradeContext>) -> Input<TradeContext> {
+    match msg {
+        LivenessMsg::Vote(v) => Input::Vote(v),
+        LivenessMsg::PolkaCertificate(c) => Input::PolkaCertificate(c),
+        LivenessMsg::SkipRoundCertificate(c) => Input::RoundCertificate(c),
+    }
+}
+
+/// How long a timeout lasts, in milliseconds (Malachite's linear timeouts).
+pub fn timeout_ms(timeout: Timeout) -> u64 {
+    let d = <mc::LinearTimeouts as mc::Timeouts<TradeContext>>::duration_for(
+        &mc::LinearTimeouts::default(),
+        timeout,
+    );
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
