@@ -708,7 +708,7 @@ fn sim(args: SimArgs) -> Result<ExitCode> {
                 }
             }
         }
-        let mean = if ok > 0 { total_ms / ok } else { 0 };
+        let mean = total_ms.checked_div(ok).unwrap_or(0);
         println!(
             "{scenario:<8} {ok}/{} seeds passed (n = {}; mean virtual time to target {mean} ms)",
             seeds.len(),
