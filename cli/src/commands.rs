@@ -195,9 +195,12 @@ pub struct SimArgs {
     /// Run only this seed.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Run only this scenario (clean, lossy).
-    #[arg(long)]
+    /// Run only this scenario (clean, lossy, isolate-one, split-2-2, rotating, crash-restart).
+    #[arg(long, conflicts_with = "control")]
     pub scenario: Option<String>,
+    /// Run a negative control instead (lost-wal): exits non-zero naming the violation it caught.
+    #[arg(long)]
+    pub control: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -670,8 +673,46 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
     }
 }
 
+fn sim_control(args: &SimArgs, control: &str) -> Result<ExitCode> {
+    use tradeloop_node::sim::{run, SimConfig, CONTROLS};
+    if !CONTROLS.contains(&control) {
+        bail!("unknown control {control}; the controls are {}", CONTROLS.join(", "));
+    }
+    let seeds: Vec<u64> = match args.seed {
+        Some(s) => vec![s],
+        None => (1..=args.seeds).collect(),
+    };
+    let mut caught = 0;
+    for &seed in &seeds {
+        let config = SimConfig::control(control, args.validators, seed)
+            .ok_or_else(|| anyhow::anyhow!("unknown control {control}"))?;
+        let report = run(&config).map_err(anyhow::Error::msg)?;
+        if let Some((what, detail)) = report.violation {
+            if what != "liveness" {
+                caught += 1;
+                if caught == 1 {
+                    println!("control {control} seed {seed}: caught {what}: {detail}");
+                    println!(
+                        "  replay: tradeloop sim --validators {} --control {control} --seed {seed}",
+                        args.validators
+                    );
+                }
+            }
+        }
+    }
+    if caught == 0 {
+        println!("control {control} passed clean over {} seeds: the checkers missed it (a bug in the checkers)", seeds.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("control {control}: violations caught in {caught} of {} seeds", seeds.len());
+    Ok(ExitCode::FAILURE)
+}
+
 fn sim(args: SimArgs) -> Result<ExitCode> {
     use tradeloop_node::sim::{run, SimConfig, SCENARIOS};
+    if let Some(control) = &args.control {
+        return sim_control(&args, control);
+    }
     let scenarios: Vec<&str> = match &args.scenario {
         Some(s) if SCENARIOS.contains(&s.as_str()) => vec![s.as_str()],
         Some(s) => bail!("unknown scenario {s}; the scenarios are {}", SCENARIOS.join(", ")),

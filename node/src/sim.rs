@@ -54,17 +54,112 @@ pub struct SimConfig {
     pub max_delay_ms: u64,
     /// Liveness bound: virtual time by which every validator must reach the target, ms.
     pub deadline_ms: u64,
+    /// Network partitions: during `[from_ms, to_ms)` only validators of one group talk.
+    pub partitions: Vec<Partition>,
+    /// Crashes: a validator stops at `at_ms` and restarts from its disk `down_ms` later.
+    pub crashes: Vec<Crash>,
+    /// Negative control: a restarted validator has lost its sign-state (and WAL). The
+    /// equivocation checker must catch what it then signs.
+    pub lose_sign_state_on_restart: bool,
+}
+
+/// A partition window.
+#[derive(Clone, Debug)]
+pub struct Partition {
+    /// Start, ms.
+    pub from_ms: u64,
+    /// End, ms.
+    pub to_ms: u64,
+    /// Group of each validator, by index.
+    pub groups: Vec<u8>,
+}
+
+/// A crash and restart.
+#[derive(Clone, Debug)]
+pub struct Crash {
+    /// Which validator.
+    pub node: usize,
+    /// When it stops, ms.
+    pub at_ms: u64,
+    /// How long it stays down, ms.
+    pub down_ms: u64,
 }
 
 /// The scenarios implemented so far.
-pub const SCENARIOS: &[&str] = &["clean", "lossy"];
+pub const SCENARIOS: &[&str] =
+    &["clean", "lossy", "isolate-one", "split-2-2", "rotating", "crash-restart"];
+
+/// Negative controls: runs that must be caught by the checkers.
+pub const CONTROLS: &[&str] = &["lost-wal"];
 
 impl SimConfig {
     /// The named scenario with the given seed.
     pub fn scenario(name: &str, validators: usize, seed: u64) -> Option<SimConfig> {
+        let n = validators.max(1);
+        let clean = SimConfig { gst_ms: 0, ..SimConfig::lossy(n, seed) };
+        let mut rng = Rng(seed ^ 0x5EED);
+        let victim = usize::try_from(seed % n as u64).unwrap_or(0);
+        let groups_isolating = |k: usize| (0..n).map(|i| u8::from(i == k)).collect::<Vec<u8>>();
         match name {
-            "clean" => Some(SimConfig { gst_ms: 0, ..SimConfig::lossy(validators, seed) }),
-            "lossy" => Some(SimConfig::lossy(validators, seed)),
+            "clean" => Some(clean),
+            "lossy" => Some(SimConfig::lossy(n, seed)),
+            // One validator cut off for 30 s, then healed; it must catch up.
+            "isolate-one" => Some(SimConfig {
+                partitions: vec![Partition {
+                    from_ms: 0,
+                    to_ms: 30_000,
+                    groups: groups_isolating(victim),
+                }],
+                ..clean
+            }),
+            // No quorum on either side for 30 s: nothing may be decided, then it resumes.
+            "split-2-2" => Some(SimConfig {
+                target_height: 30,
+                partitions: vec![Partition {
+                    from_ms: rng.below(1_000),
+                    to_ms: 30_000,
+                    groups: (0..n).map(|i| u8::from(i >= n / 2)).collect(),
+                }],
+                ..clean
+            }),
+            // Each validator isolated in turn for 8 s.
+            "rotating" => Some(SimConfig {
+                target_height: 30,
+                partitions: (0..n)
+                    .map(|k| Partition {
+                        from_ms: k as u64 * 8_000,
+                        to_ms: (k as u64 + 1) * 8_000,
+                        groups: groups_isolating(k),
+                    })
+                    .collect(),
+                ..clean
+            }),
+            // Three crashes of random validators at random points, restarted from disk.
+            "crash-restart" => {
+                Some(SimConfig { target_height: 30, crashes: random_crashes(&mut rng, n), ..clean })
+            }
+            _ => None,
+        }
+    }
+
+    /// A negative control: a run the checkers must flag.
+    pub fn control(name: &str, validators: usize, seed: u64) -> Option<SimConfig> {
+        let n = validators.max(1);
+        let mut rng = Rng(seed ^ 0xC0DE);
+        match name {
+            "lost-wal" => Some(SimConfig {
+                gst_ms: 0,
+                target_height: 30,
+                crashes: (0..6)
+                    .map(|_| Crash {
+                        node: usize::try_from(rng.below(n as u64)).unwrap_or(0),
+                        at_ms: 50 + rng.below(2_500),
+                        down_ms: 1 + rng.below(100),
+                    })
+                    .collect(),
+                lose_sign_state_on_restart: true,
+                ..SimConfig::lossy(n, seed)
+            }),
             _ => None,
         }
     }
@@ -80,8 +175,23 @@ impl SimConfig {
             dup_percent: 10,
             max_delay_ms: 2_000,
             deadline_ms: 600_000,
+            partitions: Vec::new(),
+            crashes: Vec::new(),
+            lose_sign_state_on_restart: false,
         }
     }
+}
+
+/// Three crashes within the first 3 s (a clean 30-height run takes about 3 s), each down for
+/// up to 1.5 s.
+fn random_crashes(rng: &mut Rng, n: usize) -> Vec<Crash> {
+    (0..3)
+        .map(|_| Crash {
+            node: usize::try_from(rng.below(n as u64)).unwrap_or(0),
+            at_ms: 100 + rng.below(3_000),
+            down_ms: 50 + rng.below(1_500),
+        })
+        .collect()
 }
 
 /// What a run found.
@@ -93,6 +203,8 @@ pub struct SimReport {
     pub time_ms: u64,
     /// Messages delivered.
     pub delivered: u64,
+    /// Signatures the sign-state guard refused (a restarted validator asked to sign differently).
+    pub guard_refusals: u64,
     /// A violated property, if any: its name and what happened.
     pub violation: Option<(String, String)>,
 }
@@ -122,8 +234,28 @@ enum Msg {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Ev {
-    Deliver { from: usize, to: usize, msg: Msg },
-    Timer { node: usize, height: u64, timeout: Timeout },
+    Deliver {
+        from: usize,
+        to: usize,
+        msg: Msg,
+    },
+    Timer {
+        node: usize,
+        height: u64,
+        timeout: Timeout,
+    },
+    Crash {
+        node: usize,
+    },
+    Restart {
+        node: usize,
+    },
+    /// Start the next height (scheduled just after a commit, so the run loop sees every
+    /// decision and a lone validator cannot run away inside one step).
+    NextHeight {
+        node: usize,
+        height: u64,
+    },
 }
 
 struct Node {
@@ -136,6 +268,8 @@ struct Node {
     early: Vec<Msg>,
     decided: BTreeMap<u64, Hash>,
     last_sync_request_ms: Option<u64>,
+    up: bool,
+    base: std::path::PathBuf,
 }
 
 /// splitmix64: small, deterministic, good enough for fault injection.
@@ -163,6 +297,14 @@ struct Sim {
     now: u64,
     rng: Rng,
     delivered: u64,
+    guard_refusals: u64,
+    /// Everything each validator broadcast a signature for: (validator, height, round, kind)
+    /// -> value. Two different values at one key is equivocation.
+    signed: BTreeMap<(usize, u64, i64, u8), Option<Hash>>,
+    equivocation: Option<(String, String)>,
+    ctx: TradeContext,
+    validators: Validators,
+    genesis: tradeloop_ledger::Genesis,
     _dir: tempfile::TempDir,
 }
 
@@ -175,7 +317,11 @@ pub fn run(config: &SimConfig) -> Result<SimReport, String> {
 impl Sim {
     fn new(config: SimConfig) -> Result<Sim, String> {
         let cast = Cast::deterministic(config.validators, T0 - 1000).map_err(|e| e.to_string())?;
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        // The simulation exercises the real ledger and guard code, but needs no durability:
+        // on tmpfs their fsyncs cost nothing, which makes runs ~10x faster.
+        let shm = std::path::Path::new("/dev/shm");
+        let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }
+            .map_err(|e| e.to_string())?;
         let ctx = TradeContext { chain: cast.genesis.hash };
         let validators = Validators::from_ledger(&cast.genesis.validators);
         let mut nodes = Vec::new();
@@ -197,12 +343,13 @@ impl Sim {
                 early: Vec::new(),
                 decided: BTreeMap::new(),
                 last_sync_request_ms: None,
+                up: true,
+                base,
             });
         }
         let events = (1..=config.target_height).flat_map(|n| trade_events(&cast, n, T0)).collect();
         let rng = Rng(config.seed);
-        Ok(Sim {
-            config,
+        let mut sim = Sim {
             nodes,
             events,
             queue: BTreeMap::new(),
@@ -210,8 +357,22 @@ impl Sim {
             now: 0,
             rng,
             delivered: 0,
+            guard_refusals: 0,
+            signed: BTreeMap::new(),
+            equivocation: None,
+            ctx,
+            validators,
+            genesis: cast.genesis.clone(),
             _dir: dir,
-        })
+            config,
+        };
+        for crash in sim.config.crashes.clone() {
+            if crash.node < sim.nodes.len() {
+                sim.schedule(crash.at_ms, Ev::Crash { node: crash.node });
+                sim.schedule(crash.at_ms + crash.down_ms, Ev::Restart { node: crash.node });
+            }
+        }
+        Ok(sim)
     }
 
     fn schedule(&mut self, at: u64, ev: Ev) {
@@ -233,18 +394,30 @@ impl Sim {
             self.now = at;
             match ev {
                 Ev::Deliver { from, to, msg } => {
-                    self.delivered += 1;
-                    self.deliver(from, to, msg)?;
+                    if self.nodes[to].up {
+                        self.delivered += 1;
+                        self.deliver(from, to, msg)?;
+                    }
                 }
+                Ev::Crash { node } => self.crash(node),
+                Ev::NextHeight { node, height } => {
+                    let n = &self.nodes[node];
+                    if n.up && n.height == height {
+                        let input = n.core.start_height(height);
+                        self.feed(node, input)?;
+                        self.feed_early_blocks(node, height)?;
+                    }
+                }
+                Ev::Restart { node } => self.restart(node)?,
                 Ev::Timer { node, height, timeout } => {
                     let n = &mut self.nodes[node];
-                    if n.height == height && n.timers.contains(&timeout) {
+                    if n.up && n.height == height && n.timers.contains(&timeout) {
                         n.timers.retain(|t| *t != timeout);
                         self.feed(node, malachite_core_consensus::Input::TimeoutElapsed(timeout))?;
                     }
                 }
             }
-            if let Some(v) = self.agreement_violation() {
+            if let Some(v) = self.equivocation.clone().or_else(|| self.agreement_violation()) {
                 return Ok(self.report(Some(v)));
             }
             if self.nodes.iter().all(|n| n.decided.len() as u64 >= self.config.target_height) {
@@ -276,6 +449,7 @@ impl Sim {
             min_height: self.min_height(),
             time_ms: self.now,
             delivered: self.delivered,
+            guard_refusals: self.guard_refusals,
             violation,
         }
     }
@@ -298,8 +472,99 @@ impl Sim {
         None
     }
 
+    fn partitioned(&self, a: usize, b: usize) -> bool {
+        self.config
+            .partitions
+            .iter()
+            .any(|p| (p.from_ms..p.to_ms).contains(&self.now) && p.groups.get(a) != p.groups.get(b))
+    }
+
+    fn crash(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        n.up = false;
+        n.timers.clear();
+        n.blocks.clear();
+        n.early.clear();
+    }
+
+    /// Restarts a validator as a new process would: ledger and sign-state reopened from disk,
+    /// a fresh consensus state at the ledger's next height. (Replaying the WAL into Malachite is
+    /// not wired yet, so the sign-state guard alone keeps it from signing twice.)
+    fn restart(&mut self, i: usize) -> Result<(), String> {
+        if self.nodes[i].up {
+            return Ok(());
+        }
+        let base = self.nodes[i].base.clone();
+        let key = self.nodes[i].key.clone();
+        let guard_path = base.join("sign-state.bin");
+        if self.config.lose_sign_state_on_restart {
+            let _ = std::fs::remove_file(&guard_path);
+        }
+        // Drop the old ledger (closing sled) before reopening it.
+        let placeholder =
+            Ledger::open(&base.join(format!("scratch-{}", self.now)), self.genesis.clone())
+                .map_err(|e| e.to_string())?;
+        drop(std::mem::replace(&mut self.nodes[i].ledger, placeholder));
+        let ledger = Ledger::open(&base.join("data"), self.genesis.clone())
+            .map_err(|e| format!("validator {i} restart: {e}"))?;
+        let guard = SignGuard::open(&guard_path, self.genesis.hash, key.public_key())
+            .map_err(|e| e.to_string())?;
+        let height = ledger.tip().height + 1;
+        let core =
+            ConsensusCore::new(self.ctx.clone(), key, guard, self.validators.clone(), height);
+        let n = &mut self.nodes[i];
+        n.ledger = ledger;
+        n.core = core;
+        n.height = height;
+        n.up = true;
+        n.last_sync_request_ms = None;
+        let input = n.core.start_height(height);
+        self.feed(i, input)
+    }
+
+    /// Records a signed proposal or vote broadcast by validator `i`; a second, different value
+    /// at the same (height, round, kind) is equivocation.
+    fn record_signed(&mut self, i: usize, msg: &SignedConsensusMsg<TradeContext>) {
+        let (key, value) = match msg {
+            SignedConsensusMsg::Vote(v) => {
+                let m = &v.message;
+                let kind = match m.vote_type {
+                    malachite_core_types::VoteType::Prevote => 1,
+                    malachite_core_types::VoteType::Precommit => 2,
+                };
+                let value = match &m.value {
+                    malachite_core_types::NilOrVal::Nil => None,
+                    malachite_core_types::NilOrVal::Val(h) => Some(h.0),
+                };
+                ((i, m.height.0, m.round.as_i64(), kind), value)
+            }
+            SignedConsensusMsg::Proposal(p) => {
+                let m = &p.message;
+                ((i, m.height.0, m.round.as_i64(), 0), Some(m.value.0))
+            }
+        };
+        match self.signed.get(&key) {
+            Some(previous) if *previous != value => {
+                if self.equivocation.is_none() {
+                    let kind = ["proposal", "prevote", "precommit"][usize::from(key.3)];
+                    self.equivocation = Some((
+                        "equivocation".into(),
+                        format!("validator {i} signed two different {kind}s at height {} round {}: {previous:?} and {value:?}", key.1, key.2),
+                    ));
+                }
+            }
+            Some(_) => {}
+            None => {
+                self.signed.insert(key, value);
+            }
+        }
+    }
+
     /// Sends one message (with the same faults as a broadcast).
     fn send(&mut self, from: usize, to: usize, msg: Msg) {
+        if self.partitioned(from, to) {
+            return;
+        }
         let before_gst = self.now < self.config.gst_ms;
         if before_gst && self.rng.below(100) < self.config.loss_percent {
             return;
@@ -326,7 +591,7 @@ impl Sim {
 
     fn broadcast(&mut self, from: usize, msg: Msg) {
         for to in 0..self.nodes.len() {
-            if to == from {
+            if to == from || self.partitioned(from, to) {
                 continue;
             }
             let before_gst = self.now < self.config.gst_ms;
@@ -386,6 +651,32 @@ impl Sim {
         }
     }
 
+    /// Feeds the blocks that arrived early for `height`, now that it has started.
+    fn feed_early_blocks(&mut self, i: usize, height: u64) -> Result<(), String> {
+        let n = &mut self.nodes[i];
+        let mut inputs = Vec::new();
+        for msg in std::mem::take(&mut n.early) {
+            if let Msg::Block { round, valid_round, proposer, block } = msg {
+                match block.header.height.cmp(&height) {
+                    std::cmp::Ordering::Equal => {
+                        let hash = block.header.hash();
+                        let ok = n.ledger.validate_proposal(&block).is_ok_and(|h| h == hash);
+                        n.blocks.insert(hash, *block);
+                        inputs.push(received_block(height, round, valid_round, proposer, hash, ok));
+                    }
+                    std::cmp::Ordering::Greater => {
+                        n.early.push(Msg::Block { round, valid_round, proposer, block })
+                    }
+                    std::cmp::Ordering::Less => {}
+                }
+            }
+        }
+        for input in inputs {
+            self.feed(i, input)?;
+        }
+        Ok(())
+    }
+
     /// Commits synced blocks (the ledger verifies each certificate and re-executes each block;
     /// a peer's word is never trusted) and restarts consensus at the new height.
     fn apply_sync(&mut self, i: usize, blocks: Vec<CertifiedBlock>) -> Result<(), String> {
@@ -431,8 +722,16 @@ impl Sim {
                     input_name(&input)
                 );
             }
-            let actions =
-                self.nodes[i].core.handle(input).map_err(|e| format!("validator {i}: {e}"))?;
+            let actions = match self.nodes[i].core.handle(input) {
+                Ok(actions) => actions,
+                // The guard refused to sign: the validator stays silent for that step, as a real
+                // one would, and carries on.
+                Err(crate::consensus::core::CoreError::Guard(_)) => {
+                    self.guard_refusals += 1;
+                    continue;
+                }
+                Err(e) => return Err(format!("validator {i}: {e}")),
+            };
             if trace {
                 for a in &actions {
                     eprintln!("    -> {}", action_name(a));
@@ -440,7 +739,10 @@ impl Sim {
             }
             for action in actions {
                 match action {
-                    Action::Broadcast(m) => self.broadcast(i, Msg::Consensus(m)),
+                    Action::Broadcast(m) => {
+                        self.record_signed(i, &m);
+                        self.broadcast(i, Msg::Consensus(m));
+                    }
                     Action::Liveness(m) => self.broadcast(i, Msg::Liveness(m)),
                     Action::Restream { height, round, valid_round, block_hash } => {
                         let n = &self.nodes[i];
@@ -509,34 +811,8 @@ impl Sim {
                         n.height = height + 1;
                         // Validators go on past the target (with empty blocks once the sample
                         // events run out), as a live network would, so laggards can still sync.
-                        {
-                            pending.push_back(n.core.start_height(height + 1));
-                            for msg in std::mem::take(&mut n.early) {
-                                if let Msg::Block { round, valid_round, proposer, block } = msg {
-                                    if block.header.height == height + 1 {
-                                        let valid = n.ledger.validate_proposal(&block);
-                                        let hash = block.header.hash();
-                                        let ok = valid.as_ref().is_ok_and(|h| *h == hash);
-                                        n.blocks.insert(hash, *block);
-                                        pending.push_back(received_block(
-                                            height + 1,
-                                            round,
-                                            valid_round,
-                                            proposer,
-                                            hash,
-                                            ok,
-                                        ));
-                                    } else if block.header.height > height + 1 {
-                                        n.early.push(Msg::Block {
-                                            round,
-                                            valid_round,
-                                            proposer,
-                                            block,
-                                        });
-                                    }
-                                }
-                            }
-                        }
+                        let at = self.now + 1;
+                        self.schedule(at, Ev::NextHeight { node: i, height: height + 1 });
                     }
                 }
             }
