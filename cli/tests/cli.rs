@@ -84,6 +84,7 @@ fn every_command_has_help() {
         vec!["demo", "--help"],
         vec!["bench", "verify", "--help"],
         vec!["bench", "append", "--help"],
+        vec!["sim", "--help"],
     ] {
         let o = run(&cmd);
         assert!(o.status.success(), "{cmd:?}");
