@@ -231,6 +231,14 @@ enum Msg {
     },
 }
 
+/// A unit of work for one validator: an input for its core, or actions to carry out.
+// Lives only inside one `drive` call's queue; its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Work {
+    Input(malachite_core_consensus::Input<TradeContext>),
+    Actions(Vec<Action>),
+}
+
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Ev {
@@ -505,7 +513,7 @@ impl Sim {
             Ledger::open(&base.join(format!("scratch-{}", self.now)), self.genesis.clone())
                 .map_err(|e| e.to_string())?;
         drop(std::mem::replace(&mut self.nodes[i].ledger, placeholder));
-        let ledger = Ledger::open(&base.join("data"), self.genesis.clone())
+        let ledger = reopen_ledger(&base.join("data"), &self.genesis)
             .map_err(|e| format!("validator {i} restart: {e}"))?;
         let guard = SignGuard::open(&guard_path, self.genesis.hash, key.public_key())
             .map_err(|e| e.to_string())?;
@@ -519,7 +527,17 @@ impl Sim {
         n.up = true;
         n.last_sync_request_ms = None;
         let input = n.core.start_height(height);
-        self.feed(i, input)
+        self.feed(i, input)?;
+        // Resume the last vote this validator signed before the crash (from its sign-state).
+        let restored = match self.nodes[i].core.restore_last_vote(height) {
+            Ok(actions) => actions,
+            Err(crate::consensus::core::CoreError::Guard(_)) => {
+                self.guard_refusals += 1;
+                Vec::new()
+            }
+            Err(e) => return Err(format!("validator {i} restore: {e}")),
+        };
+        self.carry_out(i, restored)
     }
 
     /// Records a signed proposal or vote broadcast by validator `i`; a second, different value
@@ -710,9 +728,27 @@ impl Sim {
         i: usize,
         input: malachite_core_consensus::Input<TradeContext>,
     ) -> Result<(), String> {
+        self.drive(i, Work::Input(input))
+    }
+
+    /// Carries out actions the adapter returned outside `handle`, and what follows from them.
+    fn carry_out(&mut self, i: usize, actions: Vec<Action>) -> Result<(), String> {
+        self.drive(i, Work::Actions(actions))
+    }
+
+    fn drive(&mut self, i: usize, first: Work) -> Result<(), String> {
         // In order: a height must start before the blocks that arrived early for it are fed.
-        let mut pending = std::collections::VecDeque::from([input]);
-        while let Some(input) = pending.pop_front() {
+        let mut pending = std::collections::VecDeque::from([first]);
+        while let Some(work) = pending.pop_front() {
+            let input = match work {
+                Work::Input(input) => input,
+                Work::Actions(actions) => {
+                    for action in actions {
+                        self.act(i, action, &mut pending)?;
+                    }
+                    continue;
+                }
+            };
             let trace = std::env::var_os("SIM_TRACE").is_some();
             if trace {
                 eprintln!(
@@ -738,86 +774,116 @@ impl Sim {
                 }
             }
             for action in actions {
-                match action {
-                    Action::Broadcast(m) => {
-                        self.record_signed(i, &m);
-                        self.broadcast(i, Msg::Consensus(m));
-                    }
-                    Action::Liveness(m) => self.broadcast(i, Msg::Liveness(m)),
-                    Action::Restream { height, round, valid_round, block_hash } => {
-                        let n = &self.nodes[i];
-                        if let Some(block) =
-                            n.blocks.get(&block_hash).filter(|b| b.header.height == height)
-                        {
-                            let msg = Msg::Block {
-                                round,
-                                valid_round,
-                                proposer: n.key.public_key(),
-                                block: Box::new(block.clone()),
-                            };
-                            self.broadcast(i, msg);
-                        }
-                    }
-                    Action::ScheduleTimeout(t) => {
-                        let n = &mut self.nodes[i];
-                        n.timers.push(t);
-                        let height = n.height;
-                        let at = self.now + timeout_ms(t);
-                        self.schedule(at, Ev::Timer { node: i, height, timeout: t });
-                    }
-                    Action::CancelTimeout(t) => self.nodes[i].timers.retain(|x| *x != t),
-                    Action::CancelAllTimeouts => self.nodes[i].timers.clear(),
-                    Action::BuildBlock { height, round } => {
-                        let n = &mut self.nodes[i];
-                        let committed =
-                            usize::try_from(n.ledger.tip().height).unwrap_or(0) * EVENTS_PER_BLOCK;
-                        let end = (committed + EVENTS_PER_BLOCK).min(self.events.len());
-                        let candidates = &self.events[committed.min(end)..end];
-                        let built = n
-                            .ledger
-                            .build_block(candidates, T0 + self.now, &n.key)
-                            .map_err(|e| e.to_string())?;
-                        if !built.rejected.is_empty() {
-                            return Err(format!(
-                                "validator {i}: sample events rejected: {:?}",
-                                built.rejected
-                            ));
-                        }
-                        let hash = built.hash;
-                        n.blocks.insert(hash, built.block.clone());
-                        let proposer = n.key.public_key();
-                        self.broadcast(
-                            i,
-                            Msg::Block {
-                                round,
-                                valid_round: Round::Nil,
-                                proposer,
-                                block: Box::new(built.block),
-                            },
-                        );
-                        pending.push_back(propose(height, round, hash));
-                    }
-                    Action::Decided { height, block_hash, certificate } => {
-                        let n = &mut self.nodes[i];
-                        let Some(block) = n.blocks.get(&block_hash).cloned() else {
-                            return Err(format!("validator {i}: decided block {block_hash} at height {height} was never received (sync is not wired yet)"));
-                        };
-                        n.ledger
-                            .commit_block(&CertifiedBlock { block, certificate })
-                            .map_err(|e| format!("validity: validator {i} cannot commit its decision at height {height}: {e}"))?;
-                        n.decided.insert(height, block_hash);
-                        n.timers.clear();
-                        n.blocks.clear();
-                        n.height = height + 1;
-                        // Validators go on past the target (with empty blocks once the sample
-                        // events run out), as a live network would, so laggards can still sync.
-                        let at = self.now + 1;
-                        self.schedule(at, Ev::NextHeight { node: i, height: height + 1 });
-                    }
-                }
+                self.act(i, action, &mut pending)?;
             }
         }
         Ok(())
+    }
+
+    /// Carries out one action of validator `i`; inputs it produces go to `pending`.
+    fn act(
+        &mut self,
+        i: usize,
+        action: Action,
+        pending: &mut std::collections::VecDeque<Work>,
+    ) -> Result<(), String> {
+        match action {
+            Action::Broadcast(m) => {
+                self.record_signed(i, &m);
+                self.broadcast(i, Msg::Consensus(m));
+            }
+            Action::Liveness(m) => self.broadcast(i, Msg::Liveness(m)),
+            Action::Restream { height, round, valid_round, block_hash } => {
+                let n = &self.nodes[i];
+                if let Some(block) = n.blocks.get(&block_hash).filter(|b| b.header.height == height)
+                {
+                    let msg = Msg::Block {
+                        round,
+                        valid_round,
+                        proposer: n.key.public_key(),
+                        block: Box::new(block.clone()),
+                    };
+                    self.broadcast(i, msg);
+                }
+            }
+            Action::ScheduleTimeout(t) => {
+                let n = &mut self.nodes[i];
+                n.timers.push(t);
+                let height = n.height;
+                let at = self.now + timeout_ms(t);
+                self.schedule(at, Ev::Timer { node: i, height, timeout: t });
+            }
+            Action::CancelTimeout(t) => self.nodes[i].timers.retain(|x| *x != t),
+            Action::CancelAllTimeouts => self.nodes[i].timers.clear(),
+            Action::BuildBlock { height, round } => {
+                let n = &mut self.nodes[i];
+                let committed =
+                    usize::try_from(n.ledger.tip().height).unwrap_or(0) * EVENTS_PER_BLOCK;
+                let end = (committed + EVENTS_PER_BLOCK).min(self.events.len());
+                let candidates = &self.events[committed.min(end)..end];
+                let built = n
+                    .ledger
+                    .build_block(candidates, T0 + self.now, &n.key)
+                    .map_err(|e| e.to_string())?;
+                if !built.rejected.is_empty() {
+                    return Err(format!(
+                        "validator {i}: sample events rejected: {:?}",
+                        built.rejected
+                    ));
+                }
+                let hash = built.hash;
+                n.blocks.insert(hash, built.block.clone());
+                let proposer = n.key.public_key();
+                self.broadcast(
+                    i,
+                    Msg::Block {
+                        round,
+                        valid_round: Round::Nil,
+                        proposer,
+                        block: Box::new(built.block),
+                    },
+                );
+                pending.push_back(Work::Input(propose(height, round, hash)));
+            }
+            Action::Decided { height, block_hash, certificate } => {
+                let n = &mut self.nodes[i];
+                let Some(block) = n.blocks.get(&block_hash).cloned() else {
+                    return Err(format!("validator {i}: decided block {block_hash} at height {height} was never received (sync is not wired yet)"));
+                };
+                n.ledger
+                    .commit_block(&CertifiedBlock { block, certificate })
+                    .map_err(|e| format!("validity: validator {i} cannot commit its decision at height {height}: {e}"))?;
+                n.decided.insert(height, block_hash);
+                n.timers.clear();
+                n.blocks.clear();
+                n.height = height + 1;
+                // Validators go on past the target (with empty blocks once the sample
+                // events run out), as a live network would, so laggards can still sync.
+                let at = self.now + 1;
+                self.schedule(at, Ev::NextHeight { node: i, height: height + 1 });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reopens a ledger in the same process. sled's I/O threads may hold the old directory lock for
+/// a moment after the previous handle is dropped (a real restart is a new process), so retry
+/// briefly; this waits on wall-clock time only and cannot change the simulated outcome.
+fn reopen_ledger(
+    dir: &std::path::Path,
+    genesis: &tradeloop_ledger::Genesis,
+) -> Result<Ledger, tradeloop_ledger::LedgerError> {
+    let mut attempt = 0;
+    loop {
+        match Ledger::open(dir, genesis.clone()) {
+            Ok(ledger) => return Ok(ledger),
+            Err(e) if attempt < 200 && e.to_string().contains("could not acquire lock") => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -3,8 +3,9 @@
 
 use tradeloop_node::sim::{run, SimConfig};
 
-/// Scenarios claimed to pass (crash-restart is not yet: see docs/consensus.md).
-const PASSING: &[&str] = &["clean", "lossy", "isolate-one", "split-2-2", "rotating"];
+/// Every scenario of the simulator.
+const PASSING: &[&str] =
+    &["clean", "lossy", "isolate-one", "split-2-2", "rotating", "crash-restart"];
 
 fn seeds() -> u64 {
     std::env::var("TRADELOOP_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(6)

@@ -88,6 +88,9 @@ pub struct ConsensusCore {
     guard: SignGuard,
     validators: Validators,
     state: State<TradeContext>,
+    /// Votes restored from the sign-state after a restart: republished on every rebroadcast
+    /// timeout, because Malachite's fresh state does not know it signed them.
+    restored: Vec<mc::SignedVote<TradeContext>>,
 }
 
 impl std::fmt::Debug for ConsensusCore {
@@ -123,7 +126,40 @@ impl ConsensusCore {
             INPUT_QUEUE_CAPACITY,
             INPUT_QUEUE_PER_HEIGHT,
         );
-        ConsensusCore { ctx, key, guard, validators, state }
+        ConsensusCore { ctx, key, guard, validators, state, restored: Vec::new() }
+    }
+
+    /// After a restart: if the sign-state records a vote at `height`, re-sign exactly that vote
+    /// (ed25519 is deterministic, and the guard permits the identical vote at its position),
+    /// count it in our own fresh state, and broadcast it. Without this, validators restarted in
+    /// the middle of a round are silent for that round, and enough of them stall it (the
+    /// simulator's crash-restart finding). Call after `start_height(height)` was handled.
+    pub fn restore_last_vote(&mut self, height: u64) -> Result<Vec<Action>, CoreError> {
+        let Some(record) = self.guard.last().cloned() else { return Ok(Vec::new()) };
+        let vote_type = match record.position.step {
+            Step::Prevote => VoteType::Prevote,
+            Step::Precommit => VoteType::Precommit,
+            Step::Propose => return Ok(Vec::new()),
+        };
+        if record.position.height != height {
+            return Ok(Vec::new());
+        }
+        let vote = Vote {
+            vote_type,
+            height: Height(height),
+            round: Round::new(record.position.round),
+            value: record.value.map_or(NilOrVal::Nil, |h| NilOrVal::Val(BlockHash(h))),
+            validator: Address(self.key.public_key()),
+        };
+        let position =
+            Position { height, round: record.position.round, step: record.position.step };
+        self.guard.permit(position, record.value)?;
+        let signed = SignedMessage::new(vote.clone(), self.key.sign(&self.ctx.vote_bytes(&vote)));
+        self.restored = vec![signed.clone()];
+        let mut actions =
+            vec![Action::Broadcast(Box::new(SignedConsensusMsg::Vote(signed.clone())))];
+        actions.extend(self.handle(Input::Vote(signed))?);
+        Ok(actions)
     }
 
     /// The input that starts `height` with our validator set.
@@ -140,6 +176,17 @@ impl ConsensusCore {
     /// Feeds one input; returns what the caller must do.
     pub fn handle(&mut self, input: Input<TradeContext>) -> Result<Vec<Action>, CoreError> {
         let mut actions = Vec::new();
+        if let Input::StartHeight(..) = &input {
+            self.restored.clear();
+        }
+        if let Input::TimeoutElapsed(t) = &input {
+            if t.kind == mc::TimeoutKind::Rebroadcast {
+                for vote in &self.restored {
+                    actions
+                        .push(Action::Broadcast(Box::new(SignedConsensusMsg::Vote(vote.clone()))));
+                }
+            }
+        }
         let mut guard_error = None;
         let ctx = &self.ctx;
         let key = &self.key;
