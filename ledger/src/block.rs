@@ -235,24 +235,9 @@ impl Tip {
     }
 }
 
-/// Checks everything about a certified block that needs no state: chain, height, link, time,
-/// validator set, proposer, event count and root, and the certificate. Returns the block hash.
-pub fn check_block_envelope(
-    genesis: &Genesis,
-    parent: &Tip,
-    certified: &CertifiedBlock,
-    event_ids: &[Hash],
-) -> Result<Hash, String> {
-    let hash = check_block_header(genesis, parent, &certified.block, event_ids)?;
-    certified
-        .certificate
-        .verify(&genesis.hash, &genesis.validators, certified.block.header.height, &hash)
-        .map_err(|e| format!("commit certificate invalid: {e}"))?;
-    Ok(hash)
-}
-
-/// [`check_block_envelope`] without the certificate: what a validator checks of a proposed
-/// block before voting for it. Returns the block hash.
+/// Checks everything about a block that needs no state and no certificate: chain, height, link,
+/// time, validator set, proposer, event count and root. Returns the block hash. (The
+/// certificate is checked by `execute::validate_block`.)
 pub fn check_block_header(
     genesis: &Genesis,
     parent: &Tip,

@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 use tradeloop_crypto::{Hash, SigningKey};
 
-use crate::block::{check_block_envelope, events_root, Block, CertifiedBlock, Header, Tip};
+use crate::block::{events_root, Block, CertifiedBlock, Header, Tip};
 use crate::event::{check_event, Event, SignedEvent};
 use crate::genesis::Genesis;
 use crate::rules::{ApplyError, BlockExecutor, BlockOutcome};
@@ -117,44 +117,13 @@ pub fn validate_proposal<S: StateRead>(
     tip: &Tip,
     block: &Block,
 ) -> Result<ValidatedBlock, LedgerError> {
-    let height = block.header.height;
     let checks = check_events(genesis, &block.events);
-    let ids: Vec<Hash> = checks
-        .iter()
-        .zip(&block.events)
-        .map(|(check, signed)| check.as_ref().map_or_else(|_| signed.id(), |e| e.id))
-        .collect();
-    let hash = crate::block::check_block_header(genesis, tip, block, &ids)
-        .map_err(|detail| LedgerError::InvalidBlock { height, detail })?;
-    let mut executor = BlockExecutor::new(genesis, state, block.header.time_ms);
-    let mut events = Vec::with_capacity(checks.len());
-    for (index, check) in checks.into_iter().enumerate() {
-        let index = u32::try_from(index).unwrap_or(u32::MAX);
-        let event =
-            check.map_err(|rejection| LedgerError::RejectedEvent { height, index, rejection })?;
-        match executor.apply(&event) {
-            Ok(()) => events.push(event),
-            Err(ApplyError::Rejected(rejection)) => {
-                return Err(LedgerError::RejectedEvent { height, index, rejection })
-            }
-            Err(ApplyError::Store(e)) => return Err(e),
-        }
-    }
-    let outcome = executor.finish(&tip.app_hash, height);
-    if outcome.app_hash != block.header.app_hash {
-        return Err(LedgerError::InvalidBlock {
-            height,
-            detail: format!(
-                "app_hash {} does not match the state after the rules ({})",
-                block.header.app_hash, outcome.app_hash
-            ),
-        });
-    }
-    Ok(ValidatedBlock { hash, events, outcome })
+    validate_body(genesis, state, tip, block, None, checks)
 }
 
-/// Validates a certified block fully against the tip and state: the envelope checks of
-/// [`check_block_envelope`], every event's stateless checks, every rule, and the app hash.
+/// Validates a certified block fully against the tip and state: the header checks of
+/// [`crate::block::check_block_header`], the commit certificate, every event's stateless checks,
+/// every rule, and the app hash.
 pub fn validate_block<S: StateRead>(
     genesis: &Genesis,
     state: &S,
@@ -175,29 +144,41 @@ pub fn validate_checked<S: StateRead>(
     certified: &CertifiedBlock,
     checks: Vec<Result<Event, Rejection>>,
 ) -> Result<ValidatedBlock, LedgerError> {
-    let header = &certified.block.header;
+    validate_body(genesis, state, tip, &certified.block, Some(&certified.certificate), checks)
+}
+
+/// The one validation path: header (and certificate, when there is one), then every event's
+/// checks and rules in order, then the app hash.
+fn validate_body<S: StateRead>(
+    genesis: &Genesis,
+    state: &S,
+    tip: &Tip,
+    block: &Block,
+    certificate: Option<&crate::block::CommitCertificate>,
+    checks: Vec<Result<Event, Rejection>>,
+) -> Result<ValidatedBlock, LedgerError> {
+    let header = &block.header;
     let height = header.height;
+    let invalid = |detail: String| LedgerError::InvalidBlock { height, detail };
     let ids: Vec<Hash> = checks
         .iter()
-        .zip(&certified.block.events)
+        .zip(&block.events)
         .map(|(check, signed)| check.as_ref().map_or_else(|_| signed.id(), |e| e.id))
         .collect();
-    let hash = check_block_envelope(genesis, tip, certified, &ids)
-        .map_err(|detail| LedgerError::InvalidBlock { height, detail })?;
+    let hash = crate::block::check_block_header(genesis, tip, block, &ids).map_err(invalid)?;
+    if let Some(certificate) = certificate {
+        certificate
+            .verify(&genesis.hash, &genesis.validators, height, &hash)
+            .map_err(|e| invalid(format!("commit certificate invalid: {e}")))?;
+    }
+    let mut executor = BlockExecutor::new(genesis, state, header.time_ms);
     let mut events = Vec::with_capacity(checks.len());
     for (index, check) in checks.into_iter().enumerate() {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
-        events.push(check.map_err(|rejection| LedgerError::RejectedEvent {
-            height,
-            index,
-            rejection,
-        })?);
-    }
-    let mut executor = BlockExecutor::new(genesis, state, header.time_ms);
-    for (index, event) in events.iter().enumerate() {
-        let index = u32::try_from(index).unwrap_or(u32::MAX);
-        match executor.apply(event) {
-            Ok(()) => {}
+        let event =
+            check.map_err(|rejection| LedgerError::RejectedEvent { height, index, rejection })?;
+        match executor.apply(&event) {
+            Ok(()) => events.push(event),
             Err(ApplyError::Rejected(rejection)) => {
                 return Err(LedgerError::RejectedEvent { height, index, rejection })
             }
@@ -206,13 +187,10 @@ pub fn validate_checked<S: StateRead>(
     }
     let outcome = executor.finish(&tip.app_hash, height);
     if outcome.app_hash != header.app_hash {
-        return Err(LedgerError::InvalidBlock {
-            height,
-            detail: format!(
-                "app_hash {} does not match the state after replaying the rules ({})",
-                header.app_hash, outcome.app_hash
-            ),
-        });
+        return Err(invalid(format!(
+            "app_hash {} does not match the state after replaying the rules ({})",
+            header.app_hash, outcome.app_hash
+        )));
     }
     Ok(ValidatedBlock { hash, events, outcome })
 }

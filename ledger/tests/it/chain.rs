@@ -29,3 +29,27 @@ fn closed_loop_trade_commits_closes_and_verifies() {
     let report2 = verify_export(&export, &cast.genesis, &mut |_, _| {}).unwrap();
     assert_eq!(report2.tip_hash, report.tip_hash);
 }
+
+#[test]
+fn proposals_are_validated_without_a_certificate() {
+    let f = Fixture::new(4);
+    let events = trade_events(&f.cast, 1, T0 + 1000);
+    let key = f.cast.validator_keys[1].clone();
+    let built = f.ledger.build_block(&events[..3], T0 + 2000, &key).unwrap();
+    assert_eq!(f.ledger.validate_proposal(&built.block).unwrap(), built.hash);
+    // A proposal whose state commitment the rules do not produce.
+    let mut wrong_app = built.block.clone();
+    wrong_app.header.app_hash.0[0] ^= 1;
+    let e = f.ledger.validate_proposal(&wrong_app).unwrap_err().to_string();
+    assert!(e.contains("app_hash"), "{e}");
+    // A proposal carrying an event the rules reject (acceptance before the order exists).
+    let mut bad = f.ledger.build_block(&events[..1], T0 + 2000, &key).unwrap().block;
+    bad.events = vec![events[1].clone()];
+    bad.header.events_root = tradeloop_ledger::block::events_root(&[events[1].id()]);
+    let e = f.ledger.validate_proposal(&bad).unwrap_err().to_string();
+    assert!(e.contains("UNKNOWN_ORDER"), "{e}");
+    // A proposal for the wrong height.
+    let mut far = built.block.clone();
+    far.header.height = 5;
+    assert!(f.ledger.validate_proposal(&far).is_err());
+}
