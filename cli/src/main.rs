@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc: event checks allocate many small strings on several threads at once, and blocks
+/// are decoded on one thread and freed on another; glibc's allocator serialises much of that.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod commands;
 mod demo;

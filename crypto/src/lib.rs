@@ -14,9 +14,11 @@ pub mod hash;
 pub mod keyfile;
 pub mod keys;
 pub mod merkle;
+pub mod prepared;
 
 pub use hash::{domain_hash, Hash, HashWriter};
 pub use keys::{PublicKey, Signature, SigningKey};
+pub use prepared::PreparedKey;
 
 /// Errors of the crypto crate. Each has a stable code ([`CryptoError::code`]).
 #[derive(Debug, thiserror::Error)]

@@ -27,6 +27,8 @@ use crate::{codec, LedgerError, Rejection};
 pub const AUDIT_BATCH_EVENTS: usize = 4096;
 /// ... or this many blocks, whichever comes first.
 pub const AUDIT_BATCH_BLOCKS: usize = 256;
+/// Checked batches waiting for the rule replay (bounds the audit's memory).
+pub const AUDIT_PIPELINE_BATCHES: usize = 2;
 
 /// A chain that verified.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -101,58 +103,71 @@ impl<'g> Auditor<'g> {
 
     /// Verifies blocks from `source` until it yields `None`. `progress(height)` is called as
     /// blocks pass.
+    ///
+    /// Two stages run at once: a producer thread reads batches and runs their stateless checks
+    /// (in parallel, mostly signatures) while this thread replays the rules of the batches
+    /// already checked. At most [`AUDIT_PIPELINE_BATCHES`] checked batches wait between them.
     pub fn run(
         &mut self,
-        mut source: impl FnMut() -> Result<Option<CertifiedBlock>, AuditFailure>,
+        mut source: impl FnMut() -> Result<Option<CertifiedBlock>, AuditFailure> + Send,
         progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<AuditReport, AuditFailure> {
-        let mut pending: Option<CheckedBatch> = None;
-        let mut source_error = None;
-        loop {
-            let mut batch = Vec::new();
-            let mut batch_events = 0;
-            while source_error.is_none()
-                && batch.len() < AUDIT_BATCH_BLOCKS
-                && batch_events < AUDIT_BATCH_EVENTS
-            {
-                match source() {
-                    Ok(Some(block)) => {
-                        batch_events += block.block.events.len();
-                        batch.push(block);
+        let genesis = self.genesis;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<CheckedBatch>(AUDIT_PIPELINE_BATCHES);
+        std::thread::scope(|scope| {
+            let producer = scope.spawn(move || -> Result<(), AuditFailure> {
+                loop {
+                    let mut batch = Vec::new();
+                    let mut batch_events = 0;
+                    let mut error = None;
+                    while batch.len() < AUDIT_BATCH_BLOCKS && batch_events < AUDIT_BATCH_EVENTS {
+                        match source() {
+                            Ok(Some(block)) => {
+                                batch_events += block.block.events.len();
+                                batch.push(block);
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                error = Some(e);
+                                break;
+                            }
+                        }
                     }
-                    Ok(None) => break,
-                    Err(e) => source_error = Some(e),
-                }
-            }
-            if batch.is_empty() && pending.is_none() {
-                break;
-            }
-            let genesis = self.genesis;
-            let to_replay = pending.take();
-            // Stateless checks of this batch overlap the rule replay of the previous one.
-            let (checked, replayed) = rayon::join(
-                || -> CheckedBatch {
-                    batch
+                    let last = batch.is_empty() || error.is_some();
+                    let checked: CheckedBatch = batch
                         .into_iter()
                         .map(|b| {
                             let checks = check_events(genesis, &b.block.events);
                             (b, checks)
                         })
-                        .collect()
-                },
-                || match to_replay {
-                    Some(batch) => self.replay(batch, progress),
-                    None => Ok(()),
-                },
-            );
-            replayed?;
-            if !checked.is_empty() {
-                pending = Some(checked);
+                        .collect();
+                    // A closed receiver means the replay already failed: stop reading.
+                    if !checked.is_empty() && tx.send(checked).is_err() {
+                        return Ok(());
+                    }
+                    if let Some(e) = error {
+                        return Err(e);
+                    }
+                    if last {
+                        return Ok(());
+                    }
+                }
+            });
+            let mut replayed = Ok(());
+            for batch in rx.iter() {
+                replayed = self.replay(batch, progress);
+                if replayed.is_err() {
+                    break;
+                }
             }
-        }
-        if let Some(e) = source_error {
-            return Err(e);
-        }
+            drop(rx);
+            let produced = producer.join().unwrap_or_else(|_| {
+                fail(self.tip.height + 1, "the audit's reader thread panicked")
+            });
+            // An earlier height's failure (from the replay) comes first.
+            replayed?;
+            produced
+        })?;
         Ok(self.report())
     }
 

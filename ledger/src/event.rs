@@ -158,11 +158,11 @@ macro_rules! kinds {
                 match self { $( Payload::$variant(_) => $name, )* }
             }
 
-            fn from_fields(kind: &str, fields: serde_json::Value) -> Result<Payload, Rejection> {
-                let parse_err = |e: serde_json::Error| Rejection::new(
+            fn from_fields(kind: &str, fields: Value) -> Result<Payload, Rejection> {
+                let parse_err = |e: serde::de::value::Error| Rejection::new(
                     RejectCode::InvalidField, format!("{kind}: {e}"));
                 match kind {
-                    $( $name => Ok(Payload::$variant(serde_json::from_value(fields).map_err(parse_err)?)), )*
+                    $( $name => Ok(Payload::$variant(Deserialize::deserialize(fields).map_err(parse_err)?)), )*
                     other => reject(RejectCode::UnknownKind, format!(
                         "kind \"{other}\" is not in the v1 catalogue; see docs/events.md")),
                 }
@@ -768,8 +768,8 @@ pub fn check_event(genesis: &Genesis, signed: &SignedEvent) -> Result<Event, Rej
     }
     let key_bytes = tradeloop_crypto::decode_hex_array::<32>("key", &key_hex)
         .map_err(|e| malformed(format!("\"key\": {e}")))?;
-    let key: PublicKey = match genesis.signing_key_entry(&key_bytes) {
-        Some((key, owner)) if owner == author => *key,
+    let entry = match genesis.signing_key_entry(&key_bytes) {
+        Some(entry) if entry.owner == author => entry,
         _ => {
             return reject(
                 RejectCode::KeyNotAuthorized,
@@ -777,13 +777,17 @@ pub fn check_event(genesis: &Genesis, signed: &SignedEvent) -> Result<Event, Rej
             )
         }
     };
-    key.verify(&signed.signing_bytes(), &signed.signature).map_err(|_| {
-        Rejection::new(
-            RejectCode::BadSignature,
-            "signature does not verify over the body's signing bytes with the named key",
-        )
-    })?;
-    let payload = Payload::from_fields(&kind, Value::Object(map).into_json())?;
+    // `verify_strict` semantics with the key's precomputed tables (see tradeloop_crypto::prepared).
+    entry.prepared().verify_parts(&[EVENT_DOMAIN, &signed.body], &signed.signature).map_err(
+        |_| {
+            Rejection::new(
+                RejectCode::BadSignature,
+                "signature does not verify over the body's signing bytes with the named key",
+            )
+        },
+    )?;
+    let key = entry.key;
+    let payload = Payload::from_fields(&kind, Value::Object(map))?;
     payload.check_fields()?;
     Ok(Event { id: signed.id(), author, key, time_ms, nonce, payload })
 }

@@ -5,9 +5,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
-use tradeloop_crypto::{domain_hash, Hash, PublicKey};
+use tradeloop_crypto::{domain_hash, Hash, PreparedKey, PublicKey};
 
 use crate::canonical::Value;
 use crate::fields::check_country;
@@ -189,8 +190,27 @@ pub struct Genesis {
     /// The RFC 8785 form of the genesis JSON (what the hash covers; carried in exports).
     pub canonical: Vec<u8>,
     participants: BTreeMap<String, Participant>,
-    /// Raw key bytes -> (parsed key, owner): event keys are looked up without decompression.
-    key_owner: HashMap<[u8; 32], (PublicKey, String)>,
+    /// Raw key bytes -> the key's entry: event keys are looked up without decompression.
+    key_owner: HashMap<[u8; 32], KeyEntry>,
+}
+
+/// A participant's signing key, as the genesis lists it.
+#[derive(Clone, Debug)]
+pub struct KeyEntry {
+    /// The parsed key.
+    pub key: PublicKey,
+    /// The participant it belongs to.
+    pub owner: String,
+    /// Its verification tables, built on first use (about 20 KiB each, so a genesis with many
+    /// keys pays only for those that sign).
+    prepared: Arc<OnceLock<PreparedKey>>,
+}
+
+impl KeyEntry {
+    /// The key prepared for fast verification (`verify_strict` semantics).
+    pub fn prepared(&self) -> &PreparedKey {
+        self.prepared.get_or_init(|| PreparedKey::new(&self.key))
+    }
 }
 
 impl Genesis {
@@ -241,7 +261,9 @@ impl Genesis {
                 return bad(format!("participant {} has no signing keys", p.id));
             }
             for key in &p.keys {
-                if let Some((_, other)) = key_owner.insert(*key.as_bytes(), (*key, p.id.clone())) {
+                let entry = KeyEntry { key: *key, owner: p.id.clone(), prepared: Arc::default() };
+                if let Some(other) = key_owner.insert(*key.as_bytes(), entry) {
+                    let other = other.owner;
                     return bad(format!("key {key} is listed for both {other} and {}", p.id));
                 }
             }
@@ -295,12 +317,12 @@ impl Genesis {
 
     /// The participant that owns an event-signing key.
     pub fn key_owner(&self, key: &PublicKey) -> Option<&str> {
-        self.key_owner.get(key.as_bytes()).map(|(_, owner)| owner.as_str())
+        self.key_owner.get(key.as_bytes()).map(|e| e.owner.as_str())
     }
 
-    /// The parsed key and its owner for raw key bytes.
-    pub fn signing_key_entry(&self, bytes: &[u8; 32]) -> Option<(&PublicKey, &str)> {
-        self.key_owner.get(bytes).map(|(key, owner)| (key, owner.as_str()))
+    /// The genesis entry of a signing key, by its raw bytes.
+    pub fn signing_key_entry(&self, bytes: &[u8; 32]) -> Option<&KeyEntry> {
+        self.key_owner.get(bytes)
     }
 
     /// All participants, by id.

@@ -26,7 +26,7 @@ pub mod state;
 
 pub use error::{LedgerError, RejectCode, Rejection};
 pub use event::{check_event, Event, Payload, SignedEvent};
-pub use genesis::{Genesis, GenesisDoc, Participant, Role, ValidatorEntry, ValidatorSet};
+pub use genesis::{Genesis, GenesisDoc, KeyEntry, Participant, Role, ValidatorEntry, ValidatorSet};
 pub mod blocklog;
 pub mod execute;
 pub mod frame;
