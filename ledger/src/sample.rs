@@ -35,8 +35,15 @@ pub mod ids {
 }
 
 /// Who runs validators, in order: customs first, then banks.
-pub const VALIDATOR_HOSTS: [&str; 4] =
-    [ids::DE_CUSTOMS, ids::CN_CUSTOMS, ids::IMPORTER_BANK, ids::EXPORTER_BANK];
+pub const VALIDATOR_HOSTS: [&str; 7] = [
+    ids::DE_CUSTOMS,
+    ids::CN_CUSTOMS,
+    ids::IMPORTER_BANK,
+    ids::EXPORTER_BANK,
+    ids::FORWARDER,
+    ids::DE_CUSTOMS,
+    ids::CN_CUSTOMS,
+];
 
 /// The cast: genesis and every key.
 #[derive(Debug)]
@@ -50,7 +57,8 @@ pub struct Cast {
 }
 
 impl Cast {
-    /// Builds the cast with `validators` validators (1 to 4, hosted by customs and banks).
+    /// Builds the cast with `validators` validators (1 to 7: the two customs, the two banks, the
+    /// forwarder, then a second node of each customs authority).
     /// `key_for(label)` supplies every key: random for a demo, derived for tests.
     pub fn new(
         validators: usize,
@@ -92,8 +100,14 @@ impl Cast {
         let count = validators.clamp(1, VALIDATOR_HOSTS.len());
         let mut validator_keys = Vec::new();
         let mut entries = Vec::new();
-        for host in &VALIDATOR_HOSTS[..count] {
-            let key = key_for(&format!("{host}-node"))?;
+        for (i, host) in VALIDATOR_HOSTS[..count].iter().enumerate() {
+            // A host's second node (validators 6 and 7) has its own key.
+            let label = if VALIDATOR_HOSTS[..i].contains(host) {
+                format!("{host}-node-2")
+            } else {
+                format!("{host}-node")
+            };
+            let key = key_for(&label)?;
             entries.push(ValidatorEntry {
                 participant: (*host).into(),
                 node_key: key.public_key(),

@@ -2,23 +2,23 @@
 //! every validator runs its own `ConsensusCore`, sign-state guard and ledger; the network and
 //! the clock are simulated from one seed, so any run replays exactly.
 //!
-//! Faults so far: message delay, loss and duplication before a global stabilisation time (GST).
-//! Checks: agreement (no two different blocks decided at one height), validity (every decided
-//! block commits through the ledger, which re-validates it and its certificate), liveness (all
-//! validators reach the target height within the time bound).
-//! Status (issue 3): partitions, crashes, byzantine validators and the negative controls are not
-//! here yet; docs/consensus.md.
+//! Faults: message delay, loss and duplication before a global stabilisation time (GST),
+//! partitions, crashes and restarts from disk, byzantine validators (equivocation, invalid
+//! blocks, far-future rounds). Checks, over honest validators: agreement, validity (every
+//! decided block commits through the ledger, which re-validates it and its certificate),
+//! equivocation, liveness; honest validators' evidence is verified and reported. Negative
+//! controls must be caught. docs/consensus.md.
 
 use std::collections::BTreeMap;
 
 use malachite_core_consensus::SignedConsensusMsg;
-use malachite_core_types::{Round, Timeout};
+use malachite_core_types::{NilOrVal, Round, Timeout, VoteType};
 use tradeloop_crypto::{Hash, PublicKey, SigningKey};
 use tradeloop_ledger::block::{Block, CertifiedBlock};
 use tradeloop_ledger::sample::{trade_events, Cast};
 use tradeloop_ledger::{Ledger, SignedEvent};
 
-use crate::consensus::context::{TradeContext, Validators};
+use crate::consensus::context::{BlockHash, Height, Proposal, TradeContext, Validators, Vote};
 use crate::consensus::core::{
     from_peer, liveness_from_peer, propose, received_block, timeout_ms, Action, ConsensusCore,
 };
@@ -61,6 +61,33 @@ pub struct SimConfig {
     /// Negative control: a restarted validator has lost its sign-state (and WAL). The
     /// equivocation checker must catch what it then signs.
     pub lose_sign_state_on_restart: bool,
+    /// Byzantine validators (indices) and what they do. The checkers judge honest ones only.
+    pub byzantine: Vec<usize>,
+    /// The byzantine validators' attack.
+    pub attack: Attack,
+    /// Negative control: the quorum threshold `(numerator, denominator)` every validator uses
+    /// instead of 2/3.
+    pub quorum: Option<(u64, u64)>,
+}
+
+/// What byzantine validators do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attack {
+    /// Nothing (no byzantine validators).
+    None,
+    /// Equivocate, coordinated: as proposer, two different valid blocks, one to each half of the
+    /// honest validators; every vote in two versions, one per half (for the two blocks of a
+    /// forked round, else for the value and nil).
+    Equivocate {
+        /// The second half is a single honest validator (the split that a quorum too low
+        /// cannot survive).
+        small_minority: bool,
+    },
+    /// As proposer, blocks that must be refused: a forged event signature, an event that
+    /// breaks a rule, or a wrong app hash (in turn).
+    InvalidBlocks,
+    /// Votes for far-future rounds and heights, a burst with every message sent.
+    FutureRounds,
 }
 
 /// A partition window.
@@ -86,11 +113,30 @@ pub struct Crash {
 }
 
 /// The scenarios implemented so far.
-pub const SCENARIOS: &[&str] =
-    &["clean", "lossy", "isolate-one", "split-2-2", "rotating", "crash-restart"];
+pub const SCENARIOS: &[&str] = &[
+    "clean",
+    "lossy",
+    "isolate-one",
+    "split-2-2",
+    "rotating",
+    "crash-restart",
+    "byzantine-equivocate",
+    "byzantine-invalid-blocks",
+    "byzantine-future-rounds",
+];
 
 /// Negative controls: runs that must be caught by the checkers.
-pub const CONTROLS: &[&str] = &["lost-wal"];
+pub const CONTROLS: &[&str] = &["lost-wal", "byzantine-third", "majority-quorum"];
+
+/// The most validators that may be byzantine: `f` with `n >= 3f + 1`.
+pub fn max_faulty(n: usize) -> usize {
+    n.saturating_sub(1) / 3
+}
+
+/// The last `k` validators.
+fn last(n: usize, k: usize) -> Vec<usize> {
+    (n.saturating_sub(k)..n).collect()
+}
 
 impl SimConfig {
     /// The named scenario with the given seed.
@@ -138,6 +184,21 @@ impl SimConfig {
             "crash-restart" => {
                 Some(SimConfig { target_height: 30, crashes: random_crashes(&mut rng, n), ..clean })
             }
+            // f byzantine validators, on a lossy network until GST.
+            "byzantine-equivocate" | "byzantine-invalid-blocks" | "byzantine-future-rounds" => {
+                let attack = match name {
+                    "byzantine-equivocate" => Attack::Equivocate { small_minority: false },
+                    "byzantine-invalid-blocks" => Attack::InvalidBlocks,
+                    _ => Attack::FutureRounds,
+                };
+                Some(SimConfig {
+                    target_height: 12,
+                    gst_ms: 5_000,
+                    byzantine: last(n, max_faulty(n)),
+                    attack,
+                    ..SimConfig::lossy(n, seed)
+                })
+            }
             _ => None,
         }
     }
@@ -160,6 +221,24 @@ impl SimConfig {
                 lose_sign_state_on_restart: true,
                 ..SimConfig::lossy(n, seed)
             }),
+            // f + 1 coordinated equivocators: more than the protocol tolerates.
+            "byzantine-third" => Some(SimConfig {
+                gst_ms: 0,
+                target_height: 12,
+                byzantine: last(n, max_faulty(n) + 1),
+                attack: Attack::Equivocate { small_minority: false },
+                ..SimConfig::lossy(n, seed)
+            }),
+            // A quorum of a simple majority with f + 1 equivocators, one honest validator on the
+            // far side (with n = 7, 2/3 would survive this split; > 1/2 does not).
+            "majority-quorum" => Some(SimConfig {
+                gst_ms: 0,
+                target_height: 12,
+                byzantine: last(n, max_faulty(n) + 1),
+                attack: Attack::Equivocate { small_minority: true },
+                quorum: Some((1, 2)),
+                ..SimConfig::lossy(n, seed)
+            }),
             _ => None,
         }
     }
@@ -178,6 +257,9 @@ impl SimConfig {
             partitions: Vec::new(),
             crashes: Vec::new(),
             lose_sign_state_on_restart: false,
+            byzantine: Vec::new(),
+            attack: Attack::None,
+            quorum: None,
         }
     }
 }
@@ -205,6 +287,9 @@ pub struct SimReport {
     pub delivered: u64,
     /// Signatures the sign-state guard refused (a restarted validator asked to sign differently).
     pub guard_refusals: u64,
+    /// Equivocations proven by evidence that honest validators recorded: (accused validator,
+    /// honest validators that recorded it).
+    pub evidence: Vec<(usize, Vec<usize>)>,
     /// A violated property, if any: its name and what happened.
     pub violation: Option<(String, String)>,
 }
@@ -310,6 +395,14 @@ struct Sim {
     /// -> value. Two different values at one key is equivocation.
     signed: BTreeMap<(usize, u64, i64, u8), Option<Hash>>,
     equivocation: Option<(String, String)>,
+    /// When an honest validator was seen equivocating: (validator, when); the run goes on a
+    /// little so that honest peers can record the evidence.
+    equivocated_at: Option<(usize, u64)>,
+    /// Verified evidence recorded by honest validators: accused -> reporters.
+    evidence: BTreeMap<usize, std::collections::BTreeSet<usize>>,
+    /// The coordinated adversary's forked rounds: (height, round) -> (block for the first half,
+    /// block for the second half).
+    forks: BTreeMap<(u64, i64), (Hash, Hash)>,
     ctx: TradeContext,
     validators: Validators,
     genesis: tradeloop_ledger::Genesis,
@@ -319,7 +412,14 @@ struct Sim {
 /// Runs one simulation.
 pub fn run(config: &SimConfig) -> Result<SimReport, String> {
     let mut sim = Sim::new(config.clone())?;
-    sim.run()
+    match sim.run() {
+        // The ledger refused what consensus decided: a checked property, not a harness error.
+        Err(e) if e.starts_with("validity: ") => {
+            let detail = e.trim_start_matches("validity: ").to_string();
+            Ok(sim.report(Some(("validity".into(), detail))))
+        }
+        other => other,
+    }
 }
 
 impl Sim {
@@ -340,7 +440,11 @@ impl Sim {
             let guard =
                 SignGuard::open(&base.join("sign-state.bin"), cast.genesis.hash, key.public_key())
                     .map_err(|e| e.to_string())?;
-            let core = ConsensusCore::new(ctx.clone(), key.clone(), guard, validators.clone(), 1);
+            let mut core =
+                ConsensusCore::new(ctx.clone(), key.clone(), guard, validators.clone(), 1);
+            if let Some((numerator, denominator)) = config.quorum {
+                core = core.with_quorum(numerator, denominator);
+            }
             nodes.push(Node {
                 key: key.clone(),
                 core,
@@ -368,6 +472,9 @@ impl Sim {
             guard_refusals: 0,
             signed: BTreeMap::new(),
             equivocation: None,
+            equivocated_at: None,
+            evidence: BTreeMap::new(),
+            forks: BTreeMap::new(),
             ctx,
             validators,
             genesis: cast.genesis.clone(),
@@ -425,10 +532,27 @@ impl Sim {
                     }
                 }
             }
-            if let Some(v) = self.equivocation.clone().or_else(|| self.agreement_violation()) {
+            if let Some(v) = self.agreement_violation() {
                 return Ok(self.report(Some(v)));
             }
-            if self.nodes.iter().all(|n| n.decided.len() as u64 >= self.config.target_height) {
+            if let Some((who, at)) = self.equivocated_at {
+                // Stop once an honest peer holds the evidence, or 5 s after the fact.
+                if self.evidence.contains_key(&who) || self.now > at + 5_000 {
+                    let mut v = self.equivocation.clone().unwrap_or_default();
+                    match self.evidence.get(&who) {
+                        Some(by) => v.1.push_str(&format!(
+                            "; evidence recorded by honest validators {:?}",
+                            by.iter().collect::<Vec<_>>()
+                        )),
+                        None => v.1.push_str("; no honest peer recorded evidence within 5 s"),
+                    }
+                    return Ok(self.report(Some(v)));
+                }
+            }
+            if self
+                .honest()
+                .all(|i| self.nodes[i].decided.len() as u64 >= self.config.target_height)
+            {
                 return Ok(self.report(None));
             }
         }
@@ -449,7 +573,16 @@ impl Sim {
     }
 
     fn min_height(&self) -> u64 {
-        self.nodes.iter().map(|n| n.decided.len() as u64).min().unwrap_or(0)
+        self.honest().map(|i| self.nodes[i].decided.len() as u64).min().unwrap_or(0)
+    }
+
+    fn is_byzantine(&self, i: usize) -> bool {
+        self.config.byzantine.contains(&i)
+    }
+
+    /// The honest validators.
+    fn honest(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.nodes.len()).filter(|i| !self.is_byzantine(*i))
     }
 
     fn report(&self, violation: Option<(String, String)>) -> SimReport {
@@ -458,14 +591,19 @@ impl Sim {
             time_ms: self.now,
             delivered: self.delivered,
             guard_refusals: self.guard_refusals,
+            evidence: self
+                .evidence
+                .iter()
+                .map(|(k, v)| (*k, v.iter().copied().collect()))
+                .collect(),
             violation,
         }
     }
 
     fn agreement_violation(&self) -> Option<(String, String)> {
         let mut seen: BTreeMap<u64, (usize, Hash)> = BTreeMap::new();
-        for (i, n) in self.nodes.iter().enumerate() {
-            for (h, hash) in &n.decided {
+        for i in self.honest() {
+            for (h, hash) in &self.nodes[i].decided {
                 match seen.get(h) {
                     Some((j, other)) if other != hash => {
                         return Some(("agreement".into(), format!("height {h}: validator {j} decided {other}, validator {i} decided {hash}")));
@@ -518,8 +656,11 @@ impl Sim {
         let guard = SignGuard::open(&guard_path, self.genesis.hash, key.public_key())
             .map_err(|e| e.to_string())?;
         let height = ledger.tip().height + 1;
-        let core =
+        let mut core =
             ConsensusCore::new(self.ctx.clone(), key, guard, self.validators.clone(), height);
+        if let Some((numerator, denominator)) = self.config.quorum {
+            core = core.with_quorum(numerator, denominator);
+        }
         let n = &mut self.nodes[i];
         n.ledger = ledger;
         n.core = core;
@@ -543,6 +684,9 @@ impl Sim {
     /// Records a signed proposal or vote broadcast by validator `i`; a second, different value
     /// at the same (height, round, kind) is equivocation.
     fn record_signed(&mut self, i: usize, msg: &SignedConsensusMsg<TradeContext>) {
+        if self.is_byzantine(i) {
+            return;
+        }
         let (key, value) = match msg {
             SignedConsensusMsg::Vote(v) => {
                 let m = &v.message;
@@ -564,6 +708,7 @@ impl Sim {
         match self.signed.get(&key) {
             Some(previous) if *previous != value => {
                 if self.equivocation.is_none() {
+                    self.equivocated_at = Some((i, self.now));
                     let kind = ["proposal", "prevote", "precommit"][usize::from(key.3)];
                     self.equivocation = Some((
                         "equivocation".into(),
@@ -788,9 +933,24 @@ impl Sim {
         pending: &mut std::collections::VecDeque<Work>,
     ) -> Result<(), String> {
         match action {
+            Action::Broadcast(m) if self.is_byzantine(i) => self.byzantine_broadcast(i, *m),
             Action::Broadcast(m) => {
                 self.record_signed(i, &m);
                 self.broadcast(i, Msg::Consensus(m));
+            }
+            Action::Evidence(evidence) => {
+                if !self.is_byzantine(i) && evidence.verify(&self.ctx) {
+                    let accused = evidence.validator();
+                    if let Some(j) = self.nodes.iter().position(|n| n.key.public_key() == accused) {
+                        self.evidence.entry(j).or_default().insert(i);
+                    }
+                }
+            }
+            Action::BuildBlock { height, round }
+                if self.is_byzantine(i) && self.config.attack != Attack::None =>
+            {
+                let hash = self.byzantine_build(i, height, round)?;
+                pending.push_back(Work::Input(propose(height, round, hash)));
             }
             Action::Liveness(m) => self.broadcast(i, Msg::Liveness(m)),
             Action::Restream { height, round, valid_round, block_hash } => {
@@ -848,8 +1008,15 @@ impl Sim {
             Action::Decided { height, block_hash, certificate } => {
                 let n = &mut self.nodes[i];
                 let Some(block) = n.blocks.get(&block_hash).cloned() else {
-                    return Err(format!("validator {i}: decided block {block_hash} at height {height} was never received (sync is not wired yet)"));
+                    return Err(format!("validator {i}: decided block {block_hash} at height {height} was never received"));
                 };
+                // Agreement is judged on the decision itself, before the ledger re-checks it
+                // (with a lowered quorum, the ledger would refuse the certificate first).
+                n.decided.insert(height, block_hash);
+                if self.agreement_violation().is_some() {
+                    return Ok(());
+                }
+                let n = &mut self.nodes[i];
                 n.ledger
                     .commit_block(&CertifiedBlock { block, certificate })
                     .map_err(|e| format!("validity: validator {i} cannot commit its decision at height {height}: {e}"))?;
@@ -864,6 +1031,179 @@ impl Sim {
             }
         }
         Ok(())
+    }
+}
+
+impl Sim {
+    /// The coordinated adversary's split of the other validators: (first half, second half).
+    /// Byzantine validators are always in the first half.
+    fn halves(&self, me: usize) -> (Vec<usize>, Vec<usize>) {
+        let honest: Vec<usize> = self.honest().collect();
+        let second = match self.config.attack {
+            Attack::Equivocate { small_minority: true } => 1.min(honest.len()),
+            _ => honest.len() / 2,
+        };
+        let split = honest.len() - second;
+        let mut first: Vec<usize> = honest[..split].to_vec();
+        first.extend(self.config.byzantine.iter().copied().filter(|b| *b != me));
+        (first, honest[split..].to_vec())
+    }
+
+    fn sign_vote(&self, i: usize, vote: Vote) -> SignedConsensusMsg<TradeContext> {
+        let signature = self.nodes[i].key.sign(&self.ctx.vote_bytes(&vote));
+        SignedConsensusMsg::Vote(malachite_core_types::SignedMessage::new(vote, signature))
+    }
+
+    fn sign_proposal(&self, i: usize, proposal: Proposal) -> SignedConsensusMsg<TradeContext> {
+        let signature = self.nodes[i].key.sign(&self.ctx.proposal_bytes(&proposal));
+        SignedConsensusMsg::Proposal(malachite_core_types::SignedMessage::new(proposal, signature))
+    }
+
+    /// What a byzantine validator sends instead of an honest broadcast.
+    fn byzantine_broadcast(&mut self, i: usize, msg: SignedConsensusMsg<TradeContext>) {
+        match self.config.attack {
+            Attack::Equivocate { .. } => {
+                let (first, second) = self.halves(i);
+                let (a, b) = match &msg {
+                    SignedConsensusMsg::Vote(v) => {
+                        let vote = v.message.clone();
+                        let fork = self.forks.get(&(vote.height.0, vote.round.as_i64())).copied();
+                        let (x, y) = match (fork, &vote.value) {
+                            (Some((x, y)), _) => {
+                                (NilOrVal::Val(BlockHash(x)), NilOrVal::Val(BlockHash(y)))
+                            }
+                            (None, NilOrVal::Val(h)) => (NilOrVal::Val(*h), NilOrVal::Nil),
+                            (None, NilOrVal::Nil) => {
+                                let fake = Hash(
+                                    self.rng
+                                        .next()
+                                        .to_be_bytes()
+                                        .repeat(4)
+                                        .try_into()
+                                        .unwrap_or([7; 32]),
+                                );
+                                (NilOrVal::Nil, NilOrVal::Val(BlockHash(fake)))
+                            }
+                        };
+                        (
+                            self.sign_vote(i, Vote { value: x, ..vote.clone() }),
+                            self.sign_vote(i, Vote { value: y, ..vote }),
+                        )
+                    }
+                    SignedConsensusMsg::Proposal(p) => {
+                        let proposal = p.message.clone();
+                        match self.forks.get(&(proposal.height.0, proposal.round.as_i64())).copied()
+                        {
+                            Some((x, y)) => (
+                                self.sign_proposal(
+                                    i,
+                                    Proposal { value: BlockHash(x), ..proposal.clone() },
+                                ),
+                                self.sign_proposal(i, Proposal { value: BlockHash(y), ..proposal }),
+                            ),
+                            None => (msg.clone(), msg.clone()),
+                        }
+                    }
+                };
+                for to in first {
+                    self.send(i, to, Msg::Consensus(Box::new(a.clone())));
+                }
+                for to in second {
+                    self.send(i, to, Msg::Consensus(Box::new(b.clone())));
+                }
+            }
+            Attack::FutureRounds => {
+                if let SignedConsensusMsg::Vote(v) = &msg {
+                    let vote = v.message.clone();
+                    let far_round = Round::new(
+                        vote.round.as_u32().unwrap_or(0)
+                            + 1_000
+                            + u32::try_from(self.rng.below(1_000_000)).unwrap_or(0),
+                    );
+                    let spam = [
+                        Vote { round: far_round, ..vote.clone() },
+                        Vote {
+                            height: Height(vote.height.0 + 1 + self.rng.below(1_000)),
+                            ..vote.clone()
+                        },
+                        Vote { vote_type: VoteType::Precommit, round: far_round, ..vote },
+                    ];
+                    for vote in spam {
+                        let signed = self.sign_vote(i, vote);
+                        self.broadcast(i, Msg::Consensus(Box::new(signed)));
+                    }
+                }
+                self.broadcast(i, Msg::Consensus(Box::new(msg)));
+            }
+            Attack::InvalidBlocks | Attack::None => {
+                self.broadcast(i, Msg::Consensus(Box::new(msg)));
+            }
+        }
+    }
+
+    /// A byzantine proposer's block(s); returns the hash its own core proposes.
+    fn byzantine_build(&mut self, i: usize, height: u64, round: Round) -> Result<Hash, String> {
+        let committed =
+            usize::try_from(self.nodes[i].ledger.tip().height).unwrap_or(0) * EVENTS_PER_BLOCK;
+        let end = (committed + EVENTS_PER_BLOCK).min(self.events.len());
+        let candidates = self.events[committed.min(end)..end].to_vec();
+        let n = &mut self.nodes[i];
+        let built =
+            n.ledger.build_block(&candidates, T0 + self.now, &n.key).map_err(|e| e.to_string())?;
+        let proposer = n.key.public_key();
+        let mut block = built.block;
+        match self.config.attack {
+            Attack::Equivocate { .. } => {
+                // Two valid blocks that differ only in their time.
+                let n = &mut self.nodes[i];
+                let other = n
+                    .ledger
+                    .build_block(&candidates, T0 + self.now + 1, &n.key)
+                    .map_err(|e| e.to_string())?
+                    .block;
+                let (x, y) = (block.header.hash(), other.header.hash());
+                n.blocks.insert(x, block.clone());
+                n.blocks.insert(y, other.clone());
+                self.forks.insert((height, round.as_i64()), (x, y));
+                let (first, second) = self.halves(i);
+                for (to, b) in
+                    first.iter().map(|t| (*t, &block)).chain(second.iter().map(|t| (*t, &other)))
+                {
+                    let msg = Msg::Block {
+                        round,
+                        valid_round: Round::Nil,
+                        proposer,
+                        block: Box::new(b.clone()),
+                    };
+                    self.send(i, to, msg);
+                }
+                return Ok(x);
+            }
+            Attack::InvalidBlocks => {
+                let kind = self.rng.below(3);
+                match (kind, block.events.is_empty()) {
+                    (1, false) => block.events[0].signature.0[0] ^= 1,
+                    (2, false) => {
+                        // An event twice: the second is a replay the rules refuse. The header
+                        // commits to the events it carries, so only the rules can catch it.
+                        let again = block.events[0].clone();
+                        block.events.push(again);
+                        let ids: Vec<Hash> = block.events.iter().map(|e| e.id()).collect();
+                        block.header.events_root = tradeloop_ledger::block::events_root(&ids);
+                        block.header.event_count = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+                    }
+                    _ => block.header.app_hash.0[0] ^= 1,
+                }
+            }
+            Attack::FutureRounds | Attack::None => {}
+        }
+        let hash = block.header.hash();
+        self.nodes[i].blocks.insert(hash, block.clone());
+        self.broadcast(
+            i,
+            Msg::Block { round, valid_round: Round::Nil, proposer, block: Box::new(block) },
+        );
+        Ok(hash)
     }
 }
 
@@ -918,5 +1258,6 @@ fn action_name(a: &Action) -> String {
         Action::CancelAllTimeouts => "CancelAll".into(),
         Action::BuildBlock { height, round } => format!("BuildBlock(h={height} r={round:?})"),
         Action::Decided { height, .. } => format!("Decided(h={height})"),
+        Action::Evidence(e) => format!("Evidence({:?})", e.position()),
     }
 }

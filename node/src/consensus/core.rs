@@ -59,6 +59,10 @@ pub enum Action {
         /// Round.
         round: Round,
     },
+    /// A validator signed two different proposals or votes for one (height, round, step): the
+    /// two signed messages, which anyone can check offline with the validator's key. Reported
+    /// once per (validator, height, round, step).
+    Evidence(Box<Evidence>),
     /// A block was decided; commit it with this certificate (in the ledger's format).
     Decided {
         /// Height.
@@ -69,6 +73,68 @@ pub enum Action {
         certificate: LedgerCertificate,
     },
 }
+
+/// Proof that a validator equivocated.
+#[derive(Clone, Debug)]
+pub enum Evidence {
+    /// Two votes of one type, height and round for different values.
+    DoubleVote(mc::SignedVote<TradeContext>, mc::SignedVote<TradeContext>),
+    /// Two proposals for one height and round with different values.
+    DoubleProposal(mc::SignedProposal<TradeContext>, mc::SignedProposal<TradeContext>),
+}
+
+impl Evidence {
+    /// The validator that equivocated.
+    pub fn validator(&self) -> PublicKey {
+        match self {
+            Evidence::DoubleVote(a, _) => a.message.validator.0,
+            Evidence::DoubleProposal(a, _) => a.message.proposer.0,
+        }
+    }
+
+    /// `(height, round, step)` with step 0 proposal, 1 prevote, 2 precommit.
+    pub fn position(&self) -> (u64, i64, u8) {
+        match self {
+            Evidence::DoubleVote(a, _) => {
+                let step = match a.message.vote_type {
+                    VoteType::Prevote => 1,
+                    VoteType::Precommit => 2,
+                };
+                (a.message.height.0, a.message.round.as_i64(), step)
+            }
+            Evidence::DoubleProposal(a, _) => (a.message.height.0, a.message.round.as_i64(), 0),
+        }
+    }
+
+    /// Whether both messages are validly signed by the named validator, for one position, with
+    /// different values: what makes it evidence rather than a claim.
+    pub fn verify(&self, ctx: &TradeContext) -> bool {
+        match self {
+            Evidence::DoubleVote(a, b) => {
+                let (x, y) = (&a.message, &b.message);
+                x.validator == y.validator
+                    && x.vote_type == y.vote_type
+                    && x.height == y.height
+                    && x.round == y.round
+                    && x.value != y.value
+                    && x.validator.0.verify(&ctx.vote_bytes(x), &a.signature).is_ok()
+                    && y.validator.0.verify(&ctx.vote_bytes(y), &b.signature).is_ok()
+            }
+            Evidence::DoubleProposal(a, b) => {
+                let (x, y) = (&a.message, &b.message);
+                x.proposer == y.proposer
+                    && x.height == y.height
+                    && x.round == y.round
+                    && x.value != y.value
+                    && x.proposer.0.verify(&ctx.proposal_bytes(x), &a.signature).is_ok()
+                    && y.proposer.0.verify(&ctx.proposal_bytes(y), &b.signature).is_ok()
+            }
+        }
+    }
+}
+
+/// Most evidence positions remembered (to report each once); beyond it the oldest are dropped.
+pub const MAX_EVIDENCE_REMEMBERED: usize = 4096;
 
 /// Errors of the adapter.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +157,8 @@ pub struct ConsensusCore {
     /// Votes restored from the sign-state after a restart: republished on every rebroadcast
     /// timeout, because Malachite's fresh state does not know it signed them.
     restored: Vec<mc::SignedVote<TradeContext>>,
+    /// Evidence already reported: (validator, height, round, step).
+    reported: std::collections::BTreeSet<(PublicKey, u64, i64, u8)>,
 }
 
 impl std::fmt::Debug for ConsensusCore {
@@ -112,9 +180,20 @@ impl ConsensusCore {
         validators: Validators,
         height: u64,
     ) -> Self {
+        Self::with_thresholds(ctx, key, guard, validators, height, ThresholdParams::default())
+    }
+
+    fn with_thresholds(
+        ctx: TradeContext,
+        key: SigningKey,
+        guard: SignGuard,
+        validators: Validators,
+        height: u64,
+        threshold_params: ThresholdParams,
+    ) -> Self {
         let params = Params {
             address: Address(key.public_key()),
-            threshold_params: ThresholdParams::default(),
+            threshold_params,
             value_payload: ValuePayload::ProposalAndParts,
             enabled: true,
         };
@@ -126,7 +205,27 @@ impl ConsensusCore {
             INPUT_QUEUE_CAPACITY,
             INPUT_QUEUE_PER_HEIGHT,
         );
-        ConsensusCore { ctx, key, guard, validators, state, restored: Vec::new() }
+        ConsensusCore {
+            ctx,
+            key,
+            guard,
+            validators,
+            state,
+            restored: Vec::new(),
+            reported: Default::default(),
+        }
+    }
+
+    /// The same core with the quorum threshold lowered or raised to `numerator / denominator`
+    /// of voting power. Only the simulator's `majority-quorum` negative control uses this; a
+    /// real validator always runs with Malachite's 2/3.
+    pub fn with_quorum(self, numerator: u64, denominator: u64) -> Self {
+        let height = self.state.height().0;
+        let thresholds = ThresholdParams {
+            quorum: ThresholdParam { numerator, denominator },
+            ..ThresholdParams::default()
+        };
+        Self::with_thresholds(self.ctx, self.key, self.guard, self.validators, height, thresholds)
     }
 
     /// After a restart: if the sign-state records a vote at `height`, re-sign exactly that vote
@@ -201,7 +300,28 @@ impl ConsensusCore {
             return Err(CoreError::Guard(e));
         }
         result.map_err(|e: mcc::Error<TradeContext>| CoreError::Consensus(e.to_string()))?;
+        self.collect_evidence(&mut actions);
         Ok(actions)
+    }
+
+    /// Turns what Malachite's vote and proposal keepers recorded into `Evidence` actions.
+    fn collect_evidence(&mut self, actions: &mut Vec<Action>) {
+        let mut found = Vec::new();
+        for (_, pairs) in self.state.driver.take_vote_evidence() {
+            found.extend(pairs.into_iter().map(|(a, b)| Evidence::DoubleVote(a, b)));
+        }
+        for (_, pairs) in self.state.driver.take_proposal_evidence() {
+            found.extend(pairs.into_iter().map(|(a, b)| Evidence::DoubleProposal(a, b)));
+        }
+        for evidence in found {
+            let (height, round, step) = evidence.position();
+            if self.reported.len() >= MAX_EVIDENCE_REMEMBERED {
+                self.reported.pop_first();
+            }
+            if self.reported.insert((evidence.validator(), height, round, step)) {
+                actions.push(Action::Evidence(Box::new(evidence)));
+            }
+        }
     }
 }
 
