@@ -187,7 +187,7 @@ pub struct AppendArgs {
 
 #[derive(Debug, Args)]
 pub struct SimArgs {
-    /// Validators (1 to 4 with the sample cast).
+    /// Validators (1 to 7 with the sample cast).
     #[arg(long, default_value_t = 4)]
     pub validators: usize,
     /// Seeds per scenario (1..=N).
@@ -196,10 +196,12 @@ pub struct SimArgs {
     /// Run only this seed.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Run only this scenario (clean, lossy, isolate-one, split-2-2, rotating, crash-restart).
+    /// Run only this scenario (clean, lossy, isolate-one, split-2-2, rotating, crash-restart,
+    /// byzantine-equivocate, byzantine-invalid-blocks, byzantine-future-rounds).
     #[arg(long, conflicts_with = "control")]
     pub scenario: Option<String>,
-    /// Run a negative control instead (lost-wal): exits non-zero naming the violation it caught.
+    /// Run a negative control instead (lost-wal, byzantine-third, majority-quorum): exits
+    /// non-zero naming the violation it caught.
     #[arg(long)]
     pub control: Option<String>,
 }
