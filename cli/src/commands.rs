@@ -676,27 +676,29 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
     }
 }
 
-fn sim_control(args: &SimArgs, control: &str) -> Result<ExitCode> {
-    use tradeloop_node::sim::{run, SimConfig, CONTROLS};
+/// Runs the named scenario or control (`make` builds its config) for every seed, in parallel:
+/// seeds are independent and each run is deterministic. Results are in seed order.
+fn run_seeds(
+    seeds: &[u64],
+    make: impl Fn(u64) -> Option<tradeloop_node::sim::SimConfig> + Sync,
+) -> Vec<Result<tradeloop_node::sim::SimReport, String>> {
+    seeds
+        .par_iter()
+        .map(|&seed| {
+            make(seed)
+                .ok_or_else(|| "unknown scenario".to_string())
+                .and_then(|config| tradeloop_node::sim::run(&config))
+        })
+        .collect()
+}
+
+fn sim_control(args: &SimArgs, control: &str, seeds: &[u64]) -> Result<ExitCode> {
+    use tradeloop_node::sim::{SimConfig, CONTROLS};
     if !CONTROLS.contains(&control) {
         bail!("unknown control {control}; the controls are {}", CONTROLS.join(", "));
     }
-    let seeds: Vec<u64> = match args.seed {
-        Some(s) => vec![s],
-        None => (1..=args.seeds).collect(),
-    };
-    if !(1..=7).contains(&args.validators) {
-        bail!("--validators must be 1 to 7 (the sample cast hosts seven validators)");
-    }
     let mut caught = 0;
-    let reports: Vec<Result<tradeloop_node::sim::SimReport, String>> = seeds
-        .par_iter()
-        .map(|&seed| {
-            SimConfig::control(control, args.validators, seed)
-                .ok_or_else(|| format!("unknown control {control}"))
-                .and_then(|config| run(&config))
-        })
-        .collect();
+    let reports = run_seeds(seeds, |seed| SimConfig::control(control, args.validators, seed));
     for (&seed, report) in seeds.iter().zip(reports) {
         let report = report.map_err(anyhow::Error::msg)?;
         if let Some((what, detail)) = report.violation {
@@ -721,15 +723,7 @@ fn sim_control(args: &SimArgs, control: &str) -> Result<ExitCode> {
 }
 
 fn sim(args: SimArgs) -> Result<ExitCode> {
-    use tradeloop_node::sim::{run, SimConfig, SCENARIOS};
-    if let Some(control) = &args.control {
-        return sim_control(&args, control);
-    }
-    let scenarios: Vec<&str> = match &args.scenario {
-        Some(s) if SCENARIOS.contains(&s.as_str()) => vec![s.as_str()],
-        Some(s) => bail!("unknown scenario {s}; the scenarios are {}", SCENARIOS.join(", ")),
-        None => SCENARIOS.to_vec(),
-    };
+    use tradeloop_node::sim::{SimConfig, SCENARIOS};
     if !(1..=7).contains(&args.validators) {
         bail!("--validators must be 1 to 7 (the sample cast hosts seven validators)");
     }
@@ -737,18 +731,19 @@ fn sim(args: SimArgs) -> Result<ExitCode> {
         Some(s) => vec![s],
         None => (1..=args.seeds).collect(),
     };
+    if let Some(control) = &args.control {
+        return sim_control(&args, control, &seeds);
+    }
+    let scenarios: Vec<&str> = match &args.scenario {
+        Some(s) if SCENARIOS.contains(&s.as_str()) => vec![s.as_str()],
+        Some(s) => bail!("unknown scenario {s}; the scenarios are {}", SCENARIOS.join(", ")),
+        None => SCENARIOS.to_vec(),
+    };
     let mut failures = 0;
     for scenario in scenarios {
         let (mut ok, mut total_ms, mut evidence) = (0u64, 0u64, 0usize);
-        // Seeds are independent and each is deterministic: run them on every core.
-        let reports: Vec<Result<tradeloop_node::sim::SimReport, String>> = seeds
-            .par_iter()
-            .map(|&seed| {
-                SimConfig::scenario(scenario, args.validators, seed)
-                    .ok_or_else(|| format!("unknown scenario {scenario}"))
-                    .and_then(|config| run(&config))
-            })
-            .collect();
+        let reports =
+            run_seeds(&seeds, |seed| SimConfig::scenario(scenario, args.validators, seed));
         for (&seed, result) in seeds.iter().zip(reports) {
             if let Ok(report) = &result {
                 evidence += report.evidence.len();

@@ -576,6 +576,15 @@ impl Sim {
         self.honest().map(|i| self.nodes[i].decided.len() as u64).min().unwrap_or(0)
     }
 
+    /// Which sample events validator `i` puts in its next block: the next `EVENTS_PER_BLOCK`
+    /// after those its chain holds (none once they run out).
+    fn candidates(&self, i: usize) -> std::ops::Range<usize> {
+        let committed =
+            usize::try_from(self.nodes[i].ledger.tip().height).unwrap_or(0) * EVENTS_PER_BLOCK;
+        let end = (committed + EVENTS_PER_BLOCK).min(self.events.len());
+        committed.min(end)..end
+    }
+
     fn is_byzantine(&self, i: usize) -> bool {
         self.config.byzantine.contains(&i)
     }
@@ -976,11 +985,9 @@ impl Sim {
             Action::CancelTimeout(t) => self.nodes[i].timers.retain(|x| *x != t),
             Action::CancelAllTimeouts => self.nodes[i].timers.clear(),
             Action::BuildBlock { height, round } => {
+                let range = self.candidates(i);
+                let candidates = &self.events[range];
                 let n = &mut self.nodes[i];
-                let committed =
-                    usize::try_from(n.ledger.tip().height).unwrap_or(0) * EVENTS_PER_BLOCK;
-                let end = (committed + EVENTS_PER_BLOCK).min(self.events.len());
-                let candidates = &self.events[committed.min(end)..end];
                 let built = n
                     .ledger
                     .build_block(candidates, T0 + self.now, &n.key)
@@ -1143,10 +1150,7 @@ impl Sim {
 
     /// A byzantine proposer's block(s); returns the hash its own core proposes.
     fn byzantine_build(&mut self, i: usize, height: u64, round: Round) -> Result<Hash, String> {
-        let committed =
-            usize::try_from(self.nodes[i].ledger.tip().height).unwrap_or(0) * EVENTS_PER_BLOCK;
-        let end = (committed + EVENTS_PER_BLOCK).min(self.events.len());
-        let candidates = self.events[committed.min(end)..end].to_vec();
+        let candidates = self.events[self.candidates(i)].to_vec();
         let n = &mut self.nodes[i];
         let built =
             n.ledger.build_block(&candidates, T0 + self.now, &n.key).map_err(|e| e.to_string())?;

@@ -38,11 +38,9 @@ fn all_pass(name: &str, n: usize, seeds: std::ops::RangeInclusive<u64>) -> Vec<S
 
 #[test]
 fn four_validators_over_a_thousand_seeds_every_scenario() {
-    let mut runs = 0;
     for scenario in SCENARIOS {
-        runs += all_pass(scenario, 4, 1..=seeds_n4()).len();
+        all_pass(scenario, 4, 1..=seeds_n4());
     }
-    assert!(runs as u64 >= 9 * seeds_n4().min(112));
 }
 
 #[test]
