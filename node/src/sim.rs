@@ -120,6 +120,7 @@ pub const SCENARIOS: &[&str] = &[
     "split-2-2",
     "rotating",
     "crash-restart",
+    "offline-many-heights",
     "byzantine-equivocate",
     "byzantine-invalid-blocks",
     "byzantine-future-rounds",
@@ -184,6 +185,13 @@ impl SimConfig {
             "crash-restart" => {
                 Some(SimConfig { target_height: 30, crashes: random_crashes(&mut rng, n), ..clean })
             }
+            // One validator down for 60 s while the others decide (50 to 80 heights); it
+            // restarts from disk (a stale WAL of its old height) and must catch up by sync.
+            "offline-many-heights" => Some(SimConfig {
+                target_height: 120,
+                crashes: vec![Crash { node: victim, at_ms: 100 + rng.below(400), down_ms: 60_000 }],
+                ..clean
+            }),
             // f byzantine validators, on a lossy network until GST.
             "byzantine-equivocate" | "byzantine-invalid-blocks" | "byzantine-future-rounds" => {
                 let attack = match name {
@@ -285,6 +293,8 @@ pub struct SimReport {
     pub time_ms: u64,
     /// Messages delivered.
     pub delivered: u64,
+    /// Blocks validators committed from sync responses (catch-up) rather than by deciding.
+    pub synced_blocks: u64,
     /// Signatures the sign-state guard refused (a restarted validator asked to sign differently).
     pub guard_refusals: u64,
     /// Equivocations proven by evidence that honest validators recorded: (accused validator,
@@ -365,6 +375,19 @@ struct Node {
     base: std::path::PathBuf,
 }
 
+impl Node {
+    /// Keeps a block of the current height in memory and, if it may be voted for (valid, or
+    /// our own), durably in the WAL first.
+    fn keep_block(&mut self, block: Block, persist: bool) -> Result<Hash, String> {
+        let hash = block.header.hash();
+        if persist {
+            self.core.persist_block(&block).map_err(|e| e.to_string())?;
+        }
+        self.blocks.insert(hash, block);
+        Ok(hash)
+    }
+}
+
 /// splitmix64: small, deterministic, good enough for fault injection.
 struct Rng(u64);
 
@@ -391,6 +414,7 @@ struct Sim {
     rng: Rng,
     delivered: u64,
     guard_refusals: u64,
+    synced_blocks: u64,
     /// Everything each validator broadcast a signature for: (validator, height, round, kind)
     /// -> value. Two different values at one key is equivocation.
     signed: BTreeMap<(usize, u64, i64, u8), Option<Hash>>,
@@ -445,6 +469,7 @@ impl Sim {
             if let Some((numerator, denominator)) = config.quorum {
                 core = core.with_quorum(numerator, denominator);
             }
+            let (core, _) = core.with_wal(&base.join("wal")).map_err(|e| e.to_string())?;
             nodes.push(Node {
                 key: key.clone(),
                 core,
@@ -470,6 +495,7 @@ impl Sim {
             rng,
             delivered: 0,
             guard_refusals: 0,
+            synced_blocks: 0,
             signed: BTreeMap::new(),
             equivocation: None,
             equivocated_at: None,
@@ -600,6 +626,7 @@ impl Sim {
             time_ms: self.now,
             delivered: self.delivered,
             guard_refusals: self.guard_refusals,
+            synced_blocks: self.synced_blocks,
             evidence: self
                 .evidence
                 .iter()
@@ -642,9 +669,9 @@ impl Sim {
         n.early.clear();
     }
 
-    /// Restarts a validator as a new process would: ledger and sign-state reopened from disk,
-    /// a fresh consensus state at the ledger's next height. (Replaying the WAL into Malachite is
-    /// not wired yet, so the sign-state guard alone keeps it from signing twice.)
+    /// Restarts a validator as a new process would: ledger, sign-state and WAL reopened from
+    /// disk, the height started afresh and the WAL replayed into it, then the last signed vote
+    /// resumed from the sign-state.
     fn restart(&mut self, i: usize) -> Result<(), String> {
         if self.nodes[i].up {
             return Ok(());
@@ -654,6 +681,7 @@ impl Sim {
         let guard_path = base.join("sign-state.bin");
         if self.config.lose_sign_state_on_restart {
             let _ = std::fs::remove_file(&guard_path);
+            let _ = std::fs::remove_dir_all(base.join("wal"));
         }
         // Drop the old ledger (closing sled) before reopening it.
         let placeholder =
@@ -670,14 +698,20 @@ impl Sim {
         if let Some((numerator, denominator)) = self.config.quorum {
             core = core.with_quorum(numerator, denominator);
         }
+        let (mut core, records) =
+            core.with_wal(&base.join("wal")).map_err(|e| format!("validator {i} restart: {e}"))?;
+        let (actions, blocks) =
+            core.recover(height, records).map_err(|e| format!("validator {i} WAL replay: {e}"))?;
         let n = &mut self.nodes[i];
         n.ledger = ledger;
         n.core = core;
         n.height = height;
         n.up = true;
         n.last_sync_request_ms = None;
-        let input = n.core.start_height(height);
-        self.feed(i, input)?;
+        for block in blocks {
+            n.blocks.insert(block.header.hash(), block);
+        }
+        self.carry_out(i, actions)?;
         // Resume the last vote this validator signed before the crash (from its sign-state).
         let restored = match self.nodes[i].core.restore_last_vote(height) {
             Ok(actions) => actions,
@@ -815,9 +849,8 @@ impl Sim {
                     return Ok(());
                 }
                 let valid = node.ledger.validate_proposal(&block);
-                let hash = block.header.hash();
-                let ok = valid.as_ref().is_ok_and(|h| *h == hash);
-                node.blocks.insert(hash, *block);
+                let ok = valid.as_ref().is_ok_and(|h| *h == block.header.hash());
+                let hash = node.keep_block(*block, ok)?;
                 self.feed(to, received_block(height, round, valid_round, proposer, hash, ok))
             }
         }
@@ -831,9 +864,11 @@ impl Sim {
             if let Msg::Block { round, valid_round, proposer, block } = msg {
                 match block.header.height.cmp(&height) {
                     std::cmp::Ordering::Equal => {
-                        let hash = block.header.hash();
-                        let ok = n.ledger.validate_proposal(&block).is_ok_and(|h| h == hash);
-                        n.blocks.insert(hash, *block);
+                        let ok = n
+                            .ledger
+                            .validate_proposal(&block)
+                            .is_ok_and(|h| h == block.header.hash());
+                        let hash = n.keep_block(*block, ok)?;
                         inputs.push(received_block(height, round, valid_round, proposer, hash, ok));
                     }
                     std::cmp::Ordering::Greater => {
@@ -864,6 +899,7 @@ impl Sim {
             })?;
             n.decided.insert(height, hash);
             n.height = height + 1;
+            self.synced_blocks += 1;
         }
         if n.height == before {
             return Ok(());
@@ -998,8 +1034,7 @@ impl Sim {
                         built.rejected
                     ));
                 }
-                let hash = built.hash;
-                n.blocks.insert(hash, built.block.clone());
+                let hash = n.keep_block(built.block.clone(), true)?;
                 let proposer = n.key.public_key();
                 self.broadcast(
                     i,
@@ -1201,8 +1236,7 @@ impl Sim {
             }
             Attack::FutureRounds | Attack::None => {}
         }
-        let hash = block.header.hash();
-        self.nodes[i].blocks.insert(hash, block.clone());
+        let hash = self.nodes[i].keep_block(block.clone(), true)?;
         self.broadcast(
             i,
             Msg::Block { round, valid_round: Round::Nil, proposer, block: Box::new(block) },

@@ -135,3 +135,12 @@ fn a_majority_quorum_is_caught() {
     assert!(caught("majority-quorum", 4).iter().any(|(what, _)| what == "agreement"));
     assert!(caught("majority-quorum", 7).iter().any(|(what, _)| what == "validity"));
 }
+
+/// A validator down for 60 s misses many heights and catches up by sync, committing what it
+/// missed only after the ledger verified each certificate and re-executed each block.
+#[test]
+fn a_validator_offline_for_many_heights_catches_up_by_sync() {
+    for report in all_pass("offline-many-heights", 4, 1..=4) {
+        assert!(report.synced_blocks >= 40, "only {} blocks synced", report.synced_blocks);
+    }
+}

@@ -5,8 +5,8 @@
 //! [`Action`] for the caller (broadcast, timers, build a block, decided). No I/O besides the
 //! guard's fsync, no clock, no randomness: time arrives as `TimeoutElapsed` inputs.
 //!
-//! Status (issue 3): a single validator decides heights end to end; the WAL records are not yet
-//! written from `WalAppend`, proposal parts are not yet streamed, and sync is not wired.
+//! With a WAL attached ([`ConsensusCore::with_wal`]), every input Malachite asks to persist is
+//! fsynced before it acts, and [`ConsensusCore::recover`] replays them after a restart.
 
 use malachite_core_consensus::{
     self as mcc, Effect, Input, LivenessMsg, Params, Resumable, SignedConsensusMsg, State,
@@ -20,6 +20,12 @@ use tradeloop_ledger::block::{CommitCertificate as LedgerCertificate, CommitSig}
 
 use super::context::{Address, BlockHash, Height, TradeContext, Validators, Vote};
 use super::guard::{GuardError, Position, SignGuard, Step};
+use std::path::Path;
+
+use tradeloop_ledger::block::Block;
+
+use super::wal::Wal;
+use super::walrecord::WalRecord;
 
 /// Bound on inputs Malachite may queue for future rounds and heights.
 pub const INPUT_QUEUE_CAPACITY: usize = 1024;
@@ -145,6 +151,20 @@ pub enum CoreError {
     /// Malachite reported an error.
     #[error("consensus: {0}")]
     Consensus(String),
+    /// The WAL could not be written or read; nothing that depended on it was done.
+    #[error("consensus WAL: {0}")]
+    Wal(String),
+}
+
+impl CoreError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CoreError::Guard(e) => e.code(),
+            CoreError::Consensus(_) => "CONSENSUS",
+            CoreError::Wal(_) => "WAL",
+        }
+    }
 }
 
 /// One validator's consensus state machine.
@@ -159,6 +179,10 @@ pub struct ConsensusCore {
     restored: Vec<mc::SignedVote<TradeContext>>,
     /// Evidence already reported: (validator, height, round, step).
     reported: std::collections::BTreeSet<(PublicKey, u64, i64, u8)>,
+    /// The write-ahead log of the current height, once attached.
+    wal: Option<Wal>,
+    /// Replaying the WAL: inputs are not appended again.
+    replaying: bool,
 }
 
 impl std::fmt::Debug for ConsensusCore {
@@ -213,6 +237,8 @@ impl ConsensusCore {
             state,
             restored: Vec::new(),
             reported: Default::default(),
+            wal: None,
+            replaying: false,
         }
     }
 
@@ -226,6 +252,89 @@ impl ConsensusCore {
             ..ThresholdParams::default()
         };
         Self::with_thresholds(self.ctx, self.key, self.guard, self.validators, height, thresholds)
+    }
+
+    /// Attaches the write-ahead log kept in `dir`: opens the file of this core's height and
+    /// returns the records already in it (empty on a fresh start), for [`Self::recover`].
+    pub fn with_wal(mut self, dir: &Path) -> Result<(Self, Vec<WalRecord>), CoreError> {
+        let (wal, raw) =
+            Wal::open(dir, self.state.height().0).map_err(|e| CoreError::Wal(e.to_string()))?;
+        let records = raw
+            .iter()
+            .map(|bytes| WalRecord::decode(bytes))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CoreError::Wal(e.to_string()))?;
+        self.wal = Some(wal);
+        Ok((self, records))
+    }
+
+    /// Writes a block of the current height (one this validator built, or received and found
+    /// valid) to the WAL, durably, before the caller proposes or reports it: a restarted
+    /// validator must still have every block it may have voted for. Blocks of other heights
+    /// are not written.
+    pub fn persist_block(&mut self, block: &Block) -> Result<(), CoreError> {
+        let Some(wal) = self.wal.as_mut().filter(|w| w.height() == block.header.height) else {
+            return Ok(());
+        };
+        let bytes = WalRecord::Block(Box::new(block.clone()))
+            .encode()
+            .map_err(|e| CoreError::Wal(e.to_string()))?;
+        wal.append(&bytes).map_err(|e| CoreError::Wal(e.to_string()))
+    }
+
+    /// After a restart at `height`: starts the height and feeds every WAL record back in order,
+    /// so Malachite reaches the round, step, lock and votes it had. Returns the actions to
+    /// carry out (timers, re-sent votes; a `BuildBlock` for a round whose proposal was already
+    /// made is dropped, since building a different block would be refused by the guard) and the
+    /// blocks the WAL held. An input the guard refuses to re-sign is skipped: the guard, not
+    /// the WAL, is the last word on what may be signed.
+    pub fn recover(
+        &mut self,
+        height: u64,
+        records: Vec<WalRecord>,
+    ) -> Result<(Vec<Action>, Vec<Block>), CoreError> {
+        let mut actions = self.handle(self.start_height(height))?;
+        let mut blocks = Vec::new();
+        let mut proposed = Vec::new();
+        let me = Address(self.key.public_key());
+        // Malachite's own replay mode: our recorded votes and proposal are indexed, so that what
+        // replay re-derives reuses the recorded signature, and a re-derived message that differs
+        // from the recorded one is an error rather than a second signature.
+        self.state.index_wal_entries(records.iter().filter_map(|r| match r {
+            WalRecord::Input(input) => Some(input),
+            WalRecord::Block(_) => None,
+        }));
+        self.replaying = true;
+        let mut result = Ok(());
+        for record in records {
+            let input = match record {
+                WalRecord::Block(block) => {
+                    blocks.push(*block);
+                    continue;
+                }
+                WalRecord::Input(input) => input,
+            };
+            if let Input::ProposedValue(pv, _) = &input {
+                if pv.proposer == me {
+                    proposed.push((pv.height.0, pv.round));
+                }
+            }
+            match self.handle(input) {
+                Ok(more) => actions.extend(more),
+                Err(CoreError::Guard(_)) => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.replaying = false;
+        self.state.reset_entries_index();
+        result?;
+        actions.retain(|a| {
+            !matches!(a, Action::BuildBlock { height, round } if proposed.contains(&(*height, *round)))
+        });
+        Ok((actions, blocks))
     }
 
     /// After a restart: if the sign-state records a vote at `height`, re-sign exactly that vote
@@ -286,18 +395,34 @@ impl ConsensusCore {
                 }
             }
         }
-        let mut guard_error = None;
-        let ctx = &self.ctx;
-        let key = &self.key;
-        let guard = &mut self.guard;
+        if let (Input::StartHeight(height, ..), Some(wal)) = (&input, &self.wal) {
+            if wal.height() != height.0 {
+                // The previous height's block is committed (the caller's contract): its WAL
+                // file goes, this height's begins.
+                let wal = self.wal.take().ok_or_else(|| CoreError::Wal("no WAL".into()))?;
+                self.wal = Some(wal.advance(height.0).map_err(|e| CoreError::Wal(e.to_string()))?);
+            }
+        }
+        let mut io = EffectIo {
+            ctx: &self.ctx,
+            key: &self.key,
+            guard: &mut self.guard,
+            wal: if self.replaying { None } else { self.wal.as_mut() },
+            actions: &mut actions,
+            guard_error: None,
+            wal_error: None,
+        };
         let result = mcc::process!(
             input: input,
             state: &mut self.state,
             metrics: &(),
-            with: effect => on_effect(ctx, key, guard, &mut actions, &mut guard_error, effect)
+            with: effect => on_effect(&mut io, effect)
         );
-        if let Some(e) = guard_error {
+        if let Some(e) = io.guard_error {
             return Err(CoreError::Guard(e));
+        }
+        if let Some(e) = io.wal_error {
+            return Err(CoreError::Wal(e));
         }
         result.map_err(|e: mcc::Error<TradeContext>| CoreError::Consensus(e.to_string()))?;
         self.collect_evidence(&mut actions);
@@ -327,14 +452,21 @@ impl ConsensusCore {
 
 type Resume = mcc::Resume<TradeContext>;
 
-fn on_effect(
-    ctx: &TradeContext,
-    key: &SigningKey,
-    guard: &mut SignGuard,
-    actions: &mut Vec<Action>,
-    guard_error: &mut Option<GuardError>,
-    effect: Effect<TradeContext>,
-) -> Result<Resume, CoreError> {
+/// What effects are answered with: keys, the guard, the WAL, and where actions and errors go.
+struct EffectIo<'a> {
+    ctx: &'a TradeContext,
+    key: &'a SigningKey,
+    guard: &'a mut SignGuard,
+    /// `None` while replaying (nothing is appended twice) or when no WAL is attached.
+    wal: Option<&'a mut Wal>,
+    actions: &'a mut Vec<Action>,
+    guard_error: Option<GuardError>,
+    wal_error: Option<String>,
+}
+
+fn on_effect(io: &mut EffectIo<'_>, effect: Effect<TradeContext>) -> Result<Resume, CoreError> {
+    let (ctx, key) = (io.ctx, io.key);
+    let actions = &mut *io.actions;
     Ok(match effect {
         Effect::CancelAllTimeouts(r) => {
             actions.push(Action::CancelAllTimeouts);
@@ -413,8 +545,8 @@ fn on_effect(
                 NilOrVal::Val(h) => Some(h.0),
             };
             // The guard's fsync happens before the signature exists.
-            if let Err(e) = guard.permit(position, value) {
-                *guard_error = Some(e);
+            if let Err(e) = io.guard.permit(position, value) {
+                io.guard_error = Some(e);
                 return Err(CoreError::Consensus("signing refused by the sign-state guard".into()));
             }
             let signature = key.sign(&ctx.vote_bytes(&vote));
@@ -426,8 +558,8 @@ fn on_effect(
                 round: proposal.round.as_u32().unwrap_or(0),
                 step: Step::Propose,
             };
-            if let Err(e) = guard.permit(position, Some(proposal.value.0)) {
-                *guard_error = Some(e);
+            if let Err(e) = io.guard.permit(position, Some(proposal.value.0)) {
+                io.guard_error = Some(e);
                 return Err(CoreError::Consensus("signing refused by the sign-state guard".into()));
             }
             let signature = key.sign(&ctx.proposal_bytes(&proposal));
@@ -487,7 +619,20 @@ fn on_effect(
             // Vote extensions are disabled on this chain; an extended certificate is never valid.
             r.resume_with(Err(CertificateError::VerificationError(None)))
         }
-        Effect::WalAppend(_, _, r) => r.resume_with(()),
+        Effect::WalAppend(height, input, r) => {
+            if let Some(wal) = io.wal.as_deref_mut().filter(|w| w.height() == height.0) {
+                // Durable before Malachite acts on it; a failure stops the step.
+                let written = WalRecord::Input(input)
+                    .encode()
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| wal.append(&bytes).map_err(|e| e.to_string()));
+                if let Err(e) = written {
+                    io.wal_error = Some(e);
+                    return Err(CoreError::Wal("WAL append failed".into()));
+                }
+            }
+            r.resume_with(())
+        }
         Effect::ExtendVote(.., r) => r.resume_with(None),
         Effect::VerifyVoteExtension(.., r) => r.resume_with(Ok(())),
     })

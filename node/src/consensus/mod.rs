@@ -6,3 +6,4 @@ pub mod context;
 pub mod core;
 pub mod guard;
 pub mod wal;
+pub mod walrecord;

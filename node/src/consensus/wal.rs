@@ -3,8 +3,8 @@
 //! the height to the same state instead of starting it afresh.
 //!
 //! One file per height, `wal-<height:020>.log`: the magic `TLWAL001`, the height (u64 BE), then
-//! frames of kind WAL_RECORD (docs/formats.md) whose payloads are opaque to this module (the
-//! consensus adapter encodes its inputs). Opening truncates a torn last record and refuses any
+//! frames of kind WAL_RECORD (docs/formats.md) whose payloads are opaque to this module (they
+//! are `walrecord::WalRecord`s, encoded by the consensus adapter). Opening truncates a torn last record and refuses any
 //! other damage; a decided height's file is removed once the block is committed.
 
 use std::fs::{File, OpenOptions};
