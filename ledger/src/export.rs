@@ -42,20 +42,58 @@ pub fn export(ledger: &Ledger, path: &Path) -> Result<u64, LedgerError> {
     let io = |e| LedgerError::io(format!("cannot write export {}", path.display()), e);
     let file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(io)?;
     let mut out = BufWriter::new(file);
-    out.write_all(EXPORT_MAGIC).map_err(io)?;
-    out.write_all(&EXPORT_VERSION.to_be_bytes()).map_err(io)?;
-    out.write_all(&frame::encode(frame::kind::GENESIS, &ledger.genesis().canonical)).map_err(io)?;
-    let tip = ledger.tip().clone();
-    for height in 1..=tip.height {
-        let block = ledger.block(height)?;
-        out.write_all(&frame::encode(frame::kind::BLOCK, &codec::encode(&block))).map_err(io)?;
-    }
-    let trailer =
-        ExportTrailer { block_count: tip.height, tip_hash: tip.hash, app_hash: tip.app_hash };
-    out.write_all(&frame::encode(frame::kind::END, &codec::encode(&trailer))).map_err(io)?;
+    let tip = ledger.tip().height;
+    let count =
+        write_to(&mut out, ledger.genesis(), (1..=tip).map(|h| ledger.block(h))).map_err(|e| {
+            match e {
+                WriteError::Io(e) => io(e),
+                WriteError::Ledger(e) => e,
+            }
+        })?;
     let file = out.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(io)?;
-    Ok(tip.height)
+    Ok(count)
+}
+
+/// Why [`write_to`] stopped.
+#[derive(Debug)]
+pub enum WriteError {
+    /// Writing failed.
+    Io(std::io::Error),
+    /// Reading a block failed.
+    Ledger(LedgerError),
+}
+
+/// Writes an export of the chain of `genesis` made of `blocks` (in order from height 1) to
+/// `out`: header, genesis frame, one frame per block, and the trailer naming the last block
+/// (the genesis tip for none). Nothing is checked: the auditor is what checks. Returns the
+/// block count.
+pub fn write_to<W: Write>(
+    out: &mut W,
+    genesis: &crate::genesis::Genesis,
+    blocks: impl IntoIterator<Item = Result<CertifiedBlock, LedgerError>>,
+) -> Result<u64, WriteError> {
+    out.write_all(EXPORT_MAGIC).map_err(WriteError::Io)?;
+    out.write_all(&EXPORT_VERSION.to_be_bytes()).map_err(WriteError::Io)?;
+    out.write_all(&frame::encode(frame::kind::GENESIS, &genesis.canonical))
+        .map_err(WriteError::Io)?;
+    let genesis_tip = crate::block::Tip::genesis(genesis);
+    let mut trailer = ExportTrailer {
+        block_count: 0,
+        tip_hash: genesis_tip.hash,
+        app_hash: genesis_tip.app_hash,
+    };
+    for block in blocks {
+        let block = block.map_err(WriteError::Ledger)?;
+        out.write_all(&frame::encode(frame::kind::BLOCK, &codec::encode(&block)))
+            .map_err(WriteError::Io)?;
+        trailer.block_count += 1;
+        trailer.tip_hash = block.block.header.hash();
+        trailer.app_hash = block.block.header.app_hash;
+    }
+    out.write_all(&frame::encode(frame::kind::END, &codec::encode(&trailer)))
+        .map_err(WriteError::Io)?;
+    Ok(trailer.block_count)
 }
 
 /// Reads an export frame by frame.

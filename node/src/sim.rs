@@ -68,6 +68,9 @@ pub struct SimConfig {
     /// Negative control: the quorum threshold `(numerator, denominator)` every validator uses
     /// instead of 2/3.
     pub quorum: Option<(u64, u64)>,
+    /// Also leave the audited export of the longest honest chain here (for tests that tamper
+    /// with it).
+    pub export_to: Option<std::path::PathBuf>,
 }
 
 /// What byzantine validators do.
@@ -268,6 +271,7 @@ impl SimConfig {
             byzantine: Vec::new(),
             attack: Attack::None,
             quorum: None,
+            export_to: None,
         }
     }
 }
@@ -579,7 +583,8 @@ impl Sim {
                 .honest()
                 .all(|i| self.nodes[i].decided.len() as u64 >= self.config.target_height)
             {
-                return Ok(self.report(None));
+                let audit = self.audit_longest_chain()?;
+                return Ok(self.report(audit));
             }
         }
         let min = self.min_height();
@@ -596,6 +601,25 @@ impl Sim {
                 self.now, self.config.target_height
             ),
         ))))
+    }
+
+    /// The auditor's check on every successful run: the longest honest chain is exported and
+    /// verified offline from the genesis alone (every certificate, every event, every rule).
+    fn audit_longest_chain(&self) -> Result<Option<(String, String)>, String> {
+        let Some(i) = self.honest().max_by_key(|i| self.nodes[*i].ledger.tip().height) else {
+            return Ok(None);
+        };
+        let path = self._dir.path().join(format!("audit-{i}.tlx"));
+        tradeloop_ledger::export::export(&self.nodes[i].ledger, &path)
+            .map_err(|e| format!("export of validator {i}'s chain: {e}"))?;
+        let verdict = tradeloop_ledger::audit::verify_export(&path, &self.genesis, &mut |_, _| {});
+        if let Some(keep) = &self.config.export_to {
+            std::fs::copy(&path, keep).map_err(|e| format!("copy the export: {e}"))?;
+        }
+        let _ = std::fs::remove_file(&path);
+        Ok(verdict.err().map(|failure| {
+            ("audit".to_string(), format!("validator {i}'s chain fails verification: {failure}"))
+        }))
     }
 
     fn min_height(&self) -> u64 {

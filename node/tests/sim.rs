@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 use tradeloop_node::sim::{run, SimConfig, SimReport, CONTROLS, SCENARIOS};
 
-/// Seeds per scenario with n = 4: 9 scenarios x 112 = 1,008 runs.
+/// Seeds per scenario with n = 4: 10 scenarios x 112 = 1,120 runs.
 fn seeds_n4() -> u64 {
     std::env::var("TRADELOOP_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(112)
 }
@@ -143,4 +143,37 @@ fn a_validator_offline_for_many_heights_catches_up_by_sync() {
     for report in all_pass("offline-many-heights", 4, 1..=4) {
         assert!(report.synced_blocks >= 40, "only {} blocks synced", report.synced_blocks);
     }
+}
+
+/// Every successful run exports the longest honest chain and verifies it offline from the
+/// genesis alone (Malachite's certificates in the ledger's format). A tampered certificate in
+/// such a chain is caught at its height.
+#[test]
+fn a_simulated_chain_verifies_offline_and_a_tampered_certificate_does_not() {
+    use tradeloop_ledger::audit::verify_export;
+    use tradeloop_ledger::export::{write_to, ExportItem, ExportReader};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sim.tlx");
+    let config = SimConfig { export_to: Some(path.clone()), ..scenario("lossy", 4, 5) };
+    let report = run(&config).unwrap();
+    assert!(report.violation.is_none(), "{:?}", report.violation);
+    let cast = tradeloop_ledger::sample::Cast::deterministic(4, 1_780_000_000_000 - 1000).unwrap();
+    let verified = verify_export(&path, &cast.genesis, &mut |_, _| {}).unwrap();
+    assert!(verified.blocks >= 5);
+    // Read the blocks back, swap one signature of block 3's certificate for another signer's.
+    let mut reader = ExportReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let mut blocks = Vec::new();
+    while let ExportItem::Block(b) = reader.next_item().unwrap() {
+        blocks.push(*b);
+    }
+    let sigs = &mut blocks[2].certificate.signatures;
+    assert!(sigs.len() >= 3, "a 4-validator certificate has at least 3 signers");
+    sigs[0].signature = sigs[1].signature;
+    let tampered = dir.path().join("tampered.tlx");
+    let mut out = Vec::new();
+    write_to(&mut out, &cast.genesis, blocks.into_iter().map(Ok)).unwrap();
+    std::fs::write(&tampered, out).unwrap();
+    let failure = verify_export(&tampered, &cast.genesis, &mut |_, _| {}).unwrap_err();
+    assert_eq!(failure.height, 3, "{failure}");
+    assert!(failure.reason.contains("certificate"), "{failure}");
 }

@@ -6,10 +6,7 @@ use std::path::{Path, PathBuf};
 use tradeloop_crypto::SigningKey;
 use tradeloop_ledger::audit::{verify_data_dir, verify_export, AuditFailure};
 use tradeloop_ledger::block::{CertifiedBlock, CommitCertificate};
-use tradeloop_ledger::export::{
-    ExportItem, ExportReader, ExportTrailer, EXPORT_MAGIC, EXPORT_VERSION,
-};
-use tradeloop_ledger::frame;
+use tradeloop_ledger::export::{write_to, ExportItem, ExportReader, ExportTrailer};
 use tradeloop_ledger::genesis::ValidatorSet;
 use tradeloop_ledger::sample::{trade_events, Cast};
 use tradeloop_ledger::{codec, Ledger};
@@ -21,7 +18,6 @@ const BLOCKS: u64 = 13;
 struct Chain {
     cast: Cast,
     dir: tempfile::TempDir,
-    genesis_json: Vec<u8>,
     blocks: Vec<CertifiedBlock>,
 }
 
@@ -51,7 +47,7 @@ fn chain() -> Chain {
     assert_eq!(ledger.tip().height, BLOCKS);
     tradeloop_ledger::export::export(&ledger, &dir.path().join("chain.tlx")).unwrap();
     let blocks = (1..=BLOCKS).map(|h| ledger.block(h).unwrap()).collect();
-    Chain { genesis_json: cast.genesis.canonical.clone(), cast, dir, blocks }
+    Chain { cast, dir, blocks }
 }
 
 impl Chain {
@@ -64,20 +60,7 @@ impl Chain {
     fn write_export(&self, name: &str, blocks: &[CertifiedBlock]) -> PathBuf {
         let path = self.dir.path().join(name);
         let mut out = Vec::new();
-        out.extend_from_slice(EXPORT_MAGIC);
-        out.extend_from_slice(&EXPORT_VERSION.to_be_bytes());
-        out.extend(frame::encode(frame::kind::GENESIS, &self.genesis_json));
-        for b in blocks {
-            out.extend(frame::encode(frame::kind::BLOCK, &codec::encode(b)));
-        }
-        if let Some(last) = blocks.last() {
-            let trailer = ExportTrailer {
-                block_count: blocks.len() as u64,
-                tip_hash: last.block.header.hash(),
-                app_hash: last.block.header.app_hash,
-            };
-            out.extend(frame::encode(frame::kind::END, &codec::encode(&trailer)));
-        }
+        write_to(&mut out, &self.cast.genesis, blocks.iter().cloned().map(Ok)).unwrap();
         std::fs::write(&path, out).unwrap();
         path
     }
