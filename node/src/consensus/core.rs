@@ -8,6 +8,8 @@
 //! With a WAL attached ([`ConsensusCore::with_wal`]), every input Malachite asks to persist is
 //! fsynced before it acts, and [`ConsensusCore::recover`] replays them after a restart.
 
+use std::path::Path;
+
 use malachite_core_consensus::{
     self as mcc, Effect, Input, LivenessMsg, Params, Resumable, SignedConsensusMsg, State,
 };
@@ -16,14 +18,10 @@ use malachite_core_types::{
     Timeout, ValuePayload, VoteType,
 };
 use tradeloop_crypto::{Hash, PublicKey, SigningKey};
-use tradeloop_ledger::block::{CommitCertificate as LedgerCertificate, CommitSig};
+use tradeloop_ledger::block::{Block, CommitCertificate as LedgerCertificate, CommitSig};
 
 use super::context::{Address, BlockHash, Height, TradeContext, Validators, Vote};
 use super::guard::{GuardError, Position, SignGuard, Step};
-use std::path::Path;
-
-use tradeloop_ledger::block::Block;
-
 use super::wal::Wal;
 use super::walrecord::WalRecord;
 
@@ -181,8 +179,6 @@ pub struct ConsensusCore {
     reported: std::collections::BTreeSet<(PublicKey, u64, i64, u8)>,
     /// The write-ahead log of the current height, once attached.
     wal: Option<Wal>,
-    /// Replaying the WAL: inputs are not appended again.
-    replaying: bool,
 }
 
 impl std::fmt::Debug for ConsensusCore {
@@ -238,7 +234,6 @@ impl ConsensusCore {
             restored: Vec::new(),
             reported: Default::default(),
             wal: None,
-            replaying: false,
         }
     }
 
@@ -304,7 +299,6 @@ impl ConsensusCore {
             WalRecord::Input(input) => Some(input),
             WalRecord::Block(_) => None,
         }));
-        self.replaying = true;
         let mut result = Ok(());
         for record in records {
             let input = match record {
@@ -328,7 +322,6 @@ impl ConsensusCore {
                 }
             }
         }
-        self.replaying = false;
         self.state.reset_entries_index();
         result?;
         actions.retain(|a| {
@@ -403,11 +396,13 @@ impl ConsensusCore {
                 self.wal = Some(wal.advance(height.0).map_err(|e| CoreError::Wal(e.to_string()))?);
             }
         }
+        // While Malachite replays the WAL, what it asks to persist is already there.
+        let replaying = self.state.is_replaying_wal();
         let mut io = EffectIo {
             ctx: &self.ctx,
             key: &self.key,
             guard: &mut self.guard,
-            wal: if self.replaying { None } else { self.wal.as_mut() },
+            wal: if replaying { None } else { self.wal.as_mut() },
             actions: &mut actions,
             guard_error: None,
             wal_error: None,
