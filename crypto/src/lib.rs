@@ -18,7 +18,7 @@ pub mod prepared;
 
 pub use hash::{domain_hash, Hash, HashWriter};
 pub use keys::{PublicKey, Signature, SigningKey};
-pub use prepared::PreparedKey;
+pub use prepared::{finish_verify_batch, PendingSignature, PreparedKey};
 
 /// Errors of the crypto crate. Each has a stable code ([`CryptoError::code`]).
 #[derive(Debug, thiserror::Error)]

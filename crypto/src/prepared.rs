@@ -2,15 +2,18 @@
 //! `verify_strict`, faster.
 //!
 //! A ledger verifies many signatures by few keys (the keys in its genesis). For each such key
-//! this module precomputes width-8 NAF tables of both `B` and `-A` (about 20 KiB), so checking
-//! `[s]B + [k](-A) == R` needs no per-signature table and fewer point additions. The equation is
-//! checked on decompressed points rather than by compressing the result, which saves a field
-//! inversion. The verdict is exactly `verify_strict`'s: `s` canonical (`< l`), `R` a canonical
-//! encoding of a point that is not of small order, `A` not of small order, and
-//! `R == [s]B - [k]A` with `k = SHA-512(R || A || M) mod l` (RFC 8032, cofactorless).
-//! Property tests compare it with `verify_strict` on valid, mangled and crafted signatures.
+//! this module precomputes width-8 NAF tables of both `B` and `-A` (about 20 KiB), so computing
+//! `R' = [s]B + [k](-A)` needs no per-signature table and fewer point additions. `R'` is then
+//! compressed and compared with the signature's `R` bytes, and many signatures share one field
+//! inversion for that ([`finish_verify_batch`]); `verify_strict` spends a square root (to
+//! decompress `R`) and an inversion per signature. The verdict is exactly `verify_strict`'s:
+//! `s` canonical (`< l`), `R` a canonical encoding of a point that is not of small order, `A`
+//! not of small order, and `R == [s]B - [k]A` with `k = SHA-512(R || A || M) mod l` (RFC 8032,
+//! cofactorless). Property tests compare it with `verify_strict` on valid, mangled and crafted
+//! signatures, one at a time and in batches.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint, VartimeEdwardsPrecomputation};
@@ -32,13 +35,6 @@ impl fmt::Debug for PreparedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PreparedKey({})", hex::encode(self.bytes))
     }
-}
-
-/// Whether the 32 bytes encode `y` in canonical form (`y < p = 2^255 - 19`, sign bit ignored).
-fn y_is_canonical(bytes: &[u8; 32]) -> bool {
-    // y >= p only if bits 8..254 are all ones and the low byte is >= 0xed.
-    let all_ones = bytes[31] & 0x7f == 0x7f && bytes[1..31].iter().all(|&b| b == 0xff);
-    !(all_ones && bytes[0] >= 0xed)
 }
 
 impl PreparedKey {
@@ -63,37 +59,86 @@ impl PreparedKey {
     /// Verifies `signature` over the message `parts` concatenated, with `verify_strict`'s
     /// semantics.
     pub fn verify_parts(&self, parts: &[&[u8]], signature: &Signature) -> Result<(), CryptoError> {
-        let bad = Err(CryptoError::BadSignature);
-        let mut r_bytes = [0u8; 32];
-        r_bytes.copy_from_slice(&signature.0[..32]);
+        let pending = self.start_verify(parts, signature)?;
+        finish_verify_batch(std::slice::from_ref(&pending))
+            .pop()
+            .unwrap_or(Err(CryptoError::BadSignature))
+    }
+
+    /// The first half of a verification: checks `s` and the key, hashes the message and
+    /// computes `R' = [s]B - [k]A`. [`finish_verify_batch`] completes many of these with one
+    /// field inversion between them.
+    pub fn start_verify(
+        &self,
+        parts: &[&[u8]],
+        signature: &Signature,
+    ) -> Result<PendingSignature, CryptoError> {
+        let mut r = [0u8; 32];
+        r.copy_from_slice(&signature.0[..32]);
         let mut s_bytes = [0u8; 32];
         s_bytes.copy_from_slice(&signature.0[32..]);
         let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else {
-            return bad;
+            return Err(CryptoError::BadSignature);
         };
-        if self.small_order || !y_is_canonical(&r_bytes) {
-            return bad;
-        }
-        let Some(r) = CompressedEdwardsY(r_bytes).decompress() else {
-            return bad;
-        };
-        if r.is_small_order() {
-            return bad;
+        if self.small_order {
+            return Err(CryptoError::BadSignature);
         }
         let mut h = Sha512::new();
-        h.update(r_bytes);
+        h.update(r);
         h.update(self.bytes);
         for part in parts {
             h.update(part);
         }
         let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
         let expected: EdwardsPoint = self.tables.vartime_multiscalar_mul([s, k]);
-        if expected == r {
-            Ok(())
-        } else {
-            bad
-        }
+        Ok(PendingSignature { expected, r })
     }
+}
+
+/// A verification started by [`PreparedKey::start_verify`]: the recomputed `R'` and the
+/// signature's `R` bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct PendingSignature {
+    expected: EdwardsPoint,
+    r: [u8; 32],
+}
+
+/// The canonical encodings of the eight points of small order.
+fn small_order_encodings() -> &'static [[u8; 32]; 8] {
+    static ENCODINGS: OnceLock<[[u8; 32]; 8]> = OnceLock::new();
+    ENCODINGS.get_or_init(|| {
+        let mut out = [[0u8; 32]; 8];
+        for (slot, point) in out.iter_mut().zip(&curve25519_dalek::constants::EIGHT_TORSION) {
+            *slot = point.compress().to_bytes();
+        }
+        out
+    })
+}
+
+/// Completes verifications, one verdict per item, in order: `R'` is compressed (all of them
+/// with one batch inversion) and must equal the signature's `R` bytes, which must not encode a
+/// point of small order.
+///
+/// This is `verify_strict`'s verdict: it rejects unless `R` decompresses, is not of small order
+/// and `compress(R') == R`. Compression yields only canonical encodings, and a canonical
+/// encoding decompresses to the point it encodes, so `compress(R') == R` already implies that
+/// `R` decompresses (to `R'`), and `R` is of small order exactly when its bytes are one of the
+/// eight canonical small-order encodings. No square root per signature is needed.
+pub fn finish_verify_batch(pending: &[PendingSignature]) -> Vec<Result<(), CryptoError>> {
+    let points: Vec<EdwardsPoint> = pending.iter().map(|p| p.expected).collect();
+    let compressed = EdwardsPoint::compress_batch_alloc(&points);
+    let small = small_order_encodings();
+    pending
+        .iter()
+        .zip(compressed)
+        .map(|(p, c)| {
+            if c.0 == p.r && !small.contains(&p.r) {
+                Ok(())
+            } else {
+                Err(CryptoError::BadSignature)
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -105,20 +150,6 @@ mod tests {
 
     fn strict(key: &PublicKey, msg: &[u8], sig: &Signature) -> bool {
         key.verify(msg, sig).is_ok()
-    }
-
-    #[test]
-    fn canonical_y_boundary() {
-        let mut p = [0xffu8; 32];
-        p[31] = 0x7f;
-        p[0] = 0xed;
-        assert!(!y_is_canonical(&p));
-        p[0] = 0xec;
-        assert!(y_is_canonical(&p));
-        p[31] = 0xff; // sign bit set: same y
-        assert!(y_is_canonical(&p));
-        p[0] = 0xee;
-        assert!(!y_is_canonical(&p));
     }
 
     #[test]
@@ -185,6 +216,77 @@ mod tests {
             assert!(prepared.verify_parts(&[b"m"], &sig).is_err());
             assert!(!strict(&pk, b"m", &sig));
         }
+    }
+
+    /// A key with a torsion component (`A = [a]B + T`, `T` of order 8; `verify_strict` accepts
+    /// such keys) lets a forger make the cofactorless equation hold with `R` = the identity:
+    /// with `k = H(R || A || M)` a multiple of 8 (grind `M`) and `s = k a`, `[s]B - [k]A =
+    /// -[k]T` = the identity. `verify_strict` refuses it because `R` is of small order; so must
+    /// the batch, which never decompresses `R`.
+    #[test]
+    fn small_order_r_with_a_holding_equation_is_refused() {
+        let torsion = curve25519_dalek::constants::EIGHT_TORSION[1];
+        let a = Scalar::from(123_456_789u64);
+        let a_point = curve25519_dalek::constants::ED25519_BASEPOINT_POINT * a + torsion;
+        let pk = PublicKey::from_bytes(a_point.compress().to_bytes()).unwrap();
+        let prepared = PreparedKey::new(&pk);
+        let identity = EdwardsPoint::default().compress().to_bytes();
+        let mut found = 0;
+        for n in 0u32..200 {
+            let msg = n.to_be_bytes();
+            let mut h = Sha512::new();
+            h.update(identity);
+            h.update(pk.as_bytes());
+            h.update(msg);
+            let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+            if !k.as_bytes()[0].is_multiple_of(8) {
+                continue;
+            }
+            let mut sig = Signature([0; 64]);
+            sig.0[..32].copy_from_slice(&identity);
+            sig.0[32..].copy_from_slice((k * a).as_bytes());
+            // The equation itself holds...
+            let expected: EdwardsPoint = prepared.tables.vartime_multiscalar_mul([k * a, k]);
+            assert_eq!(expected.compress().to_bytes(), identity);
+            // ...and both verifiers refuse it.
+            assert!(!strict(&pk, &msg, &sig));
+            assert!(prepared.verify_parts(&[&msg], &sig).is_err());
+            found += 1;
+        }
+        assert!(found > 5, "the grind found only {found} messages");
+    }
+
+    #[test]
+    fn a_batch_gives_each_signature_its_own_verdict() {
+        let keys: Vec<SigningKey> =
+            (0..3).map(|i| SigningKey::from_seed_label(&format!("batch{i}"))).collect();
+        let prepared: Vec<PreparedKey> =
+            keys.iter().map(|k| PreparedKey::new(&k.public_key())).collect();
+        let mut pending = Vec::new();
+        let mut want = Vec::new();
+        for i in 0..40usize {
+            let msg = format!("message {i}");
+            let key = i % 3;
+            let mut sig = keys[key].sign(msg.as_bytes());
+            // Every fifth signature is damaged; every seventh is checked under another key.
+            if i % 5 == 0 {
+                sig.0[i % 64] ^= 0x10;
+            }
+            let checked_by = if i % 7 == 0 { (key + 1) % 3 } else { key };
+            let strict_ok = strict(&keys[checked_by].public_key(), msg.as_bytes(), &sig);
+            want.push(strict_ok);
+            match prepared[checked_by].start_verify(&[msg.as_bytes()], &sig) {
+                Ok(p) => pending.push((i, p)),
+                Err(_) => assert!(!strict_ok),
+            }
+        }
+        let items: Vec<PendingSignature> = pending.iter().map(|(_, p)| *p).collect();
+        let verdicts = finish_verify_batch(&items);
+        assert_eq!(verdicts.len(), items.len());
+        for ((i, _), verdict) in pending.iter().zip(verdicts) {
+            assert_eq!(verdict.is_ok(), want[*i], "signature {i}");
+        }
+        assert!(want.iter().any(|&ok| ok) && want.iter().any(|&ok| !ok));
     }
 
     fn add_le(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {

@@ -17,7 +17,7 @@ use tradeloop_crypto::Hash;
 use crate::block::{CertifiedBlock, Tip};
 use crate::blocklog::BlockLog;
 use crate::event::Event;
-use crate::execute::{check_events, validate_checked};
+use crate::execute::{check_events, validate_checked_without_refs};
 use crate::export::{ExportItem, ExportReader};
 use crate::genesis::Genesis;
 use crate::state::StateRead;
@@ -83,6 +83,16 @@ impl StateRead for MemState {
     }
     fn event_known(&self, id: &Hash) -> Result<bool, LedgerError> {
         Ok(self.events.contains(id))
+    }
+    fn with_state<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R, LedgerError> {
+        Ok(f(self.state.get(key).map(Vec::as_slice)))
+    }
+    fn has_state(&self, key: &[u8]) -> Result<bool, LedgerError> {
+        Ok(self.state.contains_key(key))
     }
 }
 
@@ -180,9 +190,14 @@ impl<'g> Auditor<'g> {
     ) -> Result<(), AuditFailure> {
         for (certified, checks) in batch {
             let height = self.tip.height + 1;
-            let validated =
-                validate_checked(self.genesis, &self.state, &self.tip, &certified, checks)
-                    .map_err(|e| AuditFailure { height, reason: describe(&e) })?;
+            let validated = validate_checked_without_refs(
+                self.genesis,
+                &self.state,
+                &self.tip,
+                &certified,
+                checks,
+            )
+            .map_err(|e| AuditFailure { height, reason: describe(&e) })?;
             for e in &validated.events {
                 self.state.events.insert(e.id);
             }

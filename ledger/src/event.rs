@@ -11,7 +11,9 @@
 //! signature, field formats), so it can run in parallel; [`crate::rules`] does the rest.
 
 use serde::{Deserialize, Serialize};
-use tradeloop_crypto::{domain_hash, Hash, PublicKey, Signature, SigningKey};
+use tradeloop_crypto::{
+    domain_hash, finish_verify_batch, Hash, PendingSignature, PublicKey, Signature, SigningKey,
+};
 
 use crate::canonical::Value;
 use crate::error::{reject, RejectCode, Rejection};
@@ -712,6 +714,54 @@ const COMMON_FIELDS: [&str; 6] = ["chain", "author", "key", "kind", "time_ms", "
 /// Every check of an event that needs no ledger state: size, canonical form, common fields,
 /// chain, author, key ownership, signature (`verify_strict`) and field syntax.
 pub fn check_event(genesis: &Genesis, signed: &SignedEvent) -> Result<Event, Rejection> {
+    check_event_batch(genesis, std::slice::from_ref(signed))
+        .pop()
+        .unwrap_or_else(|| Err(bad_signature()))
+}
+
+/// [`check_event`] of each event, in order, with the same result for each; the signatures of
+/// the batch share one field inversion ([`tradeloop_crypto::finish_verify_batch`]), which makes
+/// a signature about a tenth cheaper than checking events one by one.
+pub fn check_event_batch(
+    genesis: &Genesis,
+    signed: &[SignedEvent],
+) -> Vec<Result<Event, Rejection>> {
+    let partial: Vec<Result<PartlyChecked, Rejection>> =
+        signed.iter().map(|s| check_until_signature(genesis, s)).collect();
+    let pending: Vec<PendingSignature> =
+        partial.iter().filter_map(|p| p.as_ref().ok().map(|p| p.pending)).collect();
+    let mut verdicts = finish_verify_batch(&pending).into_iter();
+    partial
+        .into_iter()
+        .map(|p| {
+            let p = p?;
+            match verdicts.next() {
+                // A bad signature is reported before any field error, as one by one.
+                Some(Ok(())) => p.rest,
+                _ => Err(bad_signature()),
+            }
+        })
+        .collect()
+}
+
+fn bad_signature() -> Rejection {
+    Rejection::new(
+        RejectCode::BadSignature,
+        "signature does not verify over the body's signing bytes with the named key",
+    )
+}
+
+/// An event checked up to its signature, which is half verified.
+struct PartlyChecked {
+    pending: PendingSignature,
+    /// The remaining checks' result, reported only if the signature verifies.
+    rest: Result<Event, Rejection>,
+}
+
+fn check_until_signature(
+    genesis: &Genesis,
+    signed: &SignedEvent,
+) -> Result<PartlyChecked, Rejection> {
     let limit = genesis.doc.consensus.max_event_bytes.min(MAX_EVENT_BYTES) as usize;
     if signed.body.len() > limit {
         return reject(
@@ -778,18 +828,16 @@ pub fn check_event(genesis: &Genesis, signed: &SignedEvent) -> Result<Event, Rej
         }
     };
     // `verify_strict` semantics with the key's precomputed tables (see tradeloop_crypto::prepared).
-    entry.prepared().verify_parts(&[EVENT_DOMAIN, &signed.body], &signed.signature).map_err(
-        |_| {
-            Rejection::new(
-                RejectCode::BadSignature,
-                "signature does not verify over the body's signing bytes with the named key",
-            )
-        },
-    )?;
+    let pending = entry
+        .prepared()
+        .start_verify(&[EVENT_DOMAIN, &signed.body], &signed.signature)
+        .map_err(|_| bad_signature())?;
     let key = entry.key;
-    let payload = Payload::from_fields(&kind, Value::Object(map))?;
-    payload.check_fields()?;
-    Ok(Event { id: signed.id(), author, key, time_ms, nonce, payload })
+    let rest = Payload::from_fields(&kind, Value::Object(map)).and_then(|payload| {
+        payload.check_fields()?;
+        Ok(Event { id: signed.id(), author, key, time_ms, nonce, payload })
+    });
+    Ok(PartlyChecked { pending, rest })
 }
 
 /// The names of the common fields every body has.

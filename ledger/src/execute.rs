@@ -4,15 +4,23 @@ use rayon::prelude::*;
 use tradeloop_crypto::{Hash, SigningKey};
 
 use crate::block::{events_root, Block, CertifiedBlock, Header, Tip};
-use crate::event::{check_event, Event, SignedEvent};
+use crate::event::{check_event_batch, Event, SignedEvent};
 use crate::genesis::Genesis;
 use crate::rules::{ApplyError, BlockExecutor, BlockOutcome};
 use crate::state::StateRead;
 use crate::{LedgerError, Rejection};
 
-/// Runs [`check_event`] on every event, in parallel.
+/// Events checked together by one thread ([`check_event_batch`]: their signatures share one
+/// field inversion).
+pub const CHECK_CHUNK_EVENTS: usize = 64;
+
+/// Runs [`crate::event::check_event`] on every event, in parallel chunks of
+/// [`CHECK_CHUNK_EVENTS`]; results in order.
 pub fn check_events(genesis: &Genesis, events: &[SignedEvent]) -> Vec<Result<Event, Rejection>> {
-    events.par_iter().with_min_len(64).map(|e| check_event(genesis, e)).collect()
+    events
+        .par_chunks(CHECK_CHUNK_EVENTS)
+        .flat_map_iter(|chunk| check_event_batch(genesis, chunk))
+        .collect()
 }
 
 /// A block built from candidate events by a proposer.
@@ -118,7 +126,7 @@ pub fn validate_proposal<S: StateRead>(
     block: &Block,
 ) -> Result<ValidatedBlock, LedgerError> {
     let checks = check_events(genesis, &block.events);
-    validate_body(genesis, state, tip, block, None, checks)
+    validate_body(genesis, state, tip, block, None, checks, true)
 }
 
 /// Validates a certified block fully against the tip and state: the header checks of
@@ -144,7 +152,27 @@ pub fn validate_checked<S: StateRead>(
     certified: &CertifiedBlock,
     checks: Vec<Result<Event, Rejection>>,
 ) -> Result<ValidatedBlock, LedgerError> {
-    validate_body(genesis, state, tip, &certified.block, Some(&certified.certificate), checks)
+    validate_body(genesis, state, tip, &certified.block, Some(&certified.certificate), checks, true)
+}
+
+/// [`validate_checked`] for the audit's replay: the same checks, writes and `app_hash`, but no
+/// entity refs in the outcome (the audit keeps no trace index).
+pub fn validate_checked_without_refs<S: StateRead>(
+    genesis: &Genesis,
+    state: &S,
+    tip: &Tip,
+    certified: &CertifiedBlock,
+    checks: Vec<Result<Event, Rejection>>,
+) -> Result<ValidatedBlock, LedgerError> {
+    validate_body(
+        genesis,
+        state,
+        tip,
+        &certified.block,
+        Some(&certified.certificate),
+        checks,
+        false,
+    )
 }
 
 /// The one validation path: header (and certificate, when there is one), then every event's
@@ -156,6 +184,7 @@ fn validate_body<S: StateRead>(
     block: &Block,
     certificate: Option<&crate::block::CommitCertificate>,
     checks: Vec<Result<Event, Rejection>>,
+    track_refs: bool,
 ) -> Result<ValidatedBlock, LedgerError> {
     let header = &block.header;
     let height = header.height;
@@ -172,6 +201,9 @@ fn validate_body<S: StateRead>(
             .map_err(|e| invalid(format!("commit certificate invalid: {e}")))?;
     }
     let mut executor = BlockExecutor::new(genesis, state, header.time_ms);
+    if !track_refs {
+        executor = executor.without_refs();
+    }
     let mut events = Vec::with_capacity(checks.len());
     for (index, check) in checks.into_iter().enumerate() {
         let index = u32::try_from(index).unwrap_or(u32::MAX);

@@ -25,7 +25,7 @@ pub mod sample;
 pub mod state;
 
 pub use error::{LedgerError, RejectCode, Rejection};
-pub use event::{check_event, Event, Payload, SignedEvent};
+pub use event::{check_event, check_event_batch, Event, Payload, SignedEvent};
 pub use genesis::{Genesis, GenesisDoc, KeyEntry, Participant, Role, ValidatorEntry, ValidatorSet};
 pub mod blocklog;
 pub mod execute;

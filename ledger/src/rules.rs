@@ -70,6 +70,8 @@ struct Effects {
     writes: Vec<(Vec<u8>, Vec<u8>)>,
     /// Entity keys this event belongs to, for trace queries.
     refs: Vec<Vec<u8>>,
+    /// Whether `refs` is wanted (the index needs it; the audit's replay does not).
+    track_refs: bool,
 }
 
 impl Effects {
@@ -77,7 +79,7 @@ impl Effects {
         self.writes.push((key, codec::encode(value)));
     }
     fn refer(&mut self, key: Vec<u8>) {
-        if !self.refs.contains(&key) {
+        if self.track_refs && !self.refs.contains(&key) {
             self.refs.push(key);
         }
     }
@@ -88,7 +90,8 @@ impl Effects {
 pub struct BlockOutcome {
     /// All state writes, sorted by key.
     pub writes: BTreeMap<Vec<u8>, Vec<u8>>,
-    /// For each applied event, in order: its entity refs.
+    /// For each applied event, in order: its entity refs (empty lists if the executor was
+    /// made [`BlockExecutor::without_refs`]).
     pub refs: Vec<Vec<Vec<u8>>>,
     /// The state commitment after this block.
     pub app_hash: Hash,
@@ -101,8 +104,9 @@ pub struct BlockExecutor<'a, S: StateRead> {
     base: &'a S,
     block_time_ms: u64,
     overlay: BTreeMap<Vec<u8>, Vec<u8>>,
-    new_events: HashSet<Hash>,
+    new_events: HashSet<Hash, foldhash::fast::RandomState>,
     refs: Vec<Vec<Vec<u8>>>,
+    track_refs: bool,
 }
 
 impl<'a, S: StateRead> BlockExecutor<'a, S> {
@@ -113,9 +117,18 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
             base,
             block_time_ms,
             overlay: BTreeMap::new(),
-            new_events: HashSet::new(),
+            new_events: HashSet::default(),
             refs: Vec::new(),
+            track_refs: true,
         }
+    }
+
+    /// The same executor without entity refs (trace-query keys): the outcome's `refs` lists
+    /// stay empty. For the audit's replay, which keeps no index; writes and `app_hash` are
+    /// unchanged.
+    pub fn without_refs(mut self) -> Self {
+        self.track_refs = false;
+        self
     }
 
     /// Number of events applied so far.
@@ -141,23 +154,23 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, ApplyError> {
-        let raw = match self.overlay.get(key) {
-            Some(v) => Some(v.clone()),
-            None => self.base.get_state(key)?,
-        };
-        match raw {
+        let decode = |raw: Option<&[u8]>| match raw {
             None => Ok(None),
-            Some(bytes) => codec::decode(&bytes).map(Some).map_err(|e| {
+            Some(bytes) => codec::decode(bytes).map(Some).map_err(|e| {
                 ApplyError::Store(LedgerError::IndexInconsistent(format!(
                     "state value under {} does not decode: {e}",
                     String::from_utf8_lossy(key)
                 )))
             }),
+        };
+        match self.overlay.get(key) {
+            Some(v) => decode(Some(v)),
+            None => self.base.with_state(key, decode)?,
         }
     }
 
     fn exists(&self, key: &[u8]) -> Result<bool, ApplyError> {
-        Ok(self.overlay.contains_key(key) || self.base.get_state(key)?.is_some())
+        Ok(self.overlay.contains_key(key) || self.base.has_state(key)?)
     }
 
     fn role_of(&self, id: &str) -> Option<Role> {
@@ -217,7 +230,7 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
 
     fn evaluate_kind(&self, e: &Event) -> Result<Effects, ApplyError> {
         let author = e.author.as_str();
-        let mut fx = Effects::default();
+        let mut fx = Effects { track_refs: self.track_refs, ..Effects::default() };
         match &e.payload {
             Payload::OrderPlaced(p) => {
                 let key = entity_key("order", &p.order_id);

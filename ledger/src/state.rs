@@ -26,6 +26,18 @@ pub trait StateRead {
     fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError>;
     /// Whether an event with this id was ever committed.
     fn event_known(&self, id: &Hash) -> Result<bool, LedgerError>;
+    /// Calls `f` with the value under `key` (borrowed where the store can lend it).
+    fn with_state<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R, LedgerError> {
+        Ok(f(self.get_state(key)?.as_deref()))
+    }
+    /// Whether a value is stored under `key`.
+    fn has_state(&self, key: &[u8]) -> Result<bool, LedgerError> {
+        Ok(self.get_state(key)?.is_some())
+    }
 }
 
 /// The state key of an entity.

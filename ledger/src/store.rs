@@ -615,6 +615,9 @@ fn trade_status_of(
 
 type CheckResult = Result<crate::event::Event, Rejection>;
 
+/// Events one thread of [`SharedChecks`] takes at a time (checked as one batch).
+const SHARED_CHECK_CHUNK: usize = 32;
+
 /// Stateless checks of one chunk, shared by two threads through an atomic cursor.
 struct SharedChecks<'a> {
     genesis: &'a Genesis,
@@ -627,13 +630,20 @@ impl<'a> SharedChecks<'a> {
         SharedChecks { genesis, events, cursor: std::sync::atomic::AtomicUsize::new(0) }
     }
 
-    /// Checks events until none is left; returns `(index, result)` pairs.
+    /// Checks chunks of [`SHARED_CHECK_CHUNK`] events until none is left; returns
+    /// `(index, result)` pairs.
     fn run(&self) -> Vec<(usize, CheckResult)> {
         let mut out = Vec::new();
         loop {
-            let i = self.cursor.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(event) = self.events.get(i) else { return out };
-            out.push((i, crate::event::check_event(self.genesis, event)));
+            let start =
+                self.cursor.fetch_add(SHARED_CHECK_CHUNK, std::sync::atomic::Ordering::Relaxed);
+            let Some(chunk) = self.events.get(start..) else { return out };
+            if chunk.is_empty() {
+                return out;
+            }
+            let chunk = &chunk[..chunk.len().min(SHARED_CHECK_CHUNK)];
+            let results = crate::event::check_event_batch(self.genesis, chunk);
+            out.extend(results.into_iter().enumerate().map(|(j, r)| (start + j, r)));
         }
     }
 
@@ -710,5 +720,15 @@ impl StateRead for Ledger {
     }
     fn event_known(&self, id: &Hash) -> Result<bool, LedgerError> {
         self.index.contains_key(table_key(tables::EVENTS, &id.0)).map_err(store_err)
+    }
+    fn with_state<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R, LedgerError> {
+        Ok(f(self.index.get(table_key(tables::STATE, key)).map_err(store_err)?.as_deref()))
+    }
+    fn has_state(&self, key: &[u8]) -> Result<bool, LedgerError> {
+        self.index.contains_key(table_key(tables::STATE, key)).map_err(store_err)
     }
 }

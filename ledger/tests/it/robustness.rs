@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 use tradeloop_ledger::block::CertifiedBlock;
 use tradeloop_ledger::sample::{trade_events, Cast};
-use tradeloop_ledger::{check_event, codec, frame, Genesis, SignedEvent};
+use tradeloop_ledger::{check_event, check_event_batch, codec, frame, Genesis, SignedEvent};
 
 use crate::support::T0;
 
@@ -55,5 +55,48 @@ proptest! {
         let at = at % bytes.len();
         bytes[at] = byte;
         let _ = codec::decode::<CertifiedBlock>(&bytes);
+    }
+
+    /// Batched checking (signatures sharing one inversion, in parallel chunks) gives every
+    /// event exactly the verdict it gets alone: damaged bodies, damaged signatures, and
+    /// correctly signed bodies with a bad field (the field error must surface, not a signature
+    /// error), mixed in one batch.
+    #[test]
+    fn a_batch_gives_each_event_its_lone_verdict(
+        damage in proptest::collection::vec((0u8..4, any::<usize>(), any::<u8>()), 19),
+    ) {
+        let mut events = trade_events(cast(), 2, T0);
+        for (e, (how, at, byte)) in events.iter_mut().zip(&damage) {
+            match how {
+                1 => {
+                    let at = at % e.body.len();
+                    e.body[at] ^= byte | 1;
+                }
+                2 => e.signature.0[at % 64] ^= byte | 1,
+                3 => {
+                    let mut body: serde_json::Value = serde_json::from_slice(&e.body).unwrap();
+                    body["zz_unknown"] = serde_json::json!(1);
+                    let author = body["author"].as_str().unwrap().to_owned();
+                    *e = SignedEvent::sign(&body, &cast().keys[&author]).unwrap();
+                }
+                _ => {}
+            }
+        }
+        let alone: Vec<_> = events.iter().map(|e| check_event(&cast().genesis, e)).collect();
+        let batched = check_event_batch(&cast().genesis, &events);
+        let parallel = tradeloop_ledger::execute::check_events(&cast().genesis, &events);
+        for (i, a) in alone.iter().enumerate() {
+            let lone = a.as_ref().map(|e| e.id).map_err(|r| r.code);
+            prop_assert_eq!(&lone, &batched[i].as_ref().map(|e| e.id).map_err(|r| r.code), "event {}", i);
+            prop_assert_eq!(&lone, &parallel[i].as_ref().map(|e| e.id).map_err(|r| r.code), "event {}", i);
+            if damage[i].0 == 3 {
+                // Signed correctly, so the field check (after the signature) must speak.
+                let code = a.as_ref().err().map(|r| r.code);
+                prop_assert!(code.is_some() && code != Some(tradeloop_ledger::RejectCode::BadSignature), "{:?}", code);
+            }
+            if damage[i].0 == 2 {
+                prop_assert!(a.is_err());
+            }
+        }
     }
 }
