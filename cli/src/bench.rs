@@ -187,20 +187,24 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
                 ("export", None, Some(export.as_path())),
                 ("data dir", Some(dir.path().join("data")), None),
             ] {
-                let mut rates = Vec::new();
+                // Each run is compared with the raw rate measured just before it: this shared
+                // machine's speed drifts by 10-20% over a minute.
+                let mut runs_seen = Vec::new();
                 for run in 1..=runs {
+                    let run_limit = raw_verify_rate() * cores as f64;
                     let started = Instant::now();
                     let report = crate::commands::run_verify(d.as_deref(), e, &cast.genesis)
                         .map_err(|f| anyhow::anyhow!("verify failed at {f}"))?;
                     let secs = started.elapsed().as_secs_f64();
                     let rate = report.events as f64 / secs;
-                    println!("  verify {what:<9} run {run}  {rate:>10.0} events/s ({secs:.2} s)   ratio to limit: {:.2}", rate / limit);
-                    rates.push(rate);
+                    let ratio = rate / run_limit;
+                    println!("  verify {what:<9} run {run}  {rate:>10.0} events/s ({secs:.2} s)   limit just before: {run_limit:.0}/s   ratio: {ratio:.2}");
+                    runs_seen.push((ratio, rate));
                 }
-                rates.sort_by(f64::total_cmp);
-                let median = rates[rates.len() / 2];
-                let best = rates[rates.len() - 1];
-                println!("  verify {what:<9} median {median:>8.0} events/s, ratio {:.2}; best {best:.0}, ratio {:.2}", median / limit, best / limit);
+                runs_seen.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let (median_ratio, median_rate) = runs_seen[runs_seen.len() / 2];
+                let (low_ratio, _) = runs_seen[0];
+                println!("  verify {what:<9} median run: {median_rate:.0} events/s, ratio {median_ratio:.2} (lowest ratio {low_ratio:.2})");
             }
         }
     }

@@ -134,6 +134,210 @@ impl Value {
     }
 }
 
+/// Nesting the canonical fast path follows; deeper documents take the general path.
+const MAX_CANONICAL_DEPTH: usize = 64;
+
+impl Value {
+    /// Parses `bytes` only if they are exactly the RFC 8785 canonical form of a value that
+    /// [`Value::parse`] admits, in one pass: `Some(v)` exactly when `Value::parse(bytes)` gives
+    /// `v` and `v.to_canonical() == bytes` (property-tested). `None` says nothing about why;
+    /// [`Value::parse`] and [`Value::to_canonical`] then name the problem.
+    ///
+    /// Event bodies are stored canonical, so checking one this way skips the general parser,
+    /// the re-serialisation and the comparison.
+    pub fn parse_canonical(bytes: &[u8]) -> Option<Value> {
+        let mut parser = CanonicalParser { bytes, pos: 0 };
+        let value = parser.value(0)?;
+        (parser.pos == bytes.len()).then_some(value)
+    }
+}
+
+/// A parser of the canonical grammar: no whitespace; integers without sign of zero, leading
+/// zeros, fraction or exponent, within `2^53 - 1`; strings escaped exactly as
+/// [`write_string`] escapes; object members in strictly increasing UTF-16 order of their names.
+struct CanonicalParser<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl CanonicalParser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn literal(&mut self, literal: &[u8], value: Value) -> Option<Value> {
+        let end = self.pos.checked_add(literal.len())?;
+        (self.bytes.get(self.pos..end)? == literal).then(|| {
+            self.pos = end;
+            value
+        })
+    }
+
+    fn value(&mut self, depth: usize) -> Option<Value> {
+        match self.peek()? {
+            b'n' => self.literal(b"null", Value::Null),
+            b't' => self.literal(b"true", Value::Bool(true)),
+            b'f' => self.literal(b"false", Value::Bool(false)),
+            b'"' => self.string().map(Value::String),
+            b'[' if depth < MAX_CANONICAL_DEPTH => self.array(depth),
+            b'{' if depth < MAX_CANONICAL_DEPTH => self.object(depth),
+            b'-' | b'0'..=b'9' => self.int(),
+            _ => None,
+        }
+    }
+
+    fn int(&mut self) -> Option<Value> {
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.pos += 1;
+        }
+        let start = self.pos;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.pos += 1;
+        }
+        let digits = &self.bytes[start..self.pos];
+        // 2^53 - 1 has 16 digits; "0" is the only form of zero; no leading zeros.
+        if digits.is_empty()
+            || digits.len() > 16
+            || (digits[0] == b'0' && (digits.len() > 1 || negative))
+        {
+            return None;
+        }
+        if matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        let magnitude = digits.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
+        if magnitude > MAX_SAFE_INTEGER {
+            return None;
+        }
+        Some(Value::Int(if negative { -magnitude } else { magnitude }))
+    }
+
+    fn string(&mut self) -> Option<String> {
+        self.pos += 1; // the opening quote
+        let mut out = String::new();
+        let mut run = self.pos;
+        loop {
+            let byte = self.peek()?;
+            match byte {
+                b'"' | b'\\' => {
+                    // A UTF-8 sequence never contains these bytes, so the run ends on a boundary.
+                    out.push_str(std::str::from_utf8(&self.bytes[run..self.pos]).ok()?);
+                    if byte == b'"' {
+                        self.pos += 1;
+                        return Some(out);
+                    }
+                    let (c, len) = self.escape()?;
+                    out.push(c);
+                    self.pos += len;
+                    run = self.pos;
+                }
+                0..=0x1f => return None,
+                _ => self.pos += 1,
+            }
+        }
+    }
+
+    /// The escape at `pos` (a backslash), if it is the one `write_string` writes: its character
+    /// and length.
+    fn escape(&self) -> Option<(char, usize)> {
+        let short = match *self.bytes.get(self.pos + 1)? {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hex = self.bytes.get(self.pos + 2..self.pos + 6)?;
+                let digit = |b: u8| match b {
+                    b'0'..=b'9' => Some(b - b'0'),
+                    b'a'..=b'f' => Some(b - b'a' + 10),
+                    _ => None,
+                };
+                if hex[0] != b'0' || hex[1] != b'0' {
+                    return None;
+                }
+                let code = digit(hex[2])? * 16 + digit(hex[3])?;
+                // Only control characters without a short escape are written as \u00xx.
+                if code >= 0x20 || matches!(code, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+                    return None;
+                }
+                return Some((char::from(code), 6));
+            }
+            _ => return None,
+        };
+        Some((short, 2))
+    }
+
+    fn array(&mut self, depth: usize) -> Option<Value> {
+        self.pos += 1;
+        let mut items = Vec::new();
+        if self.peek()? == b']' {
+            self.pos += 1;
+            return Some(Value::Array(items));
+        }
+        loop {
+            items.push(self.value(depth + 1)?);
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b']' => {
+                    self.pos += 1;
+                    return Some(Value::Array(items));
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Option<Value> {
+        self.pos += 1;
+        let mut members: Vec<(String, Value)> = Vec::new();
+        if self.peek()? == b'}' {
+            self.pos += 1;
+            return Some(Value::Object(BTreeMap::new()));
+        }
+        loop {
+            if self.peek()? != b'"' {
+                return None;
+            }
+            let key = self.string()?;
+            if let Some((previous, _)) = members.last() {
+                if utf16_order(previous, &key) != std::cmp::Ordering::Less {
+                    return None;
+                }
+            }
+            if self.peek()? != b':' {
+                return None;
+            }
+            self.pos += 1;
+            let value = self.value(depth + 1)?;
+            members.push((key, value));
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b'}' => {
+                    self.pos += 1;
+                    // Already sorted: the map is built in one pass.
+                    return Some(Value::Object(members.into_iter().collect()));
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// RFC 8785 member order: by UTF-16 code units. Strings without a character at or above
+/// U+E000 (no UTF-8 byte >= 0xEE) order the same by bytes.
+fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let high = |s: &str| s.bytes().any(|b| b >= 0xee);
+    if high(a) || high(b) {
+        a.encode_utf16().cmp(b.encode_utf16())
+    } else {
+        a.as_bytes().cmp(b.as_bytes())
+    }
+}
+
 fn write_member(index: usize, key: &str, value: &Value, out: &mut Vec<u8>) {
     if index > 0 {
         out.push(b',');
@@ -360,5 +564,122 @@ mod tests {
             assert!(Value::parse(bad.as_bytes()).is_err(), "{bad}");
         }
         assert!(Value::parse(br#"{"a":9007199254740991}"#).is_ok());
+    }
+
+    /// What the canonical fast path must agree with: `parse`, then `to_canonical` equal to the
+    /// input.
+    fn slow(bytes: &[u8]) -> Option<Value> {
+        Value::parse(bytes).ok().filter(|v| v.to_canonical() == bytes)
+    }
+
+    #[test]
+    fn canonical_fast_path_agrees_on_crafted_documents() {
+        let cases: &[&[u8]] = &[
+            br#"{"a":[true,null,"x"],"b":1}"#,
+            br#"{"b":1,"a":2}"#,
+            br#"{"a":1,"a":2}"#,
+            br#"{"a":-0}"#,
+            br#"{"a":0}"#,
+            br#"{"a":-1}"#,
+            br#"{"a":01}"#,
+            br#"{"a":1.0}"#,
+            br#"{"a":1e3}"#,
+            br#"{"a":9007199254740991}"#,
+            br#"{"a":9007199254740992}"#,
+            br#"{"a":-9007199254740991}"#,
+            br#"{"a":12345678901234567}"#,
+            br#"{ "a":1}"#,
+            br#"{"a":1} "#,
+            br#""\u0041""#,
+            br#""\/""#,
+            br#""\u001f""#,
+            br#""\u001F""#,
+            br#""\u000a""#,
+            br#""\n\t\"\\\b\f\r""#,
+            br#""\u0000\u007f""#,
+            "\"\u{7f}é\u{2028}\"".as_bytes(),
+            b"\"a\x01\"",
+            b"\"\xff\"",
+            b"\"\xc3\"",
+            "{\"\u{1f600}\":2,\"\u{fb01}\":1}".as_bytes(),
+            "{\"\u{fb01}\":1,\"\u{1f600}\":2}".as_bytes(),
+            br#"[]"#,
+            br#"{}"#,
+            br#"[1,]"#,
+            br#"{"a":}"#,
+            br#"nul"#,
+            br#"truex"#,
+            br#""#,
+            br#"""#,
+            br#"{"a""#,
+        ];
+        for case in cases {
+            assert_eq!(
+                Value::parse_canonical(case),
+                slow(case),
+                "{}",
+                String::from_utf8_lossy(case)
+            );
+        }
+        // Deep nesting: the fast path declines past its depth; the answer is still the same.
+        let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert_eq!(Value::parse_canonical(deep.as_bytes()), None);
+        let shallow = format!("{}{}", "[".repeat(60), "]".repeat(60));
+        assert_eq!(Value::parse_canonical(shallow.as_bytes()), slow(shallow.as_bytes()));
+        assert!(slow(shallow.as_bytes()).is_some());
+    }
+
+    fn arb_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).prop_map(Value::Int),
+            any::<String>().prop_map(Value::String),
+            "[a-c\u{1f600}\u{fb01}\u{0}-\u{1f}\"\\\\]{0,4}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 24, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    "[a-c\u{1f600}\u{fb01}\u{e000}é]{0,3}",
+                    inner,
+                    0..5
+                )
+                .prop_map(Value::Object),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        #[test]
+        fn canonical_fast_path_reads_every_canonical_document(value in arb_value()) {
+            let bytes = value.to_canonical();
+            proptest::prop_assert_eq!(Value::parse_canonical(&bytes), Some(value));
+        }
+
+        #[test]
+        fn canonical_fast_path_agrees_on_damaged_documents(
+            value in arb_value(),
+            at in proptest::prelude::any::<usize>(),
+            byte in proptest::prelude::any::<u8>(),
+            insert in proptest::prelude::any::<bool>(),
+        ) {
+            let mut bytes = value.to_canonical();
+            let at = at % (bytes.len() + 1);
+            if insert || at == bytes.len() {
+                bytes.insert(at, byte);
+            } else {
+                bytes[at] = byte;
+            }
+            proptest::prop_assert_eq!(Value::parse_canonical(&bytes), slow(&bytes));
+        }
+
+        #[test]
+        fn canonical_fast_path_agrees_on_pretty_json(value in arb_value()) {
+            let pretty = serde_json::to_vec_pretty(&value.to_json()).unwrap_or_default();
+            proptest::prop_assert_eq!(Value::parse_canonical(&pretty), slow(&pretty));
+        }
     }
 }

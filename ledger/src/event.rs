@@ -37,7 +37,9 @@ pub const MAX_TEXT_BYTES: usize = 4096;
 /// An event as stored and gossiped: the canonical body bytes, unchanged, and the signature.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedEvent {
-    /// RFC 8785 canonical JSON of the body.
+    /// RFC 8785 canonical JSON of the body. (Serialized as bytes in one piece; the bincode
+    /// layout is the same as a `Vec<u8>`'s: u64 length, then the bytes.)
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     /// ed25519 signature over [`SignedEvent::signing_bytes`].
     pub signature: Signature,
@@ -120,9 +122,22 @@ pub enum Nonce {
 impl Nonce {
     /// A key that distinguishes `1` from `"1"`.
     pub fn state_key(&self) -> String {
+        let mut out = Vec::new();
+        self.write_state_key(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Appends [`Nonce::state_key`] to `out` (no intermediate string).
+    pub fn write_state_key(&self, out: &mut Vec<u8>) {
         match self {
-            Nonce::Int(n) => format!("i:{n}"),
-            Nonce::Text(s) => format!("s:{s}"),
+            Nonce::Int(n) => {
+                out.extend_from_slice(b"i:");
+                out.extend_from_slice(n.to_string().as_bytes());
+            }
+            Nonce::Text(s) => {
+                out.extend_from_slice(b"s:");
+                out.extend_from_slice(s.as_bytes());
+            }
         }
     }
 }
@@ -770,11 +785,19 @@ fn check_until_signature(
         );
     }
     let malformed = |m: String| Rejection::new(RejectCode::MalformedEvent, m);
-    let value = Value::parse(&signed.body).map_err(|e| malformed(format!("body: {e}")))?;
     // Stored bodies must already be canonical: one logical event has exactly one encoding.
-    if value.to_canonical() != signed.body {
-        return Err(malformed("body bytes are not in RFC 8785 canonical form".into()));
-    }
+    // The one-pass canonical parser accepts exactly those; anything else takes the general
+    // parser, which says what is wrong.
+    let value = match Value::parse_canonical(&signed.body) {
+        Some(value) => value,
+        None => {
+            let value = Value::parse(&signed.body).map_err(|e| malformed(format!("body: {e}")))?;
+            if value.to_canonical() != signed.body {
+                return Err(malformed("body bytes are not in RFC 8785 canonical form".into()));
+            }
+            value
+        }
+    };
     let Value::Object(mut map) = value else {
         return Err(malformed("body must be a JSON object".into()));
     };
@@ -804,7 +827,7 @@ fn check_until_signature(
         }
         None => return Err(malformed("body has no \"nonce\" field".into())),
     };
-    if chain != genesis.hash.to_hex() {
+    if chain != genesis.hash_hex() {
         return reject(
             RejectCode::WrongChain,
             format!("event is for chain {chain}, this chain is {}", genesis.hash),

@@ -189,6 +189,8 @@ pub struct Genesis {
     pub validators: ValidatorSet,
     /// The RFC 8785 form of the genesis JSON (what the hash covers; carried in exports).
     pub canonical: Vec<u8>,
+    /// `hash` in lowercase hex, as events name their chain.
+    hash_hex: String,
     participants: BTreeMap<String, Participant>,
     /// Raw key bytes -> the key's entry: event keys are looked up without decompression.
     key_owner: HashMap<[u8; 32], KeyEntry>,
@@ -303,11 +305,17 @@ impl Genesis {
         Ok(Genesis {
             validators: ValidatorSet::new(set),
             doc,
+            hash_hex: hash.to_hex(),
             hash,
             canonical,
             participants,
             key_owner,
         })
+    }
+
+    /// The genesis hash in lowercase hex: the `chain` field of this chain's events.
+    pub fn hash_hex(&self) -> &str {
+        &self.hash_hex
     }
 
     /// A participant by id.

@@ -213,7 +213,7 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
                 ),
             );
         }
-        let nonce_key = nonce_key(&event.author, &event.nonce.state_key());
+        let nonce_key = nonce_key(&event.author, &event.nonce);
         if self.exists(&nonce_key)? {
             return rej(
                 RejectCode::DuplicateNonce,

@@ -49,11 +49,13 @@ pub fn entity_key(prefix: &str, id: &str) -> Vec<u8> {
     key
 }
 
-/// The state key of an author's nonce.
-pub fn nonce_key(author: &str, nonce: &str) -> Vec<u8> {
-    let mut key = entity_key("nonce", author);
+/// The state key of an author's nonce: `nonce/<author>\0<nonce state key>`.
+pub fn nonce_key(author: &str, nonce: &crate::event::Nonce) -> Vec<u8> {
+    let mut key = Vec::with_capacity(6 + author.len() + 1 + 24);
+    key.extend_from_slice(b"nonce/");
+    key.extend_from_slice(author.as_bytes());
     key.push(0);
-    key.extend_from_slice(nonce.as_bytes());
+    nonce.write_state_key(&mut key);
     key
 }
 
