@@ -30,6 +30,8 @@ pub struct BuiltBlock {
     pub block: Block,
     /// Its hash.
     pub hash: Hash,
+    /// The ids of its events, in order.
+    pub ids: Vec<Hash>,
     /// The execution result.
     pub outcome: BlockOutcome,
     /// Candidates left out, by index into the candidate list, with the reason.
@@ -102,7 +104,7 @@ pub fn build_block_checked<S: StateRead>(
         validators_hash: genesis.validators.hash,
     };
     let hash = header.hash();
-    Ok(BuiltBlock { block: Block { header, events: included }, hash, outcome, rejected })
+    Ok(BuiltBlock { block: Block { header, events: included }, hash, ids, outcome, rejected })
 }
 
 /// A block that passed every check, with what it does to state.

@@ -334,6 +334,7 @@ impl Ledger {
             built.hash,
             &[validator],
         );
+        let ids = built.ids;
         let certified = CertifiedBlock { block: built.block, certificate };
         // The certificate must satisfy the chain's validator set; check before writing.
         certified
@@ -348,7 +349,6 @@ impl Ledger {
                 height: certified.block.header.height,
                 detail: format!("this key cannot certify blocks alone: {detail}"),
             })?;
-        let ids: Vec<Hash> = certified.block.events.iter().map(SignedEvent::id).collect();
         let loc = self.log.append(&certified)?;
         self.index_outcome(&certified, built.hash, &ids, &built.outcome, loc)?;
         Ok((Some(certified), built.rejected))
