@@ -7,7 +7,7 @@
 //! height. Signature checks of the next batch of blocks run in parallel with the rule replay of
 //! the current one, so the audit runs near the machine's signature-verification limit.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::io::BufReader;
 use std::path::Path;
@@ -74,15 +74,11 @@ fn fail<T>(height: u64, reason: impl Into<String>) -> Result<T, AuditFailure> {
 #[derive(Debug, Default)]
 struct MemState {
     state: HashMap<Vec<u8>, Vec<u8>, foldhash::fast::RandomState>,
-    events: HashSet<Hash, foldhash::fast::RandomState>,
 }
 
 impl StateRead for MemState {
     fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
         Ok(self.state.get(key).cloned())
-    }
-    fn event_known(&self, id: &Hash) -> Result<bool, LedgerError> {
-        Ok(self.events.contains(id))
     }
     fn with_state<R>(
         &self,
@@ -198,9 +194,6 @@ impl<'g> Auditor<'g> {
                 checks,
             )
             .map_err(|e| AuditFailure { height, reason: describe(&e) })?;
-            for e in &validated.events {
-                self.state.events.insert(e.id);
-            }
             self.state.state.extend(validated.outcome.writes);
             self.events += validated.events.len() as u64;
             let h = &certified.block.header;

@@ -182,7 +182,12 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
     }
 
     fn evaluate(&self, event: &Event) -> Result<Effects, ApplyError> {
-        if self.new_events.contains(&event.id) || self.base.event_known(&event.id)? {
+        // The nonce entry holds the id of the event that used it, and an event's id fixes its
+        // author and nonce, so "this event is already on the ledger" is "its nonce entry holds
+        // its id": one state read answers both the replay and the nonce check.
+        let nonce_key = nonce_key(&event.author, &event.nonce);
+        let nonce_holder: Option<Hash> = self.get(&nonce_key)?;
+        if self.new_events.contains(&event.id) || nonce_holder == Some(event.id) {
             return rej(
                 RejectCode::DuplicateEvent,
                 format!("event {} is already on the ledger; events cannot be replayed", event.id),
@@ -213,8 +218,7 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
                 ),
             );
         }
-        let nonce_key = nonce_key(&event.author, &event.nonce);
-        if self.exists(&nonce_key)? {
+        if nonce_holder.is_some() {
             return rej(
                 RejectCode::DuplicateNonce,
                 format!(

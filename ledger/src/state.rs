@@ -11,10 +11,9 @@
 //! | `lc/<lc_id>`                | [`LcState`]      |
 //! | `document/<doc_id>`         | [`DocumentState`]|
 //! | `payment/<payment_id>`      | invoice id       |
-//! | `nonce/<author>\0<nonce>`   | event id         |
+//! | `nonce/<author>\0<nonce>`   | event id (also the replay check) |
 
 use serde::{Deserialize, Serialize};
-use tradeloop_crypto::Hash;
 
 use crate::event::{Condition, Direction, DocType};
 use crate::fields::Decimal;
@@ -24,8 +23,6 @@ use crate::LedgerError;
 pub trait StateRead {
     /// The value stored under a state key.
     fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError>;
-    /// Whether an event with this id was ever committed.
-    fn event_known(&self, id: &Hash) -> Result<bool, LedgerError>;
     /// Calls `f` with the value under `key` (borrowed where the store can lend it).
     fn with_state<R>(
         &self,

@@ -718,9 +718,6 @@ impl StateRead for Ledger {
     fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
         Ok(self.index.get(table_key(tables::STATE, key)).map_err(store_err)?.map(|v| v.to_vec()))
     }
-    fn event_known(&self, id: &Hash) -> Result<bool, LedgerError> {
-        self.index.contains_key(table_key(tables::EVENTS, &id.0)).map_err(store_err)
-    }
     fn with_state<R>(
         &self,
         key: &[u8],
