@@ -17,7 +17,7 @@ use tradeloop_crypto::Hash;
 use crate::block::{CertifiedBlock, Tip};
 use crate::blocklog::BlockLog;
 use crate::event::Event;
-use crate::execute::{check_events, validate_checked_without_refs};
+use crate::execute::{check_events, validate_checked, Refs};
 use crate::export::{ExportItem, ExportReader};
 use crate::genesis::Genesis;
 use crate::state::StateRead;
@@ -186,12 +186,13 @@ impl<'g> Auditor<'g> {
     ) -> Result<(), AuditFailure> {
         for (certified, checks) in batch {
             let height = self.tip.height + 1;
-            let validated = validate_checked_without_refs(
+            let validated = validate_checked(
                 self.genesis,
                 &self.state,
                 &self.tip,
                 &certified,
                 checks,
+                Refs::Skip,
             )
             .map_err(|e| AuditFailure { height, reason: describe(&e) })?;
             self.state.state.extend(validated.outcome.writes);

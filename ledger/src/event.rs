@@ -120,14 +120,7 @@ pub enum Nonce {
 }
 
 impl Nonce {
-    /// A key that distinguishes `1` from `"1"`.
-    pub fn state_key(&self) -> String {
-        let mut out = Vec::new();
-        self.write_state_key(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    }
-
-    /// Appends [`Nonce::state_key`] to `out` (no intermediate string).
+    /// Appends the nonce's part of its state key (`i:<n>` or `s:<text>`: `1` and `"1"` differ).
     pub fn write_state_key(&self, out: &mut Vec<u8>) {
         match self {
             Nonce::Int(n) => {

@@ -128,7 +128,7 @@ pub fn validate_proposal<S: StateRead>(
     block: &Block,
 ) -> Result<ValidatedBlock, LedgerError> {
     let checks = check_events(genesis, &block.events);
-    validate_body(genesis, state, tip, block, None, checks, true)
+    validate_body(genesis, state, tip, block, None, checks, Refs::Track)
 }
 
 /// Validates a certified block fully against the tip and state: the header checks of
@@ -141,7 +141,17 @@ pub fn validate_block<S: StateRead>(
     certified: &CertifiedBlock,
 ) -> Result<ValidatedBlock, LedgerError> {
     let checked = check_events(genesis, &certified.block.events);
-    validate_checked(genesis, state, tip, certified, checked)
+    validate_checked(genesis, state, tip, certified, checked, Refs::Track)
+}
+
+/// Whether a validation records each event's entity refs (trace-query keys) in its outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refs {
+    /// Record them: the index needs them.
+    Track,
+    /// Leave the outcome's ref lists empty: the audit's replay keeps no index. Writes and
+    /// `app_hash` are the same either way.
+    Skip,
 }
 
 /// [`validate_block`] for a block whose events' stateless checks already ran (`checks[i]`
@@ -153,28 +163,9 @@ pub fn validate_checked<S: StateRead>(
     tip: &Tip,
     certified: &CertifiedBlock,
     checks: Vec<Result<Event, Rejection>>,
+    refs: Refs,
 ) -> Result<ValidatedBlock, LedgerError> {
-    validate_body(genesis, state, tip, &certified.block, Some(&certified.certificate), checks, true)
-}
-
-/// [`validate_checked`] for the audit's replay: the same checks, writes and `app_hash`, but no
-/// entity refs in the outcome (the audit keeps no trace index).
-pub fn validate_checked_without_refs<S: StateRead>(
-    genesis: &Genesis,
-    state: &S,
-    tip: &Tip,
-    certified: &CertifiedBlock,
-    checks: Vec<Result<Event, Rejection>>,
-) -> Result<ValidatedBlock, LedgerError> {
-    validate_body(
-        genesis,
-        state,
-        tip,
-        &certified.block,
-        Some(&certified.certificate),
-        checks,
-        false,
-    )
+    validate_body(genesis, state, tip, &certified.block, Some(&certified.certificate), checks, refs)
 }
 
 /// The one validation path: header (and certificate, when there is one), then every event's
@@ -186,7 +177,7 @@ fn validate_body<S: StateRead>(
     block: &Block,
     certificate: Option<&crate::block::CommitCertificate>,
     checks: Vec<Result<Event, Rejection>>,
-    track_refs: bool,
+    refs: Refs,
 ) -> Result<ValidatedBlock, LedgerError> {
     let header = &block.header;
     let height = header.height;
@@ -203,7 +194,7 @@ fn validate_body<S: StateRead>(
             .map_err(|e| invalid(format!("commit certificate invalid: {e}")))?;
     }
     let mut executor = BlockExecutor::new(genesis, state, header.time_ms);
-    if !track_refs {
+    if refs == Refs::Skip {
         executor = executor.without_refs();
     }
     let mut events = Vec::with_capacity(checks.len());

@@ -104,7 +104,6 @@ pub struct BlockExecutor<'a, S: StateRead> {
     base: &'a S,
     block_time_ms: u64,
     overlay: BTreeMap<Vec<u8>, Vec<u8>>,
-    new_events: HashSet<Hash, foldhash::fast::RandomState>,
     refs: Vec<Vec<Vec<u8>>>,
     track_refs: bool,
 }
@@ -117,7 +116,6 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
             base,
             block_time_ms,
             overlay: BTreeMap::new(),
-            new_events: HashSet::default(),
             refs: Vec::new(),
             track_refs: true,
         }
@@ -142,7 +140,6 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
         for (key, value) in effects.writes {
             self.overlay.insert(key, value);
         }
-        self.new_events.insert(event.id);
         self.refs.push(effects.refs);
         Ok(())
     }
@@ -183,11 +180,12 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
 
     fn evaluate(&self, event: &Event) -> Result<Effects, ApplyError> {
         // The nonce entry holds the id of the event that used it, and an event's id fixes its
-        // author and nonce, so "this event is already on the ledger" is "its nonce entry holds
-        // its id": one state read answers both the replay and the nonce check.
+        // author and nonce, so "this event is already on the ledger (or earlier in this
+        // block: the overlay)" is "its nonce entry holds its id": one state read answers both
+        // the replay and the nonce check.
         let nonce_key = nonce_key(&event.author, &event.nonce);
         let nonce_holder: Option<Hash> = self.get(&nonce_key)?;
-        if self.new_events.contains(&event.id) || nonce_holder == Some(event.id) {
+        if nonce_holder == Some(event.id) {
             return rej(
                 RejectCode::DuplicateEvent,
                 format!("event {} is already on the ledger; events cannot be replayed", event.id),
