@@ -283,17 +283,12 @@ fn check_index_tip(dir: &Path, log: &BlockLog, total: u64) -> Result<(), AuditFa
     if !index.exists() {
         return Ok(());
     }
-    let opened = std::panic::catch_unwind(|| sled::Config::new().path(&index).open());
-    let db = match opened {
-        Ok(Ok(db)) => db,
-        Ok(Err(e)) => {
-            return fail(
-                total + 1,
-                format!("cannot open the index to confirm the log is complete ({e}); stop the node, or verify an export"),
-            )
-        }
-        Err(_) => return fail(total + 1, "the index is damaged; cannot confirm the log is complete"),
-    };
+    let db = crate::store::open_sled(&index).map_err(|e| AuditFailure {
+        height: total + 1,
+        reason: format!(
+            "cannot open the index to confirm the log is complete ({e}); stop the node, or verify an export"
+        ),
+    })?;
     let tip = db
         .open_tree(crate::store::INDEX_TREE)
         .and_then(|t| t.get(crate::store::META_TIP_KEY))

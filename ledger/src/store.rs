@@ -130,23 +130,59 @@ fn store_err(e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Store(e.to_string())
 }
 
-fn open_sled(path: &Path) -> Result<sled::Db, LedgerError> {
-    // sled 0.34 can panic on some damaged files instead of returning an error; never let a
-    // damaged index take the process down.
-    let path = path.to_path_buf();
-    // Every block is flushed explicitly after its batch, so the background flusher is off;
-    // HighThroughput favours the write-heavy commit path.
-    let result = std::panic::catch_unwind(move || {
-        sled::Config::new().path(path).mode(sled::Mode::HighThroughput).flush_every_ms(None).open()
-    });
-    match result {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(e)) => {
-            Err(LedgerError::IndexInconsistent(format!("cannot open the sled index: {e}")))
+/// How long opening the index waits for sled's directory lock. A `Ledger` dropped in this
+/// process releases it a moment later (sled closes its files on a background thread); a
+/// running node holds it for good, and the open then fails.
+const INDEX_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether sled failed to open because another open handle holds its directory lock. sled
+/// 0.34.7 (pinned exactly) reports that only as an `Other` I/O error with this text; the test
+/// `verify_refuses_an_index_in_use_and_waits_for_a_dropped_one` pins it.
+fn is_lock_error(e: &std::io::Error) -> bool {
+    e.to_string().starts_with("could not acquire lock on")
+}
+
+/// Opens the sled index (used by `Ledger::open` and by the audit's index-tip check).
+pub(crate) fn open_sled(path: &Path) -> Result<sled::Db, LedgerError> {
+    let started = std::time::Instant::now();
+    loop {
+        // sled 0.34 can panic on some damaged files instead of returning an error; never let
+        // a damaged index take the process down.
+        let owned = path.to_path_buf();
+        // Every block is flushed explicitly after its batch, so the background flusher is
+        // off; HighThroughput favours the write-heavy commit path.
+        let result = std::panic::catch_unwind(move || {
+            sled::Config::new()
+                .path(owned)
+                .mode(sled::Mode::HighThroughput)
+                .flush_every_ms(None)
+                .open()
+        });
+        match result {
+            Ok(Ok(db)) => return Ok(db),
+            Ok(Err(sled::Error::Io(e))) if is_lock_error(&e) => {
+                if started.elapsed() >= INDEX_LOCK_WAIT {
+                    return Err(LedgerError::io(
+                        format!(
+                            "the index {} is in use by another process; stop the node running on this data dir and retry",
+                            path.display()
+                        ),
+                        e,
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Ok(Err(e)) => {
+                return Err(LedgerError::IndexInconsistent(format!(
+                    "cannot open the sled index: {e}"
+                )))
+            }
+            Err(_) => {
+                return Err(LedgerError::IndexInconsistent(
+                    "the sled index is damaged (sled panicked opening it)".into(),
+                ))
+            }
         }
-        Err(_) => Err(LedgerError::IndexInconsistent(
-            "the sled index is damaged (sled panicked opening it)".into(),
-        )),
     }
 }
 
