@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 use malachite_core_consensus::SignedConsensusMsg;
-use malachite_core_types::{NilOrVal, VoteType};
+use malachite_core_types::{NilOrVal, Round, VoteType};
 use tradeloop_ledger::sample::{trade_events, Cast};
 use tradeloop_ledger::Ledger;
 use tradeloop_node::consensus::context::{BlockHash, TradeContext, Validators};
@@ -57,11 +57,19 @@ fn setup() -> Setup {
         };
         let (mut c, _) = core(&s, false);
         let actions = c.handle(c.start_height(1)).unwrap();
-        if actions.iter().any(|a| matches!(a, Action::BuildBlock { .. })) {
+        if build_round(&actions).is_some() {
             return Setup { cast, dir: tempfile::tempdir().unwrap(), proposer };
         }
     }
     panic!("no validator proposes at height 1 round 0");
+}
+
+/// The round of the first block the core asks for, if it asks.
+fn build_round(actions: &[Action]) -> Option<Round> {
+    actions.iter().find_map(|a| match a {
+        Action::BuildBlock { round, .. } => Some(*round),
+        _ => None,
+    })
 }
 
 fn prevotes(actions: &[Action]) -> Vec<NilOrVal<BlockHash>> {
@@ -90,13 +98,7 @@ fn a_restarted_proposer_replays_its_wal_and_keeps_its_block_and_vote() {
         let (mut c, records) = core(&s, true);
         assert!(records.is_empty());
         let actions = c.handle(c.start_height(1)).unwrap();
-        let round = actions
-            .iter()
-            .find_map(|a| match a {
-                Action::BuildBlock { round, .. } => Some(*round),
-                _ => None,
-            })
-            .unwrap();
+        let round = build_round(&actions).unwrap();
         c.persist_block(&built.block).unwrap();
         let actions = c.handle(propose(1, round, built.hash)).unwrap();
         // It proposed and prevoted for its block; the other three are silent, so no decision.
@@ -132,23 +134,11 @@ fn without_the_wal_the_restart_asks_for_a_new_block_and_the_guard_refuses_it() {
     {
         let (mut c, _) = core(&s, false);
         let actions = c.handle(c.start_height(1)).unwrap();
-        let round = actions
-            .iter()
-            .find_map(|a| match a {
-                Action::BuildBlock { round, .. } => Some(*round),
-                _ => None,
-            })
-            .unwrap();
+        let round = build_round(&actions).unwrap();
         c.handle(propose(1, round, first.hash)).unwrap();
     }
     let (mut c, _) = core(&s, false);
     let actions = c.handle(c.start_height(1)).unwrap();
-    let round = actions
-        .iter()
-        .find_map(|a| match a {
-            Action::BuildBlock { round, .. } => Some(*round),
-            _ => None,
-        })
-        .expect("a fresh state asks for a block again");
+    let round = build_round(&actions).expect("a fresh state asks for a block again");
     assert!(c.handle(propose(1, round, second.hash)).is_err());
 }
