@@ -67,10 +67,31 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Rebuild the sled index from the block log.
+    /// Rebuild the sled index from the block log (refuses if the log is damaged or shorter
+    /// than the old index recorded, unless told what to drop with --discard-from).
     Reindex {
         #[command(flatten)]
         chain: ChainArgs,
+        /// Drop block HEIGHT and every block after it (and any damage there) from the log
+        /// before rebuilding. The dropped bytes are saved under DIR/discarded/. Use only when
+        /// the blocks cannot be restored from an export or resynced from peers.
+        #[arg(long, value_name = "HEIGHT", value_parser = clap::value_parser!(u64).range(1..))]
+        discard_from: Option<u64>,
+    },
+    /// Write a new data dir from an export file, after verifying every block of it.
+    Restore {
+        /// The export file (from `tradeloop export`).
+        #[arg(long)]
+        export: PathBuf,
+        /// The chain's genesis file (the export must be of this chain).
+        #[arg(long)]
+        genesis: PathBuf,
+        /// The data dir to create; it must not exist or be empty.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a sample closed-loop trade on a local chain and audit it.
     Demo(crate::demo::DemoArgs),
@@ -235,22 +256,14 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Trade { chain, order_id, json } => trade(&chain, &order_id, json),
         Command::Verify(args) => verify(args),
         Command::Export { chain, out } => {
-            let ledger = open_ledger(&chain)?;
+            let ledger = open_ledger_read_only(&chain)?;
             let blocks = tradeloop_ledger::export::export(&ledger, &out)?;
             println!("exported {blocks} blocks to {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Reindex { chain } => {
-            let genesis = load_genesis(&chain.genesis)?;
-            let ledger = Ledger::reindex(&chain.data_dir, genesis).context(
-                "reindex failed; the block log itself may be damaged (run `tradeloop verify`)",
-            )?;
-            println!(
-                "index rebuilt from the block log: {} blocks, tip {}",
-                ledger.tip().height,
-                ledger.tip().hash
-            );
-            Ok(ExitCode::SUCCESS)
+        Command::Reindex { chain, discard_from } => reindex(&chain, discard_from),
+        Command::Restore { export, genesis, data_dir, json } => {
+            restore(&export, &genesis, &data_dir, json)
         }
         Command::Demo(args) => crate::demo::run(args),
         Command::Bench(b) => crate::bench::run(b),
@@ -262,10 +275,90 @@ pub fn load_genesis(path: &Path) -> Result<Genesis> {
     Genesis::load(path).with_context(|| format!("cannot use genesis {}", path.display()))
 }
 
+/// Opens a data dir as its writer (`append`): creates it if missing, cuts a provably torn
+/// tail and says so.
 pub fn open_ledger(chain: &ChainArgs) -> Result<Ledger> {
     let genesis = load_genesis(&chain.genesis)?;
-    Ledger::open(&chain.data_dir, genesis)
-        .with_context(|| format!("cannot open data dir {}", chain.data_dir.display()))
+    let ledger = Ledger::open(&chain.data_dir, genesis)
+        .with_context(|| format!("cannot open data dir {}", chain.data_dir.display()))?;
+    if let Some(torn) = &ledger.torn_tail {
+        eprintln!("note: cut a torn tail left by an earlier crash: {torn}");
+    }
+    Ok(ledger)
+}
+
+/// Opens a data dir for a read command: nothing in it is created or changed.
+pub fn open_ledger_read_only(chain: &ChainArgs) -> Result<Ledger> {
+    let genesis = load_genesis(&chain.genesis)?;
+    let ledger = Ledger::open_read_only(&chain.data_dir, genesis)
+        .with_context(|| format!("cannot read data dir {}", chain.data_dir.display()))?;
+    if let Some(torn) = &ledger.torn_tail {
+        eprintln!(
+            "note: the block log ends in an unfinished write ({torn}); it is not part of the \
+             chain and is left in place (the next append or node start cuts it)"
+        );
+    }
+    Ok(ledger)
+}
+
+fn reindex(chain: &ChainArgs, discard_from: Option<u64>) -> Result<ExitCode> {
+    let genesis = load_genesis(&chain.genesis)?;
+    let (ledger, report) = Ledger::reindex(&chain.data_dir, genesis, discard_from)
+        .with_context(|| format!("reindex of {} refused", chain.data_dir.display()))?;
+    if let Some(d) = &report.discarded {
+        let damaged = if d.damaged_bytes_removed {
+            " and the damaged part of the log after them"
+        } else {
+            ""
+        };
+        eprintln!(
+            "discarded {} intact block(s) from height {}{damaged}: {} bytes, saved to {}",
+            d.intact_blocks,
+            d.from_height,
+            d.bytes,
+            d.saved_to.display()
+        );
+    }
+    if report.old_index_tip.is_none() {
+        eprintln!(
+            "note: the old index could not be read, so its committed height could not be \
+             compared with the log; run `tradeloop verify` against an export if you have one"
+        );
+    }
+    println!(
+        "index rebuilt from the block log: {} blocks, tip {}",
+        ledger.tip().height,
+        ledger.tip().hash
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn restore(export: &Path, genesis: &Path, data_dir: &Path, json: bool) -> Result<ExitCode> {
+    let genesis = load_genesis(genesis)?;
+    let bar = progress_bar(0);
+    let result = tradeloop_ledger::restore::restore(export, &genesis, data_dir, &mut |h| {
+        if let Some(b) = &bar {
+            b.set_position(h);
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let report = result.with_context(|| {
+        format!("cannot restore {} from {}", data_dir.display(), export.display())
+    })?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "restored {} blocks ({} events) into {}, verified from the genesis; tip {}",
+            report.blocks,
+            report.events,
+            report.data_dir.display(),
+            report.tip_hash
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn now_ms() -> u64 {
@@ -407,7 +500,7 @@ fn event_sign(key_path: &Path, genesis: Option<&Path>, body_path: &Path) -> Resu
 
 fn event_show(chain: &ChainArgs, id: &str, json: bool) -> Result<ExitCode> {
     let hash = tradeloop_crypto::Hash::from_hex(id).context("the event id is 64 hex characters")?;
-    let ledger = open_ledger(chain)?;
+    let ledger = open_ledger_read_only(chain)?;
     let Some(record) = ledger.event(&hash)? else {
         bail!("no event {id} on this ledger");
     };
@@ -435,12 +528,6 @@ fn append(args: AppendArgs) -> Result<ExitCode> {
     let validator = read_key_file(&args.validator_key)?;
     if ledger.genesis().validators.power_of(&validator.public_key()).is_none() {
         bail!("{} is not a validator key of this chain", args.validator_key.display());
-    }
-    if ledger.torn_tail_truncated > 0 {
-        eprintln!(
-            "note: truncated a torn tail of {} bytes left by an earlier crash",
-            ledger.torn_tail_truncated
-        );
     }
     if ledger.caught_up_on_open > 0 {
         eprintln!(
@@ -512,7 +599,7 @@ fn append(args: AppendArgs) -> Result<ExitCode> {
     let mut block_rejections = Vec::new();
     ledger.append_local_stream(chunks, &validator, &now_ms, &mut |chunk, block, rej| {
         block_rejections.push(rej);
-        if let Some(b) = block {
+        for b in block {
             committed += b.block.events.len() as u64;
             blocks += 1;
         }
@@ -566,7 +653,7 @@ pub fn print_trace(records: &[EventRecord]) {
 }
 
 fn trace(chain: &ChainArgs, reference: &str, json: bool) -> Result<ExitCode> {
-    let ledger = open_ledger(chain)?;
+    let ledger = open_ledger_read_only(chain)?;
     let records = ledger.trace(reference)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&records)?);
@@ -595,7 +682,7 @@ pub fn print_trade(status: &tradeloop_ledger::store::TradeStatus) {
 }
 
 fn trade(chain: &ChainArgs, order_id: &str, json: bool) -> Result<ExitCode> {
-    let ledger = open_ledger(chain)?;
+    let ledger = open_ledger_read_only(chain)?;
     let status = ledger.trade_status(order_id)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);

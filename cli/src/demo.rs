@@ -89,7 +89,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         if let Some((_, r)) = rejected.first() {
             bail!("step {i} ({kind}) was rejected: {r}");
         }
-        let height = block.map(|b| b.block.header.height).unwrap_or_default();
+        let height = block.last().map(|b| b.block.header.height).unwrap_or_default();
         println!("  h{height:<8} {kind:<30} {author}");
     }
     std::fs::write(dir.join("events.jsonl"), journal)?;

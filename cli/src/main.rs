@@ -22,6 +22,8 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // Crash tests configure failpoints through FAIL_POINTS; a release build has none.
+    let _failpoints = tradeloop_ledger::failpoint::from_env();
     let cli = Cli::parse();
     match commands::run(cli.command) {
         Ok(code) => code,

@@ -20,6 +20,7 @@ use crate::event::Event;
 use crate::execute::{check_events, validate_checked, Refs};
 use crate::export::{ExportItem, ExportReader};
 use crate::genesis::Genesis;
+use crate::index::{IndexStore, SledIndex};
 use crate::state::StateRead;
 use crate::{codec, LedgerError, Rejection};
 
@@ -227,21 +228,24 @@ fn describe(e: &LedgerError) -> String {
 }
 
 /// Verifies a data dir's block log, and that the log is not shorter than its index says.
+/// Reads only: nothing in `dir` is written (the index is read from a private copy).
 /// `progress(height, total)`.
 pub fn verify_data_dir(
     dir: &Path,
     genesis: &Genesis,
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<AuditReport, AuditFailure> {
+    crate::store::check_data_dir(dir)
+        .map_err(|e| AuditFailure { height: 0, reason: e.to_string() })?;
     let (log, report, damage) = BlockLog::open_for_audit(&dir.join("blocks"))
         .map_err(|e| AuditFailure { height: 0, reason: e.to_string() })?;
     let total = log.len();
     let mut next = 1u64;
     let mut auditor = Auditor::new(genesis);
-    // Opening the sled index to read its tip takes a moment (sled recovers its own log); it
-    // runs beside the audit and is judged after it, so an earlier bad height still comes first.
+    // Reading the index's tip takes a moment (a copy, and sled recovers its own log); it runs
+    // beside the audit and is judged after it, so an earlier bad height still comes first.
     let (result, index_tip) = std::thread::scope(|scope| {
-        let index_tip = scope.spawn(|| check_index_tip(dir, &log, total));
+        let index_tip = scope.spawn(|| index_tip(dir));
         let result = auditor.run(
             || {
                 if next > total {
@@ -257,48 +261,58 @@ pub fn verify_data_dir(
         );
         let index_tip = index_tip
             .join()
-            .unwrap_or_else(|_| fail(total + 1, "the thread checking the index tip panicked"));
+            .unwrap_or_else(|_| fail(total + 1, "the thread reading the index tip panicked"));
         (result, index_tip)
     });
     let result = result?;
     if let Some(damage) = damage {
         return fail(total + 1, damage.to_string());
     }
-    if report.torn_tail_bytes > 0 {
-        return fail(
-            total + 1,
-            format!(
-                "the block log ends inside a frame ({} bytes after height {total}): it was truncated or a write was torn",
-                report.torn_tail_bytes
-            ),
-        );
+    let committed = index_tip?;
+    if let Some(tip) = &committed {
+        check_index_tip(&log, total, tip)?;
     }
-    index_tip?;
+    if let Some(torn) = &report.torn_tail {
+        // An unfinished write is not part of the chain, unless the index says it was committed.
+        if committed.as_ref().is_some_and(|t| t.height >= torn.height) {
+            return fail(
+                torn.height,
+                format!("block {} was committed but its frame is damaged ({torn})", torn.height),
+            );
+        }
+    }
     Ok(result)
 }
 
-/// The sled index records the tip it committed; a log shorter than that lost blocks.
-fn check_index_tip(dir: &Path, log: &BlockLog, total: u64) -> Result<(), AuditFailure> {
+/// The tip the index records (None: no index, or no block committed yet). An index that cannot
+/// be read or whose tip does not decode is a finding: the audit cannot confirm the log is whole.
+fn index_tip(dir: &Path) -> Result<Option<Tip>, AuditFailure> {
     let index = dir.join("index");
     if !index.exists() {
-        return Ok(());
+        return Ok(None);
     }
-    let db = crate::store::open_sled(&index).map_err(|e| AuditFailure {
-        height: total + 1,
+    let unreadable = |e: LedgerError| AuditFailure {
+        height: 0,
         reason: format!(
-            "cannot open the index to confirm the log is complete ({e}); stop the node, or verify an export"
+            "cannot read the index to confirm the block log is complete: {e}; or verify an export"
         ),
-    })?;
-    let tip = db
-        .open_tree(crate::store::INDEX_TREE)
-        .and_then(|t| t.get(crate::store::META_TIP_KEY))
-        .map_err(|e| AuditFailure {
-            height: total + 1,
-            reason: format!("index unreadable: {e}"),
-        })?;
-    let Some(tip) = tip.and_then(|b| codec::decode::<Tip>(&b).ok()) else {
-        return Ok(());
     };
+    let snapshot = crate::store::snapshot_index(&index).map_err(unreadable)?;
+    let db = SledIndex::open(snapshot.path()).map_err(unreadable)?;
+    let Some(bytes) = db.get(crate::store::META_TIP_KEY).map_err(unreadable)? else {
+        return Ok(None);
+    };
+    codec::decode::<Tip>(&bytes).map(Some).map_err(|e| AuditFailure {
+        height: 0,
+        reason: format!(
+            "the index's tip record does not decode ({e}): the audit cannot confirm the block \
+             log is complete. Verify an export, or rebuild the index with `tradeloop reindex`"
+        ),
+    })
+}
+
+/// The sled index records the tip it committed; a log shorter than that lost blocks.
+fn check_index_tip(log: &BlockLog, total: u64, tip: &Tip) -> Result<(), AuditFailure> {
     if tip.height > total {
         return fail(
             total + 1,

@@ -50,7 +50,7 @@ pub struct Header {
 impl Header {
     /// The block hash.
     pub fn hash(&self) -> Hash {
-        domain_hash(BLOCK_DOMAIN, &[&codec::encode(self)])
+        domain_hash(BLOCK_DOMAIN, &[&codec::encode_small(self)])
     }
 }
 
@@ -288,6 +288,12 @@ pub fn check_block_header(
             block.events.len()
         ));
     }
+    let max_bytes = genesis.doc.consensus.max_block_bytes.min(crate::blocklog::MAX_BLOCK_BYTES);
+    match crate::codec::encoded_len(block) {
+        Ok(n) if n <= u64::from(max_bytes) => {}
+        Ok(n) => return Err(format!("the block is {n} bytes; the limit is {max_bytes}")),
+        Err(e) => return Err(format!("the block cannot be encoded: {e}")),
+    }
     let root = events_root(event_ids);
     if root != h.events_root {
         return Err(format!(
@@ -320,7 +326,7 @@ mod tests {
     #[test]
     fn header_vector() {
         let h = vector_header();
-        let bytes = codec::encode(&h);
+        let bytes = codec::encode(&h).unwrap();
         assert_eq!(bytes.len(), 212);
         // These values are quoted in docs/formats.md; changing them is a format change.
         assert_eq!(

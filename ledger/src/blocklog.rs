@@ -21,6 +21,16 @@ use crate::{codec, LedgerError};
 pub const SEGMENT_MAGIC: &[u8; 8] = b"TLBLOG01";
 /// A new segment is started once the current one exceeds this size: 128 MiB.
 pub const MAX_SEGMENT_BYTES: u64 = 128 * 1024 * 1024;
+/// Hard upper bound on an encoded block (header and events, without the certificate), in
+/// bytes: 32 MiB, whatever the genesis says (`consensus.max_block_bytes` is at most this).
+/// Proposers build blocks within the genesis bound, validation refuses larger ones, and a frame
+/// ([`frame::MAX_FRAME_PAYLOAD`], 64 MiB) holds the largest block with its largest certificate
+/// (at most `MAX_CERTIFICATE_SIGNATURES` signatures of about 110 bytes).
+pub const MAX_BLOCK_BYTES: u32 = 32 * 1024 * 1024;
+const _: () = assert!(
+    MAX_BLOCK_BYTES as usize + crate::block::MAX_CERTIFICATE_SIGNATURES * 256
+        <= frame::MAX_FRAME_PAYLOAD as usize
+);
 
 /// Where a block's frame lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -33,11 +43,67 @@ pub struct Location {
     pub len: u32,
 }
 
+/// How a block log is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Read commands and audits: nothing is created, written, truncated or repaired.
+    ReadOnly,
+    /// The one writer (append, the node): may create the log and cut a provably torn tail.
+    Writer,
+}
+
+/// An unfinished write found at the very end of the log: bytes after the last whole frame of the
+/// last segment that no intact frame follows, at a height above anything known as committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment (always the last one).
+    pub segment: u32,
+    /// Where the unfinished frame starts (0: the segment header itself is unfinished).
+    pub offset: u64,
+    /// Bytes from `offset` to the end of the segment.
+    pub bytes: u64,
+    /// The height the unfinished block would have had.
+    pub height: u64,
+}
+
+impl std::fmt::Display for TornTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} bytes of an unfinished write of block {} at segment {} offset {}",
+            self.bytes, self.height, self.segment, self.offset
+        )
+    }
+}
+
 /// How the log was found on open.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OpenReport {
-    /// Bytes of a torn tail found after the last whole frame (truncated if writable).
-    pub torn_tail_bytes: u64,
+    /// The torn tail found after the last whole frame, if any: cut by a writer, left in place
+    /// (and not read) by a read-only open.
+    pub torn_tail: Option<TornTail>,
+}
+
+impl OpenReport {
+    /// Bytes of the torn tail (0 if none).
+    pub fn torn_tail_bytes(&self) -> u64 {
+        self.torn_tail.as_ref().map_or(0, |t| t.bytes)
+    }
+}
+
+/// What [`BlockLog::discard_from`] removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Discarded {
+    /// The first height removed.
+    pub from_height: u64,
+    /// Intact blocks removed (heights `from_height..from_height + intact_blocks`).
+    pub intact_blocks: u64,
+    /// Whether damaged bytes were removed as well (everything from the damage on).
+    pub damaged_bytes_removed: bool,
+    /// Bytes removed from the log.
+    pub bytes: u64,
+    /// Where the removed bytes were saved.
+    pub saved_to: PathBuf,
 }
 
 /// The block log.
@@ -63,10 +129,57 @@ fn sync_dir(dir: &Path) -> Result<(), LedgerError> {
         .map_err(io(format!("cannot fsync directory {}", dir.display())))
 }
 
+/// Lists the segment numbers in `dir`, checking they run 0, 1, 2, ... without a gap.
+fn list_segments(dir: &Path) -> Result<Vec<u32>, LedgerError> {
+    let mut segments = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io(format!("cannot list {}", dir.display())))? {
+        let entry = entry.map_err(io(format!("cannot list {}", dir.display())))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name.strip_prefix("blocks-").and_then(|s| s.strip_suffix(".log")) {
+            let n: u32 = n.parse().map_err(|_| LedgerError::CorruptLog {
+                location: dir.join(&name).display().to_string(),
+                height: 1,
+                detail: "unexpected segment file name".into(),
+            })?;
+            segments.push(n);
+        }
+    }
+    segments.sort_unstable();
+    for (i, s) in segments.iter().enumerate() {
+        if *s as usize != i {
+            return Err(LedgerError::CorruptLog {
+                location: segment_path(dir, u32::try_from(i).unwrap_or(u32::MAX))
+                    .display()
+                    .to_string(),
+                height: 1,
+                detail: "segment file is missing".into(),
+            });
+        }
+    }
+    Ok(segments)
+}
+
+/// The first offset at or after `from` where an intact BLOCK frame starts, if any. Bytes a
+/// crash leaves behind (a prefix of one frame, zeros) hold none; damage inside the log is
+/// followed by the frames written after it.
+fn next_intact_frame(data: &[u8], from: usize) -> Option<usize> {
+    (from..data.len().saturating_sub(frame::FRAME_HEADER_BYTES)).find(|&p| {
+        data[p] == frame::kind::BLOCK && matches!(frame::read(data, p), FrameRead::Frame { .. })
+    })
+}
+
 impl BlockLog {
-    /// Opens (creating if `writable` and missing) the log in `dir` and scans every frame.
-    pub fn open(dir: &Path, writable: bool) -> Result<(BlockLog, OpenReport), LedgerError> {
-        let (log, report, damage) = BlockLog::open_inner(dir, writable, false)?;
+    /// Opens the log in `dir` and scans every frame. `committed_height` is the highest height
+    /// known as committed elsewhere (the index's tip, a validator's sign-state): no frame at or
+    /// below it may be a torn tail. Any damage is an error and changes nothing; only a
+    /// [`Access::Writer`] creates a missing log or cuts a provably torn tail (see
+    /// [`OpenReport::torn_tail`]).
+    pub fn open(
+        dir: &Path,
+        access: Access,
+        committed_height: u64,
+    ) -> Result<(BlockLog, OpenReport), LedgerError> {
+        let (log, report, damage) = BlockLog::open_inner(dir, access, committed_height, false)?;
         match damage {
             Some(e) => Err(e),
             None => Ok((log, report)),
@@ -74,56 +187,30 @@ impl BlockLog {
     }
 
     /// Opens the log read-only for an audit: the blocks before the first damaged frame are
-    /// kept, and the damage (if any) is returned instead of failing the open.
+    /// kept, and the damage (if any) is returned instead of failing the open. The caller judges
+    /// a torn tail against what it knows was committed.
     pub fn open_for_audit(
         dir: &Path,
     ) -> Result<(BlockLog, OpenReport, Option<LedgerError>), LedgerError> {
-        if !dir.is_dir() {
-            return Err(LedgerError::io(
-                format!("{} is not a block log directory", dir.display()),
-                std::io::Error::from(std::io::ErrorKind::NotFound),
-            ));
-        }
-        BlockLog::open_inner(dir, false, true)
+        BlockLog::open_inner(dir, Access::ReadOnly, 0, true)
     }
 
     fn open_inner(
         dir: &Path,
-        writable: bool,
+        access: Access,
+        committed_height: u64,
         lenient: bool,
     ) -> Result<(BlockLog, OpenReport, Option<LedgerError>), LedgerError> {
+        let writable = access == Access::Writer;
         if writable {
             std::fs::create_dir_all(dir).map_err(io(format!("cannot create {}", dir.display())))?;
+        } else if !dir.is_dir() {
+            return Err(LedgerError::NotADataDir(format!(
+                "{} is not a block log directory",
+                dir.display()
+            )));
         }
-        let mut segments = Vec::new();
-        if dir.exists() {
-            for entry in
-                std::fs::read_dir(dir).map_err(io(format!("cannot list {}", dir.display())))?
-            {
-                let entry = entry.map_err(io(format!("cannot list {}", dir.display())))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if let Some(n) = name.strip_prefix("blocks-").and_then(|s| s.strip_suffix(".log")) {
-                    let n: u32 = n.parse().map_err(|_| LedgerError::CorruptLog {
-                        location: name.clone(),
-                        height: 1,
-                        detail: "unexpected segment file name".into(),
-                    })?;
-                    segments.push(n);
-                }
-            }
-        }
-        segments.sort_unstable();
-        for (i, s) in segments.iter().enumerate() {
-            if *s as usize != i {
-                return Err(LedgerError::CorruptLog {
-                    location: segment_path(dir, u32::try_from(i).unwrap_or(u32::MAX))
-                        .display()
-                        .to_string(),
-                    height: 1,
-                    detail: "segment file is missing".into(),
-                });
-            }
-        }
+        let segments = list_segments(dir)?;
         let mut log =
             BlockLog { dir: dir.to_path_buf(), locations: Vec::new(), current: None, writable };
         let mut report = OpenReport::default();
@@ -133,24 +220,34 @@ impl BlockLog {
             let data =
                 std::fs::read(&path).map_err(io(format!("cannot read {}", path.display())))?;
             let is_last = Some(i) == last;
-            let valid_len = match log.scan_segment(segment, &path, &data, is_last, &mut report) {
-                Ok(len) => len,
-                Err(e) if lenient => return Ok((log, report, Some(e))),
-                Err(e) => return Err(e),
-            };
+            let (valid_len, torn) =
+                match log.scan_segment(segment, &path, &data, is_last, committed_height) {
+                    Ok(scanned) => scanned,
+                    Err(e) if lenient => return Ok((log, report, Some(e))),
+                    Err(e) => return Err(e),
+                };
             if is_last && writable {
                 // Append mode: every write lands at the end, never over earlier frames.
-                let file = OpenOptions::new()
+                let mut file = OpenOptions::new()
                     .append(true)
                     .open(&path)
                     .map_err(io(format!("cannot open {} for writing", path.display())))?;
-                if valid_len < data.len() as u64 {
+                let mut len = valid_len;
+                if torn.is_some() {
                     file.set_len(valid_len)
                         .and_then(|()| file.sync_all())
-                        .map_err(io(format!("cannot truncate torn tail of {}", path.display())))?;
+                        .map_err(io(format!("cannot cut the torn tail of {}", path.display())))?;
+                    if valid_len == 0 {
+                        // The segment's creation was cut short: finish its header.
+                        file.write_all(SEGMENT_MAGIC)
+                            .and_then(|()| file.sync_all())
+                            .map_err(io(format!("cannot write {}", path.display())))?;
+                        len = SEGMENT_MAGIC.len() as u64;
+                    }
                 }
-                log.current = Some((segment, file, valid_len));
+                log.current = Some((segment, file, len));
             }
+            report.torn_tail = torn;
         }
         Ok((log, report, None))
     }
@@ -161,40 +258,41 @@ impl BlockLog {
         path: &Path,
         data: &[u8],
         is_last: bool,
-        report: &mut OpenReport,
-    ) -> Result<u64, LedgerError> {
-        let corrupt = |offset: usize, height: usize, detail: String| LedgerError::CorruptLog {
-            location: format!("{} offset {offset}", path.display()),
-            height: height as u64 + 1,
+        committed_height: u64,
+    ) -> Result<(u64, Option<TornTail>), LedgerError> {
+        let corrupt = |offset: usize, height: u64, detail: String| LedgerError::CorruptLog {
+            location: format!("{} (segment {segment}) offset {offset}", path.display()),
+            height,
             detail,
         };
+        let next_height = self.len() + 1;
+        let torn = |offset: usize, height: u64| TornTail {
+            segment,
+            offset: offset as u64,
+            bytes: (data.len() - offset) as u64,
+            height,
+        };
         if data.len() < SEGMENT_MAGIC.len() {
-            if is_last && SEGMENT_MAGIC.starts_with(data) {
-                report.torn_tail_bytes = data.len() as u64;
-                return Ok(0);
+            // A crash while creating the segment (before its first frame) leaves a prefix of
+            // the header; only the last segment can be new, and nothing committed is in it.
+            if is_last && SEGMENT_MAGIC.starts_with(data) && next_height > committed_height {
+                return Ok((0, (!data.is_empty()).then(|| torn(0, next_height))));
             }
-            return Err(corrupt(
-                0,
-                self.locations.len(),
-                "segment is shorter than its header".into(),
-            ));
+            return Err(corrupt(0, next_height, "segment is shorter than its header".into()));
         }
         if &data[..8] != SEGMENT_MAGIC {
-            return Err(corrupt(
-                0,
-                self.locations.len(),
-                "segment does not start with TLBLOG01".into(),
-            ));
+            return Err(corrupt(0, next_height, "segment does not start with TLBLOG01".into()));
         }
         let mut offset = SEGMENT_MAGIC.len();
         loop {
-            match frame::read(data, offset) {
-                FrameRead::End => return Ok(offset as u64),
+            let height = self.len() + 1;
+            let damage = match frame::read(data, offset) {
+                FrameRead::End => return Ok((offset as u64, None)),
                 FrameRead::Frame { kind, next, .. } => {
                     if kind != frame::kind::BLOCK {
                         return Err(corrupt(
                             offset,
-                            self.locations.len(),
+                            height,
                             format!("unexpected frame kind {kind}"),
                         ));
                     }
@@ -204,29 +302,127 @@ impl BlockLog {
                         len: u32::try_from(next - offset).unwrap_or(u32::MAX),
                     });
                     offset = next;
+                    continue;
                 }
-                FrameRead::Torn if is_last => {
-                    report.torn_tail_bytes = (data.len() - offset) as u64;
-                    return Ok(offset as u64);
-                }
-                FrameRead::Torn => {
-                    return Err(corrupt(
-                        offset,
-                        self.locations.len(),
-                        "frame cut short inside an older segment".into(),
-                    ))
-                }
-                FrameRead::Corrupt(detail) => {
-                    // A damaged last frame with nothing after it may be a torn write whose
-                    // length field landed but whose payload did not: treat it as torn.
-                    if is_last && frame_ends_at_eof(data, offset) {
-                        report.torn_tail_bytes = (data.len() - offset) as u64;
-                        return Ok(offset as u64);
-                    }
-                    return Err(corrupt(offset, self.locations.len(), detail));
-                }
+                FrameRead::Torn => "the frame is cut short by the end of the segment".to_string(),
+                FrameRead::Corrupt(detail) => detail,
+            };
+            // Only the end of the last frame being written can be torn: not in an older
+            // segment, not a committed block, not anything an intact frame follows.
+            if !is_last {
+                return Err(corrupt(
+                    offset,
+                    height,
+                    format!("{damage}, in a segment that later segments follow"),
+                ));
+            }
+            if height <= committed_height {
+                return Err(corrupt(
+                    offset,
+                    height,
+                    format!(
+                        "{damage}; block {height} was committed (recorded up to height \
+                         {committed_height}), so this is damage, not an unfinished write"
+                    ),
+                ));
+            }
+            if let Some(at) = next_intact_frame(data, offset + 1) {
+                return Err(corrupt(
+                    offset,
+                    height,
+                    format!(
+                        "{damage}, and an intact frame follows at offset {at}: damage inside \
+                         the log, not an unfinished write at its end"
+                    ),
+                ));
+            }
+            return Ok((offset as u64, Some(torn(offset, height))));
+        }
+    }
+
+    /// Removes every block from `height` on (and any damage after them), saving the removed
+    /// bytes to a file in `save_dir` first. Only `tradeloop reindex --discard-from` calls it,
+    /// when an operator chose to drop a damaged part of the log. `height` may be at most one
+    /// above the last intact block.
+    pub fn discard_from(
+        dir: &Path,
+        height: u64,
+        save_dir: &Path,
+    ) -> Result<Discarded, LedgerError> {
+        let (log, _, damage) = BlockLog::open_inner(dir, Access::ReadOnly, 0, true)?;
+        let intact = log.len();
+        if height == 0 || height > intact + 1 {
+            return Err(LedgerError::NotFound(format!(
+                "height {height} in the block log (its intact blocks are 1..={intact}; \
+                 --discard-from takes 1..={})",
+                intact + 1
+            )));
+        }
+        let segments = list_segments(dir)?;
+        // The cut: the frame of `height`, or the end of the intact frames.
+        let (cut_segment, cut_offset) = match log.location(height) {
+            Some(loc) => (loc.segment, loc.offset),
+            None => match log.locations.last() {
+                Some(loc) => (loc.segment, loc.offset + u64::from(loc.len)),
+                None => (0, 0),
+            },
+        };
+        std::fs::create_dir_all(save_dir)
+            .map_err(io(format!("cannot create {}", save_dir.display())))?;
+        let saved_to = save_dir.join(format!("discarded-from-height-{height}.bin"));
+        let mut saved = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&saved_to)
+            .map_err(io(format!("cannot create {}", saved_to.display())))?;
+        let mut bytes = 0u64;
+        for &s in segments.iter().filter(|&&s| s >= cut_segment) {
+            let path = segment_path(dir, s);
+            let data =
+                std::fs::read(&path).map_err(io(format!("cannot read {}", path.display())))?;
+            let from = if s == cut_segment { cut_offset } else { 0 };
+            let tail = data.get(usize::try_from(from).unwrap_or(usize::MAX)..).unwrap_or(&[]);
+            saved.write_all(tail).map_err(io(format!("cannot write {}", saved_to.display())))?;
+            bytes += tail.len() as u64;
+        }
+        saved.sync_all().map_err(io(format!("cannot fsync {}", saved_to.display())))?;
+        sync_dir(save_dir)?;
+        // Later segments go first, so a crash in between leaves a log that ends earlier, never
+        // one with a gap.
+        for &s in segments.iter().filter(|&&s| s > cut_segment).rev() {
+            let path = segment_path(dir, s);
+            std::fs::remove_file(&path).map_err(io(format!("cannot remove {}", path.display())))?;
+        }
+        if segments.contains(&cut_segment) {
+            let path = segment_path(dir, cut_segment);
+            let mut file = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io(format!("cannot open {}", path.display())))?;
+            let magic = SEGMENT_MAGIC.len() as u64;
+            if cut_offset > magic {
+                file.set_len(cut_offset)
+                    .and_then(|()| file.sync_all())
+                    .map_err(io(format!("cannot truncate {}", path.display())))?;
+            } else {
+                // Nothing intact is kept in this segment: leave just a sound header.
+                use std::io::{Seek, SeekFrom};
+                file.set_len(0)
+                    .and_then(|()| file.seek(SeekFrom::Start(0)).map(|_| ()))
+                    .and_then(|()| file.write_all(SEGMENT_MAGIC))
+                    .and_then(|()| file.sync_all())
+                    .map_err(io(format!("cannot rewrite {}", path.display())))?;
             }
         }
+        sync_dir(dir)?;
+        let damaged = damage.is_some();
+        Ok(Discarded {
+            from_height: height,
+            intact_blocks: (intact + 1).saturating_sub(height),
+            damaged_bytes_removed: damaged,
+            bytes,
+            saved_to,
+        })
     }
 
     /// Number of blocks in the log.
@@ -268,9 +464,28 @@ impl BlockLog {
     /// Appends a block and fsyncs it. Returns its location.
     pub fn append(&mut self, block: &CertifiedBlock) -> Result<Location, LedgerError> {
         if !self.writable {
-            return Err(LedgerError::io("block log", std::io::Error::other("opened read-only")));
+            return Err(LedgerError::io(
+                format!("block log {}", self.dir.display()),
+                std::io::Error::other(
+                    "opened read-only (or an earlier write failed and could not be undone; reopen the data dir)",
+                ),
+            ));
         }
-        let bytes = frame::encode(frame::kind::BLOCK, &codec::encode(block));
+        let payload = codec::encode(block).map_err(|e| LedgerError::InvalidBlock {
+            height: block.block.header.height,
+            detail: format!("the block cannot be encoded: {e}"),
+        })?;
+        if payload.len() > frame::MAX_FRAME_PAYLOAD as usize {
+            return Err(LedgerError::InvalidBlock {
+                height: block.block.header.height,
+                detail: format!(
+                    "the certified block is {} bytes; a block log frame holds at most {}",
+                    payload.len(),
+                    frame::MAX_FRAME_PAYLOAD
+                ),
+            });
+        }
+        let bytes = frame::encode(frame::kind::BLOCK, &payload);
         let needs_new = match &self.current {
             None => true,
             Some((_, _, len)) => *len + bytes.len() as u64 > MAX_SEGMENT_BYTES && *len > 8,
@@ -294,11 +509,22 @@ impl BlockLog {
         };
         let offset = *len;
         let path = segment_path(&self.dir, *segment);
-        if let Err(e) = file.write_all(&bytes).and_then(|()| file.sync_data()) {
-            // Leave no half-written frame behind: the next open would treat it as torn anyway.
-            let _ = file.set_len(offset);
-            return Err(LedgerError::io(format!("cannot append to {}", path.display()), e));
+        let written = (|| -> Result<(), LedgerError> {
+            let failed = io(format!("cannot append to {}", path.display()));
+            fail::fail_point!("blocklog::before-write", crate::failpoint::hit);
+            file.write_all(&bytes).map_err(failed)?;
+            fail::fail_point!("blocklog::after-write", crate::failpoint::hit);
+            file.sync_data().map_err(io(format!("cannot fsync {}", path.display())))
+        })();
+        if let Err(e) = written {
+            // Leave no half-written frame behind (the next open would find it torn anyway).
+            // If even that fails, refuse every further append: the file's end is unknown.
+            if file.set_len(offset).and_then(|()| file.sync_data()).is_err() {
+                self.writable = false;
+            }
+            return Err(e);
         }
+        fail::fail_point!("blocklog::after-fsync", crate::failpoint::hit);
         *len += bytes.len() as u64;
         let loc = Location {
             segment: *segment,
@@ -313,19 +539,6 @@ impl BlockLog {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-}
-
-fn frame_ends_at_eof(data: &[u8], offset: usize) -> bool {
-    if data.len() < offset + frame::FRAME_HEADER_BYTES {
-        return true;
-    }
-    let len = u32::from_be_bytes([
-        data[offset + 1],
-        data[offset + 2],
-        data[offset + 3],
-        data[offset + 4],
-    ]);
-    offset + frame::FRAME_HEADER_BYTES + len as usize >= data.len()
 }
 
 /// Decodes a BLOCK frame into a certified block.

@@ -22,11 +22,28 @@ fn options() -> impl Options {
         .with_limit(MAX_DECODE_BYTES)
 }
 
-/// Encodes a value.
-pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    // Serialising our own types into a Vec cannot fail except past the size limit, which no
-    // encoder input reaches (blocks are bounded well below it); an empty vector would then fail
-    // every later check loudly.
+/// Why a value could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot encode: {0}")]
+pub struct EncodeError(pub String);
+
+/// Encodes a value. Fails (instead of returning an empty buffer that could then be stored or
+/// hashed) when the value is larger than [`MAX_DECODE_BYTES`], since it could never be decoded.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> {
+    options().serialize(value).map_err(|e| EncodeError(e.to_string()))
+}
+
+/// The encoded length of a value, without encoding it.
+pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<u64, EncodeError> {
+    options().serialized_size(value).map_err(|e| EncodeError(e.to_string()))
+}
+
+/// Encodes a fixed-size value of our own (a header, a tip, a location, a small record) whose
+/// encoding cannot fail: it holds no collection and is far below the size limit.
+pub(crate) fn encode_small<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    // An error here would be a programming error (the type grew a collection); the empty
+    // vector then fails every later decode loudly instead of panicking.
+    debug_assert!(encoded_len(value).is_ok());
     options().serialize(value).unwrap_or_default()
 }
 
@@ -42,9 +59,10 @@ mod tests {
 
     #[test]
     fn integers_are_fixed_width_big_endian() {
-        assert_eq!(encode(&0x0102_0304u32), vec![1, 2, 3, 4]);
-        assert_eq!(encode(&1u64), vec![0, 0, 0, 0, 0, 0, 0, 1]);
-        assert_eq!(encode(&vec![7u8]), vec![0, 0, 0, 0, 0, 0, 0, 1, 7]);
+        assert_eq!(encode(&0x0102_0304u32).unwrap(), vec![1, 2, 3, 4]);
+        assert_eq!(encode(&1u64).unwrap(), vec![0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(encode(&vec![7u8]).unwrap(), vec![0, 0, 0, 0, 0, 0, 0, 1, 7]);
+        assert_eq!(encoded_len(&vec![7u8]).unwrap(), 9);
     }
 
     #[test]
@@ -52,5 +70,14 @@ mod tests {
         assert!(decode::<u32>(&[0, 0, 0, 1, 9]).is_err());
         let huge = [0xffu8; 8];
         assert!(decode::<Vec<u8>>(&huge).is_err());
+    }
+
+    #[test]
+    fn a_value_over_the_limit_is_an_error_not_an_empty_buffer() {
+        let big = vec![0u8; usize::try_from(MAX_DECODE_BYTES).unwrap()];
+        let err = encode(&big).unwrap_err();
+        assert!(err.to_string().contains("cannot encode"), "{err}");
+        assert!(encoded_len(&big).is_err());
+        assert_eq!(encode(&big[..100]).unwrap().len(), 108);
     }
 }

@@ -132,7 +132,7 @@ pub enum LedgerError {
         source: std::io::Error,
     },
     /// The block log is damaged in a way that truncating a torn tail cannot repair.
-    #[error("block log corrupt at {location} (block at height {height}): {detail}. The data dir cannot be trusted: restore it from an export or resync it from peers")]
+    #[error("block log corrupt at {location} (block at height {height}): {detail}. Nothing was changed. Restore the data dir from an export (`tradeloop restore --export FILE --genesis FILE --data-dir NEW_DIR`) or resync it from peers; or, to drop block {height} and everything after it, run `tradeloop reindex --discard-from {height}` (it says how many blocks it drops)")]
     CorruptLog {
         /// Segment file and offset.
         location: String,
@@ -141,6 +141,26 @@ pub enum LedgerError {
         /// What is wrong.
         detail: String,
     },
+    /// The block log holds fewer blocks than are known to be committed.
+    #[error("the block log ends at height {log_height}, but blocks up to height {committed} were committed: blocks {} to {committed} are missing from the log (it was truncated or replaced). Nothing was changed. Restore the data dir from an export (`tradeloop restore`) or resync it from peers; `tradeloop reindex` will not make the chain shorter unless told to with --discard-from", log_height + 1)]
+    LogTruncated {
+        /// The last height the log holds.
+        log_height: u64,
+        /// The highest height known as committed.
+        committed: u64,
+    },
+    /// The path is not a data dir.
+    #[error("{0} is not a tradeloop data dir (no blocks/ directory in it). Check --data-dir: read commands never create one")]
+    NotADataDir(String),
+    /// Another process holds the index.
+    #[error("the index {path} is in use by another process; stop the node running on this data dir and retry, or ask that node over its API")]
+    IndexInUse {
+        /// The index directory.
+        path: String,
+    },
+    /// A restore was pointed at a directory that already holds something.
+    #[error("{0} already exists and is not empty; restore writes a new data dir and never overwrites one: choose a new --data-dir, or move the old one away first")]
+    DataDirNotEmpty(String),
     /// The sled index disagrees with the block log or cannot be read.
     #[error("index inconsistent with the block log: {0}. Run `tradeloop reindex --data-dir DIR --genesis FILE` to rebuild it from the log")]
     IndexInconsistent(String),
@@ -192,6 +212,10 @@ impl LedgerError {
             LedgerError::Io { .. } => "IO",
             LedgerError::CorruptLog { .. } => "LOG_CORRUPT",
             LedgerError::IndexInconsistent(_) => "INDEX_INCONSISTENT",
+            LedgerError::LogTruncated { .. } => "LOG_TRUNCATED",
+            LedgerError::NotADataDir(_) => "NOT_A_DATA_DIR",
+            LedgerError::IndexInUse { .. } => "INDEX_IN_USE",
+            LedgerError::DataDirNotEmpty(_) => "DATA_DIR_NOT_EMPTY",
             LedgerError::Store(_) => "STORE",
             LedgerError::InvalidBlock { .. } => "BLOCK_INVALID",
             LedgerError::RejectedEvent { .. } => "BLOCK_EVENT_REJECTED",

@@ -23,6 +23,9 @@ pub fn check_events(genesis: &Genesis, events: &[SignedEvent]) -> Vec<Result<Eve
         .collect()
 }
 
+/// Encoded bytes of a [`Header`] (docs/formats.md).
+const HEADER_BYTES: u64 = 212;
+
 /// A block built from candidate events by a proposer.
 #[derive(Debug)]
 pub struct BuiltBlock {
@@ -36,11 +39,15 @@ pub struct BuiltBlock {
     pub outcome: BlockOutcome,
     /// Candidates left out, by index into the candidate list, with the reason.
     pub rejected: Vec<(usize, Rejection)>,
+    /// Candidates not considered because the block was full (its event count or byte bound),
+    /// by index, in order: they are for the next block.
+    pub deferred: Vec<usize>,
 }
 
 /// Builds the next block from `candidates`: every candidate is checked and applied in order;
-/// rejected ones are left out and reported. At most `max_block_events` are included; the caller
-/// passes no more than that.
+/// rejected ones are left out and reported. At most `max_block_events` events and
+/// `max_block_bytes` bytes are included; the candidates that did not fit are returned in
+/// [`BuiltBlock::deferred`], never dropped.
 pub fn build_block<S: StateRead>(
     genesis: &Genesis,
     state: &S,
@@ -70,7 +77,11 @@ pub fn build_block_checked<S: StateRead>(
     let mut included = Vec::new();
     let mut ids = Vec::new();
     let mut rejected = Vec::new();
+    let mut deferred = Vec::new();
     let limit = genesis.doc.consensus.max_block_events as usize;
+    let max_bytes = u64::from(genesis.doc.consensus.max_block_bytes);
+    // The header and the event list's length prefix.
+    let mut block_bytes = HEADER_BYTES + 8;
     for (i, result) in checked.into_iter().enumerate() {
         let event = match result {
             Ok(e) => e,
@@ -79,13 +90,20 @@ pub fn build_block_checked<S: StateRead>(
                 continue;
             }
         };
-        if included.len() >= limit {
-            break;
+        let event_bytes = crate::codec::encoded_len(&candidates[i]).unwrap_or(u64::MAX);
+        // Once one event does not fit, the rest wait too: a later event may depend on it.
+        if !deferred.is_empty()
+            || included.len() >= limit
+            || block_bytes.saturating_add(event_bytes) > max_bytes
+        {
+            deferred.push(i);
+            continue;
         }
         match executor.apply(&event) {
             Ok(()) => {
                 ids.push(event.id);
                 included.push(candidates[i].clone());
+                block_bytes += event_bytes;
             }
             Err(ApplyError::Rejected(r)) => rejected.push((i, r)),
             Err(ApplyError::Store(e)) => return Err(e),
@@ -104,7 +122,14 @@ pub fn build_block_checked<S: StateRead>(
         validators_hash: genesis.validators.hash,
     };
     let hash = header.hash();
-    Ok(BuiltBlock { block: Block { header, events: included }, hash, ids, outcome, rejected })
+    Ok(BuiltBlock {
+        block: Block { header, events: included },
+        hash,
+        ids,
+        outcome,
+        rejected,
+        deferred,
+    })
 }
 
 /// A block that passed every check, with what it does to state.

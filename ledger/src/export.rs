@@ -85,13 +85,18 @@ pub fn write_to<W: Write>(
     };
     for block in blocks {
         let block = block.map_err(WriteError::Ledger)?;
-        out.write_all(&frame::encode(frame::kind::BLOCK, &codec::encode(&block)))
-            .map_err(WriteError::Io)?;
+        let payload = codec::encode(&block).map_err(|e| {
+            WriteError::Ledger(LedgerError::InvalidBlock {
+                height: block.block.header.height,
+                detail: e.to_string(),
+            })
+        })?;
+        out.write_all(&frame::encode(frame::kind::BLOCK, &payload)).map_err(WriteError::Io)?;
         trailer.block_count += 1;
         trailer.tip_hash = block.block.header.hash();
         trailer.app_hash = block.block.header.app_hash;
     }
-    out.write_all(&frame::encode(frame::kind::END, &codec::encode(&trailer)))
+    out.write_all(&frame::encode(frame::kind::END, &codec::encode_small(&trailer)))
         .map_err(WriteError::Io)?;
     Ok(trailer.block_count)
 }

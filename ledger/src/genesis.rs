@@ -88,6 +88,14 @@ pub struct ConsensusParams {
     /// Largest canonical event body, in bytes.
     #[serde(default = "default_max_event_bytes")]
     pub max_event_bytes: u32,
+    /// Largest encoded block (header and events, without its certificate), in bytes; at most
+    /// [`crate::blocklog::MAX_BLOCK_BYTES`]. Left out of the file when it is the default, so
+    /// genesis files written before the field existed keep their hash.
+    #[serde(
+        default = "default_max_block_bytes",
+        skip_serializing_if = "is_default_max_block_bytes"
+    )]
+    pub max_block_bytes: u32,
     /// How far an event's `time_ms` may lie from its block's time, in milliseconds.
     #[serde(default = "default_max_time_skew_ms")]
     pub max_time_skew_ms: u64,
@@ -108,6 +116,12 @@ fn default_max_block_events() -> u32 {
 fn default_max_event_bytes() -> u32 {
     64 * 1024
 }
+fn default_max_block_bytes() -> u32 {
+    8 * 1024 * 1024
+}
+fn is_default_max_block_bytes(v: &u32) -> bool {
+    *v == default_max_block_bytes()
+}
 fn default_max_time_skew_ms() -> u64 {
     10 * 60 * 1000
 }
@@ -123,6 +137,7 @@ impl Default for ConsensusParams {
         ConsensusParams {
             max_block_events: default_max_block_events(),
             max_event_bytes: default_max_event_bytes(),
+            max_block_bytes: default_max_block_bytes(),
             max_time_skew_ms: default_max_time_skew_ms(),
             timeout_propose_ms: default_timeout_propose_ms(),
             timeout_prevote_ms: default_timeout_vote_ms(),
@@ -163,7 +178,7 @@ impl ValidatorSet {
     /// Builds a set (callers validate uniqueness and power bounds).
     pub fn new(validators: Vec<(PublicKey, u64)>) -> ValidatorSet {
         let total_power = validators.iter().map(|(_, p)| *p).sum();
-        let hash = domain_hash(VALIDATORS_DOMAIN, &[&codec::encode(&validators)]);
+        let hash = domain_hash(VALIDATORS_DOMAIN, &[&codec::encode_small(&validators)]);
         ValidatorSet { validators, total_power, hash }
     }
 
@@ -300,6 +315,18 @@ impl Genesis {
             return bad(format!(
                 "consensus.max_event_bytes must be 256..={}",
                 crate::event::MAX_EVENT_BYTES
+            ));
+        }
+        // A block's frame must hold the largest block plus its certificate; the smallest bound
+        // must still fit one largest event.
+        let min_block_bytes = c.max_event_bytes.saturating_add(64 * 1024);
+        if c.max_block_bytes < min_block_bytes
+            || c.max_block_bytes > crate::blocklog::MAX_BLOCK_BYTES
+        {
+            return bad(format!(
+                "consensus.max_block_bytes must be {min_block_bytes}..={} (room for one event of \
+                 max_event_bytes, and a block log frame must hold the block and its certificate)",
+                crate::blocklog::MAX_BLOCK_BYTES
             ));
         }
         Ok(Genesis {

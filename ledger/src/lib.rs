@@ -29,7 +29,10 @@ pub use event::{check_event, check_event_batch, Event, Payload, SignedEvent};
 pub use genesis::{Genesis, GenesisDoc, KeyEntry, Participant, Role, ValidatorEntry, ValidatorSet};
 pub mod blocklog;
 pub mod execute;
+pub mod failpoint;
 pub mod frame;
+pub mod index;
+pub mod restore;
 pub mod store;
 
 pub use block::{Block, CertifiedBlock, CommitCertificate, Header, Tip};

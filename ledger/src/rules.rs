@@ -76,7 +76,8 @@ struct Effects {
 
 impl Effects {
     fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
-        self.writes.push((key, codec::encode(value)));
+        // State values are bounded by the rules' list and text limits, far below the codec's.
+        self.writes.push((key, codec::encode_small(value)));
     }
     fn refer(&mut self, key: Vec<u8>) {
         if self.track_refs && !self.refs.contains(&key) {

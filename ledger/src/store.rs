@@ -17,10 +17,11 @@ use serde::Serialize;
 use tradeloop_crypto::{Hash, SigningKey};
 
 use crate::block::{CertifiedBlock, CommitCertificate, Tip};
-use crate::blocklog::{BlockLog, Location};
+use crate::blocklog::{Access, BlockLog, Location, TornTail};
 use crate::event::{parse_ref, RefKind, SignedEvent};
 use crate::execute::{build_block, validate_block, BuiltBlock, ValidatedBlock};
 use crate::genesis::Genesis;
+use crate::index::{IndexBatch, IndexStore, SledIndex};
 use crate::state::*;
 use crate::{codec, LedgerError, Rejection};
 
@@ -41,8 +42,7 @@ pub mod tables {
     pub const META: u8 = b'M';
 }
 
-/// The name of the sled tree that holds every table.
-pub const INDEX_TREE: &str = "ledger";
+pub use crate::index::INDEX_TREE;
 /// Key of the tip record.
 pub const META_TIP_KEY: &[u8] = b"Mtip";
 const META_GENESIS_KEY: &[u8] = b"Mgenesis";
@@ -54,27 +54,31 @@ fn table_key(table: u8, key: &[u8]) -> Vec<u8> {
     out
 }
 
-/// What appending one local block produced: the block (None if no candidate was valid) and
-/// the rejected candidates by index.
-pub type LocalAppend = (Option<CertifiedBlock>, Vec<(usize, Rejection)>);
+/// What appending local candidates produced: the committed blocks (none if no candidate was
+/// valid; more than one if they did not fit in one block) and the rejected candidates by index.
+pub type LocalAppend = (Vec<CertifiedBlock>, Vec<(usize, Rejection)>);
 
-/// Called after each block of [`Ledger::append_local_stream`].
-pub type OnBlock<'a> =
-    dyn FnMut(&[SignedEvent], Option<&CertifiedBlock>, Vec<(usize, Rejection)>) + 'a;
+/// Called after each chunk of [`Ledger::append_local_stream`] with the chunk, the blocks it
+/// became, and its rejections.
+pub type OnBlock<'a> = dyn FnMut(&[SignedEvent], &[CertifiedBlock], Vec<(usize, Rejection)>) + 'a;
 
-/// The ledger of one node.
+/// The ledger of one node: the block log and an index (sled unless a test passes another
+/// [`IndexStore`]).
 #[derive(Debug)]
-pub struct Ledger {
+pub struct Ledger<S: IndexStore = SledIndex> {
     genesis: Genesis,
     dir: PathBuf,
     log: BlockLog,
-    db: sled::Db,
-    index: sled::Tree,
+    index: S,
     tip: Tip,
     /// Blocks replayed from the log into the index when opening.
     pub caught_up_on_open: u64,
-    /// Bytes of torn tail truncated from the log when opening.
+    /// Bytes of torn tail truncated from the log when opening (0 for a read-only open).
     pub torn_tail_truncated: u64,
+    /// The torn tail found on open: cut by a writer, left alone (and not read) read-only.
+    pub torn_tail: Option<TornTail>,
+    /// The private copy of the index a read-only open reads (deleted on drop).
+    snapshot: Option<tempfile::TempDir>,
 }
 
 /// An event as found on the ledger.
@@ -126,101 +130,223 @@ pub struct TradeStatus {
     pub open_legs: Vec<&'static str>,
 }
 
-fn store_err(e: impl std::fmt::Display) -> LedgerError {
-    LedgerError::Store(e.to_string())
-}
-
-/// How long opening the index waits for sled's directory lock. A `Ledger` dropped in this
-/// process releases it a moment later (sled closes its files on a background thread); a
-/// running node holds it for good, and the open then fails.
-const INDEX_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Whether sled failed to open because another open handle holds its directory lock. sled
-/// 0.34.7 (pinned exactly) reports that only as an `Other` I/O error with this text; the test
-/// `verify_refuses_an_index_in_use_and_waits_for_a_dropped_one` pins it.
-fn is_lock_error(e: &std::io::Error) -> bool {
-    e.to_string().starts_with("could not acquire lock on")
-}
-
-/// Opens the sled index (used by `Ledger::open` and by the audit's index-tip check).
-pub(crate) fn open_sled(path: &Path) -> Result<sled::Db, LedgerError> {
-    let started = std::time::Instant::now();
-    loop {
-        // sled 0.34 can panic on some damaged files instead of returning an error; never let
-        // a damaged index take the process down.
-        let owned = path.to_path_buf();
-        // Every block is flushed explicitly after its batch, so the background flusher is
-        // off; HighThroughput favours the write-heavy commit path.
-        let result = std::panic::catch_unwind(move || {
-            sled::Config::new()
-                .path(owned)
-                .mode(sled::Mode::HighThroughput)
-                .flush_every_ms(None)
-                .open()
-        });
-        match result {
-            Ok(Ok(db)) => return Ok(db),
-            Ok(Err(sled::Error::Io(e))) if is_lock_error(&e) => {
-                if started.elapsed() >= INDEX_LOCK_WAIT {
-                    return Err(LedgerError::io(
-                        format!(
-                            "the index {} is in use by another process; stop the node running on this data dir and retry",
-                            path.display()
-                        ),
-                        e,
-                    ));
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Ok(Err(e)) => {
-                return Err(LedgerError::IndexInconsistent(format!(
-                    "cannot open the sled index: {e}"
-                )))
-            }
-            Err(_) => {
-                return Err(LedgerError::IndexInconsistent(
-                    "the sled index is damaged (sled panicked opening it)".into(),
-                ))
-            }
-        }
+/// Checks that `dir` is a data dir (it has `blocks/`), without creating anything.
+pub(crate) fn check_data_dir(dir: &Path) -> Result<(), LedgerError> {
+    if dir.join("blocks").is_dir() {
+        Ok(())
+    } else {
+        Err(LedgerError::NotADataDir(dir.display().to_string()))
     }
 }
 
-impl Ledger {
-    /// Opens (or creates) the data dir for the chain of `genesis`.
+/// Copies the index at `index_dir` into a private temporary directory, holding a shared lock
+/// on sled's lock file meanwhile: a running node (which holds it exclusively) makes this fail
+/// instead of yielding a torn copy, and no node can start while the copy is taken. Nothing in
+/// `index_dir` is written. The copy lives under the system temp dir (`TMPDIR`).
+pub(crate) fn snapshot_index(index_dir: &Path) -> Result<tempfile::TempDir, LedgerError> {
+    use fs2::FileExt;
+    let lock_path = index_dir.join("db");
+    let lock = std::fs::File::open(&lock_path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            LedgerError::IndexInconsistent(format!(
+                "the data dir has no complete index ({} is missing)",
+                lock_path.display()
+            ))
+        } else {
+            LedgerError::io(format!("cannot open {}", lock_path.display()), e)
+        }
+    })?;
+    let started = std::time::Instant::now();
+    while FileExt::try_lock_shared(&lock).is_err() {
+        // A ledger dropped in this process lets go of its lock a moment later.
+        if started.elapsed() >= std::time::Duration::from_secs(1) {
+            return Err(LedgerError::IndexInUse { path: index_dir.display().to_string() });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let copy = tempfile::Builder::new()
+        .prefix("tradeloop-index-")
+        .tempdir()
+        .map_err(|e| LedgerError::io("cannot create a temporary directory for the index", e))?;
+    copy_tree(index_dir, copy.path())?;
+    drop(lock);
+    Ok(copy)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<(), LedgerError> {
+    let err = |what: &Path| {
+        let shown = what.display().to_string();
+        move |e| LedgerError::io(format!("cannot copy the index ({shown})"), e)
+    };
+    std::fs::create_dir_all(to).map_err(err(to))?;
+    for entry in std::fs::read_dir(from).map_err(err(from))? {
+        let entry = entry.map_err(err(from))?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type().map_err(err(&entry.path()))?;
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target).map_err(err(&entry.path()))?;
+            // A read-only original gives a read-only copy; the copy is ours to write.
+            let mut perms = std::fs::metadata(&target).map_err(err(&target))?.permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            std::fs::set_permissions(&target, perms).map_err(err(&target))?;
+        }
+    }
+    Ok(())
+}
+
+/// What [`Ledger::reindex`] did.
+#[derive(Clone, Debug, Default)]
+pub struct ReindexReport {
+    /// The height the old index recorded as committed, if it could be read.
+    pub old_index_tip: Option<u64>,
+    /// What `--discard-from` removed.
+    pub discarded: Option<crate::blocklog::Discarded>,
+}
+
+impl Ledger<SledIndex> {
+    /// Opens (or creates) the data dir for the chain of `genesis`, as its one writer.
     pub fn open(dir: &Path, genesis: Genesis) -> Result<Ledger, LedgerError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| LedgerError::io(format!("cannot create {}", dir.display()), e))?;
         // sled takes an exclusive lock on its directory, so a second process fails here before
         // touching the log.
-        let db = open_sled(&dir.join("index"))?;
-        let (log, report) = BlockLog::open(&dir.join("blocks"), true)?;
+        let index = SledIndex::open(&dir.join("index"))?;
+        Ledger::open_inner(dir, genesis, index, Access::Writer, None)
+    }
+
+    /// Opens a data dir for reading only (the read commands and audits): nothing in `dir` is
+    /// created, written, truncated or repaired, so it works on a read-only copy. The index is
+    /// read from a private copy (which also takes any catch-up from the log); a torn tail is
+    /// reported in [`Ledger::torn_tail`] and left in place; any damage is an error.
+    pub fn open_read_only(dir: &Path, genesis: Genesis) -> Result<Ledger, LedgerError> {
+        check_data_dir(dir)?;
+        let index_dir = dir.join("index");
+        if !index_dir.is_dir() {
+            return Err(LedgerError::IndexInconsistent(format!(
+                "the data dir has no index ({} is missing)",
+                index_dir.display()
+            )));
+        }
+        let snapshot = snapshot_index(&index_dir)?;
+        let index = SledIndex::open(snapshot.path())?;
+        Ledger::open_inner(dir, genesis, index, Access::ReadOnly, Some(snapshot))
+    }
+
+    /// Rebuilds the index from the block log, re-validating every block. Refuses (changing
+    /// nothing) when the log is damaged or shorter than the old index recorded as committed,
+    /// unless `discard_from` names the first height to drop: those blocks (and any damage after
+    /// them) are removed from the log and saved under `DIR/discarded/`.
+    pub fn reindex(
+        dir: &Path,
+        genesis: Genesis,
+        discard_from: Option<u64>,
+    ) -> Result<(Ledger, ReindexReport), LedgerError> {
+        check_data_dir(dir)?;
+        let index_dir = dir.join("index");
+        let mut report = ReindexReport::default();
+        if index_dir.exists() {
+            match SledIndex::open(&index_dir) {
+                Ok(old) => {
+                    report.old_index_tip = old
+                        .get(META_TIP_KEY)
+                        .ok()
+                        .flatten()
+                        .and_then(|b| codec::decode::<Tip>(&b).ok())
+                        .map(|t| t.height);
+                }
+                Err(e @ LedgerError::IndexInUse { .. }) => return Err(e),
+                Err(_) => {}
+            }
+        }
+        let blocks = dir.join("blocks");
+        let mut committed = report.old_index_tip.unwrap_or(0);
+        if let Some(height) = discard_from {
+            report.discarded =
+                Some(BlockLog::discard_from(&blocks, height, &dir.join("discarded"))?);
+            committed = committed.min(height - 1);
+        }
+        let (log, _) = BlockLog::open(&blocks, Access::ReadOnly, committed)?;
+        if log.len() < committed {
+            return Err(LedgerError::LogTruncated { log_height: log.len(), committed });
+        }
+        drop(log);
+        if index_dir.exists() {
+            std::fs::remove_dir_all(&index_dir).map_err(|e| {
+                LedgerError::io(format!("cannot remove {}", index_dir.display()), e)
+            })?;
+        }
+        let ledger = Ledger::open(dir, genesis)?;
+        Ok((ledger, report))
+    }
+}
+
+impl<S: IndexStore> Ledger<S> {
+    /// Opens the data dir as its writer over a given index (tests pass a fault-injecting one).
+    pub fn open_with_index(
+        dir: &Path,
+        genesis: Genesis,
+        index: S,
+    ) -> Result<Ledger<S>, LedgerError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LedgerError::io(format!("cannot create {}", dir.display()), e))?;
+        Ledger::open_inner(dir, genesis, index, Access::Writer, None)
+    }
+
+    fn open_inner(
+        dir: &Path,
+        genesis: Genesis,
+        index: S,
+        access: Access,
+        snapshot: Option<tempfile::TempDir>,
+    ) -> Result<Ledger<S>, LedgerError> {
+        // The index is read first: what it records as committed decides what in the log may
+        // be a torn tail. Nothing is written before every check has passed.
+        match index.get(META_GENESIS_KEY)? {
+            Some(g) if g.as_ref() != genesis.hash.0 => {
+                return Err(LedgerError::WrongChain {
+                    expected: genesis.hash.to_hex(),
+                    found: hex::encode(g.as_ref()),
+                })
+            }
+            _ => {}
+        }
+        let tip = match index.get(META_TIP_KEY)? {
+            Some(bytes) => codec::decode::<Tip>(bytes.as_ref()).map_err(|e| {
+                LedgerError::IndexInconsistent(format!("tip record does not decode: {e}"))
+            })?,
+            None => Tip::genesis(&genesis),
+        };
+        let (log, report) = BlockLog::open(&dir.join("blocks"), access, tip.height)?;
+        if tip.height > log.len() {
+            return Err(LedgerError::LogTruncated { log_height: log.len(), committed: tip.height });
+        }
+        let torn_tail_truncated = match access {
+            Access::Writer => report.torn_tail_bytes(),
+            Access::ReadOnly => 0,
+        };
         let mut ledger = Ledger {
-            index: db.open_tree(INDEX_TREE).map_err(store_err)?,
+            index,
             tip: Tip::genesis(&genesis),
             dir: dir.to_path_buf(),
             genesis,
             log,
-            db,
             caught_up_on_open: 0,
-            torn_tail_truncated: report.torn_tail_bytes,
+            torn_tail_truncated,
+            torn_tail: report.torn_tail,
+            snapshot,
         };
-        ledger.check_and_catch_up()?;
+        ledger.check_and_catch_up(tip)?;
         Ok(ledger)
     }
 
-    fn check_and_catch_up(&mut self) -> Result<(), LedgerError> {
-        match self.index.get(META_GENESIS_KEY).map_err(store_err)? {
-            Some(g) if g.as_ref() != self.genesis.hash.0 => {
-                return Err(LedgerError::WrongChain {
-                    expected: self.genesis.hash.to_hex(),
-                    found: hex::encode(&g),
-                })
-            }
-            Some(_) => {}
-            None => {
-                self.index.insert(META_GENESIS_KEY, &self.genesis.hash.0).map_err(store_err)?;
-            }
+    fn check_and_catch_up(&mut self, tip: Tip) -> Result<(), LedgerError> {
+        if self.index.get(META_GENESIS_KEY)?.is_none() {
+            let mut batch = IndexBatch::with_capacity(1);
+            batch.insert(META_GENESIS_KEY, self.genesis.hash.0.to_vec());
+            self.index.apply(batch)?;
         }
         if !self.log.is_empty() {
             let first = self.log.read(1)?;
@@ -231,28 +357,12 @@ impl Ledger {
                 });
             }
         }
-        let tip = match self.index.get(META_TIP_KEY).map_err(store_err)? {
-            Some(bytes) => codec::decode::<Tip>(&bytes).map_err(|e| {
-                LedgerError::IndexInconsistent(format!("tip record does not decode: {e}"))
-            })?,
-            None => Tip::genesis(&self.genesis),
-        };
-        if tip.height > self.log.len() {
-            return Err(LedgerError::IndexInconsistent(format!(
-                "the index records height {} but the block log ends at height {}: blocks are missing \
-                 from the log (it was truncated or replaced)",
-                tip.height,
-                self.log.len()
-            )));
-        }
         if tip.height > 0 {
             let block = self.log.read(tip.height)?;
-            let stored_loc = self
-                .index
-                .get(table_key(tables::BLOCKS, &tip.height.to_be_bytes()))
-                .map_err(store_err)?;
+            let stored_loc =
+                self.index.get(&table_key(tables::BLOCKS, &tip.height.to_be_bytes()))?;
             let loc_ok = stored_loc
-                .and_then(|b| codec::decode::<Location>(&b).ok())
+                .and_then(|b| codec::decode::<Location>(b.as_ref()).ok())
                 .is_some_and(|l| Some(l) == self.log.location(tip.height));
             if block.block.header.hash() != tip.hash
                 || block.block.header.app_hash != tip.app_hash
@@ -277,14 +387,9 @@ impl Ledger {
         Ok(())
     }
 
-    /// Deletes the index and rebuilds it from the block log, re-validating every block.
-    pub fn reindex(dir: &Path, genesis: Genesis) -> Result<Ledger, LedgerError> {
-        let index = dir.join("index");
-        if index.exists() {
-            std::fs::remove_dir_all(&index)
-                .map_err(|e| LedgerError::io(format!("cannot remove {}", index.display()), e))?;
-        }
-        Ledger::open(dir, genesis)
+    /// Whether this ledger was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.snapshot.is_some()
     }
 
     /// The genesis.
@@ -330,8 +435,9 @@ impl Ledger {
         Ok(validated.hash)
     }
 
-    /// Builds, self-certifies and commits one block on a one-validator chain. Returns the
-    /// committed block's hash (None if no candidate was valid) and the rejections.
+    /// Builds, self-certifies and commits blocks of `candidates` on a one-validator chain (one
+    /// block, or more if they do not fit in one). Returns the committed blocks and the
+    /// rejections by candidate index.
     pub fn append_local(
         &mut self,
         candidates: &[SignedEvent],
@@ -351,6 +457,60 @@ impl Ledger {
         time_ms: u64,
         validator: &SigningKey,
     ) -> Result<LocalAppend, LedgerError> {
+        let mut blocks = Vec::new();
+        let mut rejected = Vec::new();
+        let mut pending: Vec<usize> = (0..candidates.len()).collect();
+        let mut checked: Vec<Option<Result<crate::event::Event, Rejection>>> =
+            checked.into_iter().map(Some).collect();
+        while !pending.is_empty() {
+            let round: Vec<SignedEvent> = pending.iter().map(|&i| candidates[i].clone()).collect();
+            let round_checked = pending
+                .iter()
+                .map(|&i| {
+                    checked[i].take().unwrap_or_else(|| {
+                        Err(Rejection::new(crate::RejectCode::MalformedEvent, "checked twice"))
+                    })
+                })
+                .collect();
+            let (block, round_rejected, deferred) =
+                self.append_one_local(&round, round_checked, time_ms, validator)?;
+            rejected.extend(round_rejected.into_iter().map(|(j, r)| (pending[j], r)));
+            let Some(block) = block else {
+                // Nothing fitted at all (cannot happen within the genesis bounds): say so
+                // rather than drop the candidates.
+                for &j in &deferred {
+                    rejected.push((
+                        pending[j],
+                        Rejection::new(
+                            crate::RejectCode::EventTooLarge,
+                            "the event does not fit in a block of this chain",
+                        ),
+                    ));
+                }
+                break;
+            };
+            blocks.push(block);
+            // What did not fit goes into the next block; its checks are still valid.
+            let next: Vec<usize> = deferred.iter().map(|&j| pending[j]).collect();
+            for (&j, &i) in deferred.iter().zip(&next) {
+                checked[i] = Some(crate::event::check_event(&self.genesis, &round[j]));
+            }
+            pending = next;
+        }
+        rejected.sort_by_key(|(i, _)| *i);
+        Ok((blocks, rejected))
+    }
+
+    /// One block of [`Ledger::append_local_checked`]: the block (None if no candidate was
+    /// valid), the rejections and the deferred candidates, by index into `candidates`.
+    #[allow(clippy::type_complexity)]
+    fn append_one_local(
+        &mut self,
+        candidates: &[SignedEvent],
+        checked: Vec<Result<crate::event::Event, Rejection>>,
+        time_ms: u64,
+        validator: &SigningKey,
+    ) -> Result<(Option<CertifiedBlock>, Vec<(usize, Rejection)>, Vec<usize>), LedgerError> {
         let built = crate::execute::build_block_checked(
             &self.genesis,
             &*self,
@@ -361,7 +521,7 @@ impl Ledger {
             validator,
         )?;
         if built.block.events.is_empty() {
-            return Ok((None, built.rejected));
+            return Ok((None, built.rejected, built.deferred));
         }
         let certificate = CommitCertificate::sign(
             &self.genesis.hash,
@@ -387,7 +547,7 @@ impl Ledger {
             })?;
         let loc = self.log.append(&certified)?;
         self.index_outcome(&certified, built.hash, &ids, &built.outcome, loc)?;
-        Ok((Some(certified), built.rejected))
+        Ok((Some(certified), built.rejected, built.deferred))
     }
 
     /// Appends chunks of candidates as consecutive self-certified blocks (the bulk path of
@@ -419,8 +579,8 @@ impl Ledger {
                 let own_part = work.run();
                 (helper.join(), appended, own_part)
             });
-            let (block, rejected) = appended?;
-            on_block(&chunk, block.as_ref(), rejected);
+            let (blocks, rejected) = appended?;
+            on_block(&chunk, &blocks, rejected);
             let helper_part = helper_part
                 .map_err(|_| LedgerError::Store("the event checker thread panicked".into()))?;
             if !next.is_empty() {
@@ -452,29 +612,29 @@ impl Ledger {
         let header = &certified.block.header;
         let height = header.height;
         let tip = Tip { height, hash, time_ms: header.time_ms, app_hash: header.app_hash };
-        let tip_bytes = codec::encode(&tip);
-        let loc_bytes = codec::encode(&loc);
+        let tip_bytes = codec::encode_small(&tip);
+        let loc_bytes = codec::encode_small(&loc);
         // One atomic batch: after a crash the index holds the whole block or none of it.
-        let mut batch = sled::Batch::default();
+        let mut batch = IndexBatch::with_capacity(2 + ids.len() * 3 + outcome.writes.len());
         batch.insert(table_key(tables::BLOCKS, &height.to_be_bytes()), loc_bytes);
         for (index, id) in ids.iter().enumerate() {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
             let mut position = [0u8; 12];
             position[..8].copy_from_slice(&height.to_be_bytes());
             position[8..].copy_from_slice(&index.to_be_bytes());
-            batch.insert(table_key(tables::EVENTS, &id.0), &position);
+            batch.insert(table_key(tables::EVENTS, &id.0), position.to_vec());
             for entity in &outcome.refs[index as usize] {
                 let mut key = table_key(tables::REFS, &ref_prefix(entity));
                 key.extend_from_slice(&position);
-                batch.insert(key, &id.0);
+                batch.insert(key, id.0.to_vec());
             }
         }
         for (k, v) in &outcome.writes {
-            batch.insert(table_key(tables::STATE, k), v.as_slice());
+            batch.insert(table_key(tables::STATE, k), v.clone());
         }
         batch.insert(META_TIP_KEY, tip_bytes);
-        self.index.apply_batch(batch).map_err(store_err)?;
-        self.db.flush().map_err(store_err)?;
+        self.index.apply(batch)?;
+        self.index.flush()?;
         self.tip = tip;
         Ok(())
     }
@@ -486,13 +646,20 @@ impl Ledger {
 
     /// An event by id.
     pub fn event(&self, id: &Hash) -> Result<Option<EventRecord>, LedgerError> {
-        let Some(position) = self.index.get(table_key(tables::EVENTS, &id.0)).map_err(store_err)?
-        else {
+        let Some(position) = self.index.get(&table_key(tables::EVENTS, &id.0))? else {
             return Ok(None);
         };
-        let (height, index) = decode_position(&position)?;
+        let (height, index) = decode_position(position.as_ref())?;
         let block = self.log.read(height)?;
-        Ok(Some(record_of(&block, index)?))
+        let record = record_of(&block, index)?;
+        if record.id != *id {
+            // The log is the truth: an index entry pointing elsewhere is damage, not an answer.
+            return Err(LedgerError::IndexInconsistent(format!(
+                "the index places event {id} at height {height} index {index}, which holds event {}",
+                record.id
+            )));
+        }
+        Ok(Some(record))
     }
 
     /// Every event that touches an entity (`order`, `invoice`, `shipment`, `declaration`,
@@ -500,8 +667,8 @@ impl Ledger {
     pub fn trace_entity(&self, entity: &[u8]) -> Result<Vec<EventRecord>, LedgerError> {
         let mut out = Vec::new();
         let mut cached: Option<CertifiedBlock> = None;
-        for item in self.index.scan_prefix(table_key(tables::REFS, &ref_prefix(entity))) {
-            let (key, _) = item.map_err(store_err)?;
+        for item in self.index.scan_prefix(&table_key(tables::REFS, &ref_prefix(entity))) {
+            let (key, _) = item?;
             let position = key.len().checked_sub(12).map(|at| &key[at..]).unwrap_or(&key[..]);
             let (height, index) = decode_position(position)?;
             if cached.as_ref().is_none_or(|b| b.block.header.height != height) {
@@ -750,18 +917,18 @@ pub fn record_of(block: &CertifiedBlock, index: u32) -> Result<EventRecord, Ledg
     })
 }
 
-impl StateRead for Ledger {
+impl<S: IndexStore> StateRead for Ledger<S> {
     fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
-        Ok(self.index.get(table_key(tables::STATE, key)).map_err(store_err)?.map(|v| v.to_vec()))
+        Ok(self.index.get(&table_key(tables::STATE, key))?.map(|v| v.as_ref().to_vec()))
     }
     fn with_state<R>(
         &self,
         key: &[u8],
         f: impl FnOnce(Option<&[u8]>) -> R,
     ) -> Result<R, LedgerError> {
-        Ok(f(self.index.get(table_key(tables::STATE, key)).map_err(store_err)?.as_deref()))
+        Ok(f(self.index.get(&table_key(tables::STATE, key))?.as_ref().map(AsRef::as_ref)))
     }
     fn has_state(&self, key: &[u8]) -> Result<bool, LedgerError> {
-        self.index.contains_key(table_key(tables::STATE, key)).map_err(store_err)
+        self.index.contains(&table_key(tables::STATE, key))
     }
 }

@@ -50,8 +50,8 @@ proptest! {
         let events = trade_events(cast(), 2, T0);
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = tradeloop_ledger::Ledger::open(dir.path(), cast().genesis.clone()).unwrap();
-        let (block, _) = ledger.append_local(&events[..3], T0 + 1, &cast().validator_keys[0]).unwrap();
-        let mut bytes = codec::encode(&block.unwrap());
+        let (blocks, _) = ledger.append_local(&events[..3], T0 + 1, &cast().validator_keys[0]).unwrap();
+        let mut bytes = codec::encode(&blocks[0]).unwrap();
         let at = at % bytes.len();
         bytes[at] = byte;
         let _ = codec::decode::<CertifiedBlock>(&bytes);

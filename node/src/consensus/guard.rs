@@ -173,7 +173,9 @@ impl SignGuard {
     fn persist(&self, record: &SignRecord) -> Result<(), GuardError> {
         let shown = self.path.display().to_string();
         let io = |source| GuardError::Io { path: shown.clone(), source };
-        let bytes = frame::encode(frame::kind::SIGN_STATE, &codec::encode(record));
+        let payload = codec::encode(record)
+            .map_err(|e| GuardError::Damaged { path: shown.clone(), detail: e.to_string() })?;
+        let bytes = frame::encode(frame::kind::SIGN_STATE, &payload);
         let tmp = self.path.with_extension("tmp");
         let mut file =
             OpenOptions::new().create(true).truncate(true).write(true).open(&tmp).map_err(io)?;

@@ -157,7 +157,9 @@ impl WalRecord {
         match self {
             WalRecord::Block(block) => {
                 w.u8(BLOCK);
-                w.bytes(&tradeloop_ledger::codec::encode(block.as_ref()));
+                let bytes = tradeloop_ledger::codec::encode(block.as_ref())
+                    .map_err(|e| RecordError::Malformed(e.to_string()))?;
+                w.bytes(&bytes);
             }
             WalRecord::Input(Input::Vote(signed)) => {
                 let v = &signed.message;
