@@ -79,6 +79,10 @@ pub struct Ledger<S: IndexStore = SledIndex> {
     pub torn_tail: Option<TornTail>,
     /// The private copy of the index a read-only open reads (deleted on drop).
     snapshot: Option<tempfile::TempDir>,
+    /// Set when a commit failed after its block reached the log: the in-memory tip and the
+    /// index may now disagree with the log, so every further commit is refused until the data
+    /// dir is reopened (which catches the index up from the log).
+    failed_commit: bool,
 }
 
 /// An event as found on the ledger.
@@ -337,6 +341,7 @@ impl<S: IndexStore> Ledger<S> {
             torn_tail_truncated,
             torn_tail: report.torn_tail,
             snapshot,
+            failed_commit: false,
         };
         ledger.check_and_catch_up(tip)?;
         Ok(ledger)
@@ -387,6 +392,17 @@ impl<S: IndexStore> Ledger<S> {
         Ok(())
     }
 
+    fn refuse_after_failed_commit(&self) -> Result<(), LedgerError> {
+        if self.failed_commit {
+            return Err(LedgerError::Store(
+                "an earlier commit failed after its block was written to the log; reopen the \
+                 data dir (it catches the index up from the log) before committing more"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether this ledger was opened read-only.
     pub fn is_read_only(&self) -> bool {
         self.snapshot.is_some()
@@ -429,6 +445,7 @@ impl<S: IndexStore> Ledger<S> {
 
     /// Validates a certified block fully and commits it (catch-up, sync, and local chains).
     pub fn commit_block(&mut self, certified: &CertifiedBlock) -> Result<Hash, LedgerError> {
+        self.refuse_after_failed_commit()?;
         let validated = validate_block(&self.genesis, &*self, &self.tip, certified)?;
         let loc = self.log.append(certified)?;
         self.index_block(certified, &validated, loc)?;
@@ -511,6 +528,7 @@ impl<S: IndexStore> Ledger<S> {
         time_ms: u64,
         validator: &SigningKey,
     ) -> Result<(Option<CertifiedBlock>, Vec<(usize, Rejection)>, Vec<usize>), LedgerError> {
+        self.refuse_after_failed_commit()?;
         let built = crate::execute::build_block_checked(
             &self.genesis,
             &*self,
@@ -633,8 +651,11 @@ impl<S: IndexStore> Ledger<S> {
             batch.insert(table_key(tables::STATE, k), v.clone());
         }
         batch.insert(META_TIP_KEY, tip_bytes);
-        self.index.apply(batch)?;
-        self.index.flush()?;
+        let durable = self.index.apply(batch).and_then(|()| self.index.flush());
+        if let Err(e) = durable {
+            self.failed_commit = true;
+            return Err(e);
+        }
         self.tip = tip;
         Ok(())
     }

@@ -6,6 +6,7 @@ mod support;
 mod audit;
 mod chain;
 mod envelope;
+mod integrity;
 mod robustness;
 mod rules;
 mod storage;
