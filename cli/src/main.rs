@@ -22,7 +22,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    // Crash tests configure failpoints through FAIL_POINTS; a release build has none.
+    // Crash tests configure failpoints through FAILPOINTS; a release build has none.
     let _failpoints = tradeloop_ledger::failpoint::from_env();
     let cli = Cli::parse();
     match commands::run(cli.command) {

@@ -277,7 +277,11 @@ pub fn verify_data_dir(
         if committed.as_ref().is_some_and(|t| t.height >= torn.height) {
             return fail(
                 torn.height,
-                format!("block {} was committed but its frame is damaged ({torn})", torn.height),
+                format!(
+                    "block {} was committed but its frame is damaged ({torn}); restore the data \
+                     dir from an export (`tradeloop restore`) or resync it from peers",
+                    torn.height
+                ),
             );
         }
     }
@@ -317,7 +321,7 @@ fn check_index_tip(log: &BlockLog, total: u64, tip: &Tip) -> Result<(), AuditFai
         return fail(
             total + 1,
             format!(
-                "the block log ends at height {total} but the node committed up to height {}: the log was truncated",
+                "the block log ends at height {total} but the node committed up to height {}: the log was truncated. Restore the data dir from an export (`tradeloop restore`) or resync it from peers",
                 tip.height
             ),
         );
@@ -329,7 +333,7 @@ fn check_index_tip(log: &BlockLog, total: u64, tip: &Tip) -> Result<(), AuditFai
         if block.block.header.hash() != tip.hash {
             return fail(
                 tip.height,
-                "the block in the log differs from the one the node committed",
+                "the block in the log differs from the one the node committed; restore the data dir from an export (`tradeloop restore`) or resync it from peers",
             );
         }
     }

@@ -1,8 +1,9 @@
 //! Failpoints (the `fail` crate) at every durable step of a commit, for crash tests.
 //!
-//! Compiled in only with the `failpoints` feature of this crate (the test builds turn it on;
-//! release builds do not), and configured from the `FAIL_POINTS` environment variable, e.g.
-//! `FAIL_POINTS='blocklog::after-write=2*off->return(abort)'`: the third time the point is
+//! Compiled into every build and inert unless the `FAILPOINTS` environment variable is set
+//! when the process starts (an unset registry costs one lookup per durable step, six per block;
+//! the crash tests need them in the very binary a user runs). Configured like this:
+//! `FAILPOINTS='blocklog::after-write=2*off->return(abort)'`: the third time the point is
 //! reached, the process aborts on the spot (no destructor runs, as in a crash); `return` without
 //! `abort` makes the step fail with an error instead.
 //!
@@ -20,7 +21,6 @@
 use crate::LedgerError;
 
 /// What a reached failpoint does: abort the process for `return(abort)`, else fail the step.
-#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
 pub(crate) fn hit<T>(arg: Option<String>) -> Result<T, LedgerError> {
     if arg.as_deref() == Some("abort") {
         std::process::abort();
@@ -33,8 +33,8 @@ pub fn enabled() -> bool {
     fail::has_failpoints()
 }
 
-/// Configures failpoints from `FAIL_POINTS` when they are compiled in; keep the returned guard
-/// for the life of the process. Does nothing in a build without them.
+/// Configures failpoints from `FAILPOINTS` if it is set (a malformed value panics at start,
+/// naming it); keep the returned guard for the life of the process.
 pub fn from_env() -> Option<fail::FailScenario<'static>> {
-    enabled().then(fail::FailScenario::setup)
+    (enabled() && std::env::var_os("FAILPOINTS").is_some()).then(fail::FailScenario::setup)
 }
