@@ -3,8 +3,8 @@
 //! The first byte picks the mode. Even: `verify_inclusion` on a fuzz-chosen leaf, index, tree
 //! size (any u64), path and root; it must return, never panic. Odd: a tree of fuzz-chosen leaves
 //! (1 to 300 of them), a fuzz-chosen leaf index; the proof `inclusion_proof` produces must
-//! verify against the tree's root, and must not once one bit of one proof hash is flipped, the
-//! leaf is changed, or the tree size is off by one.
+//! verify against the tree's root, and must not once one bit of one proof hash is flipped or
+//! the leaf is changed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -53,10 +53,9 @@ fuzz_target!(|data: &[u8]| {
     let mut other_leaf = leaf.clone();
     other_leaf.push(0);
     assert!(verify_inclusion(&other_leaf, index as u64, size, &proof, &tree_root).is_err());
-    assert!(verify_inclusion(leaf, index as u64, size + 1, &proof, &tree_root).is_err());
-    if index + 1 < count {
-        assert!(verify_inclusion(leaf, index as u64, size - 1, &proof, &tree_root).is_err());
-    }
+    // (A wrong tree size of the same shape is not caught by the path: the root, which the
+    // verifier is given, is what binds the size. So no assertion about other sizes here.)
+    assert!(verify_inclusion(leaf, size, size, &proof, &tree_root).is_err());
     if !proof.is_empty() {
         let at = flip.0 % (proof.len() * 32);
         proof[at / 32].0[at % 32] ^= 1 << flip.1;
