@@ -60,7 +60,11 @@ fn main() -> Result<()> {
 
     // Events: envelopes, bodies re-signed by the event_fields target, canonical bodies.
     for (i, event) in events.iter().enumerate() {
-        corpus.put("event_envelope", &format!("trade0-{i:02}"), event.to_envelope_json().as_bytes())?;
+        corpus.put(
+            "event_envelope",
+            &format!("trade0-{i:02}"),
+            event.to_envelope_json().as_bytes(),
+        )?;
         corpus.put("canonical_json", &format!("body-{i:02}"), &event.body)?;
         let checked = tradeloop_ledger::check_event(genesis, event)
             .map_err(|r| format!("sample event {i}: {}", r.message))?;
@@ -124,7 +128,11 @@ fn main() -> Result<()> {
     corpus.put("blocklog_segment", "magic-only", b"TLBLOG01")?;
     corpus.put("blocklog_segment", "torn-magic", b"TLBL")?;
     corpus.put("frame_read", "segment-frames", &segment[8..])?;
-    corpus.put("frame_read", "two-frames", &[frame::encode(1, b"a"), frame::encode(3, b"bc")].concat())?;
+    corpus.put(
+        "frame_read",
+        "two-frames",
+        &[frame::encode(1, b"a"), frame::encode(3, b"bc")].concat(),
+    )?;
     corpus.put("frame_read", "zeros", &[0u8; 32])?;
     corpus.put("frame_read", "length-too-big", &[2, 0x04, 0, 0, 1, 0, 0, 0, 0, 7])?;
 
@@ -149,8 +157,20 @@ fn main() -> Result<()> {
     let who = Address(validator.public_key());
     let h = BlockHash(Hash([0xab; 32]));
     let sig = Signature([0x5a; 64]);
-    let vote = |vote_type, value| Vote { vote_type, height: Height(1), round: Round::new(0), value, validator: who };
-    let proposal = Proposal { height: Height(1), round: Round::new(1), value: h, pol_round: Round::Nil, proposer: who };
+    let vote = |vote_type, value| Vote {
+        vote_type,
+        height: Height(1),
+        round: Round::new(0),
+        value,
+        validator: who,
+    };
+    let proposal = Proposal {
+        height: Height(1),
+        round: Round::new(1),
+        value: h,
+        pol_round: Round::Nil,
+        proposer: who,
+    };
     let proposed = ProposedValue {
         height: Height(1),
         round: Round::new(1),
@@ -160,11 +180,29 @@ fn main() -> Result<()> {
         validity: Validity::Valid,
     };
     let mut records = vec![
-        ("prevote-nil", WalRecord::Input(Input::Vote(SignedMessage::new(vote(VoteType::Prevote, NilOrVal::Nil), sig)))),
-        ("precommit", WalRecord::Input(Input::Vote(SignedMessage::new(vote(VoteType::Precommit, NilOrVal::Val(h)), sig)))),
+        (
+            "prevote-nil",
+            WalRecord::Input(Input::Vote(SignedMessage::new(
+                vote(VoteType::Prevote, NilOrVal::Nil),
+                sig,
+            ))),
+        ),
+        (
+            "precommit",
+            WalRecord::Input(Input::Vote(SignedMessage::new(
+                vote(VoteType::Precommit, NilOrVal::Val(h)),
+                sig,
+            ))),
+        ),
         ("proposal", WalRecord::Input(Input::Proposal(SignedMessage::new(proposal, sig)))),
         ("proposed-value", WalRecord::Input(Input::ProposedValue(proposed, ValueOrigin::Sync))),
-        ("timeout-propose", WalRecord::Input(Input::TimeoutElapsed(Timeout { kind: TimeoutKind::Propose, round: Round::new(2) }))),
+        (
+            "timeout-propose",
+            WalRecord::Input(Input::TimeoutElapsed(Timeout {
+                kind: TimeoutKind::Propose,
+                round: Round::new(2),
+            })),
+        ),
         (
             "timeout-finalize",
             WalRecord::Input(Input::TimeoutElapsed(Timeout {
@@ -227,7 +265,9 @@ fn main() -> Result<()> {
         consistency.extend_from_slice(&p.0);
     }
     corpus.put("merkle_consistency", "valid-3-to-7", &consistency)?;
-    for (name, shape) in [("tree-1", [1u8, 0, 0, 0, 0, 0, 0]), ("tree-300", [1, 1, 43, 0, 150, 9, 6])] {
+    for (name, shape) in
+        [("tree-1", [1u8, 0, 0, 0, 0, 0, 0]), ("tree-300", [1, 1, 43, 0, 150, 9, 6])]
+    {
         let mut bytes = shape.to_vec();
         bytes.extend((0u8..=255).cycle().take(400));
         corpus.put("merkle_inclusion", name, &bytes)?;

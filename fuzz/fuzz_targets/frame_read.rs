@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
             Err(e) => panic!("reading from memory cannot fail: {e}"),
         };
         match (slice, streamed) {
-            (FrameRead::Frame { kind, payload, next }, StreamFrame::Frame { kind: k, payload: p }) => {
+            (
+                FrameRead::Frame { kind, payload, next },
+                StreamFrame::Frame { kind: k, payload: p },
+            ) => {
                 assert_eq!((kind, payload), (k, p.as_slice()));
                 assert!(next > offset && next <= data.len());
                 assert_eq!(frame::encode(kind, payload), &data[offset..next]);
