@@ -244,6 +244,22 @@ fn main() -> Result<()> {
     guard.permit(Position { height: 4, round: 0, step: Step::Prevote }, None)?;
     corpus.put("sign_state", "prevote-nil", &std::fs::read(&guard_path)?)?;
 
+    // Small stored records: the tip, a block location, the export trailer, a sign record.
+    let tip = ledger.tip().clone();
+    corpus.put("record_decode", "tip", &codec::encode(&tip))?;
+    if let Some(location) = ledger.log().location(1) {
+        corpus.put("record_decode", "location", &codec::encode(&location))?;
+    }
+    let trailer = tradeloop_ledger::export::ExportTrailer {
+        block_count: tip.height,
+        tip_hash: tip.hash,
+        app_hash: tip.app_hash,
+    };
+    corpus.put("record_decode", "trailer", &codec::encode(&trailer))?;
+    if let Some(record) = guard.last() {
+        corpus.put("record_decode", "sign-record", &codec::encode(record))?;
+    }
+
     // Merkle: a valid proof for each verifier's "arbitrary" mode (even first byte) and shapes
     // for the property mode (odd first byte: leaf count, index or old size, flip, leaf length).
     let leaves: Vec<Vec<u8>> = (0u8..7).map(|i| vec![i; 3]).collect();
