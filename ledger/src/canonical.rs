@@ -140,8 +140,10 @@ const MAX_CANONICAL_DEPTH: usize = 64;
 impl Value {
     /// Parses `bytes` only if they are exactly the RFC 8785 canonical form of a value that
     /// [`Value::parse`] admits, in one pass: `Some(v)` exactly when `Value::parse(bytes)` gives
-    /// `v` and `v.to_canonical() == bytes` (property-tested). `None` says nothing about why;
-    /// [`Value::parse`] and [`Value::to_canonical`] then name the problem.
+    /// `v` and `v.to_canonical() == bytes`, except that a document nested more than 64 arrays
+    /// or objects deep always gives `None` (property-tested, and fuzzed by
+    /// `fuzz/fuzz_targets/canonical_json.rs`). `None` says nothing about why; [`Value::parse`]
+    /// and [`Value::to_canonical`] then name the problem.
     ///
     /// Event bodies are stored canonical, so checking one this way skips the general parser,
     /// the re-serialisation and the comparison.

@@ -304,6 +304,13 @@ impl WalRecord {
                 let kind = r.u8()?;
                 let round = r.round()?;
                 let delay = r.u64()?;
+                // The delay field is 0 for every kind but 5; anything else would give one
+                // timeout two encodings (found by the wal_record fuzz target).
+                if kind != 5 && delay != 0 {
+                    return Err(RecordError::Malformed(format!(
+                        "timeout kind {kind} carries a finalize delay of {delay} ms"
+                    )));
+                }
                 let kind = match kind {
                     1 => TimeoutKind::Propose,
                     2 => TimeoutKind::Prevote,
@@ -446,5 +453,26 @@ mod tests {
             assert!(WalRecord::decode(&b).is_err(), "byte {at} = {bad} accepted");
         }
         assert!(WalRecord::decode(&[BLOCK, 1, 2, 3]).is_err());
+    }
+
+    /// Found by the `wal_record` fuzz target (fuzz/corpus/wal_record/regression-timeout-delay):
+    /// a propose timeout with a non-zero delay field decoded, then re-encoded with delay 0, so
+    /// one record had two encodings.
+    #[test]
+    fn a_delay_on_a_timeout_other_than_finalize_is_refused() {
+        let mut bytes = vec![TIMEOUT, 1];
+        bytes.extend_from_slice(&0i64.to_be_bytes());
+        bytes.extend_from_slice(&(1u64 << 56).to_be_bytes());
+        assert!(WalRecord::decode(&bytes).is_err());
+        for kind in 1..=4u8 {
+            bytes[1] = kind;
+            assert!(WalRecord::decode(&bytes).is_err(), "kind {kind}");
+        }
+        bytes[1] = 5;
+        let record = WalRecord::decode(&bytes).unwrap();
+        assert_eq!(record.encode().unwrap(), bytes);
+        bytes[1] = 1;
+        bytes[10..].copy_from_slice(&0u64.to_be_bytes());
+        assert_eq!(WalRecord::decode(&bytes).unwrap().encode().unwrap(), bytes);
     }
 }

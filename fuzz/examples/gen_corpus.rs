@@ -1,0 +1,294 @@
+//! Writes the seed corpus of every fuzz target into `fuzz/corpus/<target>/` from a real sample
+//! chain (the fixed cast of `tradeloop_fuzz::cast`): envelopes, event bodies, blocks, a block-log
+//! segment, WAL records and a WAL file, a sign-state file, an export and the genesis, plus edge
+//! cases. Deterministic: rerunning it rewrites the same files.
+//!
+//! Run from `fuzz/`: `cargo +nightly run --example gen_corpus` (scripts/fuzz-ci does not; the
+//! corpus is committed).
+
+use std::path::{Path, PathBuf};
+
+use malachite_core_consensus::{Input, ProposedValue};
+use malachite_core_types::{
+    NilOrVal, PolkaCertificate, PolkaSignature, Round, SignedMessage, Timeout, TimeoutKind,
+    Validity, ValueOrigin, VoteType,
+};
+use tradeloop_crypto::merkle;
+use tradeloop_crypto::{Hash, Signature};
+use tradeloop_ledger::sample::trade_events;
+use tradeloop_ledger::{codec, export, frame, CertifiedBlock, Ledger};
+use tradeloop_node::consensus::context::{Address, BlockHash, Height, Proposal, Vote};
+use tradeloop_node::consensus::guard::{Position, SignGuard, Step};
+use tradeloop_node::consensus::wal::Wal;
+use tradeloop_node::consensus::walrecord::WalRecord;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+struct Corpus {
+    root: PathBuf,
+}
+
+impl Corpus {
+    fn put(&self, target: &str, name: &str, bytes: &[u8]) -> Result<()> {
+        let dir = self.root.join(target);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(name), bytes)?;
+        Ok(())
+    }
+}
+
+fn main() -> Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let corpus = Corpus { root };
+    let cast = tradeloop_fuzz::cast();
+    let genesis = &cast.genesis;
+    let scratch = tempfile::tempdir()?;
+
+    // A chain of three blocks holding sample trade 0 (19 events).
+    let mut ledger = Ledger::open(&scratch.path().join("data"), genesis.clone())?;
+    let events = trade_events(cast, 0, tradeloop_fuzz::GENESIS_TIME_MS + 2000);
+    let validator = &cast.validator_keys[0];
+    let mut blocks: Vec<CertifiedBlock> = Vec::new();
+    for (i, chunk) in events.chunks(8).enumerate() {
+        let time = tradeloop_fuzz::GENESIS_TIME_MS + 3000 + i as u64 * 1000;
+        let (block, rejected) = ledger.append_local(chunk, time, validator)?;
+        if !rejected.is_empty() {
+            return Err(format!("sample events rejected: {rejected:?}").into());
+        }
+        blocks.extend(block);
+    }
+
+    // Events: envelopes, bodies re-signed by the event_fields target, canonical bodies.
+    for (i, event) in events.iter().enumerate() {
+        corpus.put(
+            "event_envelope",
+            &format!("trade0-{i:02}"),
+            event.to_envelope_json().as_bytes(),
+        )?;
+        corpus.put("canonical_json", &format!("body-{i:02}"), &event.body)?;
+        let checked = tradeloop_ledger::check_event(genesis, event)
+            .map_err(|r| format!("sample event {i}: {}", r.message))?;
+        let who = cast.keys.keys().position(|id| *id == checked.author).unwrap_or(0);
+        let mut body: serde_json::Value = serde_json::from_slice(&event.body)?;
+        if let Some(map) = body.as_object_mut() {
+            for common in ["chain", "author", "key"] {
+                map.remove(common);
+            }
+        }
+        let mut bytes = vec![u8::try_from(who)?];
+        bytes.extend(serde_json::to_vec(&body)?);
+        corpus.put("event_fields", &format!("trade0-{i:02}"), &bytes)?;
+    }
+    let first = &events[0];
+    let pretty = serde_json::to_vec_pretty(&serde_json::from_str::<serde_json::Value>(
+        &first.to_envelope_json(),
+    )?)?;
+    corpus.put("event_envelope", "pretty", &pretty)?;
+    let body = String::from_utf8_lossy(&first.body);
+    let sig = first.signature.to_hex();
+    for (name, text) in [
+        ("extra-field", format!("{{\"body\":{body},\"signature\":\"{sig}\",\"x\":1}}")),
+        ("short-signature", format!("{{\"body\":{body},\"signature\":\"{}\"}}", &sig[..126])),
+        ("body-not-object", format!("{{\"body\":[1],\"signature\":\"{sig}\"}}")),
+        ("duplicate-key", format!("{{\"body\":{body},\"body\":{{}},\"signature\":\"{sig}\"}}")),
+        ("float", format!("{{\"body\":{{\"a\":1.5}},\"signature\":\"{sig}\"}}")),
+    ] {
+        corpus.put("event_envelope", name, text.as_bytes())?;
+    }
+
+    // Canonical JSON edge cases.
+    let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    for (name, text) in [
+        ("genesis", String::from_utf8_lossy(&genesis.canonical).into_owned()),
+        ("depth-64", deep(64)),
+        ("depth-65", deep(65)),
+        ("utf16-order", "{\"\u{1f600}\":2,\"\u{fb01}\":1}".into()),
+        ("utf8-order", "{\"\u{fb01}\":1,\"\u{1f600}\":2}".into()),
+        ("escapes", "\"\\u0000\\u001f\\b\\f\\n\\r\\t\\\"\\\\\u{7f}é\u{2028}\"".into()),
+        ("max-int", "[9007199254740991,-9007199254740991,0,-1]".into()),
+        ("too-big", "9007199254740992".into()),
+        ("minus-zero", "-0".into()),
+        ("whitespace", "{ \"a\" : 1 }".into()),
+    ] {
+        corpus.put("canonical_json", name, text.as_bytes())?;
+    }
+
+    // Blocks: header, block, certified block; frames; the segment; the export.
+    for (i, b) in blocks.iter().enumerate() {
+        corpus.put("block_decode", &format!("header-{i}"), &codec::encode(&b.block.header))?;
+        corpus.put("block_decode", &format!("block-{i}"), &codec::encode(&b.block))?;
+        corpus.put("block_decode", &format!("certified-{i}"), &codec::encode(b))?;
+    }
+    let segment = std::fs::read(scratch.path().join("data/blocks/blocks-00000000.log"))?;
+    corpus.put("blocklog_segment", "three-blocks", &segment)?;
+    corpus.put("blocklog_segment", "torn-tail", &segment[..segment.len() - 100])?;
+    let mut zero_tail = segment.clone();
+    zero_tail.extend([0u8; 64]);
+    corpus.put("blocklog_segment", "zero-tail", &zero_tail)?;
+    corpus.put("blocklog_segment", "magic-only", b"TLBLOG01")?;
+    corpus.put("blocklog_segment", "torn-magic", b"TLBL")?;
+    corpus.put("frame_read", "segment-frames", &segment[8..])?;
+    corpus.put(
+        "frame_read",
+        "two-frames",
+        &[frame::encode(1, b"a"), frame::encode(3, b"bc")].concat(),
+    )?;
+    corpus.put("frame_read", "zeros", &[0u8; 32])?;
+    corpus.put("frame_read", "length-too-big", &[2, 0x04, 0, 0, 1, 0, 0, 0, 0, 7])?;
+
+    let export_path = scratch.path().join("chain.tlx");
+    export::export(&ledger, &export_path)?;
+    let exported = std::fs::read(&export_path)?;
+    tradeloop_ledger::audit::verify_export(&export_path, genesis, &mut |_, _| {})
+        .map_err(|f| format!("the sample export does not verify: {}", f.reason))?;
+    corpus.put("export_read", "three-blocks", &exported)?;
+    corpus.put("export_read", "truncated", &exported[..exported.len() - 20])?;
+    corpus.put("frame_read", "export-frames", &exported[12..])?;
+    let empty_path = scratch.path().join("empty.tlx");
+    let empty = Ledger::open(&scratch.path().join("empty"), genesis.clone())?;
+    export::export(&empty, &empty_path)?;
+    corpus.put("export_read", "no-blocks", &std::fs::read(&empty_path)?)?;
+
+    // Genesis: as written by `tradeloop genesis` (pretty) and canonical.
+    corpus.put("genesis_parse", "pretty", &genesis.doc.to_json_bytes())?;
+    corpus.put("genesis_parse", "canonical", &genesis.canonical)?;
+
+    // WAL records of every kind, and a WAL file holding them.
+    let who = Address(validator.public_key());
+    let h = BlockHash(Hash([0xab; 32]));
+    let sig = Signature([0x5a; 64]);
+    let vote = |vote_type, value| Vote {
+        vote_type,
+        height: Height(1),
+        round: Round::new(0),
+        value,
+        validator: who,
+    };
+    let proposal = Proposal {
+        height: Height(1),
+        round: Round::new(1),
+        value: h,
+        pol_round: Round::Nil,
+        proposer: who,
+    };
+    let proposed = ProposedValue {
+        height: Height(1),
+        round: Round::new(1),
+        valid_round: Round::Nil,
+        proposer: who,
+        value: h,
+        validity: Validity::Valid,
+    };
+    let mut records = vec![
+        (
+            "prevote-nil",
+            WalRecord::Input(Input::Vote(SignedMessage::new(
+                vote(VoteType::Prevote, NilOrVal::Nil),
+                sig,
+            ))),
+        ),
+        (
+            "precommit",
+            WalRecord::Input(Input::Vote(SignedMessage::new(
+                vote(VoteType::Precommit, NilOrVal::Val(h)),
+                sig,
+            ))),
+        ),
+        ("proposal", WalRecord::Input(Input::Proposal(SignedMessage::new(proposal, sig)))),
+        ("proposed-value", WalRecord::Input(Input::ProposedValue(proposed, ValueOrigin::Sync))),
+        (
+            "timeout-propose",
+            WalRecord::Input(Input::TimeoutElapsed(Timeout {
+                kind: TimeoutKind::Propose,
+                round: Round::new(2),
+            })),
+        ),
+        (
+            "timeout-finalize",
+            WalRecord::Input(Input::TimeoutElapsed(Timeout {
+                kind: TimeoutKind::FinalizeHeight(std::time::Duration::from_millis(1500)),
+                round: Round::new(0),
+            })),
+        ),
+        (
+            "polka",
+            WalRecord::Input(Input::PolkaCertificate(PolkaCertificate {
+                height: Height(1),
+                round: Round::new(0),
+                value_id: h,
+                polka_signatures: vec![PolkaSignature::new(who, sig)],
+            })),
+        ),
+    ];
+    if let Some(b) = blocks.first() {
+        records.push(("block", WalRecord::Block(Box::new(b.block.clone()))));
+    }
+    let wal_dir = scratch.path().join("wal");
+    let (mut wal, _) = Wal::open(&wal_dir, 1)?;
+    for (name, record) in &records {
+        let bytes = record.encode()?;
+        corpus.put("wal_record", name, &bytes)?;
+        wal.append(&bytes)?;
+    }
+    drop(wal);
+    let wal_file = std::fs::read(wal_dir.join(format!("wal-{:020}.log", 1)))?;
+    corpus.put("wal_file", "all-kinds", &wal_file)?;
+    corpus.put("wal_file", "torn", &wal_file[..wal_file.len() - 7])?;
+    corpus.put("wal_file", "header-only", &wal_file[..16])?;
+
+    // The sign-state file after a precommit at height 3.
+    let guard_path = scratch.path().join("sign-state.bin");
+    let mut guard = SignGuard::open(&guard_path, genesis.hash, validator.public_key())?;
+    guard.permit(Position { height: 3, round: 1, step: Step::Precommit }, Some(Hash([9; 32])))?;
+    corpus.put("sign_state", "precommit", &std::fs::read(&guard_path)?)?;
+    guard.permit(Position { height: 4, round: 0, step: Step::Prevote }, None)?;
+    corpus.put("sign_state", "prevote-nil", &std::fs::read(&guard_path)?)?;
+
+    // Small stored records: the tip, a block location, the export trailer, a sign record.
+    let tip = ledger.tip().clone();
+    corpus.put("record_decode", "tip", &codec::encode(&tip))?;
+    if let Some(location) = ledger.log().location(1) {
+        corpus.put("record_decode", "location", &codec::encode(&location))?;
+    }
+    let trailer = tradeloop_ledger::export::ExportTrailer {
+        block_count: tip.height,
+        tip_hash: tip.hash,
+        app_hash: tip.app_hash,
+    };
+    corpus.put("record_decode", "trailer", &codec::encode(&trailer))?;
+    if let Some(record) = guard.last() {
+        corpus.put("record_decode", "sign-record", &codec::encode(record))?;
+    }
+
+    // Merkle: a valid proof for each verifier's "arbitrary" mode (even first byte) and shapes
+    // for the property mode (odd first byte: leaf count, index or old size, flip, leaf length).
+    let leaves: Vec<Vec<u8>> = (0u8..7).map(|i| vec![i; 3]).collect();
+    let mut inclusion = vec![0u8, 3];
+    inclusion.extend_from_slice(&leaves[5]);
+    inclusion.extend_from_slice(&5u64.to_be_bytes());
+    inclusion.extend_from_slice(&7u64.to_be_bytes());
+    inclusion.extend_from_slice(&merkle::root(&leaves).0);
+    for p in merkle::inclusion_proof(&leaves, 5).unwrap_or_default() {
+        inclusion.extend_from_slice(&p.0);
+    }
+    corpus.put("merkle_inclusion", "valid-5-of-7", &inclusion)?;
+    let mut consistency = vec![0u8];
+    consistency.extend_from_slice(&3u64.to_be_bytes());
+    consistency.extend_from_slice(&7u64.to_be_bytes());
+    consistency.extend_from_slice(&merkle::root(&leaves[..3]).0);
+    consistency.extend_from_slice(&merkle::root(&leaves).0);
+    for p in merkle::consistency_proof(&leaves, 3).unwrap_or_default() {
+        consistency.extend_from_slice(&p.0);
+    }
+    corpus.put("merkle_consistency", "valid-3-to-7", &consistency)?;
+    for (name, shape) in
+        [("tree-1", [1u8, 0, 0, 0, 0, 0, 0]), ("tree-300", [1, 1, 43, 0, 150, 9, 6])]
+    {
+        let mut bytes = shape.to_vec();
+        bytes.extend((0u8..=255).cycle().take(400));
+        corpus.put("merkle_inclusion", name, &bytes)?;
+        corpus.put("merkle_consistency", name, &bytes)?;
+    }
+    println!("corpus written to {}", corpus.root.display());
+    Ok(())
+}
