@@ -115,9 +115,9 @@ fn main() -> Result<()> {
 
     // Blocks: header, block, certified block; frames; the segment; the export.
     for (i, b) in blocks.iter().enumerate() {
-        corpus.put("block_decode", &format!("header-{i}"), &codec::encode(&b.block.header))?;
-        corpus.put("block_decode", &format!("block-{i}"), &codec::encode(&b.block))?;
-        corpus.put("block_decode", &format!("certified-{i}"), &codec::encode(b))?;
+        corpus.put("block_decode", &format!("header-{i}"), &codec::encode(&b.block.header).map_err(|e| e.to_string())?)?;
+        corpus.put("block_decode", &format!("block-{i}"), &codec::encode(&b.block).map_err(|e| e.to_string())?)?;
+        corpus.put("block_decode", &format!("certified-{i}"), &codec::encode(b).map_err(|e| e.to_string())?)?;
     }
     let segment = std::fs::read(scratch.path().join("data/blocks/blocks-00000000.log"))?;
     corpus.put("blocklog_segment", "three-blocks", &segment)?;
@@ -246,18 +246,18 @@ fn main() -> Result<()> {
 
     // Small stored records: the tip, a block location, the export trailer, a sign record.
     let tip = ledger.tip().clone();
-    corpus.put("record_decode", "tip", &codec::encode(&tip))?;
+    corpus.put("record_decode", "tip", &codec::encode(&tip).map_err(|e| e.to_string())?)?;
     if let Some(location) = ledger.log().location(1) {
-        corpus.put("record_decode", "location", &codec::encode(&location))?;
+        corpus.put("record_decode", "location", &codec::encode(&location).map_err(|e| e.to_string())?)?;
     }
     let trailer = tradeloop_ledger::export::ExportTrailer {
         block_count: tip.height,
         tip_hash: tip.hash,
         app_hash: tip.app_hash,
     };
-    corpus.put("record_decode", "trailer", &codec::encode(&trailer))?;
+    corpus.put("record_decode", "trailer", &codec::encode(&trailer).map_err(|e| e.to_string())?)?;
     if let Some(record) = guard.last() {
-        corpus.put("record_decode", "sign-record", &codec::encode(record))?;
+        corpus.put("record_decode", "sign-record", &codec::encode(record).map_err(|e| e.to_string())?)?;
     }
 
     // Merkle: a valid proof for each verifier's "arbitrary" mode (even first byte) and shapes

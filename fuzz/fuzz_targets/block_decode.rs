@@ -14,13 +14,13 @@ use tradeloop_ledger::{Block, CertifiedBlock, Header};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(header) = codec::decode::<Header>(data) {
-        assert_eq!(codec::encode(&header), data, "header re-encodes differently");
+        assert_eq!(codec::encode(&header).unwrap(), data, "header re-encodes differently");
         assert_eq!(header.hash(), domain_hash(BLOCK_DOMAIN, &[data]));
     }
     if let Ok(block) = codec::decode::<Block>(data) {
-        assert_eq!(codec::encode(&block), data, "block re-encodes differently");
+        assert_eq!(codec::encode(&block).unwrap(), data, "block re-encodes differently");
     }
     if let Ok(certified) = codec::decode::<CertifiedBlock>(data) {
-        assert_eq!(codec::encode(&certified), data, "certified block re-encodes differently");
+        assert_eq!(codec::encode(&certified).unwrap(), data, "certified block re-encodes differently");
     }
 });

@@ -1,5 +1,5 @@
 //! The block log's segment reader: the fuzz input is written as `blocks-00000000.log` and the
-//! log opened read-only with `BlockLog::open(dir, false)`.
+//! log opened read-only with `BlockLog::open(dir, Access::ReadOnly, 0)`.
 //!
 //! Asserts: no panic, Ok or Err; a read-only open never changes the file; every frame of a log
 //! that opens can be read back by height (its checksum was verified on open, so only the
@@ -8,14 +8,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tradeloop_ledger::blocklog::BlockLog;
+use tradeloop_ledger::blocklog::{Access, BlockLog};
 use tradeloop_ledger::LedgerError;
 
 fuzz_target!(|data: &[u8]| {
     let scratch = tradeloop_fuzz::Scratch::new();
     let path = scratch.write("blocks/blocks-00000000.log", data);
     let dir = scratch.path().join("blocks");
-    let opened = BlockLog::open(&dir, false);
+    let opened = BlockLog::open(&dir, Access::ReadOnly, 0);
     match std::fs::read(&path) {
         Ok(after) => assert_eq!(after, data, "a read-only open changed the segment"),
         Err(e) => panic!("the segment vanished: {e}"),

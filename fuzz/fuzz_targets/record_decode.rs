@@ -15,7 +15,7 @@ use tradeloop_node::consensus::guard::SignRecord;
 
 fn round_trip<T: Serialize + DeserializeOwned + std::fmt::Debug>(data: &[u8]) {
     if let Ok(value) = codec::decode::<T>(data) {
-        assert_eq!(codec::encode(&value), data, "{value:?} re-encodes differently");
+        assert_eq!(codec::encode(&value).unwrap(), data, "{value:?} re-encodes differently");
     }
 }
 

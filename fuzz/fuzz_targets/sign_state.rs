@@ -25,5 +25,5 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(last.chain, chain);
     assert_eq!(last.validator, validator);
-    assert_eq!(frame::encode(frame::kind::SIGN_STATE, &codec::encode(last)), data);
+    assert_eq!(frame::encode(frame::kind::SIGN_STATE, &codec::encode(last).unwrap()), data);
 });
