@@ -9,21 +9,19 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod bench;
-mod commands;
-mod demo;
+mod cmd;
 
 /// A permissioned, BFT-finalised ledger of signed trade events.
 #[derive(Debug, Parser)]
 #[command(name = "tradeloop", version, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
-    command: commands::Command,
+    command: cmd::Command,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match commands::run(cli.command) {
+    match cmd::run(cli.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
