@@ -9,23 +9,21 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod bench;
-mod commands;
-mod demo;
+mod cmd;
 
 /// A permissioned, BFT-finalised ledger of signed trade events.
 #[derive(Debug, Parser)]
 #[command(name = "tradeloop", version, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
-    command: commands::Command,
+    command: cmd::Command,
 }
 
 fn main() -> ExitCode {
     // Crash tests configure failpoints through FAILPOINTS; a release build has none.
     let _failpoints = tradeloop_ledger::failpoint::from_env();
     let cli = Cli::parse();
-    match commands::run(cli.command) {
+    match cmd::run(cli.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

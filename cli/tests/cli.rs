@@ -10,6 +10,8 @@ use tradeloop_ledger::audit::verify_data_dir;
 use tradeloop_ledger::sample::{ids, trade_events, Cast};
 use tradeloop_ledger::{Genesis, Ledger};
 
+mod support;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tradeloop"))
 }
@@ -287,15 +289,11 @@ fn demo_runs_and_leaves_a_verifiable_chain() {
 /// Signs events with the Python example of docs/signing.md and appends them.
 #[test]
 fn events_signed_in_python_are_accepted() {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = support::python::signing_python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/sign_event.py");
     let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/event_vectors.json");
-    let o = Command::new(&python)
-        .arg(&script)
-        .arg("--check-vectors")
-        .arg(&vectors)
-        .output()
-        .expect("python3 must be installed (with: pip install cryptography rfc8785)");
+    let o =
+        Command::new(&python).arg(&script).arg("--check-vectors").arg(&vectors).output().unwrap();
     assert!(o.status.success(), "python vectors: {}", String::from_utf8_lossy(&o.stderr));
     let s = Setup::new();
     let mut lines = String::new();

@@ -10,7 +10,9 @@ use tradeloop_crypto::SigningKey;
 use tradeloop_ledger::sample::{ids, trade_steps, Cast};
 use tradeloop_ledger::Ledger;
 
-use crate::commands::{now_ms, print_trace, print_trade, run_verify};
+use crate::cmd::audit::run_verify;
+use crate::cmd::now_ms;
+use crate::cmd::query::{print_trace, print_trade};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -108,7 +110,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     drop(ledger);
 
     println!("\naudit from the genesis file alone:");
-    let genesis = crate::commands::load_genesis(&dir.join("genesis.json"))?;
+    let genesis = crate::cmd::load_genesis(&dir.join("genesis.json"))?;
     for (what, data_dir, export_file) in
         [("data dir", Some(dir.join("data")), None), ("export", None, Some(export.clone()))]
     {

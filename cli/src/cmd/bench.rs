@@ -11,7 +11,7 @@ use tradeloop_crypto::SigningKey;
 use tradeloop_ledger::sample::{trade_events, trade_steps, Cast};
 use tradeloop_ledger::{Ledger, SignedEvent};
 
-use crate::commands::now_ms;
+use crate::cmd::now_ms;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -193,7 +193,7 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
                 for run in 1..=runs {
                     let run_limit = raw_verify_rate() * cores as f64;
                     let started = Instant::now();
-                    let report = crate::commands::run_verify(d.as_deref(), e, &cast.genesis)
+                    let report = crate::cmd::audit::run_verify(d.as_deref(), e, &cast.genesis)
                         .map_err(|f| anyhow::anyhow!("verify failed at {f}"))?;
                     let secs = started.elapsed().as_secs_f64();
                     let rate = report.events as f64 / secs;

@@ -1,0 +1,175 @@
+//! Subcommands, one module per command group.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use tradeloop_ledger::{Genesis, Ledger};
+
+pub mod append;
+pub mod audit;
+pub mod bench;
+pub mod demo;
+pub mod event;
+pub mod genesis;
+pub mod keys;
+pub mod query;
+pub mod reindex;
+pub mod sim;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new ed25519 key file (mode 0600) and print its public key.
+    Keygen {
+        /// Where to write the key file; it must not exist.
+        #[arg(long)]
+        out: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build a genesis file.
+    #[command(subcommand)]
+    Genesis(genesis::GenesisCommand),
+    /// Sign events.
+    #[command(subcommand)]
+    Event(event::EventCommand),
+    /// Append signed events (JSON lines) to a one-validator local chain.
+    Append(append::AppendArgs),
+    /// Print the events of a shipment, order, declaration, letter of credit or invoice in order.
+    Trace {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// `shipment:ID`, `order:ID`, `declaration:ID`, `lc:ID` or `invoice:ID`.
+        reference: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show whether an order's trade loop is closed and which legs are open.
+    Trade {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The order id.
+        order_id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify a whole chain offline from the genesis alone (exit 0 only if everything holds).
+    Verify(audit::VerifyArgs),
+    /// Write the whole chain to one self-contained export file.
+    Export {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The export file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Rebuild the sled index from the block log (refuses if the log is damaged or shorter
+    /// than the old index recorded, unless told what to drop with --discard-from).
+    Reindex {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// Drop block HEIGHT and every block after it (and any damage there) from the log
+        /// before rebuilding. The dropped bytes are saved under DIR/discarded/. Use only when
+        /// the blocks cannot be restored from an export or resynced from peers.
+        #[arg(long, value_name = "HEIGHT", value_parser = clap::value_parser!(u64).range(1..))]
+        discard_from: Option<u64>,
+    },
+    /// Write a new data dir from an export file, after verifying every block of it.
+    Restore {
+        /// The export file (from `tradeloop export`).
+        #[arg(long)]
+        export: PathBuf,
+        /// The chain's genesis file (the export must be of this chain).
+        #[arg(long)]
+        genesis: PathBuf,
+        /// The data dir to create; it must not exist or be empty.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a sample closed-loop trade on a local chain and audit it.
+    Demo(demo::DemoArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// Run the deterministic consensus simulator (validators, network and clock from a seed).
+    Sim(sim::SimArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ChainArgs {
+    /// The node's data dir.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The chain's genesis file.
+    #[arg(long)]
+    pub genesis: PathBuf,
+}
+
+pub fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Keygen { out, json } => keys::keygen(&out, json),
+        Command::Genesis(g) => genesis::genesis(g),
+        Command::Event(event::EventCommand::Sign { key, genesis, body }) => {
+            event::event_sign(&key, genesis.as_deref(), &body)
+        }
+        Command::Event(event::EventCommand::Show { chain, id, json }) => {
+            event::event_show(&chain, &id, json)
+        }
+        Command::Append(args) => append::append(args),
+        Command::Trace { chain, reference, json } => query::trace(&chain, &reference, json),
+        Command::Trade { chain, order_id, json } => query::trade(&chain, &order_id, json),
+        Command::Verify(args) => audit::verify(args),
+        Command::Export { chain, out } => query::export(&chain, &out),
+        Command::Reindex { chain, discard_from } => reindex::reindex(&chain, discard_from),
+        Command::Restore { export, genesis, data_dir, json } => {
+            reindex::restore(&export, &genesis, &data_dir, json)
+        }
+        Command::Demo(args) => demo::run(args),
+        Command::Bench(b) => bench::run(b),
+        Command::Sim(args) => sim::sim(args),
+    }
+}
+
+pub fn load_genesis(path: &Path) -> Result<Genesis> {
+    Genesis::load(path).with_context(|| format!("cannot use genesis {}", path.display()))
+}
+
+/// Opens a data dir as its writer (`append`): creates it if missing, cuts a provably torn
+/// tail and says so.
+pub fn open_ledger(chain: &ChainArgs) -> Result<Ledger> {
+    let genesis = load_genesis(&chain.genesis)?;
+    let ledger = Ledger::open(&chain.data_dir, genesis)
+        .with_context(|| format!("cannot open data dir {}", chain.data_dir.display()))?;
+    if let Some(torn) = &ledger.torn_tail {
+        eprintln!("note: cut a torn tail left by an earlier crash: {torn}");
+    }
+    Ok(ledger)
+}
+
+/// Opens a data dir for a read command: nothing in it is created or changed.
+pub fn open_ledger_read_only(chain: &ChainArgs) -> Result<Ledger> {
+    let genesis = load_genesis(&chain.genesis)?;
+    let ledger = Ledger::open_read_only(&chain.data_dir, genesis)
+        .with_context(|| format!("cannot read data dir {}", chain.data_dir.display()))?;
+    if let Some(torn) = &ledger.torn_tail {
+        eprintln!(
+            "note: the block log ends in an unfinished write ({torn}); it is not part of the \
+             chain and is left in place (the next append or node start cuts it)"
+        );
+    }
+    Ok(ledger)
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,70 @@
+//! The read commands: `trace`, `trade`, `export`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use tradeloop_ledger::store::EventRecord;
+
+use super::{open_ledger_read_only, ChainArgs};
+
+pub fn print_trace(records: &[EventRecord]) {
+    for r in records {
+        let body = &r.body;
+        let pick = |k: &str| body.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let detail =
+            ["location", "condition", "declaration_id", "invoice_id", "doc_id", "lc_id", "amount"]
+                .iter()
+                .filter_map(|k| pick(k).map(|v| format!("{k}={v}")))
+                .collect::<Vec<_>>()
+                .join(" ");
+        println!("  h{:<5} {:<30} {:<24} {}", r.height, r.kind, r.author, detail);
+    }
+}
+
+pub fn trace(chain: &ChainArgs, reference: &str, json: bool) -> Result<ExitCode> {
+    let ledger = open_ledger_read_only(chain)?;
+    let records = ledger.trace(reference)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+    } else {
+        println!("{reference}: {} events", records.len());
+        print_trace(&records);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn print_trade(status: &tradeloop_ledger::store::TradeStatus) {
+    println!(
+        "trade {} ({} -> {}): {}",
+        status.order_id,
+        status.buyer,
+        status.seller,
+        if status.closed {
+            "CLOSED".to_string()
+        } else {
+            format!("open legs: {}", status.open_legs.join(", "))
+        }
+    );
+    for leg in &status.legs {
+        println!("  [{}] {:<16} {}", if leg.done { "x" } else { " " }, leg.leg, leg.detail);
+    }
+}
+
+pub fn trade(chain: &ChainArgs, order_id: &str, json: bool) -> Result<ExitCode> {
+    let ledger = open_ledger_read_only(chain)?;
+    let status = ledger.trade_status(order_id)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print_trade(&status);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn export(chain: &ChainArgs, out: &Path) -> Result<ExitCode> {
+    let ledger = open_ledger_read_only(chain)?;
+    let blocks = tradeloop_ledger::export::export(&ledger, out)?;
+    println!("exported {blocks} blocks to {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
