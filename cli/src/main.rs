@@ -10,6 +10,8 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cmd;
+mod input;
+mod output;
 
 /// A permissioned, BFT-finalised ledger of signed trade events.
 #[derive(Debug, Parser)]
@@ -23,10 +25,18 @@ fn main() -> ExitCode {
     // Crash tests configure failpoints through FAILPOINTS; a release build has none.
     let _failpoints = tradeloop_ledger::failpoint::from_env();
     let cli = Cli::parse();
-    match cmd::run(cli.command) {
+    let result = cmd::run(cli.command).and_then(|code| {
+        output::Out.flush()?;
+        Ok(code)
+    });
+    match result {
         Ok(code) => code,
+        // The reader of our output went away (`| head -1`): it has what it wanted.
+        Err(e) if output::stdout_error(&e).is_some_and(output::StdoutError::is_closed_pipe) => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            output::Diag.write_fmt(format_args!("error: {e:#}\n"));
             ExitCode::FAILURE
         }
     }

@@ -43,10 +43,27 @@ pub fn write_key_file(path: &Path, key: &SigningKey) -> Result<(), CryptoError> 
         .map_err(|e| err(format!("cannot write: {e}")))
 }
 
-/// Reads a key file and checks that its public key matches its secret key.
+/// Largest key file read, in bytes; a key file written here is about 180 bytes.
+pub const MAX_KEY_FILE_BYTES: usize = 4096;
+
+/// Reads a key file (at most [`MAX_KEY_FILE_BYTES`]) and checks that its public key matches its
+/// secret key.
 pub fn read_key_file(path: &Path) -> Result<SigningKey, CryptoError> {
     let err = |detail: String| CryptoError::KeyFile { path: path.display().to_string(), detail };
-    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let file = std::fs::File::open(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_KEY_FILE_BYTES as u64 + 1),
+        &mut bytes,
+    )
+    .map_err(|e| err(format!("cannot read: {e}")))?;
+    if bytes.len() > MAX_KEY_FILE_BYTES {
+        return Err(err(format!(
+            "larger than {MAX_KEY_FILE_BYTES} bytes (MAX_KEY_FILE_BYTES); this is not a key file"
+        )));
+    }
+    let text =
+        String::from_utf8(bytes).map_err(|_| err("not UTF-8; this is not a key file".into()))?;
     let json: KeyFileJson = serde_json::from_str(&text).map_err(|e| {
         err(format!("not a key file ({e}); expected {{\"public_key\": hex, \"secret_key\": hex}}"))
     })?;
@@ -57,6 +74,28 @@ pub fn read_key_file(path: &Path) -> Result<SigningKey, CryptoError> {
         return Err(err("public_key does not match secret_key; the file is damaged".into()));
     }
     Ok(key)
+}
+
+/// A warning if the key file at `path` can be read by its group or by everyone (a secret key is
+/// for its owner alone); `None` if the mode is private or cannot be known (non-Unix systems, or
+/// the file cannot be inspected, which reading it will report).
+pub fn permission_warning(path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        if mode & 0o044 != 0 {
+            return Some(format!(
+                "key file {} holds a secret key but is readable by {} (mode {mode:04o}); run `chmod 600 {}`",
+                path.display(),
+                if mode & 0o004 != 0 { "everyone" } else { "its group" },
+                path.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    None
 }
 
 #[cfg(test)]
@@ -79,6 +118,25 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(write_key_file(&path, &key).is_err());
+        assert_eq!(permission_warning(&path), None, "a key written here is private");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_readable_by_others_is_warned_about_and_an_oversized_file_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("k.json");
+        write_key_file(&path, &SigningKey::from_seed_label("w")).expect("write");
+        for (mode, who) in [(0o644, "everyone"), (0o640, "its group")] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let warning = permission_warning(&path).unwrap_or_default();
+            assert!(warning.contains(who) && warning.contains("chmod 600"), "{warning}");
+        }
+        let big = dir.path().join("big.json");
+        std::fs::write(&big, vec![b' '; MAX_KEY_FILE_BYTES + 1]).expect("write");
+        let e = read_key_file(&big).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("MAX_KEY_FILE_BYTES"), "{e}");
     }
 
     #[test]

@@ -467,16 +467,12 @@ impl<'de> Deserializer<'de> for Value {
             Value::Int(n) => visitor.visit_i64(n),
             Value::String(s) => visitor.visit_string(s),
             Value::Array(items) => {
-                let mut seq = de::value::SeqDeserializer::new(items.into_iter());
-                let value = visitor.visit_seq(&mut seq)?;
-                seq.end()?;
-                Ok(value)
+                let mut seq = NamedItems { items: items.into_iter().enumerate() };
+                visitor.visit_seq(&mut seq)
             }
             Value::Object(map) => {
-                let mut access = de::value::MapDeserializer::new(map.into_iter());
-                let value = visitor.visit_map(&mut access)?;
-                access.end()?;
-                Ok(value)
+                let mut access = NamedFields { fields: map.into_iter(), value: None };
+                visitor.visit_map(&mut access)
             }
         }
     }
@@ -512,6 +508,67 @@ impl<'de> Deserializer<'de> for Value {
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
         bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier ignored_any
+    }
+}
+
+/// An object's members for serde; an error in a member's value names the member
+/// (`amount: "12,5" is not a decimal ...`), so a user learns which field is wrong.
+struct NamedFields {
+    fields: std::collections::btree_map::IntoIter<String, Value>,
+    value: Option<(String, Value)>,
+}
+
+impl<'de> MapAccess<'de> for NamedFields {
+    type Error = de::value::Error;
+
+    fn next_key_seed<K: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        let Some((name, value)) = self.fields.next() else {
+            return Ok(None);
+        };
+        let key = seed.deserialize(de::value::StrDeserializer::<Self::Error>::new(&name))?;
+        self.value = Some((name, value));
+        Ok(Some(key))
+    }
+
+    fn next_value_seed<V: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        let (name, value) = self
+            .value
+            .take()
+            .ok_or_else(|| de::Error::custom("a value was asked before its key"))?;
+        seed.deserialize(value).map_err(|e| de::Error::custom(format!("{name}: {e}")))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.fields.len())
+    }
+}
+
+/// An array's items for serde; an error in an item names its position (`[2]: ...`).
+struct NamedItems {
+    items: std::iter::Enumerate<std::vec::IntoIter<Value>>,
+}
+
+impl<'de> SeqAccess<'de> for NamedItems {
+    type Error = de::value::Error;
+
+    fn next_element_seed<T: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Self::Error> {
+        let Some((i, item)) = self.items.next() else {
+            return Ok(None);
+        };
+        seed.deserialize(item).map(Some).map_err(|e| de::Error::custom(format!("[{i}]: {e}")))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.items.len())
     }
 }
 

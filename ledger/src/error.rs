@@ -124,12 +124,15 @@ pub enum LedgerError {
     #[error("genesis is invalid: {0}")]
     Genesis(String),
     /// An I/O operation failed.
-    #[error("{context}: {source}")]
+    ///
+    /// The OS error is part of the message and deliberately not exposed as `source()`: a
+    /// caller printing the cause chain (anyhow's `{:#}`) would otherwise show it twice.
+    #[error("{context}: {}", readable_io_error(error))]
     Io {
         /// What was being done.
         context: String,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The block log is damaged in a way that truncating a torn tail cannot repair.
     #[error("block log corrupt at {location} (block at height {height}): {detail}. Nothing was changed. Restore the data dir from an export (`tradeloop restore --export FILE --genesis FILE --data-dir NEW_DIR`) or resync it from peers; or, to drop block {height} and everything after it, run `tradeloop reindex --discard-from {height}` (it says how many blocks it drops)")]
@@ -227,12 +230,50 @@ impl LedgerError {
     }
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> LedgerError {
-        LedgerError::Io { context: context.into(), source }
+        LedgerError::Io { context: context.into(), error: source }
     }
 }
 
 impl From<sled::Error> for LedgerError {
     fn from(e: sled::Error) -> LedgerError {
         LedgerError::Store(e.to_string())
+    }
+}
+
+/// An I/O error as a user reads it. Some libraries (sled's lock error) put an OS error's Debug
+/// form into their message, `Os { code: 11, kind: WouldBlock, message: "Resource temporarily
+/// unavailable" }`; that part is shown as std shows an OS error: `Resource temporarily
+/// unavailable (os error 11)`.
+fn readable_io_error(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    let Some(start) = text.find("Os { code: ") else {
+        return text;
+    };
+    let rest = &text[start..];
+    let code = rest["Os { code: ".len()..].split(',').next().unwrap_or_default();
+    let message = rest.split_once("message: \"").and_then(|(_, m)| m.split_once("\" }"));
+    match message {
+        Some((message, after)) => format!("{}{message} (os error {code}){after}", &text[..start]),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_os_error_is_shown_once_and_without_its_debug_form() {
+        let sled_like = std::io::Error::other(
+            "could not acquire lock on \"d/index/db\": Os { code: 11, kind: WouldBlock, message: \"Resource temporarily unavailable\" }",
+        );
+        let e = LedgerError::io("the index d/index is in use", sled_like);
+        assert_eq!(
+            e.to_string(),
+            "the index d/index is in use: could not acquire lock on \"d/index/db\": Resource temporarily unavailable (os error 11)"
+        );
+        assert!(std::error::Error::source(&e).is_none(), "the OS error is not repeated as a cause");
+        let plain = LedgerError::io("cannot read x", std::io::Error::from_raw_os_error(2));
+        assert_eq!(plain.to_string(), "cannot read x: No such file or directory (os error 2)");
     }
 }

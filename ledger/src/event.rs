@@ -21,7 +21,7 @@ use crate::fields::{
     check_container, check_country, check_currency, check_hs_code, check_locode, parse_date,
     DecimalString,
 };
-use crate::genesis::Genesis;
+use crate::genesis::{Genesis, KeyEntry};
 
 /// Domain tag of event signing bytes.
 pub const EVENT_DOMAIN: &[u8] = b"tradeloop/event/v1\0";
@@ -53,6 +53,13 @@ impl SignedEvent {
         let canonical = value.to_canonical();
         let signature = key.sign(&signing_bytes(&canonical));
         Ok(SignedEvent { body: canonical, signature })
+    }
+
+    /// Signs a strictly parsed body (see [`parse_body_json`]) with `key`, in its canonical form.
+    pub fn sign_value(body: &Value, key: &SigningKey) -> SignedEvent {
+        let canonical = body.to_canonical();
+        let signature = key.sign(&signing_bytes(&canonical));
+        SignedEvent { body: canonical, signature }
     }
 
     /// Parses an envelope `{"body": {...}, "signature": "<hex>"}`. The body is canonicalised,
@@ -770,22 +777,79 @@ fn check_until_signature(
     genesis: &Genesis,
     signed: &SignedEvent,
 ) -> Result<PartlyChecked, Rejection> {
-    let limit = genesis.doc.consensus.max_event_bytes.min(MAX_EVENT_BYTES) as usize;
-    if signed.body.len() > limit {
+    let body = check_common(genesis, &signed.body)?;
+    // `verify_strict` semantics with the key's precomputed tables (see tradeloop_crypto::prepared).
+    let pending = body
+        .entry
+        .prepared()
+        .start_verify(&[EVENT_DOMAIN, &signed.body], &signed.signature)
+        .map_err(|_| bad_signature())?;
+    let rest = body.finish(signed.id());
+    Ok(PartlyChecked { pending, rest })
+}
+
+/// Every check [`check_event`] makes except the signature, on a canonical body that is about to
+/// be signed: a signer (`tradeloop event sign`) refuses exactly what the ledger would refuse,
+/// with the same rejection codes, before it signs anything.
+pub fn check_unsigned_body(genesis: &Genesis, canonical_body: &[u8]) -> Result<Event, Rejection> {
+    let id = domain_hash(EVENT_DOMAIN, &[canonical_body]);
+    check_common(genesis, canonical_body)?.finish(id)
+}
+
+/// Parses a body a signer was given, as strictly as the ledger parses an envelope (duplicate
+/// keys, fractions and unsafe integers are refused), into its object members.
+pub fn parse_body_json(
+    text: &[u8],
+) -> Result<std::collections::BTreeMap<String, Value>, Rejection> {
+    if text.len() > MAX_EVENT_BYTES as usize * 2 {
         return reject(
             RejectCode::EventTooLarge,
-            format!("body is {} bytes; this chain's limit is {limit}", signed.body.len()),
+            format!("body is {} bytes; the limit is {}", text.len(), MAX_EVENT_BYTES * 2),
+        );
+    }
+    let malformed = |m: String| Rejection::new(RejectCode::MalformedEvent, m);
+    match Value::parse(text).map_err(|e| malformed(format!("not valid JSON: {e}")))? {
+        Value::Object(map) => Ok(map),
+        _ => Err(malformed("body must be a JSON object".into())),
+    }
+}
+
+/// A body whose common fields are checked; the kind's fields are not yet.
+struct CommonChecked<'g> {
+    entry: &'g KeyEntry,
+    author: String,
+    time_ms: u64,
+    nonce: Nonce,
+    kind: String,
+    rest: std::collections::BTreeMap<String, Value>,
+}
+
+impl CommonChecked<'_> {
+    fn finish(self, id: Hash) -> Result<Event, Rejection> {
+        let CommonChecked { entry, author, time_ms, nonce, kind, rest } = self;
+        let payload = Payload::from_fields(&kind, Value::Object(rest))?;
+        payload.check_fields()?;
+        Ok(Event { id, author, key: entry.key, time_ms, nonce, payload })
+    }
+}
+
+fn check_common<'g>(genesis: &'g Genesis, body: &[u8]) -> Result<CommonChecked<'g>, Rejection> {
+    let limit = genesis.doc.consensus.max_event_bytes.min(MAX_EVENT_BYTES) as usize;
+    if body.len() > limit {
+        return reject(
+            RejectCode::EventTooLarge,
+            format!("body is {} bytes; this chain's limit is {limit}", body.len()),
         );
     }
     let malformed = |m: String| Rejection::new(RejectCode::MalformedEvent, m);
     // Stored bodies must already be canonical: one logical event has exactly one encoding.
     // The one-pass canonical parser accepts exactly those; anything else takes the general
     // parser, which says what is wrong.
-    let value = match Value::parse_canonical(&signed.body) {
+    let value = match Value::parse_canonical(body) {
         Some(value) => value,
         None => {
-            let value = Value::parse(&signed.body).map_err(|e| malformed(format!("body: {e}")))?;
-            if value.to_canonical() != signed.body {
+            let value = Value::parse(body).map_err(|e| malformed(format!("body: {e}")))?;
+            if value.to_canonical() != body {
                 return Err(malformed("body bytes are not in RFC 8785 canonical form".into()));
             }
             value
@@ -843,17 +907,7 @@ fn check_until_signature(
             )
         }
     };
-    // `verify_strict` semantics with the key's precomputed tables (see tradeloop_crypto::prepared).
-    let pending = entry
-        .prepared()
-        .start_verify(&[EVENT_DOMAIN, &signed.body], &signed.signature)
-        .map_err(|_| bad_signature())?;
-    let key = entry.key;
-    let rest = Payload::from_fields(&kind, Value::Object(map)).and_then(|payload| {
-        payload.check_fields()?;
-        Ok(Event { id: signed.id(), author, key, time_ms, nonce, payload })
-    });
-    Ok(PartlyChecked { pending, rest })
+    Ok(CommonChecked { entry, author, time_ms, nonce, kind, rest: map })
 }
 
 /// The names of the common fields every body has.

@@ -247,11 +247,10 @@ impl Genesis {
         Genesis::from_doc_with_hash(doc, hash, canonical)
     }
 
-    /// Reads and checks a genesis file.
+    /// Reads and checks a genesis file. At most [`MAX_GENESIS_BYTES`] + 1 bytes are read, so an
+    /// oversized (or endless) file is refused without being read whole.
     pub fn load(path: &Path) -> Result<Genesis, LedgerError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| LedgerError::io(format!("cannot read genesis {}", path.display()), e))?;
-        Genesis::from_json_bytes(&bytes)
+        Genesis::from_json_bytes(&read_genesis_bytes(path)?)
     }
 
     /// Checks a document built in code and computes its hash.
@@ -264,71 +263,7 @@ impl Genesis {
         hash: Hash,
         canonical: Vec<u8>,
     ) -> Result<Genesis, LedgerError> {
-        let bad = |m: String| Err(LedgerError::Genesis(m));
-        if doc.chain_id.is_empty() || doc.chain_id.len() > MAX_ID_BYTES {
-            return bad(format!("chain_id must be 1 to {MAX_ID_BYTES} bytes"));
-        }
-        let mut participants = BTreeMap::new();
-        let mut key_owner = HashMap::new();
-        for p in &doc.participants {
-            check_participant_id(&p.id).map_err(LedgerError::Genesis)?;
-            check_country(&p.country)
-                .map_err(|e| LedgerError::Genesis(format!("participant {}: {e}", p.id)))?;
-            if p.keys.is_empty() && p.role != Role::Auditor {
-                return bad(format!("participant {} has no signing keys", p.id));
-            }
-            for key in &p.keys {
-                let entry = KeyEntry { key: *key, owner: p.id.clone(), prepared: Arc::default() };
-                if let Some(other) = key_owner.insert(*key.as_bytes(), entry) {
-                    let other = other.owner;
-                    return bad(format!("key {key} is listed for both {other} and {}", p.id));
-                }
-            }
-            if participants.insert(p.id.clone(), p.clone()).is_some() {
-                return bad(format!("participant id {} appears twice", p.id));
-            }
-        }
-        if doc.validators.is_empty() {
-            return bad("at least one validator is required".into());
-        }
-        let mut set = Vec::new();
-        for v in &doc.validators {
-            if !participants.contains_key(&v.participant) {
-                return bad(format!("validator names unknown participant {}", v.participant));
-            }
-            if v.power == 0 || v.power > (1 << 40) {
-                return bad(format!("validator {} power must be 1..=2^40", v.node_key));
-            }
-            if set.iter().any(|(k, _)| *k == v.node_key) {
-                return bad(format!("validator node key {} appears twice", v.node_key));
-            }
-            set.push((v.node_key, v.power));
-        }
-        let c = &doc.consensus;
-        if c.max_block_events == 0 || c.max_block_events > crate::block::MAX_BLOCK_EVENTS {
-            return bad(format!(
-                "consensus.max_block_events must be 1..={}",
-                crate::block::MAX_BLOCK_EVENTS
-            ));
-        }
-        if c.max_event_bytes < 256 || c.max_event_bytes > crate::event::MAX_EVENT_BYTES {
-            return bad(format!(
-                "consensus.max_event_bytes must be 256..={}",
-                crate::event::MAX_EVENT_BYTES
-            ));
-        }
-        // A block's frame must hold the largest block plus its certificate; the smallest bound
-        // must still fit one largest event.
-        let min_block_bytes = c.max_event_bytes.saturating_add(64 * 1024);
-        if c.max_block_bytes < min_block_bytes
-            || c.max_block_bytes > crate::blocklog::MAX_BLOCK_BYTES
-        {
-            return bad(format!(
-                "consensus.max_block_bytes must be {min_block_bytes}..={} (room for one event of \
-                 max_event_bytes, and a block log frame must hold the block and its certificate)",
-                crate::blocklog::MAX_BLOCK_BYTES
-            ));
-        }
+        let (participants, key_owner, set) = check_doc(&doc, true)?;
         Ok(Genesis {
             validators: ValidatorSet::new(set),
             doc,
@@ -363,6 +298,149 @@ impl Genesis {
     /// All participants, by id.
     pub fn participants(&self) -> impl Iterator<Item = &Participant> {
         self.participants.values()
+    }
+}
+
+type CheckedDoc =
+    (BTreeMap<String, Participant>, HashMap<[u8; 32], KeyEntry>, Vec<(PublicKey, u64)>);
+
+/// The checks of [`Genesis::from_doc`]; `require_validator: false` lets a genesis being built
+/// (`tradeloop genesis init`, then `add` of participants before their validators) pass.
+fn check_doc(doc: &GenesisDoc, require_validator: bool) -> Result<CheckedDoc, LedgerError> {
+    let bad = |m: String| Err(LedgerError::Genesis(m));
+    if doc.chain_id.is_empty() || doc.chain_id.len() > MAX_ID_BYTES {
+        return bad(format!("chain_id must be 1 to {MAX_ID_BYTES} bytes"));
+    }
+    let mut participants = BTreeMap::new();
+    let mut key_owner = HashMap::new();
+    for p in &doc.participants {
+        check_participant_id(&p.id).map_err(LedgerError::Genesis)?;
+        check_country(&p.country)
+            .map_err(|e| LedgerError::Genesis(format!("participant {}: {e}", p.id)))?;
+        if p.keys.is_empty() && p.role != Role::Auditor {
+            return bad(format!("participant {} has no signing keys", p.id));
+        }
+        for key in &p.keys {
+            let entry = KeyEntry { key: *key, owner: p.id.clone(), prepared: Arc::default() };
+            if let Some(other) = key_owner.insert(*key.as_bytes(), entry) {
+                let other = other.owner;
+                return bad(format!("key {key} is listed for both {other} and {}", p.id));
+            }
+        }
+        if participants.insert(p.id.clone(), p.clone()).is_some() {
+            return bad(format!("participant id {} appears twice", p.id));
+        }
+    }
+    if require_validator && doc.validators.is_empty() {
+        return bad("at least one validator is required".into());
+    }
+    let mut set = Vec::new();
+    for v in &doc.validators {
+        if !participants.contains_key(&v.participant) {
+            return bad(format!("validator names unknown participant {}", v.participant));
+        }
+        if v.power == 0 || v.power > (1 << 40) {
+            return bad(format!("validator {} power must be 1..=2^40", v.node_key));
+        }
+        if set.iter().any(|(k, _)| *k == v.node_key) {
+            return bad(format!("validator node key {} appears twice", v.node_key));
+        }
+        set.push((v.node_key, v.power));
+    }
+    let c = &doc.consensus;
+    if c.max_block_events == 0 || c.max_block_events > crate::block::MAX_BLOCK_EVENTS {
+        return bad(format!(
+            "consensus.max_block_events must be 1..={}",
+            crate::block::MAX_BLOCK_EVENTS
+        ));
+    }
+    if c.max_event_bytes < 256 || c.max_event_bytes > crate::event::MAX_EVENT_BYTES {
+        return bad(format!(
+            "consensus.max_event_bytes must be 256..={}",
+            crate::event::MAX_EVENT_BYTES
+        ));
+    }
+    // A block's frame must hold the largest block plus its certificate; the smallest bound must
+    // still fit one largest event.
+    let min_block_bytes = c.max_event_bytes.saturating_add(64 * 1024);
+    if c.max_block_bytes < min_block_bytes || c.max_block_bytes > crate::blocklog::MAX_BLOCK_BYTES {
+        return bad(format!(
+            "consensus.max_block_bytes must be {min_block_bytes}..={} (room for one event of \
+             max_event_bytes, and a block log frame must hold the block and its certificate)",
+            crate::blocklog::MAX_BLOCK_BYTES
+        ));
+    }
+    Ok((participants, key_owner, set))
+}
+
+/// Reads at most [`MAX_GENESIS_BYTES`] + 1 bytes of a genesis file.
+pub fn read_genesis_bytes(path: &Path) -> Result<Vec<u8>, LedgerError> {
+    let context = || format!("cannot read genesis {}", path.display());
+    let file = std::fs::File::open(path).map_err(|e| LedgerError::io(context(), e))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_GENESIS_BYTES as u64 + 1),
+        &mut bytes,
+    )
+    .map_err(|e| LedgerError::io(context(), e))?;
+    if bytes.len() > MAX_GENESIS_BYTES {
+        return Err(LedgerError::Genesis(format!(
+            "{} is larger than the limit of {MAX_GENESIS_BYTES} bytes (MAX_GENESIS_BYTES)",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Latest genesis time a new genesis may have: 9999-12-31T23:59:59.999Z, in Unix milliseconds
+/// (it also fits the signed 64-bit millisecond range every other tool uses).
+pub const MAX_GENESIS_TIME_MS: u64 = 253_402_300_799_999;
+/// Earliest genesis time a new genesis may have: 2000-01-01T00:00:00Z. An earlier one is almost
+/// certainly seconds given as milliseconds, or a mistake.
+pub const MIN_GENESIS_TIME_MS: u64 = 946_684_800_000;
+
+impl GenesisDoc {
+    /// Parses a genesis file's bytes as strictly as [`Genesis::from_json_bytes`] does (duplicate
+    /// keys refused, at most [`MAX_GENESIS_BYTES`]), without requiring it to be complete.
+    pub fn from_json_bytes(bytes: &[u8]) -> Result<GenesisDoc, LedgerError> {
+        if bytes.len() > MAX_GENESIS_BYTES {
+            return Err(LedgerError::Genesis(format!(
+                "file is {} bytes; the limit is {MAX_GENESIS_BYTES}",
+                bytes.len()
+            )));
+        }
+        let value = Value::parse(bytes).map_err(|e| LedgerError::Genesis(e.to_string()))?;
+        serde_json::from_value(value.to_json()).map_err(|e| LedgerError::Genesis(e.to_string()))
+    }
+
+    /// The checks for a genesis being written (`tradeloop genesis init|add`): every check of
+    /// [`Genesis::from_doc`] except that validators may still be missing, plus bounds that a
+    /// loaded genesis is not held to (so existing chains keep loading): a chain id of
+    /// `a-z 0-9 - . _` (1 to [`MAX_ID_BYTES`]) and a genesis time from
+    /// [`MIN_GENESIS_TIME_MS`] to [`MAX_GENESIS_TIME_MS`]. A document with validators must also
+    /// pass [`Genesis::from_doc`] in full.
+    pub fn check_for_write(&self) -> Result<(), LedgerError> {
+        let ok_char = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b);
+        if self.chain_id.is_empty()
+            || self.chain_id.len() > MAX_ID_BYTES
+            || !self.chain_id.bytes().all(ok_char)
+        {
+            return Err(LedgerError::Genesis(format!(
+                "chain id \"{}\" must be 1 to {MAX_ID_BYTES} characters of a-z, 0-9, '-', '.', '_'",
+                self.chain_id
+            )));
+        }
+        if !(MIN_GENESIS_TIME_MS..=MAX_GENESIS_TIME_MS).contains(&self.genesis_time_ms) {
+            return Err(LedgerError::Genesis(format!(
+                "genesis time {} ms is outside {MIN_GENESIS_TIME_MS} (2000-01-01) to {MAX_GENESIS_TIME_MS} (9999-12-31) Unix milliseconds",
+                self.genesis_time_ms
+            )));
+        }
+        check_doc(self, false)?;
+        if !self.validators.is_empty() {
+            Genesis::from_doc(self.clone())?;
+        }
+        Ok(())
     }
 }
 

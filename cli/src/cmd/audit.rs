@@ -1,6 +1,6 @@
 //! `tradeloop verify`: the auditor's offline check.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -11,6 +11,7 @@ use tradeloop_ledger::audit::{verify_data_dir, verify_export, AuditFailure, Audi
 use tradeloop_ledger::Genesis;
 
 use super::load_genesis;
+use crate::output::Out;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -78,22 +79,21 @@ pub fn verify(args: VerifyArgs) -> Result<ExitCode> {
     match result {
         Ok(report) => {
             if args.json {
-                println!("{}", json!({"ok": true, "report": report, "seconds": secs}));
+                writeln!(Out, "{}", json!({"ok": true, "report": report, "seconds": secs}))?;
             } else {
-                println!(
+                writeln!(Out,
                     "OK: chain {} verified from its genesis: {} blocks, {} events, tip {}, app hash {} ({secs:.2} s)",
                     report.chain, report.blocks, report.events, report.tip_hash, report.app_hash
-                );
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }
         Err(failure) => {
             if args.json {
-                println!("{}", json!({"ok": false, "failure": failure}));
+                writeln!(Out, "{}", json!({"ok": false, "failure": failure}))?;
             } else {
-                println!("FAILED at {failure}");
+                writeln!(Out, "FAILED at {failure}")?;
             }
-            let _ = std::io::stdout().flush();
             Ok(ExitCode::FAILURE)
         }
     }

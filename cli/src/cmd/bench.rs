@@ -12,15 +12,16 @@ use tradeloop_ledger::sample::{trade_events, trade_steps, Cast};
 use tradeloop_ledger::{Ledger, SignedEvent};
 
 use crate::cmd::now_ms;
+use crate::output::{Diag, Out};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Audit throughput of `verify` (export and data dir) against raw ed25519 verification.
     Verify {
-        /// Events in the chain.
-        #[arg(long, default_value_t = 100_000)]
-        events: usize,
-        /// Events per block.
+        /// Events in the chain (at least 1).
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+        events: u64,
+        /// Events per block, 1 to the sample genesis's consensus.max_block_events.
         #[arg(long, default_value_t = 1000)]
         block_events: usize,
         /// Timed runs of each verify (every run is printed, then the median and the best; the
@@ -30,10 +31,10 @@ pub enum BenchCommand {
     },
     /// Durable append throughput of a one-validator chain (fsync per block).
     Append {
-        /// Events to append.
-        #[arg(long, default_value_t = 100_000)]
-        events: usize,
-        /// Events per block.
+        /// Events to append (at least 1).
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+        events: u64,
+        /// Events per block, 1 to the sample genesis's consensus.max_block_events.
         #[arg(long, default_value_t = 1000)]
         block_events: usize,
     },
@@ -113,6 +114,19 @@ fn sample_events(cast: &Cast, count: usize) -> Vec<SignedEvent> {
     events
 }
 
+/// The sample chain's genesis and `block_events` checked against its maximum: a block size of 0
+/// or above the maximum would not measure what it says.
+fn sample_cast(events: u64, block_events: usize) -> Result<(Cast, usize)> {
+    let cast = Cast::deterministic(1, now_ms() - 1000)?;
+    let max = cast.genesis.doc.consensus.max_block_events as usize;
+    if !(1..=max).contains(&block_events) {
+        bail!("--block-events {block_events} is outside 1 to {max} (the sample genesis's consensus.max_block_events); give a value in that range");
+    }
+    let events = usize::try_from(events)
+        .map_err(|_| anyhow::anyhow!("--events {events} does not fit this machine's memory"))?;
+    Ok((cast, events))
+}
+
 fn fill_chain(
     ledger: &mut Ledger,
     cast: &Cast,
@@ -141,29 +155,30 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
     let cores = cores();
     match command {
         BenchCommand::Append { events, block_events } => {
-            let cast = Cast::deterministic(1, now_ms() - 1000)?;
+            let (cast, events) = sample_cast(events, block_events)?;
             let dir = tempfile::tempdir()?;
-            eprintln!("signing {events} sample events...");
+            writeln!(Diag, "signing {events} sample events...");
             let signed = sample_events(&cast, events);
             let mut ledger = Ledger::open(&dir.path().join("data"), cast.genesis.clone())?;
-            eprintln!("appending in blocks of {block_events} (fsync per block)...");
+            writeln!(Diag, "appending in blocks of {block_events} (fsync per block)...");
             let took = fill_chain(&mut ledger, &cast, &signed, block_events)?;
             let rate = signed.len() as f64 / took.as_secs_f64();
             let raw = raw_verify_rate();
-            println!(
+            writeln!(
+                Out,
                 "bench append: {} events in {} blocks of {block_events} in {:.2} s",
                 signed.len(),
                 ledger.tip().height,
                 took.as_secs_f64()
-            );
-            println!("  durable append:         {rate:>10.0} events/s");
-            println!("  raw verify_strict/core: {raw:>10.0} sig/s   cores: {cores}");
-            println!("  append / (cores x raw): {:>10.2}", rate / (raw * cores as f64));
+            )?;
+            writeln!(Out, "  durable append:         {rate:>10.0} events/s")?;
+            writeln!(Out, "  raw verify_strict/core: {raw:>10.0} sig/s   cores: {cores}")?;
+            writeln!(Out, "  append / (cores x raw): {:>10.2}", rate / (raw * cores as f64))?;
         }
         BenchCommand::Verify { events, block_events, runs } => {
-            let cast = Cast::deterministic(1, now_ms() - 1000)?;
+            let (cast, events) = sample_cast(events, block_events)?;
             let dir = tempfile::tempdir()?;
-            eprintln!("building a chain of {events} events...");
+            writeln!(Diag, "building a chain of {events} events...");
             let signed = sample_events(&cast, events);
             let mut ledger = Ledger::open(&dir.path().join("data"), cast.genesis.clone())?;
             fill_chain(&mut ledger, &cast, &signed, block_events)?;
@@ -172,17 +187,17 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
             drop(ledger);
             let raw = raw_verify_rate();
             let limit = raw * cores as f64;
-            println!("bench verify: {} events in blocks of {block_events}", signed.len());
+            writeln!(Out, "bench verify: {} events in blocks of {block_events}", signed.len())?;
             let all = raw_parallel_verify_rate(cores);
-            println!("  raw verify_strict/core: {raw:>10.0} sig/s   cores: {cores}   limit (cores x raw): {limit:.0}/s");
-            println!("  raw verify_strict, all {cores} cores at once: {all:.0} sig/s ({:.2} x the cores x raw limit)", all / limit);
+            writeln!(Out, "  raw verify_strict/core: {raw:>10.0} sig/s   cores: {cores}   limit (cores x raw): {limit:.0}/s")?;
+            writeln!(Out, "  raw verify_strict, all {cores} cores at once: {all:.0} sig/s ({:.2} x the cores x raw limit)", all / limit)?;
             let started = Instant::now();
             let checked = tradeloop_ledger::execute::check_events(&cast.genesis, &signed);
             let secs = started.elapsed().as_secs_f64();
             if checked.iter().any(Result::is_err) {
                 bail!("a sample event failed its checks");
             }
-            println!("  stateless checks alone  {:>10.0} events/s ({secs:.2} s, parallel; signature, JSON, fields)", signed.len() as f64 / secs);
+            writeln!(Out, "  stateless checks alone  {:>10.0} events/s ({secs:.2} s, parallel; signature, JSON, fields)", signed.len() as f64 / secs)?;
             for (what, d, e) in [
                 ("export", None, Some(export.as_path())),
                 ("data dir", Some(dir.path().join("data")), None),
@@ -198,13 +213,13 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
                     let secs = started.elapsed().as_secs_f64();
                     let rate = report.events as f64 / secs;
                     let ratio = rate / run_limit;
-                    println!("  verify {what:<9} run {run}  {rate:>10.0} events/s ({secs:.2} s)   limit just before: {run_limit:.0}/s   ratio: {ratio:.2}");
+                    writeln!(Out, "  verify {what:<9} run {run}  {rate:>10.0} events/s ({secs:.2} s)   limit just before: {run_limit:.0}/s   ratio: {ratio:.2}")?;
                     runs_seen.push((ratio, rate));
                 }
                 runs_seen.sort_by(|a, b| a.0.total_cmp(&b.0));
                 let (median_ratio, median_rate) = runs_seen[runs_seen.len() / 2];
                 let (low_ratio, _) = runs_seen[0];
-                println!("  verify {what:<9} median run: {median_rate:.0} events/s, ratio {median_ratio:.2} (lowest ratio {low_ratio:.2})");
+                writeln!(Out, "  verify {what:<9} median run: {median_rate:.0} events/s, ratio {median_ratio:.2} (lowest ratio {low_ratio:.2})")?;
             }
         }
     }

@@ -13,6 +13,7 @@ use tradeloop_ledger::Ledger;
 use crate::cmd::audit::run_verify;
 use crate::cmd::now_ms;
 use crate::cmd::query::{print_trace, print_trade};
+use crate::output::{Out, StdoutError};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -46,21 +47,22 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         write_key_file(&dir.join("keys").join(format!("{host}-node.json")), key)?;
     }
     std::fs::write(dir.join("genesis.json"), cast.genesis.doc.to_json_bytes())?;
-    println!("tradeloop demo: chain {} ({})", cast.genesis.doc.chain_id, cast.genesis.hash);
-    println!(
+    writeln!(Out, "tradeloop demo: chain {} ({})", cast.genesis.doc.chain_id, cast.genesis.hash)?;
+    writeln!(
+        Out,
         "  participants: {}",
         cast.genesis
             .participants()
             .map(|p| format!("{} ({})", p.id, p.role.as_str()))
             .collect::<Vec<_>>()
             .join(", ")
-    );
-    println!("  validator: {} node\n", tradeloop_ledger::sample::VALIDATOR_HOSTS[0]);
+    )?;
+    writeln!(Out, "  validator: {} node\n", tradeloop_ledger::sample::VALIDATOR_HOSTS[0])?;
 
     let mut ledger = Ledger::open(&dir.join("data"), cast.genesis.clone())?;
     let validator = cast.validator_keys[0].clone();
     let mut journal = String::new();
-    println!("closed-loop trade PO-1: one block per event as the parties report them");
+    writeln!(Out, "closed-loop trade PO-1: one block per event as the parties report them")?;
     for (i, (author, kind, fields)) in trade_steps(1).into_iter().enumerate() {
         if kind == "customs.declaration_filed" && author == ids::FORWARDER {
             // Show the rules at work: the ship cannot leave before export clearance.
@@ -74,12 +76,13 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             );
             let (_, rejected) = ledger.append_local(&[early], now_ms(), &validator)?;
             match rejected.first() {
-                Some((_, r)) => println!(
+                Some((_, r)) => writeln!(
+                    Out,
                     "  rejected   {:<30} {:<24} {}",
                     "shipment.departed",
                     ids::FORWARDER,
                     r
-                ),
+                )?,
                 None => bail!("the rules accepted a departure before export clearance"),
             }
         }
@@ -92,15 +95,15 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             bail!("step {i} ({kind}) was rejected: {r}");
         }
         let height = block.last().map(|b| b.block.header.height).unwrap_or_default();
-        println!("  h{height:<8} {kind:<30} {author}");
+        writeln!(Out, "  h{height:<8} {kind:<30} {author}")?;
     }
     std::fs::write(dir.join("events.jsonl"), journal)?;
 
-    println!("\ntrace of shipment SHP-1:");
-    print_trace(&ledger.trace("shipment:SHP-1")?);
-    println!();
+    writeln!(Out, "\ntrace of shipment SHP-1:")?;
+    print_trace(&ledger.trace("shipment:SHP-1")?)?;
+    writeln!(Out)?;
     let status = ledger.trade_status("PO-1")?;
-    print_trade(&status);
+    print_trade(&status)?;
     if !status.closed {
         bail!("the sample trade did not close: open legs {:?}", status.open_legs);
     }
@@ -109,32 +112,35 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     let tip = ledger.tip().clone();
     drop(ledger);
 
-    println!("\naudit from the genesis file alone:");
+    writeln!(Out, "\naudit from the genesis file alone:")?;
     let genesis = crate::cmd::load_genesis(&dir.join("genesis.json"))?;
     for (what, data_dir, export_file) in
         [("data dir", Some(dir.join("data")), None), ("export", None, Some(export.clone()))]
     {
         match run_verify(data_dir.as_deref(), export_file.as_deref(), &genesis) {
-            Ok(r) if r.tip_hash == tip.hash => {
-                println!(
-                    "  {what:<8} OK: {} blocks, {} events, tip {}",
-                    r.blocks, r.events, r.tip_hash
-                )
-            }
+            Ok(r) if r.tip_hash == tip.hash => writeln!(
+                Out,
+                "  {what:<8} OK: {} blocks, {} events, tip {}",
+                r.blocks, r.events, r.tip_hash
+            )?,
             Ok(r) => bail!("{what} verified but ends at {} instead of {}", r.tip_hash, tip.hash),
             Err(f) => bail!("{what} failed verification at {f}"),
         }
     }
     if let Some(out) = &args.out {
-        print_kept(out);
+        print_kept(out)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_kept(out: &Path) {
+fn print_kept(out: &Path) -> Result<(), StdoutError> {
     let d = out.display();
-    println!("\nkept in {d}: genesis.json, keys/, events.jsonl, data/, chain.tlx. Try:");
-    println!("  tradeloop trade --data-dir {d}/data --genesis {d}/genesis.json PO-1");
-    println!("  tradeloop trace --data-dir {d}/data --genesis {d}/genesis.json shipment:SHP-1");
-    println!("  tradeloop verify --export {d}/chain.tlx --genesis {d}/genesis.json");
+    writeln!(Out, "\nkept in {d}: genesis.json, keys/, events.jsonl, data/, chain.tlx. Try:")?;
+    writeln!(Out, "  tradeloop trade --data-dir {d}/data --genesis {d}/genesis.json PO-1")?;
+    writeln!(
+        Out,
+        "  tradeloop trace --data-dir {d}/data --genesis {d}/genesis.json shipment:SHP-1"
+    )?;
+    writeln!(Out, "  tradeloop verify --export {d}/chain.tlx --genesis {d}/genesis.json")?;
+    Ok(())
 }

@@ -5,25 +5,34 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use serde_json::json;
-use tradeloop_crypto::keyfile::read_key_file;
-use tradeloop_ledger::SignedEvent;
+use tradeloop_ledger::canonical::Value;
+use tradeloop_ledger::event::{check_unsigned_body, parse_body_json, MAX_EVENT_BYTES};
+use tradeloop_ledger::{Rejection, SignedEvent};
 
-use super::{load_genesis, now_ms, open_ledger_read_only, ChainArgs};
+use super::{load_genesis, now_ms, open_ledger_read_only, read_key, ChainArgs};
+use crate::input::read_bounded;
+use crate::output::Out;
+
+/// Largest body file `event sign` reads, in bytes: twice the largest canonical body
+/// (`MAX_EVENT_BYTES`), room for any pretty-printing of a body the ledger can accept.
+pub const MAX_BODY_FILE_BYTES: usize = 2 * MAX_EVENT_BYTES as usize;
 
 #[derive(Debug, Subcommand)]
 pub enum EventCommand {
     /// Sign an event body; prints the envelope as one JSON line.
     ///
     /// The body is a JSON object with `author`, `kind` and the kind's fields. `chain`, `key`,
-    /// `time_ms` (now) and `nonce` (random) are filled in when missing and --genesis is given.
+    /// `time_ms` (now) and `nonce` (random) are filled in when missing. Before signing, the body
+    /// gets every check the ledger makes without its state (JSON strictness, fields, kind,
+    /// chain, author, key, size); a body the ledger would refuse is refused with the same code,
+    /// and nothing is signed or printed.
     Sign {
         /// The signer's key file.
         #[arg(long)]
         key: PathBuf,
-        /// The genesis file (to fill in `chain`).
+        /// The chain's genesis file (fills in `chain`; the checks need it).
         #[arg(long)]
-        genesis: Option<PathBuf>,
+        genesis: PathBuf,
         /// The body file, or `-` for standard input.
         body: PathBuf,
     },
@@ -39,33 +48,40 @@ pub enum EventCommand {
     },
 }
 
-pub fn event_sign(key_path: &Path, genesis: Option<&Path>, body_path: &Path) -> Result<ExitCode> {
-    let key = read_key_file(key_path)?;
-    let text = if body_path == Path::new("-") {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
-        s
-    } else {
-        std::fs::read_to_string(body_path)
-            .with_context(|| format!("cannot read {}", body_path.display()))?
+pub fn event_sign(key_path: &Path, genesis: &Path, body_path: &Path) -> Result<ExitCode> {
+    let key = read_key(key_path)?;
+    let genesis = load_genesis(genesis)?;
+    let text = read_bounded(body_path, MAX_BODY_FILE_BYTES, "body file", "MAX_BODY_FILE_BYTES")?;
+    let refused = |r: Rejection| {
+        anyhow::anyhow!("rejected {}: {}; nothing was signed", r.code.as_str(), r.message)
     };
-    let mut body: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&text).context("the body must be a JSON object")?;
-    if let Some(g) = genesis {
-        let genesis = load_genesis(g)?;
-        body.entry("chain").or_insert_with(|| json!(genesis.hash.to_hex()));
+    let mut body = parse_body_json(&text).map_err(refused)?;
+    body.entry("chain".into()).or_insert_with(|| Value::String(genesis.hash_hex().into()));
+    body.entry("key".into()).or_insert_with(|| Value::String(key.public_key().to_hex()));
+    if !body.contains_key("time_ms") {
+        let now =
+            i64::try_from(now_ms()).context("the system clock is past the year 292 million")?;
+        body.insert("time_ms".into(), Value::Int(now));
     }
-    body.entry("key").or_insert_with(|| json!(key.public_key().to_hex()));
-    body.entry("time_ms").or_insert_with(|| json!(now_ms()));
     if !body.contains_key("nonce") {
         let mut n = [0u8; 16];
         getrandom::fill(&mut n)
             .map_err(|e| anyhow::anyhow!("the OS random generator failed: {e}"))?;
-        body.insert("nonce".into(), json!(hex::encode(n)));
+        body.insert("nonce".into(), Value::String(hex::encode(n)));
     }
-    let signed = SignedEvent::sign(&serde_json::Value::Object(body), &key)
-        .map_err(|r| anyhow::anyhow!("{r}"))?;
-    println!("{}", signed.to_envelope_json());
+    let body = Value::Object(body);
+    let checked = check_unsigned_body(&genesis, &body.to_canonical()).map_err(refused)?;
+    if checked.key != key.public_key() {
+        // The ledger would refuse the signature: it must be made with the body's key.
+        bail!(
+            "rejected BAD_SIGNATURE: the body's \"key\" {} is not the key of {} ({}); nothing was signed",
+            checked.key,
+            key_path.display(),
+            key.public_key()
+        );
+    }
+    let signed = SignedEvent::sign_value(&body, &key);
+    writeln!(Out, "{}", signed.to_envelope_json())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -76,14 +92,15 @@ pub fn event_show(chain: &ChainArgs, id: &str, json: bool) -> Result<ExitCode> {
         bail!("no event {id} on this ledger");
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&record)?);
+        writeln!(Out, "{}", serde_json::to_string_pretty(&record)?)?;
     } else {
-        println!(
+        writeln!(
+            Out,
             "event {} at height {} (index {}), block time {}",
             record.id, record.height, record.index, record.block_time_ms
-        );
-        println!("  {} by {}", record.kind, record.author);
-        println!("{}", serde_json::to_string_pretty(&record.body)?);
+        )?;
+        writeln!(Out, "  {} by {}", record.kind, record.author)?;
+        writeln!(Out, "{}", serde_json::to_string_pretty(&record.body)?)?;
     }
     Ok(ExitCode::SUCCESS)
 }

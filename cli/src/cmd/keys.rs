@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::output::Out;
 use anyhow::Result;
 use serde_json::json;
 use tradeloop_crypto::keyfile::write_key_file;
@@ -12,9 +13,9 @@ pub fn keygen(out: &Path, json: bool) -> Result<ExitCode> {
     let key = SigningKey::generate()?;
     write_key_file(out, &key)?;
     if json {
-        println!("{}", json!({"public_key": key.public_key().to_hex(), "file": out}));
+        writeln!(Out, "{}", json!({"public_key": key.public_key().to_hex(), "file": out}))?;
     } else {
-        println!("{}", key.public_key().to_hex());
+        writeln!(Out, "{}", key.public_key().to_hex())?;
     }
     Ok(ExitCode::SUCCESS)
 }

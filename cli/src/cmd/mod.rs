@@ -117,7 +117,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Keygen { out, json } => keys::keygen(&out, json),
         Command::Genesis(g) => genesis::genesis(g),
         Command::Event(event::EventCommand::Sign { key, genesis, body }) => {
-            event::event_sign(&key, genesis.as_deref(), &body)
+            event::event_sign(&key, &genesis, &body)
         }
         Command::Event(event::EventCommand::Show { chain, id, json }) => {
             event::event_show(&chain, &id, json)
@@ -165,6 +165,14 @@ pub fn open_ledger_read_only(chain: &ChainArgs) -> Result<Ledger> {
         );
     }
     Ok(ledger)
+}
+
+/// Reads a key file, warning on standard error if others can read it.
+pub fn read_key(path: &Path) -> Result<tradeloop_crypto::SigningKey> {
+    if let Some(warning) = tradeloop_crypto::keyfile::permission_warning(path) {
+        writeln!(crate::output::Diag, "warning: {warning}");
+    }
+    Ok(tradeloop_crypto::keyfile::read_key_file(path)?)
 }
 
 pub fn now_ms() -> u64 {

@@ -7,8 +7,9 @@ use anyhow::Result;
 use tradeloop_ledger::store::EventRecord;
 
 use super::{open_ledger_read_only, ChainArgs};
+use crate::output::{Out, StdoutError};
 
-pub fn print_trace(records: &[EventRecord]) {
+pub fn print_trace(records: &[EventRecord]) -> Result<(), StdoutError> {
     for r in records {
         let body = &r.body;
         let pick = |k: &str| body.get(k).and_then(|v| v.as_str()).map(str::to_owned);
@@ -18,24 +19,26 @@ pub fn print_trace(records: &[EventRecord]) {
                 .filter_map(|k| pick(k).map(|v| format!("{k}={v}")))
                 .collect::<Vec<_>>()
                 .join(" ");
-        println!("  h{:<5} {:<30} {:<24} {}", r.height, r.kind, r.author, detail);
+        writeln!(Out, "  h{:<5} {:<30} {:<24} {}", r.height, r.kind, r.author, detail)?;
     }
+    Ok(())
 }
 
 pub fn trace(chain: &ChainArgs, reference: &str, json: bool) -> Result<ExitCode> {
     let ledger = open_ledger_read_only(chain)?;
     let records = ledger.trace(reference)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&records)?);
+        writeln!(Out, "{}", serde_json::to_string_pretty(&records)?)?;
     } else {
-        println!("{reference}: {} events", records.len());
-        print_trace(&records);
+        writeln!(Out, "{reference}: {} events", records.len())?;
+        print_trace(&records)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn print_trade(status: &tradeloop_ledger::store::TradeStatus) {
-    println!(
+pub fn print_trade(status: &tradeloop_ledger::store::TradeStatus) -> Result<(), StdoutError> {
+    writeln!(
+        Out,
         "trade {} ({} -> {}): {}",
         status.order_id,
         status.buyer,
@@ -45,19 +48,20 @@ pub fn print_trade(status: &tradeloop_ledger::store::TradeStatus) {
         } else {
             format!("open legs: {}", status.open_legs.join(", "))
         }
-    );
+    )?;
     for leg in &status.legs {
-        println!("  [{}] {:<16} {}", if leg.done { "x" } else { " " }, leg.leg, leg.detail);
+        writeln!(Out, "  [{}] {:<16} {}", if leg.done { "x" } else { " " }, leg.leg, leg.detail)?;
     }
+    Ok(())
 }
 
 pub fn trade(chain: &ChainArgs, order_id: &str, json: bool) -> Result<ExitCode> {
     let ledger = open_ledger_read_only(chain)?;
     let status = ledger.trade_status(order_id)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        writeln!(Out, "{}", serde_json::to_string_pretty(&status)?)?;
     } else {
-        print_trade(&status);
+        print_trade(&status)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -65,6 +69,6 @@ pub fn trade(chain: &ChainArgs, order_id: &str, json: bool) -> Result<ExitCode> 
 pub fn export(chain: &ChainArgs, out: &Path) -> Result<ExitCode> {
     let ledger = open_ledger_read_only(chain)?;
     let blocks = tradeloop_ledger::export::export(&ledger, out)?;
-    println!("exported {blocks} blocks to {}", out.display());
+    writeln!(Out, "exported {blocks} blocks to {}", out.display())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use tradeloop_ledger::Ledger;
 
 use super::{load_genesis, ChainArgs};
+use crate::output::Out;
 
 pub fn reindex(chain: &ChainArgs, discard_from: Option<u64>) -> Result<ExitCode> {
     let genesis = load_genesis(&chain.genesis)?;
@@ -33,11 +34,12 @@ pub fn reindex(chain: &ChainArgs, discard_from: Option<u64>) -> Result<ExitCode>
              compared with the log; run `tradeloop verify` against an export if you have one"
         );
     }
-    println!(
+    writeln!(
+        Out,
         "index rebuilt from the block log: {} blocks, tip {}",
         ledger.tip().height,
         ledger.tip().hash
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

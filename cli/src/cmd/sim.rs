@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use crate::output::Out;
 use anyhow::{bail, Result};
 use clap::Args;
 use rayon::prelude::*;
@@ -11,8 +12,8 @@ pub struct SimArgs {
     /// Validators (1 to 7 with the sample cast).
     #[arg(long, default_value_t = 4)]
     pub validators: usize,
-    /// Seeds per scenario (1..=N).
-    #[arg(long, default_value_t = 100)]
+    /// Seeds per scenario (1..=N); at least 1: a run that checks nothing is not a pass.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub seeds: u64,
     /// Run only this seed.
     #[arg(long)]
@@ -56,20 +57,21 @@ fn sim_control(args: &SimArgs, control: &str, seeds: &[u64]) -> Result<ExitCode>
             if what != "liveness" {
                 caught += 1;
                 if caught == 1 {
-                    println!("control {control} seed {seed}: caught {what}: {detail}");
-                    println!(
+                    writeln!(Out, "control {control} seed {seed}: caught {what}: {detail}")?;
+                    writeln!(
+                        Out,
                         "  replay: tradeloop sim --validators {} --control {control} --seed {seed}",
                         args.validators
-                    );
+                    )?;
                 }
             }
         }
     }
     if caught == 0 {
-        println!("control {control} passed clean over {} seeds: the checkers missed it (a bug in the checkers)", seeds.len());
+        writeln!(Out, "control {control} passed clean over {} seeds: the checkers missed it (a bug in the checkers)", seeds.len())?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("control {control}: violations caught in {caught} of {} seeds", seeds.len());
+    writeln!(Out, "control {control}: violations caught in {caught} of {} seeds", seeds.len())?;
     Ok(ExitCode::FAILURE)
 }
 
@@ -107,22 +109,22 @@ pub fn sim(args: SimArgs) -> Result<ExitCode> {
                 Ok(report) => {
                     failures += 1;
                     let (what, detail) = report.violation.unwrap_or_default();
-                    println!("FAIL {scenario} seed {seed}: {what}: {detail}");
-                    println!("  replay: tradeloop sim --validators {} --scenario {scenario} --seed {seed}", args.validators);
+                    writeln!(Out, "FAIL {scenario} seed {seed}: {what}: {detail}")?;
+                    writeln!(Out, "  replay: tradeloop sim --validators {} --scenario {scenario} --seed {seed}", args.validators)?;
                 }
                 Err(e) => {
                     failures += 1;
-                    println!("FAIL {scenario} seed {seed}: {e}");
-                    println!("  replay: tradeloop sim --validators {} --scenario {scenario} --seed {seed}", args.validators);
+                    writeln!(Out, "FAIL {scenario} seed {seed}: {e}")?;
+                    writeln!(Out, "  replay: tradeloop sim --validators {} --scenario {scenario} --seed {seed}", args.validators)?;
                 }
             }
         }
         let mean = total_ms.checked_div(ok).unwrap_or(0);
-        println!(
+        writeln!(Out,
             "{scenario:<24} {ok}/{} seeds passed (n = {}; mean virtual time to target {mean} ms; equivocators proven by honest validators' evidence: {evidence})",
             seeds.len(),
             args.validators
-        );
+        )?;
     }
     Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
