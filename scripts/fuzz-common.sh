@@ -11,6 +11,9 @@ fuzz_setup() {
         cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION"
     fi
     cd "$(dirname "${BASH_SOURCE[0]}")/../fuzz"
+    # The fuzz build has its own flags (nightly, sanitizers) and lives in fuzz/target, whatever
+    # target dir the workspace build was given; fuzz_bin relies on it.
+    export CARGO_TARGET_DIR="$PWD/target"
     # The fuzz package is outside the workspace and has its own lock file; refuse to build if it
     # is stale rather than let cargo-fuzz (which has no --locked) rewrite it.
     cargo +nightly metadata --locked --format-version 1 >/dev/null
