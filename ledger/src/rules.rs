@@ -878,7 +878,9 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
         }
         if !is_party {
             return rej(RejectCode::NotAParty, format!(
-                "{author} is not a party to any of {:?}; only parties to a trade anchor its documents", d.refs));
+                "{author} is not a party to any of {}; only parties to a trade anchor its documents",
+                // Joined, not `{:?}`: Debug escapes some non-ASCII (combining marks) in ids.
+                d.refs.join(", ")));
         }
         let doc = DocumentState {
             author: author.into(),
