@@ -354,6 +354,15 @@ fn check_doc(doc: &GenesisDoc, require_validator: bool) -> Result<CheckedDoc, Le
             crate::block::MAX_BLOCK_EVENTS
         ));
     }
+    for (name, ms) in [
+        ("timeout_propose_ms", c.timeout_propose_ms),
+        ("timeout_prevote_ms", c.timeout_prevote_ms),
+        ("timeout_precommit_ms", c.timeout_precommit_ms),
+    ] {
+        if ms == 0 || ms > MAX_TIMEOUT_MS {
+            return bad(format!("consensus.{name} must be 1..={MAX_TIMEOUT_MS} (milliseconds)"));
+        }
+    }
     if c.max_event_bytes < 256 || c.max_event_bytes > crate::event::MAX_EVENT_BYTES {
         return bad(format!(
             "consensus.max_event_bytes must be 256..={}",
@@ -391,6 +400,10 @@ pub fn read_genesis_bytes(path: &Path) -> Result<Vec<u8>, LedgerError> {
     }
     Ok(bytes)
 }
+
+/// Longest round-0 consensus timeout a genesis may set: 10 minutes. (Later rounds grow from it;
+/// see the node's `Timeouts`.)
+pub const MAX_TIMEOUT_MS: u64 = 600_000;
 
 /// Latest genesis time a new genesis may have: 9999-12-31T23:59:59.999Z, in Unix milliseconds
 /// (it also fits the signed 64-bit millisecond range every other tool uses).

@@ -20,7 +20,7 @@ use tradeloop_ledger::{Ledger, SignedEvent};
 
 use crate::consensus::context::{BlockHash, Height, Proposal, TradeContext, Validators, Vote};
 use crate::consensus::core::{
-    from_peer, liveness_from_peer, propose, received_block, timeout_ms, Action, ConsensusCore,
+    from_peer, liveness_from_peer, propose, received_block, Action, ConsensusCore,
 };
 use crate::consensus::guard::SignGuard;
 
@@ -468,8 +468,14 @@ impl Sim {
             let guard =
                 SignGuard::open(&base.join("sign-state.bin"), cast.genesis.hash, key.public_key())
                     .map_err(|e| e.to_string())?;
-            let mut core =
-                ConsensusCore::new(ctx.clone(), key.clone(), guard, validators.clone(), 1);
+            let mut core = ConsensusCore::new(
+                ctx.clone(),
+                key.clone(),
+                guard,
+                validators.clone(),
+                &cast.genesis.doc.consensus,
+                1,
+            );
             if let Some((numerator, denominator)) = config.quorum {
                 core = core.with_quorum(numerator, denominator);
             }
@@ -717,8 +723,14 @@ impl Sim {
         let guard = SignGuard::open(&guard_path, self.genesis.hash, key.public_key())
             .map_err(|e| e.to_string())?;
         let height = ledger.tip().height + 1;
-        let mut core =
-            ConsensusCore::new(self.ctx.clone(), key, guard, self.validators.clone(), height);
+        let mut core = ConsensusCore::new(
+            self.ctx.clone(),
+            key,
+            guard,
+            self.validators.clone(),
+            &self.genesis.doc.consensus,
+            height,
+        );
         if let Some((numerator, denominator)) = self.config.quorum {
             core = core.with_quorum(numerator, denominator);
         }
@@ -1035,11 +1047,11 @@ impl Sim {
                     self.broadcast(i, msg);
                 }
             }
-            Action::ScheduleTimeout(t) => {
+            Action::ScheduleTimeout { timeout: t, duration_ms } => {
                 let n = &mut self.nodes[i];
                 n.timers.push(t);
                 let height = n.height;
-                let at = self.now + timeout_ms(t);
+                let at = self.now + duration_ms;
                 self.schedule(at, Ev::Timer { node: i, height, timeout: t });
             }
             Action::CancelTimeout(t) => self.nodes[i].timers.retain(|x| *x != t),
@@ -1315,7 +1327,9 @@ fn action_name(a: &Action) -> String {
         Action::Broadcast(_) => "Broadcast".into(),
         Action::Liveness(_) => "Liveness".into(),
         Action::Restream { .. } => "Restream".into(),
-        Action::ScheduleTimeout(t) => format!("Schedule({t:?})"),
+        Action::ScheduleTimeout { timeout, duration_ms } => {
+            format!("Schedule({timeout:?}, {duration_ms} ms)")
+        }
         Action::CancelTimeout(t) => format!("Cancel({t:?})"),
         Action::CancelAllTimeouts => "CancelAll".into(),
         Action::BuildBlock { height, round } => format!("BuildBlock(h={height} r={round:?})"),

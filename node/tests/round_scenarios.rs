@@ -61,7 +61,14 @@ impl Script {
             keys[me].public_key(),
         )
         .unwrap();
-        let core = ConsensusCore::new(ctx.clone(), keys[me].clone(), guard, validators, H);
+        let core = ConsensusCore::new(
+            ctx.clone(),
+            keys[me].clone(),
+            guard,
+            validators,
+            &cast.genesis.doc.consensus,
+            H,
+        );
         let mut s = Script { ctx, keys, me, core, log: Vec::new(), _dir: dir };
         let start = s.core.start_height(H);
         s.feed(start);
@@ -122,7 +129,9 @@ impl Script {
     fn fire(&mut self, kind: TimeoutKind, round: u32) {
         let t = Timeout { kind, round: r(round) };
         assert!(
-            self.log.iter().any(|a| matches!(a, Action::ScheduleTimeout(s) if *s == t)),
+            self.log
+                .iter()
+                .any(|a| matches!(a, Action::ScheduleTimeout { timeout, .. } if *timeout == t)),
             "{kind:?} of round {round} was never scheduled"
         );
         self.feed(malachite_core_consensus::Input::TimeoutElapsed(t));

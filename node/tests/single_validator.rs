@@ -27,6 +27,7 @@ fn a_single_validator_decides_heights_that_the_ledger_commits_and_verify_accepts
         key.clone(),
         guard,
         Validators::from_ledger(&cast.genesis.validators),
+        &cast.genesis.doc.consensus,
         1,
     );
     let events = trade_events(&cast, 1, T0);
@@ -76,13 +77,15 @@ fn after_a_restart_the_guard_refuses_to_sign_a_conflicting_proposal() {
     assert_ne!(block_a.hash, block_b.hash);
     {
         let guard = SignGuard::open(&guard_path, cast.genesis.hash, key.public_key()).unwrap();
-        let mut core = ConsensusCore::new(ctx.clone(), key.clone(), guard, validators.clone(), 1);
+        let consensus = &cast.genesis.doc.consensus;
+        let mut core =
+            ConsensusCore::new(ctx.clone(), key.clone(), guard, validators.clone(), consensus, 1);
         core.handle(core.start_height(1)).unwrap();
         let actions = core.handle(propose(1, malachite_round(0), block_a.hash)).unwrap();
         assert!(actions.iter().any(|a| matches!(a, Action::Decided { .. })));
     } // crash: Malachite's in-memory state is gone, the guard file is not
     let guard = SignGuard::open(&guard_path, cast.genesis.hash, key.public_key()).unwrap();
-    let mut core = ConsensusCore::new(ctx, key, guard, validators, 1);
+    let mut core = ConsensusCore::new(ctx, key, guard, validators, &cast.genesis.doc.consensus, 1);
     core.handle(core.start_height(1)).unwrap();
     let refused = core.handle(propose(1, malachite_round(0), block_b.hash));
     match refused {
@@ -93,4 +96,48 @@ fn after_a_restart_the_guard_refuses_to_sign_a_conflicting_proposal() {
 
 fn malachite_round(r: u32) -> malachite_core_types::Round {
     malachite_core_types::Round::new(r)
+}
+
+/// The core schedules the timeouts of the genesis, not Malachite's defaults: the same validator
+/// started from genesis parameters with another `timeout_propose_ms` asks for that duration.
+#[test]
+fn the_scheduled_propose_timeout_is_the_genesis_one() {
+    use malachite_core_types::TimeoutKind;
+    let cast = Cast::deterministic(1, T0 - 1000).unwrap();
+    let key = cast.validator_keys[0].clone();
+    let scheduled = |timeout_propose_ms: u64| {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = SignGuard::open(
+            &dir.path().join("sign-state.bin"),
+            cast.genesis.hash,
+            key.public_key(),
+        )
+        .unwrap();
+        let mut consensus = cast.genesis.doc.consensus.clone();
+        consensus.timeout_propose_ms = timeout_propose_ms;
+        let mut core = ConsensusCore::new(
+            TradeContext { chain: cast.genesis.hash },
+            key.clone(),
+            guard,
+            Validators::from_ledger(&cast.genesis.validators),
+            &consensus,
+            1,
+        );
+        let actions = core.handle(core.start_height(1)).unwrap();
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::ScheduleTimeout { timeout, duration_ms }
+                    if timeout.kind == TimeoutKind::Propose =>
+                {
+                    Some((timeout.round.as_u32(), *duration_ms))
+                }
+                _ => None,
+            })
+            .expect("starting a height schedules the propose timeout of round 0")
+    };
+    assert_eq!(cast.genesis.doc.consensus.timeout_propose_ms, 3000, "the sample uses the default");
+    assert_eq!(scheduled(3000), (Some(0), 3000));
+    assert_eq!(scheduled(7250), (Some(0), 7250), "a non-default genesis timeout is used");
+    assert_eq!(scheduled(40), (Some(0), 40));
 }

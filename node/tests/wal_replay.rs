@@ -37,6 +37,7 @@ fn core(s: &Setup, wal: bool) -> (ConsensusCore, Vec<WalRecord>) {
         key,
         guard,
         Validators::from_ledger(&s.cast.genesis.validators),
+        &s.cast.genesis.doc.consensus,
         1,
     );
     if wal {

@@ -18,6 +18,11 @@ pub struct SimArgs {
     /// Run only this seed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Heights every validator must decide in each run, instead of the scenario's own target
+    /// (5 to 120); with it, runs are longer and the liveness deadline stays 600 s of virtual
+    /// time. Scenarios only.
+    #[arg(long, conflicts_with = "control", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub heights: Option<u64>,
     /// Run only this scenario (clean, lossy, isolate-one, split-2-2, rotating, crash-restart,
     /// byzantine-equivocate, byzantine-invalid-blocks, byzantine-future-rounds).
     #[arg(long, conflicts_with = "control")]
@@ -92,11 +97,16 @@ pub fn sim(args: SimArgs) -> Result<ExitCode> {
         Some(s) => bail!("unknown scenario {s}; the scenarios are {}", SCENARIOS.join(", ")),
         None => SCENARIOS.to_vec(),
     };
+    let heights = args.heights.map(|h| format!(" --heights {h}")).unwrap_or_default();
     let mut failures = 0;
     for scenario in scenarios {
         let (mut ok, mut total_ms, mut evidence) = (0u64, 0u64, 0usize);
-        let reports =
-            run_seeds(&seeds, |seed| SimConfig::scenario(scenario, args.validators, seed));
+        let reports = run_seeds(&seeds, |seed| {
+            SimConfig::scenario(scenario, args.validators, seed).map(|config| SimConfig {
+                target_height: args.heights.unwrap_or(config.target_height),
+                ..config
+            })
+        });
         for (&seed, result) in seeds.iter().zip(reports) {
             if let Ok(report) = &result {
                 evidence += report.evidence.len();
@@ -110,12 +120,12 @@ pub fn sim(args: SimArgs) -> Result<ExitCode> {
                     failures += 1;
                     let (what, detail) = report.violation.unwrap_or_default();
                     writeln!(Out, "FAIL {scenario} seed {seed}: {what}: {detail}")?;
-                    writeln!(Out, "  replay: tradeloop sim --validators {} --scenario {scenario} --seed {seed}", args.validators)?;
+                    writeln!(Out, "  replay: tradeloop sim --validators {} --scenario {scenario} --seed {seed}{heights}", args.validators)?;
                 }
                 Err(e) => {
                     failures += 1;
                     writeln!(Out, "FAIL {scenario} seed {seed}: {e}")?;
-                    writeln!(Out, "  replay: tradeloop sim --validators {} --scenario {scenario} --seed {seed}", args.validators)?;
+                    writeln!(Out, "  replay: tradeloop sim --validators {} --scenario {scenario} --seed {seed}{heights}", args.validators)?;
                 }
             }
         }

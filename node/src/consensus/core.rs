@@ -19,6 +19,7 @@ use malachite_core_types::{
 };
 use tradeloop_crypto::{Hash, PublicKey, SigningKey};
 use tradeloop_ledger::block::{Block, CommitCertificate as LedgerCertificate, CommitSig};
+use tradeloop_ledger::genesis::ConsensusParams;
 
 use super::context::{Address, BlockHash, Height, TradeContext, Validators, Vote};
 use super::guard::{GuardError, Position, SignGuard, Step};
@@ -50,8 +51,14 @@ pub enum Action {
         /// The block hash.
         block_hash: Hash,
     },
-    /// Start a timer; feed `Input::TimeoutElapsed(timeout)` when it fires.
-    ScheduleTimeout(Timeout),
+    /// Start a timer of `duration_ms` (from the genesis timeouts, [`Timeouts`]); feed
+    /// `Input::TimeoutElapsed(timeout)` when it fires.
+    ScheduleTimeout {
+        /// Which timeout.
+        timeout: Timeout,
+        /// How long, in milliseconds.
+        duration_ms: u64,
+    },
     /// Stop a timer.
     CancelTimeout(Timeout),
     /// Stop all timers.
@@ -179,6 +186,48 @@ pub struct ConsensusCore {
     reported: std::collections::BTreeSet<(PublicKey, u64, i64, u8)>,
     /// The write-ahead log of the current height, once attached.
     wal: Option<Wal>,
+    /// How long each timeout lasts: the genesis consensus parameters.
+    timeouts: Timeouts,
+}
+
+/// The round timeouts of a chain: Tendermint's `timeoutPropose(r)`, `timeoutPrevote(r)` and
+/// `timeoutPrecommit(r)` (Algorithm 1, lines 21, 36-44, 47-48: each grows with the round so that
+/// after GST a round eventually lasts long enough). Round 0's durations are the genesis
+/// `consensus.timeout_propose_ms`, `timeout_prevote_ms` and `timeout_precommit_ms`; each later
+/// round adds Malachite's default increment (500 ms per round), capped at 60 s; the liveness
+/// rebroadcast waits a whole round (propose + prevote + precommit), as Malachite's default does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts(mc::LinearTimeouts);
+
+impl Timeouts {
+    /// The timeouts of a genesis.
+    pub fn from_genesis(params: &ConsensusParams) -> Timeouts {
+        let ms = std::time::Duration::from_millis;
+        let (propose, prevote, precommit) = (
+            ms(params.timeout_propose_ms),
+            ms(params.timeout_prevote_ms),
+            ms(params.timeout_precommit_ms),
+        );
+        let defaults = mc::LinearTimeouts::default();
+        Timeouts(mc::LinearTimeouts {
+            propose,
+            prevote,
+            precommit,
+            rebroadcast: propose.saturating_add(prevote).saturating_add(precommit),
+            max_timeout: defaults.max_timeout.max(propose).max(prevote).max(precommit),
+            ..defaults
+        })
+    }
+
+    /// How long `timeout` lasts, in milliseconds.
+    pub fn duration_ms(&self, timeout: Timeout) -> u64 {
+        // A timeout without a round (`Round::Nil`) is never scheduled by Malachite; it would
+        // panic in `duration_for`, so it is given the cap instead.
+        if timeout.round.as_u32().is_none() {
+            return u64::try_from(self.0.max_timeout.as_millis()).unwrap_or(u64::MAX);
+        }
+        u64::try_from(self.0.duration_for(timeout).as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 impl std::fmt::Debug for ConsensusCore {
@@ -192,15 +241,26 @@ impl std::fmt::Debug for ConsensusCore {
 }
 
 impl ConsensusCore {
-    /// A core for the validator `key` starting at `height`.
+    /// A core for the validator `key` starting at `height`, with the timeouts of the genesis
+    /// consensus parameters `consensus`.
     pub fn new(
         ctx: TradeContext,
         key: SigningKey,
         guard: SignGuard,
         validators: Validators,
+        consensus: &ConsensusParams,
         height: u64,
     ) -> Self {
-        Self::with_thresholds(ctx, key, guard, validators, height, ThresholdParams::default())
+        let timeouts = Timeouts::from_genesis(consensus);
+        Self::with_thresholds(
+            ctx,
+            key,
+            guard,
+            validators,
+            timeouts,
+            height,
+            ThresholdParams::default(),
+        )
     }
 
     fn with_thresholds(
@@ -208,6 +268,7 @@ impl ConsensusCore {
         key: SigningKey,
         guard: SignGuard,
         validators: Validators,
+        timeouts: Timeouts,
         height: u64,
         threshold_params: ThresholdParams,
     ) -> Self {
@@ -234,6 +295,7 @@ impl ConsensusCore {
             restored: Vec::new(),
             reported: Default::default(),
             wal: None,
+            timeouts,
         }
     }
 
@@ -246,7 +308,15 @@ impl ConsensusCore {
             quorum: ThresholdParam { numerator, denominator },
             ..ThresholdParams::default()
         };
-        Self::with_thresholds(self.ctx, self.key, self.guard, self.validators, height, thresholds)
+        Self::with_thresholds(
+            self.ctx,
+            self.key,
+            self.guard,
+            self.validators,
+            self.timeouts,
+            height,
+            thresholds,
+        )
     }
 
     /// Attaches the write-ahead log kept in `dir`: opens the file of this core's height and
@@ -401,6 +471,7 @@ impl ConsensusCore {
         let mut io = EffectIo {
             ctx: &self.ctx,
             key: &self.key,
+            timeouts: self.timeouts,
             guard: &mut self.guard,
             wal: if replaying { None } else { self.wal.as_mut() },
             actions: &mut actions,
@@ -451,6 +522,7 @@ type Resume = mcc::Resume<TradeContext>;
 struct EffectIo<'a> {
     ctx: &'a TradeContext,
     key: &'a SigningKey,
+    timeouts: Timeouts,
     guard: &'a mut SignGuard,
     /// `None` while replaying (nothing is appended twice) or when no WAL is attached.
     wal: Option<&'a mut Wal>,
@@ -460,7 +532,7 @@ struct EffectIo<'a> {
 }
 
 fn on_effect(io: &mut EffectIo<'_>, effect: Effect<TradeContext>) -> Result<Resume, CoreError> {
-    let (ctx, key) = (io.ctx, io.key);
+    let (ctx, key, timeouts) = (io.ctx, io.key, io.timeouts);
     let actions = &mut *io.actions;
     Ok(match effect {
         Effect::CancelAllTimeouts(r) => {
@@ -472,7 +544,8 @@ fn on_effect(io: &mut EffectIo<'_>, effect: Effect<TradeContext>) -> Result<Resu
             r.resume_with(())
         }
         Effect::ScheduleTimeout(t, r) => {
-            actions.push(Action::ScheduleTimeout(t));
+            actions
+                .push(Action::ScheduleTimeout { timeout: t, duration_ms: timeouts.duration_ms(t) });
             r.resume_with(())
         }
         Effect::StartRound(_, _, _, _, r) => r.resume_with(()),
@@ -714,11 +787,30 @@ pub fn liveness_from_peer(msg: LivenessMsg<TradeContext>) -> Input<TradeContext>
     }
 }
 
-/// How long a timeout lasts, in milliseconds (Malachite's linear timeouts).
-pub fn timeout_ms(timeout: Timeout) -> u64 {
-    let d = <mc::LinearTimeouts as mc::Timeouts<TradeContext>>::duration_for(
-        &mc::LinearTimeouts::default(),
-        timeout,
-    );
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(kind: mc::TimeoutKind, round: u32) -> Timeout {
+        Timeout { kind, round: Round::new(round) }
+    }
+
+    #[test]
+    fn timeouts_come_from_the_genesis_and_grow_with_the_round() {
+        let params = ConsensusParams {
+            timeout_propose_ms: 2000,
+            timeout_prevote_ms: 700,
+            timeout_precommit_ms: 900,
+            ..ConsensusParams::default()
+        };
+        let timeouts = Timeouts::from_genesis(&params);
+        use mc::TimeoutKind::{Precommit, Prevote, Propose, Rebroadcast};
+        assert_eq!(timeouts.duration_ms(t(Propose, 0)), 2000);
+        assert_eq!(timeouts.duration_ms(t(Prevote, 0)), 700);
+        assert_eq!(timeouts.duration_ms(t(Precommit, 0)), 900);
+        assert_eq!(timeouts.duration_ms(t(Propose, 2)), 3000, "500 ms more per round");
+        assert_eq!(timeouts.duration_ms(t(Rebroadcast, 0)), 3600, "a whole round");
+        assert_eq!(timeouts.duration_ms(t(Propose, 1_000_000)), 60_000, "capped");
+        assert_eq!(timeouts.duration_ms(Timeout { kind: Propose, round: Round::Nil }), 60_000);
+    }
 }
