@@ -438,8 +438,7 @@ fn sigkill_during_append_never_loses_or_corrupts_committed_blocks() {
         // A SIGKILL loses no written data: if the log grew by more than two whole blocks
         // (the average block of this log, twice), a new block was complete and must be
         // committed now. Smaller kill points may land inside the first block's write.
-        if tip.height > 0 {
-            let average_block = log_bytes(&s.p("data")) / tip.height;
+        if let Some(average_block) = log_bytes(&s.p("data")).checked_div(tip.height) {
             if grown > 2 * average_block {
                 assert!(
                     tip.height > last_height,
