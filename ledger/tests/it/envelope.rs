@@ -212,3 +212,39 @@ fn formatting_does_not_change_the_event_id() {
     assert_eq!(parsed.id(), e.id());
     assert!(check_event(&f.cast.genesis, &parsed).is_ok());
 }
+
+/// What a signer checks before signing (`check_unsigned_body`, used by `tradeloop event sign`)
+/// is what the ledger checks after: the same verdict and code on every body, good or bad.
+#[test]
+fn checks_before_signing_agree_with_the_ledger() {
+    use tradeloop_ledger::event::check_unsigned_body;
+    let f = Fixture::new(1);
+    let key = f.cast.keys[IMPORTER].clone();
+    let other = f.cast.keys[EXPORTER].clone();
+    let g = &f.cast.genesis;
+    let bodies = [
+        json!({}),
+        json!({"kind": "trade.order_cancelled"}),
+        json!({"nonce": null}),
+        json!({"time_ms": "now"}),
+        json!({"amount": "5.0000001"}),
+        json!({"amount": "12,5"}),
+        json!({"amout": "5.00"}),
+        json!({"lines": []}),
+        json!({"ucr": "x".repeat(70_000)}),
+        json!({"chain": "00".repeat(32)}),
+        json!({"author": "nobody"}),
+        json!({"key": other.public_key().to_hex()}),
+        json!({"author": EXPORTER}),
+    ];
+    for extra in bodies {
+        let b = body(&f, IMPORTER, &key, extra.clone());
+        let signed = SignedEvent::sign(&b, &key).unwrap();
+        let after = check_event(g, &signed).err().map(|r| r.code.as_str());
+        let before = check_unsigned_body(g, &signed.body).err().map(|r| r.code.as_str());
+        assert_eq!(before, after, "{extra}");
+    }
+    // Strict parsing before signing refuses duplicate keys as the envelope parser does.
+    let r = tradeloop_ledger::event::parse_body_json(br#"{"amount":"1.00","amount":"9.00"}"#);
+    assert_eq!(r.err().map(|r| r.code.as_str()).as_deref(), Some("MALFORMED_EVENT"));
+}
