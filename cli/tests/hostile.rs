@@ -442,6 +442,14 @@ fn runs_that_check_nothing_are_refused() {
 }
 
 #[test]
+fn a_negative_control_exits_1_when_caught() {
+    let o = run(&["sim", "--validators", "4", "--control", "byzantine-third", "--seeds", "1"]);
+    assert_no_panic(&o);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    assert!(text(&o.stdout).contains("caught agreement"), "{}", text(&o.stdout));
+}
+
+#[test]
 fn messages_say_it_once_and_in_plain_words() {
     let c = Chain::new().with_a_trade();
     // A missing genesis: the OS error appears once.

@@ -27,8 +27,8 @@ pub struct SimArgs {
     /// byzantine-equivocate, byzantine-invalid-blocks, byzantine-future-rounds).
     #[arg(long, conflicts_with = "control")]
     pub scenario: Option<String>,
-    /// Run a negative control instead (lost-wal, byzantine-third, majority-quorum): exits
-    /// non-zero naming the violation it caught.
+    /// Run a negative control instead (lost-wal, byzantine-third, majority-quorum): exits 1
+    /// naming the violation it caught, as it must; 2 if the checkers missed it.
     #[arg(long)]
     pub control: Option<String>,
 }
@@ -74,7 +74,8 @@ fn sim_control(args: &SimArgs, control: &str, seeds: &[u64]) -> Result<ExitCode>
     }
     if caught == 0 {
         writeln!(Out, "control {control} passed clean over {} seeds: the checkers missed it (a bug in the checkers)", seeds.len())?;
-        return Ok(ExitCode::SUCCESS);
+        // Neither 0 (nothing succeeded) nor 1 (the control was caught, as it must be).
+        return Ok(ExitCode::from(2));
     }
     writeln!(Out, "control {control}: violations caught in {caught} of {} seeds", seeds.len())?;
     Ok(ExitCode::FAILURE)
