@@ -16,16 +16,31 @@
 //! | `index::after-apply` | applied, not yet flushed |
 //! | `index::after-flush` | flushed |
 //!
-//! The node crate adds `signstate::*` and `wal::*` points (docs/operations.md lists them all).
+//! The node crate adds, through [`hit_with`]:
+//!
+//! | point | where |
+//! |---|---|
+//! | `signstate::before-write` | a new sign-state record is about to be written to `*.tmp` |
+//! | `signstate::after-write` | the temporary file is written and fsynced, not yet renamed |
+//! | `signstate::after-rename` | renamed over the file, the directory not yet fsynced |
+//! | `wal::before-append` | a WAL record is about to be written |
+//! | `wal::after-write` | written, not yet fsynced |
+//! | `wal::after-fsync` | durable, not yet reported to the caller |
 
 use crate::LedgerError;
 
 /// What a reached failpoint does: abort the process for `return(abort)`, else fail the step.
 pub(crate) fn hit<T>(arg: Option<String>) -> Result<T, LedgerError> {
+    hit_with(arg, LedgerError::Store)
+}
+
+/// As [`hit`], for a step whose error type is not [`LedgerError`]: aborts the process for
+/// `return(abort)`, else fails the step with `error("injected failure (ARG)")`.
+pub fn hit_with<T, E>(arg: Option<String>, error: impl FnOnce(String) -> E) -> Result<T, E> {
     if arg.as_deref() == Some("abort") {
         std::process::abort();
     }
-    Err(LedgerError::Store(format!("injected failure ({})", arg.unwrap_or_default())))
+    Err(error(format!("injected failure ({})", arg.unwrap_or_default())))
 }
 
 /// Whether failpoints are compiled into this build.

@@ -109,7 +109,9 @@ pub enum StreamFrame {
     Corrupt(String),
 }
 
-/// Reads one frame from a stream, allocating at most [`MAX_FRAME_PAYLOAD`] bytes.
+/// Reads one frame from a stream. Memory grows with the bytes actually read, never with the
+/// length the header claims: a 9-byte header claiming 64 MiB followed by nothing costs a small
+/// buffer, not 64 MiB. At most [`MAX_FRAME_PAYLOAD`] bytes are held.
 pub fn read_stream<R: std::io::Read>(reader: &mut R) -> std::io::Result<StreamFrame> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
     let got = read_full(reader, &mut header)?;
@@ -125,8 +127,10 @@ pub fn read_stream<R: std::io::Read>(reader: &mut R) -> std::io::Result<StreamFr
     if len == 0 || len > MAX_FRAME_PAYLOAD {
         return Ok(StreamFrame::Corrupt(format!("frame length {len} is out of range")));
     }
-    let mut payload = vec![0u8; len as usize];
-    if read_full(reader, &mut payload)? < payload.len() {
+    use std::io::Read as _;
+    let mut payload = Vec::with_capacity((len as usize).min(STREAM_CHUNK_BYTES));
+    reader.by_ref().take(u64::from(len)).read_to_end(&mut payload)?;
+    if payload.len() < len as usize {
         return Ok(StreamFrame::Torn);
     }
     if checksum(kind, &payload) != crc {
@@ -134,6 +138,9 @@ pub fn read_stream<R: std::io::Read>(reader: &mut R) -> std::io::Result<StreamFr
     }
     Ok(StreamFrame::Frame { kind, payload })
 }
+
+/// What [`read_stream`] reserves before the payload's bytes arrive.
+const STREAM_CHUNK_BYTES: usize = 64 * 1024;
 
 fn read_full<R: std::io::Read>(reader: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
@@ -172,5 +179,31 @@ mod tests {
         bad_kind[0] = kind::END;
         assert!(matches!(read(&bad_kind, 0), FrameRead::Corrupt(_)));
         assert_eq!(read(&[0u8; 40], 0), FrameRead::Torn);
+    }
+
+    #[test]
+    fn a_stream_claiming_a_large_frame_is_torn_when_its_bytes_do_not_come() {
+        // A header claiming the largest payload, then 10 bytes: torn (the buffer grows only with
+        // what arrives, see read_stream).
+        let mut data = vec![kind::BLOCK];
+        data.extend_from_slice(&MAX_FRAME_PAYLOAD.to_be_bytes());
+        data.extend_from_slice(&[0; 4]);
+        data.extend_from_slice(&[1; 10]);
+        assert_eq!(read_stream(&mut &data[..]).unwrap(), StreamFrame::Torn);
+        // Whole frames still read, one after another, and the stream then ends.
+        let mut two = encode(kind::BLOCK, &vec![9u8; 200_000]);
+        two.extend(encode(kind::END, b"x"));
+        let mut reader = &two[..];
+        let StreamFrame::Frame { kind: k, payload } = read_stream(&mut reader).unwrap() else {
+            panic!("expected a frame");
+        };
+        assert_eq!((k, payload.len()), (kind::BLOCK, 200_000));
+        assert!(matches!(
+            read_stream(&mut reader).unwrap(),
+            StreamFrame::Frame { kind: kind::END, .. }
+        ));
+        assert_eq!(read_stream(&mut reader).unwrap(), StreamFrame::End);
+        let mut cut = &two[..5000];
+        assert_eq!(read_stream(&mut cut).unwrap(), StreamFrame::Torn);
     }
 }

@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tradeloop_crypto::{Hash, PublicKey};
-use tradeloop_ledger::codec;
 use tradeloop_ledger::frame::{self, FrameRead};
+use tradeloop_ledger::{codec, failpoint};
 
 /// What is being signed, in the order a validator signs them within a round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -100,6 +100,15 @@ pub enum GuardError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// An earlier write of the file failed, so what is on disk is not known; the guard permits
+    /// nothing until it is reopened (a restart of the node), which reads what is durable.
+    #[error("sign-state file {path}: an earlier write failed ({detail}); nothing will be signed until the node restarts and re-reads the file")]
+    Uncertain {
+        /// The file.
+        path: String,
+        /// The failure that left the file uncertain.
+        detail: String,
+    },
 }
 
 impl GuardError {
@@ -111,6 +120,7 @@ impl GuardError {
             GuardError::Foreign { .. } => "SIGN_STATE_FOREIGN",
             GuardError::Damaged { .. } => "SIGN_STATE_DAMAGED",
             GuardError::Io { .. } => "SIGN_STATE_IO",
+            GuardError::Uncertain { .. } => "SIGN_STATE_UNCERTAIN",
         }
     }
 }
@@ -122,6 +132,9 @@ pub struct SignGuard {
     chain: Hash,
     validator: PublicKey,
     last: Option<SignRecord>,
+    /// Set when a write failed part-way: the file holds the old or the new record, and which
+    /// is not known until it is read again.
+    uncertain: Option<String>,
 }
 
 impl SignGuard {
@@ -142,7 +155,7 @@ impl SignGuard {
                 return Err(GuardError::Foreign { path: shown });
             }
         }
-        Ok(SignGuard { path: path.to_path_buf(), chain, validator, last })
+        Ok(SignGuard { path: path.to_path_buf(), chain, validator, last, uncertain: None })
     }
 
     /// The last position signed, if any.
@@ -153,6 +166,12 @@ impl SignGuard {
     /// Asks to sign `value` at `position`. On `Ok` the record is durable and the caller may
     /// sign and send; on `Err` it must not sign.
     pub fn permit(&mut self, position: Position, value: Option<Hash>) -> Result<(), GuardError> {
+        if let Some(detail) = &self.uncertain {
+            return Err(GuardError::Uncertain {
+                path: self.path.display().to_string(),
+                detail: detail.clone(),
+            });
+        }
         if let Some(last) = &self.last {
             if position == last.position {
                 if value == last.value {
@@ -165,7 +184,10 @@ impl SignGuard {
             }
         }
         let record = SignRecord { chain: self.chain, validator: self.validator, position, value };
-        self.persist(&record)?;
+        if let Err(e) = self.persist(&record) {
+            self.uncertain = Some(e.to_string());
+            return Err(e);
+        }
         self.last = Some(record);
         Ok(())
     }
@@ -173,14 +195,21 @@ impl SignGuard {
     fn persist(&self, record: &SignRecord) -> Result<(), GuardError> {
         let shown = self.path.display().to_string();
         let io = |source| GuardError::Io { path: shown.clone(), source };
+        let injected = |detail: String| GuardError::Io {
+            path: shown.clone(),
+            source: std::io::Error::other(detail),
+        };
         let payload = codec::encode(record)
             .map_err(|e| GuardError::Damaged { path: shown.clone(), detail: e.to_string() })?;
         let bytes = frame::encode(frame::kind::SIGN_STATE, &payload);
         let tmp = self.path.with_extension("tmp");
+        fail::fail_point!("signstate::before-write", |a| failpoint::hit_with(a, injected));
         let mut file =
             OpenOptions::new().create(true).truncate(true).write(true).open(&tmp).map_err(io)?;
         file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(io)?;
+        fail::fail_point!("signstate::after-write", |a| failpoint::hit_with(a, injected));
         std::fs::rename(&tmp, &self.path).map_err(io)?;
+        fail::fail_point!("signstate::after-rename", |a| failpoint::hit_with(a, injected));
         let dir =
             self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;

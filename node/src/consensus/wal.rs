@@ -11,6 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use tradeloop_ledger::failpoint;
 use tradeloop_ledger::frame::{self, FrameRead};
 
 /// Magic bytes at the start of every WAL file.
@@ -47,6 +48,16 @@ pub enum WalError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// An earlier append failed part-way and could not be undone, so the file's tail is not
+    /// known; nothing more is appended until the WAL is reopened (a restart of the node), which
+    /// cuts the torn record.
+    #[error("WAL {path}: an earlier append failed ({detail}); restart the node to reopen the WAL")]
+    Uncertain {
+        /// The file.
+        path: String,
+        /// The failure.
+        detail: String,
+    },
 }
 
 impl WalError {
@@ -56,6 +67,7 @@ impl WalError {
             WalError::Damaged { .. } => "WAL_DAMAGED",
             WalError::TooLarge(_) => "WAL_TOO_LARGE",
             WalError::Io { .. } => "WAL_IO",
+            WalError::Uncertain { .. } => "WAL_UNCERTAIN",
         }
     }
 }
@@ -67,6 +79,10 @@ pub struct Wal {
     height: u64,
     file: File,
     records: usize,
+    /// Bytes in the file that are whole records (the header included).
+    len: u64,
+    /// Set when an append failed and its bytes could not be cut off again.
+    uncertain: Option<String>,
 }
 
 fn path_for(dir: &Path, height: u64) -> PathBuf {
@@ -112,7 +128,10 @@ impl Wal {
             file
         };
         let count = records.len();
-        Ok((Wal { dir: dir.to_path_buf(), height, file, records: count }, records))
+        let len = if valid_len == 0 { HEADER_BYTES } else { valid_len } as u64;
+        let wal =
+            Wal { dir: dir.to_path_buf(), height, file, records: count, len, uncertain: None };
+        Ok((wal, records))
     }
 
     /// The height this WAL belongs to.
@@ -134,13 +153,39 @@ impl Wal {
                 self.height
             )));
         }
-        let bytes = frame::encode(frame::kind::WAL_RECORD, record);
         let path = path_for(&self.dir, self.height).display().to_string();
-        self.file
-            .write_all(&bytes)
-            .and_then(|()| self.file.sync_data())
-            .map_err(|source| WalError::Io { path, source })?;
-        self.records += 1;
+        if let Some(detail) = &self.uncertain {
+            return Err(WalError::Uncertain { path, detail: detail.clone() });
+        }
+        let bytes = frame::encode(frame::kind::WAL_RECORD, record);
+        match self.write_durably(&bytes, &path) {
+            Ok(()) => {
+                self.records += 1;
+                self.len += bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Cut what may have been written, so that the next record follows whole ones;
+                // if even that fails the tail is unknown and the WAL refuses more appends.
+                if self.file.set_len(self.len).and_then(|()| self.file.sync_data()).is_err() {
+                    self.uncertain = Some(e.to_string());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn write_durably(&mut self, bytes: &[u8], path: &str) -> Result<(), WalError> {
+        let io = |source| WalError::Io { path: path.to_string(), source };
+        let injected = |detail: String| WalError::Io {
+            path: path.to_string(),
+            source: std::io::Error::other(detail),
+        };
+        fail::fail_point!("wal::before-append", |a| failpoint::hit_with(a, injected));
+        self.file.write_all(bytes).map_err(io)?;
+        fail::fail_point!("wal::after-write", |a| failpoint::hit_with(a, injected));
+        self.file.sync_data().map_err(io)?;
+        fail::fail_point!("wal::after-fsync", |a| failpoint::hit_with(a, injected));
         Ok(())
     }
 
