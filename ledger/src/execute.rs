@@ -156,6 +156,19 @@ pub fn validate_proposal<S: StateRead>(
     validate_body(genesis, state, tip, block, None, checks, Refs::Track)
 }
 
+/// [`validate_proposal`] for a block whose events' stateless checks already ran (`checks[i]`
+/// belongs to event `i`): a node reuses the verdicts of the events it admitted to its mempool
+/// instead of verifying their signatures again.
+pub fn validate_proposal_checked<S: StateRead>(
+    genesis: &Genesis,
+    state: &S,
+    tip: &Tip,
+    block: &Block,
+    checks: Vec<Result<Event, Rejection>>,
+) -> Result<ValidatedBlock, LedgerError> {
+    validate_body(genesis, state, tip, block, None, checks, Refs::Track)
+}
+
 /// Validates a certified block fully against the tip and state: the header checks of
 /// [`crate::block::check_block_header`], the commit certificate, every event's stateless checks,
 /// every rule, and the app hash.

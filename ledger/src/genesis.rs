@@ -146,6 +146,20 @@ impl Default for ConsensusParams {
     }
 }
 
+/// A member node that does not vote: it receives, verifies and keeps every block and serves its
+/// participant's systems. (Validators' nodes are member nodes too, listed under `validators`.)
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberNode {
+    /// The participant running it.
+    pub participant: String,
+    /// The node's public key (hex); its libp2p peer id derives from it.
+    pub node_key: PublicKey,
+}
+
+/// Most member nodes (validators included) a genesis may list.
+pub const MAX_MEMBER_NODES: usize = 1024;
+
 /// The genesis document as written in the file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -158,6 +172,10 @@ pub struct GenesisDoc {
     pub participants: Vec<Participant>,
     /// Validators.
     pub validators: Vec<ValidatorEntry>,
+    /// Member nodes that do not vote. Absent (and left out when written) when there are none,
+    /// so a genesis written before this field existed keeps its hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub member_nodes: Vec<MemberNode>,
     /// Consensus parameters.
     #[serde(default)]
     pub consensus: ConsensusParams,
@@ -299,6 +317,38 @@ impl Genesis {
     pub fn participants(&self) -> impl Iterator<Item = &Participant> {
         self.participants.values()
     }
+
+    /// Every member node, validators first (genesis order), then the non-voting member nodes:
+    /// the peers allowed to connect.
+    pub fn member_nodes(&self) -> Vec<MemberNodeInfo<'_>> {
+        let validators = self.doc.validators.iter().map(|v| MemberNodeInfo {
+            node_key: v.node_key,
+            participant: &v.participant,
+            power: v.power,
+        });
+        let others = self.doc.member_nodes.iter().map(|m| MemberNodeInfo {
+            node_key: m.node_key,
+            participant: &m.participant,
+            power: 0,
+        });
+        validators.chain(others).collect()
+    }
+
+    /// The member node with this key, if any.
+    pub fn member_node(&self, key: &PublicKey) -> Option<MemberNodeInfo<'_>> {
+        self.member_nodes().into_iter().find(|m| m.node_key == *key)
+    }
+}
+
+/// A member node as [`Genesis::member_nodes`] lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberNodeInfo<'a> {
+    /// Its node key.
+    pub node_key: PublicKey,
+    /// The participant running it.
+    pub participant: &'a str,
+    /// Its voting power; 0 for a node that does not vote.
+    pub power: u64,
 }
 
 type CheckedDoc =
@@ -346,6 +396,28 @@ fn check_doc(doc: &GenesisDoc, require_validator: bool) -> Result<CheckedDoc, Le
             return bad(format!("validator node key {} appears twice", v.node_key));
         }
         set.push((v.node_key, v.power));
+    }
+    if doc.validators.len() + doc.member_nodes.len() > MAX_MEMBER_NODES {
+        return bad(format!("at most {MAX_MEMBER_NODES} member nodes (validators included)"));
+    }
+    let mut nodes: Vec<PublicKey> = set.iter().map(|(k, _)| *k).collect();
+    for m in &doc.member_nodes {
+        if !participants.contains_key(&m.participant) {
+            return bad(format!("member node names unknown participant {}", m.participant));
+        }
+        if nodes.contains(&m.node_key) {
+            return bad(format!(
+                "member node key {} appears twice (a validator's node is a member already)",
+                m.node_key
+            ));
+        }
+        if key_owner.contains_key(m.node_key.as_bytes()) {
+            return bad(format!(
+                "member node key {} is also an event-signing key; give the node its own key",
+                m.node_key
+            ));
+        }
+        nodes.push(m.node_key);
     }
     let c = &doc.consensus;
     if c.max_block_events == 0 || c.max_block_events > crate::block::MAX_BLOCK_EVENTS {

@@ -98,6 +98,23 @@ pub struct BlockOutcome {
     pub app_hash: Hash,
 }
 
+/// The state writes of events applied on top of committed state and not yet in a block (a
+/// mempool's view), carried between [`BlockExecutor`]s. Opaque: only an executor reads it.
+#[derive(Clone, Debug, Default)]
+pub struct PendingWrites(BTreeMap<Vec<u8>, Vec<u8>>);
+
+impl PendingWrites {
+    /// Number of state keys written.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nothing is written.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Applies events of one block over committed state.
 #[derive(Debug)]
 pub struct BlockExecutor<'a, S: StateRead> {
@@ -128,6 +145,30 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
     pub fn without_refs(mut self) -> Self {
         self.track_refs = false;
         self
+    }
+
+    /// Starts a block over committed state plus the writes of events applied before, as
+    /// [`BlockExecutor::into_pending`] returned them: a mempool checks each new event against
+    /// the tip and every pending event without re-applying them. Entity refs are not tracked.
+    pub fn with_pending(
+        genesis: &'a Genesis,
+        base: &'a S,
+        block_time_ms: u64,
+        pending: PendingWrites,
+    ) -> Self {
+        BlockExecutor {
+            genesis,
+            base,
+            block_time_ms,
+            overlay: pending.0,
+            refs: Vec::new(),
+            track_refs: false,
+        }
+    }
+
+    /// The writes applied so far, to carry over to [`BlockExecutor::with_pending`].
+    pub fn into_pending(self) -> PendingWrites {
+        PendingWrites(self.overlay)
     }
 
     /// Number of events applied so far.

@@ -13,7 +13,9 @@ use tradeloop_crypto::SigningKey;
 
 use crate::event::SignedEvent;
 use crate::fields::iso6346_check_digit;
-use crate::genesis::{ConsensusParams, Genesis, GenesisDoc, Participant, Role, ValidatorEntry};
+use crate::genesis::{
+    ConsensusParams, Genesis, GenesisDoc, MemberNode, Participant, Role, ValidatorEntry,
+};
 use crate::LedgerError;
 
 /// Participant ids of the cast.
@@ -54,6 +56,9 @@ pub struct Cast {
     pub keys: BTreeMap<String, SigningKey>,
     /// Validator node keys, in genesis order.
     pub validator_keys: Vec<SigningKey>,
+    /// Non-voting member node keys with their participant, in genesis `member_nodes` order
+    /// (empty unless built with [`Cast::networked`]).
+    pub member_keys: Vec<(String, SigningKey)>,
 }
 
 impl Cast {
@@ -120,9 +125,49 @@ impl Cast {
             genesis_time_ms,
             participants,
             validators: entries,
+            member_nodes: Vec::new(),
             consensus: ConsensusParams::default(),
         };
-        Ok(Cast { genesis: Genesis::from_doc(doc)?, keys, validator_keys })
+        Ok(Cast { genesis: Genesis::from_doc(doc)?, keys, validator_keys, member_keys: Vec::new() })
+    }
+
+    /// [`Cast::new`] for a network of member nodes: every participant that hosts no validator
+    /// runs a non-voting member node (key label `<participant>-node`), listed in the genesis
+    /// `member_nodes`, so that each party of the trade submits to its own node.
+    pub fn networked(
+        validators: usize,
+        genesis_time_ms: u64,
+        key_for: &mut dyn FnMut(&str) -> Result<SigningKey, LedgerError>,
+    ) -> Result<Cast, LedgerError> {
+        let mut cast = Cast::new(validators, genesis_time_ms, key_for)?;
+        let mut doc = cast.genesis.doc.clone();
+        let hosts: Vec<String> = doc.validators.iter().map(|v| v.participant.clone()).collect();
+        for p in &doc.participants {
+            if hosts.contains(&p.id) {
+                continue;
+            }
+            let key = key_for(&format!("{}-node", p.id))?;
+            doc.member_nodes
+                .push(MemberNode { participant: p.id.clone(), node_key: key.public_key() });
+            cast.member_keys.push((p.id.clone(), key));
+        }
+        cast.genesis = Genesis::from_doc(doc)?;
+        Ok(cast)
+    }
+
+    /// The node that serves `participant`'s systems: its member node, or else the first
+    /// validator it hosts. An index into [`Cast::node_keys`].
+    pub fn node_of(&self, participant: &str) -> Option<usize> {
+        let validators = &self.genesis.doc.validators;
+        if let Some(i) = self.member_keys.iter().position(|(p, _)| p == participant) {
+            return Some(validators.len() + i);
+        }
+        validators.iter().position(|v| v.participant == participant)
+    }
+
+    /// Every node key, validators first (genesis order), then the member nodes.
+    pub fn node_keys(&self) -> Vec<&SigningKey> {
+        self.validator_keys.iter().chain(self.member_keys.iter().map(|(_, k)| k)).collect()
     }
 
     /// A cast with keys derived from labels (deterministic; for tests and benchmarks only).

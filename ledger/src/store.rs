@@ -218,7 +218,22 @@ impl Ledger<SledIndex> {
         // sled takes an exclusive lock on its directory, so a second process fails here before
         // touching the log.
         let index = SledIndex::open(&dir.join("index"))?;
-        Ledger::open_inner(dir, genesis, index, Access::Writer, None)
+        Ledger::open_inner(dir, genesis, index, Access::Writer, None, 0)
+    }
+
+    /// [`Ledger::open`] for a node that knows from elsewhere (its sign-state: a validator signs
+    /// at height h only after committing h - 1) that at least `known_committed` blocks were
+    /// committed: a damaged frame at or below that height is corruption, never a torn tail,
+    /// even if the index is behind, and a log shorter than that is refused (`LOG_TRUNCATED`).
+    pub fn open_known_committed(
+        dir: &Path,
+        genesis: Genesis,
+        known_committed: u64,
+    ) -> Result<Ledger, LedgerError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LedgerError::io(format!("cannot create {}", dir.display()), e))?;
+        let index = SledIndex::open(&dir.join("index"))?;
+        Ledger::open_inner(dir, genesis, index, Access::Writer, None, known_committed)
     }
 
     /// Opens a data dir for reading only (the read commands and audits): nothing in `dir` is
@@ -236,7 +251,7 @@ impl Ledger<SledIndex> {
         }
         let snapshot = snapshot_index(&index_dir)?;
         let index = SledIndex::open(snapshot.path())?;
-        Ledger::open_inner(dir, genesis, index, Access::ReadOnly, Some(snapshot))
+        Ledger::open_inner(dir, genesis, index, Access::ReadOnly, Some(snapshot), 0)
     }
 
     /// Rebuilds the index from the block log, re-validating every block. Refuses (changing
@@ -296,7 +311,7 @@ impl<S: IndexStore> Ledger<S> {
     ) -> Result<Ledger<S>, LedgerError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| LedgerError::io(format!("cannot create {}", dir.display()), e))?;
-        Ledger::open_inner(dir, genesis, index, Access::Writer, None)
+        Ledger::open_inner(dir, genesis, index, Access::Writer, None, 0)
     }
 
     fn open_inner(
@@ -305,6 +320,7 @@ impl<S: IndexStore> Ledger<S> {
         index: S,
         access: Access,
         snapshot: Option<tempfile::TempDir>,
+        known_committed: u64,
     ) -> Result<Ledger<S>, LedgerError> {
         // The index is read first: what it records as committed decides what in the log may
         // be a torn tail. Nothing is written before every check has passed.
@@ -323,9 +339,10 @@ impl<S: IndexStore> Ledger<S> {
             })?,
             None => Tip::genesis(&genesis),
         };
-        let (log, report) = BlockLog::open(&dir.join("blocks"), access, tip.height)?;
-        if tip.height > log.len() {
-            return Err(LedgerError::LogTruncated { log_height: log.len(), committed: tip.height });
+        let committed = tip.height.max(known_committed);
+        let (log, report) = BlockLog::open(&dir.join("blocks"), access, committed)?;
+        if committed > log.len() {
+            return Err(LedgerError::LogTruncated { log_height: log.len(), committed });
         }
         let torn_tail_truncated = match access {
             Access::Writer => report.torn_tail_bytes(),
@@ -445,8 +462,38 @@ impl<S: IndexStore> Ledger<S> {
 
     /// Validates a certified block fully and commits it (catch-up, sync, and local chains).
     pub fn commit_block(&mut self, certified: &CertifiedBlock) -> Result<Hash, LedgerError> {
+        let checks = crate::execute::check_events(&self.genesis, &certified.block.events);
+        self.commit_block_checked(certified, checks)
+    }
+
+    /// [`Ledger::validate_proposal`] with the events' stateless checks already run
+    /// (`checks[i]` belongs to event `i`; see [`crate::execute::validate_proposal_checked`]).
+    pub fn validate_proposal_checked(
+        &self,
+        block: &crate::block::Block,
+        checks: Vec<CheckResult>,
+    ) -> Result<Hash, LedgerError> {
+        crate::execute::validate_proposal_checked(&self.genesis, self, &self.tip, block, checks)
+            .map(|v| v.hash)
+    }
+
+    /// [`Ledger::commit_block`] with the events' stateless checks already run: everything
+    /// else (header, certificate, rules, app hash) is checked here, then the block is written
+    /// to the log (fsync) and the index.
+    pub fn commit_block_checked(
+        &mut self,
+        certified: &CertifiedBlock,
+        checks: Vec<CheckResult>,
+    ) -> Result<Hash, LedgerError> {
         self.refuse_after_failed_commit()?;
-        let validated = validate_block(&self.genesis, &*self, &self.tip, certified)?;
+        let validated = crate::execute::validate_checked(
+            &self.genesis,
+            &*self,
+            &self.tip,
+            certified,
+            checks,
+            crate::execute::Refs::Track,
+        )?;
         let loc = self.log.append(certified)?;
         self.index_block(certified, &validated, loc)?;
         Ok(validated.hash)

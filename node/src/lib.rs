@@ -5,5 +5,9 @@
 
 #![warn(missing_docs)]
 
+pub mod chain;
+pub mod config;
 pub mod consensus;
+pub mod mempool;
 pub mod sim;
+pub mod wire;

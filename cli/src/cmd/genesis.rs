@@ -120,6 +120,7 @@ pub fn genesis(command: GenesisCommand) -> Result<ExitCode> {
                 genesis_time_ms: time_ms.unwrap_or_else(now_ms),
                 participants: vec![],
                 validators: vec![],
+                member_nodes: Vec::new(),
                 consensus: ConsensusParams::default(),
             };
             write_genesis_doc(&out, &doc, true)?;

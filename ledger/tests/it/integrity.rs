@@ -357,3 +357,33 @@ fn a_fault_at_every_index_step_leaves_the_state_before_or_after_the_block() {
         assert_eq!(audit.blocks, height, "{plan:?}");
     }
 }
+
+#[test]
+fn a_height_known_committed_from_elsewhere_is_never_a_torn_tail() {
+    // The index lost its last blocks (it is behind the log), but the node's sign-state shows
+    // that height 19 was committed: a damaged last frame is then corruption, not a tail to cut.
+    let (_dir, data, genesis) = closed_data_dir();
+    let mut bytes = std::fs::read(segment(&data)).unwrap();
+    std::fs::remove_dir_all(data.join("index")).unwrap();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 0x01;
+    std::fs::write(segment(&data), &bytes).unwrap();
+    let log_before = snapshot(&data.join("blocks"));
+    match Ledger::open_known_committed(&data, genesis.clone(), 19) {
+        Err(LedgerError::CorruptLog { height, .. }) => assert_eq!(height, 19),
+        other => panic!("expected damage at 19, got {:?}", other.map(|l| l.tip().clone())),
+    }
+    assert!(snapshot(&data.join("blocks")) == log_before, "nothing was cut");
+    // A log shorter than what is known committed is refused too, naming both heights.
+    let offsets = frame_offsets(&bytes);
+    std::fs::write(segment(&data), &bytes[..offsets[18]]).unwrap();
+    match Ledger::open_known_committed(&data, genesis.clone(), 19) {
+        Err(LedgerError::LogTruncated { log_height, committed }) => {
+            assert_eq!((log_height, committed), (18, 19))
+        }
+        other => panic!("expected LOG_TRUNCATED, got {:?}", other.map(|l| l.tip().clone())),
+    }
+    // Without that knowledge the same bytes are a whole chain of 18 (the writer's usual rule).
+    let ledger = Ledger::open_known_committed(&data, genesis, 0).unwrap();
+    assert_eq!(ledger.tip().height, 18);
+}

@@ -7,6 +7,7 @@ mod audit;
 mod chain;
 mod envelope;
 mod integrity;
+mod members;
 mod robustness;
 mod rules;
 mod storage;

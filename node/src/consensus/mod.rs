@@ -4,6 +4,8 @@
 
 pub mod context;
 pub mod core;
+pub mod driver;
 pub mod guard;
+pub mod parts;
 pub mod wal;
 pub mod walrecord;

@@ -1,0 +1,429 @@
+//! The chain worker: one OS thread that owns the [`Ledger`] and the [`Mempool`] and does all of
+//! their synchronous work (sled, the block log's fsync, signature checks on rayon), so that no
+//! tokio worker ever blocks on storage. The rest of the node talks to it through
+//! [`ChainHandle`], a bounded command channel with one-shot replies.
+//!
+//! ```text
+//! API / gossip --Admit--> [chain worker] <--Build/Validate/Commit-- consensus driver
+//!                              |  owns Ledger (block log + index) and Mempool
+//!                              +--CommitNotice--> broadcast (API waiters, stream)
+//! ```
+//!
+//! Commands are served one at a time, in arrival order: the ledger has one writer, and a commit
+//! and an admission never interleave, so the mempool's view is always the tip plus its events.
+
+use std::collections::VecDeque;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tradeloop_crypto::{Hash, SigningKey};
+use tradeloop_ledger::block::Tip;
+use tradeloop_ledger::execute::check_events;
+use tradeloop_ledger::{Block, CertifiedBlock, Event, Ledger, LedgerError, Rejection, SignedEvent};
+
+use crate::mempool::{Admission, Mempool, MempoolLimits};
+
+/// Bound on commands waiting for the chain worker.
+pub const CHAIN_COMMAND_CHANNEL: usize = 256;
+/// Blocks whose validation verdicts are kept for their commit (the current height's proposals).
+pub const VALIDATED_BLOCKS_KEPT: usize = 16;
+
+/// Where an event is committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Committed {
+    /// Block height.
+    pub height: u64,
+    /// The block's hash.
+    pub block_hash: Hash,
+    /// Position in the block.
+    pub index: u32,
+}
+
+/// Broadcast after each commit (the API's `wait=commit` waiters, later the event stream).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitNotice {
+    /// Height.
+    pub height: u64,
+    /// Block hash.
+    pub block_hash: Hash,
+    /// The committed events' ids, in block order.
+    pub event_ids: Vec<Hash>,
+}
+
+/// What admission said about one event, for the caller to answer and gossip.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdmitResult {
+    /// Newly in this node's mempool: gossip it.
+    Accepted(Hash),
+    /// Already pending here.
+    AlreadyPending(Hash),
+    /// Already in a committed block.
+    AlreadyCommitted(Hash, Committed),
+    /// The mempool is full; retry later.
+    Full(Hash),
+    /// Refused by the checks or rules.
+    Rejected(Hash, Rejection),
+}
+
+/// Mempool figures for status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MempoolStats {
+    /// Events pending.
+    pub events: usize,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Why a chain command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The ledger refused or failed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The worker has stopped (the node is shutting down, or it failed).
+    #[error("the chain worker has stopped; the node is shutting down or failed (see its log)")]
+    Stopped,
+}
+
+impl ChainError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ChainError::Ledger(e) => e.code(),
+            ChainError::Stopped => "CHAIN_STOPPED",
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<T>;
+
+enum Command {
+    Admit {
+        events: Vec<SignedEvent>,
+        now_ms: u64,
+        reply: Reply<Result<Vec<AdmitResult>, LedgerError>>,
+    },
+    Build {
+        time_ms: u64,
+        reply: Reply<Result<Block, LedgerError>>,
+    },
+    Validate {
+        block: Box<Block>,
+        reply: Reply<Result<Hash, LedgerError>>,
+    },
+    Commit {
+        certified: Box<CertifiedBlock>,
+        now_ms: u64,
+        reply: Reply<Result<Hash, LedgerError>>,
+    },
+    Tip {
+        reply: Reply<Tip>,
+    },
+    Blocks {
+        from: u64,
+        count: u32,
+        max_bytes: u64,
+        reply: Reply<Result<Vec<CertifiedBlock>, LedgerError>>,
+    },
+    Lookup {
+        ids: Vec<Hash>,
+        reply: Reply<Result<Vec<Option<Committed>>, LedgerError>>,
+    },
+    Stats {
+        reply: Reply<MempoolStats>,
+    },
+}
+
+/// The cloneable way to the chain worker.
+#[derive(Clone, Debug)]
+pub struct ChainHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("chain command")
+    }
+}
+
+impl ChainHandle {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ChainError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| ChainError::Stopped)?;
+        rx.await.map_err(|_| ChainError::Stopped)
+    }
+
+    /// Admits events to the mempool (signatures checked in parallel, rules against the tip and
+    /// the pending events), one result per event in order.
+    pub async fn admit(
+        &self,
+        events: Vec<SignedEvent>,
+        now_ms: u64,
+    ) -> Result<Vec<AdmitResult>, ChainError> {
+        Ok(self.ask(|reply| Command::Admit { events, now_ms, reply }).await??)
+    }
+
+    /// Builds the next block from the mempool, as `proposer`, at `time_ms`.
+    pub async fn build(&self, time_ms: u64) -> Result<Block, ChainError> {
+        Ok(self.ask(|reply| Command::Build { time_ms, reply }).await??)
+    }
+
+    /// Validates a proposed block against the tip; its hash if valid.
+    pub async fn validate(&self, block: Block) -> Result<Hash, ChainError> {
+        Ok(self.ask(|reply| Command::Validate { block: Box::new(block), reply }).await??)
+    }
+
+    /// Commits a certified block (checks it fully, log fsync, index), then updates the mempool
+    /// and broadcasts a [`CommitNotice`].
+    pub async fn commit(&self, certified: CertifiedBlock, now_ms: u64) -> Result<Hash, ChainError> {
+        Ok(self
+            .ask(|reply| Command::Commit { certified: Box::new(certified), now_ms, reply })
+            .await??)
+    }
+
+    /// The committed tip.
+    pub async fn tip(&self) -> Result<Tip, ChainError> {
+        self.ask(|reply| Command::Tip { reply }).await
+    }
+
+    /// Committed blocks from `from`, at most `count` and `max_bytes` (at least one block if
+    /// `from` is committed).
+    pub async fn blocks(
+        &self,
+        from: u64,
+        count: u32,
+        max_bytes: u64,
+    ) -> Result<Vec<CertifiedBlock>, ChainError> {
+        Ok(self.ask(|reply| Command::Blocks { from, count, max_bytes, reply }).await??)
+    }
+
+    /// Where each event is committed, if it is.
+    pub async fn lookup(&self, ids: Vec<Hash>) -> Result<Vec<Option<Committed>>, ChainError> {
+        Ok(self.ask(|reply| Command::Lookup { ids, reply }).await??)
+    }
+
+    /// Mempool figures.
+    pub async fn stats(&self) -> Result<MempoolStats, ChainError> {
+        self.ask(|reply| Command::Stats { reply }).await
+    }
+}
+
+/// Starts the worker thread over an opened ledger. `proposer` is this node's key (the header's
+/// proposer field of the blocks it builds). The thread ends when every handle is dropped.
+pub fn spawn(
+    ledger: Ledger,
+    limits: MempoolLimits,
+    proposer: SigningKey,
+    commits: broadcast::Sender<CommitNotice>,
+) -> std::io::Result<(ChainHandle, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel(CHAIN_COMMAND_CHANNEL);
+    let worker = Worker {
+        ledger,
+        mempool: Mempool::new(limits),
+        proposer,
+        commits,
+        validated: VecDeque::new(),
+    };
+    let thread = std::thread::Builder::new().name("chain".into()).spawn(move || worker.run(rx))?;
+    Ok((ChainHandle { commands: tx }, thread))
+}
+
+struct Worker {
+    ledger: Ledger,
+    mempool: Mempool,
+    proposer: SigningKey,
+    commits: broadcast::Sender<CommitNotice>,
+    /// Checked events of recently validated blocks, by block hash, for their commit.
+    validated: VecDeque<(Hash, Vec<Event>)>,
+}
+
+impl Worker {
+    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        while let Some(command) = rx.blocking_recv() {
+            // A reply nobody waits for any more is not an error.
+            match command {
+                Command::Admit { events, now_ms, reply } => {
+                    let _ = reply.send(self.admit(events, now_ms));
+                }
+                Command::Build { time_ms, reply } => {
+                    let _ = reply.send(self.build(time_ms));
+                }
+                Command::Validate { block, reply } => {
+                    let _ = reply.send(self.validate(*block));
+                }
+                Command::Commit { certified, now_ms, reply } => {
+                    let _ = reply.send(self.commit(*certified, now_ms));
+                }
+                Command::Tip { reply } => {
+                    let _ = reply.send(self.ledger.tip().clone());
+                }
+                Command::Blocks { from, count, max_bytes, reply } => {
+                    let _ = reply.send(self.blocks(from, count, max_bytes));
+                }
+                Command::Lookup { ids, reply } => {
+                    let _ = reply.send(ids.iter().map(|id| self.committed(id)).collect());
+                }
+                Command::Stats { reply } => {
+                    let _ = reply.send(MempoolStats {
+                        events: self.mempool.len(),
+                        bytes: self.mempool.bytes(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn committed(&self, id: &Hash) -> Result<Option<Committed>, LedgerError> {
+        let Some(record) = self.ledger.event(id)? else { return Ok(None) };
+        let block_hash = self.ledger.block(record.height)?.block.header.hash();
+        Ok(Some(Committed { height: record.height, block_hash, index: record.index }))
+    }
+
+    fn admit(
+        &mut self,
+        events: Vec<SignedEvent>,
+        now_ms: u64,
+    ) -> Result<Vec<AdmitResult>, LedgerError> {
+        let mut results: Vec<Option<AdmitResult>> = vec![None; events.len()];
+        // Duplicates first, before any cryptography.
+        let mut fresh = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            let id = e.id();
+            if self.mempool.contains(&id) {
+                results[i] = Some(AdmitResult::AlreadyPending(id));
+            } else if let Some(at) = self.committed(&id)? {
+                results[i] = Some(AdmitResult::AlreadyCommitted(id, at));
+            } else {
+                fresh.push(i);
+            }
+        }
+        let candidates: Vec<SignedEvent> = fresh.iter().map(|&i| events[i].clone()).collect();
+        let checks = check_events(self.ledger.genesis(), &candidates);
+        let genesis = self.ledger.genesis().clone();
+        for ((i, signed), check) in fresh.into_iter().zip(candidates).zip(checks) {
+            let id = signed.id();
+            let admission = self.mempool.admit(&genesis, &self.ledger, now_ms, signed, check)?;
+            results[i] = Some(match admission {
+                Admission::Accepted => AdmitResult::Accepted(id),
+                Admission::AlreadyPending => AdmitResult::AlreadyPending(id),
+                Admission::Full => AdmitResult::Full(id),
+                Admission::Rejected(r) => AdmitResult::Rejected(id, r),
+            });
+        }
+        Ok(results.into_iter().map(|r| r.unwrap_or_else(unreachable_result)).collect())
+    }
+
+    fn build(&mut self, time_ms: u64) -> Result<Block, LedgerError> {
+        let c = &self.ledger.genesis().doc.consensus;
+        let (signed, checked) =
+            self.mempool.candidates(c.max_block_events as usize, u64::from(c.max_block_bytes));
+        let genesis = self.ledger.genesis().clone();
+        let built = tradeloop_ledger::execute::build_block_checked(
+            &genesis,
+            &self.ledger,
+            self.ledger.tip(),
+            &signed,
+            checked.into_iter().map(Ok).collect(),
+            time_ms,
+            &self.proposer,
+        )?;
+        self.remember(
+            built.hash,
+            built.block.events.iter().filter_map(|e| self.mempool.checked(e).cloned()).collect(),
+        );
+        Ok(built.block)
+    }
+
+    fn checks_for(&self, block: &Block) -> Vec<Result<Event, Rejection>> {
+        let known = self.validated.iter().find(|(h, _)| *h == block.header.hash()).map(|(_, e)| e);
+        let mut missing = Vec::new();
+        let mut checks: Vec<Option<Result<Event, Rejection>>> = block
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let reused = known
+                    .and_then(|k| k.get(i).filter(|c| c.id == e.id()).cloned())
+                    .or_else(|| self.mempool.checked(e).cloned());
+                if reused.is_none() {
+                    missing.push(i);
+                }
+                reused.map(Ok)
+            })
+            .collect();
+        let unseen: Vec<SignedEvent> = missing.iter().map(|&i| block.events[i].clone()).collect();
+        for (i, check) in missing.into_iter().zip(check_events(self.ledger.genesis(), &unseen)) {
+            checks[i] = Some(check);
+        }
+        checks
+            .into_iter()
+            .map(|c| {
+                c.unwrap_or_else(|| {
+                    Err(Rejection::new(tradeloop_ledger::RejectCode::MalformedEvent, "not checked"))
+                })
+            })
+            .collect()
+    }
+
+    fn remember(&mut self, hash: Hash, events: Vec<Event>) {
+        if self.validated.len() >= VALIDATED_BLOCKS_KEPT {
+            self.validated.pop_front();
+        }
+        self.validated.push_back((hash, events));
+    }
+
+    fn validate(&mut self, block: Block) -> Result<Hash, LedgerError> {
+        let checks = self.checks_for(&block);
+        let events: Vec<Event> = checks.iter().filter_map(|c| c.as_ref().ok().cloned()).collect();
+        let hash = self.ledger.validate_proposal_checked(&block, checks)?;
+        if events.len() == block.events.len() {
+            self.remember(hash, events);
+        }
+        Ok(hash)
+    }
+
+    fn commit(&mut self, certified: CertifiedBlock, now_ms: u64) -> Result<Hash, LedgerError> {
+        let checks = self.checks_for(&certified.block);
+        let hash = self.ledger.commit_block_checked(&certified, checks)?;
+        let ids: Vec<Hash> = certified.block.events.iter().map(SignedEvent::id).collect();
+        let genesis = self.ledger.genesis().clone();
+        // Evicted events were accepted once; the rules now refuse them (a conflicting event
+        // won). Their submitters learn it from a lookup: they are not in the chain.
+        let _evicted = self.mempool.on_commit(&genesis, &self.ledger, now_ms, &ids)?;
+        self.validated.clear();
+        let _ = self.commits.send(CommitNotice {
+            height: certified.block.header.height,
+            block_hash: hash,
+            event_ids: ids,
+        });
+        Ok(hash)
+    }
+
+    fn blocks(
+        &self,
+        from: u64,
+        count: u32,
+        max_bytes: u64,
+    ) -> Result<Vec<CertifiedBlock>, LedgerError> {
+        let tip = self.ledger.tip().height;
+        let mut out = Vec::new();
+        let mut bytes = 0u64;
+        let last = tip.min(from.saturating_add(u64::from(count)).saturating_sub(1));
+        for h in from.max(1)..=last {
+            let block = self.ledger.block(h)?;
+            let size = tradeloop_ledger::codec::encoded_len(&block).unwrap_or(u64::MAX);
+            if !out.is_empty() && bytes.saturating_add(size) > max_bytes {
+                break;
+            }
+            bytes = bytes.saturating_add(size);
+            out.push(block);
+        }
+        Ok(out)
+    }
+}
+
+fn unreachable_result() -> AdmitResult {
+    AdmitResult::Rejected(
+        Hash::ZERO,
+        Rejection::new(tradeloop_ledger::RejectCode::MalformedEvent, "not checked"),
+    )
+}

@@ -1,0 +1,531 @@
+//! The consensus driver: the tokio task that owns a validator's [`ConsensusCore`] and its
+//! timers, and carries out what the core asks (DESIGN §4, §6).
+//!
+//! ```text
+//!  gossip (checked) --DriverInput--> [driver] --Outbound--> gossip
+//!                                      |  owns ConsensusCore (guard + WAL), timers, the
+//!                                      |  blocks of the height, the part assembler
+//!                                      +--build / validate / commit--> chain worker
+//! ```
+//!
+//! Order of durability: the core fsyncs its WAL and sign-state guard before it returns a
+//! signed message, so anything in [`Outbound`] is already durable; a block this validator
+//! builds or finds valid is written to the WAL before it is proposed or voted for
+//! ([`ConsensusCore::persist_block`]). A decided block is committed (block log fsync, index)
+//! before the next height starts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use malachite_core_consensus::{LivenessMsg, SignedConsensusMsg};
+use malachite_core_types::{Round, Timeout};
+use tokio::sync::{mpsc, watch};
+use tradeloop_crypto::{Hash, SigningKey};
+use tradeloop_ledger::{Block, CertifiedBlock, CommitCertificate};
+
+use super::context::TradeContext;
+use super::core::{from_peer, propose, received_block, Action, ConsensusCore, CoreError};
+use super::parts::PartAssembler;
+use crate::chain::{ChainHandle, MempoolStats};
+use crate::wire::{split_block, ConsensusWire, ProposalPart};
+
+/// Bound on inputs waiting for the driver.
+pub const DRIVER_INPUT_CHANNEL: usize = 1024;
+/// Bound on messages waiting to be published.
+pub const OUTBOUND_CHANNEL: usize = 1024;
+/// Most complete blocks of future heights kept until their height starts.
+pub const MAX_EARLY_BLOCKS: usize = 16;
+
+/// What the driver is told.
+#[derive(Debug)]
+pub enum DriverInput {
+    /// A consensus message from a peer, already checked for syntax and signature.
+    Consensus(Box<ConsensusWire>),
+    /// The sync task committed blocks up to `height`: move on to the next height.
+    Synced {
+        /// The new tip height.
+        height: u64,
+    },
+}
+
+/// What the driver asks the network to send.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Publish on the consensus topic (already encoded).
+    Consensus(Vec<u8>),
+    /// A peer is at a later height than this node: sync from the network.
+    Behind {
+        /// The height seen.
+        height: u64,
+    },
+}
+
+/// Settings of the driver.
+#[derive(Clone, Debug)]
+pub struct DriverConfig {
+    /// This validator's key.
+    pub key: SigningKey,
+    /// The chain (genesis hash).
+    pub chain: Hash,
+    /// How long a proposer with an empty mempool waits for an event before proposing an
+    /// empty block.
+    pub empty_block_wait: Duration,
+}
+
+/// Why the driver stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The consensus core failed (the WAL or guard could not be written, Malachite refused).
+    #[error("consensus: {0}")]
+    Core(#[from] CoreError),
+    /// The chain worker failed to commit a decided block.
+    #[error("cannot commit the decided block at height {height}: {detail}")]
+    Commit {
+        /// Height.
+        height: u64,
+        /// Why.
+        detail: String,
+    },
+    /// The chain worker stopped.
+    #[error("the chain worker stopped")]
+    ChainStopped,
+}
+
+impl DriverError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DriverError::Core(e) => e.code(),
+            DriverError::Commit { .. } => "COMMIT_FAILED",
+            DriverError::ChainStopped => "CHAIN_STOPPED",
+        }
+    }
+}
+
+/// A build the proposer is waiting to make (for events, or until the wait ends).
+#[derive(Clone, Copy, Debug)]
+struct PendingBuild {
+    height: u64,
+    round: Round,
+    deadline: Instant,
+}
+
+/// A decision whose block has not arrived yet.
+#[derive(Debug)]
+struct AwaitedBlock {
+    height: u64,
+    block_hash: Hash,
+    certificate: CommitCertificate,
+}
+
+struct Driver {
+    config: DriverConfig,
+    ctx: TradeContext,
+    core: ConsensusCore,
+    chain: ChainHandle,
+    out: mpsc::Sender<Outbound>,
+    mempool: watch::Receiver<MempoolStats>,
+    height: u64,
+    timers: BTreeMap<(Instant, u64), Timeout>,
+    timer_seq: u64,
+    blocks: HashMap<Hash, Block>,
+    early: Vec<crate::consensus::parts::Assembled>,
+    assembler: PartAssembler,
+    pending_build: Option<PendingBuild>,
+    awaited: Option<AwaitedBlock>,
+    /// Heights this validator decided and committed (for status and tests).
+    decided: u64,
+}
+
+/// Runs the driver until `inputs` closes or `stop` fires. `core` is fresh (as built by
+/// [`ConsensusCore::new`] at the tip's next height) with its WAL attached; `records` are the
+/// WAL's records for replay.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    config: DriverConfig,
+    core: ConsensusCore,
+    records: Vec<super::walrecord::WalRecord>,
+    height: u64,
+    chain: ChainHandle,
+    mempool: watch::Receiver<MempoolStats>,
+    mut inputs: mpsc::Receiver<DriverInput>,
+    out: mpsc::Sender<Outbound>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), DriverError> {
+    let ctx = TradeContext { chain: config.chain };
+    let mut d = Driver {
+        config,
+        ctx,
+        core,
+        chain,
+        out,
+        mempool,
+        height,
+        timers: BTreeMap::new(),
+        timer_seq: 0,
+        blocks: HashMap::new(),
+        early: Vec::new(),
+        assembler: PartAssembler::new(),
+        pending_build: None,
+        awaited: None,
+        decided: 0,
+    };
+    d.recover(records).await?;
+    loop {
+        let next_timer = d.timers.keys().next().map(|(at, _)| *at);
+        let build_at = d.pending_build.map(|b| b.deadline);
+        tokio::select! {
+            biased;
+            _ = stop.changed() => {
+                if *stop.borrow() {
+                    tracing::info!(height = d.height, "consensus driver stopping");
+                    return Ok(());
+                }
+            }
+            _ = sleep_until(next_timer) => {
+                d.fire_timers().await?;
+            }
+            _ = sleep_until(build_at) => {
+                d.build_now().await?;
+            }
+            changed = d.mempool.changed(), if d.pending_build.is_some() => {
+                if changed.is_ok() && d.mempool.borrow().events > 0 {
+                    d.build_now().await?;
+                }
+            }
+            input = inputs.recv() => {
+                let Some(input) = input else { return Ok(()) };
+                d.on_input(input).await?;
+            }
+        }
+        d.settle().await?;
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    /// Starts the height and replays the WAL (a restart resumes the round, lock and votes it
+    /// had), then re-sends the last vote the sign-state holds.
+    async fn recover(
+        &mut self,
+        records: Vec<super::walrecord::WalRecord>,
+    ) -> Result<(), DriverError> {
+        let (actions, blocks) = self.core.recover(self.height, records)?;
+        for block in blocks {
+            self.blocks.insert(block.header.hash(), block);
+        }
+        self.carry_out(actions).await?;
+        match self.core.restore_last_vote(self.height) {
+            Ok(actions) => self.carry_out(actions).await?,
+            Err(CoreError::Guard(e)) => {
+                tracing::warn!(code = e.code(), "not re-sending the last vote: {e}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.settle().await
+    }
+
+    async fn feed(
+        &mut self,
+        input: malachite_core_consensus::Input<TradeContext>,
+    ) -> Result<(), DriverError> {
+        let mut queue = std::collections::VecDeque::from([input]);
+        while let Some(input) = queue.pop_front() {
+            let actions = match self.core.handle(input) {
+                Ok(actions) => actions,
+                // The guard refused to sign: this validator stays silent for that step.
+                Err(CoreError::Guard(e)) => {
+                    tracing::warn!(code = e.code(), "sign-state guard refused: {e}");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            for next in self.act_all(actions).await? {
+                queue.push_back(next);
+            }
+        }
+        Ok(())
+    }
+
+    async fn carry_out(&mut self, actions: Vec<Action>) -> Result<(), DriverError> {
+        for input in self.act_all(actions).await? {
+            self.feed(input).await?;
+        }
+        Ok(())
+    }
+
+    /// Carries out actions; returns the inputs they produce.
+    async fn act_all(
+        &mut self,
+        actions: Vec<Action>,
+    ) -> Result<Vec<malachite_core_consensus::Input<TradeContext>>, DriverError> {
+        let mut inputs = Vec::new();
+        for action in actions {
+            if let Some(input) = self.act(action).await? {
+                inputs.push(input);
+            }
+        }
+        Ok(inputs)
+    }
+
+    async fn publish(&self, msg: ConsensusWire) {
+        match crate::wire::encode_consensus(&msg) {
+            Ok(bytes) => {
+                // The network task being gone means the node is stopping.
+                let _ = self.out.send(Outbound::Consensus(bytes)).await;
+            }
+            Err(e) => tracing::error!("cannot encode a consensus message: {e}"),
+        }
+    }
+
+    async fn publish_parts(&self, block: &Block, round: Round, valid_round: Round) {
+        match split_block(block, round, valid_round, &self.config.key, &self.config.chain) {
+            Ok(parts) => {
+                for part in parts {
+                    self.publish(ConsensusWire::Part(part)).await;
+                }
+            }
+            Err(e) => tracing::error!("cannot split the block for streaming: {e}"),
+        }
+    }
+
+    async fn act(
+        &mut self,
+        action: Action,
+    ) -> Result<Option<malachite_core_consensus::Input<TradeContext>>, DriverError> {
+        match action {
+            Action::Broadcast(msg) => self.publish(ConsensusWire::Signed(*msg)).await,
+            Action::Liveness(msg) => match *msg {
+                LivenessMsg::Vote(v) => {
+                    self.publish(ConsensusWire::Signed(SignedConsensusMsg::Vote(v))).await
+                }
+                LivenessMsg::PolkaCertificate(c) => self.publish(ConsensusWire::Polka(c)).await,
+                // Round certificates are not sent (docs/consensus.md): the rebroadcast votes
+                // carry the same information to validators that missed a round.
+                LivenessMsg::SkipRoundCertificate(_) => {}
+            },
+            Action::Restream { height, round, valid_round, block_hash } => {
+                if let Some(block) =
+                    self.blocks.get(&block_hash).filter(|b| b.header.height == height).cloned()
+                {
+                    self.publish_parts(&block, round, valid_round).await;
+                }
+            }
+            Action::ScheduleTimeout { timeout, duration_ms } => {
+                self.timers.retain(|_, t| *t != timeout);
+                self.timer_seq += 1;
+                let at = Instant::now() + Duration::from_millis(duration_ms);
+                self.timers.insert((at, self.timer_seq), timeout);
+            }
+            Action::CancelTimeout(timeout) => self.timers.retain(|_, t| *t != timeout),
+            Action::CancelAllTimeouts => self.timers.clear(),
+            Action::BuildBlock { height, round } => {
+                let wait = if self.mempool.borrow().events > 0 {
+                    Duration::ZERO
+                } else {
+                    self.config.empty_block_wait
+                };
+                self.pending_build =
+                    Some(PendingBuild { height, round, deadline: Instant::now() + wait });
+                if wait.is_zero() {
+                    return self.build(height, round).await;
+                }
+            }
+            Action::Evidence(evidence) => {
+                if evidence.verify(&self.ctx) {
+                    let (height, round, step) = evidence.position();
+                    tracing::warn!(validator = %evidence.validator(), height, round, step, "validator equivocated (evidence verified)");
+                }
+            }
+            // Committed by `settle`, after the input that led to it is fully handled.
+            Action::Decided { height, block_hash, certificate } => {
+                self.awaited = Some(AwaitedBlock { height, block_hash, certificate });
+            }
+        }
+        Ok(None)
+    }
+
+    async fn build_now(&mut self) -> Result<(), DriverError> {
+        let Some(pending) = self.pending_build else { return Ok(()) };
+        if let Some(input) = self.build(pending.height, pending.round).await? {
+            self.feed(input).await?;
+        }
+        Ok(())
+    }
+
+    async fn build(
+        &mut self,
+        height: u64,
+        round: Round,
+    ) -> Result<Option<malachite_core_consensus::Input<TradeContext>>, DriverError> {
+        self.pending_build = None;
+        if height != self.height {
+            return Ok(None);
+        }
+        let block = match self.chain.build(now_ms()).await {
+            Ok(block) => block,
+            Err(e) => {
+                tracing::error!(height, "cannot build a block: {e}");
+                return Ok(None);
+            }
+        };
+        self.core.persist_block(&block)?;
+        let hash = block.header.hash();
+        self.publish_parts(&block, round, Round::Nil).await;
+        tracing::debug!(height, round = round.as_i64(), events = block.events.len(), "proposing");
+        self.blocks.insert(hash, block);
+        Ok(Some(propose(height, round, hash)))
+    }
+
+    async fn fire_timers(&mut self) -> Result<(), DriverError> {
+        let now = Instant::now();
+        let due: Vec<(Instant, u64)> =
+            self.timers.range(..=(now, u64::MAX)).map(|(k, _)| *k).collect();
+        for key in due {
+            if let Some(timeout) = self.timers.remove(&key) {
+                self.feed(malachite_core_consensus::Input::TimeoutElapsed(timeout)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_input(&mut self, input: DriverInput) -> Result<(), DriverError> {
+        match input {
+            DriverInput::Synced { height } => {
+                if height >= self.height {
+                    self.start_height(height + 1).await?;
+                }
+            }
+            DriverInput::Consensus(msg) => match *msg {
+                ConsensusWire::Signed(m) => {
+                    let h = match &m {
+                        SignedConsensusMsg::Vote(v) => v.message.height.0,
+                        SignedConsensusMsg::Proposal(p) => p.message.height.0,
+                    };
+                    if h > self.height {
+                        let _ = self.out.try_send(Outbound::Behind { height: h });
+                    }
+                    self.feed(from_peer(m)).await?;
+                }
+                ConsensusWire::Polka(c) => {
+                    self.feed(malachite_core_consensus::Input::PolkaCertificate(c)).await?;
+                }
+                ConsensusWire::Part(part) => self.on_part(part).await?,
+            },
+        }
+        Ok(())
+    }
+
+    async fn on_part(&mut self, part: ProposalPart) -> Result<(), DriverError> {
+        let Some(assembled) = self.assembler.add(self.height, part) else { return Ok(()) };
+        if assembled.block.header.height > self.height {
+            if self.early.len() < MAX_EARLY_BLOCKS {
+                self.early.push(assembled);
+            }
+            return Ok(());
+        }
+        self.on_block(assembled).await
+    }
+
+    async fn on_block(&mut self, a: crate::consensus::parts::Assembled) -> Result<(), DriverError> {
+        let height = a.block.header.height;
+        if height != self.height {
+            return Ok(());
+        }
+        let hash = a.block.header.hash();
+        let valid = match self.chain.validate(a.block.clone()).await {
+            Ok(h) => h == hash,
+            Err(crate::chain::ChainError::Stopped) => return Err(DriverError::ChainStopped),
+            Err(e) => {
+                tracing::warn!(height, proposer = %a.proposer, "proposed block is invalid: {e}");
+                false
+            }
+        };
+        if valid {
+            self.core.persist_block(&a.block)?;
+        }
+        self.blocks.insert(hash, a.block);
+        self.feed(received_block(height, a.round, a.valid_round, a.proposer, hash, valid)).await
+    }
+
+    /// After each input: while a decision's block is here, commits it and starts the next
+    /// height (whose early blocks may decide it at once, hence the loop).
+    async fn settle(&mut self) -> Result<(), DriverError> {
+        while self.try_commit_awaited().await? {}
+        Ok(())
+    }
+
+    /// Commits the decided block if it is here, then starts the next height; whether it did.
+    async fn try_commit_awaited(&mut self) -> Result<bool, DriverError> {
+        let Some(awaited) = self.awaited.take() else { return Ok(false) };
+        if awaited.height != self.height {
+            return Ok(false);
+        }
+        let Some(block) = self.blocks.get(&awaited.block_hash).cloned() else {
+            tracing::info!(
+                height = awaited.height,
+                "decided a block not received yet; waiting for it or for sync"
+            );
+            let _ = self.out.try_send(Outbound::Behind { height: awaited.height });
+            self.awaited = Some(awaited);
+            return Ok(false);
+        };
+        let height = awaited.height;
+        let certified = CertifiedBlock { block, certificate: awaited.certificate };
+        match self.chain.commit(certified, now_ms()).await {
+            Ok(_) => {}
+            Err(crate::chain::ChainError::Stopped) => return Err(DriverError::ChainStopped),
+            Err(e) => {
+                // The sync task may have committed this height first.
+                let tip = self.chain.tip().await.map_err(|_| DriverError::ChainStopped)?;
+                if tip.height < height {
+                    return Err(DriverError::Commit { height, detail: e.to_string() });
+                }
+            }
+        }
+        self.decided += 1;
+        tracing::info!(height, "committed");
+        self.start_height(height + 1).await?;
+        Ok(true)
+    }
+
+    async fn start_height(&mut self, height: u64) -> Result<(), DriverError> {
+        let tip = self.chain.tip().await.map_err(|_| DriverError::ChainStopped)?;
+        // Whatever the caller says, consensus runs on the block after the committed tip.
+        let height = height.max(tip.height + 1);
+        if height <= self.height && tip.height < self.height {
+            return Ok(());
+        }
+        self.height = height;
+        self.timers.clear();
+        self.blocks.clear();
+        self.pending_build = None;
+        self.awaited = None;
+        self.assembler.prune_below(height);
+        let early = std::mem::take(&mut self.early);
+        let input = self.core.start_height(height);
+        self.feed(input).await?;
+        for a in early {
+            match a.block.header.height.cmp(&height) {
+                std::cmp::Ordering::Equal => self.on_block(a).await?,
+                std::cmp::Ordering::Greater => self.early.push(a),
+                std::cmp::Ordering::Less => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Wall-clock Unix milliseconds (block and admission times).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,138 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::json;
+use tradeloop_ledger::sample::{ids, trade_events, Cast};
+use tradeloop_ledger::{check_event, Ledger, RejectCode};
+
+use super::*;
+
+const T: u64 = 1_700_000_100_000;
+
+struct Fixture {
+    cast: Cast,
+    ledger: Ledger,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture() -> Fixture {
+    let cast = Cast::deterministic(1, T - 10_000).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&dir.path().join("data"), cast.genesis.clone()).unwrap();
+    Fixture { cast, ledger, _dir: dir }
+}
+
+fn limits() -> MempoolLimits {
+    MempoolLimits { max_events: 1000, max_bytes: 10 * 1024 * 1024 }
+}
+
+fn admit(pool: &mut Mempool, f: &Fixture, e: &SignedEvent) -> Admission {
+    let checked = check_event(&f.cast.genesis, e);
+    pool.admit(&f.cast.genesis, &f.ledger, T, e.clone(), checked).unwrap()
+}
+
+#[test]
+fn a_whole_trade_is_admitted_in_order_because_each_event_sees_the_pending_ones() {
+    let f = fixture();
+    let mut pool = Mempool::new(limits());
+    let events = trade_events(&f.cast, 1, T);
+    for e in &events {
+        assert_eq!(admit(&mut pool, &f, e), Admission::Accepted);
+    }
+    assert_eq!(pool.len(), events.len());
+    // The same envelope again: a lookup, not a second admission.
+    assert_eq!(admit(&mut pool, &f, &events[0]), Admission::AlreadyPending);
+    assert!(pool.contains(&events[3].id()));
+    assert!(pool.checked(&events[3]).is_some(), "the verdict is kept for reuse");
+    // A second order with the same id, pending-after the first: refused by the rules.
+    let again = f.cast.sign(
+        ids::IMPORTER,
+        "trade.order_placed",
+        json!({
+            "order_id": "PO-1", "seller": ids::EXPORTER, "incoterm": "FOB", "currency": "USD",
+            "amount": "1.00", "lines": [{"sku": "X", "description": "x", "hs_code": "940542",
+            "quantity": "1", "unit": "PCE"}]
+        }),
+        T,
+        "other-nonce",
+    );
+    let Admission::Rejected(r) = admit(&mut pool, &f, &again) else { panic!("accepted twice") };
+    assert_eq!(r.code, RejectCode::DuplicateOrder);
+    // An event out of order (the next trade's acceptance before its order): refused.
+    let second = trade_events(&f.cast, 2, T);
+    let Admission::Rejected(r) = admit(&mut pool, &f, &second[1]) else { panic!("accepted") };
+    assert_eq!(r.code, RejectCode::UnknownOrder);
+    // A damaged signature fails the stateless check.
+    let mut bad = second[0].clone();
+    bad.signature.0[5] ^= 1;
+    let Admission::Rejected(r) = admit(&mut pool, &f, &bad) else { panic!("accepted") };
+    assert_eq!(r.code, RejectCode::BadSignature);
+    assert_eq!(pool.len(), events.len(), "refusals change nothing");
+}
+
+#[test]
+fn a_full_pool_refuses_without_dropping_what_it_holds() {
+    let f = fixture();
+    let events = trade_events(&f.cast, 1, T);
+    let mut by_count = Mempool::new(MempoolLimits { max_events: 3, ..limits() });
+    for e in &events[..3] {
+        assert_eq!(admit(&mut by_count, &f, e), Admission::Accepted);
+    }
+    assert_eq!(admit(&mut by_count, &f, &events[3]), Admission::Full);
+    assert_eq!(by_count.len(), 3);
+    let one = tradeloop_ledger::codec::encoded_len(&events[0]).unwrap();
+    let mut by_bytes = Mempool::new(MempoolLimits { max_bytes: one, ..limits() });
+    assert_eq!(admit(&mut by_bytes, &f, &events[0]), Admission::Accepted);
+    assert_eq!(admit(&mut by_bytes, &f, &events[1]), Admission::Full);
+    assert_eq!(by_bytes.bytes(), one);
+    // Candidates respect the bounds they are given, in arrival order.
+    let (signed, checked) = by_count.candidates(2, u64::MAX);
+    assert_eq!(signed, events[..2].to_vec());
+    assert_eq!(
+        checked.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![events[0].id(), events[1].id()]
+    );
+    assert!(by_count.candidates(10, one - 1).0.is_empty());
+}
+
+#[test]
+fn a_commit_removes_its_events_and_evicts_the_ones_it_made_invalid() {
+    let mut f = fixture();
+    let mut pool = Mempool::new(limits());
+    let trade = trade_events(&f.cast, 1, T);
+    for e in &trade[..4] {
+        assert_eq!(admit(&mut pool, &f, e), Admission::Accepted);
+    }
+    // Another node's block commits the first two events of the trade and a different order
+    // with the id PO-2, while this pool holds trade 2's own order PO-2.
+    let other = trade_events(&f.cast, 2, T);
+    assert_eq!(admit(&mut pool, &f, &other[0]), Admission::Accepted);
+    let rival = f.cast.sign(
+        ids::IMPORTER,
+        "trade.order_placed",
+        json!({
+            "order_id": "PO-2", "seller": ids::EXPORTER, "incoterm": "FOB", "currency": "USD",
+            "amount": "1.00", "lines": [{"sku": "X", "description": "x", "hs_code": "940542",
+            "quantity": "1", "unit": "PCE"}]
+        }),
+        T,
+        "rival",
+    );
+    let key = f.cast.validator_keys[0].clone();
+    let block = vec![trade[0].clone(), trade[1].clone(), rival];
+    let (blocks, rejected) = f.ledger.append_local(&block, T, &key).unwrap();
+    assert!(rejected.is_empty(), "{rejected:?}");
+    let committed: Vec<Hash> = blocks[0].block.events.iter().map(SignedEvent::id).collect();
+    let evicted = pool.on_commit(&f.cast.genesis, &f.ledger, T, &committed).unwrap();
+    assert_eq!(evicted.len(), 1, "{evicted:?}");
+    assert_eq!(evicted[0].0, other[0].id());
+    assert_eq!(evicted[0].1.code, RejectCode::DuplicateOrder);
+    assert_eq!(pool.len(), 2, "trade 1's events 3 and 4 stay");
+    assert!(!pool.contains(&trade[0].id()) && !pool.contains(&other[0].id()));
+    // The pool's view is the new tip plus what stays: the trade's next event is admitted.
+    assert_eq!(admit(&mut pool, &f, &trade[4]), Admission::Accepted);
+    let total: u64 = [&trade[2], &trade[3], &trade[4]]
+        .iter()
+        .map(|e| tradeloop_ledger::codec::encoded_len(*e).unwrap())
+        .sum();
+    assert_eq!(pool.bytes(), total);
+}

@@ -1,0 +1,347 @@
+//! What member nodes send each other (docs/formats.md, "Network messages").
+//!
+//! - **Consensus topic**: one [`ConsensusWire`] per gossip message. Votes, proposals and polka
+//!   certificates use the fixed layouts of the WAL records (tags 1, 2 and 5, see
+//!   [`crate::consensus::walrecord`]); a block travels as [`ProposalPart`]s (tag 32), each
+//!   signed by the proposer's node key, so a part is checked before it is forwarded and a
+//!   forged part cannot poison a block being reassembled.
+//! - **Events topic**: an [`EventBatch`], the events' bincode form (docs/formats.md, "Events").
+//! - **Request-response**: a [`Request`] and its [`Response`], bincode (the ledger's codec, with
+//!   its size limit).
+//!
+//! Every decoder refuses trailing bytes and anything over its named bound.
+
+use serde::{Deserialize, Serialize};
+use tradeloop_crypto::{domain_hash, Hash, PublicKey, Signature, SigningKey};
+use tradeloop_ledger::{Block, CertifiedBlock, SignedEvent};
+
+use crate::consensus::context::TradeContext;
+use crate::consensus::walrecord::WalRecord;
+use malachite_core_consensus::{Input, SignedConsensusMsg};
+use malachite_core_types::{PolkaCertificate, Round};
+
+/// Bytes of block data in one proposal part: 1 MiB.
+pub const MAX_PART_BYTES: usize = 1024 * 1024;
+/// Most parts one block may be split into (a 32 MiB block, the block log's frame bound).
+pub const MAX_PARTS: u32 = 32;
+/// Most events in one gossip batch.
+pub const MAX_BATCH_EVENTS: usize = 512;
+/// Most blocks in one sync response.
+pub const MAX_SYNC_BLOCKS: u32 = 64;
+/// Most bytes of blocks in one sync response: 16 MiB (a response stops early at this bound,
+/// and always carries at least one block).
+pub const MAX_SYNC_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+
+const PART: u8 = 32;
+const PART_DOMAIN: &[u8] = b"tradeloop/proposal-part/v1\0";
+
+/// Why bytes from a peer are not a message.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// Not a message of this protocol version.
+    #[error("malformed network message: {0}")]
+    Malformed(String),
+    /// Could not be encoded (a bound was exceeded).
+    #[error("cannot encode network message: {0}")]
+    Encode(String),
+}
+
+impl WireError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            WireError::Malformed(_) => "WIRE_MALFORMED",
+            WireError::Encode(_) => "WIRE_ENCODE",
+        }
+    }
+}
+
+/// A message on the consensus topic.
+#[derive(Clone, Debug)]
+pub enum ConsensusWire {
+    /// A signed vote or proposal.
+    Signed(SignedConsensusMsg<TradeContext>),
+    /// A polka certificate (liveness: helps validators that missed prevotes).
+    Polka(PolkaCertificate<TradeContext>),
+    /// A part of a proposed block.
+    Part(ProposalPart),
+}
+
+/// One part of a block proposed at `(height, round)`, signed by its proposer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProposalPart {
+    /// Height.
+    pub height: u64,
+    /// The round of the proposal.
+    pub round: Round,
+    /// Its proof-of-lock round (`Round::Nil` if none).
+    pub valid_round: Round,
+    /// The proposer's node key.
+    pub proposer: PublicKey,
+    /// The hash of the whole block.
+    pub block_hash: Hash,
+    /// This part's index, from 0.
+    pub index: u32,
+    /// How many parts the block has.
+    pub count: u32,
+    /// This part's bytes of the block's bincode encoding.
+    pub bytes: Vec<u8>,
+    /// The proposer's signature over [`ProposalPart::signing_bytes`].
+    pub signature: Signature,
+}
+
+impl ProposalPart {
+    /// `SHA-256(domain || chain || height || round || valid_round || block_hash || index ||
+    /// count || SHA-256(bytes))`, the bytes the proposer signs (integers big-endian, rounds as
+    /// i64 with -1 for none).
+    pub fn signing_bytes(&self, chain: &Hash) -> Vec<u8> {
+        let data_hash = Hash::sha256(&self.bytes);
+        domain_hash(
+            PART_DOMAIN,
+            &[
+                &chain.0,
+                &self.height.to_be_bytes(),
+                &self.round.as_i64().to_be_bytes(),
+                &self.valid_round.as_i64().to_be_bytes(),
+                &self.block_hash.0,
+                &self.index.to_be_bytes(),
+                &self.count.to_be_bytes(),
+                &data_hash.0,
+            ],
+        )
+        .0
+        .to_vec()
+    }
+
+    /// Whether the proposer's signature holds.
+    pub fn verify(&self, chain: &Hash) -> bool {
+        self.proposer.verify(&self.signing_bytes(chain), &self.signature).is_ok()
+    }
+}
+
+/// Splits a block into signed parts for `(round, valid_round)`.
+pub fn split_block(
+    block: &Block,
+    round: Round,
+    valid_round: Round,
+    key: &SigningKey,
+    chain: &Hash,
+) -> Result<Vec<ProposalPart>, WireError> {
+    let bytes =
+        tradeloop_ledger::codec::encode(block).map_err(|e| WireError::Encode(e.to_string()))?;
+    let block_hash = block.header.hash();
+    let chunks: Vec<&[u8]> = bytes.chunks(MAX_PART_BYTES).collect();
+    let count = u32::try_from(chunks.len()).ok().filter(|c| *c <= MAX_PARTS).ok_or_else(|| {
+        WireError::Encode(format!("a block of {} bytes is over {MAX_PARTS} parts", bytes.len()))
+    })?;
+    let mut parts = Vec::with_capacity(chunks.len());
+    for (index, chunk) in (0u32..).zip(chunks) {
+        let mut part = ProposalPart {
+            height: block.header.height,
+            round,
+            valid_round,
+            proposer: key.public_key(),
+            block_hash,
+            index,
+            count,
+            bytes: chunk.to_vec(),
+            signature: Signature([0; 64]),
+        };
+        part.signature = key.sign(&part.signing_bytes(chain));
+        parts.push(part);
+    }
+    Ok(parts)
+}
+
+/// Encodes a consensus message.
+pub fn encode_consensus(msg: &ConsensusWire) -> Result<Vec<u8>, WireError> {
+    let record =
+        |input| WalRecord::Input(input).encode().map_err(|e| WireError::Encode(e.to_string()));
+    match msg {
+        ConsensusWire::Signed(SignedConsensusMsg::Vote(v)) => record(Input::Vote(v.clone())),
+        ConsensusWire::Signed(SignedConsensusMsg::Proposal(p)) => {
+            record(Input::Proposal(p.clone()))
+        }
+        ConsensusWire::Polka(c) => record(Input::PolkaCertificate(c.clone())),
+        ConsensusWire::Part(p) => {
+            let mut out = Vec::with_capacity(p.bytes.len() + 200);
+            out.push(PART);
+            out.extend_from_slice(&p.height.to_be_bytes());
+            out.extend_from_slice(&p.round.as_i64().to_be_bytes());
+            out.extend_from_slice(&p.valid_round.as_i64().to_be_bytes());
+            out.extend_from_slice(p.proposer.as_bytes());
+            out.extend_from_slice(&p.block_hash.0);
+            out.extend_from_slice(&p.index.to_be_bytes());
+            out.extend_from_slice(&p.count.to_be_bytes());
+            out.extend_from_slice(&p.signature.0);
+            let len = u32::try_from(p.bytes.len())
+                .map_err(|_| WireError::Encode("part too large".into()))?;
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(&p.bytes);
+            Ok(out)
+        }
+    }
+}
+
+/// Decodes a consensus message (syntax only: signatures are checked by the caller).
+pub fn decode_consensus(bytes: &[u8]) -> Result<ConsensusWire, WireError> {
+    let malformed = |d: &str| WireError::Malformed(d.to_string());
+    match bytes.first() {
+        None => Err(malformed("empty message")),
+        Some(&PART) => decode_part(&bytes[1..]),
+        Some(_) => {
+            match WalRecord::decode(bytes).map_err(|e| WireError::Malformed(e.to_string()))? {
+                WalRecord::Input(Input::Vote(v)) => {
+                    Ok(ConsensusWire::Signed(SignedConsensusMsg::Vote(v)))
+                }
+                WalRecord::Input(Input::Proposal(p)) => {
+                    Ok(ConsensusWire::Signed(SignedConsensusMsg::Proposal(p)))
+                }
+                WalRecord::Input(Input::PolkaCertificate(c)) => Ok(ConsensusWire::Polka(c)),
+                _ => Err(malformed("not a consensus message kind")),
+            }
+        }
+    }
+}
+
+fn decode_part(mut b: &[u8]) -> Result<ConsensusWire, WireError> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], WireError> {
+        if b.len() < n {
+            return Err(WireError::Malformed("proposal part cut short".into()));
+        }
+        let (head, tail) = b.split_at(n);
+        *b = tail;
+        Ok(head)
+    }
+    let u64_of = |s: &[u8]| u64::from_be_bytes(s.try_into().unwrap_or([0; 8]));
+    let u32_of = |s: &[u8]| u32::from_be_bytes(s.try_into().unwrap_or([0; 4]));
+    let round_of = |v: i64| -> Result<Round, WireError> {
+        match v {
+            -1 => Ok(Round::Nil),
+            r if (0..=i64::from(u32::MAX)).contains(&r) => {
+                Ok(Round::new(u32::try_from(r).unwrap_or(0)))
+            }
+            r => Err(WireError::Malformed(format!("round {r} out of range"))),
+        }
+    };
+    let height = u64_of(take(&mut b, 8)?);
+    let round = round_of(u64_of(take(&mut b, 8)?) as i64)?;
+    let valid_round = round_of(u64_of(take(&mut b, 8)?) as i64)?;
+    let proposer = PublicKey::from_bytes(take(&mut b, 32)?.try_into().unwrap_or([0; 32]))
+        .map_err(|e| WireError::Malformed(format!("proposer key: {e}")))?;
+    let block_hash = Hash(take(&mut b, 32)?.try_into().unwrap_or([0; 32]));
+    let index = u32_of(take(&mut b, 4)?);
+    let count = u32_of(take(&mut b, 4)?);
+    let signature = Signature(take(&mut b, 64)?.try_into().unwrap_or([0; 64]));
+    let len = u32_of(take(&mut b, 4)?) as usize;
+    if len == 0 || len > MAX_PART_BYTES {
+        return Err(WireError::Malformed(format!("part of {len} bytes (1..={MAX_PART_BYTES})")));
+    }
+    if count == 0 || count > MAX_PARTS || index >= count {
+        return Err(WireError::Malformed(format!("part {index} of {count} (at most {MAX_PARTS})")));
+    }
+    let data = take(&mut b, len)?.to_vec();
+    if !b.is_empty() {
+        return Err(WireError::Malformed("trailing bytes after a proposal part".into()));
+    }
+    Ok(ConsensusWire::Part(ProposalPart {
+        height,
+        round,
+        valid_round,
+        proposer,
+        block_hash,
+        index,
+        count,
+        bytes: data,
+        signature,
+    }))
+}
+
+/// Events gossiped together.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventBatch {
+    /// The events, as their authors signed them.
+    pub events: Vec<SignedEvent>,
+}
+
+impl EventBatch {
+    /// The batch's bytes.
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        if self.events.len() > MAX_BATCH_EVENTS {
+            return Err(WireError::Encode(format!(
+                "more than {MAX_BATCH_EVENTS} events in a batch"
+            )));
+        }
+        tradeloop_ledger::codec::encode(self).map_err(|e| WireError::Encode(e.to_string()))
+    }
+
+    /// Parses a batch.
+    pub fn decode(bytes: &[u8]) -> Result<EventBatch, WireError> {
+        let batch: EventBatch =
+            tradeloop_ledger::codec::decode(bytes).map_err(WireError::Malformed)?;
+        if batch.events.is_empty() || batch.events.len() > MAX_BATCH_EVENTS {
+            return Err(WireError::Malformed(format!(
+                "a batch holds 1..={MAX_BATCH_EVENTS} events, this one {}",
+                batch.events.len()
+            )));
+        }
+        Ok(batch)
+    }
+}
+
+/// A request to a peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// "What is your tip?"
+    Status,
+    /// "Send me your committed blocks from `from`, at most `count`."
+    Blocks {
+        /// First height wanted.
+        from: u64,
+        /// Most blocks wanted (at most [`MAX_SYNC_BLOCKS`]).
+        count: u32,
+    },
+}
+
+/// A peer's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Its tip.
+    Status {
+        /// The chain (genesis hash): a peer of another chain is ignored.
+        chain: Hash,
+        /// Its committed height.
+        height: u64,
+        /// Its tip block hash.
+        tip_hash: Hash,
+    },
+    /// Consecutive committed blocks from the height asked, with their certificates.
+    Blocks(Vec<CertifiedBlock>),
+    /// The request could not be answered.
+    Error(String),
+}
+
+impl Request {
+    /// The request's bytes.
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        tradeloop_ledger::codec::encode(self).map_err(|e| WireError::Encode(e.to_string()))
+    }
+    /// Parses a request.
+    pub fn decode(bytes: &[u8]) -> Result<Request, WireError> {
+        tradeloop_ledger::codec::decode(bytes).map_err(WireError::Malformed)
+    }
+}
+
+impl Response {
+    /// The response's bytes.
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        tradeloop_ledger::codec::encode(self).map_err(|e| WireError::Encode(e.to_string()))
+    }
+    /// Parses a response.
+    pub fn decode(bytes: &[u8]) -> Result<Response, WireError> {
+        tradeloop_ledger::codec::decode(bytes).map_err(WireError::Malformed)
+    }
+}
+
+#[cfg(test)]
+mod tests;
