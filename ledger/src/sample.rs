@@ -131,28 +131,49 @@ impl Cast {
         Ok(Cast { genesis: Genesis::from_doc(doc)?, keys, validator_keys, member_keys: Vec::new() })
     }
 
-    /// [`Cast::new`] for a network of member nodes: every participant that hosts no validator
-    /// runs a non-voting member node (key label `<participant>-node`), listed in the genesis
-    /// `member_nodes`, so that each party of the trade submits to its own node.
+    /// [`Cast::new`] plus `member_nodes` non-voting member nodes, listed in the genesis
+    /// `member_nodes`: one for each party that hosts no validator (the exporter, importer and
+    /// forwarder first), then second nodes of the same parties in turn (key labels
+    /// `<participant>-node`, `<participant>-node-2`, ...). With one member node per such party,
+    /// each party of the trade submits to its own node.
     pub fn networked(
         validators: usize,
+        member_nodes: usize,
         genesis_time_ms: u64,
         key_for: &mut dyn FnMut(&str) -> Result<SigningKey, LedgerError>,
     ) -> Result<Cast, LedgerError> {
         let mut cast = Cast::new(validators, genesis_time_ms, key_for)?;
         let mut doc = cast.genesis.doc.clone();
         let hosts: Vec<String> = doc.validators.iter().map(|v| v.participant.clone()).collect();
-        for p in &doc.participants {
-            if hosts.contains(&p.id) {
-                continue;
-            }
-            let key = key_for(&format!("{}-node", p.id))?;
-            doc.member_nodes
-                .push(MemberNode { participant: p.id.clone(), node_key: key.public_key() });
-            cast.member_keys.push((p.id.clone(), key));
+        let parties: Vec<String> =
+            doc.participants.iter().map(|p| p.id.clone()).filter(|id| !hosts.contains(id)).collect();
+        for i in 0..member_nodes.min(crate::genesis::MAX_MEMBER_NODES) {
+            let Some(party) = parties.get(i % parties.len().max(1)) else { break };
+            let round = i / parties.len().max(1);
+            let label =
+                if round == 0 { format!("{party}-node") } else { format!("{party}-node-{}", round + 1) };
+            let key = key_for(&label)?;
+            doc.member_nodes.push(MemberNode { participant: party.clone(), node_key: key.public_key() });
+            cast.member_keys.push((party.clone(), key));
         }
         cast.genesis = Genesis::from_doc(doc)?;
         Ok(cast)
+    }
+
+    /// A short name for each node, in [`Cast::node_keys`] order: `<participant>-node` or
+    /// `<participant>-node-N` for a participant's N-th node.
+    pub fn node_names(&self) -> Vec<String> {
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        let hosts = self.genesis.doc.validators.iter().map(|v| v.participant.as_str());
+        let members = self.member_keys.iter().map(|(p, _)| p.as_str());
+        hosts
+            .chain(members)
+            .map(|p| {
+                let n = seen.entry(p).or_insert(0);
+                *n += 1;
+                if *n == 1 { format!("{p}-node") } else { format!("{p}-node-{n}") }
+            })
+            .collect()
     }
 
     /// The node that serves `participant`'s systems: its member node, or else the first

@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tradeloop_crypto::{Hash, SigningKey};
 use tradeloop_ledger::block::Tip;
 use tradeloop_ledger::execute::check_events;
@@ -232,6 +232,8 @@ struct Worker {
     mempool: Mempool,
     proposer: SigningKey,
     commits: broadcast::Sender<CommitNotice>,
+    /// The mempool's figures, published after every change (the proposer waits on it).
+    stats: watch::Sender<MempoolStats>,
     /// Checked events of recently validated blocks, by block hash, for their commit.
     validated: VecDeque<(Hash, Vec<Event>)>,
 }
@@ -243,6 +245,7 @@ impl Worker {
             match command {
                 Command::Admit { events, now_ms, reply } => {
                     let _ = reply.send(self.admit(events, now_ms));
+                    self.publish_stats();
                 }
                 Command::Build { time_ms, reply } => {
                     let _ = reply.send(self.build(time_ms));
@@ -252,6 +255,7 @@ impl Worker {
                 }
                 Command::Commit { certified, now_ms, reply } => {
                     let _ = reply.send(self.commit(*certified, now_ms));
+                    self.publish_stats();
                 }
                 Command::Tip { reply } => {
                     let _ = reply.send(self.ledger.tip().clone());
@@ -270,6 +274,15 @@ impl Worker {
                 }
             }
         }
+    }
+
+    fn publish_stats(&self) {
+        let now = MempoolStats { events: self.mempool.len(), bytes: self.mempool.bytes() };
+        self.stats.send_if_modified(|s| {
+            let changed = *s != now;
+            *s = now;
+            changed
+        });
     }
 
     fn committed(&self, id: &Hash) -> Result<Option<Committed>, LedgerError> {

@@ -9,5 +9,7 @@ pub mod chain;
 pub mod config;
 pub mod consensus;
 pub mod mempool;
+pub mod runtime;
 pub mod sim;
+pub mod sync;
 pub mod wire;

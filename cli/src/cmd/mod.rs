@@ -11,9 +11,11 @@ pub mod append;
 pub mod audit;
 pub mod bench;
 pub mod demo;
+pub mod devnet;
 pub mod event;
 pub mod genesis;
 pub mod keys;
+pub mod node;
 pub mod query;
 pub mod reindex;
 pub mod sim;
@@ -93,6 +95,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run one member node from its node.toml (Ctrl-C or SIGTERM stops it cleanly).
+    Node(node::NodeArgs),
+    /// A local network of member nodes on loopback.
+    #[command(subcommand)]
+    Devnet(devnet::DevnetCommand),
     /// Run a sample closed-loop trade on a local chain and audit it.
     Demo(demo::DemoArgs),
     /// Benchmarks.
@@ -131,6 +138,8 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Restore { export, genesis, data_dir, json } => {
             reindex::restore(&export, &genesis, &data_dir, json)
         }
+        Command::Node(args) => node::run(args),
+        Command::Devnet(d) => devnet::run(d),
         Command::Demo(args) => demo::run(args),
         Command::Bench(b) => bench::run(b),
         Command::Sim(args) => sim::sim(args),

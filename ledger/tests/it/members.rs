@@ -7,8 +7,8 @@ use tradeloop_ledger::Genesis;
 
 #[test]
 fn a_networked_cast_lists_a_member_node_for_every_party_without_a_validator() {
-    let cast =
-        Cast::networked(4, 1_700_000_000_000, &mut |l| Ok(SigningKey::from_seed_label(l))).unwrap();
+    let cast = Cast::networked(4, 3, 1_700_000_000_000, &mut |l| Ok(SigningKey::from_seed_label(l)))
+        .unwrap();
     let members = cast.genesis.member_nodes();
     assert_eq!(members.len(), 7, "4 validators and the exporter, importer and forwarder");
     assert!(members[..4].iter().all(|m| m.power > 0));
@@ -20,6 +20,23 @@ fn a_networked_cast_lists_a_member_node_for_every_party_without_a_validator() {
         assert_eq!(members[i].node_key, cast.node_keys()[i].public_key());
     }
     assert_eq!(cast.node_of(ids::DE_CUSTOMS), Some(0), "customs submits to its validator");
+    assert_eq!(
+        cast.node_names(),
+        [
+            "de-customs-node",
+            "cn-customs-node",
+            "de-bank-hanseatic-node",
+            "cn-bank-shenzhen-node",
+            "cn-exporter-bright-node",
+            "de-importer-hanse-node",
+            "forwarder-pacific-link-node"
+        ]
+    );
+    // More member nodes than parties: second nodes, named apart.
+    let five = Cast::networked(4, 5, 1_700_000_000_000, &mut |l| Ok(SigningKey::from_seed_label(l)))
+        .unwrap();
+    assert_eq!(five.node_names()[7], "cn-exporter-bright-node-2");
+    assert_eq!(five.genesis.member_nodes().len(), 9);
     // The field survives the file round trip, and changes the chain's name.
     let reparsed = Genesis::from_json_bytes(&cast.genesis.canonical).unwrap();
     assert_eq!(reparsed.hash, cast.genesis.hash);

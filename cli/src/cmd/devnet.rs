@@ -1,0 +1,299 @@
+//! `tradeloop devnet`: a local network of member nodes on loopback (the demo cast).
+//!
+//! `init` writes `DIR/genesis.json`, `DIR/keys/<participant>.json` (event-signing keys),
+//! `DIR/keys/nodes/<node>.json` (node keys) and `DIR/nodes/<node>/node.toml` on free loopback
+//! ports; `run` starts every node as a child process and prefixes its log lines with its name.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use tradeloop_crypto::keyfile::write_key_file;
+use tradeloop_crypto::SigningKey;
+use tradeloop_ledger::sample::Cast;
+
+use crate::cmd::now_ms;
+use crate::output::Out;
+
+/// Most validators a devnet has (the cast's validator hosts).
+pub const MAX_DEVNET_VALIDATORS: usize = 7;
+/// Most non-validating member nodes a devnet has.
+pub const MAX_DEVNET_FULL_NODES: usize = 16;
+/// How long `run` waits for its nodes to stop after Ctrl-C before killing them.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Subcommand)]
+pub enum DevnetCommand {
+    /// Write a genesis, keys and one node.toml per node on free loopback ports.
+    Init(InitArgs),
+    /// Run every node of a devnet as a child process until Ctrl-C.
+    Run {
+        /// The devnet directory (from `devnet init`).
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Validators (1 to 7: the two customs authorities, the two banks, the forwarder, then
+    /// second nodes of the customs authorities).
+    #[arg(long, default_value_t = 4)]
+    pub validators: usize,
+    /// Non-validating member nodes (the exporter's, the importer's, the forwarder's, then
+    /// second nodes of theirs).
+    #[arg(long, default_value_t = 0)]
+    pub full_nodes: usize,
+    /// The directory to create; it must not exist or be empty.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Consensus timeouts of round 0 in the genesis, ms (propose; prevote and precommit are
+    /// half of it).
+    #[arg(long)]
+    pub timeout_propose_ms: Option<u64>,
+}
+
+pub fn run(command: DevnetCommand) -> Result<ExitCode> {
+    match command {
+        DevnetCommand::Init(args) => {
+            let nodes = init(&args)?;
+            writeln!(Out, "devnet in {}: {} nodes", args.dir.display(), nodes.len())?;
+            for n in &nodes {
+                writeln!(
+                    Out,
+                    "  {:<32} {:<10} api http://{}  p2p {}",
+                    n.name,
+                    if n.validator { "validator" } else { "member" },
+                    n.api,
+                    n.p2p
+                )?;
+            }
+            writeln!(Out, "run it with: tradeloop devnet run --dir {}", args.dir.display())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        DevnetCommand::Run { dir } => run_devnet(&dir),
+    }
+}
+
+/// One node of a devnet, as written by [`init`].
+#[derive(Clone, Debug)]
+pub struct DevnetNode {
+    /// Its name (`<participant>-node`).
+    pub name: String,
+    /// Whether it votes.
+    pub validator: bool,
+    /// The participant it serves.
+    pub participant: String,
+    /// Its HTTP API address.
+    pub api: std::net::SocketAddr,
+    /// Its libp2p address with peer id.
+    pub p2p: String,
+    /// Its node.toml.
+    pub config: PathBuf,
+}
+
+/// Picks `n` distinct free loopback ports (held open together so that none repeats).
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners: Vec<TcpListener> =
+        (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
+    Ok(listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<std::io::Result<_>>()?)
+}
+
+/// Writes a devnet; returns its nodes. Also used by the networked demo and the cluster tests.
+pub fn init(args: &InitArgs) -> Result<Vec<DevnetNode>> {
+    if !(1..=MAX_DEVNET_VALIDATORS).contains(&args.validators) {
+        bail!("--validators must be 1 to {MAX_DEVNET_VALIDATORS}, not {}", args.validators);
+    }
+    if args.full_nodes > MAX_DEVNET_FULL_NODES {
+        bail!("--full-nodes must be 0 to {MAX_DEVNET_FULL_NODES}, not {}", args.full_nodes);
+    }
+    let dir = &args.dir;
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        bail!("{} is not empty; give a new or empty directory to --dir", dir.display());
+    }
+    let mut cast = Cast::networked(args.validators, args.full_nodes, now_ms(), &mut |_| {
+        Ok(SigningKey::generate()?)
+    })?;
+    if let Some(ms) = args.timeout_propose_ms {
+        let mut doc = cast.genesis.doc.clone();
+        doc.consensus.timeout_propose_ms = ms;
+        doc.consensus.timeout_prevote_ms = (ms / 2).max(1);
+        doc.consensus.timeout_precommit_ms = (ms / 2).max(1);
+        cast.genesis = tradeloop_ledger::Genesis::from_doc(doc)?;
+    }
+    std::fs::create_dir_all(dir.join("keys/nodes"))?;
+    std::fs::write(dir.join("genesis.json"), cast.genesis.doc.to_json_bytes())?;
+    for (id, key) in &cast.keys {
+        write_key_file(&dir.join("keys").join(format!("{id}.json")), key)?;
+    }
+    let names = cast.node_names();
+    let keys = cast.node_keys();
+    let members = cast.genesis.member_nodes();
+    let ports = free_ports(2 * names.len())?;
+    let mut nodes = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let peer = tradeloop_node::p2p::peer_id(&keys[i].public_key());
+        nodes.push(DevnetNode {
+            name: name.clone(),
+            validator: members[i].power > 0,
+            participant: members[i].participant.to_string(),
+            api: std::net::SocketAddr::from(([127, 0, 0, 1], ports[2 * i + 1])),
+            p2p: format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", ports[2 * i]),
+            config: dir.join("nodes").join(name).join("node.toml"),
+        });
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        write_key_file(&dir.join("keys/nodes").join(format!("{}.json", node.name)), keys[i])?;
+        let bootstrap: Vec<String> = nodes
+            .iter()
+            .filter(|other| other.name != node.name)
+            .map(|other| format!("{:?}", other.p2p))
+            .collect();
+        let toml = format!(
+            "# {name}: {role} of {participant} (tradeloop devnet)\n\
+             data_dir = \"data\"\n\
+             genesis = \"../../genesis.json\"\n\
+             node_key = \"../../keys/nodes/{name}.json\"\n\n\
+             [p2p]\n\
+             listen = [\"/ip4/127.0.0.1/tcp/{port}\"]\n\
+             bootstrap = [{bootstrap}]\n\n\
+             [api]\n\
+             listen = \"{api}\"\n\n\
+             [log]\n\
+             format = \"pretty\"\n",
+            name = node.name,
+            role = if node.validator { "validator" } else { "member node" },
+            participant = node.participant,
+            port = ports[2 * i],
+            bootstrap = bootstrap.join(", "),
+            api = node.api,
+        );
+        std::fs::create_dir_all(node.config.parent().unwrap_or(Path::new(".")))?;
+        std::fs::write(&node.config, toml)?;
+    }
+    Ok(nodes)
+}
+
+/// The nodes of a devnet directory, from its node.toml files.
+pub fn nodes_of(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let nodes_dir = dir.join("nodes");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&nodes_dir)
+        .with_context(|| format!("{} has no nodes/ (run `tradeloop devnet init` first)", dir.display()))?
+    {
+        let entry = entry?;
+        let config = entry.path().join("node.toml");
+        if config.is_file() {
+            out.push((entry.file_name().to_string_lossy().into_owned(), config));
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        bail!("{} holds no node.toml files", nodes_dir.display());
+    }
+    Ok(out)
+}
+
+/// Starts one node process, its stdin held open so that it stops if this process dies.
+pub fn spawn_node(config: &Path) -> Result<Child> {
+    let exe = std::env::current_exe().context("cannot find the tradeloop binary")?;
+    Command::new(exe)
+        .args(["node", "--stop-on-stdin-eof", "--config"])
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start the node of {}", config.display()))
+}
+
+/// Copies a child's output to ours, each line prefixed with the node's name.
+fn prefix_lines(name: String, child: &mut Child) {
+    let width = 30;
+    if let Some(out) = child.stdout.take() {
+        let name = name.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                println!("{name:<width$} | {line}");
+            }
+        });
+    }
+    if let Some(err) = child.stderr.take() {
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                println!("{name:<width$} | {line}");
+            }
+        });
+    }
+}
+
+fn run_devnet(dir: &Path) -> Result<ExitCode> {
+    let nodes = nodes_of(dir)?;
+    let mut children: Vec<(String, Child)> = Vec::new();
+    for (name, config) in &nodes {
+        match spawn_node(config) {
+            Ok(mut child) => {
+                prefix_lines(name.clone(), &mut child);
+                children.push((name.clone(), child));
+            }
+            Err(e) => {
+                stop_all(&mut children);
+                return Err(e);
+            }
+        }
+    }
+    writeln!(Out, "devnet: {} nodes running; Ctrl-C stops them", children.len())?;
+    Out.flush()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    ctrlc_channel(tx);
+    let mut failed = false;
+    loop {
+        if rx.recv_timeout(Duration::from_millis(200)).is_ok() {
+            break;
+        }
+        if let Some((name, status)) = children.iter_mut().find_map(|(n, c)| c.try_wait().ok().flatten().map(|s| (n.clone(), s))) {
+            eprintln!("devnet: node {name} exited ({status}); stopping the others");
+            failed = !status.success();
+            break;
+        }
+    }
+    stop_all(&mut children);
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Closes each node's stdin (it stops cleanly), waits up to [`STOP_GRACE`], then kills what is
+/// left.
+pub fn stop_all(children: &mut Vec<(String, Child)>) {
+    for (_, child) in children.iter_mut() {
+        drop(child.stdin.take());
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    for (name, child) in children.iter_mut() {
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() >= deadline => {
+                    eprintln!("devnet: node {name} did not stop in {}s; killing it", STOP_GRACE.as_secs());
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+    children.clear();
+}
+
+/// Sends on `tx` at SIGINT or SIGTERM (through tokio's signal handling on its own thread).
+fn ctrlc_channel(tx: std::sync::mpsc::Sender<()>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(tradeloop_node::runtime::shutdown_signal());
+        let _ = tx.send(());
+    });
+}

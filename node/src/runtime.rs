@@ -1,0 +1,620 @@
+//! The node runtime: opens what a member node owns and wires the tasks that move messages
+//! between them (docs/architecture.md, "The node runtime").
+//!
+//! ```text
+//!   HTTP POST /v1/events ──ApiCommand──> api task ──admit──> chain worker (thread: Ledger + Mempool)
+//!        accepted events ──> gossip batcher ──publish(events)──> p2p event loop (owns the Swarm)
+//!   p2p events ──> network task: events → admit; consensus → check → driver; requests → chain
+//!   consensus driver (validators): ConsensusCore + timers ──build/validate/commit──> chain worker
+//!   sync task: status polls and hints ──request blocks──> p2p ──commit──> chain worker
+//!   chain worker ──CommitNotice──> broadcast (wait=commit answers)
+//! ```
+//!
+//! Every channel has a named bound. Shutdown (SIGINT/SIGTERM, or the caller's future): the API
+//! stops taking requests, the driver stops at a safe point (everything it signed is already in
+//! its WAL and sign-state), the network closes, and the chain worker finishes its command and
+//! closes the ledger.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use malachite_core_consensus::SignedConsensusMsg;
+use tokio::sync::{broadcast, mpsc, watch};
+use tradeloop_crypto::PublicKey;
+use tradeloop_ledger::genesis::ConsensusParams;
+use tradeloop_ledger::{Genesis, Ledger, LedgerError, SignedEvent};
+
+use crate::api::{ApiCommand, ApiLimits, NodeStatus, Verdict};
+use crate::chain::{self, AdmitResult, ChainHandle, CommitNotice, MempoolStats};
+use crate::config::NodeConfig;
+use crate::consensus::context::{TradeContext, Validators};
+use crate::consensus::core::ConsensusCore;
+use crate::consensus::driver::{self, now_ms, DriverConfig, DriverInput, Outbound};
+use crate::consensus::guard::SignGuard;
+use crate::mempool::MempoolLimits;
+use crate::p2p::{self, P2pConfig, P2pEvent, P2pHandle, P2pLimits, Topic, Verdict as Gossip};
+use crate::sync::{self, SyncContext, SyncHint};
+use crate::wire::{self, ConsensusWire, EventBatch, Request, Response};
+
+/// Bound on commit notices buffered for slow listeners (they then look up instead).
+pub const COMMIT_NOTICE_CHANNEL: usize = 1024;
+/// Bound on API commands waiting for the runtime.
+pub const API_COMMAND_CHANNEL: usize = 256;
+/// Bound on accepted events waiting to be gossiped.
+pub const GOSSIP_QUEUE: usize = 65_536;
+/// How long the gossip batcher waits for more events before publishing a batch.
+pub const GOSSIP_LINGER: Duration = Duration::from_millis(10);
+/// Bytes of events in one gossip batch at most (below the gossip message bound).
+pub const MAX_BATCH_BYTES: usize = 2 * 1024 * 1024;
+/// How long `Retry-After` tells a client to wait when the mempool is full.
+pub const FULL_RETRY_AFTER_MS: u64 = 1000;
+
+/// Why the node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The genesis, the data dir or the ledger.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The node key file.
+    #[error(transparent)]
+    Key(#[from] tradeloop_crypto::CryptoError),
+    /// The node key is not a member node of this chain.
+    #[error("this node's key {key} is not a member node in the genesis {genesis}; list it under `validators` or `member_nodes`, or point `node_key` at this node's own key file")]
+    NotAMember {
+        /// The key.
+        key: PublicKey,
+        /// The genesis file.
+        genesis: String,
+    },
+    /// The sign-state guard.
+    #[error(transparent)]
+    Guard(#[from] crate::consensus::guard::GuardError),
+    /// The consensus core or its WAL.
+    #[error(transparent)]
+    Core(#[from] crate::consensus::core::CoreError),
+    /// The network layer.
+    #[error(transparent)]
+    P2p(#[from] p2p::P2pError),
+    /// A listen address or thread could not be set up.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The consensus driver stopped with an error.
+    #[error(transparent)]
+    Driver(#[from] crate::consensus::driver::DriverError),
+}
+
+impl NodeError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            NodeError::Config(e) => e.code(),
+            NodeError::Ledger(e) => e.code(),
+            NodeError::Key(e) => e.code(),
+            NodeError::NotAMember { .. } => "NOT_A_MEMBER",
+            NodeError::Guard(e) => e.code(),
+            NodeError::Core(e) => e.code(),
+            NodeError::P2p(e) => e.code(),
+            NodeError::Io { .. } => "NODE_IO",
+            NodeError::Driver(e) => e.code(),
+        }
+    }
+}
+
+/// Where a started node can be reached (for `devnet`, tests and logs).
+#[derive(Clone, Debug)]
+pub struct Started {
+    /// The node key.
+    pub node_key: PublicKey,
+    /// Whether it votes.
+    pub validator: bool,
+    /// Its libp2p listen addresses (with the ports actually bound).
+    pub p2p: Vec<Multiaddr>,
+    /// Its HTTP API address.
+    pub api: std::net::SocketAddr,
+}
+
+/// Runs a member node until `stop` completes. `on_started` is called once everything listens.
+pub async fn run(
+    config: NodeConfig,
+    stop: impl Future<Output = ()> + Send + 'static,
+    on_started: impl FnOnce(&Started) + Send,
+) -> Result<(), NodeError> {
+    let genesis = Genesis::load(&config.genesis)?;
+    let key = tradeloop_crypto::keyfile::read_key_file(&config.node_key)?;
+    let me = genesis.member_node(&key.public_key()).ok_or_else(|| NodeError::NotAMember {
+        key: key.public_key(),
+        genesis: config.genesis.display().to_string(),
+    })?;
+    let validator = me.power > 0;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::Io {
+        what: format!("cannot create data dir {}", config.data_dir.display()),
+        source,
+    })?;
+    // The sign-state is read first: a validator signs at height h only after committing
+    // h - 1, so it bounds what the block log must hold.
+    let guard = if validator {
+        Some(SignGuard::open(&sign_state_path(&config), genesis.hash, key.public_key())?)
+    } else {
+        None
+    };
+    let known_committed = guard
+        .as_ref()
+        .and_then(|g| g.last())
+        .map_or(0, |r| r.position.height.saturating_sub(1));
+    let ledger = Ledger::open_known_committed(&config.data_dir, genesis.clone(), known_committed)?;
+    if let Some(torn) = &ledger.torn_tail {
+        tracing::warn!(segment = %torn.segment.display(), offset = torn.offset, bytes = torn.bytes, height = torn.height, "cut an unfinished block write at the end of the log (a crash during an append)");
+    }
+    let tip = ledger.tip().clone();
+    tracing::info!(chain = %genesis.doc.chain_id, genesis = %genesis.hash, height = tip.height, validator, node = %key.public_key(), "opening member node");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (commits_tx, _) = broadcast::channel::<CommitNotice>(COMMIT_NOTICE_CHANNEL);
+    let (mempool_tx, mempool_rx) = watch::channel(MempoolStats::default());
+    let limits = MempoolLimits { max_events: config.mempool.max_events, max_bytes: config.mempool.max_bytes };
+    let (chain, chain_thread) = chain::spawn(ledger, limits, key.clone(), commits_tx.clone(), mempool_tx)
+        .map_err(|source| NodeError::Io { what: "cannot start the chain worker thread".into(), source })?;
+
+    let p2p_limits = P2pLimits { max_established_connections: config.p2p.max_connections, ..P2pLimits::default() };
+    let (p2p, p2p_events, p2p_task) = p2p::spawn(P2pConfig {
+        node_secret: key.secret_bytes(),
+        listen: parse_addrs(&config.p2p.listen)?,
+        bootstrap: parse_addrs(&config.p2p.bootstrap)?,
+        members: genesis.member_nodes().iter().map(|m| m.node_key).collect(),
+        chain: genesis.hash,
+        limits: p2p_limits,
+    })?;
+
+    let (sync_tx, sync_rx) = mpsc::channel(sync::SYNC_HINT_CHANNEL);
+    let (syncing_tx, syncing_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut driver_task = None;
+    let (driver_tx, out_rx) = if let Some(guard) = guard {
+        let (driver_tx, driver_rx) = mpsc::channel(driver::DRIVER_INPUT_CHANNEL);
+        let (out_tx, out_rx) = mpsc::channel(driver::OUTBOUND_CHANNEL);
+        let params = consensus_params(&genesis.doc.consensus, &config);
+        let ctx = TradeContext { chain: genesis.hash };
+        let height = tip.height + 1;
+        let core = ConsensusCore::new(ctx, key.clone(), guard, Validators::from_ledger(&genesis.validators), &params, height);
+        let (core, records) = core.with_wal(&config.data_dir.join("wal"))?;
+        let dc = DriverConfig {
+            key: key.clone(),
+            chain: genesis.hash,
+            empty_block_wait: Duration::from_millis(config.empty_block_wait_ms()),
+        };
+        driver_task = Some(tokio::spawn(driver::run(dc, core, records, height, chain.clone(), mempool_rx.clone(), driver_rx, out_tx, stop_rx.clone())));
+        (Some(driver_tx), Some(out_rx))
+    } else {
+        (None, None)
+    };
+    if let Some(out_rx) = out_rx {
+        tasks.spawn(outbound(out_rx, p2p.clone(), sync_tx.clone()));
+    }
+
+    let (gossip_tx, gossip_rx) = mpsc::channel::<SignedEvent>(GOSSIP_QUEUE);
+    tasks.spawn(gossip_batcher(gossip_rx, p2p.clone()));
+    tasks.spawn(network(NetworkCtx {
+        genesis: genesis.clone(),
+        ctx: TradeContext { chain: genesis.hash },
+        validators: Validators::from_ledger(&genesis.validators),
+        p2p: p2p.clone(),
+        chain: chain.clone(),
+        driver: driver_tx.clone(),
+        sync: sync_tx.clone(),
+    }, p2p_events));
+    tasks.spawn(sync::run(
+        SyncContext { p2p: p2p.clone(), chain: chain.clone(), chain_id: genesis.hash, driver: driver_tx, syncing: syncing_tx },
+        sync_rx,
+        stop_rx.clone(),
+    ));
+
+    let listener = tokio::net::TcpListener::bind(config.api.listen).await.map_err(|source| NodeError::Io {
+        what: format!("cannot listen on api.listen {} (is another node using it?)", config.api.listen),
+        source,
+    })?;
+    let api_addr = listener.local_addr().map_err(|source| NodeError::Io { what: "api address".into(), source })?;
+    let (api_tx, api_rx) = mpsc::channel(API_COMMAND_CHANNEL);
+    let api_limits = ApiLimits {
+        max_body_bytes: config.api.max_body_bytes,
+        max_events_per_request: config.api.max_events_per_request,
+        ..ApiLimits::default()
+    };
+    let mut api_stop = stop_rx.clone();
+    let api_task = tokio::spawn(crate::api::serve(listener, api_tx, commits_tx.clone(), api_limits, async move {
+        let _ = api_stop.wait_for(|s| *s).await;
+    }));
+    tasks.spawn(api_commands(ApiCtx {
+        genesis: genesis.clone(),
+        node_key: key.public_key(),
+        validator,
+        chain: chain.clone(),
+        p2p: p2p.clone(),
+        gossip: gossip_tx,
+        mempool: mempool_rx,
+        syncing: syncing_rx,
+    }, api_rx));
+
+    let started = Started {
+        node_key: key.public_key(),
+        validator,
+        p2p: p2p.listen_addrs().await.unwrap_or_default(),
+        api: api_addr,
+    };
+    tracing::info!(api = %started.api, p2p = ?started.p2p, "node started");
+    on_started(&started);
+
+    // Run until told to stop, or until the driver fails.
+    let mut driver_result = Ok(());
+    tokio::select! {
+        () = stop => {}
+        result = async { match &mut driver_task { Some(t) => t.await, None => std::future::pending().await } } => {
+            driver_result = result.unwrap_or(Ok(()));
+            driver_task = None;
+        }
+    }
+    tracing::info!("stopping: no new requests; the block in flight is abandoned safely (its votes are in the WAL)");
+    let _ = stop_tx.send(true);
+    let _ = api_task.await;
+    if let Some(t) = driver_task {
+        if let Ok(Err(e)) = t.await {
+            driver_result = Err(e);
+        }
+    }
+    p2p.shutdown().await;
+    let _ = p2p_task.await;
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    drop(chain);
+    // The chain thread ends once its last handle is gone, after finishing its command.
+    let _ = tokio::task::spawn_blocking(move || chain_thread.join()).await;
+    tracing::info!("stopped");
+    driver_result.map_err(NodeError::from)
+}
+
+fn sign_state_path(config: &NodeConfig) -> PathBuf {
+    config.data_dir.join("sign-state.bin")
+}
+
+fn parse_addrs(addrs: &[String]) -> Result<Vec<Multiaddr>, NodeError> {
+    addrs
+        .iter()
+        .map(|a| {
+            a.parse::<Multiaddr>().map_err(|e| {
+                NodeError::Config(crate::config::ConfigError::Invalid {
+                    path: "node.toml".into(),
+                    key: "p2p".into(),
+                    detail: format!("{a:?} is not a multiaddr: {e}"),
+                })
+            })
+        })
+        .collect()
+}
+
+fn consensus_params(genesis: &ConsensusParams, config: &NodeConfig) -> ConsensusParams {
+    let c = &config.consensus;
+    ConsensusParams {
+        timeout_propose_ms: c.timeout_propose_ms.unwrap_or(genesis.timeout_propose_ms),
+        timeout_prevote_ms: c.timeout_prevote_ms.unwrap_or(genesis.timeout_prevote_ms),
+        timeout_precommit_ms: c.timeout_precommit_ms.unwrap_or(genesis.timeout_precommit_ms),
+        ..genesis.clone()
+    }
+}
+
+/// Publishes what the driver sends; turns "a peer is ahead" into a sync hint.
+async fn outbound(mut rx: mpsc::Receiver<Outbound>, p2p: P2pHandle, sync: mpsc::Sender<SyncHint>) {
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Outbound::Consensus(bytes) => {
+                if let Err(e) = p2p.publish(Topic::Consensus, bytes).await {
+                    tracing::debug!(code = e.code(), "consensus message not published: {e}");
+                }
+            }
+            Outbound::Behind { height } => {
+                let _ = sync.try_send(SyncHint::Ahead { peer: None, height: height.saturating_sub(1) });
+            }
+        }
+    }
+}
+
+/// Gossips accepted events in batches: up to [`wire::MAX_BATCH_EVENTS`] events or
+/// [`MAX_BATCH_BYTES`], waiting at most [`GOSSIP_LINGER`] for more.
+async fn gossip_batcher(mut rx: mpsc::Receiver<SignedEvent>, p2p: P2pHandle) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let mut bytes = batch[0].body.len() + 72;
+        let deadline = tokio::time::Instant::now() + GOSSIP_LINGER;
+        while batch.len() < wire::MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(e)) => {
+                    bytes += e.body.len() + 72;
+                    batch.push(e);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        match (EventBatch { events: batch }).encode() {
+            Ok(data) => {
+                if let Err(e) = p2p.publish(Topic::Events, data).await {
+                    tracing::debug!(code = e.code(), "event batch not published: {e}");
+                }
+            }
+            Err(e) => tracing::error!("cannot encode an event batch: {e}"),
+        }
+    }
+}
+
+struct NetworkCtx {
+    genesis: Genesis,
+    ctx: TradeContext,
+    validators: Validators,
+    p2p: P2pHandle,
+    chain: ChainHandle,
+    driver: Option<mpsc::Sender<DriverInput>>,
+    sync: mpsc::Sender<SyncHint>,
+}
+
+/// Handles what the network delivers: gossip is checked before it is forwarded (a verdict for
+/// each message), requests are answered from the chain.
+async fn network(n: NetworkCtx, mut events: mpsc::Receiver<P2pEvent>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            P2pEvent::Gossip { topic: Topic::Events, from, id, data } => {
+                let verdict = match EventBatch::decode(&data) {
+                    Err(e) => {
+                        tracing::debug!(%from, "malformed event batch: {e}");
+                        Gossip::Reject
+                    }
+                    Ok(batch) => match n.chain.admit(batch.events, now_ms()).await {
+                        Err(_) => Gossip::Ignore,
+                        Ok(results) => batch_verdict(&results),
+                    },
+                };
+                n.p2p.report(id, verdict);
+            }
+            P2pEvent::Gossip { topic: Topic::Consensus, from, id, data } => {
+                let checked = wire::decode_consensus(&data).map_err(|e| e.to_string()).and_then(|m| check_consensus(&n, m));
+                match checked {
+                    Err(detail) => {
+                        tracing::debug!(%from, "consensus message refused: {detail}");
+                        n.p2p.report(id, Gossip::Reject);
+                    }
+                    Ok(msg) => {
+                        n.p2p.report(id, Gossip::Accept);
+                        match &n.driver {
+                            // A full driver queue drops the message; rebroadcasts make up for it.
+                            Some(driver) => {
+                                let _ = driver.try_send(DriverInput::Consensus(Box::new(msg)));
+                            }
+                            // A member node that does not vote follows the chain by sync: a
+                            // message of height h says its sender committed h - 1.
+                            None => {
+                                if let Some(h) = consensus_height(&msg) {
+                                    let _ = n.sync.try_send(SyncHint::Ahead { peer: Some(from), height: h.saturating_sub(1) });
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            P2pEvent::Request { from, data, reply } => {
+                let chain = n.chain.clone();
+                let genesis_hash = n.genesis.hash;
+                tokio::spawn(async move {
+                    let response = answer(&chain, genesis_hash, &data).await;
+                    match response.encode() {
+                        Ok(bytes) => {
+                            if let Err(e) = reply.send(bytes) {
+                                tracing::debug!(%from, "response not sent: {e}");
+                            }
+                        }
+                        Err(e) => tracing::error!("cannot encode a response: {e}"),
+                    }
+                });
+            }
+            P2pEvent::Connected(peer) => {
+                tracing::info!(%peer, "peer connected");
+                let _ = n.sync.try_send(SyncHint::Connected(peer));
+            }
+            P2pEvent::Disconnected(peer) => tracing::info!(%peer, "peer disconnected"),
+        }
+    }
+}
+
+fn batch_verdict(results: &[AdmitResult]) -> Gossip {
+    // A bad signature or envelope is the sender's fault; a rule refusal may be ordering (an
+    // event that depends on one this node has not seen yet) and is not penalised.
+    let forged = results.iter().any(|r| {
+        matches!(r, AdmitResult::Rejected(_, rej) if matches!(rej.code,
+            tradeloop_ledger::RejectCode::BadSignature
+            | tradeloop_ledger::RejectCode::MalformedEvent
+            | tradeloop_ledger::RejectCode::WrongChain
+            | tradeloop_ledger::RejectCode::UnknownParticipant
+            | tradeloop_ledger::RejectCode::KeyNotAuthorized
+            | tradeloop_ledger::RejectCode::UnknownKind
+            | tradeloop_ledger::RejectCode::EventTooLarge))
+    });
+    if forged {
+        Gossip::Reject
+    } else if results.iter().any(|r| matches!(r, AdmitResult::Accepted(_))) {
+        Gossip::Accept
+    } else {
+        Gossip::Ignore
+    }
+}
+
+fn consensus_height(msg: &ConsensusWire) -> Option<u64> {
+    match msg {
+        ConsensusWire::Signed(SignedConsensusMsg::Vote(v)) => Some(v.message.height.0),
+        ConsensusWire::Signed(SignedConsensusMsg::Proposal(p)) => Some(p.message.height.0),
+        ConsensusWire::Polka(c) => Some(c.height.0),
+        ConsensusWire::Part(p) => Some(p.height),
+    }
+}
+
+/// The stateless checks of a consensus message, before it is forwarded: its signer is a
+/// validator (for a part, the round's proposer) and its signature holds.
+fn check_consensus(n: &NetworkCtx, msg: ConsensusWire) -> Result<ConsensusWire, String> {
+    use malachite_core_types::Context as _;
+    let is_validator = |k: &PublicKey| n.validators.0.iter().any(|v| v.public_key == *k);
+    match &msg {
+        ConsensusWire::Signed(SignedConsensusMsg::Vote(v)) => {
+            let who = v.message.validator.0;
+            if !is_validator(&who) {
+                return Err(format!("vote from {who}, not a validator"));
+            }
+            who.verify(&n.ctx.vote_bytes(&v.message), &v.signature).map_err(|_| "vote signature invalid".to_string())?;
+        }
+        ConsensusWire::Signed(SignedConsensusMsg::Proposal(p)) => {
+            let who = p.message.proposer.0;
+            if !is_validator(&who) {
+                return Err(format!("proposal from {who}, not a validator"));
+            }
+            who.verify(&n.ctx.proposal_bytes(&p.message), &p.signature).map_err(|_| "proposal signature invalid".to_string())?;
+        }
+        ConsensusWire::Polka(c) => {
+            if c.polka_signatures.iter().any(|s| !is_validator(&s.address.0)) {
+                return Err("polka certificate signed by a non-validator".into());
+            }
+        }
+        ConsensusWire::Part(part) => {
+            let expected = n.ctx.select_proposer(&n.validators, crate::consensus::context::Height(part.height), part.round);
+            if expected.public_key != part.proposer {
+                return Err(format!("part from {}, not the proposer of height {} round {}", part.proposer, part.height, part.round.as_i64()));
+            }
+            if !part.verify(&n.genesis.hash) {
+                return Err("proposal part signature invalid".into());
+            }
+        }
+    }
+    Ok(msg)
+}
+
+async fn answer(chain: &ChainHandle, genesis_hash: tradeloop_crypto::Hash, data: &[u8]) -> Response {
+    match Request::decode(data) {
+        Err(e) => Response::Error(format!("malformed request: {e}")),
+        Ok(Request::Status) => match chain.tip().await {
+            Ok(tip) => Response::Status { chain: genesis_hash, height: tip.height, tip_hash: tip.hash },
+            Err(e) => Response::Error(e.to_string()),
+        },
+        Ok(Request::Blocks { from, count }) => {
+            let count = count.min(wire::MAX_SYNC_BLOCKS);
+            match chain.blocks(from, count, wire::MAX_SYNC_RESPONSE_BYTES).await {
+                Ok(blocks) => Response::Blocks(blocks),
+                Err(e) => Response::Error(e.to_string()),
+            }
+        }
+    }
+}
+
+struct ApiCtx {
+    genesis: Genesis,
+    node_key: PublicKey,
+    validator: bool,
+    chain: ChainHandle,
+    p2p: P2pHandle,
+    gossip: mpsc::Sender<SignedEvent>,
+    mempool: watch::Receiver<MempoolStats>,
+    syncing: watch::Receiver<bool>,
+}
+
+/// Answers the HTTP API's commands.
+async fn api_commands(a: ApiCtx, mut rx: mpsc::Receiver<ApiCommand>) {
+    while let Some(command) = rx.recv().await {
+        match command {
+            ApiCommand::Submit { events, reply } => {
+                let verdicts = match a.chain.admit(events.clone(), now_ms()).await {
+                    Err(e) => events
+                        .iter()
+                        .map(|ev| Verdict::Rejected { id: Some(ev.id()), code: e.code().into(), message: e.to_string() })
+                        .collect(),
+                    Ok(results) => {
+                        let mut verdicts = Vec::with_capacity(results.len());
+                        for (result, event) in results.into_iter().zip(events) {
+                            verdicts.push(match result {
+                                AdmitResult::Accepted(id) => {
+                                    // A full gossip queue leaves the event to this node's own
+                                    // proposals (or the next proposer's validation).
+                                    let _ = a.gossip.try_send(event);
+                                    Verdict::Accepted { id }
+                                }
+                                AdmitResult::AlreadyPending(id) => Verdict::Accepted { id },
+                                AdmitResult::AlreadyCommitted(id, at) => Verdict::AlreadyCommitted { id, at: to_api(at) },
+                                AdmitResult::Full(id) => Verdict::MempoolFull { id, retry_after_ms: FULL_RETRY_AFTER_MS },
+                                AdmitResult::Rejected(id, r) => Verdict::Rejected { id: Some(id), code: r.code.as_str(), message: r.message },
+                            });
+                        }
+                        verdicts
+                    }
+                };
+                let _ = reply.send(verdicts);
+            }
+            ApiCommand::Lookup { ids, reply } => {
+                let found = a.chain.lookup(ids.clone()).await.unwrap_or_else(|_| vec![None; ids.len()]);
+                let _ = reply.send(found.into_iter().map(|c| c.map(to_api)).collect());
+            }
+            ApiCommand::Status { reply } => {
+                let chain = a.chain.clone();
+                let p2p = a.p2p.clone();
+                let (genesis, node_key, validator) = (a.genesis.clone(), a.node_key, a.validator);
+                let mempool = *a.mempool.borrow();
+                let syncing = *a.syncing.borrow();
+                tokio::spawn(async move {
+                    let tip = chain.tip().await;
+                    let peers = p2p.peers().await.unwrap_or_default();
+                    let (height, tip_hash) = match tip {
+                        Ok(t) => (t.height, t.hash),
+                        Err(_) => (0, tradeloop_crypto::Hash::ZERO),
+                    };
+                    let _ = reply.send(NodeStatus {
+                        chain_id: genesis.doc.chain_id.clone(),
+                        genesis_hash: genesis.hash.to_hex(),
+                        height,
+                        tip_hash: tip_hash.to_hex(),
+                        validator,
+                        node_key: node_key.to_hex(),
+                        connected_peers: peers.iter().map(|p| p.to_hex()).collect(),
+                        mempool_events: mempool.events as u64,
+                        mempool_bytes: mempool.bytes,
+                        syncing,
+                    });
+                });
+            }
+        }
+    }
+}
+
+fn to_api(c: chain::Committed) -> crate::api::Committed {
+    crate::api::Committed { height: c.height, block_hash: c.block_hash, index: c.index }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
