@@ -6,4 +6,5 @@
 #![warn(missing_docs)]
 
 pub mod consensus;
+pub mod p2p;
 pub mod sim;
