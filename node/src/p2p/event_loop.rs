@@ -37,6 +37,9 @@ const INVALID_MESSAGE_DECAY: f64 = 0.9;
 /// How often due bootstrap redials are checked and the stats gauges refreshed (gossipsub's
 /// heartbeat changes the mesh without an event), in milliseconds.
 const TICK_MS: u64 = 100;
+/// The bound on one gossipsub stream frame, as a multiple of the bound on one message (see
+/// `gossipsub_behaviour`).
+const GOSSIP_FRAME_FACTOR: usize = 2;
 /// Identify protocol version string.
 const IDENTIFY_PROTOCOL: &str = "/tradeloop/id/1";
 
@@ -202,13 +205,22 @@ fn gossipsub_behaviour(
     config: &P2pConfig,
     topics: &[(Topic, TopicHash); 2],
 ) -> Result<gossipsub::Behaviour, P2pError> {
-    let gossip_config = gossipsub::ConfigBuilder::default()
+    // Two bounds, because gossipsub enforces them differently: a message above its topic's
+    // bound is dropped as invalid (its sender penalised) and the stream goes on; a frame above
+    // the stream bound is a decoding error that resets the peer's stream, losing whatever that
+    // peer had queued behind it. So the stream bound sits above the message bound.
+    let message_bound = config.limits.max_gossip_bytes.saturating_add(GOSSIP_FRAMING_BYTES);
+    let mut builder = gossipsub::ConfigBuilder::default();
+    builder
         .validation_mode(gossipsub::ValidationMode::Anonymous)
         .message_id_fn(message_id)
         .validate_messages()
-        .max_transmit_size(config.limits.max_gossip_bytes.saturating_add(GOSSIP_FRAMING_BYTES))
-        .build()
-        .map_err(|e| P2pError::Setup(format!("gossipsub configuration: {e}")))?;
+        .max_transmit_size(message_bound.saturating_mul(GOSSIP_FRAME_FACTOR));
+    for (_, hash) in topics {
+        builder.max_transmit_size_for_topic(message_bound, hash.clone());
+    }
+    let gossip_config =
+        builder.build().map_err(|e| P2pError::Setup(format!("gossipsub configuration: {e}")))?;
     let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
         .map_err(|e| P2pError::Setup(format!("gossipsub: {e}")))?;
 

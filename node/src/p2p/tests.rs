@@ -315,8 +315,9 @@ async fn oversize_gossip_is_dropped_and_the_node_goes_on() {
 
     let err = within(a.handle.publish(Topic::Events, vec![1; (64 << 10) + 1])).await.unwrap_err();
     assert_eq!(err.code(), "P2P_TOO_LARGE");
-    // Within A's bound, above B's (1 KiB payload + framing allowance).
-    within(a.handle.publish(Topic::Events, vec![2; 8 << 10])).await.unwrap();
+    // Within A's bound, above B's message bound (1 KiB payload + 1 KiB framing allowance) and
+    // below B's frame bound (twice that): B drops the message as invalid, the stream goes on.
+    within(a.handle.publish(Topic::Events, vec![2; 3 << 10])).await.unwrap();
     within(a.handle.publish(Topic::Events, b"small".to_vec())).await.unwrap();
     let (_, from, _, data) = next_gossip(&mut b.events).await;
     assert_eq!((from, data.as_slice()), (a.key, &b"small"[..]), "the oversize message is dropped");
