@@ -77,6 +77,9 @@ struct Bootstrap {
 /// [`Responder`] was dropped or did not answer within the request timeout.
 type PendingResponse = BoxFuture<'static, (ResponseChannel<Vec<u8>>, Option<Vec<u8>>)>;
 
+/// Where the response to an outbound request goes.
+type RequestReply = oneshot::Sender<Result<Vec<u8>, P2pError>>;
+
 struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
@@ -85,7 +88,7 @@ struct EventLoop {
     limits: P2pLimits,
     topics: [(Topic, TopicHash); 2],
     bootstrap: Vec<Bootstrap>,
-    requests: HashMap<OutboundRequestId, (PublicKey, oneshot::Sender<Result<Vec<u8>, P2pError>>)>,
+    requests: HashMap<OutboundRequestId, (PublicKey, RequestReply)>,
     responses: FuturesUnordered<PendingResponse>,
     listen_waiters: Vec<oneshot::Sender<Vec<Multiaddr>>>,
     connected: HashSet<PeerId>,
@@ -575,6 +578,7 @@ impl EventLoop {
 }
 
 fn outbound_error(peer: PublicKey, error: request_response::OutboundFailure) -> P2pError {
+    let peer = Box::new(peer);
     match error {
         request_response::OutboundFailure::DialFailure => {
             P2pError::Unreachable { peer, reason: "dial failed".into() }

@@ -366,12 +366,12 @@ pub enum P2pError {
     Publish(String),
     /// The peer is not a member, so it is never connected.
     #[error("{0:?} is not a member of this chain; requests go only to member nodes")]
-    NotMember(PublicKey),
+    NotMember(Box<PublicKey>),
     /// The peer could not be dialled.
     #[error("cannot reach {peer:?}: {reason}; it may be down, retry later")]
     Unreachable {
         /// The peer.
-        peer: PublicKey,
+        peer: Box<PublicKey>,
         /// Why.
         reason: String,
     },
@@ -379,14 +379,14 @@ pub enum P2pError {
     #[error("{peer:?} did not answer within the request timeout; retry or ask another member")]
     Timeout {
         /// The peer.
-        peer: PublicKey,
+        peer: Box<PublicKey>,
     },
     /// The request failed after it was sent (connection closed, the peer refused or dropped it,
     /// or a frame exceeded a bound).
     #[error("request to {peer:?} failed: {reason}; retry or ask another member")]
     RequestFailed {
         /// The peer.
-        peer: PublicKey,
+        peer: Box<PublicKey>,
         /// Why.
         reason: String,
     },
@@ -444,7 +444,7 @@ impl P2pHandle {
     /// [`P2pLimits::request_timeout_ms`]).
     pub async fn request(&self, peer: PublicKey, data: Vec<u8>) -> Result<Vec<u8>, P2pError> {
         if !self.members.contains(&peer) {
-            return Err(P2pError::NotMember(peer));
+            return Err(P2pError::NotMember(Box::new(peer)));
         }
         let max = self.limits.max_request_bytes;
         if data.len() > max {
