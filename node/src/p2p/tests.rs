@@ -92,6 +92,19 @@ async fn next_request(events: &mut mpsc::Receiver<P2pEvent>) -> (PublicKey, Vec<
     .await
 }
 
+/// Waits for `Connected(want)`, skipping other events.
+async fn next_connected(events: &mut mpsc::Receiver<P2pEvent>, want: PublicKey) {
+    within(async {
+        loop {
+            if let P2pEvent::Connected(peer) = events.recv().await.expect("event channel closed") {
+                assert_eq!(peer, want);
+                return;
+            }
+        }
+    })
+    .await
+}
+
 async fn wait_stats(node: &Node, condition: impl FnMut(&P2pStats) -> bool) {
     let mut stats = node.handle.stats();
     within(stats.wait_for(condition)).await.unwrap();
@@ -333,4 +346,75 @@ async fn shutdown_ends_the_task_and_later_calls_fail() {
     a.stop().await;
     assert_eq!(within(handle.peers()).await.unwrap_err().code(), "P2P_STOPPED");
     within(handle.shutdown()).await;
+}
+
+/// A bootstrap peer that goes away is redialled (with backoff) until it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_peer_is_redialled_after_a_restart() {
+    let all = members(&["a", "b"]);
+    let a = start("a", &all, vec![], P2pLimits::default());
+    let a_addr = a.addr().await;
+    let mut b = start("b", &all, vec![a_addr.clone()], P2pLimits::default());
+    next_connected(&mut b.events, a.key).await;
+    let a_key = a.key;
+    a.stop().await;
+    within(async {
+        while !matches!(b.events.recv().await.unwrap(), P2pEvent::Disconnected(peer) if peer == a_key) {}
+    })
+    .await;
+
+    // A comes back on the same address (same key, same port).
+    let mut listen = a_addr.clone();
+    listen.pop();
+    let signing = key("a");
+    let config = P2pConfig {
+        node_secret: signing.secret_bytes(),
+        listen: vec![listen],
+        bootstrap: vec![],
+        members: all.clone(),
+        chain: chain(),
+        limits: P2pLimits::default(),
+    };
+    let (handle, mut events, task) = spawn(config).unwrap();
+    next_connected(&mut b.events, a_key).await;
+    next_connected(&mut events, b.key).await;
+    Node { key: a_key, handle, events, task }.stop().await;
+    b.stop().await;
+}
+
+/// A request to a member that cannot be reached fails with a distinct code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_to_an_unreachable_member_fails() {
+    let all = members(&["a", "b"]);
+    let a = start("a", &all, vec![], P2pLimits::default());
+    let err = within(a.handle.request(all[1], b"hello?".to_vec())).await.unwrap_err();
+    assert_eq!(err.code(), "P2P_UNREACHABLE", "{err}");
+    a.stop().await;
+}
+
+/// A runtime that does not drain its events never stalls the event loop: events that do not fit
+/// are dropped and counted, and the node keeps answering and delivering once drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_event_channel_drops_events_without_stalling() {
+    let all = members(&["a", "b"]);
+    let a = start("a", &all, vec![], P2pLimits::default());
+    let mut b = start(
+        "b",
+        &all,
+        vec![a.addr().await],
+        P2pLimits { event_channel: 1, ..Default::default() },
+    );
+    wait_stats(&a, |s| s.events_topic_peers >= 1).await;
+    // B's single slot holds Connected(A); these gossip messages find the channel full.
+    for n in 0..3u8 {
+        within(a.handle.publish(Topic::Events, vec![n; 8])).await.unwrap();
+    }
+    wait_stats(&b, |s| s.dropped_events >= 3).await;
+    assert_eq!(within(b.handle.peers()).await.unwrap(), vec![a.key], "the loop still answers");
+    assert!(matches!(b.events.recv().await, Some(P2pEvent::Connected(_))));
+    within(a.handle.publish(Topic::Events, b"after".to_vec())).await.unwrap();
+    let (_, _, _, data) = next_gossip(&mut b.events).await;
+    assert_eq!(data, b"after");
+    a.stop().await;
+    b.stop().await;
 }
