@@ -50,6 +50,7 @@ pub(crate) enum Command {
     Request { peer: PublicKey, data: Vec<u8>, reply: oneshot::Sender<Result<Vec<u8>, P2pError>> },
     Report { id: GossipId, verdict: Verdict },
     Peers(oneshot::Sender<Vec<PublicKey>>),
+    PeerScore { peer: PublicKey, reply: oneshot::Sender<Option<f64>> },
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -344,6 +345,9 @@ impl EventLoop {
             Command::Report { id, verdict } => self.report(&id, verdict),
             Command::Peers(reply) => {
                 let _ = reply.send(self.connected.iter().filter_map(public_key).collect());
+            }
+            Command::PeerScore { peer, reply } => {
+                let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer_id(&peer)));
             }
             Command::ListenAddrs(reply) => {
                 if self.swarm.listeners().next().is_some() {

@@ -473,6 +473,14 @@ impl P2pHandle {
         self.call(Command::ListenAddrs).await
     }
 
+    /// The gossipsub peer score this node gives a member, for diagnostics and metrics. Only
+    /// rejected messages move it (module doc): 0 for a member that sent nothing invalid, `-n²`
+    /// for `n` recent rejects (also 0 for a peer never seen). `None` only if peer scoring were
+    /// off, which this configuration never does.
+    pub async fn peer_score(&self, peer: PublicKey) -> Result<Option<f64>, P2pError> {
+        self.call(|reply| Command::PeerScore { peer, reply }).await
+    }
+
     /// The network layer's counters, as a [`watch`] receiver (`borrow()` for the current value,
     /// `wait_for(..)` to wait on a condition).
     pub fn stats(&self) -> watch::Receiver<P2pStats> {

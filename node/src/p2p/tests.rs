@@ -182,8 +182,12 @@ async fn gossip_is_forwarded_only_after_accept() {
     within(a.handle.publish(Topic::Events, b"bad".to_vec())).await.unwrap();
     let (_, _, id, data) = next_gossip(&mut b.events).await;
     assert_eq!(data, b"bad");
+    let before = within(b.handle.peer_score(a.key)).await.unwrap().unwrap();
     b.handle.report(id, Verdict::Reject);
     wait_stats(&b, |s| s.rejected_messages == 1).await;
+    // The reject is charged to A, the peer that sent it: one invalid delivery costs -1 (n²).
+    let after = within(b.handle.peer_score(a.key)).await.unwrap().unwrap();
+    assert!(after <= before - 0.5, "score {before} -> {after}");
 
     within(a.handle.publish(Topic::Events, b"third".to_vec())).await.unwrap();
     let (_, _, id, data) = next_gossip(&mut b.events).await;
