@@ -214,6 +214,7 @@ pub fn spawn(
     limits: MempoolLimits,
     proposer: SigningKey,
     commits: broadcast::Sender<CommitNotice>,
+    stats: watch::Sender<MempoolStats>,
 ) -> std::io::Result<(ChainHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(CHAIN_COMMAND_CHANNEL);
     let worker = Worker {
@@ -221,6 +222,7 @@ pub fn spawn(
         mempool: Mempool::new(limits),
         proposer,
         commits,
+        stats,
         validated: VecDeque::new(),
     };
     let thread = std::thread::Builder::new().name("chain".into()).spawn(move || worker.run(rx))?;

@@ -9,6 +9,7 @@ pub mod chain;
 pub mod config;
 pub mod consensus;
 pub mod mempool;
+pub mod p2p;
 pub mod runtime;
 pub mod sim;
 pub mod sync;

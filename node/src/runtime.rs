@@ -153,7 +153,7 @@ pub async fn run(
         .map_or(0, |r| r.position.height.saturating_sub(1));
     let ledger = Ledger::open_known_committed(&config.data_dir, genesis.clone(), known_committed)?;
     if let Some(torn) = &ledger.torn_tail {
-        tracing::warn!(segment = %torn.segment.display(), offset = torn.offset, bytes = torn.bytes, height = torn.height, "cut an unfinished block write at the end of the log (a crash during an append)");
+        tracing::warn!(segment = torn.segment, offset = torn.offset, bytes = torn.bytes, height = torn.height, "cut an unfinished block write at the end of the log (a crash during an append)");
     }
     let tip = ledger.tip().clone();
     tracing::info!(chain = %genesis.doc.chain_id, genesis = %genesis.hash, height = tip.height, validator, node = %key.public_key(), "opening member node");

@@ -1,1 +1,4 @@
-//! Workspace-level integration tests live in `tests/`.
+//! Workspace-level integration tests live in `tests/`; [`cluster`] runs devnets of real node
+//! processes for them.
+
+pub mod cluster;

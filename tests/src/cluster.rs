@@ -1,0 +1,323 @@
+//! A devnet of real `tradeloop node` processes on loopback, for the cluster tests.
+//!
+//! Every process a [`Cluster`] starts is killed when the cluster is dropped, also when a test
+//! fails; every wait has a deadline and polls a condition (never a bare sleep).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use tradeloop_crypto::keyfile::read_key_file;
+use tradeloop_crypto::Hash;
+use tradeloop_ledger::sample::Cast;
+use tradeloop_ledger::{Genesis, SignedEvent};
+
+/// How long a node has to answer its status after starting.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one event has to commit.
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `tradeloop` binary built for this test run (`cargo test --workspace` builds it; when a
+/// test of this crate runs alone, it is built first).
+pub fn binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> -> target/<profile>/tradeloop
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary is not under target/<profile>/deps")?;
+    let bin = profile_dir.join("tradeloop");
+    if !bin.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "tradeloop", "--bin", "tradeloop"])
+            .status()
+            .context("cannot run cargo to build the tradeloop binary")?;
+        if !status.success() || !bin.is_file() {
+            bail!("the tradeloop binary is missing at {} and could not be built", bin.display());
+        }
+    }
+    Ok(bin)
+}
+
+/// One node of the cluster.
+#[derive(Debug)]
+pub struct ClusterNode {
+    /// Its name (`<participant>-node`).
+    pub name: String,
+    /// Its directory (node.toml, data/, log).
+    pub dir: PathBuf,
+    /// Its HTTP API base URL.
+    pub url: String,
+    /// Whether it is a validator.
+    pub validator: bool,
+    /// The participant it serves.
+    pub participant: String,
+    child: Option<Child>,
+}
+
+/// A running devnet.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The nodes, validators first.
+    pub nodes: Vec<ClusterNode>,
+    /// The genesis.
+    pub genesis: Genesis,
+    /// Event-signing keys of the cast, read from the devnet's key files.
+    pub cast: Cast,
+    bin: PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// `tradeloop devnet init` with these counts, then every node started and answering.
+    pub fn start(validators: usize, full_nodes: usize) -> Result<Cluster> {
+        let temp = tempfile::tempdir()?;
+        let dir = temp.path().join("net");
+        let bin = binary()?;
+        let out = Command::new(&bin)
+            .args(["devnet", "init", "--validators", &validators.to_string()])
+            .args(["--full-nodes", &full_nodes.to_string(), "--timeout-propose-ms", "1000", "--dir"])
+            .arg(&dir)
+            .output()?;
+        if !out.status.success() {
+            bail!("devnet init failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let genesis = Genesis::load(&dir.join("genesis.json"))?;
+        let mut keys = BTreeMap::new();
+        for p in genesis.participants() {
+            keys.insert(p.id.clone(), read_key_file(&dir.join("keys").join(format!("{}.json", p.id)))?);
+        }
+        let cast = Cast { genesis: genesis.clone(), keys, validator_keys: Vec::new(), member_keys: Vec::new() };
+        let mut nodes = Vec::new();
+        for m in genesis.member_nodes() {
+            let name = node_name(&nodes, m.participant);
+            let node_dir = dir.join("nodes").join(&name);
+            let toml = std::fs::read_to_string(node_dir.join("node.toml"))?;
+            let api = toml
+                .lines()
+                .find_map(|l| l.strip_prefix("listen = \"").and_then(|r| r.strip_suffix('"')))
+                .context("node.toml has no api listen")?
+                .to_string();
+            nodes.push(ClusterNode {
+                name,
+                dir: node_dir,
+                url: format!("http://{api}"),
+                validator: m.power > 0,
+                participant: m.participant.to_string(),
+                child: None,
+            });
+        }
+        let mut cluster = Cluster { dir, nodes, genesis, cast, bin, _temp: temp };
+        for i in 0..cluster.nodes.len() {
+            cluster.start_node(i)?;
+        }
+        for i in 0..cluster.nodes.len() {
+            cluster.wait_status(i, START_TIMEOUT)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Starts node `i` (again), appending to its log.
+    pub fn start_node(&mut self, i: usize) -> Result<()> {
+        let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(node.dir.join("node.log"))?;
+        let child = Command::new(&self.bin)
+            .args(["node", "--stop-on-stdin-eof", "--config"])
+            .arg(node.dir.join("node.toml"))
+            .env("RUST_LOG", "info,libp2p=warn")
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    /// Stops node `i` cleanly (closes its stdin) and waits for it; its exit status.
+    pub fn stop_node(&mut self, i: usize) -> Result<std::process::ExitStatus> {
+        let Some(mut child) = self.nodes[i].child.take() else { bail!("node {i} is not running") };
+        drop(child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("node {} did not stop within 20 s of its stdin closing", self.nodes[i].name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills node `i` with SIGKILL.
+    pub fn kill_node(&mut self, i: usize) -> Result<()> {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// The node's log, for failure messages.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.nodes[i].dir.join("node.log")).unwrap_or_default()
+    }
+
+    /// Its `GET /v1/status`.
+    pub fn status(&self, i: usize) -> Result<Value> {
+        let body = ureq::get(&format!("{}/v1/status", self.nodes[i].url))
+            .config()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .call()?
+            .into_body()
+            .read_to_string()?;
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// Waits until node `i` answers its status.
+    pub fn wait_status(&self, i: usize, timeout: Duration) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.status(i) {
+                Ok(s) => return Ok(s),
+                Err(e) if Instant::now() > deadline => {
+                    bail!("node {} did not answer within {timeout:?}: {e}\n{}", self.nodes[i].name, self.log(i))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// Waits until every running node's height is at least `height`.
+    pub fn wait_height(&self, height: u64, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].child.is_none() {
+                continue;
+            }
+            loop {
+                let h = self.status(i).ok().and_then(|s| s["height"].as_u64()).unwrap_or(0);
+                if h >= height {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("node {} is at height {h}, not {height}, after {timeout:?}\n{}", self.nodes[i].name, self.log(i));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(())
+    }
+
+    /// The node serving `participant`: its own member node, or one of its validators, or else
+    /// the first node.
+    pub fn node_for(&self, participant: &str) -> usize {
+        self.nodes.iter().position(|n| n.participant == participant && !n.validator)
+            .or_else(|| self.nodes.iter().position(|n| n.participant == participant))
+            .unwrap_or(0)
+    }
+
+    /// Submits events to node `i` with `?wait=commit`; the JSON answer.
+    pub fn submit_wait(&self, i: usize, events: &[SignedEvent]) -> Result<Value> {
+        let body = format!(
+            "[{}]",
+            events.iter().map(SignedEvent::to_envelope_json).collect::<Vec<_>>().join(",")
+        );
+        let url = format!("{}/v1/events?wait=commit&timeout_ms={}", self.nodes[i].url, COMMIT_TIMEOUT.as_millis());
+        let answer = ureq::post(&url)
+            .config()
+            .timeout_global(Some(COMMIT_TIMEOUT + Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .build()
+            .header("content-type", "application/json")
+            .send(body)?;
+        let status = answer.status().as_u16();
+        let text = answer.into_body().read_to_string()?;
+        if status != 200 {
+            bail!("POST {url} answered {status}: {text}");
+        }
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// Stops every node cleanly and returns their exit statuses.
+    pub fn stop_all(&mut self) -> Result<Vec<std::process::ExitStatus>> {
+        let mut statuses = Vec::new();
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].child.is_some() {
+                statuses.push(self.stop_node(i)?);
+            }
+        }
+        Ok(statuses)
+    }
+
+    /// Runs `tradeloop verify` on node `i`'s data dir (the node must be stopped).
+    pub fn verify(&self, i: usize) -> Result<String> {
+        let out = Command::new(&self.bin)
+            .args(["verify", "--data-dir"])
+            .arg(self.nodes[i].dir.join("data"))
+            .arg("--genesis")
+            .arg(self.dir.join("genesis.json"))
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!("verify of {} failed: {text}{}", self.nodes[i].name, String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(text)
+    }
+
+    /// The data dir of node `i`.
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.nodes[i].dir.join("data")
+    }
+
+    /// Signs the events of sample trade `n` with the cast's keys.
+    pub fn trade_events(&self, n: u64) -> Vec<SignedEvent> {
+        tradeloop_ledger::sample::trade_events(&self.cast, n, now_ms())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+fn node_name(existing: &[ClusterNode], participant: &str) -> String {
+    let n = existing.iter().filter(|x| x.participant == participant).count();
+    if n == 0 { format!("{participant}-node") } else { format!("{participant}-node-{}", n + 1) }
+}
+
+/// Wall-clock Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The ids in a submit answer that are reported committed, with their heights.
+pub fn committed_ids(answer: &Value) -> Vec<(Hash, u64)> {
+    answer["results"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .filter(|r| r["status"] == "committed")
+                .filter_map(|r| Some((Hash::from_hex(r["id"].as_str()?).ok()?, r["height"].as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
