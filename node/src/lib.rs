@@ -1,7 +1,8 @@
 //! The tradeloop node: consensus, networking and the runtime.
 //!
 //! Today: [`consensus`] (Malachite embedded behind our context and adapter, the sign-state
-//! guard, the WAL). The simulator, networking and the HTTP API follow.
+//! guard, the WAL), the simulator, and [`p2p`] (the libp2p network layer, moving opaque bytes
+//! for the runtime). The runtime and the HTTP API follow.
 
 #![warn(missing_docs)]
 

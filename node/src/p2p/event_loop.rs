@@ -363,17 +363,17 @@ impl EventLoop {
 
     fn publish(&mut self, topic: Topic, data: Vec<u8>) -> Result<(), P2pError> {
         let hash = self.topic_hash(topic);
+        let bytes = data.len();
         match self.swarm.behaviour_mut().gossipsub.publish(hash, data) {
             Ok(_) => Ok(()),
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
                 Err(P2pError::NoPeers { topic })
             }
             Err(gossipsub::PublishError::Duplicate) => Err(P2pError::Duplicate { topic }),
-            Err(gossipsub::PublishError::MessageTooLarge) => Err(P2pError::TooLarge {
-                what: "gossip",
-                bytes: 0,
-                max: self.limits.max_gossip_bytes,
-            }),
+            // The handle checked the payload; this is the payload plus its framing.
+            Err(gossipsub::PublishError::MessageTooLarge) => {
+                Err(P2pError::TooLarge { what: "gossip", bytes, max: self.limits.max_gossip_bytes })
+            }
             Err(e) => Err(P2pError::Publish(e.to_string())),
         }
     }

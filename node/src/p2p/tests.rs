@@ -422,3 +422,22 @@ async fn a_full_event_channel_drops_events_without_stalling() {
     a.stop().await;
     b.stop().await;
 }
+
+/// `connection_limits`: a member beyond the established-connection bound is refused and never
+/// reported Connected; the member already connected is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_refused() {
+    let all = members(&["a", "b", "c"]);
+    let limits = P2pLimits { max_established_connections: 1, ..Default::default() };
+    let mut a = start("a", &all, vec![], limits);
+    let a_addr = a.addr().await;
+    let b = start("b", &all, vec![a_addr.clone()], P2pLimits::default());
+    next_connected(&mut a.events, b.key).await;
+    let c = start("c", &all, vec![a_addr], P2pLimits::default());
+    wait_stats(&a, |s| s.refused_connections >= 1).await;
+    assert_eq!(within(a.handle.peers()).await.unwrap(), vec![b.key]);
+    assert!(a.events.try_recv().is_err(), "no event about C");
+    for node in [a, b, c] {
+        node.stop().await;
+    }
+}
