@@ -27,27 +27,7 @@ pub const CHAIN_COMMAND_CHANNEL: usize = 256;
 /// Blocks whose validation verdicts are kept for their commit (the current height's proposals).
 pub const VALIDATED_BLOCKS_KEPT: usize = 16;
 
-/// Where an event is committed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Committed {
-    /// Block height.
-    pub height: u64,
-    /// The block's hash.
-    pub block_hash: Hash,
-    /// Position in the block.
-    pub index: u32,
-}
-
-/// Broadcast after each commit (the API's `wait=commit` waiters, later the event stream).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CommitNotice {
-    /// Height.
-    pub height: u64,
-    /// Block hash.
-    pub block_hash: Hash,
-    /// The committed events' ids, in block order.
-    pub event_ids: Vec<Hash>,
-}
+pub use crate::api::{CommitNotice, Committed};
 
 /// What admission said about one event, for the caller to answer and gossip.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,11 +1,13 @@
 //! The tradeloop node: consensus, networking and the runtime.
 //!
 //! Today: [`consensus`] (Malachite embedded behind our context and adapter, the sign-state
-//! guard, the WAL), the simulator, and [`p2p`] (the libp2p network layer, moving opaque bytes
-//! for the runtime). The runtime and the HTTP API follow.
+//! guard, the WAL), the simulator, [`p2p`] (the libp2p network layer), [`api`] (the HTTP
+//! ingress), the [`mempool`], the [`chain`] worker, block [`sync`], and the [`runtime`] that wires
+//! them into a member node.
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod chain;
 pub mod config;
 pub mod consensus;

@@ -312,10 +312,13 @@ fn consensus_params(genesis: &ConsensusParams, config: &NodeConfig) -> Consensus
 
 /// Publishes what the driver sends; turns "a peer is ahead" into a sync hint.
 async fn outbound(mut rx: mpsc::Receiver<Outbound>, p2p: P2pHandle, sync: mpsc::Sender<SyncHint>) {
+    // Starts at the clock so that a restarted node's counter does not repeat its earlier ones.
+    let mut counter = now_ms().saturating_mul(1000);
     while let Some(msg) = rx.recv().await {
         match msg {
             Outbound::Consensus(bytes) => {
-                if let Err(e) = p2p.publish(Topic::Consensus, bytes).await {
+                counter += 1;
+                if let Err(e) = p2p.publish(Topic::Consensus, wire::gossip_frame(counter, &bytes)).await {
                     tracing::debug!(code = e.code(), "consensus message not published: {e}");
                 }
             }
@@ -382,7 +385,10 @@ async fn network(n: NetworkCtx, mut events: mpsc::Receiver<P2pEvent>) {
                 n.p2p.report(id, verdict);
             }
             P2pEvent::Gossip { topic: Topic::Consensus, from, id, data } => {
-                let checked = wire::decode_consensus(&data).map_err(|e| e.to_string()).and_then(|m| check_consensus(&n, m));
+                let checked = wire::gossip_unframe(&data)
+                    .and_then(wire::decode_consensus)
+                    .map_err(|e| e.to_string())
+                    .and_then(|m| check_consensus(&n, m));
                 match checked {
                     Err(detail) => {
                         tracing::debug!(%from, "consensus message refused: {detail}");
@@ -548,7 +554,7 @@ async fn api_commands(a: ApiCtx, mut rx: mpsc::Receiver<ApiCommand>) {
                                     Verdict::Accepted { id }
                                 }
                                 AdmitResult::AlreadyPending(id) => Verdict::Accepted { id },
-                                AdmitResult::AlreadyCommitted(id, at) => Verdict::AlreadyCommitted { id, at: to_api(at) },
+                                AdmitResult::AlreadyCommitted(id, at) => Verdict::AlreadyCommitted { id, at },
                                 AdmitResult::Full(id) => Verdict::MempoolFull { id, retry_after_ms: FULL_RETRY_AFTER_MS },
                                 AdmitResult::Rejected(id, r) => Verdict::Rejected { id: Some(id), code: r.code.as_str(), message: r.message },
                             });
@@ -560,7 +566,7 @@ async fn api_commands(a: ApiCtx, mut rx: mpsc::Receiver<ApiCommand>) {
             }
             ApiCommand::Lookup { ids, reply } => {
                 let found = a.chain.lookup(ids.clone()).await.unwrap_or_else(|_| vec![None; ids.len()]);
-                let _ = reply.send(found.into_iter().map(|c| c.map(to_api)).collect());
+                let _ = reply.send(found);
             }
             ApiCommand::Status { reply } => {
                 let chain = a.chain.clone();
@@ -577,9 +583,9 @@ async fn api_commands(a: ApiCtx, mut rx: mpsc::Receiver<ApiCommand>) {
                     };
                     let _ = reply.send(NodeStatus {
                         chain_id: genesis.doc.chain_id.clone(),
-                        genesis_hash: genesis.hash.to_hex(),
+                        genesis_hash: genesis.hash,
                         height,
-                        tip_hash: tip_hash.to_hex(),
+                        tip_hash,
                         validator,
                         node_key: node_key.to_hex(),
                         connected_peers: peers.iter().map(|p| p.to_hex()).collect(),
@@ -591,10 +597,6 @@ async fn api_commands(a: ApiCtx, mut rx: mpsc::Receiver<ApiCommand>) {
             }
         }
     }
-}
-
-fn to_api(c: chain::Committed) -> crate::api::Committed {
-    crate::api::Committed { height: c.height, block_hash: c.block_hash, index: c.index }
 }
 
 /// Waits for SIGINT or SIGTERM.

@@ -257,6 +257,22 @@ fn decode_part(mut b: &[u8]) -> Result<ConsensusWire, WireError> {
     }))
 }
 
+/// Prefixes a consensus message with the publisher's counter for the consensus topic. Gossip
+/// suppresses repeated bytes for a while, but Tendermint needs a vote sent again after a
+/// timeout to arrive again (its gossip assumption): the counter makes each publication new,
+/// while relays forward the same bytes, so gossip's dedup of one publication still works.
+pub fn gossip_frame(counter: u64, message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + message.len());
+    out.extend_from_slice(&counter.to_be_bytes());
+    out.extend_from_slice(message);
+    out
+}
+
+/// The consensus message inside a [`gossip_frame`].
+pub fn gossip_unframe(data: &[u8]) -> Result<&[u8], WireError> {
+    data.get(8..).filter(|m| !m.is_empty()).ok_or_else(|| WireError::Malformed("consensus gossip shorter than its counter".into()))
+}
+
 /// Events gossiped together.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventBatch {

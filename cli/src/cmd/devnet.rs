@@ -4,7 +4,7 @@
 //! `DIR/keys/nodes/<node>.json` (node keys) and `DIR/nodes/<node>/node.toml` on free loopback
 //! ports; `run` starts every node as a child process and prefixes its log lines with its name.
 
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};

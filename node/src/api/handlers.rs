@@ -1,0 +1,349 @@
+//! The endpoints: `POST /v1/events` (with an optional commit wait) and `GET /v1/status`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::{timeout_at, Duration, Instant};
+use tradeloop_crypto::Hash;
+use tradeloop_ledger::{Rejection, SignedEvent};
+
+use super::problem::{retry_after_seconds, Problem, ProblemCode};
+use super::wire::{EventResult, SubmitResponse};
+use super::{ApiCommand, ApiState, CommitNotice, Committed, Verdict};
+
+/// How long the last `Lookup` may take when a wait ends with a lookup still owed: 1 s.
+const FINAL_LOOKUP_MS: u64 = 1_000;
+
+/// Query of `POST /v1/events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitQuery {
+    /// `commit` to wait for the events to be committed; `none` (the default) not to.
+    wait: Option<String>,
+    /// How long to wait, in milliseconds (capped by `max_wait_ms`).
+    timeout_ms: Option<u64>,
+}
+
+pub async fn submit_events(
+    State(state): State<Arc<ApiState>>,
+    query: Result<Query<SubmitQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match submit(&state, query, body).await {
+        Ok(response) => response,
+        Err(problem) => problem.into_response(),
+    }
+}
+
+async fn submit(
+    state: &ApiState,
+    query: Result<Query<SubmitQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let wait_ms = wait_ms(state, query)?;
+    let body = body.map_err(|e| body_problem(state, e))?;
+    let elements = split_envelopes(&body, state.limits.max_events_per_request)?;
+    let parsed: Vec<Result<SignedEvent, Rejection>> =
+        elements.iter().map(|raw| SignedEvent::from_envelope_json(raw.get().as_bytes())).collect();
+    drop(elements);
+
+    // Subscribe before submitting: a commit that happens between the two is then not missed.
+    let commits = wait_ms.map(|_| state.commits.subscribe());
+    let deadline = wait_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
+
+    let (events, slots): (Vec<SignedEvent>, Vec<usize>) = parsed
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.as_ref().ok().map(|e| (e.clone(), i)))
+        .unzip();
+    let verdicts =
+        if events.is_empty() { Vec::new() } else { submit_to_runtime(state, events).await? };
+    if verdicts.len() != slots.len() {
+        return Err(Problem::new(
+            ProblemCode::Internal,
+            format!(
+                "the node's runtime answered {} verdicts for {} events; this is a bug in the node",
+                verdicts.len(),
+                slots.len()
+            ),
+        ));
+    }
+    if let Some(problem) = all_full(&verdicts, parsed.len()) {
+        return Err(problem);
+    }
+
+    let mut results: Vec<EventResult> = parsed
+        .into_iter()
+        .map(|p| match p {
+            Ok(_) => EventResult::Pending { id: Hash::ZERO }, // replaced by its verdict below
+            Err(r) => EventResult::Rejected { id: None, code: r.code.as_str(), message: r.message },
+        })
+        .collect();
+    for (slot, verdict) in slots.into_iter().zip(verdicts) {
+        if let Some(result) = results.get_mut(slot) {
+            *result = verdict.into();
+        }
+    }
+
+    let mut timed_out = None;
+    if let (Some(commits), Some(deadline)) = (commits, deadline) {
+        timed_out = Some(wait_for_commits(state, commits, deadline, &mut results).await);
+    }
+    Ok(Json(SubmitResponse { results, timed_out }).into_response())
+}
+
+/// The commit wait asked for, in milliseconds, or `None` for no wait.
+fn wait_ms(
+    state: &ApiState,
+    query: Result<Query<SubmitQuery>, QueryRejection>,
+) -> Result<Option<u64>, Problem> {
+    let Query(query) = query.map_err(|e| {
+        Problem::new(
+            ProblemCode::BadQuery,
+            format!("{}; the parameters are wait=commit and timeout_ms=N", e.body_text()),
+        )
+    })?;
+    match query.wait.as_deref() {
+        None | Some("none") => {
+            if query.timeout_ms.is_some() {
+                return Err(Problem::new(
+                    ProblemCode::BadQuery,
+                    "timeout_ms is the length of a commit wait: give it with wait=commit",
+                ));
+            }
+            Ok(None)
+        }
+        Some("commit") => {
+            let asked = query.timeout_ms.unwrap_or(state.limits.default_wait_ms);
+            Ok(Some(asked.min(state.limits.wait_cap_ms())))
+        }
+        Some(other) => Err(Problem::new(
+            ProblemCode::BadQuery,
+            format!("wait={other} is not understood; use wait=commit or leave wait out"),
+        )),
+    }
+}
+
+fn body_problem(state: &ApiState, e: BytesRejection) -> Problem {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return Problem::new(
+            ProblemCode::BodyTooLarge,
+            format!(
+                "the body is larger than {} bytes (max_body_bytes); send fewer events per request",
+                state.limits.max_body_bytes
+            ),
+        );
+    }
+    Problem::new(
+        ProblemCode::MalformedJson,
+        format!("the body could not be read: {}", e.body_text()),
+    )
+}
+
+/// The envelopes of a body: one object, or an array of at most `max` of them. Each element is
+/// kept as its exact bytes, for the ledger's own parser.
+fn split_envelopes(body: &[u8], max: usize) -> Result<Vec<&RawValue>, Problem> {
+    let whole: &RawValue = serde_json::from_slice(body).map_err(|e| {
+        Problem::new(
+            ProblemCode::MalformedJson,
+            format!("the body is not valid JSON ({e}); send one envelope or a JSON array of them"),
+        )
+    })?;
+    let elements = match whole.get().as_bytes().first() {
+        Some(b'{') => vec![whole],
+        Some(b'[') => serde_json::from_str::<Vec<&RawValue>>(whole.get()).map_err(|e| {
+            Problem::new(ProblemCode::MalformedJson, format!("the body is not valid JSON ({e})"))
+        })?,
+        _ => {
+            return Err(Problem::new(
+                ProblemCode::NotEvents,
+                "the body must be an envelope {\"body\": {...}, \"signature\": \"...\"} or a JSON array of them",
+            ))
+        }
+    };
+    if elements.is_empty() {
+        return Err(Problem::new(
+            ProblemCode::NoEvents,
+            "the array is empty; send at least one envelope",
+        ));
+    }
+    if elements.len() > max {
+        return Err(Problem::new(
+            ProblemCode::TooManyEvents,
+            format!(
+                "the request holds {} events; the limit is {max} (max_events_per_request): split it",
+                elements.len()
+            ),
+        ));
+    }
+    Ok(elements)
+}
+
+async fn submit_to_runtime(
+    state: &ApiState,
+    events: Vec<SignedEvent>,
+) -> Result<Vec<Verdict>, Problem> {
+    let (reply, answer) = oneshot::channel();
+    send_command(&state.commands, ApiCommand::Submit { events, reply })?;
+    answer.await.map_err(|_| runtime_gone())
+}
+
+/// Sends without waiting: a full queue is an answer (503 `NODE_BUSY`), not a reason to hold the
+/// request.
+fn send_command(commands: &mpsc::Sender<ApiCommand>, command: ApiCommand) -> Result<(), Problem> {
+    commands.try_send(command).map_err(|e| match e {
+        mpsc::error::TrySendError::Full(_) => {
+            Problem::new(ProblemCode::NodeBusy, "the node's command queue is full; retry shortly")
+                .retry_after_ms(1000)
+        }
+        mpsc::error::TrySendError::Closed(_) => runtime_gone(),
+    })
+}
+
+fn runtime_gone() -> Problem {
+    Problem::new(
+        ProblemCode::NodeUnavailable,
+        "the node's runtime is not running (it stopped or is stopping); nothing was submitted by this request; check the node's log and submit again once it runs",
+    )
+}
+
+/// 429 when the mempool had room for none of the request's events (and every event parsed).
+fn all_full(verdicts: &[Verdict], requested: usize) -> Option<Problem> {
+    if verdicts.len() != requested {
+        return None;
+    }
+    let mut longest = 0u64;
+    for verdict in verdicts {
+        let Verdict::MempoolFull { retry_after_ms, .. } = verdict else { return None };
+        longest = longest.max(*retry_after_ms);
+    }
+    Some(
+        Problem::new(
+            ProblemCode::MempoolFull,
+            format!(
+                "the mempool has no room for these {requested} events; nothing was admitted: submit them again after {} s",
+                retry_after_seconds(longest)
+            ),
+        )
+        .retry_after_ms(longest),
+    )
+}
+
+/// Waits until every accepted event of `results` is committed or `deadline` passes; the events
+/// still waiting become `pending`. Returns whether the wait timed out.
+async fn wait_for_commits(
+    state: &ApiState,
+    mut commits: broadcast::Receiver<CommitNotice>,
+    deadline: Instant,
+    results: &mut [EventResult],
+) -> bool {
+    let mut waiting: HashMap<Hash, Vec<usize>> = HashMap::new();
+    for (slot, result) in results.iter().enumerate() {
+        if let EventResult::Accepted { id } = result {
+            waiting.entry(*id).or_default().push(slot);
+        }
+    }
+    let mut lookup_owed = false;
+    let mut timed_out = false;
+    while !waiting.is_empty() {
+        match timeout_at(deadline, commits.recv()).await {
+            Err(_elapsed) => {
+                timed_out = true;
+                break;
+            }
+            Ok(Ok(notice)) => {
+                for (index, id) in notice.event_ids.iter().enumerate() {
+                    if let Some(slots) = waiting.remove(id) {
+                        let index = u32::try_from(index).unwrap_or(u32::MAX);
+                        let at = Committed {
+                            height: notice.height,
+                            block_hash: notice.block_hash,
+                            index,
+                        };
+                        mark(results, &slots, *id, at);
+                    }
+                }
+            }
+            // Notices were dropped before we read them: ask the runtime where the events are.
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                lookup_owed = !lookup(state, &mut waiting, results, deadline).await;
+            }
+            Ok(Err(broadcast::error::RecvError::Closed)) => {
+                lookup_owed = true;
+                break;
+            }
+        }
+    }
+    if lookup_owed && !waiting.is_empty() {
+        let last = Instant::now() + Duration::from_millis(FINAL_LOOKUP_MS);
+        lookup(state, &mut waiting, results, last).await;
+    }
+    for (id, slots) in waiting {
+        for slot in slots {
+            if let Some(result) = results.get_mut(slot) {
+                *result = EventResult::Pending { id };
+            }
+        }
+    }
+    timed_out
+}
+
+/// Asks the runtime where the waiting events are and marks the committed ones. Returns whether
+/// the runtime answered by `deadline`.
+async fn lookup(
+    state: &ApiState,
+    waiting: &mut HashMap<Hash, Vec<usize>>,
+    results: &mut [EventResult],
+    deadline: Instant,
+) -> bool {
+    let ids: Vec<Hash> = waiting.keys().copied().collect();
+    let (reply, answer) = oneshot::channel();
+    let sent =
+        timeout_at(deadline, state.commands.send(ApiCommand::Lookup { ids: ids.clone(), reply }));
+    if !matches!(sent.await, Ok(Ok(()))) {
+        return false;
+    }
+    let Ok(Ok(found)) = timeout_at(deadline, answer).await else { return false };
+    for (id, at) in ids.into_iter().zip(found) {
+        let Some(at) = at else { continue };
+        if let Some(slots) = waiting.remove(&id) {
+            mark(results, &slots, id, at);
+        }
+    }
+    true
+}
+
+fn mark(results: &mut [EventResult], slots: &[usize], id: Hash, at: Committed) {
+    for slot in slots {
+        if let Some(result) = results.get_mut(*slot) {
+            *result = EventResult::committed(id, at);
+        }
+    }
+}
+
+pub async fn status(State(state): State<Arc<ApiState>>) -> Response {
+    let (reply, answer) = oneshot::channel();
+    if let Err(problem) = send_command(&state.commands, ApiCommand::Status { reply }) {
+        return problem.into_response();
+    }
+    match answer.await {
+        Ok(status) => Json(status).into_response(),
+        Err(_) => runtime_gone().into_response(),
+    }
+}
+
+pub async fn not_found() -> Problem {
+    Problem::new(
+        ProblemCode::NotFound,
+        "no such endpoint; the API has POST /v1/events and GET /v1/status",
+    )
+}

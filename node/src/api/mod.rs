@@ -1,0 +1,293 @@
+//! The node's HTTP ingress: integrations submit signed events and read the node's status.
+//!
+//! ```text
+//!  client ──HTTP──▶ axum router ──ApiCommand (bounded mpsc)──▶ runtime (mempool, consensus)
+//!                        ▲    ◀──────── oneshot reply ─────────┘
+//!                        └──── CommitNotice (broadcast) ◀──── runtime, after each commit
+//! ```
+//!
+//! The API owns no ledger state. It parses each envelope with the ledger's own parser
+//! ([`SignedEvent::from_envelope_json`], on the element's exact bytes), hands the events to the
+//! runtime as one [`ApiCommand::Submit`] and answers one verdict per event, in order. With
+//! `?wait=commit` it subscribes to the commit broadcast *before* submitting, so no commit can
+//! slip between the two, and falls back to [`ApiCommand::Lookup`] when it lagged behind the
+//! broadcast. This is the rust-libp2p `Client`/`EventLoop` pattern: commands with one-shot
+//! replies to the task that owns the state.
+//!
+//! Every resource is bounded ([`ApiLimits`]): body size, events per request, time waited for a
+//! commit, time per request, requests in flight; the command channel is bounded by whoever
+//! creates it (the node, with [`ApiLimits::command_channel`]). Whole-request errors are RFC 9457
+//! `application/problem+json` with a stable `code` (`docs/api.md`).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tower::ServiceBuilder;
+use tradeloop_crypto::Hash;
+use tradeloop_ledger::SignedEvent;
+
+mod handlers;
+pub mod hex_hash;
+mod problem;
+mod wire;
+
+#[doc(hidden)]
+pub mod testing;
+
+#[cfg(test)]
+mod tests;
+
+pub use problem::ProblemCode;
+pub use wire::{EventResult, SubmitResponse};
+
+/// A request from the API to the runtime, answered on its one-shot channel.
+#[derive(Debug)]
+pub enum ApiCommand {
+    /// Admit events into the mempool; one verdict per event, in order.
+    Submit {
+        /// The parsed events, in request order.
+        events: Vec<SignedEvent>,
+        /// Exactly `events.len()` verdicts, in the same order.
+        reply: oneshot::Sender<Vec<Verdict>>,
+    },
+    /// Where these events are committed, if they are (for wait=commit after a missed notice).
+    Lookup {
+        /// Event ids.
+        ids: Vec<Hash>,
+        /// Exactly `ids.len()` answers, in the same order.
+        reply: oneshot::Sender<Vec<Option<Committed>>>,
+    },
+    /// The node's status.
+    Status {
+        /// The answer.
+        reply: oneshot::Sender<NodeStatus>,
+    },
+}
+
+/// The runtime's verdict on one submitted event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Admitted into the mempool.
+    Accepted {
+        /// The event id.
+        id: Hash,
+    },
+    /// Already on the chain (a resubmission): nothing was added.
+    AlreadyCommitted {
+        /// The event id.
+        id: Hash,
+        /// Where it is.
+        at: Committed,
+    },
+    /// Refused by the checks or the rules; `code` is a stable [`tradeloop_ledger::RejectCode`]
+    /// string.
+    Rejected {
+        /// The event id, when the event parsed far enough to have one.
+        id: Option<Hash>,
+        /// Stable machine-readable code, e.g. `BAD_SIGNATURE`.
+        code: String,
+        /// What was wrong and what to do, for a person.
+        message: String,
+    },
+    /// The mempool has no room; submit again after `retry_after_ms`.
+    MempoolFull {
+        /// The event id.
+        id: Hash,
+        /// How long to wait before submitting again, in milliseconds.
+        retry_after_ms: u64,
+    },
+}
+
+/// Where an event is committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed {
+    /// Block height.
+    pub height: u64,
+    /// Hash of that block.
+    #[serde(with = "hex_hash")]
+    pub block_hash: Hash,
+    /// Position of the event in the block, from 0.
+    pub index: u32,
+}
+
+/// Broadcast by the runtime after each commit (`tokio::sync::broadcast`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitNotice {
+    /// Height of the committed block.
+    pub height: u64,
+    /// Its hash.
+    pub block_hash: Hash,
+    /// The ids of its events, in block order (an event's position here is its index).
+    pub event_ids: Vec<Hash>,
+}
+
+/// What `GET /v1/status` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The genesis file's chain id.
+    pub chain_id: String,
+    /// The genesis hash (names the chain).
+    #[serde(with = "hex_hash")]
+    pub genesis_hash: Hash,
+    /// Height of the last committed block (0 before the first).
+    pub height: u64,
+    /// Hash of the last committed block.
+    #[serde(with = "hex_hash")]
+    pub tip_hash: Hash,
+    /// Whether this node votes.
+    pub validator: bool,
+    /// The node's public key, hex.
+    pub node_key: String,
+    /// Peer ids of the connected peers.
+    pub connected_peers: Vec<String>,
+    /// Events in the mempool.
+    pub mempool_events: u64,
+    /// Bytes of those events.
+    pub mempool_bytes: u64,
+    /// Whether the node is catching up with its peers.
+    pub syncing: bool,
+}
+
+/// Default [`ApiLimits::max_body_bytes`]: 4 MiB, room for eight envelopes of the largest body
+/// the ledger accepts (256 KiB canonical, up to twice that as submitted JSON).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Default [`ApiLimits::max_events_per_request`].
+pub const DEFAULT_MAX_EVENTS_PER_REQUEST: usize = 1000;
+/// Default [`ApiLimits::max_wait_ms`]: 30 s.
+pub const DEFAULT_MAX_WAIT_MS: u64 = 30_000;
+/// Default [`ApiLimits::default_wait_ms`]: 10 s.
+pub const DEFAULT_WAIT_MS: u64 = 10_000;
+/// Default [`ApiLimits::request_timeout_ms`]: 40 s, longer than the longest wait.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 40_000;
+/// Default [`ApiLimits::max_concurrent_requests`].
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 256;
+/// Default [`ApiLimits::command_channel`].
+pub const DEFAULT_COMMAND_CHANNEL: usize = 1024;
+/// Time kept free between the end of a commit wait and the request timeout, so a waiting
+/// request answers `timed_out` itself instead of being cut off by the timeout layer: 2 s.
+pub const WAIT_MARGIN_MS: u64 = 2_000;
+
+/// The bounds of the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// Largest request body, in bytes (413 above it).
+    pub max_body_bytes: usize,
+    /// Most events in one `POST /v1/events` (413 above it).
+    pub max_events_per_request: usize,
+    /// Longest `?wait=commit` a client may ask for, in milliseconds (longer asks are capped).
+    pub max_wait_ms: u64,
+    /// The wait when `?wait=commit` names no `timeout_ms`, in milliseconds.
+    pub default_wait_ms: u64,
+    /// Longest time one request may take, in milliseconds (503 `TIMEOUT` after it). Must exceed
+    /// `max_wait_ms` by at least [`WAIT_MARGIN_MS`].
+    pub request_timeout_ms: u64,
+    /// Requests handled at once; more are refused at once with 503 `OVERLOADED`.
+    pub max_concurrent_requests: usize,
+    /// Capacity the node gives the [`ApiCommand`] channel (the API only sends on it; a full
+    /// channel answers 503 `NODE_BUSY`).
+    pub command_channel: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_events_per_request: DEFAULT_MAX_EVENTS_PER_REQUEST,
+            max_wait_ms: DEFAULT_MAX_WAIT_MS,
+            default_wait_ms: DEFAULT_WAIT_MS,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            command_channel: DEFAULT_COMMAND_CHANNEL,
+        }
+    }
+}
+
+impl ApiLimits {
+    /// Refuses limits that cannot work, naming the field.
+    pub fn check(&self) -> std::io::Result<()> {
+        let invalid = |m: String| Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, m));
+        let zero = [
+            ("max_body_bytes", self.max_body_bytes == 0),
+            ("max_events_per_request", self.max_events_per_request == 0),
+            ("max_concurrent_requests", self.max_concurrent_requests == 0),
+            ("command_channel", self.command_channel == 0),
+            ("request_timeout_ms", self.request_timeout_ms == 0),
+        ];
+        if let Some((name, _)) = zero.iter().find(|(_, is_zero)| *is_zero) {
+            return invalid(format!("api limit {name} is 0; it must be at least 1"));
+        }
+        if self.request_timeout_ms < self.max_wait_ms.saturating_add(WAIT_MARGIN_MS) {
+            return invalid(format!(
+                "api limit request_timeout_ms ({}) must exceed max_wait_ms ({}) by at least {WAIT_MARGIN_MS} ms",
+                self.request_timeout_ms, self.max_wait_ms
+            ));
+        }
+        if self.default_wait_ms > self.max_wait_ms {
+            return invalid(format!(
+                "api limit default_wait_ms ({}) is more than max_wait_ms ({})",
+                self.default_wait_ms, self.max_wait_ms
+            ));
+        }
+        Ok(())
+    }
+
+    /// The longest commit wait actually granted: `max_wait_ms`, shortened if needed so the wait
+    /// ends [`WAIT_MARGIN_MS`] before the request timeout.
+    fn wait_cap_ms(&self) -> u64 {
+        self.max_wait_ms.min(self.request_timeout_ms.saturating_sub(WAIT_MARGIN_MS))
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+struct ApiState {
+    commands: mpsc::Sender<ApiCommand>,
+    commits: broadcast::Sender<CommitNotice>,
+    limits: ApiLimits,
+}
+
+/// The API's routes with every bound applied (for tests and for [`serve`]).
+pub fn router(
+    commands: mpsc::Sender<ApiCommand>,
+    commits: broadcast::Sender<CommitNotice>,
+    limits: ApiLimits,
+) -> Router {
+    let timeout = Duration::from_millis(limits.request_timeout_ms);
+    let concurrency = limits.max_concurrent_requests.max(1);
+    let body_limit = limits.max_body_bytes;
+    let state = Arc::new(ApiState { commands, commits, limits });
+    // Outermost first: overload and timeout errors become problem+json; a request over the
+    // concurrency limit is shed at once rather than queued without bound.
+    let bounds = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(problem::from_layer_error))
+        .load_shed()
+        .concurrency_limit(concurrency)
+        .timeout(timeout);
+    Router::new()
+        .route("/v1/events", post(handlers::submit_events))
+        .route("/v1/status", get(handlers::status))
+        .fallback(handlers::not_found)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(bounds)
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets requests in flight finish
+/// (each is bounded by `request_timeout_ms`).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    commands: mpsc::Sender<ApiCommand>,
+    commits: broadcast::Sender<CommitNotice>,
+    limits: ApiLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    limits.check()?;
+    axum::serve(listener, router(commands, commits, limits)).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,167 @@
+//! Whole-request errors as RFC 9457 problem details (`application/problem+json`), each with a
+//! stable `code` (documented in `docs/api.md`; never rename one, only add).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::BoxError;
+use serde_json::json;
+
+/// Stable codes of whole-request errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProblemCode {
+    /// 400: the body is not JSON.
+    MalformedJson,
+    /// 400: the body is JSON but neither an envelope object nor an array of them.
+    NotEvents,
+    /// 400: an empty array.
+    NoEvents,
+    /// 400: a query parameter is unknown or has a bad value.
+    BadQuery,
+    /// 404: no such endpoint.
+    NotFound,
+    /// 413: the body is larger than `max_body_bytes`.
+    BodyTooLarge,
+    /// 413: more events than `max_events_per_request`.
+    TooManyEvents,
+    /// 429: the mempool had room for none of the events.
+    MempoolFull,
+    /// 503: the node's runtime is not running (stopped or stopping).
+    NodeUnavailable,
+    /// 503: the runtime's command queue is full.
+    NodeBusy,
+    /// 503: more requests in flight than `max_concurrent_requests`.
+    Overloaded,
+    /// 503: the request took longer than `request_timeout_ms`.
+    Timeout,
+    /// 500: the runtime broke its contract (a bug in the node, not in the request).
+    Internal,
+}
+
+impl ProblemCode {
+    /// The stable string form, e.g. `MALFORMED_JSON`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProblemCode::MalformedJson => "MALFORMED_JSON",
+            ProblemCode::NotEvents => "NOT_EVENTS",
+            ProblemCode::NoEvents => "NO_EVENTS",
+            ProblemCode::BadQuery => "BAD_QUERY",
+            ProblemCode::NotFound => "NOT_FOUND",
+            ProblemCode::BodyTooLarge => "BODY_TOO_LARGE",
+            ProblemCode::TooManyEvents => "TOO_MANY_EVENTS",
+            ProblemCode::MempoolFull => "MEMPOOL_FULL",
+            ProblemCode::NodeUnavailable => "NODE_UNAVAILABLE",
+            ProblemCode::NodeBusy => "NODE_BUSY",
+            ProblemCode::Overloaded => "OVERLOADED",
+            ProblemCode::Timeout => "TIMEOUT",
+            ProblemCode::Internal => "INTERNAL",
+        }
+    }
+
+    /// The HTTP status it is sent with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProblemCode::MalformedJson
+            | ProblemCode::NotEvents
+            | ProblemCode::NoEvents
+            | ProblemCode::BadQuery => StatusCode::BAD_REQUEST,
+            ProblemCode::NotFound => StatusCode::NOT_FOUND,
+            ProblemCode::BodyTooLarge | ProblemCode::TooManyEvents => StatusCode::PAYLOAD_TOO_LARGE,
+            ProblemCode::MempoolFull => StatusCode::TOO_MANY_REQUESTS,
+            ProblemCode::NodeUnavailable
+            | ProblemCode::NodeBusy
+            | ProblemCode::Overloaded
+            | ProblemCode::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ProblemCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A short summary that does not change from occurrence to occurrence (RFC 9457 `title`).
+    fn title(&self) -> &'static str {
+        match self {
+            ProblemCode::MalformedJson => "The request body is not valid JSON",
+            ProblemCode::NotEvents => {
+                "The request body is not an event envelope or an array of them"
+            }
+            ProblemCode::NoEvents => "The request holds no events",
+            ProblemCode::BadQuery => "A query parameter is not understood",
+            ProblemCode::NotFound => "No such endpoint",
+            ProblemCode::BodyTooLarge => "The request body is too large",
+            ProblemCode::TooManyEvents => "Too many events in one request",
+            ProblemCode::MempoolFull => "The mempool is full",
+            ProblemCode::NodeUnavailable => "The node is not running",
+            ProblemCode::NodeBusy => "The node is busy",
+            ProblemCode::Overloaded => "Too many requests in flight",
+            ProblemCode::Timeout => "The request took too long",
+            ProblemCode::Internal => "The node failed to answer correctly",
+        }
+    }
+}
+
+/// One problem answer.
+#[derive(Debug)]
+pub struct Problem {
+    code: ProblemCode,
+    detail: String,
+    retry_after_ms: Option<u64>,
+}
+
+impl Problem {
+    /// A problem with a sentence saying what was wrong and what to do.
+    pub fn new(code: ProblemCode, detail: impl Into<String>) -> Problem {
+        Problem { code, detail: detail.into(), retry_after_ms: None }
+    }
+
+    /// Adds a `Retry-After` header (whole seconds, rounded up) and a `retry_after_ms` member.
+    pub fn retry_after_ms(mut self, ms: u64) -> Problem {
+        self.retry_after_ms = Some(ms);
+        self
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.code.status();
+        let mut body = json!({
+            "type": format!("urn:tradeloop:problem:{}", self.code.as_str()),
+            "title": self.code.title(),
+            "status": status.as_u16(),
+            "detail": self.detail,
+            "code": self.code.as_str(),
+        });
+        if let (Some(ms), Some(map)) = (self.retry_after_ms, body.as_object_mut()) {
+            map.insert("retry_after_ms".into(), ms.into());
+        }
+        let mut response = (status, body.to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(ms) = self.retry_after_ms {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds(ms)));
+        }
+        response
+    }
+}
+
+/// `Retry-After` counts whole seconds: round up, and never 0 (which invites a busy loop).
+pub fn retry_after_seconds(ms: u64) -> u64 {
+    ms.div_ceil(1000).max(1)
+}
+
+/// Errors of the tower layers (load shedding, timeout) as problems.
+pub async fn from_layer_error(error: BoxError) -> Problem {
+    if error.is::<tower::load_shed::error::Overloaded>() {
+        return Problem::new(
+            ProblemCode::Overloaded,
+            "the node is handling as many requests as it allows (max_concurrent_requests); retry shortly",
+        )
+        .retry_after_ms(1000);
+    }
+    if error.is::<tower::timeout::error::Elapsed>() {
+        return Problem::new(
+            ProblemCode::Timeout,
+            "the node did not answer within request_timeout_ms; it may be overloaded or stuck; \
+             events of this request may still have been admitted: submit them again (a \
+             resubmission of a known event answers `committed` or DUPLICATE_EVENT)",
+        );
+    }
+    Problem::new(ProblemCode::Internal, format!("the request failed inside the node: {error}"))
+}

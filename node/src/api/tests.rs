@@ -1,0 +1,485 @@
+//! The API driven through its router (and once through a real socket) against fake runtimes
+//! that answer [`ApiCommand`]s from a script. Every wait is bounded by [`TEST_DEADLINE`].
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::Router;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tower::ServiceExt;
+use tradeloop_crypto::{Hash, SigningKey};
+use tradeloop_ledger::SignedEvent;
+
+use super::testing::{fake_block_hash, run_fake_runtime, sample_status, FakeRuntime};
+use super::*;
+
+/// No test waits longer than this for anything.
+const TEST_DEADLINE: Duration = Duration::from_secs(10);
+
+fn event(nonce: u64) -> SignedEvent {
+    let key = SigningKey::from_seed_label("api-test-exporter");
+    let body = json!({"author": "cn-exporter-acme", "kind": "order.placed", "nonce": nonce,
+        "key": key.public_key().to_hex(), "time_ms": 1_700_000_000_000u64});
+    SignedEvent::sign(&body, &key).unwrap()
+}
+
+fn envelopes(events: &[SignedEvent]) -> String {
+    let parts: Vec<String> = events.iter().map(SignedEvent::to_envelope_json).collect();
+    format!("[{}]", parts.join(","))
+}
+
+struct Harness {
+    router: Router,
+    commands: Option<mpsc::Receiver<ApiCommand>>,
+    commits: broadcast::Sender<CommitNotice>,
+}
+
+fn harness(limits: ApiLimits) -> Harness {
+    let (tx, rx) = mpsc::channel(limits.command_channel);
+    let (commits, _) = broadcast::channel(16);
+    Harness { router: router(tx, commits.clone(), limits), commands: Some(rx), commits }
+}
+
+impl Harness {
+    /// Starts a [`FakeRuntime`] on the harness's channels.
+    fn with_fake(mut self, fake: FakeRuntime) -> Harness {
+        let rx = self.commands.take().unwrap();
+        tokio::spawn(run_fake_runtime(fake, rx, self.commits.clone()));
+        self
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    json: Value,
+}
+
+async fn call(router: &Router, request: Request<Body>) -> Answer {
+    let response = tokio::time::timeout(TEST_DEADLINE, router.clone().oneshot(request))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+    Answer { status, headers, json }
+}
+
+fn post(path: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post(path).header(header::CONTENT_TYPE, "application/json").body(body.into()).unwrap()
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
+fn assert_problem(answer: &Answer, status: u16, code: &str) {
+    assert_eq!(answer.status.as_u16(), status, "{}", answer.json);
+    assert_eq!(answer.headers[header::CONTENT_TYPE], "application/problem+json");
+    assert_eq!(answer.json["code"], code, "{}", answer.json);
+    assert_eq!(answer.json["status"], status);
+    assert_eq!(answer.json["type"], format!("urn:tradeloop:problem:{code}"));
+    assert!(answer.json["title"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(answer.json["detail"].as_str().is_some_and(|t| !t.is_empty()));
+}
+
+fn statuses(answer: &Answer) -> Vec<String> {
+    answer.json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_mixed_batch_gets_one_verdict_per_event_in_order() {
+    let events: Vec<SignedEvent> = (0..4).map(event).collect();
+    let ids: Vec<Hash> = events.iter().map(SignedEvent::id).collect();
+    let at = Committed { height: 7, block_hash: fake_block_hash(7), index: 3 };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (script_ids, script_seen) = (ids.clone(), seen.clone());
+    let fake = FakeRuntime {
+        verdict: Box::new(move |e| {
+            let id = e.id();
+            script_seen.lock().unwrap().push(id);
+            match script_ids.iter().position(|i| *i == id) {
+                Some(0) => Verdict::Accepted { id },
+                Some(1) => Verdict::Rejected {
+                    id: Some(id),
+                    code: "BAD_SIGNATURE".into(),
+                    message: "the signature does not verify".into(),
+                },
+                Some(2) => Verdict::AlreadyCommitted { id, at },
+                _ => Verdict::MempoolFull { id, retry_after_ms: 250 },
+            }
+        }),
+        commit_accepted: false,
+        status: sample_status(),
+    };
+    let h = harness(ApiLimits::default()).with_fake(fake);
+    // Element 1 does not parse: it has no signature. The others still go through.
+    let body = format!(
+        "[{}, {{\"body\": {{\"kind\": \"x\"}}}}, {}, {}, {}]",
+        events[0].to_envelope_json(),
+        events[1].to_envelope_json(),
+        events[2].to_envelope_json(),
+        events[3].to_envelope_json()
+    );
+    let answer = call(&h.router, post("/v1/events", body)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
+    assert_eq!(answer.headers[header::CONTENT_TYPE], "application/json");
+    let hex = |i: usize| ids[i].to_hex();
+    assert_eq!(answer.json["results"][0], json!({"status": "accepted", "id": hex(0)}));
+    assert_eq!(answer.json["results"][1]["status"], "rejected");
+    assert_eq!(answer.json["results"][1]["code"], "MALFORMED_EVENT");
+    assert!(answer.json["results"][1].get("id").is_none(), "an unparsed event has no id");
+    assert_eq!(
+        answer.json["results"][2],
+        json!({"status": "rejected", "id": hex(1), "code": "BAD_SIGNATURE",
+            "message": "the signature does not verify"})
+    );
+    assert_eq!(
+        answer.json["results"][3],
+        json!({"status": "committed", "id": hex(2), "height": 7,
+            "block_hash": fake_block_hash(7).to_hex(), "index": 3})
+    );
+    assert_eq!(
+        answer.json["results"][4],
+        json!({"status": "full", "id": hex(3), "retry_after_ms": 250})
+    );
+    assert!(answer.json.get("timed_out").is_none());
+    assert_eq!(*seen.lock().unwrap(), ids, "the runtime gets the parsed events in order");
+    // The answer is the shared wire type.
+    let typed: SubmitResponse = serde_json::from_value(answer.json).unwrap();
+    assert_eq!(typed.results.len(), 5);
+}
+
+#[tokio::test]
+async fn each_element_reaches_the_ledger_parser_as_its_own_bytes() {
+    let h = harness(ApiLimits::default()).with_fake(FakeRuntime::accept_all(false));
+    let good = event(1);
+    // Reformatted JSON is the same event (the id is of the canonical body) ...
+    let pretty = serde_json::to_string_pretty(
+        &serde_json::from_str::<Value>(&good.to_envelope_json()).unwrap(),
+    )
+    .unwrap();
+    // ... but a duplicate key, which a generic JSON value would silently collapse, is refused by
+    // the ledger's strict parser: proof that the element's bytes, not a re-serialisation, went in.
+    let duplicate = good.to_envelope_json().replacen("{\"body\":{", "{\"body\":{\"nonce\":5,", 1);
+    let body = format!("[{pretty},{duplicate}]");
+    let answer = call(&h.router, post("/v1/events", body)).await;
+    assert_eq!(answer.json["results"][0], json!({"status": "accepted", "id": good.id().to_hex()}));
+    assert_eq!(answer.json["results"][1]["code"], "MALFORMED_EVENT", "{}", answer.json);
+    // A single object is accepted as well as an array.
+    let answer = call(&h.router, post("/v1/events", event(2).to_envelope_json())).await;
+    assert_eq!(statuses(&answer), ["accepted"]);
+}
+
+#[tokio::test]
+async fn malformed_json_is_400_problem_json_with_a_code() {
+    let h = harness(ApiLimits::default()).with_fake(FakeRuntime::accept_all(false));
+    for (body, code) in [
+        ("{not json", "MALFORMED_JSON"),
+        ("", "MALFORMED_JSON"),
+        ("[{\"a\":1},", "MALFORMED_JSON"),
+        ("\u{0}", "MALFORMED_JSON"),
+        ("42", "NOT_EVENTS"),
+        ("\"text\"", "NOT_EVENTS"),
+        ("[]", "NO_EVENTS"),
+    ] {
+        let answer = call(&h.router, post("/v1/events", body)).await;
+        assert_problem(&answer, 400, code);
+    }
+    let bytes = vec![0xff, 0xfe, b'{'];
+    assert_problem(&call(&h.router, post("/v1/events", bytes)).await, 400, "MALFORMED_JSON");
+}
+
+#[tokio::test]
+async fn bad_query_and_unknown_paths_are_problems() {
+    let h = harness(ApiLimits::default()).with_fake(FakeRuntime::accept_all(false));
+    let body = || event(1).to_envelope_json();
+    for query in ["?wait=forever", "?timeout_ms=5", "?wait=commit&timeout_ms=-1", "?wiat=commit"] {
+        let answer = call(&h.router, post(&format!("/v1/events{query}"), body())).await;
+        assert_problem(&answer, 400, "BAD_QUERY");
+    }
+    assert_problem(&call(&h.router, get("/v2/nothing")).await, 404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn an_oversize_body_is_413() {
+    let limits = ApiLimits { max_body_bytes: 1024, ..ApiLimits::default() };
+    let h = harness(limits).with_fake(FakeRuntime::accept_all(false));
+    let big = format!("[{}]", vec![event(1).to_envelope_json(); 8].join(","));
+    assert!(big.len() > 1024);
+    let answer = call(&h.router, post("/v1/events", big)).await;
+    assert_problem(&answer, 413, "BODY_TOO_LARGE");
+    assert!(answer.json["detail"].as_str().unwrap().contains("1024"));
+}
+
+#[tokio::test]
+async fn more_events_than_allowed_is_413_and_nothing_is_submitted() {
+    let limits = ApiLimits { max_events_per_request: 2, ..ApiLimits::default() };
+    let mut h = harness(limits);
+    let mut commands = h.commands.take().unwrap();
+    let body = envelopes(&[event(1), event(2), event(3)]);
+    let answer = call(&h.router, post("/v1/events", body)).await;
+    assert_problem(&answer, 413, "TOO_MANY_EVENTS");
+    assert!(commands.try_recv().is_err(), "nothing reached the runtime");
+}
+
+#[tokio::test]
+async fn all_full_is_429_with_retry_after() {
+    let fake = FakeRuntime {
+        verdict: Box::new(|e| Verdict::MempoolFull { id: e.id(), retry_after_ms: 1500 }),
+        commit_accepted: false,
+        status: sample_status(),
+    };
+    let h = harness(ApiLimits::default()).with_fake(fake);
+    let answer = call(&h.router, post("/v1/events", envelopes(&[event(1), event(2)]))).await;
+    assert_problem(&answer, 429, "MEMPOOL_FULL");
+    assert_eq!(answer.headers[header::RETRY_AFTER], "2", "1500 ms rounds up to 2 s");
+    assert_eq!(answer.json["retry_after_ms"], 1500);
+}
+
+#[tokio::test]
+async fn wait_commit_is_answered_by_a_commit_notice() {
+    let h = harness(ApiLimits::default()).with_fake(FakeRuntime::accept_all(true));
+    let events = [event(1), event(2)];
+    let answer =
+        call(&h.router, post("/v1/events?wait=commit&timeout_ms=5000", envelopes(&events))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
+    assert_eq!(answer.json["timed_out"], false);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(
+            answer.json["results"][i],
+            json!({"status": "committed", "id": e.id().to_hex(), "height": 1,
+                "block_hash": fake_block_hash(1).to_hex(), "index": i})
+        );
+    }
+}
+
+#[tokio::test]
+async fn wait_commit_after_a_lag_is_answered_through_lookup() {
+    let limits = ApiLimits::default();
+    let (tx, mut rx) = mpsc::channel(limits.command_channel);
+    // Room for 2 notices: the runtime sends 4 before the handler reads any, so it lags and the
+    // notice with its event is gone.
+    let (commits, _) = broadcast::channel(2);
+    let router = router(tx, commits.clone(), limits);
+    let lookups = Arc::new(Mutex::new(0usize));
+    let lookups_seen = lookups.clone();
+    let at = Committed { height: 1, block_hash: fake_block_hash(1), index: 0 };
+    tokio::spawn(async move {
+        let mut committed = Vec::new();
+        while let Some(command) = rx.recv().await {
+            match command {
+                ApiCommand::Submit { events, reply } => {
+                    committed = events.iter().map(SignedEvent::id).collect();
+                    let notice = CommitNotice {
+                        height: 1,
+                        block_hash: at.block_hash,
+                        event_ids: committed.clone(),
+                    };
+                    commits.send(notice).unwrap();
+                    for height in 2..5 {
+                        let filler = CommitNotice {
+                            height,
+                            block_hash: fake_block_hash(height),
+                            event_ids: vec![],
+                        };
+                        commits.send(filler).unwrap();
+                    }
+                    let verdicts =
+                        committed.iter().map(|id| Verdict::Accepted { id: *id }).collect();
+                    reply.send(verdicts).unwrap();
+                }
+                ApiCommand::Lookup { ids, reply } => {
+                    *lookups_seen.lock().unwrap() += 1;
+                    let found = ids.iter().map(|id| committed.contains(id).then_some(at)).collect();
+                    reply.send(found).unwrap();
+                }
+                ApiCommand::Status { .. } => {}
+            }
+        }
+    });
+    let e = event(1);
+    let answer =
+        call(&router, post("/v1/events?wait=commit&timeout_ms=5000", e.to_envelope_json())).await;
+    assert_eq!(answer.json["timed_out"], false, "{}", answer.json);
+    assert_eq!(
+        answer.json["results"][0],
+        json!({"status": "committed", "id": e.id().to_hex(), "height": 1,
+            "block_hash": fake_block_hash(1).to_hex(), "index": 0})
+    );
+    assert_eq!(*lookups.lock().unwrap(), 1, "the lag was answered by one Lookup");
+}
+
+#[tokio::test]
+async fn a_wait_that_times_out_answers_pending_and_timed_out() {
+    let fake = FakeRuntime {
+        verdict: Box::new(|e| {
+            if e.id() == event(2).id() {
+                Verdict::Rejected {
+                    id: Some(e.id()),
+                    code: "DUPLICATE_NONCE".into(),
+                    message: "m".into(),
+                }
+            } else {
+                Verdict::Accepted { id: e.id() }
+            }
+        }),
+        commit_accepted: false,
+        status: sample_status(),
+    };
+    let h = harness(ApiLimits::default()).with_fake(fake);
+    let started = std::time::Instant::now();
+    let answer = call(
+        &h.router,
+        post("/v1/events?wait=commit&timeout_ms=50", envelopes(&[event(1), event(2)])),
+    )
+    .await;
+    assert!(started.elapsed() < TEST_DEADLINE);
+    assert_eq!(answer.json["timed_out"], true, "{}", answer.json);
+    assert_eq!(
+        answer.json["results"][0],
+        json!({"status": "pending", "id": event(1).id().to_hex()})
+    );
+    assert_eq!(answer.json["results"][1]["status"], "rejected", "a rejection is not waited for");
+}
+
+#[tokio::test]
+async fn a_wait_longer_than_the_cap_is_capped() {
+    let limits = ApiLimits { max_wait_ms: 30, ..ApiLimits::default() };
+    let h = harness(limits).with_fake(FakeRuntime::accept_all(false));
+    let answer = call(
+        &h.router,
+        post("/v1/events?wait=commit&timeout_ms=600000", event(1).to_envelope_json()),
+    )
+    .await;
+    assert_eq!(answer.json["timed_out"], true);
+    assert_eq!(statuses(&answer), ["pending"]);
+}
+
+#[tokio::test]
+async fn status_round_trips_over_a_real_socket_and_serve_shuts_down() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = ApiLimits::default();
+    let (tx, rx) = mpsc::channel(limits.command_channel);
+    let (commits, _) = broadcast::channel(16);
+    tokio::spawn(run_fake_runtime(FakeRuntime::accept_all(false), rx, commits.clone()));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, tx, commits, limits, async {
+        let _ = stopped.await;
+    }));
+
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /v1/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(TEST_DEADLINE, stream.read_to_end(&mut raw)).await.unwrap().unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let status: NodeStatus = serde_json::from_str(body).unwrap();
+    assert_eq!(status, sample_status());
+    let json: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["genesis_hash"], Hash::sha256(b"genesis").to_hex(), "hashes are hex");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(TEST_DEADLINE, server).await.unwrap().unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn serve_refuses_limits_that_cannot_work() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (tx, _rx) = mpsc::channel(1);
+    let (commits, _) = broadcast::channel(1);
+    let limits = ApiLimits { request_timeout_ms: 1000, ..ApiLimits::default() };
+    let err = serve(listener, tx, commits, limits, async {}).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("request_timeout_ms"), "{err}");
+    assert!(ApiLimits::default().check().is_ok());
+}
+
+#[tokio::test]
+async fn a_runtime_that_is_gone_is_503() {
+    let mut h = harness(ApiLimits::default());
+    drop(h.commands.take());
+    let answer = call(&h.router, post("/v1/events", event(1).to_envelope_json())).await;
+    assert_problem(&answer, 503, "NODE_UNAVAILABLE");
+    assert_problem(&call(&h.router, get("/v1/status")).await, 503, "NODE_UNAVAILABLE");
+}
+
+#[tokio::test]
+async fn a_runtime_that_drops_the_reply_is_503_and_a_wrong_count_is_500() {
+    let mut h = harness(ApiLimits::default());
+    let mut rx = h.commands.take().unwrap();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(command) = rx.recv().await {
+            n += 1;
+            if let ApiCommand::Submit { reply, .. } = command {
+                if n == 2 {
+                    reply.send(vec![]).unwrap(); // too few verdicts
+                } // the first is dropped unanswered
+            }
+        }
+    });
+    let body = || event(1).to_envelope_json();
+    assert_problem(&call(&h.router, post("/v1/events", body())).await, 503, "NODE_UNAVAILABLE");
+    assert_problem(&call(&h.router, post("/v1/events", body())).await, 500, "INTERNAL");
+}
+
+#[tokio::test]
+async fn a_full_command_queue_is_503_with_retry_after() {
+    let limits = ApiLimits { command_channel: 1, ..ApiLimits::default() };
+    let (tx, _rx) = mpsc::channel(limits.command_channel);
+    let (filler, _) = oneshot::channel();
+    tx.try_send(ApiCommand::Status { reply: filler }).unwrap();
+    let (commits, _) = broadcast::channel(1);
+    let router = router(tx, commits, limits);
+    let answer = call(&router, post("/v1/events", event(1).to_envelope_json())).await;
+    assert_problem(&answer, 503, "NODE_BUSY");
+    assert_eq!(answer.headers[header::RETRY_AFTER], "1");
+}
+
+#[tokio::test]
+async fn requests_over_the_concurrency_limit_are_shed_and_slow_ones_time_out() {
+    let limits =
+        ApiLimits { max_concurrent_requests: 1, request_timeout_ms: 300, ..ApiLimits::default() };
+    let mut h = harness(limits);
+    // A runtime that takes Status commands, says so, and never answers them.
+    let mut rx = h.commands.take().unwrap();
+    let (took, mut taken) = mpsc::channel(4);
+    let held = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        while let Some(command) = rx.recv().await {
+            kept.push(command);
+            let _ = took.try_send(());
+        }
+    });
+    let first = tokio::spawn({
+        let router = h.router.clone();
+        async move { call(&router, get("/v1/status")).await }
+    });
+    // Once the runtime holds the first request's command, that request holds the only slot.
+    tokio::time::timeout(TEST_DEADLINE, taken.recv()).await.unwrap().unwrap();
+    let second = call(&h.router, get("/v1/status")).await;
+    assert_problem(&second, 503, "OVERLOADED");
+    assert!(second.headers.contains_key(header::RETRY_AFTER));
+    let first = tokio::time::timeout(TEST_DEADLINE, first).await.unwrap().unwrap();
+    assert_problem(&first, 503, "TIMEOUT");
+    held.abort();
+}
