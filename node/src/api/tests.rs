@@ -476,7 +476,8 @@ async fn requests_over_the_concurrency_limit_are_shed_and_slow_ones_time_out() {
     });
     // Once the runtime holds the first request's command, that request holds the only slot.
     tokio::time::timeout(TEST_DEADLINE, taken.recv()).await.unwrap().unwrap();
-    let second = call(&h.router, get("/v1/status")).await;
+    // The limit is one for the whole API, not one per route.
+    let second = call(&h.router, post("/v1/events", event(1).to_envelope_json())).await;
     assert_problem(&second, 503, "OVERLOADED");
     assert!(second.headers.contains_key(header::RETRY_AFTER));
     let first = tokio::time::timeout(TEST_DEADLINE, first).await.unwrap().unwrap();
