@@ -1,4 +1,4 @@
-//! `tradeloop event sign|show`.
+//! `tradeloop event sign|show` (and `submit`, which lives with the node client in `client`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,6 +36,12 @@ pub enum EventCommand {
         /// The body file, or `-` for standard input.
         body: PathBuf,
     },
+    /// Submit signed events to a running node over its HTTP API; prints one line per event.
+    ///
+    /// Exit status 0 only if every event was accepted (with --wait: committed). Events the
+    /// mempool has no room for are sent again after the node's Retry-After, a bounded number of
+    /// times.
+    Submit(super::client::SubmitArgs),
     /// Show a committed event by its id.
     Show {
         #[command(flatten)]

@@ -10,6 +10,7 @@ use tradeloop_ledger::{Genesis, Ledger};
 pub mod append;
 pub mod audit;
 pub mod bench;
+pub mod client;
 pub mod demo;
 pub mod devnet;
 pub mod event;
@@ -34,7 +35,7 @@ pub enum Command {
     /// Build a genesis file.
     #[command(subcommand)]
     Genesis(genesis::GenesisCommand),
-    /// Sign events.
+    /// Sign events, show a committed one, submit events to a running node.
     #[command(subcommand)]
     Event(event::EventCommand),
     /// Append signed events (JSON lines) to a one-validator local chain.
@@ -105,6 +106,8 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Show a running node's status (over its HTTP API).
+    Status(client::StatusArgs),
     /// Run the deterministic consensus simulator (validators, network and clock from a seed).
     Sim(sim::SimArgs),
 }
@@ -129,6 +132,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Event(event::EventCommand::Show { chain, id, json }) => {
             event::event_show(&chain, &id, json)
         }
+        Command::Event(event::EventCommand::Submit(args)) => client::submit(args),
         Command::Append(args) => append::append(args),
         Command::Trace { chain, reference, json } => query::trace(&chain, &reference, json),
         Command::Trade { chain, order_id, json } => query::trade(&chain, &order_id, json),
@@ -143,6 +147,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Demo(args) => demo::run(args),
         Command::Bench(b) => bench::run(b),
         Command::Sim(args) => sim::sim(args),
+        Command::Status(args) => client::status(args),
     }
 }
 

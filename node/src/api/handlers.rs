@@ -160,9 +160,23 @@ fn split_envelopes(body: &[u8], max: usize) -> Result<Vec<&RawValue>, Problem> {
     })?;
     let elements = match whole.get().as_bytes().first() {
         Some(b'{') => vec![whole],
-        Some(b'[') => serde_json::from_str::<Vec<&RawValue>>(whole.get()).map_err(|e| {
-            Problem::new(ProblemCode::MalformedJson, format!("the body is not valid JSON ({e})"))
-        })?,
+        Some(b'[') => {
+            let mut deserializer = serde_json::Deserializer::from_str(whole.get());
+            let exceeded = std::cell::Cell::new(false);
+            let seed = BoundedArray { max, exceeded: &exceeded };
+            // Stopping early leaves the array unfinished, which serde_json reports as an error:
+            // `exceeded` says why it stopped.
+            match serde::de::DeserializeSeed::deserialize(seed, &mut deserializer) {
+                _ if exceeded.get() => return Err(too_many_events(max)),
+                Ok(elements) => elements,
+                Err(e) => {
+                    return Err(Problem::new(
+                        ProblemCode::MalformedJson,
+                        format!("the body is not valid JSON ({e})"),
+                    ))
+                }
+            }
+        }
         _ => {
             return Err(Problem::new(
                 ProblemCode::NotEvents,
@@ -176,16 +190,49 @@ fn split_envelopes(body: &[u8], max: usize) -> Result<Vec<&RawValue>, Problem> {
             "the array is empty; send at least one envelope",
         ));
     }
-    if elements.len() > max {
-        return Err(Problem::new(
-            ProblemCode::TooManyEvents,
-            format!(
-                "the request holds {} events; the limit is {max} (max_events_per_request): split it",
-                elements.len()
-            ),
-        ));
-    }
     Ok(elements)
+}
+
+fn too_many_events(max: usize) -> Problem {
+    Problem::new(
+        ProblemCode::TooManyEvents,
+        format!("the request holds more than {max} events (max_events_per_request): split it"),
+    )
+}
+
+/// The elements of a JSON array; stops (setting `exceeded`) as soon as there are more than
+/// `max`, so a body of many tiny elements costs at most `max` of them in memory.
+struct BoundedArray<'a> {
+    max: usize,
+    exceeded: &'a std::cell::Cell<bool>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for BoundedArray<'_> {
+    type Value = Vec<&'de RawValue>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BoundedArray<'_> {
+    type Value = Vec<&'de RawValue>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of event envelopes")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut elements = Vec::with_capacity(self.max.min(64));
+        while let Some(element) = seq.next_element::<&'de RawValue>()? {
+            if elements.len() == self.max {
+                self.exceeded.set(true);
+                return Ok(elements);
+            }
+            elements.push(element);
+        }
+        Ok(elements)
+    }
 }
 
 async fn submit_to_runtime(

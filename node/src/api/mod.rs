@@ -29,6 +29,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
 use tradeloop_crypto::Hash;
 use tradeloop_ledger::SignedEvent;
@@ -264,11 +265,13 @@ pub fn router(
     let body_limit = limits.max_body_bytes;
     let state = Arc::new(ApiState { commands, commits, limits });
     // Outermost first: overload and timeout errors become problem+json; a request over the
-    // concurrency limit is shed at once rather than queued without bound.
+    // concurrency limit is shed at once rather than queued without bound. `Router::layer` wraps
+    // each route separately, so the limit is the global one (one semaphore for every route);
+    // `concurrency_limit` would give each route a limit of its own.
     let bounds = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(problem::from_layer_error))
         .load_shed()
-        .concurrency_limit(concurrency)
+        .layer(GlobalConcurrencyLimitLayer::new(concurrency))
         .timeout(timeout);
     Router::new()
         .route("/v1/events", post(handlers::submit_events))

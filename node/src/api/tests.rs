@@ -228,12 +228,28 @@ async fn an_oversize_body_is_413() {
 #[tokio::test]
 async fn more_events_than_allowed_is_413_and_nothing_is_submitted() {
     let limits = ApiLimits { max_events_per_request: 2, ..ApiLimits::default() };
-    let mut h = harness(limits);
-    let mut commands = h.commands.take().unwrap();
+    let seen = Arc::new(Mutex::new(0usize));
+    let counted = seen.clone();
+    let fake = FakeRuntime {
+        verdict: Box::new(move |e| {
+            *counted.lock().unwrap() += 1;
+            Verdict::Accepted { id: e.id() }
+        }),
+        commit_accepted: false,
+        status: sample_status(),
+    };
+    let h = harness(limits).with_fake(fake);
     let body = envelopes(&[event(1), event(2), event(3)]);
     let answer = call(&h.router, post("/v1/events", body)).await;
     assert_problem(&answer, 413, "TOO_MANY_EVENTS");
-    assert!(commands.try_recv().is_err(), "nothing reached the runtime");
+    assert_eq!(*seen.lock().unwrap(), 0, "nothing reached the runtime");
+    // Many tiny elements are refused by their count (the array is not read past the limit).
+    let tiny = format!("[{}]", vec!["{}"; 100_000].join(","));
+    assert_problem(&call(&h.router, post("/v1/events", tiny)).await, 413, "TOO_MANY_EVENTS");
+    // Exactly the limit goes through.
+    let answer = call(&h.router, post("/v1/events", envelopes(&[event(1), event(2)]))).await;
+    assert_eq!(statuses(&answer), ["accepted", "accepted"]);
+    assert_eq!(*seen.lock().unwrap(), 2);
 }
 
 #[tokio::test]
@@ -476,7 +492,8 @@ async fn requests_over_the_concurrency_limit_are_shed_and_slow_ones_time_out() {
     });
     // Once the runtime holds the first request's command, that request holds the only slot.
     tokio::time::timeout(TEST_DEADLINE, taken.recv()).await.unwrap().unwrap();
-    let second = call(&h.router, get("/v1/status")).await;
+    // The limit is one for the whole API, not one per route.
+    let second = call(&h.router, post("/v1/events", event(1).to_envelope_json())).await;
     assert_problem(&second, 503, "OVERLOADED");
     assert!(second.headers.contains_key(header::RETRY_AFTER));
     let first = tokio::time::timeout(TEST_DEADLINE, first).await.unwrap().unwrap();
