@@ -58,9 +58,15 @@
 //! start and redialled with exponential backoff ([`P2pLimits::redial_initial_ms`] doubling up to
 //! [`P2pLimits::redial_max_ms`]) while that peer is disconnected.
 //!
-//! Bounds, all in [`P2pLimits`]: gossip payload bytes, request and response bytes, connections in
-//! all and per peer, pending inbound connections, concurrent streams per connection, outstanding
-//! requests, both channels, the request timeout and the idle-connection timeout.
+//! **Backpressure.** [`P2pHandle::publish`] waits for room in the command channel; when every
+//! peer's gossipsub send queue is full it fails with [`P2pError::QueuesFull`], as it fails with
+//! [`P2pError::NoPeers`] before any member subscribed: neither is a reason to stop the caller.
+//!
+//! Bounds, all in [`P2pLimits`]: gossip payload bytes (per message, and twice that per stream
+//! frame), request and response bytes, connections in all and per peer, pending inbound
+//! connections, concurrent streams per connection, outstanding requests, queued gossip messages
+//! per connection, the duplicate window, both channels, the request timeout and the
+//! idle-connection timeout.
 
 mod codec;
 mod event_loop;
@@ -144,8 +150,10 @@ impl std::fmt::Debug for P2pConfig {
 /// Every bound of the network layer; [`Default`] gives the `DEFAULT_*` constants.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct P2pLimits {
-    /// Largest gossip payload published or accepted, in bytes. Gossipsub's transmit bound is
-    /// this plus [`GOSSIP_FRAMING_BYTES`] for the topic and protobuf framing.
+    /// Largest gossip payload published or accepted, in bytes. Gossipsub's per-message bound is
+    /// this plus [`GOSSIP_FRAMING_BYTES`] for the topic and protobuf framing; a larger message
+    /// is dropped as invalid (and charged to its sender). A stream frame may be twice that; a
+    /// larger frame resets that peer's stream (what it had queued behind it is lost).
     pub max_gossip_bytes: usize,
     /// Largest request body sent or accepted, in bytes.
     pub max_request_bytes: usize,
