@@ -200,6 +200,21 @@ async fn gossip_is_forwarded_only_after_accept() {
     let (_, _, _, data) = next_gossip(&mut c.events).await;
     assert_eq!(data, b"third", "a rejected message must not be forwarded");
 
+    // Ignore: not forwarded either, and no penalty.
+    within(a.handle.publish(Topic::Events, b"late".to_vec())).await.unwrap();
+    let (_, _, id, data) = next_gossip(&mut b.events).await;
+    assert_eq!(data, b"late");
+    b.handle.report(id, Verdict::Ignore);
+    within(a.handle.publish(Topic::Events, b"fourth".to_vec())).await.unwrap();
+    let (_, _, id, data) = next_gossip(&mut b.events).await;
+    assert_eq!(data, b"fourth");
+    b.handle.report(id, Verdict::Accept);
+    let (_, _, _, data) = next_gossip(&mut c.events).await;
+    assert_eq!(data, b"fourth", "an ignored message must not be forwarded");
+    let ignored = within(b.handle.peer_score(a.key)).await.unwrap().unwrap();
+    assert!(ignored >= after - 0.01, "Ignore must not penalise: {after} -> {ignored}");
+    assert_eq!(b.handle.stats().borrow().rejected_messages, 1);
+
     // Consensus topic works the same way.
     wait_stats(&a, |s| s.consensus_topic_peers >= 1).await;
     within(a.handle.publish(Topic::Consensus, b"vote".to_vec())).await.unwrap();
