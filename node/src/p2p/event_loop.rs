@@ -151,6 +151,7 @@ fn check_limits(limits: &P2pLimits) -> Result<(), P2pError> {
         ("event_channel", limits.event_channel),
         ("max_concurrent_streams", limits.max_concurrent_streams),
         ("max_pending_requests", limits.max_pending_requests),
+        ("max_queued_messages_per_connection", limits.max_queued_messages_per_connection),
     ];
     if let Some((name, _)) = nonzero.iter().find(|(_, v)| *v == 0) {
         return Err(P2pError::Config(format!("limits.{name} must be at least 1")));
@@ -219,6 +220,8 @@ fn gossipsub_behaviour(
         .validation_mode(gossipsub::ValidationMode::Anonymous)
         .message_id_fn(message_id)
         .validate_messages()
+        .connection_handler_queue_len(config.limits.max_queued_messages_per_connection)
+        .duplicate_cache_time(Duration::from_millis(config.limits.duplicate_window_ms))
         .max_transmit_size(message_bound.saturating_mul(GOSSIP_FRAME_FACTOR));
     for (_, hash) in topics {
         builder.max_transmit_size_for_topic(message_bound, hash.clone());
@@ -231,6 +234,10 @@ fn gossipsub_behaviour(
     let mut score = gossipsub::PeerScoreParams {
         // Members are known; several may share a host (and tests share 127.0.0.1).
         ip_colocation_factor_weight: 0.0,
+        // A member slow to drain its send queue is not misbehaving; by default each message its
+        // full queue refuses costs -0.2, so a burst of 250 would stop us publishing to it at all.
+        // Backpressure reaches the publisher as `P2pError::QueuesFull` instead.
+        slow_peer_weight: 0.0,
         ..Default::default()
     };
     for (_, hash) in topics {
@@ -370,6 +377,9 @@ impl EventLoop {
                 Err(P2pError::NoPeers { topic })
             }
             Err(gossipsub::PublishError::Duplicate) => Err(P2pError::Duplicate { topic }),
+            Err(gossipsub::PublishError::AllQueuesFull(peers)) => {
+                Err(P2pError::QueuesFull { peers })
+            }
             // The handle checked the payload; this is the payload plus its framing.
             Err(gossipsub::PublishError::MessageTooLarge) => {
                 Err(P2pError::TooLarge { what: "gossip", bytes, max: self.limits.max_gossip_bytes })

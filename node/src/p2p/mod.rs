@@ -45,7 +45,8 @@
 //! below the publish threshold (-50) and nine below the graylist threshold (-80: everything it
 //! sends is ignored until the count decays). The peer is not disconnected: it is a member and would
 //! be redialled; ignoring it is the same effect without churn. IP colocation scoring is off (the
-//! members are known; several may share a host).
+//! members are known; several may share a host), and so is the slow-peer penalty (a member
+//! whose send queue is full is slow, not malicious; the publisher sees [`P2pError::QueuesFull`]).
 //!
 //! **Request-response.** One protocol, `/tradeloop/<chain>/rpc/1`, with a length-prefixed byte
 //! codec that caps every read (`take(len)` after checking `len` against
@@ -57,9 +58,15 @@
 //! start and redialled with exponential backoff ([`P2pLimits::redial_initial_ms`] doubling up to
 //! [`P2pLimits::redial_max_ms`]) while that peer is disconnected.
 //!
-//! Bounds, all in [`P2pLimits`]: gossip payload bytes, request and response bytes, connections in
-//! all and per peer, pending inbound connections, concurrent streams per connection, outstanding
-//! requests, both channels, the request timeout and the idle-connection timeout.
+//! **Backpressure.** [`P2pHandle::publish`] waits for room in the command channel; when every
+//! peer's gossipsub send queue is full it fails with [`P2pError::QueuesFull`], as it fails with
+//! [`P2pError::NoPeers`] before any member subscribed: neither is a reason to stop the caller.
+//!
+//! Bounds, all in [`P2pLimits`]: gossip payload bytes (per message, and twice that per stream
+//! frame), request and response bytes, connections in all and per peer, pending inbound
+//! connections, concurrent streams per connection, outstanding requests, queued gossip messages
+//! per connection, the duplicate window, both channels, the request timeout and the
+//! idle-connection timeout.
 
 mod codec;
 mod event_loop;
@@ -89,6 +96,10 @@ pub const DEFAULT_MAX_PENDING_INCOMING_CONNECTIONS: u32 = 16;
 pub const DEFAULT_MAX_CONCURRENT_STREAMS: usize = 64;
 /// Default [`P2pLimits::max_pending_requests`]: 256 outbound requests awaiting a response.
 pub const DEFAULT_MAX_PENDING_REQUESTS: usize = 256;
+/// Default [`P2pLimits::max_queued_messages_per_connection`]: 5,000 gossipsub messages.
+pub const DEFAULT_MAX_QUEUED_MESSAGES_PER_CONNECTION: usize = 5000;
+/// Default [`P2pLimits::duplicate_window_ms`]: 60 s (gossipsub's default).
+pub const DEFAULT_DUPLICATE_WINDOW_MS: u64 = 60_000;
 /// Default [`P2pLimits::command_channel`]: 1,024 commands queued for the event loop.
 pub const DEFAULT_COMMAND_CHANNEL: usize = 1024;
 /// Default [`P2pLimits::event_channel`]: 4,096 events queued for the runtime.
@@ -139,8 +150,10 @@ impl std::fmt::Debug for P2pConfig {
 /// Every bound of the network layer; [`Default`] gives the `DEFAULT_*` constants.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct P2pLimits {
-    /// Largest gossip payload published or accepted, in bytes. Gossipsub's transmit bound is
-    /// this plus [`GOSSIP_FRAMING_BYTES`] for the topic and protobuf framing.
+    /// Largest gossip payload published or accepted, in bytes. Gossipsub's per-message bound is
+    /// this plus [`GOSSIP_FRAMING_BYTES`] for the topic and protobuf framing; a larger message
+    /// is dropped as invalid (and charged to its sender). A stream frame may be twice that; a
+    /// larger frame resets that peer's stream (what it had queued behind it is lost).
     pub max_gossip_bytes: usize,
     /// Largest request body sent or accepted, in bytes.
     pub max_request_bytes: usize,
@@ -157,6 +170,12 @@ pub struct P2pLimits {
     /// Outbound requests awaiting their response; beyond it [`P2pHandle::request`] fails with
     /// [`P2pError::Busy`].
     pub max_pending_requests: usize,
+    /// Gossipsub messages queued for sending on one connection; when every subscribed peer's
+    /// queue is full, [`P2pHandle::publish`] fails with [`P2pError::QueuesFull`].
+    pub max_queued_messages_per_connection: usize,
+    /// How long a message id is remembered to drop duplicates, in milliseconds: within it, the
+    /// same bytes on the same topic are neither received twice nor published twice.
+    pub duplicate_window_ms: u64,
     /// Commands queued from handles to the event loop.
     pub command_channel: usize,
     /// Events queued from the event loop to the runtime.
@@ -186,6 +205,8 @@ impl Default for P2pLimits {
             max_pending_incoming_connections: DEFAULT_MAX_PENDING_INCOMING_CONNECTIONS,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             max_pending_requests: DEFAULT_MAX_PENDING_REQUESTS,
+            max_queued_messages_per_connection: DEFAULT_MAX_QUEUED_MESSAGES_PER_CONNECTION,
+            duplicate_window_ms: DEFAULT_DUPLICATE_WINDOW_MS,
             command_channel: DEFAULT_COMMAND_CHANNEL,
             event_channel: DEFAULT_EVENT_CHANNEL,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
@@ -345,7 +366,8 @@ pub enum P2pError {
         /// The topic.
         topic: Topic,
     },
-    /// The same payload was published on this topic recently (message ids are content-derived).
+    /// The same payload was published on this topic within [`P2pLimits::duplicate_window_ms`]
+    /// (message ids are content-derived); a re-broadcast must differ in its bytes.
     #[error("this payload was already published on {topic:?}; nothing was sent again")]
     Duplicate {
         /// The topic.
@@ -360,6 +382,15 @@ pub enum P2pError {
         bytes: usize,
         /// The bound.
         max: usize,
+    },
+    /// Every subscribed peer's send queue is full: the network is slower than the publisher.
+    /// Nothing was sent, and gossipsub has already recorded the message id, so publishing the
+    /// same bytes again reports [`P2pError::Duplicate`] within the duplicate window: back off
+    /// and send the content in a new batch (this is the publish path's backpressure).
+    #[error("the send queues of all {peers} subscribed peers are full; nothing was sent, slow down and resend in a new batch")]
+    QueuesFull {
+        /// Peers whose queue was full.
+        peers: usize,
     },
     /// Gossipsub refused the message for another reason.
     #[error("gossipsub refused the message: {0}")]
@@ -408,6 +439,7 @@ impl P2pError {
             P2pError::NoPeers { .. } => "P2P_NO_PEERS",
             P2pError::Duplicate { .. } => "P2P_DUPLICATE",
             P2pError::TooLarge { .. } => "P2P_TOO_LARGE",
+            P2pError::QueuesFull { .. } => "P2P_QUEUES_FULL",
             P2pError::Publish(_) => "P2P_PUBLISH",
             P2pError::NotMember(_) => "P2P_NOT_MEMBER",
             P2pError::Unreachable { .. } => "P2P_UNREACHABLE",
@@ -429,9 +461,11 @@ pub struct P2pHandle {
 }
 
 impl P2pHandle {
-    /// Publishes `data` on `topic` to the connected members. [`P2pError::NoPeers`] (no member
-    /// subscribed yet) and [`P2pError::Duplicate`] mean nothing was sent and are not failures of
-    /// the caller; [`P2pError::TooLarge`] above [`P2pLimits::max_gossip_bytes`].
+    /// Publishes `data` on `topic` to the connected members (this node does not receive its own
+    /// message back). [`P2pError::NoPeers`] (no member subscribed yet) and
+    /// [`P2pError::Duplicate`] mean nothing was sent and are not failures of the caller;
+    /// [`P2pError::QueuesFull`] asks the caller to slow down; [`P2pError::TooLarge`] above
+    /// [`P2pLimits::max_gossip_bytes`].
     pub async fn publish(&self, topic: Topic, data: Vec<u8>) -> Result<(), P2pError> {
         let max = self.limits.max_gossip_bytes;
         if data.len() > max {
@@ -456,6 +490,8 @@ impl P2pHandle {
     /// Reports the verdict on a gossip message; `Accept` forwards it, `Reject` drops it and
     /// penalises its sender. Never blocks: if the command channel is full the report is dropped
     /// and the message, never accepted, is not forwarded (it expires from gossipsub's cache).
+    /// Report within a few seconds: gossipsub keeps an unjudged message for its message-cache
+    /// history (5 heartbeats of 1 s); a later `Accept` finds nothing to forward.
     pub fn report(&self, id: GossipId, verdict: Verdict) {
         // Dropping is safe in the direction that matters: an unreported message is never
         // forwarded.
