@@ -145,15 +145,23 @@ impl Cast {
         let mut cast = Cast::new(validators, genesis_time_ms, key_for)?;
         let mut doc = cast.genesis.doc.clone();
         let hosts: Vec<String> = doc.validators.iter().map(|v| v.participant.clone()).collect();
-        let parties: Vec<String> =
-            doc.participants.iter().map(|p| p.id.clone()).filter(|id| !hosts.contains(id)).collect();
+        let parties: Vec<String> = doc
+            .participants
+            .iter()
+            .map(|p| p.id.clone())
+            .filter(|id| !hosts.contains(id))
+            .collect();
         for i in 0..member_nodes.min(crate::genesis::MAX_MEMBER_NODES) {
             let Some(party) = parties.get(i % parties.len().max(1)) else { break };
             let round = i / parties.len().max(1);
-            let label =
-                if round == 0 { format!("{party}-node") } else { format!("{party}-node-{}", round + 1) };
+            let label = if round == 0 {
+                format!("{party}-node")
+            } else {
+                format!("{party}-node-{}", round + 1)
+            };
             let key = key_for(&label)?;
-            doc.member_nodes.push(MemberNode { participant: party.clone(), node_key: key.public_key() });
+            doc.member_nodes
+                .push(MemberNode { participant: party.clone(), node_key: key.public_key() });
             cast.member_keys.push((party.clone(), key));
         }
         cast.genesis = Genesis::from_doc(doc)?;
@@ -171,7 +179,11 @@ impl Cast {
             .map(|p| {
                 let n = seen.entry(p).or_insert(0);
                 *n += 1;
-                if *n == 1 { format!("{p}-node") } else { format!("{p}-node-{n}") }
+                if *n == 1 {
+                    format!("{p}-node")
+                } else {
+                    format!("{p}-node-{n}")
+                }
             })
             .collect()
     }

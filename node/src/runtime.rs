@@ -147,13 +147,17 @@ pub async fn run(
     } else {
         None
     };
-    let known_committed = guard
-        .as_ref()
-        .and_then(|g| g.last())
-        .map_or(0, |r| r.position.height.saturating_sub(1));
+    let known_committed =
+        guard.as_ref().and_then(|g| g.last()).map_or(0, |r| r.position.height.saturating_sub(1));
     let ledger = Ledger::open_known_committed(&config.data_dir, genesis.clone(), known_committed)?;
     if let Some(torn) = &ledger.torn_tail {
-        tracing::warn!(segment = torn.segment, offset = torn.offset, bytes = torn.bytes, height = torn.height, "cut an unfinished block write at the end of the log (a crash during an append)");
+        tracing::warn!(
+            segment = torn.segment,
+            offset = torn.offset,
+            bytes = torn.bytes,
+            height = torn.height,
+            "cut an unfinished block write at the end of the log (a crash during an append)"
+        );
     }
     let tip = ledger.tip().clone();
     tracing::info!(chain = %genesis.doc.chain_id, genesis = %genesis.hash, height = tip.height, validator, node = %key.public_key(), "opening member node");
@@ -161,11 +165,19 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (commits_tx, _) = broadcast::channel::<CommitNotice>(COMMIT_NOTICE_CHANNEL);
     let (mempool_tx, mempool_rx) = watch::channel(MempoolStats::default());
-    let limits = MempoolLimits { max_events: config.mempool.max_events, max_bytes: config.mempool.max_bytes };
-    let (chain, chain_thread) = chain::spawn(ledger, limits, key.clone(), commits_tx.clone(), mempool_tx)
-        .map_err(|source| NodeError::Io { what: "cannot start the chain worker thread".into(), source })?;
+    let limits = MempoolLimits {
+        max_events: config.mempool.max_events,
+        max_bytes: config.mempool.max_bytes,
+    };
+    let (chain, chain_thread) =
+        chain::spawn(ledger, limits, key.clone(), commits_tx.clone(), mempool_tx).map_err(
+            |source| NodeError::Io { what: "cannot start the chain worker thread".into(), source },
+        )?;
 
-    let p2p_limits = P2pLimits { max_established_connections: config.p2p.max_connections, ..P2pLimits::default() };
+    let p2p_limits = P2pLimits {
+        max_established_connections: config.p2p.max_connections,
+        ..P2pLimits::default()
+    };
     let (p2p, p2p_events, p2p_task) = p2p::spawn(P2pConfig {
         node_secret: key.secret_bytes(),
         listen: parse_addrs(&config.p2p.listen)?,
@@ -185,14 +197,31 @@ pub async fn run(
         let params = consensus_params(&genesis.doc.consensus, &config);
         let ctx = TradeContext { chain: genesis.hash };
         let height = tip.height + 1;
-        let core = ConsensusCore::new(ctx, key.clone(), guard, Validators::from_ledger(&genesis.validators), &params, height);
+        let core = ConsensusCore::new(
+            ctx,
+            key.clone(),
+            guard,
+            Validators::from_ledger(&genesis.validators),
+            &params,
+            height,
+        );
         let (core, records) = core.with_wal(&config.data_dir.join("wal"))?;
         let dc = DriverConfig {
             key: key.clone(),
             chain: genesis.hash,
             empty_block_wait: Duration::from_millis(config.empty_block_wait_ms()),
         };
-        driver_task = Some(tokio::spawn(driver::run(dc, core, records, height, chain.clone(), mempool_rx.clone(), driver_rx, out_tx, stop_rx.clone())));
+        driver_task = Some(tokio::spawn(driver::run(
+            dc,
+            core,
+            records,
+            height,
+            chain.clone(),
+            mempool_rx.clone(),
+            driver_rx,
+            out_tx,
+            stop_rx.clone(),
+        )));
         (Some(driver_tx), Some(out_rx))
     } else {
         (None, None)
@@ -203,26 +232,41 @@ pub async fn run(
 
     let (gossip_tx, gossip_rx) = mpsc::channel::<SignedEvent>(GOSSIP_QUEUE);
     tasks.spawn(gossip_batcher(gossip_rx, p2p.clone()));
-    tasks.spawn(network(NetworkCtx {
-        genesis: genesis.clone(),
-        ctx: TradeContext { chain: genesis.hash },
-        validators: Validators::from_ledger(&genesis.validators),
-        p2p: p2p.clone(),
-        chain: chain.clone(),
-        driver: driver_tx.clone(),
-        sync: sync_tx.clone(),
-    }, p2p_events));
+    tasks.spawn(network(
+        NetworkCtx {
+            genesis: genesis.clone(),
+            ctx: TradeContext { chain: genesis.hash },
+            validators: Validators::from_ledger(&genesis.validators),
+            p2p: p2p.clone(),
+            chain: chain.clone(),
+            driver: driver_tx.clone(),
+            sync: sync_tx.clone(),
+        },
+        p2p_events,
+    ));
     tasks.spawn(sync::run(
-        SyncContext { p2p: p2p.clone(), chain: chain.clone(), chain_id: genesis.hash, driver: driver_tx, syncing: syncing_tx },
+        SyncContext {
+            p2p: p2p.clone(),
+            chain: chain.clone(),
+            chain_id: genesis.hash,
+            driver: driver_tx,
+            syncing: syncing_tx,
+        },
         sync_rx,
         stop_rx.clone(),
     ));
 
-    let listener = tokio::net::TcpListener::bind(config.api.listen).await.map_err(|source| NodeError::Io {
-        what: format!("cannot listen on api.listen {} (is another node using it?)", config.api.listen),
-        source,
-    })?;
-    let api_addr = listener.local_addr().map_err(|source| NodeError::Io { what: "api address".into(), source })?;
+    let listener =
+        tokio::net::TcpListener::bind(config.api.listen).await.map_err(|source| NodeError::Io {
+            what: format!(
+                "cannot listen on api.listen {} (is another node using it?)",
+                config.api.listen
+            ),
+            source,
+        })?;
+    let api_addr = listener
+        .local_addr()
+        .map_err(|source| NodeError::Io { what: "api address".into(), source })?;
     let (api_tx, api_rx) = mpsc::channel(API_COMMAND_CHANNEL);
     let api_limits = ApiLimits {
         max_body_bytes: config.api.max_body_bytes,
@@ -230,19 +274,28 @@ pub async fn run(
         ..ApiLimits::default()
     };
     let mut api_stop = stop_rx.clone();
-    let api_task = tokio::spawn(crate::api::serve(listener, api_tx, commits_tx.clone(), api_limits, async move {
-        let _ = api_stop.wait_for(|s| *s).await;
-    }));
-    tasks.spawn(api_commands(ApiCtx {
-        genesis: genesis.clone(),
-        node_key: key.public_key(),
-        validator,
-        chain: chain.clone(),
-        p2p: p2p.clone(),
-        gossip: gossip_tx,
-        mempool: mempool_rx,
-        syncing: syncing_rx,
-    }, api_rx));
+    let api_task = tokio::spawn(crate::api::serve(
+        listener,
+        api_tx,
+        commits_tx.clone(),
+        api_limits,
+        async move {
+            let _ = api_stop.wait_for(|s| *s).await;
+        },
+    ));
+    tasks.spawn(api_commands(
+        ApiCtx {
+            genesis: genesis.clone(),
+            node_key: key.public_key(),
+            validator,
+            chain: chain.clone(),
+            p2p: p2p.clone(),
+            gossip: gossip_tx,
+            mempool: mempool_rx,
+            syncing: syncing_rx,
+        },
+        api_rx,
+    ));
 
     let started = Started {
         node_key: key.public_key(),
@@ -318,12 +371,15 @@ async fn outbound(mut rx: mpsc::Receiver<Outbound>, p2p: P2pHandle, sync: mpsc::
         match msg {
             Outbound::Consensus(bytes) => {
                 counter += 1;
-                if let Err(e) = p2p.publish(Topic::Consensus, wire::gossip_frame(counter, &bytes)).await {
+                if let Err(e) =
+                    p2p.publish(Topic::Consensus, wire::gossip_frame(counter, &bytes)).await
+                {
                     tracing::debug!(code = e.code(), "consensus message not published: {e}");
                 }
             }
             Outbound::Behind { height } => {
-                let _ = sync.try_send(SyncHint::Ahead { peer: None, height: height.saturating_sub(1) });
+                let _ =
+                    sync.try_send(SyncHint::Ahead { peer: None, height: height.saturating_sub(1) });
             }
         }
     }
@@ -405,7 +461,10 @@ async fn network(n: NetworkCtx, mut events: mpsc::Receiver<P2pEvent>) {
                             // message of height h says its sender committed h - 1.
                             None => {
                                 if let Some(h) = consensus_height(&msg) {
-                                    let _ = n.sync.try_send(SyncHint::Ahead { peer: Some(from), height: h.saturating_sub(1) });
+                                    let _ = n.sync.try_send(SyncHint::Ahead {
+                                        peer: Some(from),
+                                        height: h.saturating_sub(1),
+                                    });
                                 }
                             }
                         }
@@ -478,14 +537,16 @@ fn check_consensus(n: &NetworkCtx, msg: ConsensusWire) -> Result<ConsensusWire, 
             if !is_validator(&who) {
                 return Err(format!("vote from {who}, not a validator"));
             }
-            who.verify(&n.ctx.vote_bytes(&v.message), &v.signature).map_err(|_| "vote signature invalid".to_string())?;
+            who.verify(&n.ctx.vote_bytes(&v.message), &v.signature)
+                .map_err(|_| "vote signature invalid".to_string())?;
         }
         ConsensusWire::Signed(SignedConsensusMsg::Proposal(p)) => {
             let who = p.message.proposer.0;
             if !is_validator(&who) {
                 return Err(format!("proposal from {who}, not a validator"));
             }
-            who.verify(&n.ctx.proposal_bytes(&p.message), &p.signature).map_err(|_| "proposal signature invalid".to_string())?;
+            who.verify(&n.ctx.proposal_bytes(&p.message), &p.signature)
+                .map_err(|_| "proposal signature invalid".to_string())?;
         }
         ConsensusWire::Polka(c) => {
             if c.polka_signatures.iter().any(|s| !is_validator(&s.address.0)) {
@@ -493,9 +554,18 @@ fn check_consensus(n: &NetworkCtx, msg: ConsensusWire) -> Result<ConsensusWire, 
             }
         }
         ConsensusWire::Part(part) => {
-            let expected = n.ctx.select_proposer(&n.validators, crate::consensus::context::Height(part.height), part.round);
+            let expected = n.ctx.select_proposer(
+                &n.validators,
+                crate::consensus::context::Height(part.height),
+                part.round,
+            );
             if expected.public_key != part.proposer {
-                return Err(format!("part from {}, not the proposer of height {} round {}", part.proposer, part.height, part.round.as_i64()));
+                return Err(format!(
+                    "part from {}, not the proposer of height {} round {}",
+                    part.proposer,
+                    part.height,
+                    part.round.as_i64()
+                ));
             }
             if !part.verify(&n.genesis.hash) {
                 return Err("proposal part signature invalid".into());
@@ -505,11 +575,17 @@ fn check_consensus(n: &NetworkCtx, msg: ConsensusWire) -> Result<ConsensusWire, 
     Ok(msg)
 }
 
-async fn answer(chain: &ChainHandle, genesis_hash: tradeloop_crypto::Hash, data: &[u8]) -> Response {
+async fn answer(
+    chain: &ChainHandle,
+    genesis_hash: tradeloop_crypto::Hash,
+    data: &[u8],
+) -> Response {
     match Request::decode(data) {
         Err(e) => Response::Error(format!("malformed request: {e}")),
         Ok(Request::Status) => match chain.tip().await {
-            Ok(tip) => Response::Status { chain: genesis_hash, height: tip.height, tip_hash: tip.hash },
+            Ok(tip) => {
+                Response::Status { chain: genesis_hash, height: tip.height, tip_hash: tip.hash }
+            }
             Err(e) => Response::Error(e.to_string()),
         },
         Ok(Request::Blocks { from, count }) => {
@@ -541,7 +617,11 @@ async fn api_commands(a: ApiCtx, mut rx: mpsc::Receiver<ApiCommand>) {
                 let verdicts = match a.chain.admit(events.clone(), now_ms()).await {
                     Err(e) => events
                         .iter()
-                        .map(|ev| Verdict::Rejected { id: Some(ev.id()), code: e.code().into(), message: e.to_string() })
+                        .map(|ev| Verdict::Rejected {
+                            id: Some(ev.id()),
+                            code: e.code().into(),
+                            message: e.to_string(),
+                        })
                         .collect(),
                     Ok(results) => {
                         let mut verdicts = Vec::with_capacity(results.len());
@@ -554,9 +634,17 @@ async fn api_commands(a: ApiCtx, mut rx: mpsc::Receiver<ApiCommand>) {
                                     Verdict::Accepted { id }
                                 }
                                 AdmitResult::AlreadyPending(id) => Verdict::Accepted { id },
-                                AdmitResult::AlreadyCommitted(id, at) => Verdict::AlreadyCommitted { id, at },
-                                AdmitResult::Full(id) => Verdict::MempoolFull { id, retry_after_ms: FULL_RETRY_AFTER_MS },
-                                AdmitResult::Rejected(id, r) => Verdict::Rejected { id: Some(id), code: r.code.as_str(), message: r.message },
+                                AdmitResult::AlreadyCommitted(id, at) => {
+                                    Verdict::AlreadyCommitted { id, at }
+                                }
+                                AdmitResult::Full(id) => {
+                                    Verdict::MempoolFull { id, retry_after_ms: FULL_RETRY_AFTER_MS }
+                                }
+                                AdmitResult::Rejected(id, r) => Verdict::Rejected {
+                                    id: Some(id),
+                                    code: r.code.as_str(),
+                                    message: r.message,
+                                },
                             });
                         }
                         verdicts
@@ -565,7 +653,8 @@ async fn api_commands(a: ApiCtx, mut rx: mpsc::Receiver<ApiCommand>) {
                 let _ = reply.send(verdicts);
             }
             ApiCommand::Lookup { ids, reply } => {
-                let found = a.chain.lookup(ids.clone()).await.unwrap_or_else(|_| vec![None; ids.len()]);
+                let found =
+                    a.chain.lookup(ids.clone()).await.unwrap_or_else(|_| vec![None; ids.len()]);
                 let _ = reply.send(found);
             }
             ApiCommand::Status { reply } => {

@@ -270,7 +270,9 @@ pub fn gossip_frame(counter: u64, message: &[u8]) -> Vec<u8> {
 
 /// The consensus message inside a [`gossip_frame`].
 pub fn gossip_unframe(data: &[u8]) -> Result<&[u8], WireError> {
-    data.get(8..).filter(|m| !m.is_empty()).ok_or_else(|| WireError::Malformed("consensus gossip shorter than its counter".into()))
+    data.get(8..)
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| WireError::Malformed("consensus gossip shorter than its counter".into()))
 }
 
 /// Events gossiped together.

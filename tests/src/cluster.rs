@@ -82,7 +82,13 @@ impl Cluster {
         let bin = binary()?;
         let out = Command::new(&bin)
             .args(["devnet", "init", "--validators", &validators.to_string()])
-            .args(["--full-nodes", &full_nodes.to_string(), "--timeout-propose-ms", "1000", "--dir"])
+            .args([
+                "--full-nodes",
+                &full_nodes.to_string(),
+                "--timeout-propose-ms",
+                "1000",
+                "--dir",
+            ])
             .arg(&dir)
             .output()?;
         if !out.status.success() {
@@ -91,9 +97,17 @@ impl Cluster {
         let genesis = Genesis::load(&dir.join("genesis.json"))?;
         let mut keys = BTreeMap::new();
         for p in genesis.participants() {
-            keys.insert(p.id.clone(), read_key_file(&dir.join("keys").join(format!("{}.json", p.id)))?);
+            keys.insert(
+                p.id.clone(),
+                read_key_file(&dir.join("keys").join(format!("{}.json", p.id)))?,
+            );
         }
-        let cast = Cast { genesis: genesis.clone(), keys, validator_keys: Vec::new(), member_keys: Vec::new() };
+        let cast = Cast {
+            genesis: genesis.clone(),
+            keys,
+            validator_keys: Vec::new(),
+            member_keys: Vec::new(),
+        };
         let mut nodes = Vec::new();
         for m in genesis.member_nodes() {
             let name = node_name(&nodes, m.participant);
@@ -126,7 +140,10 @@ impl Cluster {
     /// Starts node `i` (again), appending to its log.
     pub fn start_node(&mut self, i: usize) -> Result<()> {
         let node = &mut self.nodes[i];
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(node.dir.join("node.log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.dir.join("node.log"))?;
         let child = Command::new(&self.bin)
             .args(["node", "--stop-on-stdin-eof", "--config"])
             .arg(node.dir.join("node.toml"))
@@ -190,7 +207,11 @@ impl Cluster {
             match self.status(i) {
                 Ok(s) => return Ok(s),
                 Err(e) if Instant::now() > deadline => {
-                    bail!("node {} did not answer within {timeout:?}: {e}\n{}", self.nodes[i].name, self.log(i))
+                    bail!(
+                        "node {} did not answer within {timeout:?}: {e}\n{}",
+                        self.nodes[i].name,
+                        self.log(i)
+                    )
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
@@ -210,7 +231,11 @@ impl Cluster {
                     break;
                 }
                 if Instant::now() > deadline {
-                    bail!("node {} is at height {h}, not {height}, after {timeout:?}\n{}", self.nodes[i].name, self.log(i));
+                    bail!(
+                        "node {} is at height {h}, not {height}, after {timeout:?}\n{}",
+                        self.nodes[i].name,
+                        self.log(i)
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -221,7 +246,9 @@ impl Cluster {
     /// The node serving `participant`: its own member node, or one of its validators, or else
     /// the first node.
     pub fn node_for(&self, participant: &str) -> usize {
-        self.nodes.iter().position(|n| n.participant == participant && !n.validator)
+        self.nodes
+            .iter()
+            .position(|n| n.participant == participant && !n.validator)
             .or_else(|| self.nodes.iter().position(|n| n.participant == participant))
             .unwrap_or(0)
     }
@@ -232,7 +259,11 @@ impl Cluster {
             "[{}]",
             events.iter().map(SignedEvent::to_envelope_json).collect::<Vec<_>>().join(",")
         );
-        let url = format!("{}/v1/events?wait=commit&timeout_ms={}", self.nodes[i].url, COMMIT_TIMEOUT.as_millis());
+        let url = format!(
+            "{}/v1/events?wait=commit&timeout_ms={}",
+            self.nodes[i].url,
+            COMMIT_TIMEOUT.as_millis()
+        );
         let answer = ureq::post(&url)
             .config()
             .timeout_global(Some(COMMIT_TIMEOUT + Duration::from_secs(10)))
@@ -269,7 +300,11 @@ impl Cluster {
             .output()?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() {
-            bail!("verify of {} failed: {text}{}", self.nodes[i].name, String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "verify of {} failed: {text}{}",
+                self.nodes[i].name,
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(text)
     }
@@ -298,7 +333,11 @@ impl Drop for Cluster {
 
 fn node_name(existing: &[ClusterNode], participant: &str) -> String {
     let n = existing.iter().filter(|x| x.participant == participant).count();
-    if n == 0 { format!("{participant}-node") } else { format!("{participant}-node-{}", n + 1) }
+    if n == 0 {
+        format!("{participant}-node")
+    } else {
+        format!("{participant}-node-{}", n + 1)
+    }
 }
 
 /// Wall-clock Unix milliseconds.
@@ -316,7 +355,9 @@ pub fn committed_ids(answer: &Value) -> Vec<(Hash, u64)> {
         .map(|rs| {
             rs.iter()
                 .filter(|r| r["status"] == "committed")
-                .filter_map(|r| Some((Hash::from_hex(r["id"].as_str()?).ok()?, r["height"].as_u64()?)))
+                .filter_map(|r| {
+                    Some((Hash::from_hex(r["id"].as_str()?).ok()?, r["height"].as_u64()?))
+                })
                 .collect()
         })
         .unwrap_or_default()

@@ -34,7 +34,10 @@ fn assert_chains_agree(cluster: &Cluster, acknowledged: &[(Hash, u64)]) {
         let ledger = Ledger::open_read_only(&cluster.data_dir(i), cluster.genesis.clone()).unwrap();
         at_lowest.push(ledger.block(lowest).unwrap().block.header.hash());
     }
-    assert!(at_lowest.windows(2).all(|w| w[0] == w[1]), "chains differ at height {lowest}: {tips:?}");
+    assert!(
+        at_lowest.windows(2).all(|w| w[0] == w[1]),
+        "chains differ at height {lowest}: {tips:?}"
+    );
 }
 
 #[test]
@@ -51,7 +54,13 @@ fn four_validators_and_a_member_node_commit_events_submitted_to_any_node() {
         used.insert(node);
         let answer = cluster.submit_wait(node, std::slice::from_ref(event)).unwrap();
         let committed = committed_ids(&answer);
-        assert_eq!(committed.len(), 1, "{author} via {}: {answer}\n{}", cluster.nodes[node].name, cluster.log(node));
+        assert_eq!(
+            committed.len(),
+            1,
+            "{author} via {}: {answer}\n{}",
+            cluster.nodes[node].name,
+            cluster.log(node)
+        );
         acknowledged.extend(committed);
     }
     assert!(used.contains(&4), "the member node took its party's events");

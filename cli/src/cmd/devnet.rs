@@ -100,7 +100,10 @@ pub struct DevnetNode {
 fn free_ports(n: usize) -> Result<Vec<u16>> {
     let listeners: Vec<TcpListener> =
         (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
-    Ok(listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<std::io::Result<_>>()?)
+    Ok(listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<std::io::Result<_>>()?)
 }
 
 /// Writes a devnet; returns its nodes. Also used by the networked demo and the cluster tests.
@@ -182,9 +185,9 @@ pub fn init(args: &InitArgs) -> Result<Vec<DevnetNode>> {
 pub fn nodes_of(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     let nodes_dir = dir.join("nodes");
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(&nodes_dir)
-        .with_context(|| format!("{} has no nodes/ (run `tradeloop devnet init` first)", dir.display()))?
-    {
+    for entry in std::fs::read_dir(&nodes_dir).with_context(|| {
+        format!("{} has no nodes/ (run `tradeloop devnet init` first)", dir.display())
+    })? {
         let entry = entry?;
         let config = entry.path().join("node.toml");
         if config.is_file() {
@@ -255,7 +258,10 @@ fn run_devnet(dir: &Path) -> Result<ExitCode> {
         if rx.recv_timeout(Duration::from_millis(200)).is_ok() {
             break;
         }
-        if let Some((name, status)) = children.iter_mut().find_map(|(n, c)| c.try_wait().ok().flatten().map(|s| (n.clone(), s))) {
+        if let Some((name, status)) = children
+            .iter_mut()
+            .find_map(|(n, c)| c.try_wait().ok().flatten().map(|s| (n.clone(), s)))
+        {
             eprintln!("devnet: node {name} exited ({status}); stopping the others");
             failed = !status.success();
             break;
@@ -277,7 +283,10 @@ pub fn stop_all(children: &mut Vec<(String, Child)>) {
             match child.try_wait() {
                 Ok(Some(_)) | Err(_) => break,
                 Ok(None) if Instant::now() >= deadline => {
-                    eprintln!("devnet: node {name} did not stop in {}s; killing it", STOP_GRACE.as_secs());
+                    eprintln!(
+                        "devnet: node {name} did not stop in {}s; killing it",
+                        STOP_GRACE.as_secs()
+                    );
                     let _ = child.kill();
                     let _ = child.wait();
                     break;
@@ -292,7 +301,9 @@ pub fn stop_all(children: &mut Vec<(String, Child)>) {
 /// Sends on `tx` at SIGINT or SIGTERM (through tokio's signal handling on its own thread).
 fn ctrlc_channel(tx: std::sync::mpsc::Sender<()>) {
     std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
         rt.block_on(tradeloop_node::runtime::shutdown_signal());
         let _ = tx.send(());
     });

@@ -7,8 +7,9 @@ use tradeloop_ledger::Genesis;
 
 #[test]
 fn a_networked_cast_lists_a_member_node_for_every_party_without_a_validator() {
-    let cast = Cast::networked(4, 3, 1_700_000_000_000, &mut |l| Ok(SigningKey::from_seed_label(l)))
-        .unwrap();
+    let cast =
+        Cast::networked(4, 3, 1_700_000_000_000, &mut |l| Ok(SigningKey::from_seed_label(l)))
+            .unwrap();
     let members = cast.genesis.member_nodes();
     assert_eq!(members.len(), 7, "4 validators and the exporter, importer and forwarder");
     assert!(members[..4].iter().all(|m| m.power > 0));
@@ -33,8 +34,9 @@ fn a_networked_cast_lists_a_member_node_for_every_party_without_a_validator() {
         ]
     );
     // More member nodes than parties: second nodes, named apart.
-    let five = Cast::networked(4, 5, 1_700_000_000_000, &mut |l| Ok(SigningKey::from_seed_label(l)))
-        .unwrap();
+    let five =
+        Cast::networked(4, 5, 1_700_000_000_000, &mut |l| Ok(SigningKey::from_seed_label(l)))
+            .unwrap();
     assert_eq!(five.node_names()[7], "cn-exporter-bright-node-2");
     assert_eq!(five.genesis.member_nodes().len(), 9);
     // The field survives the file round trip, and changes the chain's name.

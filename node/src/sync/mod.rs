@@ -56,7 +56,11 @@ pub struct SyncContext {
 }
 
 /// Runs until `stop` turns true.
-pub async fn run(ctx: SyncContext, mut hints: mpsc::Receiver<SyncHint>, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    ctx: SyncContext,
+    mut hints: mpsc::Receiver<SyncHint>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut poll = tokio::time::interval(STATUS_POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut bad: HashMap<PublicKey, Instant> = HashMap::new();
@@ -137,11 +141,21 @@ async fn fetch(ctx: &SyncContext, peer: PublicKey, target: u64) -> Result<(), Fe
         let request = Request::Blocks { from: tip.height + 1, count: MAX_SYNC_BLOCKS }
             .encode()
             .map_err(|e| FetchError::Unreachable(e.to_string()))?;
-        let answer = ctx.p2p.request(peer, request).await.map_err(|e| FetchError::Unreachable(e.to_string()))?;
+        let answer = ctx
+            .p2p
+            .request(peer, request)
+            .await
+            .map_err(|e| FetchError::Unreachable(e.to_string()))?;
         let blocks = match Response::decode(&answer) {
             Ok(Response::Blocks(blocks)) => blocks,
-            Ok(Response::Error(e)) => return Err(FetchError::Unreachable(format!("peer could not answer: {e}"))),
-            Ok(_) => return Err(FetchError::BadPeer("answered a block request with something else".into())),
+            Ok(Response::Error(e)) => {
+                return Err(FetchError::Unreachable(format!("peer could not answer: {e}")))
+            }
+            Ok(_) => {
+                return Err(FetchError::BadPeer(
+                    "answered a block request with something else".into(),
+                ))
+            }
             Err(e) => return Err(FetchError::BadPeer(e.to_string())),
         };
         if blocks.is_empty() {
