@@ -67,7 +67,7 @@ pub enum NodeError {
     #[error("this node's key {key} is not a member node in the genesis {genesis}; list it under `validators` or `member_nodes`, or point `node_key` at this node's own key file")]
     NotAMember {
         /// The key.
-        key: PublicKey,
+        key: Box<PublicKey>,
         /// The genesis file.
         genesis: String,
     },
@@ -132,7 +132,7 @@ pub async fn run(
     let genesis = Genesis::load(&config.genesis)?;
     let key = tradeloop_crypto::keyfile::read_key_file(&config.node_key)?;
     let me = genesis.member_node(&key.public_key()).ok_or_else(|| NodeError::NotAMember {
-        key: key.public_key(),
+        key: Box::new(key.public_key()),
         genesis: config.genesis.display().to_string(),
     })?;
     let validator = me.power > 0;

@@ -251,7 +251,7 @@ fn run_devnet(dir: &Path) -> Result<ExitCode> {
     }
     writeln!(Out, "devnet: {} nodes running; Ctrl-C stops them", children.len())?;
     Out.flush()?;
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
     ctrlc_channel(tx);
     let mut failed = false;
     loop {
@@ -299,7 +299,7 @@ pub fn stop_all(children: &mut Vec<(String, Child)>) {
 }
 
 /// Sends on `tx` at SIGINT or SIGTERM (through tokio's signal handling on its own thread).
-fn ctrlc_channel(tx: std::sync::mpsc::Sender<()>) {
+fn ctrlc_channel(tx: std::sync::mpsc::SyncSender<()>) {
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
             return;
