@@ -267,23 +267,42 @@ fn demo_runs_and_leaves_a_verifiable_chain() {
     let text = stdout(&o);
     assert!(text.contains("CLOSED"));
     assert!(text.contains("EXPORT_NOT_CLEARED"));
+    // Each party's events went through its own node, and all seven copies agree.
+    assert!(text.contains("via cn-exporter-bright-node"), "{text}");
+    assert!(text.contains("via de-customs-node"), "{text}");
+    assert!(text.contains("all 7 copies are the same chain"), "{text}");
     for f in [
-        "genesis.json",
+        "net/genesis.json",
         "events.jsonl",
         "chain.tlx",
-        "keys/cn-exporter-bright.json",
-        "keys/de-customs-node.json",
+        "net/keys/cn-exporter-bright.json",
+        "net/keys/nodes/de-customs-node.json",
+        "net/nodes/forwarder-pacific-link-node/node.toml",
     ] {
         assert!(out.join(f).exists(), "{f}");
     }
+    let genesis = out.join("net/genesis.json").display().to_string();
     let o = run(&[
         "verify",
         "--export",
         &out.join("chain.tlx").display().to_string(),
         "--genesis",
-        &out.join("genesis.json").display().to_string(),
+        &genesis,
     ]);
     assert!(o.status.success());
+    // The nodes are gone: every data dir opens for writing (no process holds its index).
+    for node in ["de-customs-node", "cn-exporter-bright-node"] {
+        let data = out.join("net/nodes").join(node).join("data");
+        let o = run(&[
+            "trade",
+            "--data-dir",
+            &data.display().to_string(),
+            "--genesis",
+            &genesis,
+            "PO-1",
+        ]);
+        assert!(o.status.success(), "{node}: {}", String::from_utf8_lossy(&o.stderr));
+    }
 }
 
 /// Signs events with the Python example of docs/signing.md and appends them.

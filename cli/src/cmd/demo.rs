@@ -1,14 +1,19 @@
-//! `tradeloop demo`: a sample closed-loop trade on a local chain, then its audit.
+//! `tradeloop demo`: a network of member nodes on loopback (4 validators and the trade parties'
+//! own nodes) runs a sample closed-loop trade, each party submitting its events to its own node;
+//! then every node's copy is audited offline from the genesis and the copies compared.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Child, ExitCode, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
-use tradeloop_crypto::keyfile::write_key_file;
-use tradeloop_crypto::SigningKey;
+use tradeloop_crypto::keyfile::read_key_file;
 use tradeloop_ledger::sample::{ids, trade_steps, Cast};
-use tradeloop_ledger::Ledger;
+use tradeloop_ledger::{Ledger, SignedEvent};
+use tradeloop_node::api::{EventResult, NodeStatus, SubmitResponse};
+
+use crate::cmd::devnet;
 
 use crate::cmd::audit::run_verify;
 use crate::cmd::now_ms;
@@ -17,10 +22,32 @@ use crate::output::{Out, StdoutError};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Keep the genesis, key files (DIR/keys/<participant>.json), events (DIR/events.jsonl),
-    /// data dir (DIR/data) and export (DIR/chain.tlx) here. It must be empty or not exist.
+    /// Keep the network (DIR/net: genesis, keys, each node's node.toml, data dir and log), the
+    /// events (DIR/events.jsonl) and an export (DIR/chain.tlx) here. It must be empty or not
+    /// exist.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// How long the demo's nodes have to come up and connect.
+pub const DEMO_START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one event of the demo has to commit.
+pub const DEMO_COMMIT_TIMEOUT_MS: u64 = 20_000;
+/// Validators of the demo network (the customs authorities and the banks).
+pub const DEMO_VALIDATORS: usize = 4;
+/// Non-voting member nodes (the exporter's, the importer's and the forwarder's).
+pub const DEMO_MEMBER_NODES: usize = 3;
+
+/// The demo's node processes; every one is stopped (or killed) when this is dropped, also when
+/// the demo fails half-way.
+struct Nodes {
+    children: Vec<(String, Child)>,
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        crate::cmd::devnet::stop_all(&mut self.children);
+    }
 }
 
 pub fn run(args: DemoArgs) -> Result<ExitCode> {
@@ -37,110 +64,245 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             temp.path().to_path_buf()
         }
     };
-    std::fs::create_dir_all(dir.join("keys"))?;
-    let cast = Cast::new(1, now_ms(), &mut |_| Ok(SigningKey::generate()?))?;
-    for (id, key) in &cast.keys {
-        write_key_file(&dir.join("keys").join(format!("{id}.json")), key)?;
+    let net = dir.join("net");
+    let nodes = devnet::init(&devnet::InitArgs {
+        validators: DEMO_VALIDATORS,
+        full_nodes: DEMO_MEMBER_NODES,
+        dir: net.clone(),
+        timeout_propose_ms: Some(1000),
+    })?;
+    let genesis = crate::cmd::load_genesis(&net.join("genesis.json"))?;
+    let mut keys = std::collections::BTreeMap::new();
+    for p in genesis.participants() {
+        keys.insert(p.id.clone(), read_key_file(&net.join("keys").join(format!("{}.json", p.id)))?);
     }
-    for (i, key) in cast.validator_keys.iter().enumerate() {
-        let host = tradeloop_ledger::sample::VALIDATOR_HOSTS[i];
-        write_key_file(&dir.join("keys").join(format!("{host}-node.json")), key)?;
-    }
-    std::fs::write(dir.join("genesis.json"), cast.genesis.doc.to_json_bytes())?;
-    writeln!(Out, "tradeloop demo: chain {} ({})", cast.genesis.doc.chain_id, cast.genesis.hash)?;
+    let cast = Cast {
+        genesis: genesis.clone(),
+        keys,
+        validator_keys: Vec::new(),
+        member_keys: Vec::new(),
+    };
+    writeln!(Out, "tradeloop demo: chain {} ({})", genesis.doc.chain_id, genesis.hash)?;
     writeln!(
         Out,
-        "  participants: {}",
-        cast.genesis
-            .participants()
-            .map(|p| format!("{} ({})", p.id, p.role.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ")
+        "  {} member nodes on loopback (libp2p), each party submitting to its own node:",
+        nodes.len()
     )?;
-    writeln!(Out, "  validator: {} node\n", tradeloop_ledger::sample::VALIDATOR_HOSTS[0])?;
+    for n in &nodes {
+        writeln!(
+            Out,
+            "    {:<30} {:<9} api http://{}",
+            n.name,
+            if n.validator { "validator" } else { "member" },
+            n.api
+        )?;
+    }
 
-    let mut ledger = Ledger::open(&dir.join("data"), cast.genesis.clone())?;
-    let validator = cast.validator_keys[0].clone();
+    let mut running = Nodes { children: Vec::new() };
+    for n in &nodes {
+        let log = std::fs::File::create(n.config.with_file_name("node.log"))?;
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .args(["node", "--stop-on-stdin-eof", "--config"])
+            .arg(&n.config)
+            .env("RUST_LOG", "info,libp2p=warn")
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start node {}", n.name))?;
+        running.children.push((n.name.clone(), child));
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_millis(DEMO_COMMIT_TIMEOUT_MS + 10_000)))
+        .build()
+        .into();
+    let deadline = Instant::now() + DEMO_START_TIMEOUT;
+    for n in &nodes {
+        loop {
+            let peers = status(&agent, n).map(|s| s.connected_peers.len()).unwrap_or(0);
+            if peers + 1 >= nodes.len() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "node {} did not come up with its peers within {}s; see {}",
+                    n.name,
+                    DEMO_START_TIMEOUT.as_secs(),
+                    n.config.with_file_name("node.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    writeln!(
+        Out,
+        "\nclosed-loop trade PO-1, each event committed by the network before the next:"
+    )?;
+    let node_of = |author: &str| {
+        nodes
+            .iter()
+            .position(|n| n.participant == author && !n.validator)
+            .or_else(|| nodes.iter().position(|n| n.participant == author))
+            .unwrap_or(0)
+    };
     let mut journal = String::new();
-    writeln!(Out, "closed-loop trade PO-1: one block per event as the parties report them")?;
+    let mut top = 0;
     for (i, (author, kind, fields)) in trade_steps(1).into_iter().enumerate() {
         if kind == "customs.declaration_filed" && author == ids::FORWARDER {
-            // Show the rules at work: the ship cannot leave before export clearance.
+            // The rules at work: the ship cannot leave before export clearance.
             let early = cast.sign(
                 ids::FORWARDER,
                 "shipment.departed",
-                serde_json::json!({
-                "shipment_id": "SHP-1", "location": "CNYTN", "event_time_ms": now_ms()}),
+                serde_json::json!({"shipment_id": "SHP-1", "location": "CNYTN", "event_time_ms": now_ms()}),
                 now_ms(),
                 "early-departure",
             );
-            let (_, rejected) = ledger.append_local(&[early], now_ms(), &validator)?;
-            match rejected.first() {
-                Some((_, r)) => writeln!(
+            let node = &nodes[node_of(ids::FORWARDER)];
+            match submit(&agent, node, &early)? {
+                EventResult::Rejected { code, message, .. } => writeln!(
                     Out,
-                    "  rejected   {:<30} {:<24} {}",
+                    "  rejected   {:<30} {:<24} {code}: {message}",
                     "shipment.departed",
-                    ids::FORWARDER,
-                    r
+                    ids::FORWARDER
                 )?,
-                None => bail!("the rules accepted a departure before export clearance"),
+                other => {
+                    bail!("the network accepted a departure before export clearance: {other:?}")
+                }
             }
         }
         let event = cast.sign(author, kind, fields, now_ms(), &format!("demo-{i}"));
         journal.push_str(&event.to_envelope_json());
         journal.push('\n');
-        let (block, rejected) =
-            ledger.append_local(std::slice::from_ref(&event), now_ms(), &validator)?;
-        if let Some((_, r)) = rejected.first() {
-            bail!("step {i} ({kind}) was rejected: {r}");
+        let node = &nodes[node_of(author)];
+        match submit(&agent, node, &event)? {
+            EventResult::Committed { height, .. } => {
+                top = top.max(height);
+                writeln!(Out, "  h{height:<8} {kind:<30} {author:<24} via {}", node.name)?;
+            }
+            other => {
+                bail!("step {i} ({kind}) by {author} via {} did not commit: {other:?}", node.name)
+            }
         }
-        let height = block.last().map(|b| b.block.header.height).unwrap_or_default();
-        writeln!(Out, "  h{height:<8} {kind:<30} {author}")?;
     }
     std::fs::write(dir.join("events.jsonl"), journal)?;
+    // Every node reaches the last height, then all stop cleanly.
+    let deadline = Instant::now() + DEMO_START_TIMEOUT;
+    for n in &nodes {
+        while status(&agent, n).map(|s| s.height).unwrap_or(0) < top {
+            if Instant::now() > deadline {
+                bail!("node {} did not reach height {top}", n.name);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let mut children = std::mem::take(&mut running.children);
+    for (_, child) in children.iter_mut() {
+        drop(child.stdin.take());
+    }
+    for (name, child) in children.iter_mut() {
+        let status = child.wait()?;
+        if !status.success() {
+            bail!("node {name} exited with {status} when stopped");
+        }
+    }
 
-    writeln!(Out, "\ntrace of shipment SHP-1:")?;
+    let data = |n: &devnet::DevnetNode| n.config.with_file_name("data");
+    let first = &nodes[node_of(ids::EXPORTER)];
+    let ledger = Ledger::open_read_only(&data(first), genesis.clone())?;
+    writeln!(Out, "\ntrace of shipment SHP-1 (from {}):", first.name)?;
     print_trace(&ledger.trace("shipment:SHP-1")?)?;
     writeln!(Out)?;
-    let status = ledger.trade_status("PO-1")?;
-    print_trade(&status)?;
-    if !status.closed {
-        bail!("the sample trade did not close: open legs {:?}", status.open_legs);
+    let trade = ledger.trade_status("PO-1")?;
+    print_trade(&trade)?;
+    if !trade.closed {
+        bail!("the sample trade did not close: open legs {:?}", trade.open_legs);
     }
     let export = dir.join("chain.tlx");
     tradeloop_ledger::export::export(&ledger, &export)?;
-    let tip = ledger.tip().clone();
     drop(ledger);
 
-    writeln!(Out, "\naudit from the genesis file alone:")?;
-    let genesis = crate::cmd::load_genesis(&dir.join("genesis.json"))?;
-    for (what, data_dir, export_file) in
-        [("data dir", Some(dir.join("data")), None), ("export", None, Some(export.clone()))]
-    {
-        match run_verify(data_dir.as_deref(), export_file.as_deref(), &genesis) {
-            Ok(r) if r.tip_hash == tip.hash => writeln!(
-                Out,
-                "  {what:<8} OK: {} blocks, {} events, tip {}",
-                r.blocks, r.events, r.tip_hash
-            )?,
-            Ok(r) => bail!("{what} verified but ends at {} instead of {}", r.tip_hash, tip.hash),
-            Err(f) => bail!("{what} failed verification at {f}"),
+    writeln!(Out, "\naudit of every node's copy from the genesis file alone:")?;
+    let mut tips = Vec::new();
+    for n in &nodes {
+        match run_verify(Some(&data(n)), None, &genesis) {
+            Ok(r) => {
+                writeln!(
+                    Out,
+                    "  {:<30} OK: {} blocks, {} events, tip {}",
+                    n.name, r.blocks, r.events, r.tip_hash
+                )?;
+                tips.push((n.name.clone(), r.blocks, r.tip_hash));
+            }
+            Err(f) => bail!("the copy of {} failed verification at {f}", n.name),
         }
     }
+    // Nodes may have gone on to empty blocks past the trade; compare at the shortest tip.
+    let shortest = tips.iter().map(|t| t.1).min().unwrap_or(0);
+    let mut at_shortest = std::collections::BTreeSet::new();
+    for n in &nodes {
+        let ledger = Ledger::open_read_only(&data(n), genesis.clone())?;
+        at_shortest.insert(ledger.block(shortest)?.block.header.hash());
+    }
+    if at_shortest.len() != 1 {
+        bail!("the copies differ at height {shortest}: {tips:?}");
+    }
+    writeln!(
+        Out,
+        "  all {} copies are the same chain (block {shortest} is {} on every node)",
+        nodes.len(),
+        at_shortest.iter().next().map(|h| h.to_hex()).unwrap_or_default()
+    )?;
+    match run_verify(None, Some(&export), &genesis) {
+        Ok(r) => writeln!(
+            Out,
+            "  export   OK: {} blocks, {} events, tip {}",
+            r.blocks, r.events, r.tip_hash
+        )?,
+        Err(f) => bail!("the export failed verification at {f}"),
+    }
     if let Some(out) = &args.out {
-        print_kept(out)?;
+        print_kept(out, &first.name)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_kept(out: &Path) -> Result<(), StdoutError> {
+fn status(agent: &ureq::Agent, node: &devnet::DevnetNode) -> Result<NodeStatus> {
+    let body = agent
+        .get(&format!("http://{}/v1/status", node.api))
+        .call()?
+        .into_body()
+        .read_to_string()?;
+    Ok(serde_json::from_str(&body)?)
+}
+
+/// Submits one event with `?wait=commit`; its result.
+fn submit(
+    agent: &ureq::Agent,
+    node: &devnet::DevnetNode,
+    event: &SignedEvent,
+) -> Result<EventResult> {
+    let url =
+        format!("http://{}/v1/events?wait=commit&timeout_ms={DEMO_COMMIT_TIMEOUT_MS}", node.api);
+    let mut reply = agent
+        .post(&url)
+        .header("content-type", "application/json")
+        .send(event.to_envelope_json())?;
+    let code = reply.status().as_u16();
+    let body = reply.body_mut().read_to_string()?;
+    if code != 200 {
+        bail!("node {} answered {code}: {body}", node.name);
+    }
+    let answer: SubmitResponse = serde_json::from_str(&body)?;
+    answer.results.into_iter().next().context("the node answered no result")
+}
+
+fn print_kept(out: &Path, node: &str) -> Result<(), StdoutError> {
     let d = out.display();
-    writeln!(Out, "\nkept in {d}: genesis.json, keys/, events.jsonl, data/, chain.tlx. Try:")?;
-    writeln!(Out, "  tradeloop trade --data-dir {d}/data --genesis {d}/genesis.json PO-1")?;
-    writeln!(
-        Out,
-        "  tradeloop trace --data-dir {d}/data --genesis {d}/genesis.json shipment:SHP-1"
-    )?;
-    writeln!(Out, "  tradeloop verify --export {d}/chain.tlx --genesis {d}/genesis.json")?;
+    writeln!(Out, "\nkept in {d}: net/ (genesis, keys, every node's config, data and log), events.jsonl, chain.tlx. Try:")?;
+    writeln!(Out, "  tradeloop devnet run --dir {d}/net")?;
+    writeln!(Out, "  tradeloop trade --data-dir {d}/net/nodes/{node}/data --genesis {d}/net/genesis.json PO-1")?;
+    writeln!(Out, "  tradeloop verify --export {d}/chain.tlx --genesis {d}/net/genesis.json")?;
     Ok(())
 }
