@@ -48,6 +48,10 @@ pub const GOSSIP_QUEUE: usize = 65_536;
 pub const GOSSIP_LINGER: Duration = Duration::from_millis(10);
 /// Bytes of events in one gossip batch at most (below the gossip message bound).
 pub const MAX_BATCH_BYTES: usize = 2 * 1024 * 1024;
+/// How long a validator that has never signed waits for its peers' tips before it starts
+/// consensus anyway (the first node of a new network has no peer to ask).
+pub const INITIAL_SYNC_WAIT: Duration = Duration::from_secs(10);
+
 /// How long `Retry-After` tells a client to wait when the mempool is full.
 pub const FULL_RETRY_AFTER_MS: u64 = 1000;
 
@@ -195,33 +199,35 @@ pub async fn run(
         let (driver_tx, driver_rx) = mpsc::channel(driver::DRIVER_INPUT_CHANNEL);
         let (out_tx, out_rx) = mpsc::channel(driver::OUTBOUND_CHANNEL);
         let params = consensus_params(&genesis.doc.consensus, &config);
-        let ctx = TradeContext { chain: genesis.hash };
-        let height = tip.height + 1;
-        let core = ConsensusCore::new(
-            ctx,
-            key.clone(),
-            guard,
-            Validators::from_ledger(&genesis.validators),
-            &params,
-            height,
-        );
-        let (core, records) = core.with_wal(&config.data_dir.join("wal"))?;
         let dc = DriverConfig {
             key: key.clone(),
             chain: genesis.hash,
             empty_block_wait: Duration::from_millis(config.empty_block_wait_ms()),
         };
-        driver_task = Some(tokio::spawn(driver::run(
-            dc,
-            core,
-            records,
-            height,
-            chain.clone(),
-            mempool_rx.clone(),
-            driver_rx,
-            out_tx,
-            stop_rx.clone(),
-        )));
+        let (chain, p2p, mempool_rx, stop_rx) =
+            (chain.clone(), p2p.clone(), mempool_rx.clone(), stop_rx.clone());
+        let (genesis, key, wal_dir) = (genesis.clone(), key.clone(), config.data_dir.join("wal"));
+        driver_task = Some(tokio::spawn(async move {
+            // A validator that has never signed (a new network, or a lost sign-state) first
+            // catches up with its peers, so that it never votes at a height it may have
+            // signed before.
+            if guard.last().is_none() {
+                wait_for_network_tip(&p2p, &chain, genesis.hash, INITIAL_SYNC_WAIT).await;
+            }
+            let tip = chain.tip().await.map_err(|_| driver::DriverError::ChainStopped)?;
+            let height = tip.height + 1;
+            let core = ConsensusCore::new(
+                TradeContext { chain: genesis.hash },
+                key,
+                guard,
+                Validators::from_ledger(&genesis.validators),
+                &params,
+                height,
+            );
+            let (core, records) = core.with_wal(&wal_dir)?;
+            driver::run(dc, core, records, height, chain, mempool_rx, driver_rx, out_tx, stop_rx)
+                .await
+        }));
         (Some(driver_tx), Some(out_rx))
     } else {
         (None, None)
@@ -332,6 +338,36 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || chain_thread.join()).await;
     tracing::info!("stopped");
     driver_result.map_err(NodeError::from)
+}
+
+/// Waits until at least one peer answered its tip and this node's tip is at the highest seen,
+/// or `wait` has passed. The sync task does the fetching meanwhile.
+async fn wait_for_network_tip(
+    p2p: &P2pHandle,
+    chain: &ChainHandle,
+    chain_id: tradeloop_crypto::Hash,
+    wait: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + wait;
+    while tokio::time::Instant::now() < deadline {
+        let mut answered = 0;
+        let mut best = 0;
+        for peer in p2p.peers().await.unwrap_or_default() {
+            if let Some(h) = sync::peer_height(p2p, chain_id, peer).await {
+                answered += 1;
+                best = best.max(h);
+            }
+        }
+        let Ok(tip) = chain.tip().await else { return };
+        if answered > 0 && tip.height >= best {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tracing::info!(
+        "no peer answered within {}s; starting consensus from the local tip",
+        wait.as_secs()
+    );
 }
 
 fn sign_state_path(config: &NodeConfig) -> PathBuf {

@@ -77,6 +77,18 @@ pub struct Cluster {
 impl Cluster {
     /// `tradeloop devnet init` with these counts, then every node started and answering.
     pub fn start(validators: usize, full_nodes: usize) -> Result<Cluster> {
+        let mut cluster = Cluster::init(validators, full_nodes)?;
+        for i in 0..cluster.nodes.len() {
+            cluster.start_node(i)?;
+        }
+        for i in 0..cluster.nodes.len() {
+            cluster.wait_status(i, START_TIMEOUT)?;
+        }
+        Ok(cluster)
+    }
+
+    /// `tradeloop devnet init` with these counts; no node started yet.
+    pub fn init(validators: usize, full_nodes: usize) -> Result<Cluster> {
         let temp = tempfile::tempdir()?;
         let dir = temp.path().join("net");
         let bin = binary()?;
@@ -127,14 +139,45 @@ impl Cluster {
                 child: None,
             });
         }
-        let mut cluster = Cluster { dir, nodes, genesis, cast, bin, _temp: temp };
-        for i in 0..cluster.nodes.len() {
-            cluster.start_node(i)?;
+        Ok(Cluster { dir, nodes, genesis, cast, bin, _temp: temp })
+    }
+
+    /// Whether node `i` runs (as far as this harness knows).
+    pub fn is_running(&self, i: usize) -> bool {
+        self.nodes[i].child.is_some()
+    }
+
+    /// Submits each event to a running node of its author (else any running node) and waits
+    /// for its commit; the acknowledged `(id, height)`s.
+    pub fn submit_all(&self, events: &[SignedEvent]) -> Result<Vec<(Hash, u64)>> {
+        let mut acknowledged = Vec::new();
+        for event in events {
+            let body: Value = serde_json::from_slice(&event.body)?;
+            let author = body["author"].as_str().unwrap_or_default();
+            let node = self
+                .nodes
+                .iter()
+                .position(|n| n.participant == author && n.child.is_some())
+                .or_else(|| self.nodes.iter().position(|n| n.child.is_some()))
+                .context("no node is running")?;
+            let answer = self.submit_wait(node, std::slice::from_ref(event))?;
+            let committed = committed_ids(&answer);
+            if committed.len() != 1 {
+                bail!(
+                    "{author} via {}: not committed: {answer}\n{}",
+                    self.nodes[node].name,
+                    self.log(node)
+                );
+            }
+            acknowledged.extend(committed);
         }
-        for i in 0..cluster.nodes.len() {
-            cluster.wait_status(i, START_TIMEOUT)?;
-        }
-        Ok(cluster)
+        Ok(acknowledged)
+    }
+
+    /// Removes node `i`'s data dir (the node must be stopped).
+    pub fn wipe(&self, i: usize) -> Result<()> {
+        std::fs::remove_dir_all(self.data_dir(i))
+            .with_context(|| format!("wipe {}", self.nodes[i].name))
     }
 
     /// Starts node `i` (again), appending to its log.

@@ -76,3 +76,69 @@ fn event_author(event: &tradeloop_ledger::SignedEvent) -> String {
     let body: serde_json::Value = serde_json::from_slice(&event.body).unwrap();
     body["author"].as_str().unwrap().to_string()
 }
+
+#[test]
+fn a_killed_validator_leaves_the_others_committing_then_replays_and_catches_up() {
+    let mut cluster = Cluster::start(4, 0).unwrap();
+    let mut acknowledged = cluster.submit_all(&cluster.trade_events(1)[..6]).unwrap();
+    // kill -9 one validator mid-trade; 3 of 4 (30 of 40 power) still decide, also through the
+    // heights it would have proposed (round timeouts move past it).
+    cluster.kill_node(1).unwrap();
+    let rest = cluster.trade_events(1)[6..].to_vec();
+    acknowledged.extend(cluster.submit_all(&rest).unwrap());
+    let top = acknowledged.iter().map(|(_, h)| *h).max().unwrap();
+    cluster.start_node(1).unwrap();
+    cluster.wait_status(1, Duration::from_secs(60)).unwrap();
+    cluster.wait_height(top, Duration::from_secs(60)).unwrap();
+    // The restarted validator takes part again: a new trade commits with it among the nodes.
+    acknowledged.extend(cluster.submit_all(&cluster.trade_events(2)[..3]).unwrap());
+    let statuses = cluster.stop_all().unwrap();
+    assert!(statuses.iter().all(|s| s.success()), "{statuses:?}");
+    assert_chains_agree(&cluster, &acknowledged);
+}
+
+#[test]
+fn all_validators_killed_and_restarted_resume_from_their_stored_state() {
+    let mut cluster = Cluster::start(4, 0).unwrap();
+    let mut acknowledged = cluster.submit_all(&cluster.trade_events(1)[..5]).unwrap();
+    for i in 0..4 {
+        cluster.kill_node(i).unwrap();
+    }
+    for i in 0..4 {
+        cluster.start_node(i).unwrap();
+    }
+    for i in 0..4 {
+        cluster.wait_status(i, Duration::from_secs(60)).unwrap();
+    }
+    acknowledged.extend(cluster.submit_all(&cluster.trade_events(1)[5..9]).unwrap());
+    cluster.stop_all().unwrap();
+    assert_chains_agree(&cluster, &acknowledged);
+}
+
+#[test]
+fn a_node_started_late_and_a_wiped_node_catch_up_by_verified_sync() {
+    let mut cluster = Cluster::init(4, 1).unwrap();
+    for i in 0..4 {
+        cluster.start_node(i).unwrap();
+    }
+    for i in 0..4 {
+        cluster.wait_status(i, Duration::from_secs(60)).unwrap();
+    }
+    let mut acknowledged = cluster.submit_all(&cluster.trade_events(1)[..8]).unwrap();
+    let top = acknowledged.iter().map(|(_, h)| *h).max().unwrap();
+    // The member node starts after eight blocks were committed without it.
+    cluster.start_node(4).unwrap();
+    cluster.wait_status(4, Duration::from_secs(60)).unwrap();
+    cluster.wait_height(top, Duration::from_secs(60)).unwrap();
+    // The member node loses its whole data dir and resyncs from the genesis while the chain
+    // goes on.
+    cluster.stop_node(4).unwrap();
+    cluster.wipe(4).unwrap();
+    acknowledged.extend(cluster.submit_all(&cluster.trade_events(1)[8..11]).unwrap());
+    let top = acknowledged.iter().map(|(_, h)| *h).max().unwrap();
+    cluster.start_node(4).unwrap();
+    cluster.wait_status(4, Duration::from_secs(60)).unwrap();
+    cluster.wait_height(top, Duration::from_secs(60)).unwrap();
+    cluster.stop_all().unwrap();
+    assert_chains_agree(&cluster, &acknowledged);
+}

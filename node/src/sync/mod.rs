@@ -122,10 +122,15 @@ async fn best_peer(ctx: &SyncContext) -> Option<(PublicKey, u64)> {
 }
 
 async fn status_of(ctx: &SyncContext, peer: PublicKey) -> Option<u64> {
+    peer_height(&ctx.p2p, ctx.chain_id, peer).await
+}
+
+/// A peer's committed height, if it answers and is of this chain.
+pub async fn peer_height(p2p: &P2pHandle, chain_id: Hash, peer: PublicKey) -> Option<u64> {
     let bytes = Request::Status.encode().ok()?;
-    let answer = ctx.p2p.request(peer, bytes).await.ok()?;
+    let answer = p2p.request(peer, bytes).await.ok()?;
     match Response::decode(&answer).ok()? {
-        Response::Status { chain, height, .. } if chain == ctx.chain_id => Some(height),
+        Response::Status { chain, height, .. } if chain == chain_id => Some(height),
         _ => None,
     }
 }
