@@ -20,25 +20,40 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long one event has to commit.
 pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The `tradeloop` binary built for this test run (`cargo test --workspace` builds it; when a
-/// test of this crate runs alone, it is built first).
+/// The `tradeloop` binary of this source tree, built (once per test process) by the same
+/// cargo and profile that built this test, so that a test never runs a stale binary: `cargo test
+/// -p tradeloop-tests` alone does not rebuild other packages' binaries.
 pub fn binary() -> Result<PathBuf> {
+    static BUILT: std::sync::OnceLock<std::result::Result<PathBuf, String>> =
+        std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| build_binary().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn build_binary() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     // target/<profile>/deps/<test> -> target/<profile>/tradeloop
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .context("test binary is not under target/<profile>/deps")?;
+    let target_dir = profile_dir.parent().context("no target dir above the profile dir")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "--quiet", "-p", "tradeloop", "--bin", "tradeloop", "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().context("cannot run cargo to build the tradeloop binary")?;
     let bin = profile_dir.join("tradeloop");
-    if !bin.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "tradeloop", "--bin", "tradeloop"])
-            .status()
-            .context("cannot run cargo to build the tradeloop binary")?;
-        if !status.success() || !bin.is_file() {
-            bail!("the tradeloop binary is missing at {} and could not be built", bin.display());
-        }
+    if !status.success() || !bin.is_file() {
+        bail!("the tradeloop binary could not be built at {}", bin.display());
     }
     Ok(bin)
 }
