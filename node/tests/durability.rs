@@ -29,6 +29,14 @@ const CRASH_AT: [u64; 5] = [0, 1, 3, 7, 12];
 const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 const WAL_HEIGHT: u64 = 7;
 
+/// The `fail` registry is global to this process: a test that configures a failpoint would
+/// make the in-process writes of the other tests fail. Every test here holds this lock.
+static FAILPOINT_REGISTRY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    FAILPOINT_REGISTRY.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn chain() -> Hash {
     Hash([7; 32])
 }
@@ -120,6 +128,7 @@ fn crash(mode: &str, dir: &Path, point: &str, k: u64) -> u64 {
 
 #[test]
 fn a_crash_at_any_sign_state_step_leaves_the_mark_before_or_after_and_never_permits_equivocation() {
+    let _registry = exclusive();
     for point in ["signstate::before-write", "signstate::after-write", "signstate::after-rename"] {
         for k in CRASH_AT {
             let dir = tempfile::tempdir().unwrap();
@@ -158,6 +167,7 @@ fn a_crash_at_any_sign_state_step_leaves_the_mark_before_or_after_and_never_perm
 
 #[test]
 fn a_crash_at_any_wal_step_leaves_the_records_before_or_after() {
+    let _registry = exclusive();
     for point in ["wal::before-append", "wal::after-write", "wal::after-fsync"] {
         for k in CRASH_AT {
             let dir = tempfile::tempdir().unwrap();
@@ -182,6 +192,7 @@ fn a_crash_at_any_wal_step_leaves_the_records_before_or_after() {
 /// the tail could have been cut to; the whole records before it are kept.
 #[test]
 fn a_wal_torn_at_any_byte_of_its_last_record_reopens_to_the_whole_records() {
+    let _registry = exclusive();
     let dir = tempfile::tempdir().unwrap();
     let (mut wal, _) = Wal::open(dir.path(), WAL_HEIGHT).unwrap();
     for i in 0..4 {
@@ -198,10 +209,11 @@ fn a_wal_torn_at_any_byte_of_its_last_record_reopens_to_the_whole_records() {
     }
 }
 
-/// Failpoints configured to fail the step with an error, in this process. The `fail` registry
-/// is global, so this is the only test of this binary that configures it.
+/// Failpoints configured to fail the step with an error, in this process (holding the
+/// registry lock, see [`exclusive`]).
 #[test]
 fn a_failed_write_is_reported_and_leaves_nothing_half_done() {
+    let _registry = exclusive();
     // Sign-state: the failed permit is refused, then the guard permits nothing until reopened;
     // the reopened guard holds the old record, or the new one once the rename happened.
     for (n, point) in

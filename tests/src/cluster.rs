@@ -398,6 +398,29 @@ fn node_name(existing: &[ClusterNode], participant: &str) -> String {
     }
 }
 
+/// Submits events to the node at `url` with `?wait=commit` (for threads that do not hold the
+/// cluster); the JSON answer.
+pub fn submit_wait_url(url: &str, events: &[SignedEvent]) -> Result<Value> {
+    let body = format!(
+        "[{}]",
+        events.iter().map(SignedEvent::to_envelope_json).collect::<Vec<_>>().join(",")
+    );
+    let url = format!("{url}/v1/events?wait=commit&timeout_ms={}", COMMIT_TIMEOUT.as_millis());
+    let answer = ureq::post(&url)
+        .config()
+        .timeout_global(Some(COMMIT_TIMEOUT + Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .header("content-type", "application/json")
+        .send(body)?;
+    let status = answer.status().as_u16();
+    let text = answer.into_body().read_to_string()?;
+    if status != 200 {
+        bail!("POST {url} answered {status}: {text}");
+    }
+    Ok(serde_json::from_str(&text)?)
+}
+
 /// Wall-clock Unix milliseconds.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
