@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
-use tradeloop_crypto::keyfile::write_key_file;
 use tradeloop_ledger::audit::verify_data_dir;
 use tradeloop_ledger::sample::{ids, trade_events, Cast};
 use tradeloop_ledger::{Genesis, Ledger};
 
 mod support;
+use support::now_ms;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tradeloop"))
@@ -24,10 +24,6 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
-}
-
 /// A chain on disk: genesis file, validator key file and every participant's key file.
 struct Setup {
     dir: tempfile::TempDir,
@@ -36,13 +32,7 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        let cast = Cast::deterministic(1, now_ms() - 1000).unwrap();
-        std::fs::write(dir.path().join("genesis.json"), cast.genesis.doc.to_json_bytes()).unwrap();
-        write_key_file(&dir.path().join("validator.json"), &cast.validator_keys[0]).unwrap();
-        for (id, key) in &cast.keys {
-            write_key_file(&dir.path().join(format!("{id}.json")), key).unwrap();
-        }
+        let (dir, cast) = support::chain_dir();
         Setup { dir, cast }
     }
     fn p(&self, name: &str) -> PathBuf {

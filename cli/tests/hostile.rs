@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
-use tradeloop_crypto::keyfile::write_key_file;
 use tradeloop_ledger::sample::{ids, trade_events, Cast};
 use tradeloop_ledger::{Ledger, SignedEvent};
+
+mod support;
+use support::now_ms;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tradeloop"))
@@ -20,10 +22,6 @@ fn run(args: &[&str]) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 /// No panic reached the user: Rust's panic message and exit status 101 are absent.
@@ -40,13 +38,7 @@ struct Chain {
 
 impl Chain {
     fn new() -> Chain {
-        let dir = tempfile::tempdir().unwrap();
-        let cast = Cast::deterministic(1, now_ms() - 1000).unwrap();
-        std::fs::write(dir.path().join("genesis.json"), cast.genesis.doc.to_json_bytes()).unwrap();
-        write_key_file(&dir.path().join("validator.json"), &cast.validator_keys[0]).unwrap();
-        for (id, key) in &cast.keys {
-            write_key_file(&dir.path().join(format!("{id}.json")), key).unwrap();
-        }
+        let (dir, cast) = support::chain_dir();
         Chain { dir, cast }
     }
     fn p(&self, name: &str) -> PathBuf {

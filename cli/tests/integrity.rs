@@ -6,15 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use tradeloop_crypto::keyfile::write_key_file;
-use tradeloop_ledger::sample::{trade_events, Cast};
+use tradeloop_ledger::sample::trade_events;
+
+mod support;
+use support::now_ms;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tradeloop"))
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 struct Chain {
@@ -25,10 +23,7 @@ struct Chain {
 impl Chain {
     /// A genesis, a validator key and one sample trade as an events file (19 events).
     fn new() -> Chain {
-        let dir = tempfile::tempdir().unwrap();
-        let cast = Cast::deterministic(1, now_ms() - 1000).unwrap();
-        std::fs::write(dir.path().join("genesis.json"), cast.genesis.doc.to_json_bytes()).unwrap();
-        write_key_file(&dir.path().join("validator.json"), &cast.validator_keys[0]).unwrap();
+        let (dir, cast) = support::chain_dir();
         let events: Vec<String> =
             trade_events(&cast, 1, now_ms()).iter().map(|e| e.to_envelope_json()).collect();
         std::fs::write(dir.path().join("events.jsonl"), events.join("\n") + "\n").unwrap();

@@ -313,28 +313,7 @@ impl Cluster {
 
     /// Submits events to node `i` with `?wait=commit`; the JSON answer.
     pub fn submit_wait(&self, i: usize, events: &[SignedEvent]) -> Result<Value> {
-        let body = format!(
-            "[{}]",
-            events.iter().map(SignedEvent::to_envelope_json).collect::<Vec<_>>().join(",")
-        );
-        let url = format!(
-            "{}/v1/events?wait=commit&timeout_ms={}",
-            self.nodes[i].url,
-            COMMIT_TIMEOUT.as_millis()
-        );
-        let answer = ureq::post(&url)
-            .config()
-            .timeout_global(Some(COMMIT_TIMEOUT + Duration::from_secs(10)))
-            .http_status_as_error(false)
-            .build()
-            .header("content-type", "application/json")
-            .send(body)?;
-        let status = answer.status().as_u16();
-        let text = answer.into_body().read_to_string()?;
-        if status != 200 {
-            bail!("POST {url} answered {status}: {text}");
-        }
-        Ok(serde_json::from_str(&text)?)
+        submit_wait_url(&self.nodes[i].url, events)
     }
 
     /// Stops every node cleanly and returns their exit statuses.
