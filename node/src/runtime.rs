@@ -480,7 +480,7 @@ async fn network(n: NetworkCtx, mut events: mpsc::Receiver<P2pEvent>) {
                 let checked = wire::gossip_unframe(&data)
                     .and_then(wire::decode_consensus)
                     .map_err(|e| e.to_string())
-                    .and_then(|m| check_consensus(&n, m));
+                    .and_then(|m| check_consensus(&n.ctx, &n.validators, m));
                 match checked {
                     Err(detail) => {
                         tracing::debug!(%from, "consensus message refused: {detail}");
@@ -564,16 +564,20 @@ fn consensus_height(msg: &ConsensusWire) -> Option<u64> {
 
 /// The stateless checks of a consensus message, before it is forwarded: its signer is a
 /// validator (for a part, the round's proposer) and its signature holds.
-fn check_consensus(n: &NetworkCtx, msg: ConsensusWire) -> Result<ConsensusWire, String> {
+fn check_consensus(
+    ctx: &TradeContext,
+    validators: &Validators,
+    msg: ConsensusWire,
+) -> Result<ConsensusWire, String> {
     use malachite_core_types::Context as _;
-    let is_validator = |k: &PublicKey| n.validators.0.iter().any(|v| v.public_key == *k);
+    let is_validator = |k: &PublicKey| validators.0.iter().any(|v| v.public_key == *k);
     match &msg {
         ConsensusWire::Signed(SignedConsensusMsg::Vote(v)) => {
             let who = v.message.validator.0;
             if !is_validator(&who) {
                 return Err(format!("vote from {who}, not a validator"));
             }
-            who.verify(&n.ctx.vote_bytes(&v.message), &v.signature)
+            who.verify(&ctx.vote_bytes(&v.message), &v.signature)
                 .map_err(|_| "vote signature invalid".to_string())?;
         }
         ConsensusWire::Signed(SignedConsensusMsg::Proposal(p)) => {
@@ -581,17 +585,31 @@ fn check_consensus(n: &NetworkCtx, msg: ConsensusWire) -> Result<ConsensusWire, 
             if !is_validator(&who) {
                 return Err(format!("proposal from {who}, not a validator"));
             }
-            who.verify(&n.ctx.proposal_bytes(&p.message), &p.signature)
+            who.verify(&ctx.proposal_bytes(&p.message), &p.signature)
                 .map_err(|_| "proposal signature invalid".to_string())?;
         }
         ConsensusWire::Polka(c) => {
-            if c.polka_signatures.iter().any(|s| !is_validator(&s.address.0)) {
-                return Err("polka certificate signed by a non-validator".into());
+            // Every signature is checked before the certificate is forwarded, so that a forged
+            // one is not spread to every node (the core checks the quorum again).
+            for s in &c.polka_signatures {
+                let who = s.address.0;
+                if !is_validator(&who) {
+                    return Err(format!("polka certificate signed by {who}, not a validator"));
+                }
+                let vote = crate::consensus::context::Vote {
+                    vote_type: malachite_core_types::VoteType::Prevote,
+                    height: c.height,
+                    round: c.round,
+                    value: malachite_core_types::NilOrVal::Val(c.value_id),
+                    validator: s.address,
+                };
+                who.verify(&ctx.vote_bytes(&vote), &s.signature)
+                    .map_err(|_| format!("polka certificate: signature of {who} invalid"))?;
             }
         }
         ConsensusWire::Part(part) => {
-            let expected = n.ctx.select_proposer(
-                &n.validators,
+            let expected = ctx.select_proposer(
+                validators,
                 crate::consensus::context::Height(part.height),
                 part.round,
             );
@@ -603,7 +621,7 @@ fn check_consensus(n: &NetworkCtx, msg: ConsensusWire) -> Result<ConsensusWire, 
                     part.round.as_i64()
                 ));
             }
-            if !part.verify(&n.genesis.hash) {
+            if !part.verify(&ctx.chain) {
                 return Err("proposal part signature invalid".into());
             }
         }
@@ -743,5 +761,98 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use malachite_core_types::{
+        NilOrVal, PolkaCertificate, PolkaSignature, Round, SignedMessage, VoteType,
+    };
+    use tradeloop_crypto::{Hash, SigningKey};
+    use tradeloop_ledger::sample::Cast;
+
+    use super::*;
+    use crate::consensus::context::{Address, BlockHash, Height, Vote};
+
+    /// Validator `validator`'s prevote at height 3, round 0, for block 0x04...
+    fn vote(cast: &Cast, validator: usize) -> Vote {
+        Vote {
+            vote_type: VoteType::Prevote,
+            height: Height(3),
+            round: Round::new(0),
+            value: NilOrVal::Val(BlockHash(Hash([4; 32]))),
+            validator: Address(cast.validator_keys[validator].public_key()),
+        }
+    }
+
+    #[test]
+    fn gossip_is_forwarded_only_when_its_signer_and_signature_hold() {
+        let cast = Cast::deterministic(4, 1_700_000_000_000).unwrap();
+        let ctx = TradeContext { chain: cast.genesis.hash };
+        let validators = Validators::from_ledger(&cast.genesis.validators);
+        let check = |m| check_consensus(&ctx, &validators, m);
+        let key = &cast.validator_keys[1];
+        let v = vote(&cast, 1);
+        let good = SignedMessage::new(v.clone(), key.sign(&ctx.vote_bytes(&v)));
+        assert!(check(ConsensusWire::Signed(SignedConsensusMsg::Vote(good.clone()))).is_ok());
+        // Signed by another validator's key in its name, or by a stranger.
+        let forged =
+            SignedMessage::new(v.clone(), cast.validator_keys[2].sign(&ctx.vote_bytes(&v)));
+        assert!(check(ConsensusWire::Signed(SignedConsensusMsg::Vote(forged))).is_err());
+        let stranger = SigningKey::from_seed_label("stranger");
+        let sv = Vote { validator: Address(stranger.public_key()), ..v.clone() };
+        let signed = SignedMessage::new(sv.clone(), stranger.sign(&ctx.vote_bytes(&sv)));
+        assert!(check(ConsensusWire::Signed(SignedConsensusMsg::Vote(signed))).is_err());
+        // A polka certificate with one bad signature among good ones is not forwarded.
+        let sig = |i: usize, signer: usize| {
+            let vi = vote(&cast, i);
+            PolkaSignature::new(
+                vi.validator,
+                cast.validator_keys[signer].sign(&ctx.vote_bytes(&vi)),
+            )
+        };
+        let cert = |sigs| PolkaCertificate {
+            height: Height(3),
+            round: Round::new(0),
+            value_id: BlockHash(Hash([4; 32])),
+            polka_signatures: sigs,
+        };
+        assert!(check(ConsensusWire::Polka(cert(vec![sig(0, 0), sig(1, 1), sig(2, 2)]))).is_ok());
+        assert!(check(ConsensusWire::Polka(cert(vec![sig(0, 0), sig(1, 3), sig(2, 2)]))).is_err());
+        // A proposal part from a validator that is not the round's proposer.
+        let block = tradeloop_ledger::Block {
+            header: tradeloop_ledger::Header {
+                chain: ctx.chain,
+                height: 3,
+                prev_hash: Hash::ZERO,
+                time_ms: 1,
+                proposer: key.public_key(),
+                events_root: Hash::ZERO,
+                event_count: 0,
+                app_hash: Hash::ZERO,
+                validators_hash: Hash::ZERO,
+            },
+            events: vec![],
+        };
+        use malachite_core_types::Context as _;
+        let proposer = ctx.select_proposer(&validators, Height(3), Round::new(0)).public_key;
+        let signer_of = |k: &tradeloop_crypto::PublicKey| {
+            cast.validator_keys.iter().find(|s| s.public_key() == *k).unwrap().clone()
+        };
+        let other = cast.validator_keys.iter().find(|s| s.public_key() != proposer).unwrap();
+        let right = crate::wire::split_block(
+            &block,
+            Round::new(0),
+            Round::Nil,
+            &signer_of(&proposer),
+            &ctx.chain,
+        )
+        .unwrap();
+        let wrong =
+            crate::wire::split_block(&block, Round::new(0), Round::Nil, other, &ctx.chain).unwrap();
+        assert!(check(ConsensusWire::Part(right[0].clone())).is_ok());
+        assert!(check(ConsensusWire::Part(wrong[0].clone())).is_err());
     }
 }

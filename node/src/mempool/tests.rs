@@ -21,6 +21,21 @@ fn fixture() -> Fixture {
     Fixture { cast, ledger, _dir: dir }
 }
 
+/// A small order `order_id` placed by the importer, with its own nonce.
+fn small_order(cast: &Cast, order_id: &str, nonce: &str) -> SignedEvent {
+    cast.sign(
+        ids::IMPORTER,
+        "trade.order_placed",
+        json!({
+            "order_id": order_id, "seller": ids::EXPORTER, "incoterm": "FOB", "currency": "USD",
+            "amount": "1.00", "lines": [{"sku": "X", "description": "x", "hs_code": "940542",
+            "quantity": "1", "unit": "PCE"}]
+        }),
+        T,
+        nonce,
+    )
+}
+
 fn limits() -> MempoolLimits {
     MempoolLimits { max_events: 1000, max_bytes: 10 * 1024 * 1024 }
 }
@@ -44,17 +59,7 @@ fn a_whole_trade_is_admitted_in_order_because_each_event_sees_the_pending_ones()
     assert!(pool.contains(&events[3].id()));
     assert!(pool.checked(&events[3]).is_some(), "the verdict is kept for reuse");
     // A second order with the same id, pending-after the first: refused by the rules.
-    let again = f.cast.sign(
-        ids::IMPORTER,
-        "trade.order_placed",
-        json!({
-            "order_id": "PO-1", "seller": ids::EXPORTER, "incoterm": "FOB", "currency": "USD",
-            "amount": "1.00", "lines": [{"sku": "X", "description": "x", "hs_code": "940542",
-            "quantity": "1", "unit": "PCE"}]
-        }),
-        T,
-        "other-nonce",
-    );
+    let again = small_order(&f.cast, "PO-1", "other-nonce");
     let Admission::Rejected(r) = admit(&mut pool, &f, &again) else { panic!("accepted twice") };
     assert_eq!(r.code, RejectCode::DuplicateOrder);
     // An event out of order (the next trade's acceptance before its order): refused.
@@ -106,17 +111,7 @@ fn a_commit_removes_its_events_and_evicts_the_ones_it_made_invalid() {
     // with the id PO-2, while this pool holds trade 2's own order PO-2.
     let other = trade_events(&f.cast, 2, T);
     assert_eq!(admit(&mut pool, &f, &other[0]), Admission::Accepted);
-    let rival = f.cast.sign(
-        ids::IMPORTER,
-        "trade.order_placed",
-        json!({
-            "order_id": "PO-2", "seller": ids::EXPORTER, "incoterm": "FOB", "currency": "USD",
-            "amount": "1.00", "lines": [{"sku": "X", "description": "x", "hs_code": "940542",
-            "quantity": "1", "unit": "PCE"}]
-        }),
-        T,
-        "rival",
-    );
+    let rival = small_order(&f.cast, "PO-2", "rival");
     let key = f.cast.validator_keys[0].clone();
     let block = vec![trade[0].clone(), trade[1].clone(), rival];
     let (blocks, rejected) = f.ledger.append_local(&block, T, &key).unwrap();
