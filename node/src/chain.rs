@@ -27,7 +27,7 @@ pub const CHAIN_COMMAND_CHANNEL: usize = 256;
 /// Blocks whose validation verdicts are kept for their commit (the current height's proposals).
 pub const VALIDATED_BLOCKS_KEPT: usize = 16;
 
-pub use crate::api::{CommitNotice, Committed};
+pub use crate::api::{CommitNotice, Committed, Evicted};
 
 /// What admission said about one event, for the caller to answer and gossip.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -382,13 +382,21 @@ impl Worker {
         let ids: Vec<Hash> = certified.block.events.iter().map(SignedEvent::id).collect();
         let genesis = self.ledger.genesis().clone();
         // Evicted events were accepted once; the rules now refuse them (a conflicting event
-        // won). Their submitters learn it from a lookup: they are not in the chain.
-        let _evicted = self.mempool.on_commit(&genesis, &self.ledger, now_ms, &ids)?;
+        // won). The notice carries the verdicts, so their waiters answer `rejected`.
+        let evicted = self.mempool.on_commit(&genesis, &self.ledger, now_ms, &ids)?;
+        if !evicted.is_empty() {
+            tracing::info!(height = certified.block.header.height, count = evicted.len(), "accepted events evicted: the rules refuse them after this commit");
+        }
+        let evicted = evicted
+            .into_iter()
+            .map(|(id, r)| Evicted { id, code: r.code.as_str().to_string(), message: r.message })
+            .collect();
         self.validated.clear();
         let _ = self.commits.send(CommitNotice {
             height: certified.block.header.height,
             block_hash: hash,
             event_ids: ids,
+            evicted,
         });
         Ok(hash)
     }

@@ -319,6 +319,20 @@ async fn wait_for_commits(
                         mark(results, &slots, *id, at);
                     }
                 }
+                for gone in &notice.evicted {
+                    for slot in waiting.remove(&gone.id).unwrap_or_default() {
+                        if let Some(result) = results.get_mut(slot) {
+                            *result = EventResult::Rejected {
+                                id: Some(gone.id),
+                                code: gone.code.clone(),
+                                message: format!(
+                                    "accepted, then evicted at height {}: {}",
+                                    notice.height, gone.message
+                                ),
+                            };
+                        }
+                    }
+                }
             }
             // Notices were dropped before we read them: ask the runtime where the events are.
             Ok(Err(broadcast::error::RecvError::Lagged(_))) => {

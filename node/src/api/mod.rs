@@ -127,6 +127,20 @@ pub struct CommitNotice {
     pub block_hash: Hash,
     /// The ids of its events, in block order (an event's position here is its index).
     pub event_ids: Vec<Hash>,
+    /// Events this node had accepted that the rules refuse after this commit (a conflicting
+    /// event won): they left the mempool and will never commit here. Waiters get `rejected`.
+    pub evicted: Vec<Evicted>,
+}
+
+/// An accepted event evicted from the mempool by a commit, with the rules' verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evicted {
+    /// Event id.
+    pub id: Hash,
+    /// Stable rejection code.
+    pub code: String,
+    /// What was wrong and what to do.
+    pub message: String,
 }
 
 /// What `GET /v1/status` answers.

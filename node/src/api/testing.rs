@@ -101,7 +101,12 @@ pub async fn run_fake_runtime(
                         committed.insert(*id, Committed { height, block_hash, index });
                     }
                     // No subscriber is not an error: nobody is waiting.
-                    let _ = commits.send(CommitNotice { height, block_hash, event_ids: accepted });
+                    let _ = commits.send(CommitNotice {
+                        height,
+                        block_hash,
+                        event_ids: accepted,
+                        evicted: vec![],
+                    });
                 }
             }
             ApiCommand::Lookup { ids, reply } => {

@@ -304,6 +304,7 @@ async fn wait_commit_after_a_lag_is_answered_through_lookup() {
                         height: 1,
                         block_hash: at.block_hash,
                         event_ids: committed.clone(),
+                        evicted: vec![],
                     };
                     commits.send(notice).unwrap();
                     for height in 2..5 {
@@ -311,6 +312,7 @@ async fn wait_commit_after_a_lag_is_answered_through_lookup() {
                             height,
                             block_hash: fake_block_hash(height),
                             event_ids: vec![],
+                            evicted: vec![],
                         };
                         commits.send(filler).unwrap();
                     }
@@ -337,6 +339,51 @@ async fn wait_commit_after_a_lag_is_answered_through_lookup() {
             "block_hash": fake_block_hash(1).to_hex(), "index": 0})
     );
     assert_eq!(*lookups.lock().unwrap(), 1, "the lag was answered by one Lookup");
+}
+
+#[tokio::test]
+async fn an_event_evicted_by_a_commit_answers_rejected_to_its_waiter() {
+    let limits = ApiLimits::default();
+    let (tx, mut rx) = mpsc::channel(limits.command_channel);
+    let (commits, _) = broadcast::channel(16);
+    let router = router(tx, commits.clone(), limits);
+    let (kept, lost) = (event(1), event(2));
+    let lost_id = lost.id();
+    tokio::spawn(async move {
+        while let Some(command) = rx.recv().await {
+            if let ApiCommand::Submit { events, reply } = command {
+                let verdicts = events.iter().map(|e| Verdict::Accepted { id: e.id() }).collect();
+                reply.send(verdicts).unwrap();
+                let notice = CommitNotice {
+                    height: 7,
+                    block_hash: fake_block_hash(7),
+                    event_ids: vec![events[0].id()],
+                    evicted: vec![Evicted {
+                        id: lost_id,
+                        code: "DUPLICATE_NONCE".into(),
+                        message: "nonce 2 was used by another event".into(),
+                    }],
+                };
+                commits.send(notice).unwrap();
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let answer = call(
+        &router,
+        post("/v1/events?wait=commit&timeout_ms=20000", envelopes(&[kept.clone(), lost])),
+    )
+    .await;
+    assert!(started.elapsed() < TEST_DEADLINE, "answered at the notice, not at the timeout");
+    assert_eq!(answer.json["timed_out"], false, "{}", answer.json);
+    assert_eq!(answer.json["results"][0]["status"], "committed");
+    assert_eq!(answer.json["results"][0]["id"], kept.id().to_hex());
+    let rejected = &answer.json["results"][1];
+    assert_eq!(rejected["status"], "rejected", "{}", answer.json);
+    assert_eq!(rejected["id"], lost_id.to_hex());
+    assert_eq!(rejected["code"], "DUPLICATE_NONCE");
+    let message = rejected["message"].as_str().unwrap();
+    assert!(message.contains("evicted at height 7") && message.contains("nonce 2"), "{message}");
 }
 
 #[tokio::test]
