@@ -385,7 +385,11 @@ impl Worker {
         // won). The notice carries the verdicts, so their waiters answer `rejected`.
         let evicted = self.mempool.on_commit(&genesis, &self.ledger, now_ms, &ids)?;
         if !evicted.is_empty() {
-            tracing::info!(height = certified.block.header.height, count = evicted.len(), "accepted events evicted: the rules refuse them after this commit");
+            tracing::info!(
+                height = certified.block.header.height,
+                count = evicted.len(),
+                "accepted events evicted: the rules refuse them after this commit"
+            );
         }
         let evicted = evicted
             .into_iter()

@@ -3,15 +3,14 @@
 //! then every node's copy is audited offline from the genesis and the copies compared.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use tradeloop_crypto::keyfile::read_key_file;
-use tradeloop_ledger::sample::{ids, trade_steps, Cast};
+use tradeloop_ledger::sample::{ids, trade_steps};
 use tradeloop_ledger::{Ledger, SignedEvent};
-use tradeloop_node::api::{EventResult, NodeStatus, SubmitResponse};
+use tradeloop_node::api::{EventResult, SubmitResponse};
 
 use crate::cmd::devnet;
 
@@ -38,18 +37,6 @@ pub const DEMO_VALIDATORS: usize = 4;
 /// Non-voting member nodes (the exporter's, the importer's and the forwarder's).
 pub const DEMO_MEMBER_NODES: usize = 3;
 
-/// The demo's node processes; every one is stopped (or killed) when this is dropped, also when
-/// the demo fails half-way.
-struct Nodes {
-    children: Vec<(String, Child)>,
-}
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        crate::cmd::devnet::stop_all(&mut self.children);
-    }
-}
-
 pub fn run(args: DemoArgs) -> Result<ExitCode> {
     let temp;
     let dir: PathBuf = match &args.out {
@@ -70,18 +57,10 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         full_nodes: DEMO_MEMBER_NODES,
         dir: net.clone(),
         timeout_propose_ms: Some(1000),
+        empty_block_wait_ms: None,
     })?;
-    let genesis = crate::cmd::load_genesis(&net.join("genesis.json"))?;
-    let mut keys = std::collections::BTreeMap::new();
-    for p in genesis.participants() {
-        keys.insert(p.id.clone(), read_key_file(&net.join("keys").join(format!("{}.json", p.id)))?);
-    }
-    let cast = Cast {
-        genesis: genesis.clone(),
-        keys,
-        validator_keys: Vec::new(),
-        member_keys: Vec::new(),
-    };
+    let cast = devnet::load_cast(&net)?;
+    let genesis = cast.genesis.clone();
     writeln!(Out, "tradeloop demo: chain {} ({})", genesis.doc.chain_id, genesis.hash)?;
     writeln!(
         Out,
@@ -98,43 +77,13 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         )?;
     }
 
-    let mut running = Nodes { children: Vec::new() };
-    for n in &nodes {
-        let log = std::fs::File::create(n.config.with_file_name("node.log"))?;
-        let child = std::process::Command::new(std::env::current_exe()?)
-            .args(["node", "--stop-on-stdin-eof", "--config"])
-            .arg(&n.config)
-            .env("RUST_LOG", "info,libp2p=warn")
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start node {}", n.name))?;
-        running.children.push((n.name.clone(), child));
-    }
+    let running = devnet::Running::start(&nodes, "info,libp2p=warn")?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_millis(DEMO_COMMIT_TIMEOUT_MS + 10_000)))
         .build()
         .into();
-    let deadline = Instant::now() + DEMO_START_TIMEOUT;
-    for n in &nodes {
-        loop {
-            let peers = status(&agent, n).map(|s| s.connected_peers.len()).unwrap_or(0);
-            if peers + 1 >= nodes.len() {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "node {} did not come up with its peers within {}s; see {}",
-                    n.name,
-                    DEMO_START_TIMEOUT.as_secs(),
-                    n.config.with_file_name("node.log").display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    devnet::wait_connected(&agent, &nodes, DEMO_START_TIMEOUT)?;
 
     writeln!(
         Out,
@@ -190,23 +139,14 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     // Every node reaches the last height, then all stop cleanly.
     let deadline = Instant::now() + DEMO_START_TIMEOUT;
     for n in &nodes {
-        while status(&agent, n).map(|s| s.height).unwrap_or(0) < top {
+        while devnet::status(&agent, n).map(|s| s.height).unwrap_or(0) < top {
             if Instant::now() > deadline {
                 bail!("node {} did not reach height {top}", n.name);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    let mut children = std::mem::take(&mut running.children);
-    for (_, child) in children.iter_mut() {
-        drop(child.stdin.take());
-    }
-    for (name, child) in children.iter_mut() {
-        let status = child.wait()?;
-        if !status.success() {
-            bail!("node {name} exited with {status} when stopped");
-        }
-    }
+    running.stop()?;
 
     let data = |n: &devnet::DevnetNode| n.config.with_file_name("data");
     let first = &nodes[node_of(ids::EXPORTER)];
@@ -266,15 +206,6 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         print_kept(out, &first.name)?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn status(agent: &ureq::Agent, node: &devnet::DevnetNode) -> Result<NodeStatus> {
-    let body = agent
-        .get(&format!("http://{}/v1/status", node.api))
-        .call()?
-        .into_body()
-        .read_to_string()?;
-    Ok(serde_json::from_str(&body)?)
 }
 
 /// Submits one event with `?wait=commit`; its result.

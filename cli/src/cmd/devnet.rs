@@ -55,6 +55,11 @@ pub struct InitArgs {
     /// half of it).
     #[arg(long)]
     pub timeout_propose_ms: Option<u64>,
+    /// How long a proposer with an empty mempool waits before proposing an empty block, ms
+    /// (written to each node.toml's `[consensus] empty_block_wait_ms`; the node's default
+    /// otherwise).
+    #[arg(long)]
+    pub empty_block_wait_ms: Option<u64>,
 }
 
 pub fn run(command: DevnetCommand) -> Result<ExitCode> {
@@ -166,6 +171,7 @@ pub fn init(args: &InitArgs) -> Result<Vec<DevnetNode>> {
              bootstrap = [{bootstrap}]\n\n\
              [api]\n\
              listen = \"{api}\"\n\n\
+             {consensus}\
              [log]\n\
              format = \"pretty\"\n",
             name = node.name,
@@ -174,6 +180,10 @@ pub fn init(args: &InitArgs) -> Result<Vec<DevnetNode>> {
             port = ports[2 * i],
             bootstrap = bootstrap.join(", "),
             api = node.api,
+            consensus = match args.empty_block_wait_ms {
+                Some(ms) => format!("[consensus]\nempty_block_wait_ms = {ms}\n\n"),
+                None => String::new(),
+            },
         );
         std::fs::create_dir_all(node.config.parent().unwrap_or(Path::new(".")))?;
         std::fs::write(&node.config, toml)?;
@@ -199,6 +209,100 @@ pub fn nodes_of(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
         bail!("{} holds no node.toml files", nodes_dir.display());
     }
     Ok(out)
+}
+
+/// Node processes that are stopped (or killed) when this is dropped, also when the command
+/// that started them fails half-way.
+#[derive(Default)]
+pub struct Running {
+    /// Each node's name and process.
+    pub children: Vec<(String, Child)>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        stop_all(&mut self.children);
+    }
+}
+
+impl Running {
+    /// Starts every node of `nodes` with its output in `node.log` beside its node.toml.
+    pub fn start(nodes: &[DevnetNode], rust_log: &str) -> Result<Running> {
+        let mut running = Running::default();
+        for n in nodes {
+            let log = std::fs::File::create(n.config.with_file_name("node.log"))?;
+            let child = Command::new(std::env::current_exe()?)
+                .args(["node", "--stop-on-stdin-eof", "--config"])
+                .arg(&n.config)
+                .env("RUST_LOG", rust_log)
+                .stdin(Stdio::piped())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("cannot start node {}", n.name))?;
+            running.children.push((n.name.clone(), child));
+        }
+        Ok(running)
+    }
+
+    /// Stops every node cleanly (closing its stdin) and fails if one exits unsuccessfully.
+    pub fn stop(mut self) -> Result<()> {
+        let mut children = std::mem::take(&mut self.children);
+        for (_, child) in children.iter_mut() {
+            drop(child.stdin.take());
+        }
+        for (name, child) in children.iter_mut() {
+            let status = child.wait()?;
+            if !status.success() {
+                bail!("node {name} exited with {status} when stopped");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `GET /v1/status` of a node.
+pub fn status(agent: &ureq::Agent, node: &DevnetNode) -> Result<tradeloop_node::api::NodeStatus> {
+    let body = agent
+        .get(&format!("http://{}/v1/status", node.api))
+        .call()?
+        .into_body()
+        .read_to_string()?;
+    Ok(serde_json::from_str(&body)?)
+}
+
+/// Waits until every node is connected to all the others.
+pub fn wait_connected(agent: &ureq::Agent, nodes: &[DevnetNode], within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    for n in nodes {
+        loop {
+            let peers = status(agent, n).map(|s| s.connected_peers.len()).unwrap_or(0);
+            if peers + 1 >= nodes.len() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "node {} did not come up with its peers within {}s; see {}",
+                    n.name,
+                    within.as_secs(),
+                    n.config.with_file_name("node.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+/// The devnet's cast: its genesis and the participants' event-signing keys from `DIR/keys/`.
+pub fn load_cast(dir: &Path) -> Result<Cast> {
+    let genesis = crate::cmd::load_genesis(&dir.join("genesis.json"))?;
+    let mut keys = std::collections::BTreeMap::new();
+    for p in genesis.participants() {
+        let file = dir.join("keys").join(format!("{}.json", p.id));
+        keys.insert(p.id.clone(), tradeloop_crypto::keyfile::read_key_file(&file)?);
+    }
+    Ok(Cast { genesis, keys, validator_keys: Vec::new(), member_keys: Vec::new() })
 }
 
 /// Starts one node process, its stdin held open so that it stops if this process dies.

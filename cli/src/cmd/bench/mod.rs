@@ -14,6 +14,8 @@ use tradeloop_ledger::{Ledger, SignedEvent};
 use crate::cmd::now_ms;
 use crate::output::{Diag, Out};
 
+mod cluster;
+
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Audit throughput of `verify` (export and data dir) against raw ed25519 verification.
@@ -38,6 +40,9 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1000)]
         block_events: usize,
     },
+    /// Committed events/s and submit-to-commit latency of a devnet of node processes on
+    /// loopback (or, with `--events 0`, empty heights per second), beside the append rate.
+    Cluster(cluster::ClusterArgs),
 }
 
 /// Raw `verify_strict` rate of one core: verifications per second of a 300-byte message with
@@ -151,9 +156,20 @@ fn fill_chain(
     Ok(started.elapsed())
 }
 
+/// The durable append rate of a one-validator chain of `events` sample events, events/s.
+fn append_rate(events: u64, block_events: usize) -> Result<f64> {
+    let (cast, events) = sample_cast(events, block_events)?;
+    let dir = tempfile::tempdir()?;
+    let signed = sample_events(&cast, events);
+    let mut ledger = Ledger::open(&dir.path().join("data"), cast.genesis.clone())?;
+    let took = fill_chain(&mut ledger, &cast, &signed, block_events)?;
+    Ok(signed.len() as f64 / took.as_secs_f64())
+}
+
 pub fn run(command: BenchCommand) -> Result<ExitCode> {
     let cores = cores();
     match command {
+        BenchCommand::Cluster(args) => cluster::run(args)?,
         BenchCommand::Append { events, block_events } => {
             let (cast, events) = sample_cast(events, block_events)?;
             let dir = tempfile::tempdir()?;
