@@ -143,13 +143,13 @@ pub fn run(args: ClusterArgs) -> Result<()> {
         "saturation: {} clients, batches of up to {} events...",
         args.clients, args.batch
     );
-    let clients = args.clients as usize;
+    let clients = usize::try_from(args.clients).context("--clients")?;
     let started = Instant::now();
     let samples = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for c in 0..clients {
             let (agent, nodes, signed, samples) = (&agent, &nodes, &signed, &samples);
-            let batch = args.batch as usize;
+            let batch = usize::try_from(args.batch).unwrap_or(usize::MAX);
             scope.spawn(move || {
                 let node = &nodes[c % nodes.len()];
                 let mine = signed.iter().skip(c).step_by(clients);
@@ -184,6 +184,7 @@ pub fn run(args: ClusterArgs) -> Result<()> {
 
     // Half rate: one trade per request, on a fixed schedule.
     let half = saturated.rate / 2.0;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a small positive count
     let half_trades = ((half * HALF_RATE_SECS as f64) / per_trade as f64).ceil().max(1.0) as u64;
     let signed2 = sign_trades(&cast, trades + 1..=trades + half_trades, now_ms());
     let interval = Duration::from_secs_f64(per_trade as f64 / half.max(1.0));
@@ -321,6 +322,7 @@ fn summarize(samples: &[Sample], took: Duration) -> Summary {
     latencies.sort();
     let committed: usize = samples.iter().map(|s| s.committed).sum();
     let at = |q: f64| {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // q in [0, 1]
         let target = (q * committed as f64).ceil() as usize;
         let mut seen = 0;
         for (l, n) in &latencies {
