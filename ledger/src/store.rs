@@ -83,6 +83,65 @@ pub struct Ledger<S: IndexStore = SledIndex> {
     /// index may now disagree with the log, so every further commit is refused until the data
     /// dir is reopened (which catches the index up from the log).
     failed_commit: bool,
+    /// Committed state read recently, in front of sled (see [`StateCache`]).
+    state_cache: StateCache,
+}
+
+/// Most state keys kept by a ledger's [`StateCache`]. State values are small (an order's,
+/// a shipment's or a party's record, typically under 300 bytes), so this is tens of MB at
+/// most.
+pub const STATE_CACHE_ENTRIES: usize = 200_000;
+
+/// Committed state in memory in front of the sled index: the rules read a handful of state
+/// keys per event, and a node runs them on every event several times (admission, the
+/// mempool's recheck after each commit, block validation), which through sled cost more than
+/// the signature checks. The cache holds what sled holds (present or absent) for the keys
+/// read or written since it was last emptied: filled on a read, updated with a block's state
+/// writes only after sled took the block's batch, and emptied when it reaches
+/// [`STATE_CACHE_ENTRIES`]. The block log and sled stay the truth; a reopened ledger starts
+/// with an empty cache.
+#[derive(Debug, Default)]
+struct StateCache {
+    entries: std::sync::Mutex<CachedState>,
+}
+
+/// State key -> its committed value, or `None` for a key known to be absent.
+type CachedState = std::collections::HashMap<Vec<u8>, Option<std::sync::Arc<[u8]>>>;
+
+impl StateCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CachedState> {
+        // A panic elsewhere cannot leave the map half-written: every change is one insert.
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The value under `key`, from the cache or else from `load` (then cached).
+    fn get(
+        &self,
+        key: &[u8],
+        load: impl FnOnce() -> Result<Option<Vec<u8>>, LedgerError>,
+    ) -> Result<Option<std::sync::Arc<[u8]>>, LedgerError> {
+        if let Some(hit) = self.lock().get(key) {
+            return Ok(hit.clone());
+        }
+        let value: Option<std::sync::Arc<[u8]>> = load()?.map(Into::into);
+        let mut entries = self.lock();
+        if entries.len() >= STATE_CACHE_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(key.to_vec(), value.clone());
+        Ok(value)
+    }
+
+    /// Records writes that sled now holds (only keys already cached are updated; others are
+    /// read from sled when first needed).
+    fn written(&self, writes: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>) {
+        let mut entries = self.lock();
+        for (k, v) in writes {
+            if let Some(slot) = entries.get_mut(k.as_slice()) {
+                *slot = Some(v.as_slice().into());
+            }
+        }
+    }
 }
 
 /// An event as found on the ledger.
@@ -359,6 +418,7 @@ impl<S: IndexStore> Ledger<S> {
             torn_tail: report.torn_tail,
             snapshot,
             failed_commit: false,
+            state_cache: StateCache::default(),
         };
         ledger.check_and_catch_up(tip)?;
         Ok(ledger)
@@ -475,6 +535,92 @@ impl<S: IndexStore> Ledger<S> {
     ) -> Result<Hash, LedgerError> {
         crate::execute::validate_proposal_checked(&self.genesis, self, &self.tip, block, checks)
             .map(|v| v.hash)
+    }
+
+    /// [`Ledger::validate_proposal_checked`], keeping the execution for the block's commit: a
+    /// validator that voted for a block commits it with [`Ledger::commit_prepared`] without
+    /// executing its events a second time.
+    pub fn prepare_proposal(
+        &self,
+        block: &crate::block::Block,
+        checks: Vec<CheckResult>,
+    ) -> Result<Prepared, LedgerError> {
+        let validated = crate::execute::validate_proposal_checked(
+            &self.genesis,
+            self,
+            &self.tip,
+            block,
+            checks,
+        )?;
+        let ids = validated.events.iter().map(|e| e.id).collect();
+        Ok(Prepared {
+            parent: self.tip.clone(),
+            hash: validated.hash,
+            ids,
+            outcome: validated.outcome,
+        })
+    }
+
+    /// Builds the next block from checked candidates (see
+    /// [`crate::execute::build_block_checked`]) and keeps its execution for its commit.
+    pub fn prepare_block(
+        &self,
+        candidates: &[SignedEvent],
+        checks: Vec<CheckResult>,
+        time_ms: u64,
+        proposer: &SigningKey,
+    ) -> Result<(crate::block::Block, Prepared), LedgerError> {
+        let built = crate::execute::build_block_checked(
+            &self.genesis,
+            self,
+            &self.tip,
+            candidates,
+            checks,
+            time_ms,
+            proposer,
+        )?;
+        let prepared = Prepared {
+            parent: self.tip.clone(),
+            hash: built.hash,
+            ids: built.ids,
+            outcome: built.outcome,
+        };
+        Ok((built.block, prepared))
+    }
+
+    /// Commits a certified block whose body was executed by [`Ledger::prepare_proposal`] or
+    /// [`Ledger::prepare_block`] against the current tip: the certificate is checked here,
+    /// then the block is written to the log (fsync) and the index with the kept execution.
+    /// A preparation for another block, or made against another tip, is refused
+    /// (`INVALID_BLOCK`); the caller then commits with [`Ledger::commit_block_checked`].
+    pub fn commit_prepared(
+        &mut self,
+        certified: &CertifiedBlock,
+        prepared: Prepared,
+    ) -> Result<Hash, LedgerError> {
+        self.refuse_after_failed_commit()?;
+        let height = certified.block.header.height;
+        let invalid = |detail: String| LedgerError::InvalidBlock { height, detail };
+        if prepared.parent != self.tip {
+            return Err(invalid(format!(
+                "prepared on top of height {} but the tip is height {}",
+                prepared.parent.height, self.tip.height
+            )));
+        }
+        let hash = certified.block.header.hash();
+        if prepared.hash != hash {
+            return Err(invalid(format!(
+                "prepared for block {} but this block is {hash}",
+                prepared.hash
+            )));
+        }
+        certified
+            .certificate
+            .verify(&self.genesis.hash, &self.genesis.validators, height, &hash)
+            .map_err(|e| invalid(format!("commit certificate invalid: {e}")))?;
+        let loc = self.log.append(certified)?;
+        self.index_outcome(certified, hash, &prepared.ids, &prepared.outcome, loc)?;
+        Ok(hash)
     }
 
     /// [`Ledger::commit_block`] with the events' stateless checks already run: everything
@@ -703,6 +849,7 @@ impl<S: IndexStore> Ledger<S> {
             self.failed_commit = true;
             return Err(e);
         }
+        self.state_cache.written(&outcome.writes);
         self.tip = tip;
         Ok(())
     }
@@ -985,18 +1132,50 @@ pub fn record_of(block: &CertifiedBlock, index: u32) -> Result<EventRecord, Ledg
     })
 }
 
+/// A block executed against a tip and not yet committed: what [`Ledger::commit_prepared`]
+/// writes to the index. Made only by [`Ledger::prepare_proposal`] and
+/// [`Ledger::prepare_block`], so it always holds a real execution.
+#[derive(Debug)]
+pub struct Prepared {
+    parent: Tip,
+    hash: Hash,
+    ids: Vec<Hash>,
+    outcome: crate::rules::BlockOutcome,
+}
+
+impl Prepared {
+    /// The block's hash.
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+
+    /// The tip it was executed on.
+    pub fn parent(&self) -> &Tip {
+        &self.parent
+    }
+}
+
 impl<S: IndexStore> StateRead for Ledger<S> {
     fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
-        Ok(self.index.get(&table_key(tables::STATE, key))?.map(|v| v.as_ref().to_vec()))
+        Ok(self.cached_state(key)?.map(|v| v.to_vec()))
     }
     fn with_state<R>(
         &self,
         key: &[u8],
         f: impl FnOnce(Option<&[u8]>) -> R,
     ) -> Result<R, LedgerError> {
-        Ok(f(self.index.get(&table_key(tables::STATE, key))?.as_ref().map(AsRef::as_ref)))
+        Ok(f(self.cached_state(key)?.as_deref()))
     }
     fn has_state(&self, key: &[u8]) -> Result<bool, LedgerError> {
-        self.index.contains(&table_key(tables::STATE, key))
+        Ok(self.cached_state(key)?.is_some())
+    }
+}
+
+impl<S: IndexStore> Ledger<S> {
+    /// Committed state under `key`, through the [`StateCache`].
+    fn cached_state(&self, key: &[u8]) -> Result<Option<std::sync::Arc<[u8]>>, LedgerError> {
+        self.state_cache.get(key, || {
+            Ok(self.index.get(&table_key(tables::STATE, key))?.map(|v| v.as_ref().to_vec()))
+        })
     }
 }

@@ -18,14 +18,15 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tradeloop_crypto::{Hash, SigningKey};
 use tradeloop_ledger::block::Tip;
 use tradeloop_ledger::execute::check_events;
+use tradeloop_ledger::store::Prepared;
 use tradeloop_ledger::{Block, CertifiedBlock, Event, Ledger, LedgerError, Rejection, SignedEvent};
 
 use crate::mempool::{Admission, Mempool, MempoolLimits};
 
 /// Bound on commands waiting for the chain worker.
 pub const CHAIN_COMMAND_CHANNEL: usize = 256;
-/// Blocks whose validation verdicts are kept for their commit (the current height's proposals).
-pub const VALIDATED_BLOCKS_KEPT: usize = 16;
+/// Executed blocks kept for their commit (the proposals seen at the current height).
+pub const PREPARED_BLOCKS_KEPT: usize = 16;
 
 pub use crate::api::{CommitNotice, Committed, Evicted};
 
@@ -203,7 +204,7 @@ pub fn spawn(
         proposer,
         commits,
         stats,
-        validated: VecDeque::new(),
+        prepared: VecDeque::new(),
     };
     let thread = std::thread::Builder::new().name("chain".into()).spawn(move || worker.run(rx))?;
     Ok((ChainHandle { commands: tx }, thread))
@@ -216,8 +217,10 @@ struct Worker {
     commits: broadcast::Sender<CommitNotice>,
     /// The mempool's figures, published after every change (the proposer waits on it).
     stats: watch::Sender<MempoolStats>,
-    /// Checked events of recently validated blocks, by block hash, for their commit.
-    validated: VecDeque<(Hash, Vec<Event>)>,
+    /// Executions of recently validated or built blocks on the current tip, for their commit
+    /// (a round can see several proposals; the decided one is committed without executing it
+    /// again).
+    prepared: VecDeque<Prepared>,
 }
 
 impl Worker {
@@ -311,34 +314,26 @@ impl Worker {
         let c = &self.ledger.genesis().doc.consensus;
         let (signed, checked) =
             self.mempool.candidates(c.max_block_events as usize, u64::from(c.max_block_bytes));
-        let genesis = self.ledger.genesis().clone();
-        let built = tradeloop_ledger::execute::build_block_checked(
-            &genesis,
-            &self.ledger,
-            self.ledger.tip(),
+        let (block, prepared) = self.ledger.prepare_block(
             &signed,
             checked.into_iter().map(Ok).collect(),
             time_ms,
             &self.proposer,
         )?;
-        self.remember(
-            built.hash,
-            built.block.events.iter().filter_map(|e| self.mempool.checked(e).cloned()).collect(),
-        );
-        Ok(built.block)
+        self.keep(prepared);
+        Ok(block)
     }
 
+    /// The stateless checks of a block's events: the mempool's verdicts where it has them,
+    /// a fresh check (signature included) for the others.
     fn checks_for(&self, block: &Block) -> Vec<Result<Event, Rejection>> {
-        let known = self.validated.iter().find(|(h, _)| *h == block.header.hash()).map(|(_, e)| e);
         let mut missing = Vec::new();
         let mut checks: Vec<Option<Result<Event, Rejection>>> = block
             .events
             .iter()
             .enumerate()
             .map(|(i, e)| {
-                let reused = known
-                    .and_then(|k| k.get(i).filter(|c| c.id == e.id()).cloned())
-                    .or_else(|| self.mempool.checked(e).cloned());
+                let reused = self.mempool.checked(e).cloned();
                 if reused.is_none() {
                     missing.push(i);
                 }
@@ -359,26 +354,35 @@ impl Worker {
             .collect()
     }
 
-    fn remember(&mut self, hash: Hash, events: Vec<Event>) {
-        if self.validated.len() >= VALIDATED_BLOCKS_KEPT {
-            self.validated.pop_front();
+    fn keep(&mut self, prepared: Prepared) {
+        if self.prepared.len() >= PREPARED_BLOCKS_KEPT {
+            self.prepared.pop_front();
         }
-        self.validated.push_back((hash, events));
+        self.prepared.push_back(prepared);
     }
 
     fn validate(&mut self, block: Block) -> Result<Hash, LedgerError> {
-        let checks = self.checks_for(&block);
-        let events: Vec<Event> = checks.iter().filter_map(|c| c.as_ref().ok().cloned()).collect();
-        let hash = self.ledger.validate_proposal_checked(&block, checks)?;
-        if events.len() == block.events.len() {
-            self.remember(hash, events);
+        let hash = block.header.hash();
+        if self.prepared.iter().any(|p| p.hash() == hash) {
+            return Ok(hash);
         }
+        let checks = self.checks_for(&block);
+        let prepared = self.ledger.prepare_proposal(&block, checks)?;
+        self.keep(prepared);
         Ok(hash)
     }
 
     fn commit(&mut self, certified: CertifiedBlock, now_ms: u64) -> Result<Hash, LedgerError> {
-        let checks = self.checks_for(&certified.block);
-        let hash = self.ledger.commit_block_checked(&certified, checks)?;
+        let block_hash = certified.block.header.hash();
+        let tip = self.ledger.tip().clone();
+        let kept = self.prepared.iter().position(|p| p.hash() == block_hash && *p.parent() == tip);
+        let hash = match kept.and_then(|i| self.prepared.remove(i)) {
+            Some(prepared) => self.ledger.commit_prepared(&certified, prepared)?,
+            None => {
+                let checks = self.checks_for(&certified.block);
+                self.ledger.commit_block_checked(&certified, checks)?
+            }
+        };
         let ids: Vec<Hash> = certified.block.events.iter().map(SignedEvent::id).collect();
         let genesis = self.ledger.genesis().clone();
         // Evicted events were accepted once; the rules now refuse them (a conflicting event
@@ -395,7 +399,7 @@ impl Worker {
             .into_iter()
             .map(|(id, r)| Evicted { id, code: r.code.as_str().to_string(), message: r.message })
             .collect();
-        self.validated.clear();
+        self.prepared.clear();
         let _ = self.commits.send(CommitNotice {
             height: certified.block.header.height,
             block_hash: hash,

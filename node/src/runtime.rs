@@ -717,6 +717,7 @@ async fn api_commands(a: ApiCtx, mut rx: mpsc::Receiver<ApiCommand>) {
                 let (genesis, node_key, validator) = (a.genesis.clone(), a.node_key, a.validator);
                 let mempool = *a.mempool.borrow();
                 let syncing = *a.syncing.borrow();
+                let net = a.p2p.stats().borrow().clone();
                 tokio::spawn(async move {
                     let tip = chain.tip().await;
                     let peers = p2p.peers().await.unwrap_or_default();
@@ -735,6 +736,8 @@ async fn api_commands(a: ApiCtx, mut rx: mpsc::Receiver<ApiCommand>) {
                         mempool_events: mempool.events as u64,
                         mempool_bytes: mempool.bytes,
                         syncing,
+                        refused_connections: net.refused_connections,
+                        rejected_gossip: net.rejected_messages,
                     });
                 });
             }

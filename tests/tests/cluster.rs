@@ -218,3 +218,114 @@ fn kill_loop_under_load_loses_nothing_acknowledged() {
     );
     assert_chains_agree(&cluster, &acknowledged);
 }
+
+/// The multiaddr (with `/p2p/<peer id>`) node `i` listens on, from its node.toml.
+fn p2p_addr(cluster: &Cluster, i: usize) -> tradeloop_node::p2p::Multiaddr {
+    let toml = std::fs::read_to_string(cluster.nodes[i].dir.join("node.toml")).unwrap();
+    let listen = toml
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = [\"").and_then(|r| r.split('"').next()))
+        .expect("node.toml has a p2p listen address");
+    let key = cluster.genesis.member_nodes()[i].node_key;
+    format!("{listen}/p2p/{}", tradeloop_node::p2p::peer_id(&key)).parse().unwrap()
+}
+
+/// Polls node `i`'s status until `field` exceeds `above` (bounded).
+fn wait_counter(cluster: &Cluster, i: usize, field: &str, above: u64) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let value = cluster.status(i).unwrap()[field].as_u64().unwrap();
+        if value > above {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "{field} stayed at {value}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A libp2p peer whose key is not in the genesis is refused at the connection; a member that
+/// sends garbage and oversize gossip on both topics is penalised, and the node goes on
+/// committing (TESTPLAN: hostile peers).
+#[test]
+fn a_stranger_is_refused_and_garbage_gossip_from_a_member_does_not_stop_the_node() {
+    use tradeloop_node::p2p::{self, P2pConfig, P2pLimits, Topic};
+    let mut cluster = Cluster::start(4, 1).unwrap();
+    let member = cluster.nodes.iter().position(|n| !n.validator).unwrap();
+    // The hostile member speaks with the member node's key, so that node is stopped first.
+    assert!(cluster.stop_node(member).unwrap().success());
+    let target = 0;
+    let addr = p2p_addr(&cluster, target);
+    let members: Vec<_> = cluster.genesis.member_nodes().iter().map(|m| m.node_key).collect();
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let peer = |secret: [u8; 32], limits: P2pLimits| {
+        let config = P2pConfig {
+            node_secret: secret,
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            bootstrap: vec![addr.clone()],
+            members: members.clone(),
+            chain: cluster.genesis.hash,
+            limits,
+        };
+        let _guard = runtime.enter();
+        p2p::spawn(config).unwrap()
+    };
+
+    // A stranger: refused, never a peer.
+    let refused = cluster.status(target).unwrap()["refused_connections"].as_u64().unwrap();
+    let stranger = tradeloop_crypto::SigningKey::from_seed_label("stranger");
+    let (stranger_handle, _stranger_events, stranger_task) =
+        peer(stranger.secret_bytes(), P2pLimits::default());
+    wait_counter(&cluster, target, "refused_connections", refused);
+    let peers = cluster.status(target).unwrap()["connected_peers"].clone();
+    let stranger_id = p2p::peer_id(&stranger.public_key()).to_string();
+    assert!(!peers.to_string().contains(&stranger_id), "the stranger is no peer: {peers}");
+    runtime.block_on(stranger_handle.shutdown());
+
+    // A member sending garbage on both topics, then a message above the node's gossip bound.
+    let key_file =
+        cluster.dir.join("keys/nodes").join(format!("{}.json", cluster.nodes[member].name));
+    let member_key = tradeloop_crypto::keyfile::read_key_file(&key_file).unwrap();
+    let big = P2pLimits { max_gossip_bytes: 4 << 20, ..P2pLimits::default() };
+    let (hostile, _hostile_events, hostile_task) = peer(member_key.secret_bytes(), big);
+    runtime.block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut stats = hostile.stats();
+        while {
+            let s = stats.borrow();
+            s.events_topic_peers == 0 || s.consensus_topic_peers == 0
+        } {
+            tokio::time::timeout_at(deadline, stats.changed()).await.unwrap().unwrap();
+        }
+    });
+    let rejected = cluster.status(target).unwrap()["rejected_gossip"].as_u64().unwrap();
+    for (topic, data) in [
+        (Topic::Events, b"not a batch of events".to_vec()),
+        (Topic::Consensus, vec![0xff; 300]),
+        (Topic::Events, vec![0u8; 64]),
+        (Topic::Consensus, Vec::new()),
+    ] {
+        runtime.block_on(hostile.publish(topic, data)).unwrap();
+    }
+    wait_counter(&cluster, target, "rejected_gossip", rejected + 1);
+    // Above the node's bound (1 MiB) and within its frame bound: dropped, the node goes on.
+    let oversize = tradeloop_node::p2p::DEFAULT_MAX_GOSSIP_BYTES * 3 / 2;
+    let _ = runtime.block_on(hostile.publish(Topic::Events, vec![7u8; oversize]));
+
+    // The node still takes and commits events, and so does the cluster.
+    let acknowledged = cluster.submit_all(&cluster.trade_events(1)).unwrap();
+    assert!(cluster.is_running(target));
+    runtime.block_on(hostile.shutdown());
+    runtime.block_on(async {
+        let _ = tokio::time::timeout(Duration::from_secs(10), hostile_task).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), stranger_task).await;
+    });
+    drop(runtime);
+    // The real member node comes back and catches up.
+    cluster.start_node(member).unwrap();
+    let top = acknowledged.iter().map(|(_, h)| *h).max().unwrap();
+    cluster.wait_height(top, Duration::from_secs(60)).unwrap();
+    let statuses = cluster.stop_all().unwrap();
+    assert!(statuses.iter().all(|s| s.success()), "every node exits 0 when stopped: {statuses:?}");
+    assert_chains_agree(&cluster, &acknowledged);
+}

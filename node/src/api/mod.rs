@@ -168,6 +168,12 @@ pub struct NodeStatus {
     pub mempool_bytes: u64,
     /// Whether the node is catching up with its peers.
     pub syncing: bool,
+    /// Connections refused since start (a peer not in the genesis, or over a connection
+    /// limit).
+    pub refused_connections: u64,
+    /// Gossip messages rejected since start (undecodable, oversize, badly signed or from the
+    /// wrong sender); their senders are penalised.
+    pub rejected_gossip: u64,
 }
 
 /// Default [`ApiLimits::max_body_bytes`]: 4 MiB, room for eight envelopes of the largest body

@@ -64,6 +64,8 @@ pub fn sample_status() -> NodeStatus {
         mempool_events: 0,
         mempool_bytes: 0,
         syncing: false,
+        refused_connections: 0,
+        rejected_gossip: 0,
     }
 }
 

@@ -88,7 +88,8 @@ pub fn run(args: ClusterArgs) -> Result<()> {
     let append = if args.events > 0 {
         let n = args.events.max(20_000);
         writeln!(Diag, "measuring the single-validator append rate ({n} events)...");
-        Some((n, super::append_rate(n, 1000)?))
+        let (rate, cpu) = super::append_rate(n, 1000)?;
+        Some((n, rate, cpu))
     } else {
         None
     };
@@ -136,6 +137,7 @@ pub fn run(args: ClusterArgs) -> Result<()> {
     let time = now_ms();
     let signed: Vec<Vec<SignedEvent>> = sign_trades(&cast, 1..=trades, time);
     let wire0 = wire_bytes(&nodes);
+    let cpu0 = nodes_cpu(&running);
     let h_start = height(&agent, &nodes[0])?;
 
     writeln!(
@@ -177,6 +179,7 @@ pub fn run(args: ClusterArgs) -> Result<()> {
     let end = samples.iter().map(|s| s.answered).max().unwrap_or(started);
     let saturated = summarize(&samples, end.duration_since(started));
     saturated.print("saturation")?;
+    let cpu1 = nodes_cpu(&running);
     if saturated.committed == 0 {
         bail!("nothing committed in the saturation phase: {}", saturated.problem);
     }
@@ -226,7 +229,19 @@ pub fn run(args: ClusterArgs) -> Result<()> {
         (Some(a), Some(b)) if b >= a => writeln!(Out, "  p2p bytes sent, all nodes: {:.0} bytes/event ({:.1} MB for {committed:.0} committed events; TCP payload, from `ss`)", (b - a) as f64 / committed, (b - a) as f64 / 1e6)?,
         _ => writeln!(Out, "  p2p bytes sent: not measured (`ss -tinH` gave no byte counters)")?,
     }
-    if let Some((n, rate)) = append {
+    let node_cpu = match (cpu0, cpu1) {
+        (Some(a), Some(b)) if saturated.committed > 0 => {
+            let per_event = (b - a) * 1e6 / saturated.committed as f64;
+            let per_node = per_event / nodes.len() as f64;
+            writeln!(Out, "  node CPU (saturation): {per_event:.0} us per committed event, all nodes; {per_node:.0} us a node")?;
+            Some(per_node)
+        }
+        _ => None,
+    };
+    if let Some((n, rate, append_cpu)) = append {
+        if let (Some(node), Some(append)) = (node_cpu, append_cpu) {
+            writeln!(Out, "  CPU per event: a node {node:.0} us, single-validator append {append:.0} us (ratio {:.2})", node / append)?;
+        }
         let reference = rate / args.validators as f64;
         writeln!(Out, "  single-validator append ({n} events, same run): {rate:.0} events/s; reference (append / {}): {reference:.0} events/s", args.validators)?;
         writeln!(
@@ -237,6 +252,11 @@ pub fn run(args: ClusterArgs) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// CPU seconds used so far by all node processes.
+fn nodes_cpu(running: &devnet::Running) -> Option<f64> {
+    running.children.iter().map(|(_, child)| super::cpu_seconds(&child.id().to_string())).sum()
 }
 
 fn sign_trades(

@@ -157,13 +157,34 @@ fn fill_chain(
 }
 
 /// The durable append rate of a one-validator chain of `events` sample events, events/s.
-fn append_rate(events: u64, block_events: usize) -> Result<f64> {
+/// The durable append rate (events/s) and this process's CPU time per event (µs, when
+/// `/proc` tells it).
+fn append_rate(events: u64, block_events: usize) -> Result<(f64, Option<f64>)> {
     let (cast, events) = sample_cast(events, block_events)?;
     let dir = tempfile::tempdir()?;
     let signed = sample_events(&cast, events);
     let mut ledger = Ledger::open(&dir.path().join("data"), cast.genesis.clone())?;
+    let cpu0 = cpu_seconds("self");
     let took = fill_chain(&mut ledger, &cast, &signed, block_events)?;
-    Ok(signed.len() as f64 / took.as_secs_f64())
+    let cpu = match (cpu0, cpu_seconds("self")) {
+        (Some(a), Some(b)) => Some((b - a) * 1e6 / signed.len() as f64),
+        _ => None,
+    };
+    Ok((signed.len() as f64 / took.as_secs_f64(), cpu))
+}
+
+/// Clock ticks a second of `/proc/PID/stat`'s times (`USER_HZ`, 100 on every Linux ABI).
+const USER_HZ: f64 = 100.0;
+
+/// User + system CPU seconds of a process (`pid` or "self") so far, from `/proc`.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after its ')' are fixed.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / USER_HZ)
 }
 
 pub fn run(command: BenchCommand) -> Result<ExitCode> {
