@@ -238,6 +238,20 @@ fn a_jsonl_export_is_verified_by_the_cli_and_replayed_in_python() {
         &s(&d.join("x")),
     ]);
     assert!(!o.status.success() && text(&o).contains("--format epcis only"), "{}", text(&o));
+    // restore reads it too, and the restored copy is the same chain.
+    let restored = d.join("restored");
+    let o = tradeloop(&[
+        "restore",
+        "--export",
+        &s(&jsonl),
+        "--genesis",
+        &genesis,
+        "--data-dir",
+        &s(&restored),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = tradeloop(&["compare", &s(&restored), &data, "--genesis", &genesis]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 
     let python = support::python::signing_python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/verify_bundle.py");

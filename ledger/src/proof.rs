@@ -364,7 +364,12 @@ pub fn verify_bundle(bytes: &[u8], genesis: &Genesis) -> BundleReport {
             return report;
         }
         Err(e) => {
-            report.failures.push(failure("BUNDLE_MALFORMED", format!("not valid JSON: {e}")));
+            report.failures.push(failure(
+                "BUNDLE_MALFORMED",
+                format!(
+                    "not a readable JSON object (a bundle is written by `tradeloop proof`): {e}"
+                ),
+            ));
             return report;
         }
     }
