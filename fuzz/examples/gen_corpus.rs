@@ -149,6 +149,20 @@ fn main() -> Result<()> {
     export::export(&empty, &empty_path)?;
     corpus.put("export_read", "no-blocks", &std::fs::read(&empty_path)?)?;
 
+    // The same chains as JSONL exports, and evidence bundles of one event and of the trade.
+    let jsonl_path = scratch.path().join("chain.jsonl");
+    tradeloop_ledger::jsonl::export_jsonl(&ledger, &jsonl_path)?;
+    let jsonl = std::fs::read(&jsonl_path)?;
+    corpus.put("jsonl_read", "three-blocks", &jsonl)?;
+    corpus.put("jsonl_read", "truncated", &jsonl[..jsonl.len() - 20])?;
+    let empty_jsonl = scratch.path().join("empty.jsonl");
+    tradeloop_ledger::jsonl::export_jsonl(&empty, &empty_jsonl)?;
+    corpus.put("jsonl_read", "no-blocks", &std::fs::read(&empty_jsonl)?)?;
+    let bundle = tradeloop_ledger::proof::event_bundle(&ledger, &events[1].id())?;
+    corpus.put("evidence_bundle", "event-1", bundle.to_json().as_bytes())?;
+    let trade = tradeloop_ledger::proof::trade_bundle(&ledger, "PO-0")?;
+    corpus.put("evidence_bundle", "trade-0", trade.to_json().as_bytes())?;
+
     // Genesis: as written by `tradeloop genesis` (pretty) and canonical.
     corpus.put("genesis_parse", "pretty", &genesis.doc.to_json_bytes())?;
     corpus.put("genesis_parse", "canonical", &genesis.canonical)?;

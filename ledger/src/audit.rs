@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::BufReader;
 use std::path::Path;
 
 use tradeloop_crypto::Hash;
@@ -18,7 +17,7 @@ use crate::block::{CertifiedBlock, Tip};
 use crate::blocklog::BlockLog;
 use crate::event::Event;
 use crate::execute::{check_events, validate_checked, Refs};
-use crate::export::{ExportItem, ExportReader};
+use crate::export::ExportItem;
 use crate::genesis::Genesis;
 use crate::index::{IndexStore, SledIndex};
 use crate::state::StateRead;
@@ -340,19 +339,16 @@ fn check_index_tip(log: &BlockLog, total: u64, tip: &Tip) -> Result<(), AuditFai
     Ok(())
 }
 
-/// Verifies an export file against the auditor's genesis.
+/// Verifies an export file (binary or JSONL, told apart by its content) against the auditor's
+/// genesis.
 pub fn verify_export(
     path: &Path,
     genesis: &Genesis,
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<AuditReport, AuditFailure> {
-    let file = std::fs::File::open(path).map_err(|e| AuditFailure {
-        height: 0,
-        reason: format!("cannot open {}: {e}", path.display()),
-    })?;
-    let mut reader = ExportReader::new(BufReader::with_capacity(1 << 20, file))
+    let mut reader = crate::export::open_export(path)
         .map_err(|e| AuditFailure { height: 0, reason: e.to_string() })?;
-    let embedded = Genesis::from_json_bytes(&reader.genesis_json).map_err(|e| AuditFailure {
+    let embedded = Genesis::from_json_bytes(reader.genesis_json()).map_err(|e| AuditFailure {
         height: 0,
         reason: format!("the export's genesis is invalid: {e}"),
     })?;

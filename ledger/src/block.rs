@@ -26,6 +26,8 @@ pub const MAX_CERTIFICATE_SIGNATURES: usize = 1_000;
 
 /// A block header. Its bincode encoding is hashed; see docs/formats.md for the byte layout.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+// JSON (evidence bundles, the JSONL export) names every field once; bincode is unaffected.
+#[serde(deny_unknown_fields)]
 pub struct Header {
     /// The genesis hash.
     pub chain: Hash,
@@ -104,6 +106,8 @@ pub fn vote_sign_bytes(
 
 /// One validator's precommit signature in a certificate.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+// JSON (evidence bundles, the JSONL export) names every field once; bincode is unaffected.
+#[serde(deny_unknown_fields)]
 pub struct CommitSig {
     /// The validator's node key.
     pub validator: PublicKey,
@@ -113,6 +117,8 @@ pub struct CommitSig {
 
 /// Proof that more than 2/3 of voting power precommitted a block.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+// JSON (evidence bundles, the JSONL export) names every field once; bincode is unaffected.
+#[serde(deny_unknown_fields)]
 pub struct CommitCertificate {
     /// Height.
     pub height: u64,

@@ -216,10 +216,47 @@ pub fn day_of_ms(time_ms: u64) -> i64 {
     i64::try_from(time_ms / 86_400_000).unwrap_or(i64::MAX)
 }
 
+/// The proleptic Gregorian date `(year, month, day)` of a day since 1970-01-01 (H. Hinnant's
+/// algorithm, the inverse of [`days_from_civil`]).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// A Unix time in milliseconds as RFC 3339 in UTC with milliseconds, e.g.
+/// `2026-06-02T03:15:00.000Z`.
+pub fn rfc3339_ms(time_ms: u64) -> String {
+    let (y, m, d) = civil_from_days(day_of_ms(time_ms));
+    let in_day = time_ms % 86_400_000;
+    let (h, rest) = (in_day / 3_600_000, in_day % 3_600_000);
+    let (min, rest) = (rest / 60_000, rest % 60_000);
+    let (s, ms) = (rest / 1000, rest % 1000);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{ms:03}Z")
+}
+
 #[cfg(test)]
 #[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_times_round_trip_through_the_calendar() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_780_000_000_000), "2026-05-28T20:26:40.000Z");
+        assert_eq!(rfc3339_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        for days in [-1, 0, 59, 365, 10_957, 20_000, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
 
     #[test]
     fn decimals_parse_exactly_and_reject_junk() {

@@ -38,4 +38,8 @@ pub mod store;
 pub use block::{Block, CertifiedBlock, CommitCertificate, Header, Tip};
 pub use store::Ledger;
 pub mod audit;
+pub mod compare;
+pub mod epcis;
 pub mod export;
+pub mod jsonl;
+pub mod proof;

@@ -1,7 +1,7 @@
 //! Restoring a data dir from an export: the recovery the corruption errors advise.
 //!
 //! ```text
-//! export file --ExportReader--> blocks --Ledger::commit_block (full validation)--> staging dir
+//! export file (binary or JSONL) --AnyExport--> blocks --Ledger::commit_block (full validation)--> staging dir
 //!                                                   trailer checked --> rename(staging, DIR)
 //! ```
 //!
@@ -12,12 +12,11 @@
 //! target, and an existing non-empty directory is never touched.
 
 use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use tradeloop_crypto::Hash;
 
-use crate::export::{ExportItem, ExportReader};
+use crate::export::{open_export, AnyExport, ExportItem};
 use crate::genesis::Genesis;
 use crate::{Ledger, LedgerError};
 
@@ -81,11 +80,11 @@ pub fn restore(
             return Err(LedgerError::DataDirNotEmpty(dir.display().to_string()).into());
         }
     }
-    let file = File::open(export)
-        .map_err(|e| LedgerError::io(format!("cannot open {}", export.display()), e))?;
-    let mut reader = ExportReader::new(BufReader::with_capacity(1 << 20, file))
-        .map_err(|e| invalid(0, e.to_string()))?;
-    let embedded = Genesis::from_json_bytes(&reader.genesis_json)
+    let mut reader = open_export(export).map_err(|e| match e {
+        e @ LedgerError::Io { .. } => RestoreError::Ledger(e),
+        other => invalid(0, other.to_string()),
+    })?;
+    let embedded = Genesis::from_json_bytes(reader.genesis_json())
         .map_err(|e| invalid(0, format!("the export's genesis is invalid: {e}")))?;
     if embedded.hash != genesis.hash {
         return Err(invalid(
@@ -130,8 +129,8 @@ fn staging_path(dir: &Path) -> PathBuf {
     dir.with_file_name(format!(".{name}.restoring"))
 }
 
-fn write_staging<R: std::io::Read>(
-    reader: &mut ExportReader<R>,
+fn write_staging<R: std::io::BufRead>(
+    reader: &mut AnyExport<R>,
     genesis: &Genesis,
     staging: &Path,
     progress: &mut dyn FnMut(u64),

@@ -14,6 +14,7 @@ pub mod client;
 pub mod demo;
 pub mod devnet;
 pub mod event;
+pub mod evidence;
 pub mod genesis;
 pub mod keys;
 pub mod node;
@@ -62,14 +63,17 @@ pub enum Command {
     },
     /// Verify a whole chain offline from the genesis alone (exit 0 only if everything holds).
     Verify(audit::VerifyArgs),
-    /// Write the whole chain to one self-contained export file.
-    Export {
-        #[command(flatten)]
-        chain: ChainArgs,
-        /// The export file to create.
-        #[arg(long)]
-        out: PathBuf,
-    },
+    /// Write the chain to one self-contained export file (binary or JSONL), or its shipment
+    /// and customs events as an EPCIS 2.0 document.
+    Export(evidence::ExportArgs),
+    /// Write an evidence bundle: one event, or every event of a trade, with the inclusion
+    /// proofs, headers and certificates a third party checks offline (`verify-proof`).
+    Proof(evidence::ProofArgs),
+    /// Check an evidence bundle offline against the genesis (exit 0 only if everything holds).
+    VerifyProof(evidence::VerifyProofArgs),
+    /// Compare two copies of the chain (data dirs or exports): exit 0 the same, 3 one is a
+    /// prefix of the other, 4 a split view (naming the validators that signed both blocks).
+    Compare(evidence::CompareArgs),
     /// Rebuild the sled index from the block log (refuses if the log is damaged or shorter
     /// than the old index recorded, unless told what to drop with --discard-from).
     Reindex {
@@ -137,7 +141,10 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Trace { chain, reference, json } => query::trace(&chain, &reference, json),
         Command::Trade { chain, order_id, json } => query::trade(&chain, &order_id, json),
         Command::Verify(args) => audit::verify(args),
-        Command::Export { chain, out } => query::export(&chain, &out),
+        Command::Export(args) => evidence::export(args),
+        Command::Proof(args) => evidence::proof(args),
+        Command::VerifyProof(args) => evidence::verify_proof(args),
+        Command::Compare(args) => evidence::compare_copies(args),
         Command::Reindex { chain, discard_from } => reindex::reindex(&chain, discard_from),
         Command::Restore { export, genesis, data_dir, json } => {
             reindex::restore(&export, &genesis, &data_dir, json)

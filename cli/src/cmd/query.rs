@@ -1,6 +1,5 @@
-//! The read commands: `trace`, `trade`, `export`.
+//! The read commands: `trace`, `trade`. (`export` is in `evidence`.)
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -63,12 +62,5 @@ pub fn trade(chain: &ChainArgs, order_id: &str, json: bool) -> Result<ExitCode> 
     } else {
         print_trade(&status)?;
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn export(chain: &ChainArgs, out: &Path) -> Result<ExitCode> {
-    let ledger = open_ledger_read_only(chain)?;
-    let blocks = tradeloop_ledger::export::export(&ledger, out)?;
-    writeln!(Out, "exported {blocks} blocks to {}", out.display())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@ mod support;
 mod audit;
 mod chain;
 mod envelope;
+mod evidence;
 mod integrity;
 mod members;
 mod robustness;
