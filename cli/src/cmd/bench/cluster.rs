@@ -98,7 +98,7 @@ pub fn run(args: ClusterArgs) -> Result<()> {
         full_nodes: args.full_nodes,
         dir: dir.clone(),
         timeout_propose_ms: None,
-        empty_block_wait_ms: (args.events == 0).then_some(0),
+        empty_block_wait_ms: (args.events == 0).then_some(1),
     })?;
     let cast = devnet::load_cast(&dir)?;
     let running = devnet::Running::start(&nodes, "warn")?;
