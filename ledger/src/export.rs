@@ -40,17 +40,29 @@ pub struct ExportTrailer {
 
 /// Writes the whole chain of `ledger` to `path` (a new file), fsynced. Returns the block count.
 pub fn export(ledger: &Ledger, path: &Path) -> Result<u64, LedgerError> {
+    export_with(ledger, path, |out, genesis, blocks| write_to(out, genesis, blocks))
+}
+
+/// Writes the whole chain of `ledger` to `path` (a new file) with a format's writer (the
+/// binary [`write_to`] or [`crate::jsonl::write_jsonl`]), fsynced. Returns the block count.
+pub(crate) fn export_with(
+    ledger: &Ledger,
+    path: &Path,
+    write: impl FnOnce(
+        &mut BufWriter<std::fs::File>,
+        &crate::genesis::Genesis,
+        &mut dyn Iterator<Item = Result<CertifiedBlock, LedgerError>>,
+    ) -> Result<u64, WriteError>,
+) -> Result<u64, LedgerError> {
     let io = |e| LedgerError::io(format!("cannot write export {}", path.display()), e);
     let file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(io)?;
     let mut out = BufWriter::new(file);
     let tip = ledger.tip().height;
-    let count =
-        write_to(&mut out, ledger.genesis(), (1..=tip).map(|h| ledger.block(h))).map_err(|e| {
-            match e {
-                WriteError::Io(e) => io(e),
-                WriteError::Ledger(e) => e,
-            }
-        })?;
+    let mut blocks = (1..=tip).map(|h| ledger.block(h));
+    let count = write(&mut out, ledger.genesis(), &mut blocks).map_err(|e| match e {
+        WriteError::Io(e) => io(e),
+        WriteError::Ledger(e) => e,
+    })?;
     let file = out.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(io)?;
     Ok(count)

@@ -112,18 +112,9 @@ fn write_line<W: Write, T: Serialize>(out: &mut W, value: &T) -> Result<(), Writ
 
 /// Writes the JSONL export of `ledger` to `path` (a new file), fsynced. Returns the block count.
 pub fn export_jsonl(ledger: &Ledger, path: &Path) -> Result<u64, LedgerError> {
-    let io = |e| LedgerError::io(format!("cannot write export {}", path.display()), e);
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(io)?;
-    let mut out = std::io::BufWriter::new(file);
-    let tip = ledger.tip().height;
-    let count = write_jsonl(&mut out, ledger.genesis(), (1..=tip).map(|h| ledger.block(h)))
-        .map_err(|e| match e {
-            WriteError::Io(e) => io(e),
-            WriteError::Ledger(e) => e,
-        })?;
-    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
-    Ok(count)
+    crate::export::export_with(ledger, path, |out, genesis, blocks| {
+        write_jsonl(out, genesis, blocks)
+    })
 }
 
 /// Reads a JSONL export line by line, each line read with a cap of [`MAX_JSONL_LINE_BYTES`].
