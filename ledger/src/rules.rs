@@ -4,6 +4,7 @@
 //! Each rule validates fully and only then returns its writes, so a rejected event leaves no
 //! trace. The writes of a block are committed together and folded into the block's `app_hash`.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 
 use serde::{de::DeserializeOwned, Serialize};
@@ -100,7 +101,7 @@ pub struct BlockOutcome {
 
 /// The state writes of events applied on top of committed state and not yet in a block (a
 /// mempool's view), carried between [`BlockExecutor`]s. Opaque: only an executor reads it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PendingWrites(BTreeMap<Vec<u8>, Vec<u8>>);
 
 impl PendingWrites {
@@ -115,6 +116,40 @@ impl PendingWrites {
     }
 }
 
+/// What applying one event read and wrote, as [`BlockExecutor::apply_recorded`] returns it:
+/// a mempool's record of a pending event. The rules are deterministic, so the event's verdict
+/// and writes depend only on the values under these keys (present or absent) and on whether
+/// its time is within the skew of the block time ([`BlockExecutor::time_in_window`]); while
+/// none of those values change, [`BlockExecutor::replay`] may stand in for applying it again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Footprint {
+    reads: Vec<Vec<u8>>,
+    writes: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Footprint {
+    /// Every state key the event read or wrote.
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.reads.iter().map(Vec::as_slice).chain(self.write_keys())
+    }
+
+    /// The state keys the event wrote.
+    pub fn write_keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.writes.iter().map(|(k, _)| k.as_slice())
+    }
+
+    /// Whether `other` wrote exactly the same keys and values, in the same order.
+    pub fn same_writes(&self, other: &Footprint) -> bool {
+        self.writes == other.writes
+    }
+
+    /// Bytes held (keys and values), for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.reads.iter().map(Vec::len).sum::<usize>()
+            + self.writes.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+    }
+}
+
 /// Applies events of one block over committed state.
 #[derive(Debug)]
 pub struct BlockExecutor<'a, S: StateRead> {
@@ -124,6 +159,9 @@ pub struct BlockExecutor<'a, S: StateRead> {
     overlay: BTreeMap<Vec<u8>, Vec<u8>>,
     refs: Vec<Vec<Vec<u8>>>,
     track_refs: bool,
+    /// The keys read by the event being evaluated, while [`BlockExecutor::apply_recorded`]
+    /// runs (`None` otherwise: nothing is recorded).
+    reads: RefCell<Option<Vec<Vec<u8>>>>,
 }
 
 impl<'a, S: StateRead> BlockExecutor<'a, S> {
@@ -136,6 +174,7 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
             overlay: BTreeMap::new(),
             refs: Vec::new(),
             track_refs: true,
+            reads: RefCell::new(None),
         }
     }
 
@@ -163,6 +202,7 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
             overlay: pending.0,
             refs: Vec::new(),
             track_refs: false,
+            reads: RefCell::new(None),
         }
     }
 
@@ -186,6 +226,43 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
         Ok(())
     }
 
+    /// [`BlockExecutor::apply`], also returning what the event read and wrote.
+    pub fn apply_recorded(&mut self, event: &Event) -> Result<Footprint, ApplyError> {
+        *self.reads.borrow_mut() = Some(Vec::new());
+        let evaluated = self.evaluate(event);
+        let reads = self.reads.borrow_mut().take().unwrap_or_default();
+        let effects = evaluated?;
+        let footprint = Footprint { reads, writes: effects.writes.clone() };
+        for (key, value) in effects.writes {
+            self.overlay.insert(key, value);
+        }
+        self.refs.push(effects.refs);
+        Ok(footprint)
+    }
+
+    /// Applies an event's recorded writes without evaluating it again: for a caller that
+    /// knows none of the values the event read has changed since it was recorded and that
+    /// its time is still [`BlockExecutor::time_in_window`] (a mempool after a commit that
+    /// touched none of them). Entity refs are not tracked.
+    pub fn replay(&mut self, footprint: &Footprint) {
+        for (key, value) in &footprint.writes {
+            self.overlay.insert(key.clone(), value.clone());
+        }
+        self.refs.push(Vec::new());
+    }
+
+    /// Whether the event's `time_ms` is within the chain's clock skew of this block's time
+    /// (the one rule that depends on the block time).
+    pub fn time_in_window(&self, event: &Event) -> bool {
+        event.time_ms.abs_diff(self.block_time_ms) <= self.genesis.doc.consensus.max_time_skew_ms
+    }
+
+    fn record_read(&self, key: &[u8]) {
+        if let Some(reads) = self.reads.borrow_mut().as_mut() {
+            reads.push(key.to_vec());
+        }
+    }
+
     /// Finishes the block: the sorted writes and `app_hash = H(APP || prev || height || H(writes))`.
     pub fn finish(self, prev_app_hash: &Hash, height: u64) -> BlockOutcome {
         let app_hash = app_hash(prev_app_hash, height, &self.overlay);
@@ -202,6 +279,7 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
                 )))
             }),
         };
+        self.record_read(key);
         match self.overlay.get(key) {
             Some(v) => decode(Some(v)),
             None => self.base.with_state(key, decode)?,
@@ -209,6 +287,7 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
     }
 
     fn exists(&self, key: &[u8]) -> Result<bool, ApplyError> {
+        self.record_read(key);
         Ok(self.overlay.contains_key(key) || self.base.has_state(key)?)
     }
 
@@ -234,7 +313,7 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
             );
         }
         let skew = self.genesis.doc.consensus.max_time_skew_ms;
-        if event.time_ms.abs_diff(self.block_time_ms) > skew {
+        if !self.time_in_window(event) {
             return rej(
                 RejectCode::TimeSkew,
                 format!(

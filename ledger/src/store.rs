@@ -1153,6 +1153,11 @@ impl Prepared {
     pub fn parent(&self) -> &Tip {
         &self.parent
     }
+
+    /// Every state key the block writes (a mempool's "what this commit changed").
+    pub fn written_keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.outcome.writes.keys().map(Vec::as_slice)
+    }
 }
 
 impl<S: IndexStore> StateRead for Ledger<S> {

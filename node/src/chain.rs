@@ -382,8 +382,14 @@ impl Worker {
         let block_hash = certified.block.header.hash();
         let tip = self.ledger.tip().clone();
         let kept = self.prepared.iter().position(|p| p.hash() == block_hash && *p.parent() == tip);
+        // What the block wrote, when its execution was kept: the mempool then re-checks only
+        // the pending events that meet it.
+        let mut written: Option<Vec<Vec<u8>>> = None;
         let hash = match kept.and_then(|i| self.prepared.remove(i)) {
-            Some(prepared) => self.ledger.commit_prepared(&certified, prepared)?,
+            Some(prepared) => {
+                written = Some(prepared.written_keys().map(<[u8]>::to_vec).collect());
+                self.ledger.commit_prepared(&certified, prepared)?
+            }
             None => {
                 let checks = self.checks_for(&certified.block);
                 self.ledger.commit_block_checked(&certified, checks)?
@@ -393,7 +399,8 @@ impl Worker {
         let genesis = self.ledger.genesis().clone();
         // Evicted events were accepted once; the rules now refuse them (a conflicting event
         // won). The notice carries the verdicts, so their waiters answer `rejected`.
-        let evicted = self.mempool.on_commit(&genesis, &self.ledger, now_ms, &ids)?;
+        let written = written.as_ref().map(|keys| keys.iter().map(Vec::as_slice));
+        let evicted = self.mempool.on_commit(&genesis, &self.ledger, now_ms, &ids, written)?;
         if !evicted.is_empty() {
             tracing::info!(
                 height = certified.block.header.height,

@@ -9,12 +9,19 @@
 //! accepted event is never dropped silently, only by a commit that includes it or makes it
 //! invalid (reported by [`Mempool::on_commit`]).
 //!
+//! Each pending event keeps its [`Footprint`]: the state keys its admission read and what it
+//! wrote. After a commit, only the events that read or wrote a key the block (or an event
+//! evicted or changed before them) wrote, or whose time left the skew window, are run through
+//! the rules again; the others replay their recorded writes. The rules are deterministic, so
+//! this gives exactly the verdicts of re-running every pending event (the full recheck, kept
+//! for a commit whose writes are not known, and checked against it by a property test).
+//!
 //! Pure and synchronous: the chain worker owns it next to the ledger.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tradeloop_crypto::Hash;
-use tradeloop_ledger::rules::{ApplyError, BlockExecutor, PendingWrites};
+use tradeloop_ledger::rules::{ApplyError, BlockExecutor, Footprint, PendingWrites};
 use tradeloop_ledger::state::StateRead;
 use tradeloop_ledger::{Event, Genesis, LedgerError, Rejection, SignedEvent};
 
@@ -45,6 +52,8 @@ struct Entry {
     signed: SignedEvent,
     event: Event,
     bytes: u64,
+    /// What the rules read and wrote for it, against the tip and the events before it.
+    footprint: Footprint,
 }
 
 /// The pending events of one node.
@@ -127,17 +136,17 @@ impl Mempool {
         }
         let pending = std::mem::take(&mut self.pending);
         let mut executor = BlockExecutor::with_pending(genesis, state, now_ms, pending);
-        let applied = executor.apply(&event);
+        let applied = executor.apply_recorded(&event);
         self.pending = executor.into_pending();
-        match applied {
-            Ok(()) => {}
+        let footprint = match applied {
+            Ok(footprint) => footprint,
             Err(ApplyError::Rejected(rejection)) => return Ok(Admission::Rejected(rejection)),
             Err(ApplyError::Store(e)) => return Err(e),
-        }
+        };
         let seq = self.next_seq;
         self.next_seq += 1;
         self.by_id.insert(event.id, seq);
-        self.order.insert(seq, Entry { signed, event, bytes });
+        self.order.insert(seq, Entry { signed, event, bytes, footprint });
         self.bytes += bytes;
         Ok(Admission::Accepted)
     }
@@ -159,31 +168,83 @@ impl Mempool {
         (signed, events)
     }
 
-    /// After a block is committed: removes its events (`committed`), then re-checks every
-    /// other pending event, in order, against the new tip (`state`), evicting those the block
+    /// After a block is committed: removes its events (`committed`), then re-checks the
+    /// other pending events, in order, against the new tip (`state`), evicting those the block
     /// made invalid. Returns the evicted events' ids with the reason.
-    pub fn on_commit<S: StateRead>(
+    ///
+    /// `written` is every state key the block wrote, when the caller knows it (the kept
+    /// execution of the block): then only the pending events whose footprint meets a changed
+    /// key are run through the rules again. Without it, or when the block holds an event this
+    /// pool did not have, every pending event is.
+    pub fn on_commit<'k, S: StateRead>(
         &mut self,
         genesis: &Genesis,
         state: &S,
         now_ms: u64,
         committed: &[Hash],
+        written: Option<impl IntoIterator<Item = &'k [u8]>>,
     ) -> Result<Vec<(Hash, Rejection)>, LedgerError> {
+        let mut changed: Option<HashSet<Vec<u8>>> =
+            written.map(|keys| keys.into_iter().map(<[u8]>::to_vec).collect());
         for id in committed {
-            if let Some(seq) = self.by_id.remove(id) {
-                if let Some(entry) = self.order.remove(&seq) {
+            let removed = self.by_id.remove(id).and_then(|seq| self.order.remove(&seq));
+            match removed {
+                Some(entry) => {
                     self.bytes -= entry.bytes;
+                    // Later events saw this one's pending writes; the block may have written
+                    // other values (another order, another time), or not these keys at all.
+                    if let Some(changed) = changed.as_mut() {
+                        changed.extend(entry.footprint.write_keys().map(<[u8]>::to_vec));
+                    }
                 }
+                // Its writes are known only from `written`, but its effect on the pending
+                // events' view is not: check them all.
+                None => changed = None,
             }
         }
+        self.recheck(genesis, state, now_ms, changed)
+    }
+
+    /// Re-checks the pending events in order over `state`: all of them when `changed` is
+    /// `None`, else those that meet a key in `changed` (which grows by the writes of every
+    /// event evicted or re-checked with other writes) or whose time left the window.
+    fn recheck<S: StateRead>(
+        &mut self,
+        genesis: &Genesis,
+        state: &S,
+        now_ms: u64,
+        mut changed: Option<HashSet<Vec<u8>>>,
+    ) -> Result<Vec<(Hash, Rejection)>, LedgerError> {
         let mut executor =
             BlockExecutor::with_pending(genesis, state, now_ms, PendingWrites::default());
         let mut evicted = Vec::new();
         let mut gone = Vec::new();
-        for (seq, entry) in &self.order {
-            match executor.apply(&entry.event) {
-                Ok(()) => {}
+        for (seq, entry) in &mut self.order {
+            let stale = match &changed {
+                None => true,
+                Some(changed) => {
+                    !executor.time_in_window(&entry.event)
+                        || entry.footprint.keys().any(|k| changed.contains(k))
+                }
+            };
+            if !stale {
+                executor.replay(&entry.footprint);
+                continue;
+            }
+            match executor.apply_recorded(&entry.event) {
+                Ok(footprint) => {
+                    if let Some(changed) = changed.as_mut() {
+                        if !footprint.same_writes(&entry.footprint) {
+                            changed.extend(entry.footprint.write_keys().map(<[u8]>::to_vec));
+                            changed.extend(footprint.write_keys().map(<[u8]>::to_vec));
+                        }
+                    }
+                    entry.footprint = footprint;
+                }
                 Err(ApplyError::Rejected(rejection)) => {
+                    if let Some(changed) = changed.as_mut() {
+                        changed.extend(entry.footprint.write_keys().map(<[u8]>::to_vec));
+                    }
                     evicted.push((entry.event.id, rejection));
                     gone.push(*seq);
                 }

@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use proptest::strategy::Strategy;
 use serde_json::json;
 use tradeloop_ledger::sample::{ids, trade_events, Cast};
 use tradeloop_ledger::{check_event, Ledger, RejectCode};
@@ -35,6 +36,9 @@ fn small_order(cast: &Cast, order_id: &str, nonce: &str) -> SignedEvent {
         nonce,
     )
 }
+
+/// A commit whose writes are not known: the full recheck.
+const NO_WRITES: Option<std::iter::Empty<&[u8]>> = None;
 
 fn limits() -> MempoolLimits {
     MempoolLimits { max_events: 1000, max_bytes: 10 * 1024 * 1024 }
@@ -117,7 +121,7 @@ fn a_commit_removes_its_events_and_evicts_the_ones_it_made_invalid() {
     let (blocks, rejected) = f.ledger.append_local(&block, T, &key).unwrap();
     assert!(rejected.is_empty(), "{rejected:?}");
     let committed: Vec<Hash> = blocks[0].block.events.iter().map(SignedEvent::id).collect();
-    let evicted = pool.on_commit(&f.cast.genesis, &f.ledger, T, &committed).unwrap();
+    let evicted = pool.on_commit(&f.cast.genesis, &f.ledger, T, &committed, NO_WRITES).unwrap();
     assert_eq!(evicted.len(), 1, "{evicted:?}");
     assert_eq!(evicted[0].0, other[0].id());
     assert_eq!(evicted[0].1.code, RejectCode::DuplicateOrder);
@@ -130,4 +134,84 @@ fn a_commit_removes_its_events_and_evicts_the_ones_it_made_invalid() {
         .map(|e| tradeloop_ledger::codec::encoded_len(*e).unwrap())
         .sum();
     assert_eq!(pool.bytes(), total);
+}
+
+/// The universe of the property test: three whole trades, and a rival of trade 2 (the same
+/// entities with other nonces and amounts) whose events conflict with it.
+fn universe(cast: &Cast) -> Vec<SignedEvent> {
+    let mut events: Vec<SignedEvent> = (1..=3).flat_map(|n| trade_events(cast, n, T)).collect();
+    for (i, (author, kind, fields)) in
+        tradeloop_ledger::sample::trade_steps(2).into_iter().enumerate()
+    {
+        events.push(cast.sign(author, kind, fields, T, &format!("rival-{i}")));
+    }
+    events.push(small_order(cast, "PO-3", "rival-small"));
+    events
+}
+
+/// One pool's observable state: every entry in order with its footprint, and the overlay.
+fn snapshot(pool: &Mempool) -> (Vec<(Hash, Footprint)>, PendingWrites, u64) {
+    let entries = pool.order.values().map(|e| (e.event.id, e.footprint.clone())).collect();
+    (entries, pool.pending.clone(), pool.bytes)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(40))]
+
+    /// After any commits, the footprint recheck leaves the pool exactly as re-running every
+    /// pending event would: the same evictions with the same codes, the same entries with the
+    /// same footprints, the same pending writes.
+    #[test]
+    fn the_footprint_recheck_equals_the_full_recheck(
+        arrival in proptest::sample::subsequence((0..80usize).collect::<Vec<_>>(), 20..80)
+            .prop_shuffle(),
+        blocks in proptest::collection::vec(
+            (proptest::sample::subsequence((0..80usize).collect::<Vec<_>>(), 0..40).prop_shuffle(),
+             0..4usize, proptest::bool::weighted(0.15)),
+            1..5),
+    ) {
+
+        let mut f = fixture();
+        let all = universe(&f.cast);
+        let checks: Vec<_> = all.iter().map(|e| check_event(&f.cast.genesis, e)).collect();
+        let genesis = f.cast.genesis.clone();
+        let skew = genesis.doc.consensus.max_time_skew_ms;
+        let (mut footprints, mut full) = (Mempool::new(limits()), Mempool::new(limits()));
+        let mut cursor = 0;
+        let mut admit_next = |a: &mut Mempool, b: &mut Mempool, ledger: &Ledger, n: usize| {
+            for &i in arrival.iter().skip(cursor).take(n) {
+                if i >= all.len() { continue; }
+                let x = a.admit(&genesis, ledger, T, all[i].clone(), checks[i].clone()).unwrap();
+                let y = b.admit(&genesis, ledger, T, all[i].clone(), checks[i].clone()).unwrap();
+                assert_eq!(x, y);
+            }
+            cursor += n;
+        };
+        admit_next(&mut footprints, &mut full, &f.ledger, 40);
+        let key = f.cast.validator_keys[0].clone();
+        for (candidates, admit_after, late) in blocks {
+            let candidates: Vec<usize> = candidates.into_iter().filter(|&i| i < all.len()).collect();
+            let signed: Vec<SignedEvent> = candidates.iter().map(|&i| all[i].clone()).collect();
+            let checked = candidates.iter().map(|&i| checks[i].clone()).collect();
+            let (block, prepared) = f.ledger.prepare_block(&signed, checked, T, &key).unwrap();
+            if block.events.is_empty() { continue; }
+            let written: Vec<Vec<u8>> = prepared.written_keys().map(<[u8]>::to_vec).collect();
+            let hash = block.header.hash();
+            let certificate = tradeloop_ledger::CommitCertificate::sign(
+                &genesis.hash, block.header.height, 0, hash, &[&key]);
+            let certified = tradeloop_ledger::CertifiedBlock { block, certificate };
+            f.ledger.commit_prepared(&certified, prepared).unwrap();
+            let ids: Vec<Hash> = certified.block.events.iter().map(SignedEvent::id).collect();
+            // Now and then the commit comes after the pending events' skew window.
+            let now = if late { T + skew + 1 } else { T };
+            let a = footprints
+                .on_commit(&genesis, &f.ledger, now, &ids, Some(written.iter().map(Vec::as_slice)))
+                .unwrap();
+            let b = full.on_commit(&genesis, &f.ledger, now, &ids, NO_WRITES).unwrap();
+            let codes = |v: &[(Hash, Rejection)]| v.iter().map(|(id, r)| (*id, r.code)).collect::<Vec<_>>();
+            proptest::prop_assert_eq!(codes(&a), codes(&b));
+            proptest::prop_assert_eq!(snapshot(&footprints), snapshot(&full));
+            admit_next(&mut footprints, &mut full, &f.ledger, admit_after * 10);
+        }
+    }
 }
