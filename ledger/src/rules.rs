@@ -142,12 +142,6 @@ impl Footprint {
     pub fn same_writes(&self, other: &Footprint) -> bool {
         self.writes == other.writes
     }
-
-    /// Bytes held (keys and values), for memory accounting.
-    pub fn heap_bytes(&self) -> usize {
-        self.reads.iter().map(Vec::len).sum::<usize>()
-            + self.writes.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
-    }
 }
 
 /// Applies events of one block over committed state.
