@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tradeloop_ledger::sample::{ids, trade_events, Cast};
 use tradeloop_ledger::{Ledger, SignedEvent};
 
-mod support;
+use crate::support;
 use support::now_ms;
 
 fn bin() -> Command {

@@ -11,7 +11,7 @@ use tradeloop_ledger::block::{CertifiedBlock, CommitCertificate};
 use tradeloop_ledger::sample::{trade_events, Cast};
 use tradeloop_ledger::{Genesis, Ledger, SignedEvent};
 
-mod support;
+use crate::support;
 
 const T0: u64 = 1_780_000_000_000;
 

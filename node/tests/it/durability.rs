@@ -98,7 +98,13 @@ fn crash_child() {
 /// durable.
 fn crash(mode: &str, dir: &Path, point: &str, k: u64) -> u64 {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "durability::crash_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, format!("{mode}:{}", dir.display()))
         .env("FAILPOINTS", format!("{point}={k}*off->return(abort)"))
         .stdout(Stdio::piped())

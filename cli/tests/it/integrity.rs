@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use tradeloop_ledger::sample::trade_events;
 
-mod support;
+use crate::support;
 use support::now_ms;
 
 fn bin() -> Command {

@@ -9,7 +9,7 @@ use tradeloop_ledger::audit::verify_data_dir;
 use tradeloop_ledger::sample::{ids, trade_events, Cast};
 use tradeloop_ledger::{Genesis, Ledger};
 
-mod support;
+use crate::support;
 use support::now_ms;
 
 fn bin() -> Command {
