@@ -159,6 +159,20 @@ fn list_segments(dir: &Path) -> Result<Vec<u32>, LedgerError> {
     Ok(segments)
 }
 
+/// Reads and decodes the block at a location of the log in `dir` (also for read views, which
+/// share the directory with the one writer: a location is only handed out once its frame is
+/// fsynced, and frames are never rewritten).
+pub fn read_block(dir: &Path, loc: Location, height: u64) -> Result<CertifiedBlock, LedgerError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = segment_path(dir, loc.segment);
+    let mut file = File::open(&path).map_err(io(format!("cannot open {}", path.display())))?;
+    let mut buf = vec![0u8; loc.len as usize];
+    file.seek(SeekFrom::Start(loc.offset))
+        .and_then(|_| file.read_exact(&mut buf))
+        .map_err(io(format!("cannot read {}", path.display())))?;
+    decode_block_frame(&buf, &format!("{} offset {}", path.display(), loc.offset), height)
+}
+
 /// The first offset at or after `from` where an intact BLOCK frame starts, if any. Bytes a
 /// crash leaves behind (a prefix of one frame, zeros) hold none; damage inside the log is
 /// followed by the frames written after it.
@@ -451,14 +465,7 @@ impl BlockLog {
 
     /// Reads and decodes the block at a location.
     pub fn read_at(&self, loc: Location, height: u64) -> Result<CertifiedBlock, LedgerError> {
-        use std::io::{Read, Seek, SeekFrom};
-        let path = segment_path(&self.dir, loc.segment);
-        let mut file = File::open(&path).map_err(io(format!("cannot open {}", path.display())))?;
-        let mut buf = vec![0u8; loc.len as usize];
-        file.seek(SeekFrom::Start(loc.offset))
-            .and_then(|_| file.read_exact(&mut buf))
-            .map_err(io(format!("cannot read {}", path.display())))?;
-        decode_block_frame(&buf, &format!("{} offset {}", path.display(), loc.offset), height)
+        read_block(&self.dir, loc, height)
     }
 
     /// Appends a block and fsyncs it. Returns its location.

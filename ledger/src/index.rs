@@ -80,8 +80,8 @@ pub const INDEX_TREE: &str = "ledger";
 /// running node holds it for good, and the open then fails.
 const INDEX_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The sled index.
-#[derive(Debug)]
+/// The sled index (a clone is another handle on the same database).
+#[derive(Clone, Debug)]
 pub struct SledIndex {
     db: sled::Db,
     tree: sled::Tree,

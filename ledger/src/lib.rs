@@ -43,3 +43,4 @@ pub mod epcis;
 pub mod export;
 pub mod jsonl;
 pub mod proof;
+pub mod query;

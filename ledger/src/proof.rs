@@ -26,9 +26,8 @@ use tradeloop_crypto::{merkle, Hash, Signature};
 use crate::block::{CertifiedBlock, CommitCertificate, Header};
 use crate::event::{check_event, SignedEvent};
 use crate::genesis::Genesis;
-use crate::index::IndexStore;
+use crate::query::ChainRead;
 use crate::state::{entity_key, OrderState, ShipmentState};
-use crate::store::Ledger;
 use crate::{codec, LedgerError, RejectCode};
 
 /// The `format` field of every bundle.
@@ -170,8 +169,8 @@ pub fn bundle_of(
     })
 }
 
-fn bundle_from_ledger<S: IndexStore>(
-    ledger: &Ledger<S>,
+fn bundle_from_ledger<R: ChainRead>(
+    ledger: &R,
     positions: &BTreeSet<(u64, u32)>,
 ) -> Result<EvidenceBundle, ProofError> {
     if positions.len() > MAX_BUNDLE_EVENTS {
@@ -187,19 +186,17 @@ fn bundle_from_ledger<S: IndexStore>(
 }
 
 /// The bundle of one committed event.
-pub fn event_bundle<S: IndexStore>(
-    ledger: &Ledger<S>,
-    id: &Hash,
-) -> Result<EvidenceBundle, ProofError> {
-    let record = ledger.event(id)?.ok_or_else(|| ProofError::NotFound(format!("event {id}")))?;
+pub fn event_bundle<R: ChainRead>(ledger: &R, id: &Hash) -> Result<EvidenceBundle, ProofError> {
+    let record = crate::query::event(ledger, id)?
+        .ok_or_else(|| ProofError::NotFound(format!("event {id}")))?;
     bundle_from_ledger(ledger, &BTreeSet::from([(record.height, record.index)]))
 }
 
 /// The bundle of every event of the trade of order `order_id`: the order's own events, those of
 /// its invoices, letters of credit, shipments and their customs declarations, and the documents
 /// and payments that refer to them.
-pub fn trade_bundle<S: IndexStore>(
-    ledger: &Ledger<S>,
+pub fn trade_bundle<R: ChainRead>(
+    ledger: &R,
     order_id: &str,
 ) -> Result<EvidenceBundle, ProofError> {
     let order_key = entity_key("order", order_id);
@@ -228,9 +225,7 @@ pub fn trade_bundle<S: IndexStore>(
     }
     let mut positions = BTreeSet::new();
     for key in &keys {
-        for record in ledger.trace_entity(key)? {
-            positions.insert((record.height, record.index));
-        }
+        positions.extend(crate::query::positions_of(ledger, key)?);
     }
     bundle_from_ledger(ledger, &positions)
 }
@@ -585,6 +580,7 @@ fn check_bundle(bundle: &EvidenceBundle, genesis: &Genesis, report: &mut BundleR
 mod tests {
     use super::*;
     use crate::sample::{trade_events, Cast};
+    use crate::Ledger;
 
     #[test]
     fn a_bundle_of_each_event_of_a_block_verifies_and_a_changed_one_does_not() {

@@ -18,7 +18,7 @@ use tradeloop_crypto::{Hash, SigningKey};
 
 use crate::block::{CertifiedBlock, CommitCertificate, Tip};
 use crate::blocklog::{Access, BlockLog, Location, TornTail};
-use crate::event::{parse_ref, RefKind, SignedEvent};
+use crate::event::SignedEvent;
 use crate::execute::{build_block, validate_block, BuiltBlock, ValidatedBlock};
 use crate::genesis::Genesis;
 use crate::index::{IndexBatch, IndexStore, SledIndex};
@@ -47,7 +47,7 @@ pub use crate::index::INDEX_TREE;
 pub const META_TIP_KEY: &[u8] = b"Mtip";
 const META_GENESIS_KEY: &[u8] = b"Mgenesis";
 
-fn table_key(table: u8, key: &[u8]) -> Vec<u8> {
+pub(crate) fn table_key(table: u8, key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + key.len());
     out.push(table);
     out.extend_from_slice(key);
@@ -153,6 +153,8 @@ pub struct EventRecord {
     pub height: u64,
     /// Position in the block.
     pub index: u32,
+    /// Hash of the block.
+    pub block_hash: Hash,
     /// The block's time.
     pub block_time_ms: u64,
     /// Kind.
@@ -861,94 +863,54 @@ impl<S: IndexStore> Ledger<S> {
 
     /// An event by id.
     pub fn event(&self, id: &Hash) -> Result<Option<EventRecord>, LedgerError> {
-        let Some(position) = self.index.get(&table_key(tables::EVENTS, &id.0))? else {
-            return Ok(None);
-        };
-        let (height, index) = decode_position(position.as_ref())?;
-        let block = self.log.read(height)?;
-        let record = record_of(&block, index)?;
-        if record.id != *id {
-            // The log is the truth: an index entry pointing elsewhere is damage, not an answer.
-            return Err(LedgerError::IndexInconsistent(format!(
-                "the index places event {id} at height {height} index {index}, which holds event {}",
-                record.id
-            )));
-        }
-        Ok(Some(record))
+        crate::query::event(self, id)
     }
 
     /// Every event that touches an entity (`order`, `invoice`, `shipment`, `declaration`,
     /// `lc`, `document`, `payment`), in ledger order.
     pub fn trace_entity(&self, entity: &[u8]) -> Result<Vec<EventRecord>, LedgerError> {
-        let mut out = Vec::new();
-        let mut cached: Option<CertifiedBlock> = None;
-        for item in self.index.scan_prefix(&table_key(tables::REFS, &ref_prefix(entity))) {
-            let (key, _) = item?;
-            let position = key.len().checked_sub(12).map(|at| &key[at..]).unwrap_or(&key[..]);
-            let (height, index) = decode_position(position)?;
-            if cached.as_ref().is_none_or(|b| b.block.header.height != height) {
-                cached = Some(self.log.read(height)?);
-            }
-            if let Some(block) = &cached {
-                out.push(record_of(block, index)?);
-            }
-        }
-        Ok(out)
+        crate::query::trace_entity(self, entity)
     }
 
     /// A trace by reference `shipment:ID`, `order:ID`, `declaration:ID`, `lc:ID` or
     /// `invoice:ID`. An order's trace includes the events of its shipments and declarations, so
     /// it shows the whole closed loop.
     pub fn trace(&self, reference: &str) -> Result<Vec<EventRecord>, LedgerError> {
-        let (kind, id) = parse_ref(reference).map_err(LedgerError::NotFound)?;
-        let prefix = match kind {
-            RefKind::Order => "order",
-            RefKind::Invoice => "invoice",
-            RefKind::Shipment => "shipment",
-            RefKind::Declaration => "declaration",
-            RefKind::Lc => "lc",
-        };
-        let key = entity_key(prefix, id);
-        if self.get_state(&key)?.is_none() {
-            return Err(LedgerError::NotFound(format!("{reference} on this ledger")));
-        }
-        let mut records = self.trace_entity(&key)?;
-        if kind == RefKind::Order {
-            let order: OrderState = self.load(&key)?;
-            for shipment in &order.shipments {
-                records.extend(self.trace_entity(&entity_key("shipment", shipment))?);
-            }
-            records.sort_by_key(|r| (r.height, r.index));
-            records.dedup_by_key(|r| (r.height, r.index));
-        }
-        Ok(records)
-    }
-
-    fn load<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<T, LedgerError> {
-        let bytes = self
-            .get_state(key)?
-            .ok_or_else(|| LedgerError::NotFound(String::from_utf8_lossy(key).into_owned()))?;
-        codec::decode(&bytes).map_err(|e| {
-            LedgerError::IndexInconsistent(format!("state value does not decode: {e}"))
-        })
+        crate::query::trace(self, reference)
     }
 
     /// Where the trade of an order stands: which legs of the closed loop are done.
     pub fn trade_status(&self, order_id: &str) -> Result<TradeStatus, LedgerError> {
-        let order: OrderState = self.load(&entity_key("order", order_id))?;
-        let mut invoices = Vec::new();
-        for id in &order.invoices {
-            invoices.push((id.clone(), self.load::<InvoiceState>(&entity_key("invoice", id))?));
-        }
-        let mut shipments = Vec::new();
-        for id in &order.shipments {
-            shipments.push((id.clone(), self.load::<ShipmentState>(&entity_key("shipment", id))?));
-        }
-        Ok(trade_status_of(order_id, &order, &invoices, &shipments))
+        crate::query::trade_status(self, order_id)
+    }
+
+    /// A read view of this ledger for other threads (the node's HTTP API): it answers from
+    /// the index and the block log as committed, concurrently with this ledger's commits.
+    pub fn view(&self) -> crate::query::LedgerView
+    where
+        S: crate::query::ViewIndex,
+    {
+        crate::query::LedgerView::new(self.genesis.clone(), self.log.dir(), self.index.view_index())
     }
 }
 
-fn trade_status_of(
+impl<S: IndexStore> crate::query::ChainRead for Ledger<S> {
+    type Index = S;
+    fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+    fn index(&self) -> &S {
+        &self.index
+    }
+    fn block(&self, height: u64) -> Result<CertifiedBlock, LedgerError> {
+        self.log.read(height)
+    }
+    fn visible_height(&self) -> u64 {
+        self.tip.height
+    }
+}
+
+pub(crate) fn trade_status_of(
     order_id: &str,
     order: &OrderState,
     invoices: &[(String, InvoiceState)],
@@ -1086,7 +1048,7 @@ impl<'a> SharedChecks<'a> {
     }
 }
 
-fn ref_prefix(entity: &[u8]) -> Vec<u8> {
+pub(crate) fn ref_prefix(entity: &[u8]) -> Vec<u8> {
     let len = u16::try_from(entity.len()).unwrap_or(u16::MAX);
     let mut key = Vec::with_capacity(2 + entity.len() + 12);
     key.extend_from_slice(&len.to_be_bytes());
@@ -1094,7 +1056,7 @@ fn ref_prefix(entity: &[u8]) -> Vec<u8> {
     key
 }
 
-fn decode_position(bytes: &[u8]) -> Result<(u64, u32), LedgerError> {
+pub(crate) fn decode_position(bytes: &[u8]) -> Result<(u64, u32), LedgerError> {
     if bytes.len() != 12 {
         return Err(LedgerError::IndexInconsistent("event position is not 12 bytes".into()));
     }
@@ -1124,6 +1086,7 @@ pub fn record_of(block: &CertifiedBlock, index: u32) -> Result<EventRecord, Ledg
         id: signed.id(),
         height,
         index,
+        block_hash: block.block.header.hash(),
         block_time_ms: block.block.header.time_ms,
         kind: text("kind"),
         author: text("author"),

@@ -146,14 +146,48 @@ pub struct ApiSection {
     pub max_body_bytes: usize,
     /// Bound on events in one submission.
     pub max_events_per_request: usize,
+    /// Requests handled at once; more are refused with 503 `OVERLOADED`.
+    pub max_concurrent_requests: usize,
+    /// Longest time one request may take, milliseconds (503 `TIMEOUT` after it).
+    pub request_timeout_ms: u64,
+    /// Longest `?wait=commit`, milliseconds (at least 2 s below `request_timeout_ms`).
+    pub max_wait_ms: u64,
+    /// Most headers in one `GET /v1/blocks` page.
+    pub max_page_blocks: usize,
+    /// Most events in one `GET /v1/trace/...` page.
+    pub max_page_events: usize,
 }
 
 impl Default for ApiSection {
     fn default() -> Self {
+        let limits = crate::api::ApiLimits::default();
         ApiSection {
             listen: DEFAULT_API_LISTEN.parse().unwrap_or_else(|_| unreachable_default()),
             max_body_bytes: DEFAULT_API_MAX_BODY_BYTES,
             max_events_per_request: DEFAULT_API_MAX_EVENTS_PER_REQUEST,
+            max_concurrent_requests: limits.max_concurrent_requests,
+            request_timeout_ms: limits.request_timeout_ms,
+            max_wait_ms: limits.max_wait_ms,
+            max_page_blocks: limits.max_page_blocks,
+            max_page_events: limits.max_page_events,
+        }
+    }
+}
+
+impl ApiSection {
+    /// The API's bounds from this section (the rest at their defaults).
+    pub fn limits(&self) -> crate::api::ApiLimits {
+        let defaults = crate::api::ApiLimits::default();
+        crate::api::ApiLimits {
+            max_body_bytes: self.max_body_bytes,
+            max_events_per_request: self.max_events_per_request,
+            max_concurrent_requests: self.max_concurrent_requests,
+            request_timeout_ms: self.request_timeout_ms,
+            max_wait_ms: self.max_wait_ms,
+            default_wait_ms: defaults.default_wait_ms.min(self.max_wait_ms),
+            max_page_blocks: self.max_page_blocks,
+            max_page_events: self.max_page_events,
+            ..defaults
         }
     }
 }
@@ -279,6 +313,30 @@ impl NodeConfig {
         }
         if !(1..=100_000).contains(&self.api.max_events_per_request) {
             return Err(invalid("api.max_events_per_request", "must be 1..=100000".into()));
+        }
+        for (key, value) in [
+            ("api.max_concurrent_requests", self.api.max_concurrent_requests),
+            ("api.max_page_blocks", self.api.max_page_blocks),
+            ("api.max_page_events", self.api.max_page_events),
+        ] {
+            if !(1..=100_000).contains(&value) {
+                return Err(invalid(key, "must be 1..=100000".into()));
+            }
+        }
+        if !(1_000..=3_600_000).contains(&self.api.request_timeout_ms) {
+            return Err(invalid("api.request_timeout_ms", "must be 1000..=3600000 (ms)".into()));
+        }
+        if self.api.max_wait_ms.saturating_add(crate::api::WAIT_MARGIN_MS)
+            > self.api.request_timeout_ms
+        {
+            return Err(invalid(
+                "api.max_wait_ms",
+                format!(
+                    "must be at least {} ms below api.request_timeout_ms ({})",
+                    crate::api::WAIT_MARGIN_MS,
+                    self.api.request_timeout_ms
+                ),
+            ));
         }
         let c = &self.consensus;
         for (key, ms) in [

@@ -26,7 +26,7 @@ use tradeloop_crypto::PublicKey;
 use tradeloop_ledger::genesis::ConsensusParams;
 use tradeloop_ledger::{Genesis, Ledger, LedgerError, SignedEvent};
 
-use crate::api::{ApiCommand, ApiLimits, NodeStatus, Verdict};
+use crate::api::{ApiCommand, NodeStatus, Verdict};
 use crate::chain::{self, AdmitResult, ChainHandle, CommitNotice, MempoolStats};
 use crate::config::NodeConfig;
 use crate::consensus::context::{TradeContext, Validators};
@@ -164,6 +164,7 @@ pub async fn run(
         );
     }
     let tip = ledger.tip().clone();
+    let view = ledger.view();
     tracing::info!(chain = %genesis.doc.chain_id, genesis = %genesis.hash, height = tip.height, validator, node = %key.public_key(), "opening member node");
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -274,16 +275,13 @@ pub async fn run(
         .local_addr()
         .map_err(|source| NodeError::Io { what: "api address".into(), source })?;
     let (api_tx, api_rx) = mpsc::channel(API_COMMAND_CHANNEL);
-    let api_limits = ApiLimits {
-        max_body_bytes: config.api.max_body_bytes,
-        max_events_per_request: config.api.max_events_per_request,
-        ..ApiLimits::default()
-    };
+    let api_limits = config.api.limits();
     let mut api_stop = stop_rx.clone();
     let api_task = tokio::spawn(crate::api::serve(
         listener,
         api_tx,
         commits_tx.clone(),
+        view,
         api_limits,
         async move {
             let _ = api_stop.wait_for(|s| *s).await;

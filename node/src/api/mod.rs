@@ -32,11 +32,13 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
 use tradeloop_crypto::Hash;
+use tradeloop_ledger::query::LedgerView;
 use tradeloop_ledger::SignedEvent;
 
 mod handlers;
 pub mod hex_hash;
 mod problem;
+mod reads;
 mod wire;
 
 #[doc(hidden)]
@@ -46,7 +48,10 @@ pub mod testing;
 mod tests;
 
 pub use problem::ProblemCode;
-pub use wire::{EventResult, SubmitResponse};
+pub use wire::{
+    BlockView, BlocksPage, CertificateView, CommitSigView, Envelope, EventResult, EventView,
+    HeaderView, LegView, ParticipantView, ParticipantsView, SubmitResponse, TraceView, TradeView,
+};
 
 /// A request from the API to the runtime, answered on its one-shot channel.
 #[derive(Debug)]
@@ -191,6 +196,10 @@ pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 40_000;
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 256;
 /// Default [`ApiLimits::command_channel`].
 pub const DEFAULT_COMMAND_CHANNEL: usize = 1024;
+/// Default [`ApiLimits::max_page_blocks`].
+pub const DEFAULT_MAX_PAGE_BLOCKS: usize = 1000;
+/// Default [`ApiLimits::max_page_events`].
+pub const DEFAULT_MAX_PAGE_EVENTS: usize = 1000;
 /// Time kept free between the end of a commit wait and the request timeout, so a waiting
 /// request answers `timed_out` itself instead of being cut off by the timeout layer: 2 s.
 pub const WAIT_MARGIN_MS: u64 = 2_000;
@@ -214,6 +223,10 @@ pub struct ApiLimits {
     /// Capacity the node gives the [`ApiCommand`] channel (the API only sends on it; a full
     /// channel answers 503 `NODE_BUSY`).
     pub command_channel: usize,
+    /// Most headers in one `GET /v1/blocks` page (the default page size too).
+    pub max_page_blocks: usize,
+    /// Most events in one `GET /v1/trace/...` page (the default page size too).
+    pub max_page_events: usize,
 }
 
 impl Default for ApiLimits {
@@ -226,6 +239,8 @@ impl Default for ApiLimits {
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             command_channel: DEFAULT_COMMAND_CHANNEL,
+            max_page_blocks: DEFAULT_MAX_PAGE_BLOCKS,
+            max_page_events: DEFAULT_MAX_PAGE_EVENTS,
         }
     }
 }
@@ -240,6 +255,8 @@ impl ApiLimits {
             ("max_concurrent_requests", self.max_concurrent_requests == 0),
             ("command_channel", self.command_channel == 0),
             ("request_timeout_ms", self.request_timeout_ms == 0),
+            ("max_page_blocks", self.max_page_blocks == 0),
+            ("max_page_events", self.max_page_events == 0),
         ];
         if let Some((name, _)) = zero.iter().find(|(_, is_zero)| *is_zero) {
             return invalid(format!("api limit {name} is 0; it must be at least 1"));
@@ -271,6 +288,7 @@ impl ApiLimits {
 struct ApiState {
     commands: mpsc::Sender<ApiCommand>,
     commits: broadcast::Sender<CommitNotice>,
+    view: LedgerView,
     limits: ApiLimits,
 }
 
@@ -278,12 +296,13 @@ struct ApiState {
 pub fn router(
     commands: mpsc::Sender<ApiCommand>,
     commits: broadcast::Sender<CommitNotice>,
+    view: LedgerView,
     limits: ApiLimits,
 ) -> Router {
     let timeout = Duration::from_millis(limits.request_timeout_ms);
     let concurrency = limits.max_concurrent_requests.max(1);
     let body_limit = limits.max_body_bytes;
-    let state = Arc::new(ApiState { commands, commits, limits });
+    let state = Arc::new(ApiState { commands, commits, view, limits });
     // Outermost first: overload and timeout errors become problem+json; a request over the
     // concurrency limit is shed at once rather than queued without bound. `Router::layer` wraps
     // each route separately, so the limit is the global one (one semaphore for every route);
@@ -296,6 +315,14 @@ pub fn router(
     Router::new()
         .route("/v1/events", post(handlers::submit_events))
         .route("/v1/status", get(handlers::status))
+        .route("/v1/events/{id}", get(reads::get_event))
+        .route("/v1/events/{id}/proof", get(reads::get_event_proof))
+        .route("/v1/blocks", get(reads::list_blocks))
+        .route("/v1/blocks/{height}", get(reads::get_block))
+        .route("/v1/trace/{reference}", get(reads::get_trace))
+        .route("/v1/trades/{order_id}", get(reads::get_trade))
+        .route("/v1/trades/{order_id}/proof", get(reads::get_trade_proof))
+        .route("/v1/participants", get(reads::participants))
         .fallback(handlers::not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -308,9 +335,12 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     commands: mpsc::Sender<ApiCommand>,
     commits: broadcast::Sender<CommitNotice>,
+    view: LedgerView,
     limits: ApiLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     limits.check()?;
-    axum::serve(listener, router(commands, commits, limits)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(commands, commits, view, limits))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

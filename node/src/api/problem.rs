@@ -17,8 +17,17 @@ pub enum ProblemCode {
     NoEvents,
     /// 400: a query parameter is unknown or has a bad value.
     BadQuery,
+    /// 400: a path segment is malformed (an event id that is not 64 hex characters, a height
+    /// that is not a number).
+    BadPath,
     /// 404: no such endpoint.
     NotFound,
+    /// 404: no committed event has this id.
+    EventNotFound,
+    /// 404: no block at this height.
+    BlockNotFound,
+    /// 404: the order, shipment, declaration, credit or invoice is not on the ledger.
+    NotOnLedger,
     /// 413: the body is larger than `max_body_bytes`.
     BodyTooLarge,
     /// 413: more events than `max_events_per_request`.
@@ -35,6 +44,8 @@ pub enum ProblemCode {
     Timeout,
     /// 500: the runtime broke its contract (a bug in the node, not in the request).
     Internal,
+    /// 500: the node could not read its own ledger (damaged or unreadable storage).
+    Storage,
 }
 
 impl ProblemCode {
@@ -45,7 +56,11 @@ impl ProblemCode {
             ProblemCode::NotEvents => "NOT_EVENTS",
             ProblemCode::NoEvents => "NO_EVENTS",
             ProblemCode::BadQuery => "BAD_QUERY",
+            ProblemCode::BadPath => "BAD_PATH",
             ProblemCode::NotFound => "NOT_FOUND",
+            ProblemCode::EventNotFound => "EVENT_NOT_FOUND",
+            ProblemCode::BlockNotFound => "BLOCK_NOT_FOUND",
+            ProblemCode::NotOnLedger => "NOT_ON_LEDGER",
             ProblemCode::BodyTooLarge => "BODY_TOO_LARGE",
             ProblemCode::TooManyEvents => "TOO_MANY_EVENTS",
             ProblemCode::MempoolFull => "MEMPOOL_FULL",
@@ -54,6 +69,7 @@ impl ProblemCode {
             ProblemCode::Overloaded => "OVERLOADED",
             ProblemCode::Timeout => "TIMEOUT",
             ProblemCode::Internal => "INTERNAL",
+            ProblemCode::Storage => "STORAGE",
         }
     }
 
@@ -63,15 +79,19 @@ impl ProblemCode {
             ProblemCode::MalformedJson
             | ProblemCode::NotEvents
             | ProblemCode::NoEvents
-            | ProblemCode::BadQuery => StatusCode::BAD_REQUEST,
-            ProblemCode::NotFound => StatusCode::NOT_FOUND,
+            | ProblemCode::BadQuery
+            | ProblemCode::BadPath => StatusCode::BAD_REQUEST,
+            ProblemCode::NotFound
+            | ProblemCode::EventNotFound
+            | ProblemCode::BlockNotFound
+            | ProblemCode::NotOnLedger => StatusCode::NOT_FOUND,
             ProblemCode::BodyTooLarge | ProblemCode::TooManyEvents => StatusCode::PAYLOAD_TOO_LARGE,
             ProblemCode::MempoolFull => StatusCode::TOO_MANY_REQUESTS,
             ProblemCode::NodeUnavailable
             | ProblemCode::NodeBusy
             | ProblemCode::Overloaded
             | ProblemCode::Timeout => StatusCode::SERVICE_UNAVAILABLE,
-            ProblemCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ProblemCode::Internal | ProblemCode::Storage => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -84,7 +104,11 @@ impl ProblemCode {
             }
             ProblemCode::NoEvents => "The request holds no events",
             ProblemCode::BadQuery => "A query parameter is not understood",
+            ProblemCode::BadPath => "A path segment is malformed",
             ProblemCode::NotFound => "No such endpoint",
+            ProblemCode::EventNotFound => "No such committed event",
+            ProblemCode::BlockNotFound => "No block at this height",
+            ProblemCode::NotOnLedger => "Not on this ledger",
             ProblemCode::BodyTooLarge => "The request body is too large",
             ProblemCode::TooManyEvents => "Too many events in one request",
             ProblemCode::MempoolFull => "The mempool is full",
@@ -93,6 +117,7 @@ impl ProblemCode {
             ProblemCode::Overloaded => "Too many requests in flight",
             ProblemCode::Timeout => "The request took too long",
             ProblemCode::Internal => "The node failed to answer correctly",
+            ProblemCode::Storage => "The node could not read its ledger",
         }
     }
 }

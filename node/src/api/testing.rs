@@ -10,7 +10,9 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tradeloop_crypto::Hash;
-use tradeloop_ledger::SignedEvent;
+use tradeloop_ledger::query::LedgerView;
+use tradeloop_ledger::sample::Cast;
+use tradeloop_ledger::{Ledger, SignedEvent};
 
 use super::{ApiCommand, ApiLimits, CommitNotice, Committed, NodeStatus, Verdict};
 
@@ -129,6 +131,8 @@ pub struct FakeNode {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    /// The ledger's directory, when the fake made its own.
+    dir: Option<tempfile::TempDir>,
 }
 
 impl FakeNode {
@@ -149,8 +153,33 @@ impl Drop for FakeNode {
     }
 }
 
-/// Starts a [`FakeNode`].
+/// An empty one-validator ledger in a temporary directory (the deterministic sample cast's
+/// genesis), for an API whose read endpoints need a ledger to read.
+pub fn empty_ledger() -> std::io::Result<(tempfile::TempDir, Ledger)> {
+    let cast = Cast::deterministic(1, SAMPLE_GENESIS_MS).map_err(std::io::Error::other)?;
+    let dir = tempfile::tempdir()?;
+    let ledger =
+        Ledger::open(&dir.path().join("data"), cast.genesis).map_err(std::io::Error::other)?;
+    Ok((dir, ledger))
+}
+
+/// Genesis time of [`empty_ledger`]'s chain.
+pub const SAMPLE_GENESIS_MS: u64 = 1_700_000_000_000;
+
+/// Starts a [`FakeNode`] whose read endpoints answer from an empty ledger.
 pub fn spawn_fake_node(runtime: FakeRuntime, limits: ApiLimits) -> std::io::Result<FakeNode> {
+    let (dir, ledger) = empty_ledger()?;
+    let mut node = spawn_fake_node_with_view(runtime, limits, ledger.view())?;
+    node.dir = Some(dir);
+    Ok(node)
+}
+
+/// Starts a [`FakeNode`] whose read endpoints answer from `view`.
+pub fn spawn_fake_node_with_view(
+    runtime: FakeRuntime,
+    limits: ApiLimits,
+    view: LedgerView,
+) -> std::io::Result<FakeNode> {
     limits.check()?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
@@ -166,9 +195,9 @@ pub fn spawn_fake_node(runtime: FakeRuntime, limits: ApiLimits) -> std::io::Resu
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            let _ = super::serve(listener, commands, commits, limits, shutdown).await;
+            let _ = super::serve(listener, commands, commits, view, limits, shutdown).await;
             fake.abort();
         });
     });
-    Ok(FakeNode { addr, stop: Some(stop), thread: Some(thread) })
+    Ok(FakeNode { addr, stop: Some(stop), thread: Some(thread), dir: None })
 }

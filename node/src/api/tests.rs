@@ -37,12 +37,30 @@ struct Harness {
     router: Router,
     commands: Option<mpsc::Receiver<ApiCommand>>,
     commits: broadcast::Sender<CommitNotice>,
+    /// The ledger the read endpoints answer from, and its directory.
+    ledger: tradeloop_ledger::Ledger,
+    _dir: tempfile::TempDir,
 }
 
 fn harness(limits: ApiLimits) -> Harness {
+    let (dir, ledger) = super::testing::empty_ledger().unwrap();
+    harness_on(limits, dir, ledger)
+}
+
+fn harness_on(
+    limits: ApiLimits,
+    dir: tempfile::TempDir,
+    ledger: tradeloop_ledger::Ledger,
+) -> Harness {
     let (tx, rx) = mpsc::channel(limits.command_channel);
     let (commits, _) = broadcast::channel(16);
-    Harness { router: router(tx, commits.clone(), limits), commands: Some(rx), commits }
+    Harness {
+        router: router(tx, commits.clone(), ledger.view(), limits),
+        commands: Some(rx),
+        commits,
+        ledger,
+        _dir: dir,
+    }
 }
 
 impl Harness {
@@ -290,7 +308,8 @@ async fn wait_commit_after_a_lag_is_answered_through_lookup() {
     // Room for 2 notices: the runtime sends 4 before the handler reads any, so it lags and the
     // notice with its event is gone.
     let (commits, _) = broadcast::channel(2);
-    let router = router(tx, commits.clone(), limits);
+    let (_dir, ledger) = super::testing::empty_ledger().unwrap();
+    let router = router(tx, commits.clone(), ledger.view(), limits);
     let lookups = Arc::new(Mutex::new(0usize));
     let lookups_seen = lookups.clone();
     let at = Committed { height: 1, block_hash: fake_block_hash(1), index: 0 };
@@ -346,7 +365,8 @@ async fn an_event_evicted_by_a_commit_answers_rejected_to_its_waiter() {
     let limits = ApiLimits::default();
     let (tx, mut rx) = mpsc::channel(limits.command_channel);
     let (commits, _) = broadcast::channel(16);
-    let router = router(tx, commits.clone(), limits);
+    let (_dir, ledger) = super::testing::empty_ledger().unwrap();
+    let router = router(tx, commits.clone(), ledger.view(), limits);
     let (kept, lost) = (event(1), event(2));
     let lost_id = lost.id();
     tokio::spawn(async move {
@@ -441,7 +461,8 @@ async fn status_round_trips_over_a_real_socket_and_serve_shuts_down() {
     let (commits, _) = broadcast::channel(16);
     tokio::spawn(run_fake_runtime(FakeRuntime::accept_all(false), rx, commits.clone()));
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, tx, commits, limits, async {
+    let (_dir, ledger) = super::testing::empty_ledger().unwrap();
+    let server = tokio::spawn(serve(listener, tx, commits, ledger.view(), limits, async {
         let _ = stopped.await;
     }));
 
@@ -470,7 +491,8 @@ async fn serve_refuses_limits_that_cannot_work() {
     let (tx, _rx) = mpsc::channel(1);
     let (commits, _) = broadcast::channel(1);
     let limits = ApiLimits { request_timeout_ms: 1000, ..ApiLimits::default() };
-    let err = serve(listener, tx, commits, limits, async {}).await.unwrap_err();
+    let (_dir, ledger) = super::testing::empty_ledger().unwrap();
+    let err = serve(listener, tx, commits, ledger.view(), limits, async {}).await.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     assert!(err.to_string().contains("request_timeout_ms"), "{err}");
     assert!(ApiLimits::default().check().is_ok());
@@ -512,7 +534,8 @@ async fn a_full_command_queue_is_503_with_retry_after() {
     let (filler, _) = oneshot::channel();
     tx.try_send(ApiCommand::Status { reply: filler }).unwrap();
     let (commits, _) = broadcast::channel(1);
-    let router = router(tx, commits, limits);
+    let (_dir, ledger) = super::testing::empty_ledger().unwrap();
+    let router = router(tx, commits, ledger.view(), limits);
     let answer = call(&router, post("/v1/events", event(1).to_envelope_json())).await;
     assert_problem(&answer, 503, "NODE_BUSY");
     assert_eq!(answer.headers[header::RETRY_AFTER], "1");
@@ -546,4 +569,162 @@ async fn requests_over_the_concurrency_limit_are_shed_and_slow_ones_time_out() {
     let first = tokio::time::timeout(TEST_DEADLINE, first).await.unwrap().unwrap();
     assert_problem(&first, 503, "TIMEOUT");
     held.abort();
+}
+
+/// A one-validator ledger holding one whole closed-loop trade (`PO-1`) in two blocks (7 and 12
+/// events), behind the harness.
+fn trade_harness() -> (Harness, tradeloop_ledger::sample::Cast, Vec<SignedEvent>) {
+    use tradeloop_ledger::sample::{trade_events, Cast};
+    let t0 = super::testing::SAMPLE_GENESIS_MS;
+    let cast = Cast::deterministic(1, t0).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger =
+        tradeloop_ledger::Ledger::open(&dir.path().join("data"), cast.genesis.clone()).unwrap();
+    let events = trade_events(&cast, 1, t0 + 1_000);
+    ledger.append_local(&events[..7], t0 + 2_000, &cast.validator_keys[0]).unwrap();
+    ledger.append_local(&events[7..], t0 + 3_000, &cast.validator_keys[0]).unwrap();
+    assert_eq!(ledger.tip().height, 2);
+    (harness_on(ApiLimits::default(), dir, ledger), cast, events)
+}
+
+async fn call_text(router: &Router, request: Request<Body>) -> (StatusCode, String) {
+    let response = tokio::time::timeout(TEST_DEADLINE, router.clone().oneshot(request))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn each_committed_event_is_served_with_its_place_and_an_envelope_that_verifies() {
+    let (h, _cast, events) = trade_harness();
+    for (i, e) in events.iter().enumerate() {
+        let answer = call(&h.router, get(&format!("/v1/events/{}", e.id()))).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
+        let view: EventView = serde_json::from_value(answer.json).unwrap();
+        let record = h.ledger.event(&e.id()).unwrap().unwrap();
+        assert_eq!((view.height, view.index), (record.height, record.index), "event {i}");
+        assert_eq!(view.block_hash, h.ledger.block(view.height).unwrap().block.header.hash());
+        // The envelope as served parses back to the same signed event (same id, signature).
+        let again =
+            SignedEvent::from_envelope_json(&serde_json::to_vec(&view.envelope).unwrap()).unwrap();
+        assert_eq!(again.id(), e.id());
+        assert_eq!(again.signature, e.signature);
+    }
+    let unknown = call(&h.router, get(&format!("/v1/events/{}", Hash::sha256(b"x")))).await;
+    assert_problem(&unknown, 404, "EVENT_NOT_FOUND");
+    for bad in ["xyz", "00", &"g".repeat(64)] {
+        assert_problem(&call(&h.router, get(&format!("/v1/events/{bad}"))).await, 400, "BAD_PATH");
+    }
+}
+
+#[tokio::test]
+async fn proofs_of_an_event_and_of_a_trade_verify_offline_against_the_genesis() {
+    let (h, cast, events) = trade_harness();
+    let (status, text) =
+        call_text(&h.router, get(&format!("/v1/events/{}/proof", events[9].id()))).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let report = tradeloop_ledger::proof::verify_bundle(text.as_bytes(), &cast.genesis);
+    assert!(report.ok(), "{:?}", report.failures);
+    assert_eq!(report.events.len(), 1);
+    assert_eq!(report.events[0].id, events[9].id());
+
+    let (status, text) = call_text(&h.router, get("/v1/trades/PO-1/proof")).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let report = tradeloop_ledger::proof::verify_bundle(text.as_bytes(), &cast.genesis);
+    assert!(report.ok(), "{:?}", report.failures);
+    assert_eq!(report.events.len(), events.len());
+
+    let missing = call(&h.router, get(&format!("/v1/events/{}/proof", Hash::sha256(b"x")))).await;
+    assert_problem(&missing, 404, "EVENT_NOT_FOUND");
+    assert_problem(&call(&h.router, get("/v1/trades/PO-9/proof")).await, 404, "NOT_ON_LEDGER");
+}
+
+#[tokio::test]
+async fn blocks_are_listed_in_bounded_pages_and_served_with_certificate_and_event_ids() {
+    let (h, _cast, events) = trade_harness();
+    let page = call(&h.router, get("/v1/blocks")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.json);
+    let page: BlocksPage = serde_json::from_value(page.json).unwrap();
+    assert_eq!(page.height, 2);
+    assert_eq!(page.blocks.len(), 2);
+    assert_eq!(page.next_from, None);
+    for header in &page.blocks {
+        assert_eq!(header.hash, h.ledger.block(header.height).unwrap().block.header.hash());
+    }
+    let first: BlocksPage =
+        serde_json::from_value(call(&h.router, get("/v1/blocks?limit=1")).await.json).unwrap();
+    assert_eq!((first.blocks.len(), first.next_from), (1, Some(2)));
+    let second: BlocksPage =
+        serde_json::from_value(call(&h.router, get("/v1/blocks?from=2&limit=1")).await.json)
+            .unwrap();
+    assert_eq!((second.blocks[0].height, second.next_from), (2, None));
+    let past: BlocksPage =
+        serde_json::from_value(call(&h.router, get("/v1/blocks?from=9")).await.json).unwrap();
+    assert!(past.blocks.is_empty());
+    for bad in ["/v1/blocks?limit=0", "/v1/blocks?from=x", "/v1/blocks?colour=red"] {
+        assert_problem(&call(&h.router, get(bad)).await, 400, "BAD_QUERY");
+    }
+
+    let block = call(&h.router, get("/v1/blocks/1")).await;
+    assert_eq!(block.status, StatusCode::OK, "{}", block.json);
+    let block: BlockView = serde_json::from_value(block.json).unwrap();
+    let ids: Vec<String> = events[..7].iter().map(|e| e.id().to_hex()).collect();
+    assert_eq!(block.event_ids, ids);
+    assert_eq!(block.header.event_count, 7);
+    assert_eq!(block.certificate.signatures.len(), 1);
+    for missing in ["/v1/blocks/0", "/v1/blocks/3"] {
+        assert_problem(&call(&h.router, get(missing)).await, 404, "BLOCK_NOT_FOUND");
+    }
+    assert_problem(&call(&h.router, get("/v1/blocks/one")).await, 400, "BAD_PATH");
+}
+
+#[tokio::test]
+async fn a_trace_is_served_in_ledger_order_and_in_pages_and_a_trade_reports_closed() {
+    let (h, _cast, _events) = trade_harness();
+    let expected: Vec<Hash> = h.ledger.trace("order:PO-1").unwrap().iter().map(|r| r.id).collect();
+    assert!(expected.len() > 10);
+    let whole: TraceView =
+        serde_json::from_value(call(&h.router, get("/v1/trace/order:PO-1")).await.json).unwrap();
+    assert_eq!(whole.events.iter().map(|e| e.id).collect::<Vec<_>>(), expected);
+    assert_eq!((whole.total, whole.next_offset, whole.height), (expected.len(), None, 2));
+
+    let mut paged = Vec::new();
+    let mut offset = Some(0);
+    while let Some(at) = offset {
+        let page: TraceView = serde_json::from_value(
+            call(&h.router, get(&format!("/v1/trace/order:PO-1?limit=4&offset={at}"))).await.json,
+        )
+        .unwrap();
+        assert!(page.events.len() <= 4);
+        paged.extend(page.events.iter().map(|e| e.id));
+        offset = page.next_offset;
+    }
+    assert_eq!(paged, expected);
+    assert_problem(&call(&h.router, get("/v1/trace/order:PO-9")).await, 404, "NOT_ON_LEDGER");
+    assert_problem(&call(&h.router, get("/v1/trace/PO-1")).await, 400, "BAD_PATH");
+    assert_problem(&call(&h.router, get("/v1/trace/pallet:P-1")).await, 400, "BAD_PATH");
+
+    let trade = call(&h.router, get("/v1/trades/PO-1")).await;
+    assert_eq!(trade.status, StatusCode::OK, "{}", trade.json);
+    let trade: TradeView = serde_json::from_value(trade.json).unwrap();
+    assert_eq!((trade.state.as_str(), trade.closed), ("CLOSED", true));
+    assert!(trade.open_legs.is_empty());
+    assert!(trade.legs.iter().all(|l| l.done));
+    assert_problem(&call(&h.router, get("/v1/trades/PO-9")).await, 404, "NOT_ON_LEDGER");
+}
+
+#[tokio::test]
+async fn the_participants_are_the_genesis_participants() {
+    let (h, cast, _events) = trade_harness();
+    let answer = call(&h.router, get("/v1/participants")).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let view: ParticipantsView = serde_json::from_value(answer.json).unwrap();
+    assert_eq!(view.genesis_hash, cast.genesis.hash);
+    let ids: Vec<&str> = view.participants.iter().map(|p| p.id.as_str()).collect();
+    let expected: Vec<&str> = cast.genesis.doc.participants.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, expected);
+    assert!(view.participants.iter().all(|p| !p.keys.is_empty() && !p.role.is_empty()));
 }

@@ -82,3 +82,264 @@ impl From<Verdict> for EventResult {
         }
     }
 }
+
+/// A committed event (`GET /v1/events/{id}`, and each event of a trace or of the stream).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventView {
+    /// Event id.
+    #[serde(with = "hex_hash")]
+    pub id: Hash,
+    /// Height of its block.
+    pub height: u64,
+    /// Position in the block, from 0.
+    pub index: u32,
+    /// Hash of its block.
+    #[serde(with = "hex_hash")]
+    pub block_hash: Hash,
+    /// The block's time, Unix milliseconds.
+    pub block_time_ms: u64,
+    /// Event kind, e.g. `trade.order_placed`.
+    pub kind: String,
+    /// Participant id of the author.
+    pub author: String,
+    /// The envelope as signed: `body` (its canonical JSON is what the signature covers) and
+    /// `signature`; it can be checked, and resubmitted, as it is.
+    pub envelope: Envelope,
+}
+
+/// An event envelope.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The event body.
+    pub body: serde_json::Value,
+    /// ed25519 signature, 128 hex characters.
+    pub signature: String,
+}
+
+impl From<tradeloop_ledger::store::EventRecord> for EventView {
+    fn from(r: tradeloop_ledger::store::EventRecord) -> EventView {
+        EventView {
+            id: r.id,
+            height: r.height,
+            index: r.index,
+            block_hash: r.block_hash,
+            block_time_ms: r.block_time_ms,
+            kind: r.kind,
+            author: r.author,
+            envelope: Envelope { body: r.body, signature: r.signature },
+        }
+    }
+}
+
+/// A block header (`GET /v1/blocks`, `GET /v1/blocks/{height}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderView {
+    /// Height.
+    pub height: u64,
+    /// The block hash (docs/formats.md, "Block header").
+    #[serde(with = "hex_hash")]
+    pub hash: Hash,
+    /// Hash of the previous block (zeros at height 1).
+    #[serde(with = "hex_hash")]
+    pub prev_hash: Hash,
+    /// Block time, Unix milliseconds.
+    pub time_ms: u64,
+    /// Node key of the proposer, hex.
+    pub proposer: String,
+    /// Merkle root of the event ids.
+    #[serde(with = "hex_hash")]
+    pub events_root: Hash,
+    /// Number of events.
+    pub event_count: u32,
+    /// State commitment after the block.
+    #[serde(with = "hex_hash")]
+    pub app_hash: Hash,
+    /// Hash of the validator set that certifies it.
+    #[serde(with = "hex_hash")]
+    pub validators_hash: Hash,
+}
+
+impl From<&tradeloop_ledger::Header> for HeaderView {
+    fn from(h: &tradeloop_ledger::Header) -> HeaderView {
+        HeaderView {
+            height: h.height,
+            hash: h.hash(),
+            prev_hash: h.prev_hash,
+            time_ms: h.time_ms,
+            proposer: h.proposer.to_hex(),
+            events_root: h.events_root,
+            event_count: h.event_count,
+            app_hash: h.app_hash,
+            validators_hash: h.validators_hash,
+        }
+    }
+}
+
+/// One page of headers (`GET /v1/blocks`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlocksPage {
+    /// The chain's height when the page was read.
+    pub height: u64,
+    /// Headers in height order.
+    pub blocks: Vec<HeaderView>,
+    /// `from` of the next page, if there are blocks after this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_from: Option<u64>,
+}
+
+/// A block with its certificate (`GET /v1/blocks/{height}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockView {
+    /// The header.
+    pub header: HeaderView,
+    /// The commit certificate.
+    pub certificate: CertificateView,
+    /// The event ids, in block order (an event's position is its index).
+    pub event_ids: Vec<String>,
+}
+
+/// A commit certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateView {
+    /// The round the block was decided in.
+    pub round: u32,
+    /// The validators' precommit signatures.
+    pub signatures: Vec<CommitSigView>,
+}
+
+/// One validator's precommit signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitSigView {
+    /// The validator's node key, hex.
+    pub validator: String,
+    /// Its signature, hex.
+    pub signature: String,
+}
+
+impl From<&tradeloop_ledger::CertifiedBlock> for BlockView {
+    fn from(b: &tradeloop_ledger::CertifiedBlock) -> BlockView {
+        BlockView {
+            header: (&b.block.header).into(),
+            certificate: CertificateView {
+                round: b.certificate.round,
+                signatures: b
+                    .certificate
+                    .signatures
+                    .iter()
+                    .map(|s| CommitSigView {
+                        validator: s.validator.to_hex(),
+                        signature: s.signature.to_hex(),
+                    })
+                    .collect(),
+            },
+            event_ids: b.block.events.iter().map(|e| e.id().to_hex()).collect(),
+        }
+    }
+}
+
+/// The events of a trace (`GET /v1/trace/{reference}`), one page of them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TraceView {
+    /// The reference asked for, e.g. `order:PO-1`.
+    pub reference: String,
+    /// The chain's height the trace was read at.
+    pub height: u64,
+    /// Events of the whole trace.
+    pub total: usize,
+    /// This page's events, in ledger order.
+    pub events: Vec<EventView>,
+    /// `offset` of the next page, if there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<usize>,
+}
+
+/// Where a trade stands (`GET /v1/trades/{order_id}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradeView {
+    /// The order.
+    pub order_id: String,
+    /// The chain's height the status was read at.
+    pub height: u64,
+    /// Buyer's participant id.
+    pub buyer: String,
+    /// Seller's participant id.
+    pub seller: String,
+    /// `CLOSED` when every leg is done, else `OPEN`.
+    pub state: String,
+    /// Whether the loop is closed: goods received, import cleared, invoices settled.
+    pub closed: bool,
+    /// Every leg, in the order of the loop.
+    pub legs: Vec<LegView>,
+    /// Names of the legs still open.
+    pub open_legs: Vec<String>,
+}
+
+/// One leg of a trade.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegView {
+    /// Leg name, e.g. `export_cleared`.
+    pub leg: String,
+    /// Whether it is done.
+    pub done: bool,
+    /// Detail for a person.
+    pub detail: String,
+}
+
+impl TradeView {
+    /// The view of a trade status read at `height`.
+    pub fn new(s: tradeloop_ledger::store::TradeStatus, height: u64) -> TradeView {
+        TradeView {
+            order_id: s.order_id,
+            height,
+            buyer: s.buyer,
+            seller: s.seller,
+            state: if s.closed { "CLOSED" } else { "OPEN" }.into(),
+            closed: s.closed,
+            legs: s
+                .legs
+                .into_iter()
+                .map(|l| LegView { leg: l.leg.into(), done: l.done, detail: l.detail })
+                .collect(),
+            open_legs: s.open_legs.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// The chain's participants (`GET /v1/participants`), from its genesis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantsView {
+    /// The genesis chain id.
+    pub chain_id: String,
+    /// The genesis hash.
+    #[serde(with = "hex_hash")]
+    pub genesis_hash: Hash,
+    /// Every participant.
+    pub participants: Vec<ParticipantView>,
+}
+
+/// One participant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantView {
+    /// Stable id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Role: exporter, importer, forwarder, bank, customs or auditor.
+    pub role: String,
+    /// ISO 3166-1 alpha-2 country (for customs, its jurisdiction).
+    pub country: String,
+    /// Event-signing public keys, hex.
+    pub keys: Vec<String>,
+}
+
+impl From<&tradeloop_ledger::Participant> for ParticipantView {
+    fn from(p: &tradeloop_ledger::Participant) -> ParticipantView {
+        ParticipantView {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            role: p.role.as_str().into(),
+            country: p.country.clone(),
+            keys: p.keys.iter().map(|k| k.to_hex()).collect(),
+        }
+    }
+}

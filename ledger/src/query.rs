@@ -1,0 +1,337 @@
+//! Reading the chain: events, traces, trade status, blocks and evidence, for the writing
+//! [`Ledger`](crate::Ledger) and for read views that answer beside it.
+//!
+//! A [`LedgerView`] is what a node's HTTP API reads: a clone of the sled index handle and the
+//! block log's directory, shared by any number of threads while the ledger's one writer
+//! commits. Each request takes a [`ViewAt`] with [`LedgerView::at_tip`]: the tip record the
+//! index holds at that moment, read once. Because a block reaches the log (fsynced) before
+//! its index batch, and the batch (with its tip record) is atomic, every block, event and
+//! reference at or below that tip is readable; anything of a later block that becomes
+//! visible while the request runs is left out, so one answer never mixes two tips. State
+//! values (an order's record, which [`trade_status`] reads) are read as they are now, which
+//! may already include the next block.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tradeloop_crypto::Hash;
+
+use crate::block::{CertifiedBlock, Header, Tip};
+use crate::blocklog::{read_block, Location};
+use crate::event::{parse_ref, RefKind};
+use crate::genesis::Genesis;
+use crate::index::{IndexStore, SledIndex};
+use crate::state::{entity_key, InvoiceState, OrderState, ShipmentState, StateRead};
+use crate::store::{
+    decode_position, record_of, ref_prefix, table_key, tables, trade_status_of, EventRecord,
+    TradeStatus, META_TIP_KEY,
+};
+use crate::{codec, LedgerError};
+
+/// What the queries need of a ledger: its genesis, its index, its blocks, and the highest
+/// height it answers for.
+pub trait ChainRead: StateRead {
+    /// The index engine.
+    type Index: IndexStore;
+    /// The chain's genesis.
+    fn genesis(&self) -> &Genesis;
+    /// The index.
+    fn index(&self) -> &Self::Index;
+    /// The certified block at `height` (`NotFound` above [`ChainRead::visible_height`]).
+    fn block(&self, height: u64) -> Result<CertifiedBlock, LedgerError>;
+    /// The highest height whose blocks and events this reader answers with.
+    fn visible_height(&self) -> u64;
+}
+
+/// An event by id (`None` if it is not committed at or below the visible height).
+pub fn event<R: ChainRead>(r: &R, id: &Hash) -> Result<Option<EventRecord>, LedgerError> {
+    let Some(position) = r.index().get(&table_key(tables::EVENTS, &id.0))? else {
+        return Ok(None);
+    };
+    let (height, index) = decode_position(position.as_ref())?;
+    if height > r.visible_height() {
+        return Ok(None);
+    }
+    let block = r.block(height)?;
+    let record = record_of(&block, index)?;
+    if record.id != *id {
+        // The log is the truth: an index entry pointing elsewhere is damage, not an answer.
+        return Err(LedgerError::IndexInconsistent(format!(
+            "the index places event {id} at height {height} index {index}, which holds event {}",
+            record.id
+        )));
+    }
+    Ok(Some(record))
+}
+
+/// The (height, index) of every event that touches an entity key, in ledger order.
+pub fn positions_of<R: ChainRead>(r: &R, entity: &[u8]) -> Result<Vec<(u64, u32)>, LedgerError> {
+    let mut out = Vec::new();
+    for item in r.index().scan_prefix(&table_key(tables::REFS, &ref_prefix(entity))) {
+        let (key, _) = item?;
+        let position = key.len().checked_sub(12).map(|at| &key[at..]).unwrap_or(&key[..]);
+        let (height, index) = decode_position(position)?;
+        if height <= r.visible_height() {
+            out.push((height, index));
+        }
+    }
+    Ok(out)
+}
+
+/// Every event that touches an entity (`order`, `invoice`, `shipment`, `declaration`, `lc`,
+/// `document`, `payment`), in ledger order.
+pub fn trace_entity<R: ChainRead>(r: &R, entity: &[u8]) -> Result<Vec<EventRecord>, LedgerError> {
+    let mut out = Vec::new();
+    let mut cached: Option<CertifiedBlock> = None;
+    for (height, index) in positions_of(r, entity)? {
+        if cached.as_ref().is_none_or(|b| b.block.header.height != height) {
+            cached = Some(r.block(height)?);
+        }
+        if let Some(block) = &cached {
+            out.push(record_of(block, index)?);
+        }
+    }
+    Ok(out)
+}
+
+/// A trace by reference `shipment:ID`, `order:ID`, `declaration:ID`, `lc:ID` or `invoice:ID`.
+/// An order's trace includes the events of its shipments and declarations, so it shows the
+/// whole closed loop.
+pub fn trace<R: ChainRead>(r: &R, reference: &str) -> Result<Vec<EventRecord>, LedgerError> {
+    let (kind, id) = parse_ref(reference).map_err(LedgerError::NotFound)?;
+    let prefix = match kind {
+        RefKind::Order => "order",
+        RefKind::Invoice => "invoice",
+        RefKind::Shipment => "shipment",
+        RefKind::Declaration => "declaration",
+        RefKind::Lc => "lc",
+    };
+    let key = entity_key(prefix, id);
+    if r.get_state(&key)?.is_none() {
+        return Err(LedgerError::NotFound(format!("{reference} on this ledger")));
+    }
+    let mut records = trace_entity(r, &key)?;
+    if kind == RefKind::Order {
+        let order: OrderState = load(r, &key)?;
+        for shipment in &order.shipments {
+            records.extend(trace_entity(r, &entity_key("shipment", shipment))?);
+        }
+        records.sort_by_key(|r| (r.height, r.index));
+        records.dedup_by_key(|r| (r.height, r.index));
+    }
+    Ok(records)
+}
+
+/// A state value, decoded; `NotFound` when absent.
+pub(crate) fn load<R: StateRead, T: serde::de::DeserializeOwned>(
+    r: &R,
+    key: &[u8],
+) -> Result<T, LedgerError> {
+    let bytes = r
+        .get_state(key)?
+        .ok_or_else(|| LedgerError::NotFound(String::from_utf8_lossy(key).into_owned()))?;
+    codec::decode(&bytes)
+        .map_err(|e| LedgerError::IndexInconsistent(format!("state value does not decode: {e}")))
+}
+
+/// Where the trade of an order stands: which legs of the closed loop are done.
+pub fn trade_status<R: ChainRead>(r: &R, order_id: &str) -> Result<TradeStatus, LedgerError> {
+    let order: OrderState = load(r, &entity_key("order", order_id))?;
+    let mut invoices = Vec::new();
+    for id in &order.invoices {
+        invoices.push((id.clone(), load::<_, InvoiceState>(r, &entity_key("invoice", id))?));
+    }
+    let mut shipments = Vec::new();
+    for id in &order.shipments {
+        shipments.push((id.clone(), load::<_, ShipmentState>(r, &entity_key("shipment", id))?));
+    }
+    Ok(trade_status_of(order_id, &order, &invoices, &shipments))
+}
+
+/// An index that can be shared with read views (a cheap clone of the same engine handle).
+pub trait ViewIndex: IndexStore {
+    /// Another handle on the same index.
+    fn view_index(&self) -> SledIndex;
+}
+
+impl ViewIndex for SledIndex {
+    fn view_index(&self) -> SledIndex {
+        self.clone()
+    }
+}
+
+/// A read view of a ledger, shared across threads (`Clone` is cheap). See the module docs.
+#[derive(Clone, Debug)]
+pub struct LedgerView {
+    genesis: Arc<Genesis>,
+    blocks_dir: PathBuf,
+    index: SledIndex,
+}
+
+impl LedgerView {
+    pub(crate) fn new(genesis: Genesis, blocks_dir: &Path, index: SledIndex) -> LedgerView {
+        LedgerView { genesis: Arc::new(genesis), blocks_dir: blocks_dir.to_path_buf(), index }
+    }
+
+    /// The chain's genesis.
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    /// The view at the tip the index holds now.
+    pub fn at_tip(&self) -> Result<ViewAt<'_>, LedgerError> {
+        let tip = match self.index.get(META_TIP_KEY)? {
+            Some(bytes) => codec::decode::<Tip>(bytes.as_ref()).map_err(|e| {
+                LedgerError::IndexInconsistent(format!("tip record does not decode: {e}"))
+            })?,
+            None => Tip::genesis(&self.genesis),
+        };
+        Ok(ViewAt { view: self, tip })
+    }
+}
+
+/// A [`LedgerView`] fixed at one tip: every answer is of the chain up to that tip.
+#[derive(Debug)]
+pub struct ViewAt<'a> {
+    view: &'a LedgerView,
+    tip: Tip,
+}
+
+impl ViewAt<'_> {
+    /// The tip this view answers for.
+    pub fn tip(&self) -> &Tip {
+        &self.tip
+    }
+
+    /// An event by id.
+    pub fn event(&self, id: &Hash) -> Result<Option<EventRecord>, LedgerError> {
+        event(self, id)
+    }
+
+    /// See [`trace`].
+    pub fn trace(&self, reference: &str) -> Result<Vec<EventRecord>, LedgerError> {
+        trace(self, reference)
+    }
+
+    /// See [`trade_status`].
+    pub fn trade_status(&self, order_id: &str) -> Result<TradeStatus, LedgerError> {
+        trade_status(self, order_id)
+    }
+
+    /// The headers of at most `limit` blocks from height `from` (at least 1) on, in order.
+    pub fn headers(&self, from: u64, limit: usize) -> Result<Vec<Header>, LedgerError> {
+        let mut out = Vec::new();
+        let mut height = from.max(1);
+        while height <= self.tip.height && out.len() < limit {
+            out.push(ChainRead::block(self, height)?.block.header);
+            height = height.saturating_add(1);
+        }
+        Ok(out)
+    }
+
+    /// The certified block at `height`.
+    pub fn block(&self, height: u64) -> Result<CertifiedBlock, LedgerError> {
+        ChainRead::block(self, height)
+    }
+}
+
+impl StateRead for ViewAt<'_> {
+    fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
+        Ok(self.view.index.get(&table_key(tables::STATE, key))?.map(|v| v.to_vec()))
+    }
+}
+
+impl ChainRead for ViewAt<'_> {
+    type Index = SledIndex;
+    fn genesis(&self) -> &Genesis {
+        &self.view.genesis
+    }
+    fn index(&self) -> &SledIndex {
+        &self.view.index
+    }
+    fn block(&self, height: u64) -> Result<CertifiedBlock, LedgerError> {
+        if height == 0 || height > self.tip.height {
+            return Err(LedgerError::NotFound(format!(
+                "block at height {height} (the chain's height is {})",
+                self.tip.height
+            )));
+        }
+        let Some(bytes) = self.view.index.get(&table_key(tables::BLOCKS, &height.to_be_bytes()))?
+        else {
+            return Err(LedgerError::IndexInconsistent(format!(
+                "the index has no location for block {height}, below its tip {}",
+                self.tip.height
+            )));
+        };
+        let loc: Location = codec::decode(bytes.as_ref()).map_err(|e| {
+            LedgerError::IndexInconsistent(format!(
+                "location of block {height} does not decode: {e}"
+            ))
+        })?;
+        let block = read_block(&self.view.blocks_dir, loc, height)?;
+        if block.block.header.height != height {
+            return Err(LedgerError::IndexInconsistent(format!(
+                "the index places block {height} where the log holds block {}",
+                block.block.header.height
+            )));
+        }
+        Ok(block)
+    }
+    fn visible_height(&self) -> u64 {
+        self.tip.height
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::sample::{trade_events, Cast};
+    use crate::Ledger;
+
+    const T0: u64 = 1_780_000_000_000;
+
+    #[test]
+    fn a_view_answers_like_the_ledger_and_never_beyond_the_tip_it_was_taken_at() {
+        let cast = Cast::deterministic(1, T0).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(&dir.path().join("d"), cast.genesis.clone()).unwrap();
+        let view = ledger.view();
+        assert_eq!(view.at_tip().unwrap().tip().height, 0);
+        let events = trade_events(&cast, 1, T0 + 1_000);
+        ledger.append_local(&events[..7], T0 + 2_000, &cast.validator_keys[0]).unwrap();
+
+        // Taken before the second block: it keeps answering for height 1 only.
+        let before = view.at_tip().unwrap();
+        assert_eq!(before.tip(), ledger.tip());
+        ledger.append_local(&events[7..], T0 + 3_000, &cast.validator_keys[0]).unwrap();
+        let after = view.at_tip().unwrap();
+        assert_eq!(after.tip(), ledger.tip());
+        assert_eq!(after.tip().height, 2);
+
+        for (i, e) in events.iter().enumerate() {
+            let id = e.id();
+            let from_ledger = ledger.event(&id).unwrap().unwrap();
+            let from_view = after.event(&id).unwrap().unwrap();
+            assert_eq!(
+                (from_view.height, from_view.index, &from_view.body),
+                (from_ledger.height, from_ledger.index, &from_ledger.body)
+            );
+            assert_eq!(before.event(&id).unwrap().is_some(), i < 7, "event {i}");
+        }
+        let order = "order:PO-1";
+        let ids = |records: Vec<EventRecord>| records.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(after.trace(order).unwrap()), ids(ledger.trace(order).unwrap()));
+        assert!(before.trace(order).unwrap().iter().all(|r| r.height == 1));
+        assert_eq!(
+            after.trade_status("PO-1").unwrap().closed,
+            ledger.trade_status("PO-1").unwrap().closed
+        );
+        assert_eq!(after.headers(1, 10).unwrap().len(), 2);
+        assert_eq!(after.headers(2, 10).unwrap()[0], ledger.block(2).unwrap().block.header);
+        assert_eq!(before.headers(1, 10).unwrap().len(), 1);
+        assert!(matches!(before.block(2), Err(LedgerError::NotFound(_))));
+        assert!(matches!(after.block(0), Err(LedgerError::NotFound(_))));
+        assert_eq!(after.block(1).unwrap(), ledger.block(1).unwrap());
+    }
+}

@@ -1,0 +1,330 @@
+//! The read endpoints: committed events and their proofs, blocks, traces, trades and the
+//! participants. They read the ledger through a [`LedgerView`] on the blocking pool, beside
+//! the runtime's commits (never through the runtime's command queue), and each answer is of
+//! one tip ([`tradeloop_ledger::query`]).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use tradeloop_crypto::Hash;
+use tradeloop_ledger::proof::{event_bundle, trade_bundle, ProofError};
+use tradeloop_ledger::query::{LedgerView, ViewAt};
+use tradeloop_ledger::LedgerError;
+
+use super::problem::{Problem, ProblemCode};
+use super::wire::{
+    BlockView, BlocksPage, EventView, ParticipantView, ParticipantsView, TraceView, TradeView,
+};
+use super::ApiState;
+
+/// Runs `f` on the blocking pool against the view at the current tip.
+pub(super) async fn read<T: Send + 'static>(
+    state: &ApiState,
+    f: impl FnOnce(&ViewAt<'_>) -> Result<T, Problem> + Send + 'static,
+) -> Result<T, Problem> {
+    let view: LedgerView = state.view.clone();
+    tokio::task::spawn_blocking(move || f(&view.at_tip().map_err(storage)?))
+        .await
+        .map_err(|e| Problem::new(ProblemCode::Internal, format!("a read task failed: {e}")))?
+}
+
+/// A ledger error that is the node's (its storage), not the request's.
+pub(super) fn storage(e: LedgerError) -> Problem {
+    Problem::new(
+        ProblemCode::Storage,
+        format!(
+            "the node could not read its ledger ({}: {e}); the operator should check the node's \
+             log and run `tradeloop verify` on its data dir",
+            e.code()
+        ),
+    )
+}
+
+fn path_problem(e: PathRejection, what: &str) -> Problem {
+    Problem::new(ProblemCode::BadPath, format!("{}; the path takes {what}", e.body_text()))
+}
+
+fn query_problem(e: QueryRejection, parameters: &str) -> Problem {
+    Problem::new(
+        ProblemCode::BadQuery,
+        format!("{}; the parameters are {parameters}", e.body_text()),
+    )
+}
+
+fn event_id(text: &str) -> Result<Hash, Problem> {
+    Hash::from_hex(text).map_err(|_| {
+        Problem::new(
+            ProblemCode::BadPath,
+            format!(
+                "`{}` is not an event id: give the 64 lower-case hex characters of the id that \
+                 POST /v1/events answered",
+                text.chars().take(80).collect::<String>()
+            ),
+        )
+    })
+}
+
+fn reply<T: serde::Serialize>(result: Result<T, Problem>) -> Response {
+    match result {
+        Ok(value) => Json(value).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// `GET /v1/events/{id}`.
+pub async fn get_event(
+    State(state): State<Arc<ApiState>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        let Path(id) = id.map_err(|e| path_problem(e, "an event id (64 hex characters)"))?;
+        let id = event_id(&id)?;
+        read(&state, move |at| match at.event(&id).map_err(storage)? {
+            Some(record) => Ok(EventView::from(record)),
+            None => Err(event_not_found(&id, at)),
+        })
+        .await
+    };
+    reply(result.await)
+}
+
+fn event_not_found(id: &Hash, at: &ViewAt<'_>) -> Problem {
+    Problem::new(
+        ProblemCode::EventNotFound,
+        format!(
+            "event {id} is not committed on this chain (height {}); an event that was just \
+             accepted commits within a few blocks: ask again, or submit with ?wait=commit",
+            at.tip().height
+        ),
+    )
+}
+
+/// `GET /v1/events/{id}/proof`: the event's evidence bundle (docs/formats.md, "Evidence
+/// bundle"), which `tradeloop verify-proof` checks offline against the genesis.
+pub async fn get_event_proof(
+    State(state): State<Arc<ApiState>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        let Path(id) = id.map_err(|e| path_problem(e, "an event id (64 hex characters)"))?;
+        let id = event_id(&id)?;
+        read(&state, move |at| match event_bundle(at, &id) {
+            Ok(bundle) => Ok(bundle.to_json()),
+            Err(ProofError::NotFound(_)) => Err(event_not_found(&id, at)),
+            Err(e) => Err(proof_problem(e)),
+        })
+        .await
+    };
+    json_text(result.await)
+}
+
+fn proof_problem(e: ProofError) -> Problem {
+    match e {
+        ProofError::Ledger(e) => storage(e),
+        ProofError::TooManyEvents(n) => Problem::new(
+            ProblemCode::TooManyEvents,
+            format!(
+                "the bundle would hold {n} events, more than a bundle may; ask for single events"
+            ),
+        ),
+        ProofError::NotFound(what) => {
+            Problem::new(ProblemCode::NotOnLedger, format!("{what} is not on this ledger"))
+        }
+    }
+}
+
+/// A JSON text made elsewhere (the bundle's own serialisation) as the answer.
+fn json_text(result: Result<String, Problem>) -> Response {
+    match result {
+        Ok(text) => {
+            let mut response = text.into_response();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// `GET /v1/trades/{order_id}/proof`: the evidence bundle of every event of a trade.
+pub async fn get_trade_proof(
+    State(state): State<Arc<ApiState>>,
+    order: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        let Path(order) = order.map_err(|e| path_problem(e, "an order id"))?;
+        read(&state, move |at| match trade_bundle(at, &order) {
+            Ok(bundle) => Ok(bundle.to_json()),
+            Err(ProofError::NotFound(_)) => Err(order_not_found(&order)),
+            Err(e) => Err(proof_problem(e)),
+        })
+        .await
+    };
+    json_text(result.await)
+}
+
+fn order_not_found(order: &str) -> Problem {
+    Problem::new(
+        ProblemCode::NotOnLedger,
+        format!(
+            "order {} is not on this ledger; check the id (the `order_id` of its \
+             trade.order_placed event)",
+            order.chars().take(200).collect::<String>()
+        ),
+    )
+}
+
+/// Query of `GET /v1/blocks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlocksQuery {
+    /// First height (default 1).
+    from: Option<u64>,
+    /// Most headers (default and cap: `max_page_blocks`).
+    limit: Option<usize>,
+}
+
+/// `GET /v1/blocks?from=H&limit=N`: headers in height order, one bounded page.
+pub async fn list_blocks(
+    State(state): State<Arc<ApiState>>,
+    query: Result<Query<BlocksQuery>, QueryRejection>,
+) -> Response {
+    let result = async {
+        let Query(query) = query.map_err(|e| query_problem(e, "from=HEIGHT and limit=N"))?;
+        let cap = state.limits.max_page_blocks;
+        let limit = match query.limit {
+            None => cap,
+            Some(0) => {
+                return Err(Problem::new(
+                    ProblemCode::BadQuery,
+                    "limit=0 asks for nothing; give 1 or more",
+                ))
+            }
+            Some(n) => n.min(cap),
+        };
+        let from = query.from.unwrap_or(1).max(1);
+        read(&state, move |at| {
+            let headers = at.headers(from, limit).map_err(storage)?;
+            let last = headers.last().map(|h| h.height);
+            Ok(BlocksPage {
+                height: at.tip().height,
+                next_from: last.filter(|h| *h < at.tip().height).map(|h| h + 1),
+                blocks: headers.iter().map(Into::into).collect(),
+            })
+        })
+        .await
+    };
+    reply(result.await)
+}
+
+/// `GET /v1/blocks/{height}`: header, certificate and event ids.
+pub async fn get_block(
+    State(state): State<Arc<ApiState>>,
+    height: Result<Path<u64>, PathRejection>,
+) -> Response {
+    let result = async {
+        let Path(height) = height.map_err(|e| path_problem(e, "a block height (1 or more)"))?;
+        read(&state, move |at| {
+            if height == 0 || height > at.tip().height {
+                return Err(Problem::new(
+                    ProblemCode::BlockNotFound,
+                    format!(
+                        "there is no block {height}: this node's chain has heights 1 to {}",
+                        at.tip().height
+                    ),
+                ));
+            }
+            at.block(height).map(|b| BlockView::from(&b)).map_err(storage)
+        })
+        .await
+    };
+    reply(result.await)
+}
+
+/// Query of `GET /v1/trace/{reference}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceQuery {
+    /// Skip this many events (from a previous page's `next_offset`).
+    offset: Option<usize>,
+    /// Most events (default and cap: `max_page_events`).
+    limit: Option<usize>,
+}
+
+/// `GET /v1/trace/{reference}`: the events of `shipment:ID`, `order:ID`, `declaration:ID`,
+/// `lc:ID` or `invoice:ID` in ledger order, as `tradeloop trace` prints them.
+pub async fn get_trace(
+    State(state): State<Arc<ApiState>>,
+    reference: Result<Path<String>, PathRejection>,
+    query: Result<Query<TraceQuery>, QueryRejection>,
+) -> Response {
+    let result = async {
+        let Path(reference) = reference
+            .map_err(|e| path_problem(e, "a reference such as order:PO-1 or shipment:SHP-1"))?;
+        let Query(query) = query.map_err(|e| query_problem(e, "offset=N and limit=N"))?;
+        let cap = state.limits.max_page_events;
+        let limit = query.limit.unwrap_or(cap).clamp(1, cap);
+        let offset = query.offset.unwrap_or(0);
+        tradeloop_ledger::event::parse_ref(&reference)
+            .map_err(|detail| Problem::new(ProblemCode::BadPath, detail))?;
+        read(&state, move |at| {
+            let records = at.trace(&reference).map_err(|e| match e {
+                LedgerError::NotFound(_) => Problem::new(
+                    ProblemCode::NotOnLedger,
+                    format!(
+                        "{} is not on this ledger: no committed event names it; check the id",
+                        reference.chars().take(200).collect::<String>()
+                    ),
+                ),
+                other => storage(other),
+            })?;
+            let total = records.len();
+            let events: Vec<EventView> =
+                records.into_iter().skip(offset).take(limit).map(EventView::from).collect();
+            let end = offset.saturating_add(events.len());
+            Ok(TraceView {
+                reference,
+                height: at.tip().height,
+                total,
+                next_offset: (end < total).then_some(end),
+                events,
+            })
+        })
+        .await
+    };
+    reply(result.await)
+}
+
+/// `GET /v1/trades/{order_id}`: whether the trade's loop is closed, each leg, the open ones.
+pub async fn get_trade(
+    State(state): State<Arc<ApiState>>,
+    order: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        let Path(order) = order.map_err(|e| path_problem(e, "an order id"))?;
+        read(&state, move |at| match at.trade_status(&order) {
+            Ok(status) => Ok(TradeView::new(status, at.tip().height)),
+            Err(LedgerError::NotFound(_)) => Err(order_not_found(&order)),
+            Err(e) => Err(storage(e)),
+        })
+        .await
+    };
+    reply(result.await)
+}
+
+/// `GET /v1/participants`: the genesis file's participants.
+pub async fn participants(State(state): State<Arc<ApiState>>) -> Response {
+    let genesis = state.view.genesis();
+    Json(ParticipantsView {
+        chain_id: genesis.doc.chain_id.clone(),
+        genesis_hash: genesis.hash,
+        participants: genesis.doc.participants.iter().map(ParticipantView::from).collect(),
+    })
+    .into_response()
+}
