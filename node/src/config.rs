@@ -156,6 +156,14 @@ pub struct ApiSection {
     pub max_page_blocks: usize,
     /// Most events in one `GET /v1/trace/...` page.
     pub max_page_events: usize,
+    /// `GET /v1/stream` connections open at once.
+    pub max_streams: usize,
+    /// Events buffered for one stream client.
+    pub stream_buffer_events: usize,
+    /// How long a stream client's full buffer may go untaken before it is disconnected, ms.
+    pub stream_stall_ms: u64,
+    /// Interval of the stream's heartbeats, ms.
+    pub stream_heartbeat_ms: u64,
 }
 
 impl Default for ApiSection {
@@ -170,6 +178,10 @@ impl Default for ApiSection {
             max_wait_ms: limits.max_wait_ms,
             max_page_blocks: limits.max_page_blocks,
             max_page_events: limits.max_page_events,
+            max_streams: limits.max_streams,
+            stream_buffer_events: limits.stream_buffer_events,
+            stream_stall_ms: limits.stream_stall_ms,
+            stream_heartbeat_ms: limits.stream_heartbeat_ms,
         }
     }
 }
@@ -187,6 +199,10 @@ impl ApiSection {
             default_wait_ms: defaults.default_wait_ms.min(self.max_wait_ms),
             max_page_blocks: self.max_page_blocks,
             max_page_events: self.max_page_events,
+            max_streams: self.max_streams,
+            stream_buffer_events: self.stream_buffer_events,
+            stream_stall_ms: self.stream_stall_ms,
+            stream_heartbeat_ms: self.stream_heartbeat_ms,
             ..defaults
         }
     }
@@ -318,9 +334,19 @@ impl NodeConfig {
             ("api.max_concurrent_requests", self.api.max_concurrent_requests),
             ("api.max_page_blocks", self.api.max_page_blocks),
             ("api.max_page_events", self.api.max_page_events),
+            ("api.max_streams", self.api.max_streams),
+            ("api.stream_buffer_events", self.api.stream_buffer_events),
         ] {
             if !(1..=100_000).contains(&value) {
                 return Err(invalid(key, "must be 1..=100000".into()));
+            }
+        }
+        for (key, ms) in [
+            ("api.stream_stall_ms", self.api.stream_stall_ms),
+            ("api.stream_heartbeat_ms", self.api.stream_heartbeat_ms),
+        ] {
+            if !(100..=3_600_000).contains(&ms) {
+                return Err(invalid(key, "must be 100..=3600000 (ms)".into()));
             }
         }
         if !(1_000..=3_600_000).contains(&self.api.request_timeout_ms) {

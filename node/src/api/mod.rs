@@ -39,6 +39,7 @@ mod handlers;
 pub mod hex_hash;
 mod problem;
 mod reads;
+mod stream;
 mod wire;
 
 #[doc(hidden)]
@@ -48,9 +49,11 @@ pub mod testing;
 mod tests;
 
 pub use problem::ProblemCode;
+pub use stream::{EVENT_NAME as STREAM_EVENT_NAME, TOO_SLOW_NAME as STREAM_TOO_SLOW_NAME};
 pub use wire::{
     BlockView, BlocksPage, CertificateView, CommitSigView, Envelope, EventResult, EventView,
-    HeaderView, LegView, ParticipantView, ParticipantsView, SubmitResponse, TraceView, TradeView,
+    HeaderView, LegView, ParticipantView, ParticipantsView, StreamTooSlow, SubmitResponse,
+    TraceView, TradeView,
 };
 
 /// A request from the API to the runtime, answered on its one-shot channel.
@@ -196,6 +199,14 @@ pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 40_000;
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 256;
 /// Default [`ApiLimits::command_channel`].
 pub const DEFAULT_COMMAND_CHANNEL: usize = 1024;
+/// Default [`ApiLimits::max_streams`].
+pub const DEFAULT_MAX_STREAMS: usize = 64;
+/// Default [`ApiLimits::stream_buffer_events`].
+pub const DEFAULT_STREAM_BUFFER_EVENTS: usize = 256;
+/// Default [`ApiLimits::stream_stall_ms`]: 30 s.
+pub const DEFAULT_STREAM_STALL_MS: u64 = 30_000;
+/// Default [`ApiLimits::stream_heartbeat_ms`]: 15 s.
+pub const DEFAULT_STREAM_HEARTBEAT_MS: u64 = 15_000;
 /// Default [`ApiLimits::max_page_blocks`].
 pub const DEFAULT_MAX_PAGE_BLOCKS: usize = 1000;
 /// Default [`ApiLimits::max_page_events`].
@@ -227,6 +238,14 @@ pub struct ApiLimits {
     pub max_page_blocks: usize,
     /// Most events in one `GET /v1/trace/...` page (the default page size too).
     pub max_page_events: usize,
+    /// `GET /v1/stream` connections open at once (503 `TOO_MANY_STREAMS` above).
+    pub max_streams: usize,
+    /// Events buffered for one stream client.
+    pub stream_buffer_events: usize,
+    /// How long a stream client's full buffer may go untaken before it is disconnected, ms.
+    pub stream_stall_ms: u64,
+    /// Interval of the stream's heartbeat comments, ms.
+    pub stream_heartbeat_ms: u64,
 }
 
 impl Default for ApiLimits {
@@ -241,6 +260,10 @@ impl Default for ApiLimits {
             command_channel: DEFAULT_COMMAND_CHANNEL,
             max_page_blocks: DEFAULT_MAX_PAGE_BLOCKS,
             max_page_events: DEFAULT_MAX_PAGE_EVENTS,
+            max_streams: DEFAULT_MAX_STREAMS,
+            stream_buffer_events: DEFAULT_STREAM_BUFFER_EVENTS,
+            stream_stall_ms: DEFAULT_STREAM_STALL_MS,
+            stream_heartbeat_ms: DEFAULT_STREAM_HEARTBEAT_MS,
         }
     }
 }
@@ -257,6 +280,10 @@ impl ApiLimits {
             ("request_timeout_ms", self.request_timeout_ms == 0),
             ("max_page_blocks", self.max_page_blocks == 0),
             ("max_page_events", self.max_page_events == 0),
+            ("max_streams", self.max_streams == 0),
+            ("stream_buffer_events", self.stream_buffer_events == 0),
+            ("stream_stall_ms", self.stream_stall_ms == 0),
+            ("stream_heartbeat_ms", self.stream_heartbeat_ms == 0),
         ];
         if let Some((name, _)) = zero.iter().find(|(_, is_zero)| *is_zero) {
             return invalid(format!("api limit {name} is 0; it must be at least 1"));
@@ -289,6 +316,10 @@ struct ApiState {
     commands: mpsc::Sender<ApiCommand>,
     commits: broadcast::Sender<CommitNotice>,
     view: LedgerView,
+    /// One permit per open `GET /v1/stream` (`max_streams`).
+    streams: Arc<tokio::sync::Semaphore>,
+    /// Set when the server shuts down: open streams end, so the graceful shutdown can finish.
+    stopping: tokio::sync::watch::Receiver<bool>,
     limits: ApiLimits,
 }
 
@@ -299,10 +330,23 @@ pub fn router(
     view: LedgerView,
     limits: ApiLimits,
 ) -> Router {
+    // Never set: a router without `serve` has no shutdown of its own.
+    let (_never, stopping) = tokio::sync::watch::channel(false);
+    router_with(commands, commits, view, limits, stopping)
+}
+
+fn router_with(
+    commands: mpsc::Sender<ApiCommand>,
+    commits: broadcast::Sender<CommitNotice>,
+    view: LedgerView,
+    limits: ApiLimits,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> Router {
     let timeout = Duration::from_millis(limits.request_timeout_ms);
     let concurrency = limits.max_concurrent_requests.max(1);
     let body_limit = limits.max_body_bytes;
-    let state = Arc::new(ApiState { commands, commits, view, limits });
+    let streams = Arc::new(tokio::sync::Semaphore::new(limits.max_streams));
+    let state = Arc::new(ApiState { commands, commits, view, streams, stopping, limits });
     // Outermost first: overload and timeout errors become problem+json; a request over the
     // concurrency limit is shed at once rather than queued without bound. `Router::layer` wraps
     // each route separately, so the limit is the global one (one semaphore for every route);
@@ -323,6 +367,7 @@ pub fn router(
         .route("/v1/trades/{order_id}", get(reads::get_trade))
         .route("/v1/trades/{order_id}/proof", get(reads::get_trade_proof))
         .route("/v1/participants", get(reads::participants))
+        .route("/v1/stream", get(stream::stream))
         .fallback(handlers::not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -340,7 +385,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     limits.check()?;
-    axum::serve(listener, router(commands, commits, view, limits))
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        // Streams never end by themselves; the graceful shutdown waits for every connection.
+        let _ = stop.send(true);
+    };
+    axum::serve(listener, router_with(commands, commits, view, limits, stopping))
         .with_graceful_shutdown(shutdown)
         .await
 }

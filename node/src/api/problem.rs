@@ -42,6 +42,8 @@ pub enum ProblemCode {
     Overloaded,
     /// 503: the request took longer than `request_timeout_ms`.
     Timeout,
+    /// 503: `max_streams` streams are open already.
+    TooManyStreams,
     /// 500: the runtime broke its contract (a bug in the node, not in the request).
     Internal,
     /// 500: the node could not read its own ledger (damaged or unreadable storage).
@@ -68,6 +70,7 @@ impl ProblemCode {
             ProblemCode::NodeBusy => "NODE_BUSY",
             ProblemCode::Overloaded => "OVERLOADED",
             ProblemCode::Timeout => "TIMEOUT",
+            ProblemCode::TooManyStreams => "TOO_MANY_STREAMS",
             ProblemCode::Internal => "INTERNAL",
             ProblemCode::Storage => "STORAGE",
         }
@@ -90,7 +93,8 @@ impl ProblemCode {
             ProblemCode::NodeUnavailable
             | ProblemCode::NodeBusy
             | ProblemCode::Overloaded
-            | ProblemCode::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            | ProblemCode::Timeout
+            | ProblemCode::TooManyStreams => StatusCode::SERVICE_UNAVAILABLE,
             ProblemCode::Internal | ProblemCode::Storage => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -116,6 +120,7 @@ impl ProblemCode {
             ProblemCode::NodeBusy => "The node is busy",
             ProblemCode::Overloaded => "Too many requests in flight",
             ProblemCode::Timeout => "The request took too long",
+            ProblemCode::TooManyStreams => "Too many streams open",
             ProblemCode::Internal => "The node failed to answer correctly",
             ProblemCode::Storage => "The node could not read its ledger",
         }

@@ -728,3 +728,212 @@ async fn the_participants_are_the_genesis_participants() {
     assert_eq!(ids, expected);
     assert!(view.participants.iter().all(|p| !p.keys.is_empty() && !p.role.is_empty()));
 }
+
+/// One server-sent event as a client sees it.
+#[derive(Debug, Default)]
+struct Sse {
+    id: Option<String>,
+    event: Option<String>,
+    data: String,
+}
+
+/// Reads a `GET /v1/stream` response body as SSE messages (heartbeat comments skipped).
+struct SseReader {
+    body: axum::body::BodyDataStream,
+    buffer: String,
+}
+
+impl SseReader {
+    async fn open(router: &Router, request: Request<Body>) -> SseReader {
+        let response = tokio::time::timeout(TEST_DEADLINE, router.clone().oneshot(request))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+        SseReader { body: response.into_body().into_data_stream(), buffer: String::new() }
+    }
+
+    /// The next message, or `None` when the stream ended.
+    async fn next(&mut self) -> Option<Sse> {
+        use futures::StreamExt;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut message = Sse::default();
+                let mut any = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        message.id = Some(v.trim().to_owned());
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        message.event = Some(v.trim().to_owned());
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        message.data.push_str(v.trim_start());
+                        any = true;
+                    }
+                }
+                if any {
+                    return Some(message);
+                }
+                continue;
+            }
+            match tokio::time::timeout(TEST_DEADLINE, self.body.next()).await.unwrap() {
+                Some(chunk) => self.buffer.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap()),
+                None => return None,
+            }
+        }
+    }
+
+    /// The next `n` committed events: (SSE id, event id).
+    async fn events(&mut self, n: usize) -> Vec<(String, Hash)> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let m = self.next().await.expect("the stream ended early");
+            assert_eq!(m.event.as_deref(), Some(STREAM_EVENT_NAME), "{m:?}");
+            let view: EventView = serde_json::from_str(&m.data).unwrap();
+            assert_eq!(m.id.as_deref(), Some(format!("{}:{}", view.height, view.index).as_str()));
+            out.push((m.id.unwrap(), view.id));
+        }
+        out
+    }
+}
+
+fn stream_from(query: &str, last_event_id: Option<&str>) -> Request<Body> {
+    let mut request = Request::get(format!("/v1/stream{query}"));
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id);
+    }
+    request.body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn the_stream_sends_every_committed_event_in_order_and_resumes_after_the_last_id() {
+    let (h, _cast, events) = trade_harness();
+    let expected: Vec<Hash> = events.iter().map(SignedEvent::id).collect();
+    let mut stream = SseReader::open(&h.router, stream_from("?from=1", None)).await;
+    let got = stream.events(events.len()).await;
+    assert_eq!(got.iter().map(|(_, id)| *id).collect::<Vec<_>>(), expected);
+    assert_eq!(got[0].0, "1:0");
+    assert_eq!(got[7].0, "2:0");
+
+    // A client that stopped after "1:3" reconnects with it: the next event is "1:4", no gap,
+    // no duplicate, to the end.
+    let mut resumed = SseReader::open(&h.router, stream_from("", Some("1:3"))).await;
+    let rest = resumed.events(events.len() - 4).await;
+    assert_eq!(rest.iter().map(|(_, id)| *id).collect::<Vec<_>>(), expected[4..]);
+    assert_eq!(rest[0].0, "1:4");
+    // Last-Event-ID wins over from=.
+    let mut both = SseReader::open(&h.router, stream_from("?from=1", Some("2:10"))).await;
+    assert_eq!(both.events(1).await[0], ("2:11".to_owned(), expected[18]));
+
+    for bad in ["12", "x:y", "1:2:3"] {
+        let answer = call(&h.router, stream_from("", Some(bad))).await;
+        assert_problem(&answer, 400, "BAD_QUERY");
+    }
+    assert_problem(&call(&h.router, stream_from("?since=1", None)).await, 400, "BAD_QUERY");
+}
+
+#[tokio::test]
+async fn a_live_stream_delivers_the_blocks_committed_after_it_opened() {
+    let (mut h, cast, _events) = trade_harness();
+    // No `from`: the stream starts with the next block.
+    let mut stream = SseReader::open(&h.router, stream_from("", None)).await;
+    let t0 = super::testing::SAMPLE_GENESIS_MS;
+    let more = tradeloop_ledger::sample::trade_events(&cast, 2, t0 + 10_000);
+    let key = cast.validator_keys[0].clone();
+    for (n, chunk) in more.chunks(10).enumerate() {
+        let (blocks, rejected) =
+            h.ledger.append_local(chunk, t0 + 11_000 + n as u64, &key).unwrap();
+        assert!(rejected.is_empty(), "{rejected:?}");
+        let block = blocks.last().unwrap();
+        let _ = h.commits.send(CommitNotice {
+            height: block.block.header.height,
+            block_hash: block.block.header.hash(),
+            event_ids: chunk.iter().map(SignedEvent::id).collect(),
+            evicted: vec![],
+        });
+    }
+    let got = stream.events(more.len()).await;
+    assert_eq!(
+        got.iter().map(|(_, id)| *id).collect::<Vec<_>>(),
+        more.iter().map(SignedEvent::id).collect::<Vec<_>>()
+    );
+    assert_eq!(got[0].0, "3:0");
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_told_it_was_too_slow_and_disconnected() {
+    let (dir_ledger, _cast, events) = trade_harness();
+    let Harness { ledger, _dir: dir, .. } = dir_ledger;
+    let limits =
+        ApiLimits { stream_buffer_events: 2, stream_stall_ms: 200, ..ApiLimits::default() };
+    let h = harness_on(limits, dir, ledger);
+    let mut stream = SseReader::open(&h.router, stream_from("?from=1", None)).await;
+    // Read nothing while the producer fills the buffer and waits out the stall.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut delivered = 0;
+    let last = loop {
+        let m = stream.next().await.expect("a too_slow message before the end");
+        if m.event.as_deref() == Some(STREAM_TOO_SLOW_NAME) {
+            break m;
+        }
+        delivered += 1;
+    };
+    assert!(delivered < events.len(), "{delivered}");
+    let word: StreamTooSlow = serde_json::from_str(&last.data).unwrap();
+    assert_eq!(word.code, "STREAM_TOO_SLOW");
+    // The event that did not fit is the one right after the delivered ones.
+    let next =
+        if delivered < 7 { format!("1:{delivered}") } else { format!("2:{}", delivered - 7) };
+    assert_eq!(word.next_event, next);
+    assert!(stream.next().await.is_none(), "the stream ends after too_slow");
+}
+
+#[tokio::test]
+async fn streams_over_max_streams_are_refused_and_a_closed_one_frees_its_place() {
+    let (dir_ledger, _cast, _events) = trade_harness();
+    let Harness { ledger, _dir: dir, .. } = dir_ledger;
+    let h = harness_on(ApiLimits { max_streams: 1, ..ApiLimits::default() }, dir, ledger);
+    let first = SseReader::open(&h.router, stream_from("", None)).await;
+    let refused = call(&h.router, stream_from("", None)).await;
+    assert_problem(&refused, 503, "TOO_MANY_STREAMS");
+    assert!(refused.headers.contains_key(header::RETRY_AFTER));
+    drop(first);
+    // The producer notices the closed client and lets go of its permit.
+    let deadline = tokio::time::Instant::now() + TEST_DEADLINE;
+    loop {
+        let response = h.router.clone().oneshot(stream_from("", None)).await.unwrap();
+        if response.status() == StatusCode::OK {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the place was never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_open_stream_does_not_keep_the_server_from_shutting_down() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = ApiLimits::default();
+    let (tx, _rx) = mpsc::channel(limits.command_channel);
+    let (commits, _) = broadcast::channel(16);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (_dir, ledger) = super::testing::empty_ledger().unwrap();
+    let server = tokio::spawn(serve(listener, tx, commits, ledger.view(), limits, async {
+        let _ = stopped.await;
+    }));
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /v1/stream HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(TEST_DEADLINE, stream.read_exact(&mut head)).await.unwrap().unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(TEST_DEADLINE, server).await.unwrap().unwrap().unwrap();
+    // The stream was ended, not cut: the client reads to its end.
+    let mut rest = Vec::new();
+    tokio::time::timeout(TEST_DEADLINE, stream.read_to_end(&mut rest)).await.unwrap().unwrap();
+}

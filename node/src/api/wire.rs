@@ -343,3 +343,14 @@ impl From<&tradeloop_ledger::Participant> for ParticipantView {
         }
     }
 }
+
+/// The last message of a stream whose client was too slow (SSE event `too_slow`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamTooSlow {
+    /// `STREAM_TOO_SLOW`.
+    pub code: String,
+    /// What happened and what to do.
+    pub detail: String,
+    /// Id (`HEIGHT:INDEX`) of the first event the client did not get.
+    pub next_event: String,
+}
