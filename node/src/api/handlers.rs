@@ -15,7 +15,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::{timeout_at, Duration, Instant};
 use tradeloop_crypto::Hash;
 use tradeloop_ledger::{Rejection, SignedEvent};
+use utoipa::IntoParams;
 
+use super::openapi::{StatusProblems, SubmitBody, SubmitProblems};
 use super::problem::{retry_after_seconds, Problem, ProblemCode};
 use super::wire::{EventResult, SubmitResponse};
 use super::{ApiCommand, ApiState, CommitNotice, Committed, Verdict};
@@ -24,15 +26,37 @@ use super::{ApiCommand, ApiState, CommitNotice, Committed, Verdict};
 const FINAL_LOOKUP_MS: u64 = 1_000;
 
 /// Query of `POST /v1/events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SubmitQuery {
     /// `commit` to wait for the events to be committed; `none` (the default) not to.
+    #[param(pattern = "^(commit|none)$", example = "commit")]
     wait: Option<String>,
     /// How long to wait, in milliseconds (capped by `max_wait_ms`).
     timeout_ms: Option<u64>,
 }
 
+/// Submit signed events
+///
+/// The body is one event envelope or a JSON array of them. The answer has one result per event,
+/// in request order; an event refused by the checks is a `rejected` result, not a request error.
+/// With `wait=commit` the answer waits until every accepted event is committed or the wait ends.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "events",
+    params(SubmitQuery),
+    request_body(
+        content = SubmitBody,
+        description = "One envelope, or an array of 1 to `max_events_per_request` envelopes",
+    ),
+    responses(
+        (status = 200, description = "One result per event, in request order", body = SubmitResponse),
+        SubmitProblems,
+    ),
+    security(("bearer" = ["submit"])),
+)]
 pub async fn submit_events(
     State(state): State<Arc<ApiState>>,
     query: Result<Query<SubmitQuery>, QueryRejection>,
@@ -391,6 +415,20 @@ fn mark(results: &mut [EventResult], slots: &[usize], id: Hash, at: Committed) {
     }
 }
 
+/// The node's status
+///
+/// Chain, height and tip, whether the node votes, its peers, its mempool and whether it is
+/// catching up.
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    tag = "node",
+    responses(
+        (status = 200, description = "The node's status", body = super::NodeStatus),
+        StatusProblems,
+    ),
+    security(("bearer" = ["read"])),
+)]
 pub async fn status(State(state): State<Arc<ApiState>>) -> Response {
     let (reply, answer) = oneshot::channel();
     if let Err(problem) = send_command(&state.commands, ApiCommand::Status { reply }) {
@@ -405,6 +443,6 @@ pub async fn status(State(state): State<Arc<ApiState>>) -> Response {
 pub async fn not_found() -> Problem {
     Problem::new(
         ProblemCode::NotFound,
-        "no such endpoint; the API has POST /v1/events and GET /v1/status",
+        "no such endpoint; GET /v1/openapi.json describes every endpoint of this API (docs/api.md)",
     )
 }

@@ -25,7 +25,9 @@ use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::MethodRouter;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -37,6 +39,7 @@ use tradeloop_ledger::SignedEvent;
 
 mod handlers;
 pub mod hex_hash;
+pub mod openapi;
 mod problem;
 mod reads;
 mod stream;
@@ -152,17 +155,19 @@ pub struct Evicted {
 }
 
 /// What `GET /v1/status` answers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeStatus {
     /// The genesis file's chain id.
     pub chain_id: String,
     /// The genesis hash (names the chain).
     #[serde(with = "hex_hash")]
+    #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
     pub genesis_hash: Hash,
     /// Height of the last committed block (0 before the first).
     pub height: u64,
     /// Hash of the last committed block.
     #[serde(with = "hex_hash")]
+    #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
     pub tip_hash: Hash,
     /// Whether this node votes.
     pub validator: bool,
@@ -335,6 +340,56 @@ pub fn router(
     router_with(commands, commits, view, limits, stopping)
 }
 
+/// The API's routes, each recorded with its method as it is added, so the list of what the
+/// router serves cannot differ from what it serves (the OpenAPI test compares it with the
+/// document).
+struct Routes {
+    router: Router<Arc<ApiState>>,
+    served: Vec<(Method, &'static str)>,
+}
+
+impl Routes {
+    fn get<H: Handler<T, Arc<ApiState>>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add(Method::GET, path, axum::routing::get(handler))
+    }
+
+    fn post<H: Handler<T, Arc<ApiState>>, T: 'static>(
+        self,
+        path: &'static str,
+        handler: H,
+    ) -> Self {
+        self.add(Method::POST, path, axum::routing::post(handler))
+    }
+
+    fn add(
+        mut self,
+        method: Method,
+        path: &'static str,
+        route: MethodRouter<Arc<ApiState>>,
+    ) -> Self {
+        self.router = self.router.route(path, route);
+        self.served.push((method, path));
+        self
+    }
+}
+
+/// Every route of the API (the fallback answers the rest).
+fn routes() -> Routes {
+    Routes { router: Router::new(), served: Vec::new() }
+        .post("/v1/events", handlers::submit_events)
+        .get("/v1/status", handlers::status)
+        .get("/v1/events/{id}", reads::get_event)
+        .get("/v1/events/{id}/proof", reads::get_event_proof)
+        .get("/v1/blocks", reads::list_blocks)
+        .get("/v1/blocks/{height}", reads::get_block)
+        .get("/v1/trace/{reference}", reads::get_trace)
+        .get("/v1/trades/{order_id}", reads::get_trade)
+        .get("/v1/trades/{order_id}/proof", reads::get_trade_proof)
+        .get("/v1/participants", reads::participants)
+        .get("/v1/stream", stream::stream)
+        .get("/v1/openapi.json", openapi::openapi_json)
+}
+
 fn router_with(
     commands: mpsc::Sender<ApiCommand>,
     commits: broadcast::Sender<CommitNotice>,
@@ -356,18 +411,8 @@ fn router_with(
         .load_shed()
         .layer(GlobalConcurrencyLimitLayer::new(concurrency))
         .timeout(timeout);
-    Router::new()
-        .route("/v1/events", post(handlers::submit_events))
-        .route("/v1/status", get(handlers::status))
-        .route("/v1/events/{id}", get(reads::get_event))
-        .route("/v1/events/{id}/proof", get(reads::get_event_proof))
-        .route("/v1/blocks", get(reads::list_blocks))
-        .route("/v1/blocks/{height}", get(reads::get_block))
-        .route("/v1/trace/{reference}", get(reads::get_trace))
-        .route("/v1/trades/{order_id}", get(reads::get_trade))
-        .route("/v1/trades/{order_id}/proof", get(reads::get_trade_proof))
-        .route("/v1/participants", get(reads::participants))
-        .route("/v1/stream", get(stream::stream))
+    routes()
+        .router
         .fallback(handlers::not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -15,7 +15,12 @@ use tradeloop_crypto::Hash;
 use tradeloop_ledger::proof::{event_bundle, trade_bundle, ProofError};
 use tradeloop_ledger::query::{LedgerView, ViewAt};
 use tradeloop_ledger::LedgerError;
+use utoipa::IntoParams;
 
+use super::openapi::{
+    BlockProblems, BlocksProblems, EventProblems, EventProofProblems, EvidenceBundle,
+    ParticipantsProblems, TraceProblems, TradeProblems, TradeProofProblems,
+};
 use super::problem::{Problem, ProblemCode};
 use super::wire::{
     BlockView, BlocksPage, EventView, ParticipantView, ParticipantsView, TraceView, TradeView,
@@ -76,7 +81,20 @@ fn reply<T: serde::Serialize>(result: Result<T, Problem>) -> Response {
     }
 }
 
-/// `GET /v1/events/{id}`.
+/// A committed event
+///
+/// The envelope as signed, with where it is committed: height, index, block hash and time.
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}",
+    tag = "reads",
+    params(("id" = String, Path, description = "Event id: the 64 lower-case hex characters that `POST /v1/events` answered", pattern = "^[0-9a-f]{64}$", example = "5c2d6a0f8e3b47a1c9d0e2f4b6a8c0d1e3f5a7b9c1d3e5f7a9b1c3d5e7f9a1b3")),
+    responses(
+        (status = 200, description = "The committed event", body = EventView),
+        EventProblems,
+    ),
+    security(("bearer" = ["read"])),
+)]
 pub async fn get_event(
     State(state): State<Arc<ApiState>>,
     id: Result<Path<String>, PathRejection>,
@@ -104,8 +122,21 @@ fn event_not_found(id: &Hash, at: &ViewAt<'_>) -> Problem {
     )
 }
 
+/// An event's evidence bundle
+///
 /// `GET /v1/events/{id}/proof`: the event's evidence bundle (docs/formats.md, "Evidence
 /// bundle"), which `tradeloop verify-proof` checks offline against the genesis.
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}/proof",
+    tag = "reads",
+    params(("id" = String, Path, description = "Event id: the 64 lower-case hex characters that `POST /v1/events` answered", pattern = "^[0-9a-f]{64}$", example = "5c2d6a0f8e3b47a1c9d0e2f4b6a8c0d1e3f5a7b9c1d3e5f7a9b1c3d5e7f9a1b3")),
+    responses(
+        (status = 200, description = "The event's evidence bundle", body = EvidenceBundle),
+        EventProofProblems,
+    ),
+    security(("bearer" = ["read"])),
+)]
 pub async fn get_event_proof(
     State(state): State<Arc<ApiState>>,
     id: Result<Path<String>, PathRejection>,
@@ -152,7 +183,20 @@ fn json_text(result: Result<String, Problem>) -> Response {
     }
 }
 
+/// A trade's evidence bundle
+///
 /// `GET /v1/trades/{order_id}/proof`: the evidence bundle of every event of a trade.
+#[utoipa::path(
+    get,
+    path = "/v1/trades/{order_id}/proof",
+    tag = "reads",
+    params(("order_id" = String, Path, description = "Order id: the `order_id` of the trade's `trade.order_placed` event", example = "PO-1")),
+    responses(
+        (status = 200, description = "The evidence bundle of every event of the trade", body = EvidenceBundle),
+        TradeProofProblems,
+    ),
+    security(("bearer" = ["read"])),
+)]
 pub async fn get_trade_proof(
     State(state): State<Arc<ApiState>>,
     order: Result<Path<String>, PathRejection>,
@@ -181,16 +225,31 @@ fn order_not_found(order: &str) -> Problem {
 }
 
 /// Query of `GET /v1/blocks`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BlocksQuery {
     /// First height (default 1).
     from: Option<u64>,
     /// Most headers (default and cap: `max_page_blocks`).
+    #[param(minimum = 1)]
     limit: Option<usize>,
 }
 
+/// Block headers, one page
+///
 /// `GET /v1/blocks?from=H&limit=N`: headers in height order, one bounded page.
+#[utoipa::path(
+    get,
+    path = "/v1/blocks",
+    tag = "reads",
+    params(BlocksQuery),
+    responses(
+        (status = 200, description = "Headers in height order", body = BlocksPage),
+        BlocksProblems,
+    ),
+    security(("bearer" = ["read"])),
+)]
 pub async fn list_blocks(
     State(state): State<Arc<ApiState>>,
     query: Result<Query<BlocksQuery>, QueryRejection>,
@@ -223,7 +282,20 @@ pub async fn list_blocks(
     reply(result.await)
 }
 
+/// A block
+///
 /// `GET /v1/blocks/{height}`: header, certificate and event ids.
+#[utoipa::path(
+    get,
+    path = "/v1/blocks/{height}",
+    tag = "reads",
+    params(("height" = u64, Path, description = "Block height, from 1", minimum = 1, example = 1)),
+    responses(
+        (status = 200, description = "The block's header, certificate and event ids", body = BlockView),
+        BlockProblems,
+    ),
+    security(("bearer" = ["read"])),
+)]
 pub async fn get_block(
     State(state): State<Arc<ApiState>>,
     height: Result<Path<u64>, PathRejection>,
@@ -248,8 +320,9 @@ pub async fn get_block(
 }
 
 /// Query of `GET /v1/trace/{reference}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TraceQuery {
     /// Skip this many events (from a previous page's `next_offset`).
     offset: Option<usize>,
@@ -257,8 +330,24 @@ pub struct TraceQuery {
     limit: Option<usize>,
 }
 
+/// The events of a trace, one page
+///
 /// `GET /v1/trace/{reference}`: the events of `shipment:ID`, `order:ID`, `declaration:ID`,
 /// `lc:ID` or `invoice:ID` in ledger order, as `tradeloop trace` prints them.
+#[utoipa::path(
+    get,
+    path = "/v1/trace/{reference}",
+    tag = "reads",
+    params(
+        ("reference" = String, Path, description = "`KIND:ID` with KIND one of order, shipment, declaration, lc, invoice", example = "order:PO-1"),
+        TraceQuery,
+    ),
+    responses(
+        (status = 200, description = "The trace's events in ledger order", body = TraceView),
+        TraceProblems,
+    ),
+    security(("bearer" = ["read"])),
+)]
 pub async fn get_trace(
     State(state): State<Arc<ApiState>>,
     reference: Result<Path<String>, PathRejection>,
@@ -301,7 +390,20 @@ pub async fn get_trace(
     reply(result.await)
 }
 
+/// Where a trade stands
+///
 /// `GET /v1/trades/{order_id}`: whether the trade's loop is closed, each leg, the open ones.
+#[utoipa::path(
+    get,
+    path = "/v1/trades/{order_id}",
+    tag = "reads",
+    params(("order_id" = String, Path, description = "Order id: the `order_id` of the trade's `trade.order_placed` event", example = "PO-1")),
+    responses(
+        (status = 200, description = "The trade's legs and whether its loop is closed", body = TradeView),
+        TradeProblems,
+    ),
+    security(("bearer" = ["read"])),
+)]
 pub async fn get_trade(
     State(state): State<Arc<ApiState>>,
     order: Result<Path<String>, PathRejection>,
@@ -318,7 +420,19 @@ pub async fn get_trade(
     reply(result.await)
 }
 
+/// The chain's participants
+///
 /// `GET /v1/participants`: the genesis file's participants.
+#[utoipa::path(
+    get,
+    path = "/v1/participants",
+    tag = "reads",
+    responses(
+        (status = 200, description = "The genesis participants", body = ParticipantsView),
+        ParticipantsProblems,
+    ),
+    security(("bearer" = ["read"])),
+)]
 pub async fn participants(State(state): State<Arc<ApiState>>) -> Response {
     let genesis = state.view.genesis();
     Json(ParticipantsView {

@@ -28,7 +28,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit};
 use tradeloop_ledger::store::record_of;
+use utoipa::IntoParams;
 
+use super::openapi::StreamProblems;
 use super::problem::{Problem, ProblemCode};
 use super::reads::storage;
 use super::wire::{EventView, StreamTooSlow};
@@ -40,8 +42,9 @@ pub const EVENT_NAME: &str = "event";
 pub const TOO_SLOW_NAME: &str = "too_slow";
 
 /// Query of `GET /v1/stream`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// First height to send (ignored when the request has `Last-Event-ID`).
     from: Option<u64>,
@@ -60,7 +63,27 @@ fn parse_event_id(text: &str) -> Option<(u64, u32)> {
     Some((h.parse().ok()?, i.parse().ok()?))
 }
 
-/// `GET /v1/stream[?from=H]`.
+/// Committed events as server-sent events
+///
+/// `GET /v1/stream[?from=H]`: every committed event in chain order, as SSE events named
+/// `event` whose `id` is `HEIGHT:INDEX` and whose `data` is an `EventView` (JSON). A client too
+/// slow to take its events gets a last event `too_slow` (data: `StreamTooSlow`) and is
+/// disconnected. A comment `heartbeat` is sent every `stream_heartbeat_ms`. Resume with
+/// `Last-Event-ID` set to the id of the last event received.
+#[utoipa::path(
+    get,
+    path = "/v1/stream",
+    tag = "stream",
+    params(
+        StreamQuery,
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "Id (`HEIGHT:INDEX`) of the last event received: the stream resumes right after it (`from` is then ignored)", pattern = "^[0-9]+:[0-9]+$", example = "12:4"),
+    ),
+    responses(
+        (status = 200, description = "A `text/event-stream` of committed events in chain order: SSE event `event` (data: an `EventView`, id `HEIGHT:INDEX`), and at most one last event `too_slow` (data: a `StreamTooSlow`)", body = String, content_type = "text/event-stream"),
+        StreamProblems,
+    ),
+    security(("bearer" = ["read"])),
+)]
 pub(super) async fn stream(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,

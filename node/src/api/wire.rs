@@ -1,40 +1,46 @@
-//! The JSON of `POST /v1/events` answers, shared with the CLI so both ends read one definition.
+//! The JSON of the API's answers, shared with the CLI so both ends read one definition, and
+//! described by the OpenAPI document ([`super::openapi`]) through `ToSchema`.
 
 use serde::{Deserialize, Serialize};
 use tradeloop_crypto::Hash;
+use utoipa::ToSchema;
 
 use super::{hex_hash, Committed, Verdict};
 
 /// The body of a 200 answer to `POST /v1/events`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SubmitResponse {
     /// One result per submitted event, in request order.
     pub results: Vec<EventResult>,
     /// With `?wait=commit`: whether the wait ended before every accepted event was committed
     /// (those are `pending`). Absent without a wait.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub timed_out: Option<bool>,
 }
 
 /// What became of one event of a request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum EventResult {
     /// In the mempool.
     Accepted {
         /// Event id.
         #[serde(with = "hex_hash")]
+        #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
         id: Hash,
     },
     /// On the chain.
     Committed {
         /// Event id.
         #[serde(with = "hex_hash")]
+        #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
         id: Hash,
         /// Block height.
         height: u64,
         /// Block hash.
         #[serde(with = "hex_hash")]
+        #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
         block_hash: Hash,
         /// Position in the block.
         index: u32,
@@ -43,6 +49,7 @@ pub enum EventResult {
     Rejected {
         /// Event id, when the envelope parsed far enough to have one.
         #[serde(default, with = "hex_hash::option", skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<String>, nullable = false, pattern = "^[0-9a-f]{64}$")]
         id: Option<Hash>,
         /// Stable code, e.g. `MALFORMED_EVENT`.
         code: String,
@@ -53,6 +60,7 @@ pub enum EventResult {
     Full {
         /// Event id.
         #[serde(with = "hex_hash")]
+        #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
         id: Hash,
         /// Wait before resubmitting, in milliseconds.
         retry_after_ms: u64,
@@ -61,6 +69,7 @@ pub enum EventResult {
     Pending {
         /// Event id.
         #[serde(with = "hex_hash")]
+        #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
         id: Hash,
     },
 }
@@ -84,10 +93,11 @@ impl From<Verdict> for EventResult {
 }
 
 /// A committed event (`GET /v1/events/{id}`, and each event of a trace or of the stream).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EventView {
     /// Event id.
     #[serde(with = "hex_hash")]
+    #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
     pub id: Hash,
     /// Height of its block.
     pub height: u64,
@@ -95,6 +105,7 @@ pub struct EventView {
     pub index: u32,
     /// Hash of its block.
     #[serde(with = "hex_hash")]
+    #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
     pub block_hash: Hash,
     /// The block's time, Unix milliseconds.
     pub block_time_ms: u64,
@@ -108,9 +119,10 @@ pub struct EventView {
 }
 
 /// An event envelope.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Envelope {
-    /// The event body.
+    /// The event body, a JSON object (docs/formats.md).
+    #[schema(value_type = Object)]
     pub body: serde_json::Value,
     /// ed25519 signature, 128 hex characters.
     pub signature: String,
@@ -132,15 +144,17 @@ impl From<tradeloop_ledger::store::EventRecord> for EventView {
 }
 
 /// A block header (`GET /v1/blocks`, `GET /v1/blocks/{height}`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HeaderView {
     /// Height.
     pub height: u64,
     /// The block hash (docs/formats.md, "Block header").
     #[serde(with = "hex_hash")]
+    #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
     pub hash: Hash,
     /// Hash of the previous block (zeros at height 1).
     #[serde(with = "hex_hash")]
+    #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
     pub prev_hash: Hash,
     /// Block time, Unix milliseconds.
     pub time_ms: u64,
@@ -148,14 +162,17 @@ pub struct HeaderView {
     pub proposer: String,
     /// Merkle root of the event ids.
     #[serde(with = "hex_hash")]
+    #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
     pub events_root: Hash,
     /// Number of events.
     pub event_count: u32,
     /// State commitment after the block.
     #[serde(with = "hex_hash")]
+    #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
     pub app_hash: Hash,
     /// Hash of the validator set that certifies it.
     #[serde(with = "hex_hash")]
+    #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
     pub validators_hash: Hash,
 }
 
@@ -176,7 +193,7 @@ impl From<&tradeloop_ledger::Header> for HeaderView {
 }
 
 /// One page of headers (`GET /v1/blocks`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BlocksPage {
     /// The chain's height when the page was read.
     pub height: u64,
@@ -184,11 +201,12 @@ pub struct BlocksPage {
     pub blocks: Vec<HeaderView>,
     /// `from` of the next page, if there are blocks after this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub next_from: Option<u64>,
 }
 
 /// A block with its certificate (`GET /v1/blocks/{height}`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BlockView {
     /// The header.
     pub header: HeaderView,
@@ -199,7 +217,7 @@ pub struct BlockView {
 }
 
 /// A commit certificate.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CertificateView {
     /// The round the block was decided in.
     pub round: u32,
@@ -208,7 +226,7 @@ pub struct CertificateView {
 }
 
 /// One validator's precommit signature.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CommitSigView {
     /// The validator's node key, hex.
     pub validator: String,
@@ -238,7 +256,7 @@ impl From<&tradeloop_ledger::CertifiedBlock> for BlockView {
 }
 
 /// The events of a trace (`GET /v1/trace/{reference}`), one page of them.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TraceView {
     /// The reference asked for, e.g. `order:PO-1`.
     pub reference: String,
@@ -250,11 +268,12 @@ pub struct TraceView {
     pub events: Vec<EventView>,
     /// `offset` of the next page, if there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub next_offset: Option<usize>,
 }
 
 /// Where a trade stands (`GET /v1/trades/{order_id}`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TradeView {
     /// The order.
     pub order_id: String,
@@ -275,7 +294,7 @@ pub struct TradeView {
 }
 
 /// One leg of a trade.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LegView {
     /// Leg name, e.g. `export_cleared`.
     pub leg: String,
@@ -306,19 +325,20 @@ impl TradeView {
 }
 
 /// The chain's participants (`GET /v1/participants`), from its genesis.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ParticipantsView {
     /// The genesis chain id.
     pub chain_id: String,
     /// The genesis hash.
     #[serde(with = "hex_hash")]
+    #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
     pub genesis_hash: Hash,
     /// Every participant.
     pub participants: Vec<ParticipantView>,
 }
 
 /// One participant.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ParticipantView {
     /// Stable id.
     pub id: String,
@@ -345,7 +365,7 @@ impl From<&tradeloop_ledger::Participant> for ParticipantView {
 }
 
 /// The last message of a stream whose client was too slow (SSE event `too_slow`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StreamTooSlow {
     /// `STREAM_TOO_SLOW`.
     pub code: String,

@@ -1,0 +1,653 @@
+//! The API's OpenAPI 3.1 document, `GET /v1/openapi.json`, derived with utoipa from the
+//! handlers' own types: the wire types (`ToSchema`), the query structs (`IntoParams`) and the
+//! `#[utoipa::path]` attribute on each handler, which names its path, parameters, body, answers,
+//! the problem codes it can answer (the groups below) and the bearer-token scope it needs.
+//!
+//! `docs/openapi.json` is this document as committed; a test compares the two (set
+//! `UPDATE_OPENAPI=1` to rewrite the file) and `scripts/openapi-validate` validates the file as
+//! OpenAPI 3.1. Another test requests every documented operation from the real router and
+//! compares the router's own list of routes ([`super::routes`]) with the document's.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Object, Ref, RefOr, Type};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use super::problem::{Problem, ProblemCode};
+use super::wire::{Envelope, EventView, StreamTooSlow};
+
+/// Name of the bearer-token security scheme in the document.
+pub const BEARER: &str = "bearer";
+
+/// The document, built from the handlers' attributes and types.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "tradeloop node API",
+        description = "The HTTP API of a tradeloop node: submit signed trade events, read what is \
+            committed (events, proofs, blocks, traces, trades, participants), follow commits as \
+            server-sent events, read the node's status and metrics. Whole-request errors are \
+            RFC 9457 problems (`application/problem+json`) with a stable `code` (docs/api.md).",
+    ),
+    paths(
+        super::handlers::submit_events,
+        super::handlers::status,
+        super::reads::get_event,
+        super::reads::get_event_proof,
+        super::reads::list_blocks,
+        super::reads::get_block,
+        super::reads::get_trace,
+        super::reads::get_trade,
+        super::reads::get_trade_proof,
+        super::reads::participants,
+        super::stream::stream,
+        openapi_json,
+        metrics,
+    ),
+    components(schemas(ProblemDetails, EventView, StreamTooSlow)),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "events", description = "Submitting signed events"),
+        (name = "reads", description = "What is committed, read from the node's ledger"),
+        (name = "stream", description = "Committed events as they are committed"),
+        (name = "node", description = "The node itself: status, metrics, this document"),
+    ),
+)]
+struct ApiDoc;
+
+/// The API's OpenAPI 3.1 document (served as `GET /v1/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The document as pretty-printed JSON with a final newline: the form of `docs/openapi.json`.
+pub fn openapi_pretty_json() -> Result<String, serde_json::Error> {
+    serde_json::to_string_pretty(&openapi()).map(|mut text| {
+        text.push('\n');
+        text
+    })
+}
+
+/// This document
+///
+/// The API's OpenAPI 3.1 document, generated from the node's own types.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "node",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document of this API", body = Object),
+        DocumentProblems,
+    ),
+    security(("bearer" = ["read"])),
+)]
+pub(super) async fn openapi_json() -> Response {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    let text = match TEXT.get() {
+        Some(text) => text,
+        None => match serde_json::to_string(&openapi()) {
+            Ok(text) => TEXT.get_or_init(|| text),
+            Err(e) => {
+                return Problem::new(
+                    ProblemCode::Internal,
+                    format!("the OpenAPI document could not be serialised: {e}"),
+                )
+                .into_response()
+            }
+        },
+    };
+    let mut response = text.clone().into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// The node's metrics
+///
+/// Prometheus metrics in the OpenMetrics text format: API requests by route and status, the
+/// chain, the mempool, peers and sync. The handler is `api::metrics`; this function only
+/// carries its description (the route test checks that the router serves it).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "node",
+    responses(
+        (status = 200, description = "The metrics, OpenMetrics text", body = String,
+            content_type = crate::metrics::CONTENT_TYPE),
+        MetricsProblems,
+    ),
+    security(("bearer" = ["metrics"])),
+)]
+#[allow(dead_code)]
+fn metrics() {}
+
+/// Adds the bearer-token security scheme.
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "`Authorization: Bearer TOKEN`. The node keeps the SHA-256 of each token \
+                 (`[[api.tokens]]` in node.toml; `tradeloop token new` makes one), each with \
+                 scopes: `read` (every GET under /v1: status, events, proofs, blocks, traces, \
+                 trades, participants, the stream, this document), `submit` (POST /v1/events), \
+                 `metrics` (GET /metrics). Each operation names the scope it needs. A missing or \
+                 unknown token is 401 `UNAUTHORIZED` (with `WWW-Authenticate: Bearer`), a token \
+                 without the scope 403 `FORBIDDEN`. A node with no token configured (allowed \
+                 only when the API listens on a loopback address) needs none.",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(BEARER, SecurityScheme::Http(scheme));
+    }
+}
+
+/// An RFC 9457 problem, the body of every whole-request error (`application/problem+json`).
+#[derive(ToSchema)]
+#[schema(as = Problem)]
+#[allow(dead_code)] // a schema only: `Problem` writes the same members
+struct ProblemDetails {
+    /// `urn:tradeloop:problem:CODE`.
+    #[serde(rename = "type")]
+    #[schema(example = "urn:tradeloop:problem:TOO_MANY_EVENTS")]
+    kind: String,
+    /// A short summary of the code, the same for every occurrence.
+    #[schema(example = "Too many events in one request")]
+    title: String,
+    /// The HTTP status.
+    #[schema(example = 413)]
+    status: u16,
+    /// What was wrong in this request and what to do.
+    detail: String,
+    /// The stable code (docs/api.md); codes are never renamed, only added.
+    #[schema(example = "TOO_MANY_EVENTS")]
+    code: String,
+    /// How long to wait before retrying, in milliseconds (with `MEMPOOL_FULL`).
+    #[schema(nullable = false)]
+    retry_after_ms: Option<u64>,
+}
+
+/// The body of `POST /v1/events`.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // a schema only: the handler reads each element's exact bytes
+pub(super) enum SubmitBody {
+    /// One envelope.
+    One(Envelope),
+    /// An array of envelopes, answered in order.
+    Many(Vec<Envelope>),
+}
+
+/// An evidence bundle (docs/formats.md, "Evidence bundle"): one event, or every event of a
+/// trade, with the block headers and commit certificates that let a third party check it
+/// offline with the genesis alone (`tradeloop verify-proof`). Every byte string is lower-case
+/// hex; every object has exactly the fields the format names.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a schema only: the ledger writes the bundle (`EvidenceBundle::to_json`)
+pub(super) struct EvidenceBundle {
+    /// `tradeloop/evidence`.
+    #[schema(example = "tradeloop/evidence")]
+    format: String,
+    /// The format's version.
+    #[schema(example = 1)]
+    version: u32,
+    /// The genesis hash.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    chain: String,
+    /// Each block holding an event of the bundle, once, by height: `header` and `certificate`.
+    #[schema(value_type = Vec<Object>)]
+    blocks: Vec<serde_json::Value>,
+    /// The events in ledger order: height, index, id, body (hex of the canonical bytes),
+    /// signature and Merkle proof.
+    #[schema(value_type = Vec<Object>)]
+    events: Vec<serde_json::Value>,
+}
+
+/// Codes every operation can answer: the token check, the concurrency limit, the timeout and a
+/// failure inside the node.
+const COMMON: &[ProblemCode] = &[
+    ProblemCode::Unauthorized,
+    ProblemCode::Forbidden,
+    ProblemCode::Overloaded,
+    ProblemCode::Timeout,
+    ProblemCode::Internal,
+];
+
+/// The problem answers of an operation that can answer `codes` (and [`COMMON`]), one response
+/// per HTTP status, each naming its codes.
+fn problem_responses(codes: &[ProblemCode]) -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+    let mut by_status: BTreeMap<u16, Vec<&'static str>> = BTreeMap::new();
+    for code in codes.iter().chain(COMMON) {
+        let names = by_status.entry(code.status().as_u16()).or_default();
+        if !names.contains(&code.as_str()) {
+            names.push(code.as_str());
+        }
+    }
+    by_status
+        .into_iter()
+        .map(|(status, mut names)| {
+            names.sort_unstable();
+            let list = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+            let description = if names.len() == 1 {
+                format!("A problem with `code` {list}")
+            } else {
+                format!("A problem; `code` is one of {list}")
+            };
+            let content =
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+            let mut response = ResponseBuilder::new()
+                .description(description)
+                .content("application/problem+json", content);
+            if status == 401 {
+                response = response.header(
+                    "WWW-Authenticate",
+                    HeaderBuilder::new()
+                        .schema(Some(Object::with_type(Type::String)))
+                        .description(Some("`Bearer`"))
+                        .build(),
+                );
+            }
+            if status == 429 || status == 503 {
+                response = response.header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(Some(Object::with_type(Type::Integer)))
+                        .description(Some(
+                            "Seconds to wait before retrying, when the node knows (whole \
+                             seconds, rounded up, at least 1)",
+                        ))
+                        .build(),
+                );
+            }
+            (status.to_string(), RefOr::T(response.build()))
+        })
+        .collect()
+}
+
+/// Declares a type whose `IntoResponses` are the problem answers of some codes.
+macro_rules! problems {
+    ($($(#[$doc:meta])* $name:ident: [$($code:ident),* $(,)?];)*) => {$(
+        $(#[$doc])*
+        pub(super) struct $name;
+
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+                problem_responses(&[$(ProblemCode::$code),*])
+            }
+        }
+    )*};
+}
+
+problems! {
+    /// Problems of `POST /v1/events`.
+    SubmitProblems: [MalformedJson, NotEvents, NoEvents, BadQuery, BodyTooLarge, TooManyEvents,
+        MempoolFull, NodeUnavailable, NodeBusy];
+    /// Problems of `GET /v1/status`.
+    StatusProblems: [NodeUnavailable, NodeBusy];
+    /// Problems of `GET /v1/events/{id}`.
+    EventProblems: [BadPath, EventNotFound, Storage];
+    /// Problems of `GET /v1/events/{id}/proof`.
+    EventProofProblems: [BadPath, EventNotFound, NotOnLedger, TooManyEvents, Storage];
+    /// Problems of `GET /v1/blocks`.
+    BlocksProblems: [BadQuery, Storage];
+    /// Problems of `GET /v1/blocks/{height}`.
+    BlockProblems: [BadPath, BlockNotFound, Storage];
+    /// Problems of `GET /v1/trace/{reference}`.
+    TraceProblems: [BadPath, BadQuery, NotOnLedger, Storage];
+    /// Problems of `GET /v1/trades/{order_id}`.
+    TradeProblems: [BadPath, NotOnLedger, Storage];
+    /// Problems of `GET /v1/trades/{order_id}/proof`.
+    TradeProofProblems: [BadPath, NotOnLedger, TooManyEvents, Storage];
+    /// Problems of `GET /v1/participants`.
+    ParticipantsProblems: [];
+    /// Problems of `GET /v1/stream`.
+    StreamProblems: [BadQuery, TooManyStreams, Storage];
+    /// Problems of `GET /v1/openapi.json`.
+    DocumentProblems: [];
+    /// Problems of `GET /metrics`.
+    MetricsProblems: [NodeUnavailable];
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::Router;
+    use serde_json::Value;
+    use tokio::sync::{broadcast, mpsc};
+    use tower::ServiceExt;
+    use tradeloop_crypto::Hash;
+
+    use super::*;
+    use crate::api::auth::{Access, Scope, TokenEntry};
+    use crate::api::testing::{empty_ledger, run_fake_runtime, FakeRuntime};
+    use crate::api::{router_with_shared, routes, ApiLimits, ApiShared};
+
+    /// No request of these tests takes longer.
+    const DEADLINE: Duration = Duration::from_secs(10);
+    /// The operations of an OpenAPI path item.
+    const METHODS: [&str; 8] =
+        ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+    /// `docs/openapi.json`.
+    const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json");
+
+    fn document() -> Value {
+        serde_json::to_value(openapi()).unwrap()
+    }
+
+    /// Every operation of the document as (METHOD, path).
+    fn documented(doc: &Value) -> BTreeSet<(String, String)> {
+        let mut operations = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in METHODS {
+                if item.get(method).is_some() {
+                    operations.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        operations
+    }
+
+    fn operation<'a>(doc: &'a Value, method: &str, path: &str) -> &'a Value {
+        &doc["paths"][path][method.to_lowercase()]
+    }
+
+    /// `path` with each `{name}` replaced by the example the document gives that parameter.
+    fn example_uri(doc: &Value, method: &str, path: &str) -> String {
+        let mut uri = path.to_owned();
+        let parameters = operation(doc, method, path)["parameters"].as_array().cloned();
+        for parameter in parameters.unwrap_or_default() {
+            if parameter["in"] != "path" {
+                continue;
+            }
+            let name = parameter["name"].as_str().unwrap();
+            let example = match &parameter["example"] {
+                Value::String(text) => text.clone(),
+                Value::Number(n) => n.to_string(),
+                other => panic!("{method} {path}: path parameter {name} has no example ({other})"),
+            };
+            uri = uri.replace(&format!("{{{name}}}"), &example);
+        }
+        assert!(!uri.contains('{'), "{method} {path}: a path parameter is not documented");
+        uri
+    }
+
+    /// The real router over an empty ledger and a fake runtime, with `access`.
+    struct Node {
+        router: Router,
+        _ledger: tradeloop_ledger::Ledger,
+        _dir: tempfile::TempDir,
+    }
+
+    fn node(access: Access) -> Node {
+        let (dir, ledger) = empty_ledger().unwrap();
+        let limits = ApiLimits::default();
+        let (commands, receiver) = mpsc::channel(limits.command_channel);
+        let (commits, _) = broadcast::channel(16);
+        tokio::spawn(run_fake_runtime(FakeRuntime::accept_all(false), receiver, commits.clone()));
+        let shared = ApiShared { access, ..ApiShared::open() };
+        let router = router_with_shared(commands, commits, ledger.view(), limits, shared);
+        Node { router, _ledger: ledger, _dir: dir }
+    }
+
+    /// Status, content type and (unless it is a stream) JSON body of one request.
+    async fn call(
+        router: &Router,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, String, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request.body(Body::empty()).unwrap();
+        let response =
+            tokio::time::timeout(DEADLINE, router.clone().oneshot(request)).await.unwrap().unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        // A stream never ends; its body is not read.
+        if content_type == "text/event-stream" || !content_type.contains("json") {
+            return (status, content_type, Value::Null);
+        }
+        let bytes =
+            tokio::time::timeout(DEADLINE, axum::body::to_bytes(response.into_body(), usize::MAX))
+                .await
+                .unwrap()
+                .unwrap();
+        (status, content_type, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// Documented → served: each documented operation, asked with its examples, is answered by
+    /// its route (not by the fallback, and not with 405), with a status and content type the
+    /// document lists for it.
+    #[tokio::test]
+    async fn every_documented_operation_is_served_as_documented() {
+        let doc = document();
+        let node = node(Access::open());
+        let operations = documented(&doc);
+        assert!(operations.len() >= 13, "{operations:?}");
+        for (method, path) in &operations {
+            let uri = example_uri(&doc, method, path);
+            let (status, content_type, json) = call(&node.router, method, &uri, None).await;
+            let at = format!("{method} {uri} (documented as {path})");
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{at}: not served with {method}");
+            assert!(
+                !(status == StatusCode::NOT_FOUND && json["code"] == "NOT_FOUND"),
+                "{at}: answered by the fallback ({json}): the router does not serve it"
+            );
+            let response = &operation(&doc, method, path)["responses"][status.as_str()];
+            assert!(response.is_object(), "{at}: answered {status}, which is not documented");
+            let types = response["content"].as_object().unwrap();
+            assert!(
+                types.contains_key(&content_type),
+                "{at}: answered {status} as {content_type}, documented as {:?}",
+                types.keys().collect::<Vec<_>>()
+            );
+        }
+    }
+
+    /// Served → documented: the router's own record of its routes is the document's set of
+    /// operations.
+    #[test]
+    fn every_served_route_is_documented() {
+        let served = routes().served;
+        let set: BTreeSet<(String, String)> =
+            served.iter().map(|(m, p)| (m.as_str().to_owned(), (*p).to_owned())).collect();
+        assert_eq!(set.len(), served.len(), "a route is added twice: {served:?}");
+        let doc = documented(&document());
+        let undocumented: Vec<_> = set.difference(&doc).collect();
+        let unserved: Vec<_> = doc.difference(&set).collect();
+        assert!(
+            undocumented.is_empty() && unserved.is_empty(),
+            "served but not in the OpenAPI document: {undocumented:?}; documented but not \
+             served: {unserved:?}"
+        );
+    }
+
+    /// Each operation names one scope, the one the token check asks for: a token with only that
+    /// scope passes, a token with every other scope is refused with 403, none with 401.
+    #[tokio::test]
+    async fn each_operation_needs_the_scope_it_documents() {
+        let all = [Scope::Read, Scope::Submit, Scope::Metrics];
+        let mut tokens = Vec::new();
+        for scope in all {
+            tokens.push(TokenEntry {
+                name: format!("only-{}", scope.as_str()),
+                sha256: Hash::sha256(format!("only-{}", scope.as_str()).as_bytes()),
+                scopes: vec![scope],
+            });
+            tokens.push(TokenEntry {
+                name: format!("not-{}", scope.as_str()),
+                sha256: Hash::sha256(format!("not-{}", scope.as_str()).as_bytes()),
+                scopes: all.into_iter().filter(|s| *s != scope).collect(),
+            });
+        }
+        let node = node(Access { tokens });
+        let doc = document();
+        let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+        assert_eq!(schemes[BEARER]["type"], "http");
+        assert_eq!(schemes[BEARER]["scheme"], "bearer");
+        for (method, path) in documented(&doc) {
+            let op = operation(&doc, &method, &path);
+            let at = format!("{method} {path}");
+            let security = op["security"].as_array().unwrap();
+            assert_eq!(security.len(), 1, "{at}: {security:?}");
+            let scopes = security[0][BEARER].as_array().unwrap();
+            assert_eq!(scopes.len(), 1, "{at}: {scopes:?}");
+            let scope = Scope::parse(scopes[0].as_str().unwrap()).unwrap();
+            let uri = example_uri(&doc, &method, &path);
+            let only = format!("only-{}", scope.as_str());
+            let (status, _, json) = call(&node.router, &method, &uri, Some(&only)).await;
+            assert!(
+                status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                "{at}: documented scope {} is refused: {json}",
+                scope.as_str()
+            );
+            let not = format!("not-{}", scope.as_str());
+            let (status, _, json) = call(&node.router, &method, &uri, Some(&not)).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{at}: passes without {}", scope.as_str());
+            assert_eq!(json["code"], "FORBIDDEN");
+            let (status, _, _) = call(&node.router, &method, &uri, None).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{at}");
+            for refused in ["401", "403"] {
+                assert!(
+                    op["responses"][refused]["content"]["application/problem+json"].is_object(),
+                    "{at}: {refused} is not documented"
+                );
+            }
+        }
+    }
+
+    /// `docs/openapi.json` is the document the code makes; `UPDATE_OPENAPI=1` rewrites it.
+    #[test]
+    fn the_committed_document_is_current() {
+        let current = openapi_pretty_json().unwrap();
+        if std::env::var_os("UPDATE_OPENAPI").is_some_and(|v| v == "1") {
+            std::fs::write(COMMITTED, &current).unwrap();
+            return;
+        }
+        let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
+        assert!(
+            committed == current,
+            "docs/openapi.json is not the document the API makes: regenerate it with \
+             `UPDATE_OPENAPI=1 cargo test -p tradeloop-node --lib openapi`, check it with \
+             scripts/openapi-validate and commit it"
+        );
+    }
+
+    /// `GET /v1/openapi.json` answers the document.
+    #[tokio::test]
+    async fn the_router_serves_the_document() {
+        let node = node(Access::open());
+        let (status, content_type, json) =
+            call(&node.router, "GET", "/v1/openapi.json", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type, "application/json");
+        assert_eq!(json, document());
+    }
+
+    /// OpenAPI 3.1; hashes are hex strings; an envelope's body is an object; the stream is
+    /// `text/event-stream`; every operation has its problem answers.
+    #[test]
+    fn the_document_has_the_shapes_the_api_sends() {
+        let doc = document();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let schemas = &doc["components"]["schemas"];
+        let hex = |schema: &str, field: &str| {
+            let property = &schemas[schema]["properties"][field];
+            let kind = &property["type"];
+            assert!(
+                *kind == "string" || *kind == serde_json::json!(["string", "null"]),
+                "{schema}.{field} is not a string: {property}"
+            );
+            assert_eq!(property["pattern"], "^[0-9a-f]{64}$", "{schema}.{field}");
+        };
+        for (schema, field) in [
+            ("EventView", "id"),
+            ("EventView", "block_hash"),
+            ("HeaderView", "hash"),
+            ("HeaderView", "prev_hash"),
+            ("HeaderView", "events_root"),
+            ("HeaderView", "app_hash"),
+            ("HeaderView", "validators_hash"),
+            ("ParticipantsView", "genesis_hash"),
+            ("NodeStatus", "genesis_hash"),
+            ("NodeStatus", "tip_hash"),
+        ] {
+            hex(schema, field);
+        }
+        // Every schema with the hash pattern, wherever it is (the EventResult variants, the
+        // path parameters), is a string.
+        fn hashes(value: &Value, found: &mut usize) {
+            match value {
+                Value::Object(map) => {
+                    if map.get("pattern").is_some_and(|p| p == "^[0-9a-f]{64}$") {
+                        *found += 1;
+                        assert_eq!(map["type"], "string", "{value}");
+                    }
+                    map.values().for_each(|v| hashes(v, found));
+                }
+                Value::Array(items) => items.iter().for_each(|v| hashes(v, found)),
+                _ => {}
+            }
+        }
+        let mut found = 0;
+        hashes(&doc, &mut found);
+        assert!(found >= 10, "{found} hashes");
+        assert_eq!(schemas["Envelope"]["properties"]["body"]["type"], "object");
+        let stream = &doc["paths"]["/v1/stream"]["get"]["responses"]["200"]["content"];
+        assert!(stream["text/event-stream"].is_object(), "{stream}");
+        for (method, path) in documented(&doc) {
+            let responses = operation(&doc, &method, &path)["responses"].as_object().unwrap();
+            for (status, response) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    let problem = &response["content"]["application/problem+json"]["schema"];
+                    assert_eq!(problem["$ref"], "#/components/schemas/Problem", "{method} {path}");
+                }
+            }
+            assert!(responses.contains_key("500") && responses.contains_key("503"));
+        }
+    }
+
+    /// The `Problem` schema has the members a problem answer has.
+    #[tokio::test]
+    async fn the_problem_schema_has_the_members_of_a_problem() {
+        let doc = document();
+        let schema = &doc["components"]["schemas"]["Problem"];
+        let properties: BTreeSet<&str> =
+            schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+        let required: BTreeSet<&str> =
+            schema["required"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        let body = |problem: Problem| async {
+            let response = problem.into_response();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            serde_json::from_slice::<Value>(&bytes).unwrap()
+        };
+        let plain = body(Problem::new(ProblemCode::NotFound, "no")).await;
+        let plain: BTreeSet<&str> = plain.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(plain, required);
+        let full = body(Problem::new(ProblemCode::MempoolFull, "full").retry_after_ms(1500)).await;
+        let full: BTreeSet<&str> = full.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(full, properties);
+    }
+}
