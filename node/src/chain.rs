@@ -198,6 +198,7 @@ pub fn spawn(
     proposer: SigningKey,
     commits: broadcast::Sender<CommitNotice>,
     stats: watch::Sender<MempoolStats>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 ) -> std::io::Result<(ChainHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(CHAIN_COMMAND_CHANNEL);
     let worker = Worker {
@@ -207,6 +208,7 @@ pub fn spawn(
         commits,
         stats,
         prepared: VecDeque::new(),
+        metrics,
     };
     let thread = std::thread::Builder::new().name("chain".into()).spawn(move || worker.run(rx))?;
     Ok((ChainHandle { commands: tx }, thread))
@@ -223,6 +225,8 @@ struct Worker {
     /// (a round can see several proposals; the decided one is committed without executing it
     /// again).
     prepared: VecDeque<Prepared>,
+    /// Height, commit latency, rounds per height, events per block.
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl Worker {
@@ -379,6 +383,7 @@ impl Worker {
     }
 
     fn commit(&mut self, certified: CertifiedBlock, now_ms: u64) -> Result<Hash, LedgerError> {
+        let started = std::time::Instant::now();
         let block_hash = certified.block.header.hash();
         let tip = self.ledger.tip().clone();
         let kept = self.prepared.iter().position(|p| p.hash() == block_hash && *p.parent() == tip);
@@ -413,6 +418,12 @@ impl Worker {
             .map(|(id, r)| Evicted { id, code: r.code.as_str().to_string(), message: r.message })
             .collect();
         self.prepared.clear();
+        self.metrics.on_commit(
+            certified.block.header.height,
+            certified.certificate.round,
+            ids.len(),
+            started.elapsed().as_secs_f64(),
+        );
         let _ = self.commits.send(CommitNotice {
             height: certified.block.header.height,
             block_hash: hash,

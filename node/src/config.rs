@@ -164,6 +164,20 @@ pub struct ApiSection {
     pub stream_stall_ms: u64,
     /// Interval of the stream's heartbeats, ms.
     pub stream_heartbeat_ms: u64,
+    /// Bearer tokens (`[[api.tokens]]`); required when `listen` is not a loopback address.
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// `[[api.tokens]]`: one bearer token, by the SHA-256 of its bytes (`tradeloop token new`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// A name for the operator and the logs, e.g. `erp`.
+    pub name: String,
+    /// SHA-256 of the token, 64 hex characters.
+    pub sha256: String,
+    /// Any of `read`, `submit`, `metrics`.
+    pub scopes: Vec<String>,
 }
 
 impl Default for ApiSection {
@@ -182,11 +196,74 @@ impl Default for ApiSection {
             stream_buffer_events: limits.stream_buffer_events,
             stream_stall_ms: limits.stream_stall_ms,
             stream_heartbeat_ms: limits.stream_heartbeat_ms,
+            tokens: Vec::new(),
         }
     }
 }
 
 impl ApiSection {
+    /// The tokens as the API checks them (the config check has validated every entry).
+    pub fn access(&self) -> crate::api::auth::Access {
+        use crate::api::auth::{Scope, TokenEntry};
+        crate::api::auth::Access {
+            tokens: self
+                .tokens
+                .iter()
+                .filter_map(|t| {
+                    Some(TokenEntry {
+                        name: t.name.clone(),
+                        sha256: tradeloop_crypto::Hash::from_hex(&t.sha256).ok()?,
+                        scopes: t.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Checks the tokens: each well formed, names unique, and some token whenever the API
+    /// listens beyond loopback.
+    fn check_tokens(&self) -> Result<(), (String, String)> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            let key = format!("api.tokens[{i}]");
+            if t.name.is_empty() || t.name.len() > 64 || !names.insert(t.name.as_str()) {
+                return Err((
+                    format!("{key}.name"),
+                    "must be 1 to 64 characters and differ from every other token's".into(),
+                ));
+            }
+            if t.sha256.len() != 64 || tradeloop_crypto::Hash::from_hex(&t.sha256).is_err() {
+                return Err((
+                    format!("{key}.sha256"),
+                    "must be the 64 lower-case hex characters of the token's SHA-256 \
+                     (`tradeloop token new` prints it)"
+                        .into(),
+                ));
+            }
+            if t.scopes.is_empty() {
+                return Err((format!("{key}.scopes"), "must name at least one scope".into()));
+            }
+            if let Some(bad) = t.scopes.iter().find(|s| crate::api::auth::Scope::parse(s).is_none())
+            {
+                return Err((
+                    format!("{key}.scopes"),
+                    format!("`{bad}` is not a scope; the scopes are read, submit, metrics"),
+                ));
+            }
+        }
+        if self.tokens.is_empty() && !self.listen.ip().is_loopback() {
+            return Err((
+                "api.tokens".into(),
+                format!(
+                    "api.listen is {}, not a loopback address, so bearer tokens are required: \
+                     create one with `tradeloop token new --name NAME --scopes read,submit` and \
+                     add the [[api.tokens]] it prints, or listen on 127.0.0.1",
+                    self.listen
+                ),
+            ));
+        }
+        Ok(())
+    }
     /// The API's bounds from this section (the rest at their defaults).
     pub fn limits(&self) -> crate::api::ApiLimits {
         let defaults = crate::api::ApiLimits::default();
@@ -341,6 +418,7 @@ impl NodeConfig {
                 return Err(invalid(key, "must be 1..=100000".into()));
             }
         }
+        self.api.check_tokens().map_err(|(key, detail)| invalid(&key, detail))?;
         for (key, ms) in [
             ("api.stream_stall_ms", self.api.stream_stall_ms),
             ("api.stream_heartbeat_ms", self.api.stream_heartbeat_ms),
@@ -472,7 +550,16 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_refused_by_name() {
-        let cases: [(&str, &str); 9] = [
+        let token = |name: &str, sha: &str, scopes: &str| {
+            format!("[[api.tokens]]\nname = \"{name}\"\nsha256 = \"{sha}\"\nscopes = [{scopes}]\n")
+        };
+        let tokens = [
+            token("erp", &"ab".repeat(31), "\"read\""),
+            token("erp", &"ab".repeat(32), "\"write\""),
+            token("erp", &"ab".repeat(32), ""),
+            token("", &"ab".repeat(32), "\"read\""),
+        ];
+        let cases: [(&str, &str); 17] = [
             ("colour = \"red\"\n", "colour"),
             ("[p2p]\nlisten = [\"127.0.0.1:9000\"]\n", "p2p.listen"),
             ("[p2p]\nbootstrap = [\"/ip4/127.0.0.1/tcp/9001\"]\n", "p2p.bootstrap"),
@@ -482,6 +569,14 @@ mod tests {
             ("[mempool]\nmax_events = 0\n", "mempool.max_events"),
             ("[log]\nformat = \"xml\"\n", "xml"),
             ("[api]\nmax_body_bytes = \"big\"\n", "max_body_bytes"),
+            ("[api]\nlisten = \"0.0.0.0:7200\"\n", "api.tokens"),
+            ("[api]\nmax_streams = 0\n", "api.max_streams"),
+            ("[api]\nstream_stall_ms = 5\n", "api.stream_stall_ms"),
+            ("[api]\nmax_wait_ms = 39000\n", "api.max_wait_ms"),
+            (&tokens[0], "api.tokens[0].sha256"),
+            (&tokens[1], "api.tokens[0].scopes"),
+            (&tokens[2], "api.tokens[0].scopes"),
+            (&tokens[3], "api.tokens[0].name"),
         ];
         for (extra, named) in cases {
             let err = parse(&format!("{MINIMAL}{extra}")).unwrap_err();
@@ -490,5 +585,25 @@ mod tests {
         let err = parse("genesis = \"g.json\"\nnode_key = \"k\"\n").unwrap_err();
         assert!(err.to_string().contains("data_dir"), "{err}");
         assert_eq!(err.code(), "CONFIG_PARSE");
+    }
+
+    #[test]
+    fn tokens_are_kept_by_hash_and_allow_listening_beyond_loopback() {
+        let sha = tradeloop_crypto::Hash::sha256(b"secret").to_hex();
+        let text = format!(
+            "{MINIMAL}[api]\nlisten = \"0.0.0.0:7200\"\n[[api.tokens]]\nname = \"erp\"\n\
+             sha256 = \"{sha}\"\nscopes = [\"read\", \"submit\"]\n[[api.tokens]]\n\
+             name = \"prometheus\"\nsha256 = \"{}\"\nscopes = [\"metrics\"]\n",
+            tradeloop_crypto::Hash::sha256(b"scrape").to_hex()
+        );
+        let c = parse(&text).unwrap();
+        let access = c.api.access();
+        assert_eq!(access.tokens.len(), 2);
+        assert_eq!(access.tokens[0].sha256, tradeloop_crypto::Hash::sha256(b"secret"));
+        use crate::api::auth::Scope;
+        assert_eq!(access.tokens[0].scopes, vec![Scope::Read, Scope::Submit]);
+        assert_eq!(access.tokens[1].scopes, vec![Scope::Metrics]);
+        let twice = text.replace("prometheus", "erp");
+        assert!(parse(&twice).unwrap_err().to_string().contains("api.tokens[1].name"));
     }
 }

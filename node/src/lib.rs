@@ -12,6 +12,7 @@ pub mod chain;
 pub mod config;
 pub mod consensus;
 pub mod mempool;
+pub mod metrics;
 pub mod p2p;
 pub mod runtime;
 pub mod sim;

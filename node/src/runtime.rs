@@ -34,6 +34,7 @@ use crate::consensus::core::ConsensusCore;
 use crate::consensus::driver::{self, now_ms, DriverConfig, DriverInput, Outbound};
 use crate::consensus::guard::SignGuard;
 use crate::mempool::MempoolLimits;
+use crate::metrics::Metrics;
 use crate::p2p::{self, P2pConfig, P2pEvent, P2pHandle, P2pLimits, Topic, Verdict as Gossip};
 use crate::sync::{self, SyncContext, SyncHint};
 use crate::wire::{self, ConsensusWire, EventBatch, Request, Response};
@@ -174,10 +175,14 @@ pub async fn run(
         max_events: config.mempool.max_events,
         max_bytes: config.mempool.max_bytes,
     };
+    let metrics = std::sync::Arc::new(Metrics::new());
+    metrics.height.set(crate::metrics::gauge_value(tip.height));
     let (chain, chain_thread) =
-        chain::spawn(ledger, limits, key.clone(), commits_tx.clone(), mempool_tx).map_err(
-            |source| NodeError::Io { what: "cannot start the chain worker thread".into(), source },
-        )?;
+        chain::spawn(ledger, limits, key.clone(), commits_tx.clone(), mempool_tx, metrics.clone())
+            .map_err(|source| NodeError::Io {
+                what: "cannot start the chain worker thread".into(),
+                source,
+            })?;
 
     let p2p_limits = P2pLimits {
         max_established_connections: config.p2p.max_connections,
@@ -258,6 +263,7 @@ pub async fn run(
             chain_id: genesis.hash,
             driver: driver_tx,
             syncing: syncing_tx,
+            metrics: metrics.clone(),
         },
         sync_rx,
         stop_rx.clone(),
@@ -283,6 +289,7 @@ pub async fn run(
         commits_tx.clone(),
         view,
         api_limits,
+        crate::api::ApiShared { access: config.api.access(), metrics: metrics.clone() },
         async move {
             let _ = api_stop.wait_for(|s| *s).await;
         },
@@ -297,6 +304,7 @@ pub async fn run(
             gossip: gossip_tx,
             mempool: mempool_rx,
             syncing: syncing_rx,
+            metrics,
         },
         api_rx,
     ));
@@ -659,6 +667,7 @@ struct ApiCtx {
     gossip: mpsc::Sender<SignedEvent>,
     mempool: watch::Receiver<MempoolStats>,
     syncing: watch::Receiver<bool>,
+    metrics: std::sync::Arc<Metrics>,
 }
 
 /// Answers the HTTP API's commands.
@@ -702,6 +711,14 @@ async fn api_commands(a: ApiCtx, mut rx: mpsc::Receiver<ApiCommand>) {
                         verdicts
                     }
                 };
+                for v in &verdicts {
+                    match v {
+                        Verdict::Accepted { .. } => a.metrics.on_submitted(None),
+                        Verdict::Rejected { code, .. } => a.metrics.on_submitted(Some(code)),
+                        Verdict::MempoolFull { .. } => a.metrics.on_submitted(Some("MEMPOOL_FULL")),
+                        Verdict::AlreadyCommitted { .. } => {}
+                    }
+                }
                 let _ = reply.send(verdicts);
             }
             ApiCommand::Lookup { ids, reply } => {

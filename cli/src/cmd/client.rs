@@ -40,6 +40,10 @@ pub struct NodeArgs {
     /// The node's API address, e.g. http://127.0.0.1:7071 (its `[api] listen`).
     #[arg(long, value_name = "URL")]
     pub node: String,
+    /// Bearer token, when the node requires one (its operator creates it with `tradeloop token
+    /// new`); read from TRADELOOP_TOKEN when not given.
+    #[arg(long, value_name = "TOKEN", env = "TRADELOOP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -71,9 +75,11 @@ pub struct StatusArgs {
 }
 
 /// One HTTP client for a command, talking to one node.
-struct Client {
+pub struct Client {
     agent: ureq::Agent,
     base: String,
+    /// `Bearer TOKEN`, sent with every request when set.
+    authorization: Option<String>,
 }
 
 /// What the node answered, read in full (bounded).
@@ -92,7 +98,12 @@ struct Problem {
 }
 
 impl Client {
-    fn new(url: &str, request_timeout_ms: u64) -> Result<Client> {
+    /// A client of the node `args` names, with `args`'s token.
+    pub fn for_node(args: &NodeArgs, request_timeout_ms: u64) -> Result<Client> {
+        Client::new(&args.node, args.token.as_deref(), request_timeout_ms)
+    }
+
+    fn new(url: &str, token: Option<&str>, request_timeout_ms: u64) -> Result<Client> {
         let base = url.trim_end_matches('/').to_owned();
         if base.starts_with("https://") {
             bail!("--node {url}: this build of tradeloop speaks plain HTTP to the node only; give the http:// address of its [api] listen");
@@ -105,17 +116,56 @@ impl Client {
             .timeout_connect(Some(Duration::from_millis(CONNECT_TIMEOUT_MS)))
             .timeout_global(Some(Duration::from_millis(request_timeout_ms)))
             .build();
-        Ok(Client { agent: config.into(), base })
+        let authorization = match token.map(str::trim) {
+            None | Some("") => None,
+            Some(t) if t.bytes().all(|b| b.is_ascii_graphic()) => Some(format!("Bearer {t}")),
+            Some(_) => bail!(
+                "the token (--token or TRADELOOP_TOKEN) holds spaces or characters that are not \
+                 printable ASCII; give the token exactly as `tradeloop token new` printed it"
+            ),
+        };
+        Ok(Client { agent: config.into(), base, authorization })
+    }
+
+    /// The node's address, as given.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     fn get(&self, path: &str) -> Result<Reply> {
         let url = format!("{}{path}", self.base);
-        self.read(self.agent.get(&url).call())
+        let mut request = self.agent.get(&url);
+        if let Some(a) = &self.authorization {
+            request = request.header("authorization", a);
+        }
+        self.read(request.call())
     }
 
     fn post_json(&self, path: &str, body: String) -> Result<Reply> {
         let url = format!("{}{path}", self.base);
-        self.read(self.agent.post(&url).header("content-type", "application/json").send(body))
+        let mut request = self.agent.post(&url).header("content-type", "application/json");
+        if let Some(a) = &self.authorization {
+            request = request.header("authorization", a);
+        }
+        self.read(request.send(body))
+    }
+
+    /// `GET path`, answered 200 with a JSON body of type `T`; any other answer is an error that
+    /// says what the node said (`what` names the request for a person).
+    pub fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str, what: &str) -> Result<T> {
+        let text = self.get_text(path, what)?;
+        serde_json::from_str(&text).with_context(|| {
+            format!("the node at {} answered {what} in a form this client does not understand (a different version?)", self.base)
+        })
+    }
+
+    /// `GET path`, answered 200; its body as text.
+    pub fn get_text(&self, path: &str, what: &str) -> Result<String> {
+        let reply = self.get(path)?;
+        if reply.status != 200 {
+            bail!("the node at {} did not give {what}: {}", self.base, reply.refusal());
+        }
+        Ok(reply.body)
     }
 
     fn read(&self, sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Reply> {
@@ -184,14 +234,8 @@ impl Reply {
 }
 
 pub fn status(args: StatusArgs) -> Result<ExitCode> {
-    let client = Client::new(&args.node.node, REQUEST_TIMEOUT_MS)?;
-    let reply = client.get("/v1/status")?;
-    if reply.status != 200 {
-        bail!("the node at {} did not give its status: {}", client.base, reply.refusal());
-    }
-    let status: NodeStatus = serde_json::from_str(&reply.body).with_context(|| {
-        format!("the node at {} answered a status this client does not understand", client.base)
-    })?;
+    let client = Client::for_node(&args.node, REQUEST_TIMEOUT_MS)?;
+    let status: NodeStatus = client.get_json("/v1/status", "its status")?;
     if args.json {
         writeln!(Out, "{}", serde_json::to_string(&status)?)?;
         return Ok(ExitCode::SUCCESS);
@@ -239,7 +283,7 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
     // With a wait the node holds the request up to its max_wait_ms (30 s by default); give it
     // that and more before giving up on it.
     let wait_budget_ms = if args.wait { args.timeout_ms.unwrap_or(MAX_RETRY_WAIT_MS) } else { 0 };
-    let client = Client::new(&args.node.node, REQUEST_TIMEOUT_MS.saturating_add(wait_budget_ms))?;
+    let client = Client::for_node(&args.node, REQUEST_TIMEOUT_MS.saturating_add(wait_budget_ms))?;
     let reader: Box<dyn BufRead> = if args.events == Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {

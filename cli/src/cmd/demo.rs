@@ -154,7 +154,8 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     writeln!(Out, "\ntrace of shipment SHP-1 (from {}):", first.name)?;
     print_trace(&ledger.trace("shipment:SHP-1")?)?;
     writeln!(Out)?;
-    let trade = ledger.trade_status("PO-1")?;
+    let trade =
+        tradeloop_node::api::TradeView::new(ledger.trade_status("PO-1")?, ledger.tip().height);
     print_trade(&trade)?;
     if !trade.closed {
         bail!("the sample trade did not close: open legs {:?}", trade.open_legs);

@@ -9,7 +9,7 @@ use tradeloop_ledger::canonical::Value;
 use tradeloop_ledger::event::{check_unsigned_body, parse_body_json, MAX_EVENT_BYTES};
 use tradeloop_ledger::{Rejection, SignedEvent};
 
-use super::{load_genesis, now_ms, open_ledger_read_only, read_key, ChainArgs};
+use super::{load_genesis, now_ms, open_ledger_read_only, read_key};
 use crate::input::read_bounded;
 use crate::output::Out;
 
@@ -45,7 +45,7 @@ pub enum EventCommand {
     /// Show a committed event by its id.
     Show {
         #[command(flatten)]
-        chain: ChainArgs,
+        source: super::SourceArgs,
         /// The event id (64 hex).
         id: String,
         /// Print JSON.
@@ -91,11 +91,22 @@ pub fn event_sign(key_path: &Path, genesis: &Path, body_path: &Path) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn event_show(chain: &ChainArgs, id: &str, json: bool) -> Result<ExitCode> {
+pub fn event_show(source: &super::Source, id: &str, json: bool) -> Result<ExitCode> {
     let hash = tradeloop_crypto::Hash::from_hex(id).context("the event id is 64 hex characters")?;
-    let ledger = open_ledger_read_only(chain)?;
-    let Some(record) = ledger.event(&hash)? else {
-        bail!("no event {id} on this ledger");
+    let record = match source {
+        super::Source::Local(chain) => {
+            let ledger = open_ledger_read_only(chain)?;
+            let Some(record) = ledger.event(&hash)? else {
+                bail!("no event {id} on this ledger");
+            };
+            record
+        }
+        super::Source::Remote(node) => {
+            let client = super::client::Client::for_node(node, super::client::REQUEST_TIMEOUT_MS)?;
+            let view: tradeloop_node::api::EventView = client
+                .get_json(&format!("/v1/events/{}", hash.to_hex()), &format!("event {id}"))?;
+            super::query::record_of(view)
+        }
     };
     if json {
         writeln!(Out, "{}", serde_json::to_string_pretty(&record)?)?;

@@ -16,7 +16,7 @@ use tradeloop_ledger::epcis::{default_base, EpcisBuilder, EpcisFilter};
 use tradeloop_ledger::export::{open_export, ExportItem};
 use tradeloop_ledger::fields::rfc3339_ms;
 use tradeloop_ledger::proof::{
-    event_bundle, trade_bundle, verify_bundle, BundleReport, MAX_BUNDLE_BYTES,
+    event_bundle, trade_bundle, verify_bundle, BundleReport, EvidenceBundle, MAX_BUNDLE_BYTES,
 };
 use tradeloop_ledger::{Genesis, Ledger};
 
@@ -34,7 +34,7 @@ pub const COMPARE_SPLIT: u8 = 4;
 #[derive(Debug, Args)]
 pub struct ProofArgs {
     #[command(flatten)]
-    pub chain: ChainArgs,
+    pub source: super::SourceArgs,
     /// The event id (64 hex).
     #[arg(required_unless_present = "trade", conflicts_with = "trade")]
     pub event_id: Option<String>,
@@ -48,14 +48,41 @@ pub struct ProofArgs {
 }
 
 pub fn proof(args: ProofArgs) -> Result<ExitCode> {
-    let ledger = open_ledger_read_only(&args.chain)?;
-    let bundle = match (&args.event_id, &args.trade) {
-        (Some(id), _) => {
-            let id = Hash::from_hex(id).context("the event id is 64 hex characters")?;
-            event_bundle(&ledger, &id)?
+    let bundle = match args.source.source()? {
+        super::Source::Local(chain) => {
+            let ledger = open_ledger_read_only(&chain)?;
+            match (&args.event_id, &args.trade) {
+                (Some(id), _) => {
+                    let id = Hash::from_hex(id).context("the event id is 64 hex characters")?;
+                    event_bundle(&ledger, &id)?
+                }
+                (None, Some(order)) => trade_bundle(&ledger, order)?,
+                (None, None) => bail!("give an EVENT_ID or --trade ORDER_ID"),
+            }
         }
-        (None, Some(order)) => trade_bundle(&ledger, order)?,
-        (None, None) => bail!("give an EVENT_ID or --trade ORDER_ID"),
+        super::Source::Remote(node) => {
+            let client = super::client::Client::for_node(&node, super::client::REQUEST_TIMEOUT_MS)?;
+            let (path, what) = match (&args.event_id, &args.trade) {
+                (Some(id), _) => {
+                    let id = Hash::from_hex(id).context("the event id is 64 hex characters")?;
+                    (format!("/v1/events/{}/proof", id.to_hex()), format!("a proof of event {id}"))
+                }
+                (None, Some(order)) => (
+                    format!("/v1/trades/{}/proof", super::query::segment(order)),
+                    format!("a proof of trade {order}"),
+                ),
+                (None, None) => bail!("give an EVENT_ID or --trade ORDER_ID"),
+            };
+            let text = client.get_text(&path, &what)?;
+            // Parsed (not verified: `verify-proof` does that against a genesis the reader
+            // trusts) so that what is written is a bundle and is written as this build writes it.
+            serde_json::from_str::<EvidenceBundle>(&text).with_context(|| {
+                format!(
+                    "the node at {} answered {what} that is not an evidence bundle",
+                    client.base()
+                )
+            })?
+        }
     };
     let text = bundle.to_json();
     if args.out == Path::new("-") {

@@ -21,6 +21,7 @@ pub mod node;
 pub mod query;
 pub mod reindex;
 pub mod sim;
+pub mod token;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -44,7 +45,7 @@ pub enum Command {
     /// Print the events of a shipment, order, declaration, letter of credit or invoice in order.
     Trace {
         #[command(flatten)]
-        chain: ChainArgs,
+        source: SourceArgs,
         /// `shipment:ID`, `order:ID`, `declaration:ID`, `lc:ID` or `invoice:ID`.
         reference: String,
         /// Print JSON.
@@ -54,7 +55,7 @@ pub enum Command {
     /// Show whether an order's trade loop is closed and which legs are open.
     Trade {
         #[command(flatten)]
-        chain: ChainArgs,
+        source: SourceArgs,
         /// The order id.
         order_id: String,
         /// Print JSON.
@@ -112,8 +113,55 @@ pub enum Command {
     Bench(bench::BenchCommand),
     /// Show a running node's status (over its HTTP API).
     Status(client::StatusArgs),
+    /// API bearer tokens for a node's node.toml.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Run the deterministic consensus simulator (validators, network and clock from a seed).
     Sim(sim::SimArgs),
+}
+
+/// Where a read command reads: a data dir offline, or a running node over its HTTP API.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// The node's data dir, read offline (with --genesis).
+    #[arg(long, required_unless_present = "node", conflicts_with = "node", requires = "genesis")]
+    pub data_dir: Option<PathBuf>,
+    /// The chain's genesis file (with --data-dir).
+    #[arg(long, conflicts_with = "node")]
+    pub genesis: Option<PathBuf>,
+    /// Ask a running node over its HTTP API instead, e.g. http://127.0.0.1:7071.
+    #[arg(long, value_name = "URL")]
+    pub node: Option<String>,
+    /// Bearer token for --node, when the node requires one; read from TRADELOOP_TOKEN when
+    /// not given.
+    #[arg(long, value_name = "TOKEN", env = "TRADELOOP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// A read command's source, resolved.
+#[derive(Debug)]
+pub enum Source {
+    /// A data dir, read offline.
+    Local(ChainArgs),
+    /// A running node.
+    Remote(client::NodeArgs),
+}
+
+impl SourceArgs {
+    /// The one source these arguments name (clap has checked that exactly one is given).
+    pub fn source(&self) -> Result<Source> {
+        match (&self.node, &self.data_dir, &self.genesis) {
+            (Some(node), _, _) => Ok(Source::Remote(client::NodeArgs {
+                node: node.clone(),
+                token: self.token.clone(),
+            })),
+            (None, Some(data_dir), Some(genesis)) => Ok(Source::Local(ChainArgs {
+                data_dir: data_dir.clone(),
+                genesis: genesis.clone(),
+            })),
+            _ => anyhow::bail!("give --data-dir DIR --genesis G.json, or --node URL"),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -133,13 +181,17 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Event(event::EventCommand::Sign { key, genesis, body }) => {
             event::event_sign(&key, &genesis, &body)
         }
-        Command::Event(event::EventCommand::Show { chain, id, json }) => {
-            event::event_show(&chain, &id, json)
+        Command::Event(event::EventCommand::Show { source, id, json }) => {
+            event::event_show(&source.source()?, &id, json)
         }
         Command::Event(event::EventCommand::Submit(args)) => client::submit(args),
         Command::Append(args) => append::append(args),
-        Command::Trace { chain, reference, json } => query::trace(&chain, &reference, json),
-        Command::Trade { chain, order_id, json } => query::trade(&chain, &order_id, json),
+        Command::Trace { source, reference, json } => {
+            query::trace(&source.source()?, &reference, json)
+        }
+        Command::Trade { source, order_id, json } => {
+            query::trade(&source.source()?, &order_id, json)
+        }
         Command::Verify(args) => audit::verify(args),
         Command::Export(args) => evidence::export(args),
         Command::Proof(args) => evidence::proof(args),
@@ -155,6 +207,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Bench(b) => bench::run(b),
         Command::Sim(args) => sim::sim(args),
         Command::Status(args) => client::status(args),
+        Command::Token(t) => token::run(t),
     }
 }
 

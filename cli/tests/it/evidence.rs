@@ -450,3 +450,101 @@ fn an_epcis_export_maps_the_trade_and_leads_back_to_proofs() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("shipment SHP-404 is not on this chain"), "{}", text(&o));
 }
+
+/// `trace`, `trade`, `event show` and `proof` with `--node` print exactly what they print from
+/// the data dir, through bearer tokens and paged traces.
+#[test]
+fn reads_over_a_node_print_what_the_data_dir_prints() {
+    use tradeloop_node::api::auth::{Access, Scope, TokenEntry};
+    use tradeloop_node::api::testing::{spawn_fake_node_with_shared, FakeRuntime};
+    use tradeloop_node::api::{ApiLimits, ApiShared};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (cast, events) = chain(dir.path());
+    let (data, genesis) = (s(&dir.path().join("data")), s(&dir.path().join("genesis.json")));
+    let id = events[4].id().to_hex();
+    let reads: Vec<Vec<&str>> = vec![
+        vec!["trace", "shipment:SHP-1"],
+        vec!["trace", "order:PO-1", "--json"],
+        vec!["trade", "PO-1"],
+        vec!["trade", "PO-1", "--json"],
+        vec!["event", "show", &id],
+        vec!["event", "show", &id, "--json"],
+        vec!["proof", &id, "--out", "-"],
+        vec!["proof", "--trade", "PO-1", "--out", "-"],
+    ];
+    let offline: Vec<Output> = reads
+        .iter()
+        .map(|args| {
+            tradeloop(&[args.as_slice(), &["--data-dir", &data, "--genesis", &genesis]].concat())
+        })
+        .collect();
+
+    let ledger = Ledger::open_read_only(&dir.path().join("data"), cast.genesis.clone()).unwrap();
+    let access = Access {
+        tokens: vec![TokenEntry {
+            name: "auditor".into(),
+            sha256: tradeloop_crypto::Hash::sha256(b"auditor-token"),
+            scopes: vec![Scope::Read],
+        }],
+    };
+    // Pages of 4 events: the client must follow `next_offset` to print the whole trace.
+    let limits = ApiLimits { max_page_events: 4, ..ApiLimits::default() };
+    let node = spawn_fake_node_with_shared(
+        FakeRuntime::accept_all(false),
+        limits,
+        ledger.view(),
+        ApiShared { access, ..ApiShared::default() },
+    )
+    .unwrap();
+    let url = node.url();
+    for (args, local) in reads.iter().zip(&offline) {
+        assert!(local.status.success(), "{args:?}: {}", text(local));
+        let remote =
+            tradeloop(&[args.as_slice(), &["--node", &url, "--token", "auditor-token"]].concat());
+        assert!(remote.status.success(), "{args:?} --node: {}", text(&remote));
+        assert_eq!(
+            String::from_utf8_lossy(&remote.stdout),
+            String::from_utf8_lossy(&local.stdout),
+            "{args:?}"
+        );
+    }
+    let trace = String::from_utf8_lossy(&offline[0].stdout).into_owned();
+    assert!(trace.lines().count() > 5, "{trace}");
+
+    // The token from the environment; none at all; both sources at once.
+    let o = Command::new(env!("CARGO_BIN_EXE_tradeloop"))
+        .args(["trade", "PO-1", "--node", &url])
+        .env("TRADELOOP_TOKEN", "auditor-token")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = tradeloop(&["trade", "PO-1", "--node", &url]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("UNAUTHORIZED") && text(&o).contains("bearer token"), "{}", text(&o));
+    let o = tradeloop(&["trade", "PO-1", "--node", &url, "--data-dir", &data]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = tradeloop(&["trade", "PO-9", "--node", &url, "--token", "auditor-token"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("PO-9"), "{}", text(&o));
+}
+
+/// `token new` prints a token once and the node.toml entry that holds its SHA-256.
+#[test]
+fn token_new_prints_the_token_and_its_node_toml_entry() {
+    let o = tradeloop(&["token", "new", "--name", "erp", "--scopes", "read,submit", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let token = v["token"].as_str().unwrap();
+    assert_eq!(token.len(), 64);
+    assert_eq!(v["sha256"], tradeloop_crypto::Hash::sha256(token.as_bytes()).to_hex());
+    assert_eq!(v["scopes"], serde_json::json!(["read", "submit"]));
+    let o = tradeloop(&["token", "new", "--name", "prom", "--scopes", "metrics"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("[[api.tokens]]") && out.contains("name = \"prom\""), "{out}");
+    assert!(out.contains("scopes = [\"metrics\"]"), "{out}");
+    let o = tradeloop(&["token", "new", "--name", "x", "--scopes", "write"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("`write` is not a scope"), "{}", text(&o));
+}

@@ -37,8 +37,10 @@ use tradeloop_crypto::Hash;
 use tradeloop_ledger::query::LedgerView;
 use tradeloop_ledger::SignedEvent;
 
+pub mod auth;
 mod handlers;
 pub mod hex_hash;
+mod metrics;
 pub mod openapi;
 mod problem;
 mod reads;
@@ -326,6 +328,8 @@ struct ApiState {
     /// Set when the server shuts down: open streams end, so the graceful shutdown can finish.
     stopping: tokio::sync::watch::Receiver<bool>,
     limits: ApiLimits,
+    /// The node's metrics (`GET /metrics`).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The API's routes with every bound applied (for tests and for [`serve`]).
@@ -337,7 +341,35 @@ pub fn router(
 ) -> Router {
     // Never set: a router without `serve` has no shutdown of its own.
     let (_never, stopping) = tokio::sync::watch::channel(false);
-    router_with(commands, commits, view, limits, stopping)
+    router_with(commands, commits, view, limits, ApiShared::open(), stopping)
+}
+
+/// [`router`] with bearer tokens and metrics as `shared` says.
+pub fn router_with_shared(
+    commands: mpsc::Sender<ApiCommand>,
+    commits: broadcast::Sender<CommitNotice>,
+    view: LedgerView,
+    limits: ApiLimits,
+    shared: ApiShared,
+) -> Router {
+    let (_never, stopping) = tokio::sync::watch::channel(false);
+    router_with(commands, commits, view, limits, shared, stopping)
+}
+
+/// What the API shares with the rest of the node besides its channels.
+#[derive(Clone, Debug, Default)]
+pub struct ApiShared {
+    /// Who may call it (bearer tokens and their scopes).
+    pub access: auth::Access,
+    /// The node's metrics: `GET /metrics` encodes them and every request is counted in them.
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl ApiShared {
+    /// No tokens (everything open) and metrics of its own.
+    pub fn open() -> ApiShared {
+        ApiShared::default()
+    }
 }
 
 /// The API's routes, each recorded with its method as it is added, so the list of what the
@@ -388,6 +420,7 @@ fn routes() -> Routes {
         .get("/v1/participants", reads::participants)
         .get("/v1/stream", stream::stream)
         .get("/v1/openapi.json", openapi::openapi_json)
+        .get("/metrics", metrics::metrics)
 }
 
 fn router_with(
@@ -395,13 +428,23 @@ fn router_with(
     commits: broadcast::Sender<CommitNotice>,
     view: LedgerView,
     limits: ApiLimits,
+    shared: ApiShared,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Router {
     let timeout = Duration::from_millis(limits.request_timeout_ms);
     let concurrency = limits.max_concurrent_requests.max(1);
     let body_limit = limits.max_body_bytes;
     let streams = Arc::new(tokio::sync::Semaphore::new(limits.max_streams));
-    let state = Arc::new(ApiState { commands, commits, view, streams, stopping, limits });
+    let ApiShared { access, metrics } = shared;
+    let state = Arc::new(ApiState {
+        commands,
+        commits,
+        view,
+        streams,
+        stopping,
+        limits,
+        metrics: metrics.clone(),
+    });
     // Outermost first: overload and timeout errors become problem+json; a request over the
     // concurrency limit is shed at once rather than queued without bound. `Router::layer` wraps
     // each route separately, so the limit is the global one (one semaphore for every route);
@@ -417,6 +460,10 @@ fn router_with(
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(bounds)
+        // Outermost: a request without the token it needs is refused before it takes a place.
+        .layer(axum::middleware::from_fn_with_state(Arc::new(access), auth::require))
+        // Outside the token check: refused requests are counted too.
+        .layer(axum::middleware::from_fn_with_state(metrics, metrics::count))
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets requests in flight finish
@@ -427,6 +474,7 @@ pub async fn serve(
     commits: broadcast::Sender<CommitNotice>,
     view: LedgerView,
     limits: ApiLimits,
+    shared: ApiShared,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     limits.check()?;
@@ -436,7 +484,7 @@ pub async fn serve(
         // Streams never end by themselves; the graceful shutdown waits for every connection.
         let _ = stop.send(true);
     };
-    axum::serve(listener, router_with(commands, commits, view, limits, stopping))
+    axum::serve(listener, router_with(commands, commits, view, limits, shared, stopping))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -20,6 +20,10 @@ pub enum ProblemCode {
     /// 400: a path segment is malformed (an event id that is not 64 hex characters, a height
     /// that is not a number).
     BadPath,
+    /// 401: no bearer token, or one the node does not know.
+    Unauthorized,
+    /// 403: the token lacks the scope the request needs.
+    Forbidden,
     /// 404: no such endpoint.
     NotFound,
     /// 404: no committed event has this id.
@@ -59,6 +63,8 @@ impl ProblemCode {
             ProblemCode::NoEvents => "NO_EVENTS",
             ProblemCode::BadQuery => "BAD_QUERY",
             ProblemCode::BadPath => "BAD_PATH",
+            ProblemCode::Unauthorized => "UNAUTHORIZED",
+            ProblemCode::Forbidden => "FORBIDDEN",
             ProblemCode::NotFound => "NOT_FOUND",
             ProblemCode::EventNotFound => "EVENT_NOT_FOUND",
             ProblemCode::BlockNotFound => "BLOCK_NOT_FOUND",
@@ -84,6 +90,8 @@ impl ProblemCode {
             | ProblemCode::NoEvents
             | ProblemCode::BadQuery
             | ProblemCode::BadPath => StatusCode::BAD_REQUEST,
+            ProblemCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ProblemCode::Forbidden => StatusCode::FORBIDDEN,
             ProblemCode::NotFound
             | ProblemCode::EventNotFound
             | ProblemCode::BlockNotFound
@@ -109,6 +117,8 @@ impl ProblemCode {
             ProblemCode::NoEvents => "The request holds no events",
             ProblemCode::BadQuery => "A query parameter is not understood",
             ProblemCode::BadPath => "A path segment is malformed",
+            ProblemCode::Unauthorized => "A valid bearer token is required",
+            ProblemCode::Forbidden => "The token does not allow this request",
             ProblemCode::NotFound => "No such endpoint",
             ProblemCode::EventNotFound => "No such committed event",
             ProblemCode::BlockNotFound => "No block at this height",
@@ -139,6 +149,12 @@ impl Problem {
     /// A problem with a sentence saying what was wrong and what to do.
     pub fn new(code: ProblemCode, detail: impl Into<String>) -> Problem {
         Problem { code, detail: detail.into(), retry_after_ms: None }
+    }
+
+    /// Its stable code.
+    #[cfg(test)]
+    pub fn code(&self) -> ProblemCode {
+        self.code
     }
 
     /// Adds a `Retry-After` header (whole seconds, rounded up) and a `retry_after_ms` member.

@@ -180,6 +180,17 @@ pub fn spawn_fake_node_with_view(
     limits: ApiLimits,
     view: LedgerView,
 ) -> std::io::Result<FakeNode> {
+    spawn_fake_node_with_shared(runtime, limits, view, super::ApiShared::open())
+}
+
+/// Starts a [`FakeNode`] with the bearer tokens and metrics of `shared`; its read endpoints
+/// answer from `view`.
+pub fn spawn_fake_node_with_shared(
+    runtime: FakeRuntime,
+    limits: ApiLimits,
+    view: LedgerView,
+    shared: super::ApiShared,
+) -> std::io::Result<FakeNode> {
     limits.check()?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
@@ -195,7 +206,7 @@ pub fn spawn_fake_node_with_view(
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            let _ = super::serve(listener, commands, commits, view, limits, shutdown).await;
+            let _ = super::serve(listener, commands, commits, view, limits, shared, shutdown).await;
             fake.abort();
         });
     });

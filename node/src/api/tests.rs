@@ -462,9 +462,17 @@ async fn status_round_trips_over_a_real_socket_and_serve_shuts_down() {
     tokio::spawn(run_fake_runtime(FakeRuntime::accept_all(false), rx, commits.clone()));
     let (stop, stopped) = oneshot::channel::<()>();
     let (_dir, ledger) = super::testing::empty_ledger().unwrap();
-    let server = tokio::spawn(serve(listener, tx, commits, ledger.view(), limits, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(serve(
+        listener,
+        tx,
+        commits,
+        ledger.view(),
+        limits,
+        ApiShared::open(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
 
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
@@ -492,7 +500,9 @@ async fn serve_refuses_limits_that_cannot_work() {
     let (commits, _) = broadcast::channel(1);
     let limits = ApiLimits { request_timeout_ms: 1000, ..ApiLimits::default() };
     let (_dir, ledger) = super::testing::empty_ledger().unwrap();
-    let err = serve(listener, tx, commits, ledger.view(), limits, async {}).await.unwrap_err();
+    let err = serve(listener, tx, commits, ledger.view(), limits, ApiShared::open(), async {})
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     assert!(err.to_string().contains("request_timeout_ms"), "{err}");
     assert!(ApiLimits::default().check().is_ok());
@@ -922,9 +932,17 @@ async fn an_open_stream_does_not_keep_the_server_from_shutting_down() {
     let (commits, _) = broadcast::channel(16);
     let (stop, stopped) = oneshot::channel::<()>();
     let (_dir, ledger) = super::testing::empty_ledger().unwrap();
-    let server = tokio::spawn(serve(listener, tx, commits, ledger.view(), limits, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(serve(
+        listener,
+        tx,
+        commits,
+        ledger.view(),
+        limits,
+        ApiShared::open(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(b"GET /v1/stream HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
     let mut head = [0u8; 12];
@@ -936,4 +954,102 @@ async fn an_open_stream_does_not_keep_the_server_from_shutting_down() {
     // The stream was ended, not cut: the client reads to its end.
     let mut rest = Vec::new();
     tokio::time::timeout(TEST_DEADLINE, stream.read_to_end(&mut rest)).await.unwrap().unwrap();
+}
+
+fn harness_shared(shared: ApiShared) -> Harness {
+    let (dir, ledger) = super::testing::empty_ledger().unwrap();
+    let limits = ApiLimits::default();
+    let (tx, rx) = mpsc::channel(limits.command_channel);
+    let (commits, _) = broadcast::channel(16);
+    Harness {
+        router: router_with_shared(tx, commits.clone(), ledger.view(), limits, shared),
+        commands: Some(rx),
+        commits,
+        ledger,
+        _dir: dir,
+    }
+}
+
+fn with_token(mut request: Request<Body>, token: &str) -> Request<Body> {
+    request.headers_mut().insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+async fn text_of(router: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, String) {
+    let response = tokio::time::timeout(TEST_DEADLINE, router.clone().oneshot(request))
+        .await
+        .unwrap()
+        .unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn tokens_gate_every_route_by_scope() {
+    use auth::{Access, Scope, TokenEntry};
+    let entry = |name: &str, scopes: Vec<Scope>| TokenEntry {
+        name: name.into(),
+        sha256: Hash::sha256(format!("{name}-secret").as_bytes()),
+        scopes,
+    };
+    let access = Access {
+        tokens: vec![
+            entry("erp", vec![Scope::Read, Scope::Submit]),
+            entry("auditor", vec![Scope::Read]),
+            entry("prometheus", vec![Scope::Metrics]),
+        ],
+    };
+    let h = harness_shared(ApiShared { access, metrics: Default::default() })
+        .with_fake(FakeRuntime::accept_all(false));
+    let r = &h.router;
+    let bare = call(r, get("/v1/status")).await;
+    assert_problem(&bare, 401, "UNAUTHORIZED");
+    assert_eq!(bare.headers[header::WWW_AUTHENTICATE], "Bearer");
+    assert_problem(&call(r, with_token(get("/v1/status"), "wrong")).await, 401, "UNAUTHORIZED");
+    // An unknown path is refused for want of a token before it is found missing: the API's
+    // shape is not shown to strangers.
+    assert_problem(&call(r, get("/v1/nothing")).await, 401, "UNAUTHORIZED");
+    assert_eq!(call(r, with_token(get("/v1/status"), "auditor-secret")).await.status, 200);
+    let body = envelopes(&[event(1)]);
+    let refused = call(r, with_token(post("/v1/events", body.clone()), "auditor-secret")).await;
+    assert_problem(&refused, 403, "FORBIDDEN");
+    assert!(refused.json["detail"].as_str().unwrap().contains("auditor"), "{}", refused.json);
+    let ok = call(r, with_token(post("/v1/events", body), "erp-secret")).await;
+    assert_eq!(statuses(&ok), vec!["accepted"]);
+    let (status, _, _) = text_of(r, with_token(get("/metrics"), "erp-secret")).await;
+    assert_eq!(status, 403);
+    let (status, _, text) = text_of(r, with_token(get("/metrics"), "prometheus-secret")).await;
+    assert_eq!(status, 200, "{text}");
+    assert_problem(
+        &call(r, with_token(get("/v1/status"), "prometheus-secret")).await,
+        403,
+        "FORBIDDEN",
+    );
+}
+
+#[tokio::test]
+async fn metrics_show_the_status_gauges_and_count_requests_by_route_and_status() {
+    let h = harness_shared(ApiShared::open()).with_fake(FakeRuntime::accept_all(false));
+    let r = &h.router;
+    assert_eq!(call(r, get("/v1/status")).await.status, 200);
+    assert_eq!(call(r, get("/v1/status")).await.status, 200);
+    assert_eq!(call(r, get("/v1/events/zz")).await.status, 400);
+    assert_eq!(call(r, get("/v1/nothing/here")).await.status, 404);
+    let (status, headers, text) = text_of(r, get("/metrics")).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers[header::CONTENT_TYPE], crate::metrics::CONTENT_TYPE);
+    let peers = sample_status().connected_peers.len();
+    for line in [
+        format!("tradeloop_peers {peers}"),
+        format!("tradeloop_mempool_events {}", sample_status().mempool_events),
+        "tradeloop_api_requests_total{method=\"GET\",route=\"/v1/status\",status=\"200\"} 2"
+            .to_owned(),
+        "tradeloop_api_requests_total{method=\"GET\",route=\"/v1/events/{id}\",status=\"400\"} 1"
+            .to_owned(),
+        "tradeloop_api_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1"
+            .to_owned(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
 }

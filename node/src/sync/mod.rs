@@ -53,6 +53,8 @@ pub struct SyncContext {
     pub driver: Option<mpsc::Sender<DriverInput>>,
     /// Whether a fetch is running (for status).
     pub syncing: watch::Sender<bool>,
+    /// The highest tip a peer reported (sync lag).
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// Runs until `stop` turns true.
@@ -122,7 +124,9 @@ async fn best_peer(ctx: &SyncContext) -> Option<(PublicKey, u64)> {
 }
 
 async fn status_of(ctx: &SyncContext, peer: PublicKey) -> Option<u64> {
-    peer_height(&ctx.p2p, ctx.chain_id, peer).await
+    let height = peer_height(&ctx.p2p, ctx.chain_id, peer).await?;
+    ctx.metrics.on_peer_height(height);
+    Some(height)
 }
 
 /// A peer's committed height, if it answers and is of this chain.
