@@ -164,6 +164,10 @@ pub struct ApiSection {
     pub stream_stall_ms: u64,
     /// Interval of the stream's heartbeats, ms.
     pub stream_heartbeat_ms: u64,
+    /// TCP connections open at once.
+    pub max_connections: usize,
+    /// Time to deliver a request head (and longest keep-alive idle), ms.
+    pub header_timeout_ms: u64,
     /// Bearer tokens (`[[api.tokens]]`); required when `listen` is not a loopback address.
     pub tokens: Vec<TokenConfig>,
 }
@@ -196,6 +200,8 @@ impl Default for ApiSection {
             stream_buffer_events: limits.stream_buffer_events,
             stream_stall_ms: limits.stream_stall_ms,
             stream_heartbeat_ms: limits.stream_heartbeat_ms,
+            max_connections: limits.max_connections,
+            header_timeout_ms: limits.header_timeout_ms,
             tokens: Vec::new(),
         }
     }
@@ -280,6 +286,8 @@ impl ApiSection {
             stream_buffer_events: self.stream_buffer_events,
             stream_stall_ms: self.stream_stall_ms,
             stream_heartbeat_ms: self.stream_heartbeat_ms,
+            max_connections: self.max_connections,
+            header_timeout_ms: self.header_timeout_ms,
             ..defaults
         }
     }
@@ -413,6 +421,7 @@ impl NodeConfig {
             ("api.max_page_events", self.api.max_page_events),
             ("api.max_streams", self.api.max_streams),
             ("api.stream_buffer_events", self.api.stream_buffer_events),
+            ("api.max_connections", self.api.max_connections),
         ] {
             if !(1..=100_000).contains(&value) {
                 return Err(invalid(key, "must be 1..=100000".into()));
@@ -422,6 +431,7 @@ impl NodeConfig {
         for (key, ms) in [
             ("api.stream_stall_ms", self.api.stream_stall_ms),
             ("api.stream_heartbeat_ms", self.api.stream_heartbeat_ms),
+            ("api.header_timeout_ms", self.api.header_timeout_ms),
         ] {
             if !(100..=3_600_000).contains(&ms) {
                 return Err(invalid(key, "must be 100..=3600000 (ms)".into()));

@@ -44,6 +44,7 @@ mod metrics;
 pub mod openapi;
 mod problem;
 mod reads;
+mod server;
 mod stream;
 mod wire;
 
@@ -214,6 +215,10 @@ pub const DEFAULT_STREAM_BUFFER_EVENTS: usize = 256;
 pub const DEFAULT_STREAM_STALL_MS: u64 = 30_000;
 /// Default [`ApiLimits::stream_heartbeat_ms`]: 15 s.
 pub const DEFAULT_STREAM_HEARTBEAT_MS: u64 = 15_000;
+/// Default [`ApiLimits::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default [`ApiLimits::header_timeout_ms`]: 10 s.
+pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
 /// Default [`ApiLimits::max_page_blocks`].
 pub const DEFAULT_MAX_PAGE_BLOCKS: usize = 1000;
 /// Default [`ApiLimits::max_page_events`].
@@ -253,6 +258,11 @@ pub struct ApiLimits {
     pub stream_stall_ms: u64,
     /// Interval of the stream's heartbeat comments, ms.
     pub stream_heartbeat_ms: u64,
+    /// TCP connections open at once; a connection over it is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// Time a connection has to deliver a whole request head (and the longest a keep-alive
+    /// connection may sit idle), ms; then it is closed (slowloris).
+    pub header_timeout_ms: u64,
 }
 
 impl Default for ApiLimits {
@@ -271,6 +281,8 @@ impl Default for ApiLimits {
             stream_buffer_events: DEFAULT_STREAM_BUFFER_EVENTS,
             stream_stall_ms: DEFAULT_STREAM_STALL_MS,
             stream_heartbeat_ms: DEFAULT_STREAM_HEARTBEAT_MS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_timeout_ms: DEFAULT_HEADER_TIMEOUT_MS,
         }
     }
 }
@@ -291,6 +303,8 @@ impl ApiLimits {
             ("stream_buffer_events", self.stream_buffer_events == 0),
             ("stream_stall_ms", self.stream_stall_ms == 0),
             ("stream_heartbeat_ms", self.stream_heartbeat_ms == 0),
+            ("max_connections", self.max_connections == 0),
+            ("header_timeout_ms", self.header_timeout_ms == 0),
         ];
         if let Some((name, _)) = zero.iter().find(|(_, is_zero)| *is_zero) {
             return invalid(format!("api limit {name} is 0; it must be at least 1"));
@@ -467,7 +481,8 @@ fn router_with(
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets requests in flight finish
-/// (each is bounded by `request_timeout_ms`).
+/// (each is bounded by `request_timeout_ms`). Connections are bounded by `max_connections` and
+/// each must deliver its request heads within `header_timeout_ms` (server.rs).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     commands: mpsc::Sender<ApiCommand>,
@@ -484,7 +499,10 @@ pub async fn serve(
         // Streams never end by themselves; the graceful shutdown waits for every connection.
         let _ = stop.send(true);
     };
-    axum::serve(listener, router_with(commands, commits, view, limits, shared, stopping))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let server_limits = server::ServerLimits {
+        max_connections: limits.max_connections,
+        header_timeout: Duration::from_millis(limits.header_timeout_ms),
+    };
+    let router = router_with(commands, commits, view, limits, shared, stopping);
+    server::serve(listener, router, server_limits, shutdown).await
 }

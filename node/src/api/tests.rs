@@ -1053,3 +1053,91 @@ async fn metrics_show_the_status_gauges_and_count_requests_by_route_and_status()
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }
 }
+
+/// A real server over the fake runtime with these limits; its address and the sender that
+/// stops it.
+async fn real_server(limits: ApiLimits) -> (std::net::SocketAddr, oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel(limits.command_channel);
+    let (commits, _) = broadcast::channel(16);
+    tokio::spawn(run_fake_runtime(FakeRuntime::accept_all(false), rx, commits.clone()));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (dir, ledger) = super::testing::empty_ledger().unwrap();
+    tokio::spawn(async move {
+        let _dir = dir;
+        let _ = serve(listener, tx, commits, ledger.view(), limits, ApiShared::open(), async {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    (addr, stop)
+}
+
+/// Reads until the server closes the connection (or TEST_DEADLINE passes: a failure).
+async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut raw = Vec::new();
+    tokio::time::timeout(TEST_DEADLINE, stream.read_to_end(&mut raw))
+        .await
+        .expect("the server kept the connection open")
+        .unwrap_or_default();
+    raw
+}
+
+async fn status_over(addr: std::net::SocketAddr) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    String::from_utf8_lossy(&read_until_closed(&mut s).await).into_owned()
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_headers_is_cut_off_at_the_header_timeout() {
+    let limits = ApiLimits { header_timeout_ms: 300, ..ApiLimits::default() };
+    let (addr, _stop) = real_server(limits).await;
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    slow.write_all(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    // One header byte every 50 ms, never the blank line that ends the head.
+    let trickle = async {
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if slow.write_all(b"X").await.is_err() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(3), trickle).await;
+    let raw = read_until_closed(&mut slow).await;
+    assert!(!String::from_utf8_lossy(&raw).contains("200 OK"), "{raw:?}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // An idle keep-alive connection is closed the same way; the server still serves.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(read_until_closed(&mut idle).await.is_empty());
+    assert!(status_over(addr).await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn connections_over_max_connections_are_closed_and_the_bound_frees_up() {
+    let limits = ApiLimits { max_connections: 2, ..ApiLimits::default() };
+    let (addr, _stop) = real_server(limits).await;
+    let held: Vec<tokio::net::TcpStream> = vec![
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+    ];
+    // Give the server time to accept both before the third arrives.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = third.write_all(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let answer = read_until_closed(&mut third).await;
+    assert!(answer.is_empty(), "over the bound: {}", String::from_utf8_lossy(&answer));
+    drop(held);
+    let deadline = std::time::Instant::now() + TEST_DEADLINE;
+    loop {
+        let text = status_over(addr).await;
+        if text.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the bound never freed up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
