@@ -210,6 +210,16 @@ impl Client {
 }
 
 impl Reply {
+    /// Whether the body carries per-event `results` (a submit answer, or a problem of a submit
+    /// that admitted nothing).
+    fn has_results(&self) -> bool {
+        #[derive(Deserialize)]
+        struct Results {
+            results: Option<serde::de::IgnoredAny>,
+        }
+        serde_json::from_str::<Results>(&self.body).is_ok_and(|r| r.results.is_some())
+    }
+
     fn problem(&self) -> Problem {
         serde_json::from_str(&self.body).unwrap_or_default()
     }
@@ -362,8 +372,12 @@ fn submit_batch(
         let reply = client.post_json(path, format!("[{}]", parts.join(",")))?;
         let last = attempt == MAX_SUBMIT_ATTEMPTS;
         let code = reply.problem().code;
+        // A request that admitted nothing is a problem (409 all committed already, 422 refused,
+        // 429 no room) that still carries every event's result.
+        let has_results = matches!(reply.status, 409 | 422 | 429) && reply.has_results();
         match (reply.status, code.as_deref()) {
             (200, _) => {}
+            _ if has_results => {}
             (429, _) | (503, Some("NODE_BUSY" | "OVERLOADED")) => {
                 if last {
                     break; // the events still to send are reported `full`

@@ -223,7 +223,8 @@ fn submit(
         .send(event.to_envelope_json())?;
     let code = reply.status().as_u16();
     let body = reply.body_mut().read_to_string()?;
-    if code != 200 {
+    // 409, 422 and 429 answer a request that admitted nothing; they carry its results too.
+    if !matches!(code, 200 | 409 | 422 | 429) {
         bail!("node {} answered {code}: {body}", node.name);
     }
     let answer: SubmitResponse = serde_json::from_str(&body)?;

@@ -142,7 +142,8 @@ fn a_full_mempool_is_waited_out_and_the_batch_sent_again() {
     let file = events_file(&events.iter().map(SignedEvent::to_envelope_json).collect::<Vec<_>>());
     let out = submit(&node.url(), &file, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("MEMPOOL_FULL"), "{}", stderr(&out));
+    // The 429 carries each event's `full` result; those events are sent again.
+    assert!(stderr(&out).contains("no room for 2 events"), "{}", stderr(&out));
     assert_eq!(calls.load(Ordering::SeqCst), 4, "sent twice");
     let want: Vec<String> = events.iter().map(|e| format!("accepted {}", e.id())).collect();
     assert_eq!(stdout_lines(&out), want);
@@ -203,4 +204,52 @@ fn an_https_or_bare_address_is_refused_with_the_form_to_use() {
         assert_eq!(out.status.code(), Some(1));
         assert!(stderr(&out).contains("http://"), "{}", stderr(&out));
     }
+}
+
+/// A batch that admits nothing is a 409 or 422 problem carrying every result: the client prints
+/// them as it prints a 200's.
+#[test]
+fn batches_answered_409_or_422_are_printed_event_by_event() {
+    let (refused, known) = (event(1).id(), event(2).id());
+    let fake = FakeRuntime {
+        verdict: Box::new(move |e| {
+            if e.id() == refused {
+                Verdict::Rejected {
+                    id: Some(e.id()),
+                    code: "EXPORT_NOT_CLEARED".into(),
+                    message: "shipment SHP-1 has no export clearance".into(),
+                }
+            } else if e.id() == known {
+                Verdict::AlreadyCommitted {
+                    id: e.id(),
+                    at: tradeloop_node::api::Committed {
+                        height: 3,
+                        block_hash: fake_block_hash(3),
+                        index: 0,
+                    },
+                }
+            } else {
+                Verdict::Accepted { id: e.id() }
+            }
+        }),
+        commit_accepted: false,
+        status: sample_status(),
+    };
+    let node = node(fake);
+    let lines: Vec<String> = (1..=3).map(|n| event(n).to_envelope_json()).collect();
+    let out = submit(&node.url(), &events_file(&lines), &["--batch", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let got = stdout_lines(&out);
+    assert_eq!(
+        got,
+        vec![
+            format!(
+                "rejected {refused} EXPORT_NOT_CLEARED: shipment SHP-1 has no export clearance"
+            ),
+            format!("committed {known} height 3 block {} index 0", fake_block_hash(3)),
+            format!("accepted {}", event(3).id()),
+        ],
+        "{}",
+        stderr(&out)
+    );
 }

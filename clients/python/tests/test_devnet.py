@@ -171,6 +171,33 @@ def test_departure_before_export_clearance_is_rejected_with_its_stable_code(
     assert caught.value.detail
 
 
+def test_a_request_that_admits_nothing_is_a_problem_carrying_each_result(
+    devnet: Devnet, trade: TradeRun
+) -> None:
+    """422 with the ledger's code for a refused event, 409 with where for a committed one; the
+    client reads the per-event results out of either, so a replay answers `committed`."""
+    url = trade.early_node.url
+    refused = httpx.post(f"{url}/v1/events", content=trade.early.envelope_json(), timeout=15)
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    doc = refused.json()
+    # Refused now for its place in the finished trade; the answer's code is the event's own.
+    assert doc["code"] == doc["results"][0]["code"] == "SHIPMENT_OUT_OF_ORDER", doc
+    first = trade.steps[0]
+    replay = httpx.post(f"{url}/v1/events", content=first.event.envelope_json(), timeout=15)
+    assert replay.status_code == 409, replay.text
+    assert replay.json()["code"] == "ALREADY_COMMITTED"
+    assert replay.json()["results"][0]["height"] == first.result.height
+    # The client: a replay of the whole trade to every node is `committed` where it was.
+    for node in devnet.nodes:
+        # A node a block behind would admit the last event again (until that block reaches it).
+        devnet.client(node).wait_for_height(trade.top, timeout=30)
+        again = devnet.client(node).submit([s.event for s in trade.steps])
+        assert [(r.id, r.height) for r in again.results if isinstance(r, Committed)] == [
+            (s.event.id, s.result.height) for s in trade.steps
+        ]
+
+
 def test_trade_is_reported_closed(devnet: Devnet, trade: TradeRun) -> None:
     for party in (IMPORTER, EXPORTER):
         client = devnet.client_of(party)

@@ -101,9 +101,6 @@ async fn submit(
             ),
         ));
     }
-    if let Some(problem) = all_full(&verdicts, parsed.len()) {
-        return Err(problem);
-    }
 
     let mut results: Vec<EventResult> = parsed
         .into_iter()
@@ -112,10 +109,21 @@ async fn submit(
             Err(r) => EventResult::Rejected { id: None, code: r.code.as_str(), message: r.message },
         })
         .collect();
+    let admitted = verdicts.iter().any(|v| matches!(v, Verdict::Accepted { .. }));
+    let longest_full = verdicts
+        .iter()
+        .filter_map(|v| match v {
+            Verdict::MempoolFull { retry_after_ms, .. } => Some(*retry_after_ms),
+            _ => None,
+        })
+        .max();
     for (slot, verdict) in slots.into_iter().zip(verdicts) {
         if let Some(result) = results.get_mut(slot) {
             *result = verdict.into();
         }
+    }
+    if !admitted {
+        return Err(nothing_admitted(results, longest_full));
     }
 
     let mut timed_out = None;
@@ -287,26 +295,67 @@ fn runtime_gone() -> Problem {
     )
 }
 
-/// 429 when the mempool had room for none of the request's events (and every event parsed).
-fn all_full(verdicts: &[Verdict], requested: usize) -> Option<Problem> {
-    if verdicts.len() != requested {
-        return None;
+/// The answer to a request that admitted no event, with every event's result in `results`:
+/// 422 if the checks or rules refused one (its code as the answer's `code` when every refused
+/// event has the same one), else 429 if the mempool had no room for one (`Retry-After`), else
+/// 409: every event is on the chain already.
+fn nothing_admitted(results: Vec<EventResult>, longest_full_ms: Option<u64>) -> Problem {
+    let total = results.len();
+    let mut codes: Vec<&str> = Vec::new();
+    let mut first_message = None;
+    let mut first_committed = None;
+    let mut rejected = 0usize;
+    for result in &results {
+        match result {
+            EventResult::Rejected { code, message, .. } => {
+                rejected += 1;
+                first_message.get_or_insert(message.as_str());
+                if !codes.contains(&code.as_str()) {
+                    codes.push(code);
+                }
+            }
+            EventResult::Committed { id, height, block_hash, index } => {
+                first_committed.get_or_insert((*id, *height, *block_hash, *index));
+            }
+            _ => {}
+        }
     }
-    let mut longest = 0u64;
-    for verdict in verdicts {
-        let Verdict::MempoolFull { retry_after_ms, .. } = verdict else { return None };
-        longest = longest.max(*retry_after_ms);
-    }
-    Some(
+    let committed = results.iter().filter(|r| matches!(r, EventResult::Committed { .. })).count();
+    let full = total - rejected - committed;
+    let problem = if rejected > 0 {
+        let detail = match (total, first_message) {
+            (1, Some(message)) => format!("{message}; nothing was admitted"),
+            _ => format!(
+                "no event of the request was admitted: {rejected} refused ({}), {committed}                  already committed, {full} without room in the mempool; `results` has each                  event's code and message",
+                codes.join(", ")
+            ),
+        };
+        let problem = Problem::new(ProblemCode::EventsRejected, detail);
+        match codes.as_slice() {
+            [only] => problem.ledger_code(*only),
+            _ => problem,
+        }
+    } else if let Some(ms) = longest_full_ms {
         Problem::new(
             ProblemCode::MempoolFull,
             format!(
-                "the mempool has no room for these {requested} events; nothing was admitted: submit them again after {} s",
-                retry_after_seconds(longest)
+                "the mempool has no room for {full} of these {total} events ({committed} already                  committed); nothing was admitted: submit them again after {} s",
+                retry_after_seconds(ms)
             ),
         )
-        .retry_after_ms(longest),
-    )
+        .retry_after_ms(ms)
+    } else {
+        let detail = match (total, first_committed) {
+            (1, Some((id, height, block, index))) => format!(
+                "event {id} is already committed at height {height} (block {block}, index                  {index}); nothing was added"
+            ),
+            _ => format!(
+                "all {total} events are already committed; nothing was added; `results` says                  where each is"
+            ),
+        };
+        Problem::new(ProblemCode::AlreadyCommitted, detail)
+    };
+    problem.results(serde_json::to_value(&results).unwrap_or_default())
 }
 
 /// Waits until every accepted event of `results` is committed or `deadline` passes; the events

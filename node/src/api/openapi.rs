@@ -176,6 +176,10 @@ struct ProblemDetails {
     /// How long to wait before retrying, in milliseconds (with `MEMPOOL_FULL`).
     #[schema(nullable = false)]
     retry_after_ms: Option<u64>,
+    /// With a `POST /v1/events` that admitted no event (409, 422, 429): one result per event,
+    /// in request order, as a 200 answer has them.
+    #[schema(nullable = false)]
+    results: Option<Vec<super::wire::EventResult>>,
 }
 
 /// The body of `POST /v1/events`.
@@ -239,7 +243,13 @@ fn problem_responses(codes: &[ProblemCode]) -> BTreeMap<String, RefOr<utoipa::op
         .map(|(status, mut names)| {
             names.sort_unstable();
             let list = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
-            let description = if names.len() == 1 {
+            let description = if status == 422 {
+                format!(
+                    "No event was admitted and the ledger's checks or rules refused at least one; \
+                     `code` is that rejection code (docs/events.md) when every refused event has \
+                     the same one, else {list}; `results` has each event's result"
+                )
+            } else if names.len() == 1 {
                 format!("A problem with `code` {list}")
             } else {
                 format!("A problem; `code` is one of {list}")
@@ -291,8 +301,8 @@ macro_rules! problems {
 
 problems! {
     /// Problems of `POST /v1/events`.
-    SubmitProblems: [MalformedJson, NotEvents, NoEvents, BadQuery, BodyTooLarge, TooManyEvents,
-        MempoolFull, NodeUnavailable, NodeBusy];
+    SubmitProblems: [MalformedJson, NotEvents, NoEvents, BadQuery, AlreadyCommitted,
+        EventsRejected, BodyTooLarge, TooManyEvents, MempoolFull, NodeUnavailable, NodeBusy];
     /// Problems of `GET /v1/status`.
     StatusProblems: [NodeUnavailable, NodeBusy];
     /// Problems of `GET /v1/events/{id}`.
@@ -646,7 +656,12 @@ mod tests {
         let plain = body(Problem::new(ProblemCode::NotFound, "no")).await;
         let plain: BTreeSet<&str> = plain.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(plain, required);
-        let full = body(Problem::new(ProblemCode::MempoolFull, "full").retry_after_ms(1500)).await;
+        let full = body(
+            Problem::new(ProblemCode::MempoolFull, "full")
+                .retry_after_ms(1500)
+                .results(serde_json::json!([])),
+        )
+        .await;
         let full: BTreeSet<&str> = full.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(full, properties);
     }

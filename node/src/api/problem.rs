@@ -32,10 +32,16 @@ pub enum ProblemCode {
     BlockNotFound,
     /// 404: the order, shipment, declaration, credit or invoice is not on the ledger.
     NotOnLedger,
+    /// 409: every event of the request is on the chain already (`results` says where).
+    AlreadyCommitted,
     /// 413: the body is larger than `max_body_bytes`.
     BodyTooLarge,
     /// 413: more events than `max_events_per_request`.
     TooManyEvents,
+    /// 422: no event of the request was admitted and at least one was refused by the ledger's
+    /// checks or rules (`results` has each event's code). The answer's `code` is the ledger's
+    /// rejection code when every refused event has the same one (e.g. `EXPORT_NOT_CLEARED`).
+    EventsRejected,
     /// 429: the mempool had room for none of the events.
     MempoolFull,
     /// 503: the node's runtime is not running (stopped or stopping).
@@ -69,6 +75,8 @@ impl ProblemCode {
             ProblemCode::EventNotFound => "EVENT_NOT_FOUND",
             ProblemCode::BlockNotFound => "BLOCK_NOT_FOUND",
             ProblemCode::NotOnLedger => "NOT_ON_LEDGER",
+            ProblemCode::AlreadyCommitted => "ALREADY_COMMITTED",
+            ProblemCode::EventsRejected => "EVENTS_REJECTED",
             ProblemCode::BodyTooLarge => "BODY_TOO_LARGE",
             ProblemCode::TooManyEvents => "TOO_MANY_EVENTS",
             ProblemCode::MempoolFull => "MEMPOOL_FULL",
@@ -96,6 +104,8 @@ impl ProblemCode {
             | ProblemCode::EventNotFound
             | ProblemCode::BlockNotFound
             | ProblemCode::NotOnLedger => StatusCode::NOT_FOUND,
+            ProblemCode::AlreadyCommitted => StatusCode::CONFLICT,
+            ProblemCode::EventsRejected => StatusCode::UNPROCESSABLE_ENTITY,
             ProblemCode::BodyTooLarge | ProblemCode::TooManyEvents => StatusCode::PAYLOAD_TOO_LARGE,
             ProblemCode::MempoolFull => StatusCode::TOO_MANY_REQUESTS,
             ProblemCode::NodeUnavailable
@@ -117,6 +127,10 @@ impl ProblemCode {
             ProblemCode::NoEvents => "The request holds no events",
             ProblemCode::BadQuery => "A query parameter is not understood",
             ProblemCode::BadPath => "A path segment is malformed",
+            ProblemCode::AlreadyCommitted => "The events are already committed",
+            ProblemCode::EventsRejected => {
+                "The events were refused by the ledger's checks or rules"
+            }
             ProblemCode::Unauthorized => "A valid bearer token is required",
             ProblemCode::Forbidden => "The token does not allow this request",
             ProblemCode::NotFound => "No such endpoint",
@@ -143,18 +157,41 @@ pub struct Problem {
     code: ProblemCode,
     detail: String,
     retry_after_ms: Option<u64>,
+    /// The `code` member when it is more precise than `code`'s own name: the ledger's rejection
+    /// code of a refused event (with [`ProblemCode::EventsRejected`]).
+    ledger_code: Option<String>,
+    /// Per-event results of a submit that admitted nothing (409, 422, 429).
+    results: Option<serde_json::Value>,
 }
 
 impl Problem {
     /// A problem with a sentence saying what was wrong and what to do.
     pub fn new(code: ProblemCode, detail: impl Into<String>) -> Problem {
-        Problem { code, detail: detail.into(), retry_after_ms: None }
+        Problem {
+            code,
+            detail: detail.into(),
+            retry_after_ms: None,
+            ledger_code: None,
+            results: None,
+        }
     }
 
     /// Its stable code.
     #[cfg(test)]
     pub fn code(&self) -> ProblemCode {
         self.code
+    }
+
+    /// Sends `code` (a ledger rejection code) as the `code` member and in `type`.
+    pub fn ledger_code(mut self, code: impl Into<String>) -> Problem {
+        self.ledger_code = Some(code.into());
+        self
+    }
+
+    /// Adds a `results` member: one result per event of the request, as a `200` would have it.
+    pub fn results(mut self, results: serde_json::Value) -> Problem {
+        self.results = Some(results);
+        self
     }
 
     /// Adds a `Retry-After` header (whole seconds, rounded up) and a `retry_after_ms` member.
@@ -167,15 +204,21 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.code.status();
+        let code = self.ledger_code.as_deref().unwrap_or(self.code.as_str());
         let mut body = json!({
-            "type": format!("urn:tradeloop:problem:{}", self.code.as_str()),
+            "type": format!("urn:tradeloop:problem:{code}"),
             "title": self.code.title(),
             "status": status.as_u16(),
             "detail": self.detail,
-            "code": self.code.as_str(),
+            "code": code,
         });
-        if let (Some(ms), Some(map)) = (self.retry_after_ms, body.as_object_mut()) {
-            map.insert("retry_after_ms".into(), ms.into());
+        if let Some(map) = body.as_object_mut() {
+            if let Some(ms) = self.retry_after_ms {
+                map.insert("retry_after_ms".into(), ms.into());
+            }
+            if let Some(results) = self.results {
+                map.insert("results".into(), results);
+            }
         }
         let mut response = (status, body.to_string()).into_response();
         let headers = response.headers_mut();

@@ -358,7 +358,16 @@ pub async fn get_trace(
             .map_err(|e| path_problem(e, "a reference such as order:PO-1 or shipment:SHP-1"))?;
         let Query(query) = query.map_err(|e| query_problem(e, "offset=N and limit=N"))?;
         let cap = state.limits.max_page_events;
-        let limit = query.limit.unwrap_or(cap).clamp(1, cap);
+        let limit = match query.limit {
+            None => cap,
+            Some(0) => {
+                return Err(Problem::new(
+                    ProblemCode::BadQuery,
+                    "limit=0 asks for nothing; give 1 or more",
+                ))
+            }
+            Some(n) => n.min(cap),
+        };
         let offset = query.offset.unwrap_or(0);
         tradeloop_ledger::event::parse_ref(&reference)
             .map_err(|detail| Problem::new(ProblemCode::BadPath, detail))?;

@@ -714,6 +714,7 @@ async fn a_trace_is_served_in_ledger_order_and_in_pages_and_a_trade_reports_clos
     }
     assert_eq!(paged, expected);
     assert_problem(&call(&h.router, get("/v1/trace/order:PO-9")).await, 404, "NOT_ON_LEDGER");
+    assert_problem(&call(&h.router, get("/v1/trace/order:PO-1?limit=0")).await, 400, "BAD_QUERY");
     assert_problem(&call(&h.router, get("/v1/trace/PO-1")).await, 400, "BAD_PATH");
     assert_problem(&call(&h.router, get("/v1/trace/pallet:P-1")).await, 400, "BAD_PATH");
 
@@ -1140,4 +1141,69 @@ async fn connections_over_max_connections_are_closed_and_the_bound_frees_up() {
         assert!(std::time::Instant::now() < deadline, "the bound never freed up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A fake runtime whose verdict depends on the event's nonce: 0..=9 accepted, 10..=19 already
+/// committed, 20..=29 `RULE_A`, 30..=39 `RULE_B`, 40.. full.
+fn by_nonce() -> FakeRuntime {
+    let mut fake = FakeRuntime::accept_all(false);
+    fake.verdict = Box::new(|e: &SignedEvent| {
+        let body: Value = serde_json::from_slice(&e.body).unwrap();
+        let id = e.id();
+        match body["nonce"].as_u64().unwrap() {
+            0..=9 => Verdict::Accepted { id },
+            10..=19 => Verdict::AlreadyCommitted {
+                id,
+                at: Committed { height: 7, block_hash: fake_block_hash(7), index: 2 },
+            },
+            20..=29 => Verdict::Rejected {
+                id: Some(id),
+                code: "RULE_A".into(),
+                message: "rule a says no".into(),
+            },
+            30..=39 => Verdict::Rejected {
+                id: Some(id),
+                code: "RULE_B".into(),
+                message: "rule b says no".into(),
+            },
+            _ => Verdict::MempoolFull { id, retry_after_ms: 1500 },
+        }
+    });
+    fake
+}
+
+#[tokio::test]
+async fn a_request_that_admits_nothing_is_a_problem_with_every_result() {
+    let h = harness(ApiLimits::default()).with_fake(by_nonce());
+    let submit = |nonces: &[u64]| {
+        let events: Vec<SignedEvent> = nonces.iter().map(|&n| event(n)).collect();
+        post("/v1/events", envelopes(&events))
+    };
+    // One refused event: 422 with the ledger's code and sentence.
+    let one = call(&h.router, post("/v1/events", event(20).to_envelope_json())).await;
+    assert_problem(&one, 422, "RULE_A");
+    assert!(one.json["detail"].as_str().unwrap().starts_with("rule a says no"), "{}", one.json);
+    assert_eq!(one.json["results"][0]["code"], "RULE_A");
+    // Refusals with different codes: EVENTS_REJECTED, each event's code in `results`.
+    let two = call(&h.router, submit(&[21, 30, 11, 40])).await;
+    assert_problem(&two, 422, "EVENTS_REJECTED");
+    assert_eq!(statuses(&two), vec!["rejected", "rejected", "committed", "full"]);
+    assert!(two.headers.get(header::RETRY_AFTER).is_none());
+    // Already on the chain: 409 saying where.
+    let replay = call(&h.router, submit(&[12])).await;
+    assert_problem(&replay, 409, "ALREADY_COMMITTED");
+    assert!(replay.json["detail"].as_str().unwrap().contains("height 7"), "{}", replay.json);
+    assert_eq!(replay.json["results"][0]["height"], 7);
+    // Full and committed, nothing refused: 429 with Retry-After and the results.
+    let full = call(&h.router, submit(&[40, 13])).await;
+    assert_problem(&full, 429, "MEMPOOL_FULL");
+    assert_eq!(full.headers[header::RETRY_AFTER], "2");
+    assert_eq!(statuses(&full), vec!["full", "committed"]);
+    // One admitted event makes the request a 200 with every result.
+    let mixed = call(&h.router, submit(&[1, 22, 14, 41])).await;
+    assert_eq!(mixed.status, 200, "{}", mixed.json);
+    assert_eq!(statuses(&mixed), vec!["accepted", "rejected", "committed", "full"]);
+    // An element that does not parse counts as refused.
+    let bad = call(&h.router, post("/v1/events", "[{\"body\": 5}]")).await;
+    assert_problem(&bad, 422, "MALFORMED_EVENT");
 }

@@ -296,7 +296,8 @@ fn submit(
         .and_then(|mut r| {
             let code = r.status().as_u16();
             let text = r.body_mut().read_to_string()?;
-            if code != 200 {
+            // 409, 422 and 429 answer a request that admitted nothing, with its results.
+            if !matches!(code, 200 | 409 | 422 | 429) {
                 bail!("{} answered {code}: {text}", node.name);
             }
             Ok(serde_json::from_str::<SubmitResponse>(&text)?)

@@ -133,6 +133,26 @@ def _segment(value: str) -> str:
     return quote(value, safe=":")
 
 
+
+def _results_document(reply: "_Reply") -> Optional[Dict[str, Any]]:
+    """The per-event answer of ``POST /v1/events``: a 200's body, or the body of a 409, 422 or
+    429 problem that carries ``results`` (a request that admitted no event); else ``None``."""
+    if reply.status != 200 and reply.status not in (409, 422, 429):
+        return None
+    try:
+        doc = _json.loads(reply.body)
+    except (ValueError, UnicodeDecodeError) as e:
+        if reply.status == 200:
+            raise UnexpectedResponse(reply.status, f"the answer is not JSON: {e}", reply.body) from e
+        return None
+    if not isinstance(doc, dict):
+        if reply.status == 200:
+            raise UnexpectedResponse(200, "the submit answer is not an object", reply.body)
+        return None
+    if reply.status != 200 and not isinstance(doc.get("results"), list):
+        return None
+    return doc
+
 class Client:
     """A client of one node's HTTP API.
 
@@ -380,10 +400,11 @@ class Client:
             attempts += 1
             content = ("[" + ",".join(texts[i] for i in todo) + "]").encode("utf-8")
             reply = self._send("POST", "/v1/events", params=params, content=content, timeout=seconds)
-            if reply.status == 200:
-                answer: SubmitResponse = self._model(
-                    SubmitResponse.from_json, self._json(reply), "the submit answer"
-                )
+            doc = _results_document(reply)
+            if doc is not None:
+                # 200, or a request that admitted nothing (409 every event committed already,
+                # 422 refused, 429 no room): each carries one result per event.
+                answer: SubmitResponse = self._model(SubmitResponse.from_json, doc, "the submit answer")
                 if len(answer.results) != len(todo):
                     raise UnexpectedResponse(
                         200,
