@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use tradeloop_crypto::Hash;
@@ -328,4 +329,278 @@ fn a_stranger_is_refused_and_garbage_gossip_from_a_member_does_not_stop_the_node
     let statuses = cluster.stop_all().unwrap();
     assert!(statuses.iter().all(|s| s.success()), "every node exits 0 when stopped: {statuses:?}");
     assert_chains_agree(&cluster, &acknowledged);
+}
+
+/// One answer to a raw request: its status and problem or first result code.
+fn post_raw(url: &str, body: impl Into<Vec<u8>>) -> (u16, String, serde_json::Value) {
+    let answer = ureq::post(&format!("{url}/v1/events"))
+        .config()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .build()
+        .header("content-type", "application/json")
+        .send(body.into())
+        .unwrap();
+    let status = answer.status().as_u16();
+    let text = answer.into_body().with_config().limit(1 << 20).read_to_string().unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let code = json["code"]
+        .as_str()
+        .or_else(|| json["results"][0]["code"].as_str())
+        .or_else(|| json["results"][0]["status"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    (status, code, json)
+}
+
+/// `s + L` (the group order) as a 32-byte little-endian scalar: the same signature in a
+/// malleated, non-canonical encoding that ZIP-215 verifiers accept and `verify_strict` refuses.
+fn add_group_order(s: &[u8]) -> [u8; 32] {
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut out = [0u8; 32];
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let sum = u16::from(s[i]) + u16::from(L[i]) + carry;
+        out[i] = (sum & 0xff) as u8;
+        carry = sum >> 8;
+    }
+    out
+}
+
+/// TESTPLAN 10, 11 and the HTTP part of 13 against a running devnet: each bad input gets its
+/// status and code from every node alike, no node stops serving, and a valid event commits
+/// after each one; then 1,000 committed events replayed after a restart add nothing.
+#[test]
+fn bad_input_gets_its_status_and_code_from_every_node_and_valid_events_still_commit() {
+    use tradeloop_ledger::sample::ids;
+    let mut cluster = Cluster::init(4, 1).unwrap();
+    // The member node answers slow clients sooner, so that the trickle cases end in seconds.
+    let slow = 4;
+    let toml_path = cluster.nodes[slow].dir.join("node.toml");
+    let toml = std::fs::read_to_string(&toml_path).unwrap().replacen(
+        "[api]\n",
+        "[api]\nrequest_timeout_ms = 4000\nmax_wait_ms = 2000\nheader_timeout_ms = 1000\n",
+        1,
+    );
+    std::fs::write(&toml_path, toml).unwrap();
+    for i in 0..cluster.nodes.len() {
+        cluster.start_node(i).unwrap();
+    }
+    for i in 0..cluster.nodes.len() {
+        cluster.wait_status(i, tradeloop_tests::cluster::START_TIMEOUT).unwrap();
+    }
+    let urls: Vec<String> = cluster.nodes.iter().map(|n| n.url.clone()).collect();
+    let now = tradeloop_tests::cluster::now_ms;
+    let mut acknowledged = Vec::new();
+    let mut fresh = 0u64;
+    // A new valid order, submitted to node `i` with wait=commit: it must commit.
+    let mut valid_commits = |cluster: &Cluster, i: usize, acknowledged: &mut Vec<(Hash, u64)>| {
+        fresh += 1;
+        let order = cluster.trade_events(100_000 + fresh).remove(0);
+        let answer = cluster.submit_wait(i, &[order]).unwrap();
+        let committed = committed_ids(&answer);
+        assert_eq!(committed.len(), 1, "a valid event after bad input: {answer}");
+        acknowledged.extend(committed);
+    };
+
+    let good = cluster.trade_events(1);
+    let order = &good[0];
+    let envelope = order.to_envelope_json();
+    let sign_body = |mut edit: Box<dyn FnMut(&mut serde_json::Value)>, signer: &str| {
+        let mut body: serde_json::Value = serde_json::from_slice(&order.body).unwrap();
+        edit(&mut body);
+        tradeloop_ledger::SignedEvent::sign(&body, &cluster.cast.keys[signer])
+            .unwrap()
+            .to_envelope_json()
+    };
+    let mut damaged = order.clone();
+    damaged.signature.0[10] ^= 0x01;
+    let mut malleated = order.clone();
+    let s = add_group_order(&order.signature.0[32..]);
+    malleated.signature.0[32..].copy_from_slice(&s);
+    let mut small_r = order.clone();
+    small_r.signature.0[..32].copy_from_slice(&{
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        identity
+    });
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep_in_body = format!(
+        "{{\"body\":{}{},\"signature\":\"00\"}}",
+        "{\"a\":".repeat(50_000),
+        "1".to_owned() + &"}".repeat(50_000)
+    );
+    let foreign = sign_body(
+        Box::new(|b| b["chain"] = serde_json::json!(Hash::sha256(b"another chain").to_hex())),
+        ids::IMPORTER,
+    );
+    let unknown_kind =
+        sign_body(Box::new(|b| b["kind"] = serde_json::json!("trade.teleported")), ids::IMPORTER);
+    // The importer's order, signed by the exporter with the exporter's key named in it.
+    let exporter_key = cluster.cast.keys[ids::EXPORTER].public_key().to_hex();
+    let other_key =
+        sign_body(Box::new(move |b| b["key"] = serde_json::json!(exporter_key)), ids::EXPORTER);
+    // A customs decision by the exporter: a role it does not have.
+    let customs = cluster.cast.sign(
+        ids::EXPORTER,
+        "customs.cleared",
+        serde_json::json!({"declaration_id": "EXD-CN-1"}),
+        now(),
+        "role-test",
+    );
+    // An invoice for an order that does not exist: a rule violation.
+    let invoice = cluster.cast.sign(
+        ids::EXPORTER,
+        "trade.invoice_issued",
+        serde_json::json!({"invoice_id": "INV-X", "order_id": "PO-NONE", "currency": "USD",
+            "amount": "1.00", "due_date": "2099-01-01"}),
+        now(),
+        "rule-test",
+    );
+    let duplicate_key =
+        envelope.replacen("\"kind\":\"", "\"kind\":\"trade.order_placed\",\"kind\":\"", 1);
+    assert_ne!(duplicate_key, envelope);
+    let oversize = vec![b' '; 9 * 1024 * 1024];
+
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("malformed JSON", b"{\"body\": {\"a\": 1}".to_vec(), 400, "MALFORMED_JSON"),
+        ("not events", b"\"hello\"".to_vec(), 400, "NOT_EVENTS"),
+        ("wrong types", b"{\"body\": 5, \"signature\": 7}".to_vec(), 422, "MALFORMED_EVENT"),
+        ("duplicate keys", duplicate_key.into_bytes(), 422, "MALFORMED_EVENT"),
+        // Valid JSON (serde_json skips nested values without recursing), but no event: the
+        // element reaches the event parser, whose recursion limit refuses it.
+        ("100,000-deep nesting", deep.into_bytes(), 422, "MALFORMED_EVENT"),
+        ("deep nesting in a body", deep_in_body.into_bytes(), 422, "MALFORMED_EVENT"),
+        ("oversize body", oversize, 413, "BODY_TOO_LARGE"),
+        ("unknown kind", unknown_kind.into_bytes(), 422, "UNKNOWN_KIND"),
+        ("foreign chain", foreign.into_bytes(), 422, "WRONG_CHAIN"),
+        ("damaged signature", damaged.to_envelope_json().into_bytes(), 422, "BAD_SIGNATURE"),
+        ("s + L", malleated.to_envelope_json().into_bytes(), 422, "BAD_SIGNATURE"),
+        ("small-order R", small_r.to_envelope_json().into_bytes(), 422, "BAD_SIGNATURE"),
+        ("another participant's key", other_key.into_bytes(), 422, "KEY_NOT_AUTHORIZED"),
+        ("role not permitted", customs.to_envelope_json().into_bytes(), 422, "ROLE_NOT_PERMITTED"),
+        ("rule violation", invoice.to_envelope_json().into_bytes(), 422, "UNKNOWN_ORDER"),
+    ];
+    for (i, (name, body, status, code)) in cases.iter().enumerate() {
+        // The same bytes to every node: the same verdict.
+        for (n, url) in urls.iter().enumerate() {
+            let (got_status, got_code, json) = post_raw(url, body.clone());
+            assert_eq!(
+                (got_status, got_code.as_str()),
+                (*status, *code),
+                "{name} at {}: {json}",
+                cluster.nodes[n].name
+            );
+        }
+        valid_commits(&cluster, i % 4, &mut acknowledged);
+    }
+
+    // A body trickled a few bytes a second: cut off at request_timeout_ms (503 TIMEOUT); a
+    // head trickled: the connection closed at header_timeout_ms.
+    let addr = urls[slow].trim_start_matches("http://").to_owned();
+    let started = std::time::Instant::now();
+    let mut body_trickle = std::net::TcpStream::connect(&addr).unwrap();
+    body_trickle.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let head = "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n";
+    body_trickle.write_all(head.as_bytes()).unwrap();
+    let mut answer = String::new();
+    for _ in 0..60 {
+        if body_trickle.write_all(b"[").is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if started.elapsed() > Duration::from_secs(6) {
+            break;
+        }
+    }
+    let _ = body_trickle.read_to_string(&mut answer);
+    assert!(answer.contains(" 503 ") && answer.contains("TIMEOUT"), "a trickled body: {answer}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let mut head_trickle = std::net::TcpStream::connect(&addr).unwrap();
+    head_trickle.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    head_trickle.write_all(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_millis(100));
+        if head_trickle.write_all(b"X").is_err() {
+            break;
+        }
+    }
+    let mut rest = String::new();
+    let _ = head_trickle.read_to_string(&mut rest);
+    assert!(!rest.contains("200 OK"), "a trickled head was served: {rest}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    cluster.wait_status(slow, Duration::from_secs(5)).unwrap();
+    valid_commits(&cluster, 0, &mut acknowledged);
+
+    // The node counted what it refused.
+    let metrics = ureq::get(&format!("{}/metrics", urls[0]))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    for code in ["BAD_SIGNATURE", "WRONG_CHAIN", "ROLE_NOT_PERMITTED", "UNKNOWN_ORDER"] {
+        let line = format!("tradeloop_events_rejected_total{{code=\"{code}\"}} ");
+        assert!(metrics.lines().any(|l| l.starts_with(&line)), "no {line} in\n{metrics}");
+    }
+    assert!(metrics.contains("tradeloop_events_accepted_total "), "{metrics}");
+
+    // 1,000 committed events (53 trades), then node 0 restarted, then all of them replayed to
+    // every node: each answered `committed` where it is, nothing added.
+    let mut replay = Vec::new();
+    for t in 0..53u64 {
+        replay.extend(cluster.trade_events(10_000 + t));
+    }
+    for chunk in replay.chunks(19 * 5) {
+        let answer = cluster.submit_wait(1, chunk).unwrap();
+        let committed = committed_ids(&answer);
+        assert_eq!(committed.len(), chunk.len(), "{answer}");
+        acknowledged.extend(committed);
+    }
+    assert!(cluster.stop_node(0).unwrap().success());
+    cluster.start_node(0).unwrap();
+    cluster.wait_status(0, tradeloop_tests::cluster::START_TIMEOUT).unwrap();
+    let top = acknowledged.iter().map(|(_, h)| *h).max().unwrap();
+    cluster.wait_height(top, Duration::from_secs(60)).unwrap();
+    let at: BTreeMap<Hash, u64> = acknowledged.iter().copied().collect();
+    for (n, url) in urls.iter().enumerate() {
+        for chunk in replay.chunks(500) {
+            let body = format!(
+                "[{}]",
+                chunk.iter().map(|e| e.to_envelope_json()).collect::<Vec<_>>().join(",")
+            );
+            let (status, code, json) = post_raw(url, body);
+            assert_eq!(
+                (status, code.as_str()),
+                (409, "ALREADY_COMMITTED"),
+                "{}",
+                cluster.nodes[n].name
+            );
+            for (event, result) in chunk.iter().zip(json["results"].as_array().unwrap()) {
+                assert_eq!(result["status"], "committed");
+                assert_eq!(result["height"].as_u64(), at.get(&event.id()).copied());
+            }
+        }
+    }
+    valid_commits(&cluster, 2, &mut acknowledged);
+    let top = acknowledged.iter().map(|(_, h)| *h).max().unwrap();
+    cluster.wait_height(top, Duration::from_secs(60)).unwrap();
+
+    let statuses = cluster.stop_all().unwrap();
+    assert!(statuses.iter().all(|s| s.success()), "every node exits 0 when stopped: {statuses:?}");
+    assert_chains_agree(&cluster, &acknowledged);
+    // Nothing was added twice: every node's chain holds each acknowledged event once, and
+    // nothing else beyond them.
+    for i in 0..cluster.nodes.len() {
+        let ledger = Ledger::open_read_only(&cluster.data_dir(i), cluster.genesis.clone()).unwrap();
+        let mut count = 0usize;
+        for h in 1..=ledger.tip().height {
+            count += ledger.block(h).unwrap().block.events.len();
+        }
+        assert_eq!(count, acknowledged.len(), "{}: events on the chain", cluster.nodes[i].name);
+    }
 }
