@@ -670,11 +670,40 @@ struct ApiCtx {
     metrics: std::sync::Arc<Metrics>,
 }
 
-/// Answers the HTTP API's commands.
+/// Events admitted in one call to the chain worker at most, when submits are coalesced.
+pub const MAX_COALESCED_EVENTS: usize = 4096;
+
+/// Answers the HTTP API's commands. Submits waiting in the channel are coalesced (up to
+/// [`MAX_COALESCED_EVENTS`]) into one admission, in arrival order, which is what the rules
+/// would see one by one: many single-event requests then cost the chain worker one command and
+/// share one parallel signature check.
 async fn api_commands(a: ApiCtx, mut rx: mpsc::Receiver<ApiCommand>) {
-    while let Some(command) = rx.recv().await {
+    let mut deferred: Option<ApiCommand> = None;
+    loop {
+        let command = match deferred.take() {
+            Some(c) => c,
+            None => match rx.recv().await {
+                Some(c) => c,
+                None => return,
+            },
+        };
         match command {
             ApiCommand::Submit { events, reply } => {
+                let mut replies = vec![(events.len(), reply)];
+                let mut events = events;
+                while events.len() < MAX_COALESCED_EVENTS {
+                    match rx.try_recv() {
+                        Ok(ApiCommand::Submit { events: more, reply }) => {
+                            replies.push((more.len(), reply));
+                            events.extend(more);
+                        }
+                        Ok(other) => {
+                            deferred = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
                 let verdicts = match a.chain.admit(events.clone(), now_ms()).await {
                     Err(e) => events
                         .iter()
@@ -719,7 +748,10 @@ async fn api_commands(a: ApiCtx, mut rx: mpsc::Receiver<ApiCommand>) {
                         Verdict::AlreadyCommitted { .. } => {}
                     }
                 }
-                let _ = reply.send(verdicts);
+                let mut verdicts = verdicts.into_iter();
+                for (count, reply) in replies {
+                    let _ = reply.send(verdicts.by_ref().take(count).collect());
+                }
             }
             ApiCommand::Lookup { ids, reply } => {
                 let found =

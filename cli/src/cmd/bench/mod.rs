@@ -14,6 +14,7 @@ use tradeloop_ledger::{Ledger, SignedEvent};
 use crate::cmd::now_ms;
 use crate::output::{Diag, Out};
 
+mod api;
 mod cluster;
 
 #[derive(Debug, Subcommand)]
@@ -43,6 +44,9 @@ pub enum BenchCommand {
     /// Committed events/s and submit-to-commit latency of a devnet of node processes on
     /// loopback (or, with `--events 0`, empty heights per second), beside the append rate.
     Cluster(cluster::ClusterArgs),
+    /// Events/s accepted over the HTTP API (single events and batches) beside the node's
+    /// in-process admission, and query latency on a large chain.
+    Api(api::ApiArgs),
 }
 
 /// Raw `verify_strict` rate of one core: verifications per second of a 300-byte message with
@@ -191,6 +195,7 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
     let cores = cores();
     match command {
         BenchCommand::Cluster(args) => cluster::run(args)?,
+        BenchCommand::Api(args) => api::run(args)?,
         BenchCommand::Append { events, block_events } => {
             let (cast, events) = sample_cast(events, block_events)?;
             let dir = tempfile::tempdir()?;

@@ -1,0 +1,490 @@
+//! `tradeloop bench api`: the node's HTTP API against what the node does in-process, measured in
+//! the same run.
+//!
+//! 1. Ingress: a member node (a process on loopback, no validator running, so nothing commits
+//!    and the figure is admission alone) takes `--events` events from `--clients` concurrent
+//!    HTTP clients, once one event per request and once in batches of `--batch`; beside it, the
+//!    node's chain worker (`tradeloop_node::chain`, what the node runs behind its API) admits
+//!    the same number of fresh events in-process, from as many concurrent callers and in the
+//!    same shapes. Goal: HTTP >= 0.8 of in-process.
+//! 2. Queries: a validator node on a chain of `--chain-events` events (built first, sample
+//!    trades in blocks of 1,000) answers `GET /v1/events/{id}` and `GET /v1/trace/order:PO-n`
+//!    for random ids and orders from `--clients` concurrent clients; p50, p99 and max latency of
+//!    each. Goal: p99 <= 10 ms.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use rand::Rng;
+use tradeloop_ledger::sample::{trade_events, trade_steps, Cast};
+use tradeloop_ledger::{Ledger, SignedEvent};
+use tradeloop_node::chain::AdmitResult;
+
+use crate::cmd::devnet::{self, DevnetNode};
+use crate::cmd::now_ms;
+use crate::output::{Diag, Out};
+
+/// How long a node has to start answering.
+pub const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// Most concurrent clients.
+pub const MAX_CLIENTS: u64 = 256;
+/// Timeout of one request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Events per block of the query chain.
+pub const CHAIN_BLOCK_EVENTS: usize = 1000;
+
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Events submitted in each ingress phase (single events, then batches).
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub events: u64,
+    /// Concurrent HTTP clients (and in-process callers).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=MAX_CLIENTS))]
+    pub clients: u64,
+    /// Events per request of the batch phase (at most the node's max_events_per_request, 1000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(2..=1000))]
+    pub batch: u64,
+    /// Events on the chain the queries run against (0: no query phase).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub chain_events: u64,
+    /// Queries of each kind (event by id, trace of an order).
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub queries: u64,
+    /// Keep the devnet (genesis, keys, configs, data dirs, logs) here; it must be empty or new.
+    #[arg(long)]
+    pub keep: Option<std::path::PathBuf>,
+}
+
+/// Latency figures of one kind of request.
+struct Latency {
+    count: usize,
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+fn latency(mut samples: Vec<Duration>, wall: Duration) -> Latency {
+    samples.sort_unstable();
+    let at = |q: f64| {
+        if samples.is_empty() {
+            return 0.0;
+        }
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // an index
+        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+        samples[i].as_secs_f64() * 1000.0
+    };
+    Latency {
+        count: samples.len(),
+        rate: samples.len() as f64 / wall.as_secs_f64().max(1e-9),
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        max_ms: at(1.0),
+    }
+}
+
+pub fn run(args: ApiArgs) -> Result<()> {
+    let temp;
+    let dir = match &args.keep {
+        Some(d) => d.clone(),
+        None => {
+            temp = tempfile::tempdir()?;
+            temp.path().join("net")
+        }
+    };
+    let clients = usize::try_from(args.clients)?;
+    let batch = usize::try_from(args.batch)?;
+    let events = usize::try_from(args.events)?;
+    let nodes = devnet::init(&devnet::InitArgs {
+        validators: 1,
+        full_nodes: 1,
+        dir: dir.clone(),
+        timeout_propose_ms: None,
+        empty_block_wait_ms: None,
+    })?;
+    let (validator, member) = (&nodes[0], &nodes[1]);
+    if !validator.validator || member.validator {
+        bail!("devnet init wrote an unexpected cast: {nodes:?}");
+    }
+    // Room in the member node's mempool for both ingress phases.
+    let room = 2 * events + 1000;
+    let mut toml = std::fs::read_to_string(&member.config)?;
+    toml.push_str(&format!(
+        "\n[mempool]\nmax_events = {}\nmax_bytes = {}\n",
+        room.clamp(1, 1_000_000),
+        (room as u64).saturating_mul(4096).min(1 << 34)
+    ));
+    std::fs::write(&member.config, toml)?;
+    let cast = devnet::load_cast(&dir)?;
+    let per_trade = trade_steps(0).len();
+    let trades_per_phase = events.div_ceil(per_trade) as u64;
+    writeln!(
+        Diag,
+        "signing {} events for the ingress phases...",
+        4 * trades_per_phase * per_trade as u64
+    );
+    let time = now_ms();
+    // Four sets of fresh trades: HTTP single, HTTP batch, in-process single, in-process batch.
+    let sets: Vec<Vec<Vec<SignedEvent>>> = (0..4u64)
+        .map(|k| {
+            let first = 1 + k * trades_per_phase;
+            sign_trades(&cast, first..=first + trades_per_phase - 1, time)
+        })
+        .collect();
+    writeln!(
+        Out,
+        "bench api: {} cores, {clients} clients, {} events a phase ({trades_per_phase} trades of {per_trade})",
+        super::cores(),
+        trades_per_phase * per_trade as u64
+    )?;
+
+    // In-process: the chain worker of a node, on a fresh ledger of the same genesis.
+    let inproc_single = in_process(&cast, &sets[2], clients, 1)?;
+    let inproc_batch = in_process(&cast, &sets[3], clients, batch)?;
+
+    // Over HTTP: the member node alone.
+    let running = devnet::Running::start(std::slice::from_ref(member), "warn")?;
+    // One pooled connection per client: no TCP handshake per request.
+    let pool = usize::try_from(MAX_CLIENTS)?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(REQUEST_TIMEOUT))
+        .max_idle_connections(pool)
+        .max_idle_connections_per_host(pool)
+        .build()
+        .into();
+    wait_up(&agent, member, START_TIMEOUT)?;
+    let http_single = over_http(&agent, member, &sets[0], clients, 1)?;
+    let http_batch = over_http(&agent, member, &sets[1], clients, batch)?;
+    running.stop()?;
+
+    for (what, http, inproc) in
+        [("single events", &http_single, &inproc_single), ("batches", &http_batch, &inproc_batch)]
+    {
+        writeln!(
+            Out,
+            "  ingress, {what:<13} over HTTP {:>8.0} events/s   in-process admission {:>8.0} events/s   ratio {:.2} (goal >= 0.8)",
+            http.0, inproc.0, http.0 / inproc.0
+        )?;
+        if http.1 + inproc.1 > 0 {
+            writeln!(
+                Out,
+                "    not accepted: {} over HTTP, {} in-process (first: {})",
+                http.1,
+                inproc.1,
+                http.2.as_deref().or(inproc.2.as_deref()).unwrap_or("-")
+            )?;
+        }
+    }
+    if args.chain_events == 0 {
+        return Ok(());
+    }
+
+    // Queries on a chain of --chain-events events, served by the validator.
+    let chain_events = usize::try_from(args.chain_events)?;
+    let chain_trades = chain_events.div_ceil(per_trade) as u64;
+    let first_trade = 4 * trades_per_phase + 1;
+    let data = validator.config.with_file_name("data");
+    let key_file = dir.join("keys/nodes").join(format!("{}.json", validator.name));
+    let validator_key = tradeloop_crypto::keyfile::read_key_file(&key_file)?;
+    writeln!(
+        Diag,
+        "building a chain of {} events ({chain_trades} trades)...",
+        chain_trades * per_trade as u64
+    );
+    let built = Instant::now();
+    let mut ids = Vec::with_capacity(chain_events);
+    {
+        let mut ledger = Ledger::open(&data, cast.genesis.clone())?;
+        // Signed and appended a slice at a time, so memory holds one slice of events.
+        const SLICE_TRADES: u64 = 20_000;
+        let mut next = first_trade;
+        let end = first_trade + chain_trades;
+        let mut rejected = None;
+        while next < end {
+            let upto = (next + SLICE_TRADES).min(end);
+            // Signed as they are appended: their time stays within the ledger's skew window.
+            let signed: Vec<SignedEvent> =
+                sign_trades(&cast, next..=upto - 1, now_ms()).into_iter().flatten().collect();
+            ids.extend(signed.iter().map(SignedEvent::id));
+            ledger.append_local_stream(
+                signed.chunks(CHAIN_BLOCK_EVENTS).map(<[SignedEvent]>::to_vec),
+                &validator_key,
+                &now_ms,
+                &mut |_, _, r| {
+                    if rejected.is_none() {
+                        rejected = r.into_iter().next();
+                    }
+                },
+            )?;
+            next = upto;
+        }
+        if let Some((i, r)) = rejected {
+            bail!("a chain event ({i}) was rejected: {r}");
+        }
+        writeln!(
+            Diag,
+            "chain built: {} events, height {}, in {:.0} s",
+            ids.len(),
+            ledger.tip().height,
+            built.elapsed().as_secs_f64()
+        );
+    }
+    let running = devnet::Running::start(std::slice::from_ref(validator), "warn")?;
+    wait_up(&agent, validator, START_TIMEOUT)?;
+    let queries = usize::try_from(args.queries)?;
+    let base = format!("http://{}", validator.api);
+    let event_paths: Vec<String> = {
+        let mut rng = rand::rng();
+        (0..queries)
+            .map(|_| format!("/v1/events/{}", ids[rng.random_range(0..ids.len())].to_hex()))
+            .collect()
+    };
+    let trace_paths: Vec<String> = {
+        let mut rng = rand::rng();
+        (0..queries)
+            .map(|_| {
+                format!(
+                    "/v1/trace/order:PO-{}",
+                    rng.random_range(first_trade..first_trade + chain_trades)
+                )
+            })
+            .collect()
+    };
+    for (what, paths) in [("event by id", &event_paths), ("trace of an order", &trace_paths)] {
+        let l = get_all(&agent, &base, paths, clients)?;
+        writeln!(
+            Out,
+            "  query {what:<17} on {} events: p50 {:.2} ms  p99 {:.2} ms  max {:.1} ms  ({} requests, {:.0}/s; goal p99 <= 10 ms)",
+            ids.len(), l.p50_ms, l.p99_ms, l.max_ms, l.count, l.rate
+        )?;
+    }
+    running.stop()?;
+    Ok(())
+}
+
+fn sign_trades(
+    cast: &Cast,
+    range: std::ops::RangeInclusive<u64>,
+    time: u64,
+) -> Vec<Vec<SignedEvent>> {
+    use rayon::prelude::*;
+    range.into_par_iter().map(|n| trade_events(cast, n, time)).collect()
+}
+
+/// What an ingress phase did: accepted events/s, events not accepted, the first such answer.
+type Ingress = (f64, usize, Option<String>);
+
+/// Requests of `per_request` events, each client taking whole trades in turn (so a trade's
+/// events arrive in order).
+fn requests_of(
+    trades: &[Vec<SignedEvent>],
+    clients: usize,
+    c: usize,
+    per_request: usize,
+) -> Vec<Vec<SignedEvent>> {
+    let mine: Vec<SignedEvent> =
+        trades.iter().skip(c).step_by(clients).flat_map(|t| t.iter().cloned()).collect();
+    mine.chunks(per_request).map(<[SignedEvent]>::to_vec).collect()
+}
+
+fn in_process(
+    cast: &Cast,
+    trades: &[Vec<SignedEvent>],
+    clients: usize,
+    per_request: usize,
+) -> Result<Ingress> {
+    let dir = tempfile::tempdir()?;
+    let ledger = Ledger::open(&dir.path().join("data"), cast.genesis.clone())?;
+    let total: usize = trades.iter().map(Vec::len).sum();
+    let limits =
+        tradeloop_node::mempool::MempoolLimits { max_events: total + 1, max_bytes: u64::MAX };
+    let (commits, _) = tokio::sync::broadcast::channel(16);
+    let (stats, _) = tokio::sync::watch::channel(Default::default());
+    let key = tradeloop_crypto::SigningKey::from_seed_label("bench-api-proposer");
+    let metrics = std::sync::Arc::new(tradeloop_node::metrics::Metrics::new());
+    let (chain, thread) =
+        tradeloop_node::chain::spawn(ledger, limits, key, commits, stats, metrics)?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let per_client: Vec<Vec<Vec<SignedEvent>>> =
+        (0..clients).map(|c| requests_of(trades, clients, c, per_request)).collect();
+    let started = Instant::now();
+    let outcome: Result<Vec<(usize, Option<String>)>> = runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for requests in per_client {
+            let chain = chain.clone();
+            tasks.spawn(async move {
+                let mut refused = 0usize;
+                let mut first = None;
+                for events in requests {
+                    let results =
+                        chain.admit(events, now_ms()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    for r in results {
+                        if !matches!(r, AdmitResult::Accepted(_)) {
+                            refused += 1;
+                            first.get_or_insert_with(|| format!("{r:?}"));
+                        }
+                    }
+                }
+                Ok::<_, anyhow::Error>((refused, first))
+            });
+        }
+        let mut all = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            all.push(done.context("an in-process caller panicked")??);
+        }
+        Ok(all)
+    });
+    let secs = started.elapsed().as_secs_f64();
+    drop(chain);
+    drop(runtime);
+    let _ = thread.join();
+    let outcome = outcome?;
+    let refused: usize = outcome.iter().map(|o| o.0).sum();
+    let first = outcome.into_iter().find_map(|o| o.1);
+    Ok(((total - refused) as f64 / secs, refused, first))
+}
+
+fn over_http(
+    agent: &ureq::Agent,
+    node: &DevnetNode,
+    trades: &[Vec<SignedEvent>],
+    clients: usize,
+    per_request: usize,
+) -> Result<Ingress> {
+    let url = format!("http://{}/v1/events", node.api);
+    let per_client: Vec<Vec<String>> = (0..clients)
+        .map(|c| {
+            requests_of(trades, clients, c, per_request)
+                .into_iter()
+                .map(|events| {
+                    if per_request == 1 {
+                        events[0].to_envelope_json()
+                    } else {
+                        let parts: Vec<String> =
+                            events.iter().map(SignedEvent::to_envelope_json).collect();
+                        format!("[{}]", parts.join(","))
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let total: usize = trades.iter().map(Vec::len).sum();
+    let outcome = Mutex::new((0usize, None::<String>));
+    let failed = Mutex::new(None::<String>);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for bodies in &per_client {
+            let (url, outcome, failed) = (&url, &outcome, &failed);
+            scope.spawn(move || {
+                for body in bodies {
+                    let answer = agent
+                        .post(url)
+                        .header("content-type", "application/json")
+                        .send(body.as_str())
+                        .map_err(anyhow::Error::from)
+                        .and_then(|mut r| {
+                            Ok((r.status().as_u16(), r.body_mut().read_to_string()?))
+                        });
+                    let (status, text) = match answer {
+                        Ok(a) => a,
+                        Err(e) => {
+                            failed
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_or_insert(e.to_string());
+                            return;
+                        }
+                    };
+                    let parsed: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                    let results = parsed["results"].as_array().cloned().unwrap_or_default();
+                    let refused = if results.is_empty() {
+                        1
+                    } else {
+                        results.iter().filter(|r| r["status"] != "accepted").count()
+                    };
+                    if refused > 0 {
+                        let mut o = outcome.lock().unwrap_or_else(|p| p.into_inner());
+                        o.0 += refused;
+                        o.1.get_or_insert_with(|| {
+                            format!("HTTP {status}: {}", text.chars().take(200).collect::<String>())
+                        });
+                    }
+                }
+            });
+        }
+    });
+    let secs = started.elapsed().as_secs_f64();
+    if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        bail!("a request to {} failed: {e}", node.name);
+    }
+    let (refused, first) = outcome.into_inner().unwrap_or_else(|p| p.into_inner());
+    Ok((total.saturating_sub(refused) as f64 / secs, refused, first))
+}
+
+fn get_all(agent: &ureq::Agent, base: &str, paths: &[String], clients: usize) -> Result<Latency> {
+    let samples = Mutex::new(Vec::with_capacity(paths.len()));
+    let failed = Mutex::new(None::<String>);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for c in 0..clients {
+            let (samples, failed) = (&samples, &failed);
+            scope.spawn(move || {
+                let mut mine = Vec::new();
+                for path in paths.iter().skip(c).step_by(clients) {
+                    let sent = Instant::now();
+                    let answer = agent
+                        .get(&format!("{base}{path}"))
+                        .call()
+                        .map_err(anyhow::Error::from)
+                        .and_then(|mut r| {
+                            Ok((r.status().as_u16(), r.body_mut().read_to_string()?))
+                        });
+                    match answer {
+                        Ok((200, _)) => mine.push(sent.elapsed()),
+                        Ok((status, text)) => {
+                            failed
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_or_insert(format!("GET {path}: {status} {text}"));
+                            return;
+                        }
+                        Err(e) => {
+                            failed
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_or_insert(format!("GET {path}: {e}"));
+                            return;
+                        }
+                    }
+                }
+                samples.lock().unwrap_or_else(|p| p.into_inner()).extend(mine);
+            });
+        }
+    });
+    let wall = started.elapsed();
+    if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        bail!("a query failed: {e}");
+    }
+    Ok(latency(samples.into_inner().unwrap_or_else(|p| p.into_inner()), wall))
+}
+
+/// Waits until `node` answers its status.
+fn wait_up(agent: &ureq::Agent, node: &DevnetNode, within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    while devnet::status(agent, node).is_err() {
+        if Instant::now() > deadline {
+            bail!(
+                "node {} did not answer within {}s; see {}",
+                node.name,
+                within.as_secs(),
+                node.config.with_file_name("node.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
