@@ -174,6 +174,18 @@ impl Metrics {
         self.update_lag();
     }
 
+    /// Records the highest tip of one poll of every peer: it replaces what earlier polls and
+    /// reports said, so a height no peer reports any more stops counting.
+    pub fn on_poll(&self, highest: u64) {
+        self.highest_peer_height.store(highest, Ordering::Relaxed);
+        self.update_lag();
+    }
+
+    /// Blocks between the highest tip peers reported and this node's tip.
+    pub fn sync_lag(&self) -> u64 {
+        u64::try_from(self.sync_lag.get()).unwrap_or(0)
+    }
+
     /// Records the verdict on one event submitted through the API: `None` for admitted, else
     /// its rejection code.
     pub fn on_submitted(&self, rejected: Option<&str>) {

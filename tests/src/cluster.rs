@@ -385,15 +385,25 @@ pub fn submit_wait_url(url: &str, events: &[SignedEvent]) -> Result<Value> {
         events.iter().map(SignedEvent::to_envelope_json).collect::<Vec<_>>().join(",")
     );
     let url = format!("{url}/v1/events?wait=commit&timeout_ms={}", COMMIT_TIMEOUT.as_millis());
-    let answer = ureq::post(&url)
-        .config()
-        .timeout_global(Some(COMMIT_TIMEOUT + Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .header("content-type", "application/json")
-        .send(body)?;
-    let status = answer.status().as_u16();
-    let text = answer.into_body().read_to_string()?;
+    // A node catching up after a restart answers 503 NOT_SYNCED until it is near its peers'
+    // tip: a client waits and sends again, within the commit timeout.
+    let deadline = Instant::now() + COMMIT_TIMEOUT;
+    let (status, text) = loop {
+        let answer = ureq::post(&url)
+            .config()
+            .timeout_global(Some(COMMIT_TIMEOUT + Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .build()
+            .header("content-type", "application/json")
+            .send(body.as_str())?;
+        let status = answer.status().as_u16();
+        let text = answer.into_body().read_to_string()?;
+        if status == 503 && text.contains("NOT_SYNCED") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
+        break (status, text);
+    };
     // 409, 422 and 429 answer a request that admitted nothing; they carry its results too.
     if !matches!(status, 200 | 409 | 422 | 429) {
         bail!("POST {url} answered {status}: {text}");

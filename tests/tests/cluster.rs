@@ -463,7 +463,6 @@ fn bad_input_gets_its_status_and_code_from_every_node_and_valid_events_still_com
     let duplicate_key =
         envelope.replacen("\"kind\":\"", "\"kind\":\"trade.order_placed\",\"kind\":\"", 1);
     assert_ne!(duplicate_key, envelope);
-    let oversize = vec![b' '; 9 * 1024 * 1024];
 
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("malformed JSON", b"{\"body\": {\"a\": 1}".to_vec(), 400, "MALFORMED_JSON"),
@@ -474,7 +473,6 @@ fn bad_input_gets_its_status_and_code_from_every_node_and_valid_events_still_com
         // element reaches the event parser, whose recursion limit refuses it.
         ("100,000-deep nesting", deep.into_bytes(), 422, "MALFORMED_EVENT"),
         ("deep nesting in a body", deep_in_body.into_bytes(), 422, "MALFORMED_EVENT"),
-        ("oversize body", oversize, 413, "BODY_TOO_LARGE"),
         ("unknown kind", unknown_kind.into_bytes(), 422, "UNKNOWN_KIND"),
         ("foreign chain", foreign.into_bytes(), 422, "WRONG_CHAIN"),
         ("damaged signature", damaged.to_envelope_json().into_bytes(), 422, "BAD_SIGNATURE"),
@@ -497,6 +495,24 @@ fn bad_input_gets_its_status_and_code_from_every_node_and_valid_events_still_com
         }
         valid_commits(&cluster, i % 4, &mut acknowledged);
     }
+
+    // An oversize body, refused on its declared length before a byte of it is read (a client
+    // still sending a refused body may see the connection reset instead of the answer, so the
+    // body is not sent).
+    for (n, url) in urls.iter().enumerate() {
+        let mut s = std::net::TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let head = "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 9437184\r\nConnection: close\r\n\r\n";
+        s.write_all(head.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 413") && answer.contains("\"code\":\"BODY_TOO_LARGE\""),
+            "oversize body at {}: {answer}",
+            cluster.nodes[n].name
+        );
+    }
+    valid_commits(&cluster, 3, &mut acknowledged);
 
     // A body trickled a few bytes a second: cut off at request_timeout_ms (503 TIMEOUT); a
     // head trickled: the connection closed at header_timeout_ms.

@@ -378,7 +378,7 @@ fn submit_batch(
         match (reply.status, code.as_deref()) {
             (200, _) => {}
             _ if has_results => {}
-            (429, _) | (503, Some("NODE_BUSY" | "OVERLOADED")) => {
+            (429, _) | (503, Some("NODE_BUSY" | "OVERLOADED" | "NOT_SYNCED")) => {
                 if last {
                     break; // the events still to send are reported `full`
                 }

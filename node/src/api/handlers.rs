@@ -74,6 +74,18 @@ async fn submit(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let wait_ms = wait_ms(state, query)?;
+    let lag = state.metrics.sync_lag();
+    if lag > super::NOT_SYNCED_LAG_BLOCKS {
+        return Err(Problem::new(
+            ProblemCode::NotSynced,
+            format!(
+                "this node is {lag} blocks behind its peers and is catching up; it would judge \
+                 events against an old tip: nothing was submitted, send them again shortly (or \
+                 to another node)"
+            ),
+        )
+        .retry_after_ms(super::NOT_SYNCED_RETRY_MS));
+    }
     let body = body.map_err(|e| body_problem(state, e))?;
     let elements = split_envelopes(&body, state.limits.max_events_per_request)?;
     let parsed: Vec<Result<SignedEvent, Rejection>> =
@@ -486,6 +498,31 @@ pub async fn status(State(state): State<Arc<ApiState>>) -> Response {
     match answer.await {
         Ok(status) => Json(status).into_response(),
         Err(_) => runtime_gone().into_response(),
+    }
+}
+
+/// Refuses a request whose `Content-Length` is over `max_body_bytes` at once (413), rather
+/// than reading that much only to refuse it.
+pub async fn declared_length(
+    State(max): State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > max as u64 => Problem::new(
+            ProblemCode::BodyTooLarge,
+            format!(
+                "the body is declared as {n} bytes, more than {max} (max_body_bytes); send fewer \
+                 events per request"
+            ),
+        )
+        .into_response(),
+        _ => next.run(request).await,
     }
 }
 

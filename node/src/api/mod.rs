@@ -215,6 +215,11 @@ pub const DEFAULT_STREAM_BUFFER_EVENTS: usize = 256;
 pub const DEFAULT_STREAM_STALL_MS: u64 = 30_000;
 /// Default [`ApiLimits::stream_heartbeat_ms`]: 15 s.
 pub const DEFAULT_STREAM_HEARTBEAT_MS: u64 = 15_000;
+/// A node more blocks than this behind the highest tip its peers report answers submissions 503
+/// `NOT_SYNCED`: its rules would judge events against an old tip (an order it has not seen yet).
+pub const NOT_SYNCED_LAG_BLOCKS: u64 = 10;
+/// `Retry-After` of a `NOT_SYNCED` answer, ms.
+pub const NOT_SYNCED_RETRY_MS: u64 = 2_000;
 /// Default [`ApiLimits::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Default [`ApiLimits::header_timeout_ms`]: 10 s.
@@ -473,6 +478,8 @@ fn router_with(
         .fallback(handlers::not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
+        // A body declared larger than the limit is refused before a byte of it is read.
+        .layer(axum::middleware::from_fn_with_state(body_limit, handlers::declared_length))
         .layer(bounds)
         // Outermost: a request without the token it needs is refused before it takes a place.
         .layer(axum::middleware::from_fn_with_state(Arc::new(access), auth::require))

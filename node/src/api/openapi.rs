@@ -302,7 +302,8 @@ macro_rules! problems {
 problems! {
     /// Problems of `POST /v1/events`.
     SubmitProblems: [MalformedJson, NotEvents, NoEvents, BadQuery, AlreadyCommitted,
-        EventsRejected, BodyTooLarge, TooManyEvents, MempoolFull, NodeUnavailable, NodeBusy];
+        EventsRejected, BodyTooLarge, TooManyEvents, MempoolFull, NodeUnavailable, NodeBusy,
+        NotSynced];
     /// Problems of `GET /v1/status`.
     StatusProblems: [NodeUnavailable, NodeBusy];
     /// Problems of `GET /v1/events/{id}`.

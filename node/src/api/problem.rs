@@ -48,6 +48,9 @@ pub enum ProblemCode {
     NodeUnavailable,
     /// 503: the runtime's command queue is full.
     NodeBusy,
+    /// 503: the node is catching up with its peers (more than [`super::NOT_SYNCED_LAG_BLOCKS`]
+    /// behind): its verdicts would be against an old tip.
+    NotSynced,
     /// 503: more requests in flight than `max_concurrent_requests`.
     Overloaded,
     /// 503: the request took longer than `request_timeout_ms`.
@@ -82,6 +85,7 @@ impl ProblemCode {
             ProblemCode::MempoolFull => "MEMPOOL_FULL",
             ProblemCode::NodeUnavailable => "NODE_UNAVAILABLE",
             ProblemCode::NodeBusy => "NODE_BUSY",
+            ProblemCode::NotSynced => "NOT_SYNCED",
             ProblemCode::Overloaded => "OVERLOADED",
             ProblemCode::Timeout => "TIMEOUT",
             ProblemCode::TooManyStreams => "TOO_MANY_STREAMS",
@@ -110,6 +114,7 @@ impl ProblemCode {
             ProblemCode::MempoolFull => StatusCode::TOO_MANY_REQUESTS,
             ProblemCode::NodeUnavailable
             | ProblemCode::NodeBusy
+            | ProblemCode::NotSynced
             | ProblemCode::Overloaded
             | ProblemCode::Timeout
             | ProblemCode::TooManyStreams => StatusCode::SERVICE_UNAVAILABLE,
@@ -142,6 +147,7 @@ impl ProblemCode {
             ProblemCode::MempoolFull => "The mempool is full",
             ProblemCode::NodeUnavailable => "The node is not running",
             ProblemCode::NodeBusy => "The node is busy",
+            ProblemCode::NotSynced => "The node is catching up with its peers",
             ProblemCode::Overloaded => "Too many requests in flight",
             ProblemCode::Timeout => "The request took too long",
             ProblemCode::TooManyStreams => "Too many streams open",

@@ -1207,3 +1207,21 @@ async fn a_request_that_admits_nothing_is_a_problem_with_every_result() {
     let bad = call(&h.router, post("/v1/events", "[{\"body\": 5}]")).await;
     assert_problem(&bad, 422, "MALFORMED_EVENT");
 }
+
+#[tokio::test]
+async fn a_node_far_behind_its_peers_refuses_submissions_until_it_catches_up() {
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let h = harness_shared(ApiShared { access: Default::default(), metrics: metrics.clone() })
+        .with_fake(FakeRuntime::accept_all(false));
+    let body = envelopes(&[event(1)]);
+    metrics.on_commit(5, 0, 1, 0.001);
+    metrics.on_peer_height(5 + NOT_SYNCED_LAG_BLOCKS + 1);
+    let behind = call(&h.router, post("/v1/events", body.clone())).await;
+    assert_problem(&behind, 503, "NOT_SYNCED");
+    assert_eq!(behind.headers[header::RETRY_AFTER], "2");
+    // Reads still answer (each with the height it was read at).
+    assert_eq!(call(&h.router, get("/v1/status")).await.status, 200);
+    // A later poll where no peer is that far ahead, or this node catching up, lifts it.
+    metrics.on_poll(5 + NOT_SYNCED_LAG_BLOCKS);
+    assert_eq!(statuses(&call(&h.router, post("/v1/events", body)).await), vec!["accepted"]);
+}

@@ -120,6 +120,9 @@ async fn best_peer(ctx: &SyncContext) -> Option<(PublicKey, u64)> {
             }
         }
     }
+    if let Some((_, h)) = best {
+        ctx.metrics.on_poll(h);
+    }
     best
 }
 

@@ -84,7 +84,7 @@ Submittable = Union[SignedEvent, Envelope, Mapping[str, Any], str, bytes]
 """An event to submit: a :class:`SignedEvent`, an :class:`Envelope` (e.g. of a read event), an
 envelope as a dict ``{"body": {...}, "signature": "..."}``, or an envelope's JSON text."""
 
-_RETRYABLE_503 = frozenset({"NODE_BUSY", "OVERLOADED"})
+_RETRYABLE_503 = frozenset({"NODE_BUSY", "OVERLOADED", "NOT_SYNCED"})
 
 
 @dataclass(frozen=True)
