@@ -47,6 +47,18 @@ pub(crate) fn encode_small<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     options().serialize(value).unwrap_or_default()
 }
 
+/// Decodes a value at the start of `bytes`; the value and the bytes it took. For reading one
+/// part of a larger encoding (one event of a stored block) without decoding the rest.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
+    let mut cursor = std::io::Cursor::new(bytes);
+    let value = options()
+        .allow_trailing_bytes()
+        .deserialize_from(&mut cursor)
+        .map_err(|e| e.to_string())?;
+    let used = usize::try_from(cursor.position()).map_err(|e| e.to_string())?;
+    Ok((value, used))
+}
+
 /// Decodes a value, refusing trailing bytes and sizes over [`MAX_DECODE_BYTES`].
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     options().deserialize(bytes).map_err(|e| e.to_string())

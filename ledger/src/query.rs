@@ -17,13 +17,14 @@ use std::sync::Arc;
 use tradeloop_crypto::Hash;
 
 use crate::block::{CertifiedBlock, Header, Tip};
-use crate::blocklog::{read_block, Location};
+use crate::blocklog::{read_block, read_block_events, Location};
+use crate::event::SignedEvent;
 use crate::event::{parse_ref, RefKind};
 use crate::genesis::Genesis;
 use crate::index::{IndexStore, SledIndex};
 use crate::state::{entity_key, InvoiceState, OrderState, ShipmentState, StateRead};
 use crate::store::{
-    decode_position, record_of, ref_prefix, table_key, tables, trade_status_of, EventRecord,
+    decode_position, record_from, ref_prefix, table_key, tables, trade_status_of, EventRecord,
     TradeStatus, META_TIP_KEY,
 };
 use crate::{codec, LedgerError};
@@ -41,6 +42,26 @@ pub trait ChainRead: StateRead {
     fn block(&self, height: u64) -> Result<CertifiedBlock, LedgerError>;
     /// The highest height whose blocks and events this reader answers with.
     fn visible_height(&self) -> u64;
+    /// The header of the block at `height` and its events at `indexes` (ascending, no
+    /// repeats). A reader that can skip the other events overrides this.
+    fn events_at(
+        &self,
+        height: u64,
+        indexes: &[u32],
+    ) -> Result<(Header, Vec<SignedEvent>), LedgerError> {
+        let block = self.block(height)?;
+        let events = indexes
+            .iter()
+            .map(|&i| {
+                block.block.events.get(i as usize).cloned().ok_or_else(|| {
+                    LedgerError::IndexInconsistent(format!(
+                        "index points at event {i} of block {height}, which has fewer"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((block.block.header, events))
+    }
 }
 
 /// An event by id (`None` if it is not committed at or below the visible height).
@@ -52,8 +73,11 @@ pub fn event<R: ChainRead>(r: &R, id: &Hash) -> Result<Option<EventRecord>, Ledg
     if height > r.visible_height() {
         return Ok(None);
     }
-    let block = r.block(height)?;
-    let record = record_of(&block, index)?;
+    let (header, events) = r.events_at(height, &[index])?;
+    let signed = events.first().ok_or_else(|| {
+        LedgerError::IndexInconsistent(format!("no event {index} read from block {height}"))
+    })?;
+    let record = record_from(&header, signed, index)?;
     if record.id != *id {
         // The log is the truth: an index entry pointing elsewhere is damage, not an answer.
         return Err(LedgerError::IndexInconsistent(format!(
@@ -81,14 +105,17 @@ pub fn positions_of<R: ChainRead>(r: &R, entity: &[u8]) -> Result<Vec<(u64, u32)
 /// Every event that touches an entity (`order`, `invoice`, `shipment`, `declaration`, `lc`,
 /// `document`, `payment`), in ledger order.
 pub fn trace_entity<R: ChainRead>(r: &R, entity: &[u8]) -> Result<Vec<EventRecord>, LedgerError> {
-    let mut out = Vec::new();
-    let mut cached: Option<CertifiedBlock> = None;
-    for (height, index) in positions_of(r, entity)? {
-        if cached.as_ref().is_none_or(|b| b.block.header.height != height) {
-            cached = Some(r.block(height)?);
-        }
-        if let Some(block) = &cached {
-            out.push(record_of(block, index)?);
+    let mut positions = positions_of(r, entity)?;
+    positions.sort_unstable();
+    positions.dedup();
+    let mut out = Vec::with_capacity(positions.len());
+    // One read per block, of just the events of this entity.
+    for group in positions.chunk_by(|a, b| a.0 == b.0) {
+        let height = group[0].0;
+        let indexes: Vec<u32> = group.iter().map(|p| p.1).collect();
+        let (header, events) = r.events_at(height, &indexes)?;
+        for (index, signed) in indexes.iter().zip(&events) {
+            out.push(record_from(&header, signed, *index)?);
         }
     }
     Ok(out)
@@ -241,15 +268,9 @@ impl StateRead for ViewAt<'_> {
     }
 }
 
-impl ChainRead for ViewAt<'_> {
-    type Index = SledIndex;
-    fn genesis(&self) -> &Genesis {
-        &self.view.genesis
-    }
-    fn index(&self) -> &SledIndex {
-        &self.view.index
-    }
-    fn block(&self, height: u64) -> Result<CertifiedBlock, LedgerError> {
+impl ViewAt<'_> {
+    /// Where the block at `height` is in the log (`NotFound` above the tip).
+    fn location(&self, height: u64) -> Result<Location, LedgerError> {
         if height == 0 || height > self.tip.height {
             return Err(LedgerError::NotFound(format!(
                 "block at height {height} (the chain's height is {})",
@@ -263,11 +284,39 @@ impl ChainRead for ViewAt<'_> {
                 self.tip.height
             )));
         };
-        let loc: Location = codec::decode(bytes.as_ref()).map_err(|e| {
+        codec::decode(bytes.as_ref()).map_err(|e| {
             LedgerError::IndexInconsistent(format!(
                 "location of block {height} does not decode: {e}"
             ))
-        })?;
+        })
+    }
+}
+
+impl ChainRead for ViewAt<'_> {
+    type Index = SledIndex;
+    fn genesis(&self) -> &Genesis {
+        &self.view.genesis
+    }
+    fn index(&self) -> &SledIndex {
+        &self.view.index
+    }
+    fn events_at(
+        &self,
+        height: u64,
+        indexes: &[u32],
+    ) -> Result<(Header, Vec<SignedEvent>), LedgerError> {
+        let loc = self.location(height)?;
+        let (header, events) = read_block_events(&self.view.blocks_dir, loc, height, indexes)?;
+        if header.height != height {
+            return Err(LedgerError::IndexInconsistent(format!(
+                "the index places block {height} where the log holds block {}",
+                header.height
+            )));
+        }
+        Ok((header, events))
+    }
+    fn block(&self, height: u64) -> Result<CertifiedBlock, LedgerError> {
+        let loc = self.location(height)?;
         let block = read_block(&self.view.blocks_dir, loc, height)?;
         if block.block.header.height != height {
             return Err(LedgerError::IndexInconsistent(format!(
@@ -333,5 +382,54 @@ mod tests {
         assert!(matches!(before.block(2), Err(LedgerError::NotFound(_))));
         assert!(matches!(after.block(0), Err(LedgerError::NotFound(_))));
         assert_eq!(after.block(1).unwrap(), ledger.block(1).unwrap());
+    }
+
+    /// Reading some events of a block by skipping the others gives exactly the events a full
+    /// decode gives, and the same records; a position past the end is refused.
+    #[test]
+    fn events_read_by_skipping_are_the_events_of_the_decoded_block() {
+        let cast = Cast::deterministic(1, T0).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(&dir.path().join("d"), cast.genesis.clone()).unwrap();
+        let events: Vec<SignedEvent> =
+            (1..=3).flat_map(|n| trade_events(&cast, n, T0 + 1_000)).collect();
+        for (i, chunk) in events.chunks(13).enumerate() {
+            ledger.append_local(chunk, T0 + 2_000 + i as u64, &cast.validator_keys[0]).unwrap();
+        }
+        let view = ledger.view();
+        let at = view.at_tip().unwrap();
+        for height in 1..=at.tip().height {
+            let block = at.block(height).unwrap();
+            let n = u32::try_from(block.block.events.len()).unwrap();
+            let all: Vec<u32> = (0..n).collect();
+            let (header, read) = at.events_at(height, &all).unwrap();
+            assert_eq!(header, block.block.header);
+            assert_eq!(read, block.block.events);
+            for mut subset in [vec![0], vec![n - 1], vec![1, 4, n - 1], vec![2, 3]] {
+                subset.dedup();
+                let (_, some) = at.events_at(height, &subset).unwrap();
+                let want: Vec<SignedEvent> =
+                    subset.iter().map(|&i| block.block.events[i as usize].clone()).collect();
+                assert_eq!(some, want, "height {height} events {subset:?}");
+            }
+            assert!(matches!(at.events_at(height, &[n]), Err(LedgerError::IndexInconsistent(_))));
+            assert!(matches!(
+                at.events_at(height, &[2, 1]),
+                Err(LedgerError::IndexInconsistent(_))
+            ));
+        }
+        for e in &events {
+            let from_view = at.event(&e.id()).unwrap().unwrap();
+            let from_ledger = ledger.event(&e.id()).unwrap().unwrap();
+            assert_eq!(
+                serde_json::to_value(&from_view).unwrap(),
+                serde_json::to_value(&from_ledger).unwrap()
+            );
+        }
+        for r in ["order:PO-2", "shipment:SHP-3", "invoice:INV-1"] {
+            let a = serde_json::to_value(at.trace(r).unwrap()).unwrap();
+            let b = serde_json::to_value(ledger.trace(r).unwrap()).unwrap();
+            assert_eq!(a, b, "{r}");
+        }
     }
 }

@@ -1075,6 +1075,16 @@ pub fn record_of(block: &CertifiedBlock, index: u32) -> Result<EventRecord, Ledg
             "index points at event {index} of block {height}, which has fewer"
         ))
     })?;
+    record_from(&block.block.header, signed, index)
+}
+
+/// The record of event `signed` at position `index` of the block with `header`.
+pub fn record_from(
+    header: &crate::block::Header,
+    signed: &SignedEvent,
+    index: u32,
+) -> Result<EventRecord, LedgerError> {
+    let height = header.height;
     let body: serde_json::Value =
         serde_json::from_slice(&signed.body).map_err(|e| LedgerError::CorruptLog {
             location: format!("height {height}"),
@@ -1086,8 +1096,8 @@ pub fn record_of(block: &CertifiedBlock, index: u32) -> Result<EventRecord, Ledg
         id: signed.id(),
         height,
         index,
-        block_hash: block.block.header.hash(),
-        block_time_ms: block.block.header.time_ms,
+        block_hash: header.hash(),
+        block_time_ms: header.time_ms,
         kind: text("kind"),
         author: text("author"),
         signature: signed.signature.to_hex(),
