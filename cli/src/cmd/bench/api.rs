@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rand::Rng;
-use tradeloop_ledger::sample::{trade_events, trade_steps, Cast};
+use tradeloop_ledger::sample::{trade_steps, Cast};
 use tradeloop_ledger::{Ledger, SignedEvent};
 use tradeloop_node::chain::AdmitResult;
 
+use super::cluster::sign_trades;
 use crate::cmd::devnet::{self, DevnetNode};
 use crate::cmd::now_ms;
 use crate::output::{Diag, Out};
@@ -86,14 +87,7 @@ fn latency(mut samples: Vec<Duration>, wall: Duration) -> Latency {
 }
 
 pub fn run(args: ApiArgs) -> Result<()> {
-    let temp;
-    let dir = match &args.keep {
-        Some(d) => d.clone(),
-        None => {
-            temp = tempfile::tempdir()?;
-            temp.path().join("net")
-        }
-    };
+    let (_temp, dir) = super::devnet_dir(args.keep.as_deref())?;
     let clients = usize::try_from(args.clients)?;
     let batch = usize::try_from(args.batch)?;
     let events = usize::try_from(args.events)?;
@@ -263,15 +257,6 @@ pub fn run(args: ApiArgs) -> Result<()> {
     }
     running.stop()?;
     Ok(())
-}
-
-fn sign_trades(
-    cast: &Cast,
-    range: std::ops::RangeInclusive<u64>,
-    time: u64,
-) -> Vec<Vec<SignedEvent>> {
-    use rayon::prelude::*;
-    range.into_par_iter().map(|n| trade_events(cast, n, time)).collect()
 }
 
 /// What an ingress phase did: accepted events/s, events not accepted, the first such answer.

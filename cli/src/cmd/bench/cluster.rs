@@ -77,14 +77,7 @@ struct Sample {
 }
 
 pub fn run(args: ClusterArgs) -> Result<()> {
-    let temp;
-    let dir = match &args.keep {
-        Some(d) => d.clone(),
-        None => {
-            temp = tempfile::tempdir()?;
-            temp.path().join("net")
-        }
-    };
+    let (_temp, dir) = super::devnet_dir(args.keep.as_deref())?;
     let append = if args.events > 0 {
         let n = args.events.max(20_000);
         writeln!(Diag, "measuring the single-validator append rate ({n} events)...");
@@ -259,7 +252,8 @@ fn nodes_cpu(running: &devnet::Running) -> Option<f64> {
     running.children.iter().map(|(_, child)| super::cpu_seconds(&child.id().to_string())).sum()
 }
 
-fn sign_trades(
+/// The sample trades numbered `range`, signed in parallel.
+pub(super) fn sign_trades(
     cast: &Cast,
     range: std::ops::RangeInclusive<u64>,
     time: u64,

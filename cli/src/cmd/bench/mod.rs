@@ -108,6 +108,21 @@ fn raw_parallel_verify_rate(threads: usize) -> f64 {
     best
 }
 
+/// Where a bench writes its devnet: `keep`, or `net/` in a temporary directory that lives as
+/// long as the returned guard.
+fn devnet_dir(
+    keep: Option<&std::path::Path>,
+) -> Result<(Option<tempfile::TempDir>, std::path::PathBuf)> {
+    match keep {
+        Some(d) => Ok((None, d.to_path_buf())),
+        None => {
+            let temp = tempfile::tempdir()?;
+            let dir = temp.path().join("net");
+            Ok((Some(temp), dir))
+        }
+    }
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
