@@ -3,16 +3,18 @@
 //!
 //! 1. Ingress: a member node (a process on loopback, no validator running, so nothing commits
 //!    and the figure is admission alone) takes `--events` events from `--clients` concurrent
-//!    HTTP clients, once one event per request and once in batches of `--batch`; beside it, the
-//!    node's chain worker (`tradeloop_node::chain`, what the node runs behind its API) admits
+//!    HTTP connections, once one event per request and once in batches of `--batch`; beside it,
+//!    the node's chain worker (`tradeloop_node::chain`, what the node runs behind its API) admits
 //!    the same number of fresh events in-process, from as many concurrent callers and in the
-//!    same shapes. Goal: HTTP >= 0.8 of in-process.
+//!    same shapes. The four phases run `--rounds` times, alternating, and the ratio reported is
+//!    the median of the rounds'; each round also reports the CPU time per event of the node, of
+//!    the load generator ([`super::load`], one thread for all connections) and in-process.
+//!    Goal: HTTP >= 0.8 of in-process.
 //! 2. Queries: a validator node on a chain of `--chain-events` events (built first, sample
 //!    trades in blocks of 1,000) answers `GET /v1/events/{id}` and `GET /v1/trace/order:PO-n`
-//!    for random ids and orders from `--clients` concurrent clients; p50, p99 and max latency of
-//!    each. Goal: p99 <= 10 ms.
+//!    for random ids and orders from `--clients` concurrent connections; p50, p99 and max
+//!    latency of each. Goal: p99 <= 10 ms.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -23,6 +25,7 @@ use tradeloop_ledger::{Ledger, SignedEvent};
 use tradeloop_node::chain::AdmitResult;
 
 use super::cluster::sign_trades;
+use super::load;
 use crate::cmd::devnet::{self, DevnetNode};
 use crate::cmd::now_ms;
 use crate::output::{Diag, Out};
@@ -31,8 +34,6 @@ use crate::output::{Diag, Out};
 pub const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// Most concurrent clients.
 pub const MAX_CLIENTS: u64 = 256;
-/// Timeout of one request.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Events per block of the query chain.
 pub const CHAIN_BLOCK_EVENTS: usize = 1000;
 
@@ -53,6 +54,9 @@ pub struct ApiArgs {
     /// Queries of each kind (event by id, trace of an order).
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub queries: u64,
+    /// Rounds of the four ingress phases (the ratios reported are the rounds' medians).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
+    pub rounds: u64,
     /// Keep the devnet (genesis, keys, configs, data dirs, logs) here; it must be empty or new.
     #[arg(long)]
     pub keep: Option<std::path::PathBuf>,
@@ -102,8 +106,9 @@ pub fn run(args: ApiArgs) -> Result<()> {
     if !validator.validator || member.validator {
         bail!("devnet init wrote an unexpected cast: {nodes:?}");
     }
-    // Room in the member node's mempool for both ingress phases.
-    let room = 2 * events + 1000;
+    let rounds = usize::try_from(args.rounds)?;
+    // Room in the member node's mempool for a phase.
+    let room = events + 1000;
     let mut toml = std::fs::read_to_string(&member.config)?;
     toml.push_str(&format!(
         "\n[mempool]\nmax_events = {}\nmax_bytes = {}\n",
@@ -115,62 +120,73 @@ pub fn run(args: ApiArgs) -> Result<()> {
     let per_trade = trade_steps(0).len();
     let trades_per_phase = events.div_ceil(per_trade) as u64;
     writeln!(
-        Diag,
-        "signing {} events for the ingress phases...",
-        4 * trades_per_phase * per_trade as u64
-    );
-    let time = now_ms();
-    // Four sets of fresh trades: HTTP single, HTTP batch, in-process single, in-process batch.
-    let sets: Vec<Vec<Vec<SignedEvent>>> = (0..4u64)
-        .map(|k| {
-            let first = 1 + k * trades_per_phase;
-            sign_trades(&cast, first..=first + trades_per_phase - 1, time)
-        })
-        .collect();
-    writeln!(
         Out,
-        "bench api: {} cores, {clients} clients, {} events a phase ({trades_per_phase} trades of {per_trade})",
+        "bench api: {} cores, {clients} clients, {} events a phase ({trades_per_phase} trades of {per_trade}), {rounds} rounds",
         super::cores(),
         trades_per_phase * per_trade as u64
     )?;
 
-    // In-process: the chain worker of a node, on a fresh ledger of the same genesis.
-    let inproc_single = in_process(&cast, &sets[2], clients, 1)?;
-    let inproc_batch = in_process(&cast, &sets[3], clients, batch)?;
-
-    // Over HTTP: the member node alone.
-    let running = devnet::Running::start(std::slice::from_ref(member), "warn")?;
-    // One pooled connection per client: no TCP handshake per request.
-    let pool = usize::try_from(MAX_CLIENTS)?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(REQUEST_TIMEOUT))
-        .max_idle_connections(pool)
-        .max_idle_connections_per_host(pool)
-        .build()
-        .into();
-    wait_up(&agent, member, START_TIMEOUT)?;
-    let http_single = over_http(&agent, member, &sets[0], clients, 1)?;
-    let http_batch = over_http(&agent, member, &sets[1], clients, batch)?;
-    running.stop()?;
-
-    for (what, http, inproc) in
-        [("single events", &http_single, &inproc_single), ("batches", &http_batch, &inproc_batch)]
-    {
+    // Over HTTP: the member node alone, started afresh for each phase (an empty mempool, as the
+    // in-process phase has). In-process: the chain worker of a node on a fresh ledger of the
+    // same genesis. The phases alternate so that a slow spell of the machine falls on both
+    // sides alike; the ratio is the median of the rounds'.
+    let agent = status_agent();
+    let mut ratios: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
         writeln!(
-            Out,
-            "  ingress, {what:<13} over HTTP {:>8.0} events/s   in-process admission {:>8.0} events/s   ratio {:.2} (goal >= 0.8)",
-            http.0, inproc.0, http.0 / inproc.0
-        )?;
-        if http.1 + inproc.1 > 0 {
+            Diag,
+            "round {}: signing {} events...",
+            round + 1,
+            4 * trades_per_phase * per_trade as u64
+        );
+        let time = now_ms();
+        // Four sets of fresh trades: in-process single, HTTP single, in-process and HTTP batches.
+        let sets: Vec<Vec<Vec<SignedEvent>>> = (0..4u64)
+            .map(|k| {
+                let first = 1 + (4 * round as u64 + k) * trades_per_phase;
+                sign_trades(&cast, first..=first + trades_per_phase - 1, time)
+            })
+            .collect();
+        for (shape, per_request, what) in [(0, 1, "single events"), (1, batch, "batches")] {
+            let inproc = in_process(&cast, &sets[2 * shape], clients, per_request)?;
+            let running = devnet::Running::start(std::slice::from_ref(member), "warn")?;
+            wait_up(&agent, member, START_TIMEOUT)?;
+            let pid = running.children.first().map(|(_, c)| c.id()).context("no node process")?;
+            let http = over_http(member, pid, &sets[2 * shape + 1], clients, per_request)?;
+            running.stop()?;
+            let ratio = http.rate / inproc.rate;
+            ratios[shape].push(ratio);
             writeln!(
                 Out,
-                "    not accepted: {} over HTTP, {} in-process (first: {})",
-                http.1,
-                inproc.1,
-                http.2.as_deref().or(inproc.2.as_deref()).unwrap_or("-")
+                "  round {}, {what:<13} over HTTP {:>6.0} events/s, in-process admission {:>6.0} events/s: ratio {ratio:.2}; CPU per event: node {:.0} us over HTTP (load generator {:.0} us), {:.0} us in-process",
+                round + 1,
+                http.rate,
+                inproc.rate,
+                http.node_cpu_us,
+                http.client_cpu_us.unwrap_or(0.0),
+                inproc.node_cpu_us
             )?;
+            if http.refused + inproc.refused > 0 {
+                bail!(
+                    "events were not accepted: {} over HTTP, {} in-process (first: {})",
+                    http.refused,
+                    inproc.refused,
+                    http.first.as_deref().or(inproc.first.as_deref()).unwrap_or("-")
+                );
+            }
         }
+    }
+    for (shape, what) in [(0, "single events"), (1, "batches")] {
+        let r = &mut ratios[shape];
+        r.sort_by(f64::total_cmp);
+        writeln!(
+            Out,
+            "  ingress, {what:<13} HTTP / in-process: median {:.2} of {} rounds (min {:.2}, max {:.2}; goal >= 0.8)",
+            r[r.len() / 2],
+            r.len(),
+            r[0],
+            r[r.len() - 1]
+        )?;
     }
     if args.chain_events == 0 {
         return Ok(());
@@ -179,7 +195,7 @@ pub fn run(args: ApiArgs) -> Result<()> {
     // Queries on a chain of --chain-events events, served by the validator.
     let chain_events = usize::try_from(args.chain_events)?;
     let chain_trades = chain_events.div_ceil(per_trade) as u64;
-    let first_trade = 4 * trades_per_phase + 1;
+    let first_trade = 4 * rounds as u64 * trades_per_phase + 1;
     let data = validator.config.with_file_name("data");
     let key_file = dir.join("keys/nodes").join(format!("{}.json", validator.name));
     let validator_key = tradeloop_crypto::keyfile::read_key_file(&key_file)?;
@@ -228,8 +244,8 @@ pub fn run(args: ApiArgs) -> Result<()> {
     }
     let running = devnet::Running::start(std::slice::from_ref(validator), "warn")?;
     wait_up(&agent, validator, START_TIMEOUT)?;
+    let addr = validator.api;
     let queries = usize::try_from(args.queries)?;
-    let base = format!("http://{}", validator.api);
     let event_paths: Vec<String> = {
         let mut rng = rand::rng();
         (0..queries)
@@ -248,7 +264,7 @@ pub fn run(args: ApiArgs) -> Result<()> {
             .collect()
     };
     for (what, paths) in [("event by id", &event_paths), ("trace of an order", &trace_paths)] {
-        let l = get_all(&agent, &base, paths, clients)?;
+        let l = get_all(addr, paths, clients)?;
         writeln!(
             Out,
             "  query {what:<17} on {} events: p50 {:.2} ms  p99 {:.2} ms  max {:.1} ms  ({} requests, {:.0}/s; goal p99 <= 10 ms)",
@@ -259,8 +275,20 @@ pub fn run(args: ApiArgs) -> Result<()> {
     Ok(())
 }
 
-/// What an ingress phase did: accepted events/s, events not accepted, the first such answer.
-type Ingress = (f64, usize, Option<String>);
+/// What an ingress phase did.
+struct Ingress {
+    /// Accepted events per second.
+    rate: f64,
+    /// Events not accepted.
+    refused: usize,
+    /// The first answer that did not accept an event.
+    first: Option<String>,
+    /// CPU time of the node per event (in-process: of the bench process, which then runs only
+    /// the chain worker and its callers).
+    node_cpu_us: f64,
+    /// CPU time of the HTTP load generator per event (none in-process).
+    client_cpu_us: Option<f64>,
+}
 
 /// Requests of `per_request` events, each client taking whole trades in turn (so a trade's
 /// events arrive in order).
@@ -296,6 +324,7 @@ fn in_process(
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let per_client: Vec<Vec<Vec<SignedEvent>>> =
         (0..clients).map(|c| requests_of(trades, clients, c, per_request)).collect();
+    let cpu_before = load::process_cpu(std::process::id())?;
     let started = Instant::now();
     let outcome: Result<Vec<(usize, Option<String>)>> = runtime.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
@@ -324,137 +353,128 @@ fn in_process(
         Ok(all)
     });
     let secs = started.elapsed().as_secs_f64();
+    let cpu = load::process_cpu(std::process::id())?.saturating_sub(cpu_before);
     drop(chain);
     drop(runtime);
     let _ = thread.join();
     let outcome = outcome?;
     let refused: usize = outcome.iter().map(|o| o.0).sum();
     let first = outcome.into_iter().find_map(|o| o.1);
-    Ok(((total - refused) as f64 / secs, refused, first))
+    Ok(Ingress {
+        rate: (total - refused) as f64 / secs,
+        refused,
+        first,
+        node_cpu_us: per_event_us(cpu, total),
+        client_cpu_us: None,
+    })
 }
 
 fn over_http(
-    agent: &ureq::Agent,
     node: &DevnetNode,
+    pid: u32,
     trades: &[Vec<SignedEvent>],
     clients: usize,
     per_request: usize,
 ) -> Result<Ingress> {
-    let url = format!("http://{}/v1/events", node.api);
-    let per_client: Vec<Vec<String>> = (0..clients)
+    let addr = node.api;
+    let per_connection: Vec<Vec<load::Call>> = (0..clients)
         .map(|c| {
             requests_of(trades, clients, c, per_request)
                 .into_iter()
                 .map(|events| {
-                    if per_request == 1 {
+                    let body = if per_request == 1 {
                         events[0].to_envelope_json()
                     } else {
                         let parts: Vec<String> =
                             events.iter().map(SignedEvent::to_envelope_json).collect();
                         format!("[{}]", parts.join(","))
-                    }
+                    };
+                    load::Call { path: "/v1/events".into(), body: Some(body.into()) }
                 })
                 .collect()
         })
         .collect();
     let total: usize = trades.iter().map(Vec::len).sum();
-    let outcome = Mutex::new((0usize, None::<String>));
-    let failed = Mutex::new(None::<String>);
-    let started = Instant::now();
-    std::thread::scope(|scope| {
-        for bodies in &per_client {
-            let (url, outcome, failed) = (&url, &outcome, &failed);
-            scope.spawn(move || {
-                for body in bodies {
-                    let answer = agent
-                        .post(url)
-                        .header("content-type", "application/json")
-                        .send(body.as_str())
-                        .map_err(anyhow::Error::from)
-                        .and_then(|mut r| {
-                            Ok((r.status().as_u16(), r.body_mut().read_to_string()?))
-                        });
-                    let (status, text) = match answer {
-                        Ok(a) => a,
-                        Err(e) => {
-                            failed
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get_or_insert(e.to_string());
-                            return;
-                        }
-                    };
-                    let parsed: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                    let results = parsed["results"].as_array().cloned().unwrap_or_default();
-                    let refused = if results.is_empty() {
-                        1
-                    } else {
-                        results.iter().filter(|r| r["status"] != "accepted").count()
-                    };
-                    if refused > 0 {
-                        let mut o = outcome.lock().unwrap_or_else(|p| p.into_inner());
-                        o.0 += refused;
-                        o.1.get_or_insert_with(|| {
-                            format!("HTTP {status}: {}", text.chars().take(200).collect::<String>())
-                        });
-                    }
-                }
-            });
+    let node_before = load::process_cpu(pid)?;
+    let run = load::run(addr, per_connection, refused_of)?;
+    let node_cpu = load::process_cpu(pid)?.saturating_sub(node_before);
+    let mut refused = 0;
+    let mut first = None;
+    for (status, _, (n, text)) in run.seen.into_iter().flatten() {
+        if n > 0 {
+            refused += n;
+            first.get_or_insert_with(|| format!("HTTP {status}: {text}"));
         }
-    });
-    let secs = started.elapsed().as_secs_f64();
-    if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        bail!("a request to {} failed: {e}", node.name);
     }
-    let (refused, first) = outcome.into_inner().unwrap_or_else(|p| p.into_inner());
-    Ok((total.saturating_sub(refused) as f64 / secs, refused, first))
+    Ok(Ingress {
+        rate: total.saturating_sub(refused) as f64 / run.wall.as_secs_f64(),
+        refused,
+        first,
+        node_cpu_us: per_event_us(node_cpu, total),
+        client_cpu_us: Some(per_event_us(run.client_cpu, total)),
+    })
 }
 
-fn get_all(agent: &ureq::Agent, base: &str, paths: &[String], clients: usize) -> Result<Latency> {
-    let samples = Mutex::new(Vec::with_capacity(paths.len()));
-    let failed = Mutex::new(None::<String>);
-    let started = Instant::now();
-    std::thread::scope(|scope| {
-        for c in 0..clients {
-            let (samples, failed) = (&samples, &failed);
-            scope.spawn(move || {
-                let mut mine = Vec::new();
-                for path in paths.iter().skip(c).step_by(clients) {
-                    let sent = Instant::now();
-                    let answer = agent
-                        .get(&format!("{base}{path}"))
-                        .call()
-                        .map_err(anyhow::Error::from)
-                        .and_then(|mut r| {
-                            Ok((r.status().as_u16(), r.body_mut().read_to_string()?))
-                        });
-                    match answer {
-                        Ok((200, _)) => mine.push(sent.elapsed()),
-                        Ok((status, text)) => {
-                            failed
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get_or_insert(format!("GET {path}: {status} {text}"));
-                            return;
-                        }
-                        Err(e) => {
-                            failed
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get_or_insert(format!("GET {path}: {e}"));
-                            return;
-                        }
-                    }
-                }
-                samples.lock().unwrap_or_else(|p| p.into_inner()).extend(mine);
-            });
-        }
-    });
-    let wall = started.elapsed();
-    if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        bail!("a query failed: {e}");
+/// Events an answer to `POST /v1/events` did not accept, and the start of the answer if any.
+fn refused_of(status: u16, body: &[u8]) -> (usize, String) {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        results: Vec<Result>,
     }
-    Ok(latency(samples.into_inner().unwrap_or_else(|p| p.into_inner()), wall))
+    #[derive(serde::Deserialize)]
+    struct Result {
+        status: String,
+    }
+    let refused = match serde_json::from_slice::<Answer>(body) {
+        Ok(a) if !a.results.is_empty() => {
+            a.results.iter().filter(|r| r.status != "accepted").count()
+        }
+        _ => 1,
+    };
+    let text = if refused > 0 {
+        String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
+    } else {
+        String::new()
+    };
+    debug_assert!(status != 0);
+    (refused, text)
+}
+
+fn per_event_us(cpu: Duration, events: usize) -> f64 {
+    cpu.as_secs_f64() * 1e6 / events.max(1) as f64
+}
+
+fn get_all(addr: std::net::SocketAddr, paths: &[String], clients: usize) -> Result<Latency> {
+    let per_connection: Vec<Vec<load::Call>> = (0..clients)
+        .map(|c| {
+            paths
+                .iter()
+                .skip(c)
+                .step_by(clients)
+                .map(|p| load::Call { path: p.clone(), body: None })
+                .collect()
+        })
+        .collect();
+    let run = load::run(addr, per_connection, |status, body| {
+        (status != 200).then(|| String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned())
+    })?;
+    let mut samples = Vec::with_capacity(paths.len());
+    for (status, took, problem) in run.seen.into_iter().flatten() {
+        if let Some(text) = problem {
+            bail!("a query failed: {status} {text}");
+        }
+        samples.push(took);
+    }
+    Ok(latency(samples, run.wall))
+}
+
+/// The blocking client of the bench's status polls.
+fn status_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
 }
 
 /// Waits until `node` answers its status.

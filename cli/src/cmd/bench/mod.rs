@@ -16,6 +16,7 @@ use crate::output::{Diag, Out};
 
 mod api;
 mod cluster;
+mod load;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
