@@ -25,7 +25,7 @@ impl Hash {
 
     /// Lower-case hex of the 32 bytes.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        crate::lower_hex(&self.0)
     }
 
     /// Parses 64 hex characters.

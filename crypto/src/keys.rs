@@ -70,7 +70,7 @@ impl PublicKey {
 
     /// Lower-case hex.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.bytes)
+        crate::lower_hex(&self.bytes)
     }
 
     /// Verifies `signature` over `message` with ed25519 `verify_strict`.
@@ -88,7 +88,7 @@ impl Signature {
 
     /// Lower-case hex.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        crate::lower_hex(&self.0)
     }
 }
 

@@ -180,23 +180,76 @@ fn read_frame_bytes(dir: &Path, loc: Location) -> Result<(Vec<u8>, String), Ledg
     Ok((buf, format!("{} offset {}", path.display(), loc.offset)))
 }
 
-/// The header and some events (by position, ascending) of the block at `loc`, decoding only
-/// those: the other events are skipped by their length prefixes. The frame's checksum is checked
-/// in full, as [`read_block`] does. A read of one event of a 1,000-event block then costs the
-/// read and the checksum, not the decoding of 1,000 events.
-///
-/// Layout (docs/formats.md, "Block"): the header, the event count (u64 BE), then each event:
-/// its body (u64 BE length, the bytes) and its signature.
-pub fn read_block_events(
-    dir: &Path,
+/// Positions of wanted events must be strictly ascending (what the index hands out).
+fn ascending(indexes: &[u32], height: u64) -> Result<(), LedgerError> {
+    match indexes.windows(2).find(|w| w[0] >= w[1]) {
+        Some(w) => Err(LedgerError::IndexInconsistent(format!(
+            "events {} and {} of block {height} were asked for out of order",
+            w[0], w[1]
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Where the events of a block frame are, learnt by one full read of the frame with its
+/// checksum checked ([`map_frame`]); later reads of some of its events then read only their
+/// bytes ([`read_mapped_events`]). Holds the header and 4 bytes per event.
+#[derive(Debug, Clone)]
+pub struct FrameMap {
+    /// The block's header, decoded from the checked frame.
+    pub header: Header,
+    /// The frame's location.
+    pub location: Location,
+    /// Event `i` is the payload's bytes `bounds[i]..bounds[i + 1]` (its body's u64 BE length,
+    /// the body, the signature).
+    bounds: Vec<u32>,
+    /// CRC32C of each event's bytes, taken from the checked frame: a later read of the event
+    /// alone is checked against it.
+    crcs: Vec<u32>,
+}
+
+impl FrameMap {
+    /// Events in the block.
+    pub fn events(&self) -> usize {
+        self.bounds.len().saturating_sub(1)
+    }
+
+    /// Where event `index` is in its segment file: the offset of its first byte and its length.
+    pub fn event_span(&self, index: u32) -> Option<(u64, usize)> {
+        let (start, end) = self.bounds_of(index).ok()?;
+        let offset = self.location.offset + frame::FRAME_HEADER_BYTES as u64 + start as u64;
+        Some((offset, end - start))
+    }
+
+    fn bounds_of(&self, index: u32) -> Result<(usize, usize), LedgerError> {
+        let i = index as usize;
+        match (self.bounds.get(i), self.bounds.get(i + 1)) {
+            (Some(&start), Some(&end)) => Ok((start as usize, end as usize)),
+            _ => Err(LedgerError::IndexInconsistent(format!(
+                "index points at event {index} of block {}, which has {}",
+                self.header.height,
+                self.events()
+            ))),
+        }
+    }
+}
+
+/// Reads the whole frame at `loc`, checks its checksum, and maps where its events are.
+pub fn map_frame(dir: &Path, loc: Location, height: u64) -> Result<FrameMap, LedgerError> {
+    let (buf, location) = read_frame_bytes(dir, loc)?;
+    Ok(map_payload(&buf, &location, loc, height)?.1)
+}
+
+/// The payload of a frame read whole (its checksum checked) and its map.
+fn map_payload<'a>(
+    buf: &'a [u8],
+    location: &str,
     loc: Location,
     height: u64,
-    indexes: &[u32],
-) -> Result<(Header, Vec<SignedEvent>), LedgerError> {
-    let (buf, location) = read_frame_bytes(dir, loc)?;
+) -> Result<(&'a [u8], FrameMap), LedgerError> {
     let corrupt =
-        |detail: String| LedgerError::CorruptLog { location: location.clone(), height, detail };
-    let payload = match frame::read(&buf, 0) {
+        |detail: String| LedgerError::CorruptLog { location: location.to_string(), height, detail };
+    let payload = match frame::read(buf, 0) {
         FrameRead::Frame { kind: frame::kind::BLOCK, payload, .. } => payload,
         FrameRead::Frame { kind, .. } => {
             return Err(corrupt(format!("unexpected frame kind {kind}")))
@@ -220,32 +273,123 @@ pub fn read_block_events(
             .map_err(|e| corrupt(e.to_string()))?,
     )
     .map_err(|e| corrupt(e.to_string()))?;
-    let mut out = Vec::with_capacity(indexes.len());
-    let mut at: u64 = 0;
-    for &wanted in indexes {
-        let wanted = u64::from(wanted);
-        if wanted >= count || wanted < at {
-            return Err(LedgerError::IndexInconsistent(format!(
-                "index points at event {wanted} of block {height}, which has {count}"
-            )));
-        }
-        while at < wanted {
-            let body_len = usize::try_from(u64_at(pos)?).map_err(|e| corrupt(e.to_string()))?;
-            pos = pos
-                .checked_add(8 + signature_len)
-                .and_then(|p| p.checked_add(body_len))
-                .filter(|p| *p <= payload.len())
-                .ok_or_else(|| corrupt(format!("event {at} runs past the end of the block")))?;
-            at += 1;
-        }
-        let rest = payload.get(pos..).unwrap_or_default();
-        let (event, used): (SignedEvent, usize) = codec::decode_prefix(rest)
-            .map_err(|e| corrupt(format!("event {at} does not decode: {e}")))?;
-        out.push(event);
-        pos += used;
-        at += 1;
+    // Each event takes at least its length prefix and signature: a count beyond what the
+    // payload can hold is damage, not a reason to allocate.
+    if count > (payload.len() / (8 + signature_len)) as u64 {
+        return Err(corrupt(format!("block claims {count} events, more than its bytes can hold")));
     }
-    Ok((header, out))
+    let position = |p: usize| u32::try_from(p).map_err(|e| corrupt(e.to_string()));
+    // Below the payload's length (checked above), so it fits a usize.
+    let events = usize::try_from(count).map_err(|e| corrupt(e.to_string()))?;
+    let mut bounds = Vec::with_capacity(events + 1);
+    let mut crcs = Vec::with_capacity(events);
+    bounds.push(position(pos)?);
+    for at in 0..count {
+        let body_len = usize::try_from(u64_at(pos)?).map_err(|e| corrupt(e.to_string()))?;
+        let start = pos;
+        pos = pos
+            .checked_add(8 + signature_len)
+            .and_then(|p| p.checked_add(body_len))
+            .filter(|p| *p <= payload.len())
+            .ok_or_else(|| corrupt(format!("event {at} runs past the end of the block")))?;
+        bounds.push(position(pos)?);
+        crcs.push(crc32c::crc32c(&payload[start..pos]));
+    }
+    Ok((payload, FrameMap { header, location: loc, bounds, crcs }))
+}
+
+/// Event `index` of a payload, which must fill `start..end` exactly.
+fn decode_event(
+    payload: &[u8],
+    start: usize,
+    end: usize,
+    location: &str,
+    height: u64,
+    index: u32,
+) -> Result<SignedEvent, LedgerError> {
+    let corrupt =
+        |detail: String| LedgerError::CorruptLog { location: location.to_string(), height, detail };
+    let bytes = payload
+        .get(start..end)
+        .ok_or_else(|| corrupt(format!("event {index} runs past the end of the block")))?;
+    let (event, used): (SignedEvent, usize) = codec::decode_prefix(bytes)
+        .map_err(|e| corrupt(format!("event {index} does not decode: {e}")))?;
+    if used != bytes.len() {
+        return Err(corrupt(format!(
+            "event {index} decodes from {used} of its {} bytes",
+            bytes.len()
+        )));
+    }
+    Ok(event)
+}
+
+thread_local! {
+    /// The read buffer of [`read_mapped_events`] on each reading thread.
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Most bytes between two wanted events that [`read_mapped_events`] reads through rather than
+/// reading each separately: 64 KiB.
+pub const MAX_READ_GAP: usize = 64 * 1024;
+
+/// Events `indexes` (ascending) of a mapped block, reading only their bytes (events close
+/// together in one read), each checked against the CRC32C its map took from the checked frame:
+/// a changed byte is reported as damage to the log, never answered.
+pub fn read_mapped_events(
+    dir: &Path,
+    map: &FrameMap,
+    indexes: &[u32],
+) -> Result<Vec<SignedEvent>, LedgerError> {
+    use std::os::unix::fs::FileExt;
+    let height = map.header.height;
+    ascending(indexes, height)?;
+    let path = segment_path(dir, map.location.segment);
+    let location = format!("{} offset {}", path.display(), map.location.offset);
+    let file = File::open(&path).map_err(io(format!("cannot open {}", path.display())))?;
+    let payload_offset = map.location.offset + frame::FRAME_HEADER_BYTES as u64;
+    let mut out = Vec::with_capacity(indexes.len());
+    let mut rest = indexes;
+    while let Some(&first) = rest.first() {
+        // A run: the wanted events from `first` on whose gaps are at most MAX_READ_GAP.
+        let mut run = 1;
+        let (start, mut end) = map.bounds_of(first)?;
+        while let Some(&next) = rest.get(run) {
+            let (s, e) = map.bounds_of(next)?;
+            if s < end || s - end > MAX_READ_GAP {
+                break;
+            }
+            end = e;
+            run += 1;
+        }
+        READ_BUFFER.with_borrow_mut(|buf| -> Result<(), LedgerError> {
+            // The buffer only grows (to the longest run read on this thread), so it is not
+            // zeroed again for every read.
+            if buf.len() < end - start {
+                buf.resize(end - start, 0);
+            }
+            let buf = &mut buf[..end - start];
+            file.read_exact_at(buf, payload_offset + start as u64)
+                .map_err(io(format!("cannot read {}", path.display())))?;
+            for &index in &rest[..run] {
+                let (s, e) = map.bounds_of(index)?;
+                let bytes = &buf[s - start..e - start];
+                if map.crcs.get(index as usize) != Some(&crc32c::crc32c(bytes)) {
+                    return Err(LedgerError::CorruptLog {
+                        location: location.clone(),
+                        height,
+                        detail: format!(
+                            "event {index} changed since its block was read and checked \
+                             (CRC32C mismatch)"
+                        ),
+                    });
+                }
+                out.push(decode_event(bytes, 0, bytes.len(), &location, height, index)?);
+            }
+            Ok(())
+        })?;
+        rest = &rest[run..];
+    }
+    Ok(out)
 }
 
 /// The first offset at or after `from` where an intact BLOCK frame starts, if any. Bytes a

@@ -11,21 +11,22 @@
 //! values (an order's record, which [`trade_status`] reads) are read as they are now, which
 //! may already include the next block.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tradeloop_crypto::Hash;
 
 use crate::block::{CertifiedBlock, Header, Tip};
-use crate::blocklog::{read_block, read_block_events, Location};
+use crate::blocklog::{map_frame, read_block, read_mapped_events, FrameMap, Location};
 use crate::event::SignedEvent;
 use crate::event::{parse_ref, RefKind};
 use crate::genesis::Genesis;
 use crate::index::{IndexStore, SledIndex};
 use crate::state::{entity_key, InvoiceState, OrderState, ShipmentState, StateRead};
 use crate::store::{
-    decode_position, record_from, ref_prefix, table_key, tables, trade_status_of, EventRecord,
-    TradeStatus, META_TIP_KEY,
+    decode_position, ref_prefix, table_key, tables, trade_status_of, EventRecord, TradeStatus,
+    META_TIP_KEY,
 };
 use crate::{codec, LedgerError};
 
@@ -64,8 +65,61 @@ pub trait ChainRead: StateRead {
     }
 }
 
+/// A committed event as the log holds it: the event as signed, and where it is. What the
+/// node's API answers with (the body as signed, not re-serialized); [`CommittedEvent::record`]
+/// is the decoded form the CLI prints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedEvent {
+    /// Event id.
+    pub id: Hash,
+    /// Height of its block.
+    pub height: u64,
+    /// Position in the block.
+    pub index: u32,
+    /// Hash of its block.
+    pub block_hash: Hash,
+    /// The block's time.
+    pub block_time_ms: u64,
+    /// The event as signed.
+    pub event: SignedEvent,
+}
+
+impl CommittedEvent {
+    /// The record of this event (its body parsed).
+    pub fn record(&self) -> Result<EventRecord, LedgerError> {
+        let height = self.height;
+        let body: serde_json::Value =
+            serde_json::from_slice(&self.event.body).map_err(|e| LedgerError::CorruptLog {
+                location: format!("height {height}"),
+                height,
+                detail: e.to_string(),
+            })?;
+        let text = |k: &str| body.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+        Ok(EventRecord {
+            id: self.id,
+            height,
+            index: self.index,
+            block_hash: self.block_hash,
+            block_time_ms: self.block_time_ms,
+            kind: text("kind"),
+            author: text("author"),
+            signature: self.event.signature.to_hex(),
+            body,
+        })
+    }
+}
+
 /// An event by id (`None` if it is not committed at or below the visible height).
 pub fn event<R: ChainRead>(r: &R, id: &Hash) -> Result<Option<EventRecord>, LedgerError> {
+    committed_event(r, id)?.map(|c| c.record()).transpose()
+}
+
+/// An event by id as the log holds it (`None` if it is not committed at or below the visible
+/// height).
+pub fn committed_event<R: ChainRead>(
+    r: &R,
+    id: &Hash,
+) -> Result<Option<CommittedEvent>, LedgerError> {
     let Some(position) = r.index().get(&table_key(tables::EVENTS, &id.0))? else {
         return Ok(None);
     };
@@ -73,19 +127,18 @@ pub fn event<R: ChainRead>(r: &R, id: &Hash) -> Result<Option<EventRecord>, Ledg
     if height > r.visible_height() {
         return Ok(None);
     }
-    let (header, events) = r.events_at(height, &[index])?;
-    let signed = events.first().ok_or_else(|| {
+    let mut found = committed_at(r, vec![(height, index)])?;
+    let committed = found.pop().ok_or_else(|| {
         LedgerError::IndexInconsistent(format!("no event {index} read from block {height}"))
     })?;
-    let record = record_from(&header, signed, index)?;
-    if record.id != *id {
+    if committed.id != *id {
         // The log is the truth: an index entry pointing elsewhere is damage, not an answer.
         return Err(LedgerError::IndexInconsistent(format!(
             "the index places event {id} at height {height} index {index}, which holds event {}",
-            record.id
+            committed.id
         )));
     }
-    Ok(Some(record))
+    Ok(Some(committed))
 }
 
 /// The (height, index) of every event that touches an entity key, in ledger order.
@@ -105,17 +158,32 @@ pub fn positions_of<R: ChainRead>(r: &R, entity: &[u8]) -> Result<Vec<(u64, u32)
 /// Every event that touches an entity (`order`, `invoice`, `shipment`, `declaration`, `lc`,
 /// `document`, `payment`), in ledger order.
 pub fn trace_entity<R: ChainRead>(r: &R, entity: &[u8]) -> Result<Vec<EventRecord>, LedgerError> {
-    let mut positions = positions_of(r, entity)?;
+    committed_at(r, positions_of(r, entity)?)?.iter().map(CommittedEvent::record).collect()
+}
+
+/// The events at `positions`, in ledger order, each once.
+fn committed_at<R: ChainRead>(
+    r: &R,
+    mut positions: Vec<(u64, u32)>,
+) -> Result<Vec<CommittedEvent>, LedgerError> {
     positions.sort_unstable();
     positions.dedup();
     let mut out = Vec::with_capacity(positions.len());
-    // One read per block, of just the events of this entity.
+    // One read per block, of just the events wanted.
     for group in positions.chunk_by(|a, b| a.0 == b.0) {
         let height = group[0].0;
         let indexes: Vec<u32> = group.iter().map(|p| p.1).collect();
         let (header, events) = r.events_at(height, &indexes)?;
-        for (index, signed) in indexes.iter().zip(&events) {
-            out.push(record_from(&header, signed, *index)?);
+        let block_hash = header.hash();
+        for (index, event) in indexes.into_iter().zip(events) {
+            out.push(CommittedEvent {
+                id: event.id(),
+                height,
+                index,
+                block_hash,
+                block_time_ms: header.time_ms,
+                event,
+            });
         }
     }
     Ok(out)
@@ -125,6 +193,14 @@ pub fn trace_entity<R: ChainRead>(r: &R, entity: &[u8]) -> Result<Vec<EventRecor
 /// An order's trace includes the events of its shipments and declarations, so it shows the
 /// whole closed loop.
 pub fn trace<R: ChainRead>(r: &R, reference: &str) -> Result<Vec<EventRecord>, LedgerError> {
+    trace_committed(r, reference)?.iter().map(CommittedEvent::record).collect()
+}
+
+/// [`trace`], the events as the log holds them.
+pub fn trace_committed<R: ChainRead>(
+    r: &R,
+    reference: &str,
+) -> Result<Vec<CommittedEvent>, LedgerError> {
     let (kind, id) = parse_ref(reference).map_err(LedgerError::NotFound)?;
     let prefix = match kind {
         RefKind::Order => "order",
@@ -134,19 +210,20 @@ pub fn trace<R: ChainRead>(r: &R, reference: &str) -> Result<Vec<EventRecord>, L
         RefKind::Lc => "lc",
     };
     let key = entity_key(prefix, id);
-    if r.get_state(&key)?.is_none() {
+    let Some(state) = r.get_state(&key)? else {
         return Err(LedgerError::NotFound(format!("{reference} on this ledger")));
-    }
-    let mut records = trace_entity(r, &key)?;
+    };
+    let mut positions = positions_of(r, &key)?;
     if kind == RefKind::Order {
-        let order: OrderState = load(r, &key)?;
+        // The order's and its shipments' events, each read once.
+        let order: OrderState = codec::decode(&state).map_err(|e| {
+            LedgerError::IndexInconsistent(format!("state value does not decode: {e}"))
+        })?;
         for shipment in &order.shipments {
-            records.extend(trace_entity(r, &entity_key("shipment", shipment))?);
+            positions.extend(positions_of(r, &entity_key("shipment", shipment))?);
         }
-        records.sort_by_key(|r| (r.height, r.index));
-        records.dedup_by_key(|r| (r.height, r.index));
     }
-    Ok(records)
+    committed_at(r, positions)
 }
 
 /// A state value, decoded; `NotFound` when absent.
@@ -193,11 +270,68 @@ pub struct LedgerView {
     genesis: Arc<Genesis>,
     blocks_dir: PathBuf,
     index: SledIndex,
+    frames: Arc<FrameMaps>,
+}
+
+/// Most events the frame maps of a [`LedgerView`] cover, over all their blocks: 4,000,000
+/// (4 bytes each, 16 MB). The maps of the blocks read longest ago make room for new ones.
+pub const MAX_MAPPED_EVENTS: usize = 4_000_000;
+
+/// The [`FrameMap`]s of the blocks a view's readers read, shared by its clones: the first read
+/// of a block reads its whole frame and checks its checksum; later reads of its events read only
+/// their bytes, each checked against the index (see [`ViewAt::events_at`]).
+#[derive(Debug)]
+struct FrameMaps {
+    inner: Mutex<MappedFrames>,
+    /// Most events the maps cover ([`MAX_MAPPED_EVENTS`]; smaller in tests).
+    max_events: usize,
+}
+
+impl Default for FrameMaps {
+    fn default() -> FrameMaps {
+        FrameMaps { inner: Mutex::default(), max_events: MAX_MAPPED_EVENTS }
+    }
+}
+
+#[derive(Debug, Default)]
+struct MappedFrames {
+    by_height: HashMap<u64, Arc<FrameMap>>,
+    /// Heights in the order they were mapped: the oldest is dropped first.
+    order: VecDeque<u64>,
+    /// Events the maps cover.
+    events: usize,
+}
+
+impl FrameMaps {
+    fn get(&self, height: u64) -> Option<Arc<FrameMap>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).by_height.get(&height).cloned()
+    }
+
+    fn insert(&self, height: u64, map: Arc<FrameMap>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if map.events() > self.max_events || inner.by_height.contains_key(&height) {
+            return;
+        }
+        while inner.events + map.events() > self.max_events {
+            let Some(oldest) = inner.order.pop_front() else { break };
+            if let Some(old) = inner.by_height.remove(&oldest) {
+                inner.events -= old.events();
+            }
+        }
+        inner.events += map.events();
+        inner.order.push_back(height);
+        inner.by_height.insert(height, map);
+    }
 }
 
 impl LedgerView {
     pub(crate) fn new(genesis: Genesis, blocks_dir: &Path, index: SledIndex) -> LedgerView {
-        LedgerView { genesis: Arc::new(genesis), blocks_dir: blocks_dir.to_path_buf(), index }
+        LedgerView {
+            genesis: Arc::new(genesis),
+            blocks_dir: blocks_dir.to_path_buf(),
+            index,
+            frames: Arc::default(),
+        }
     }
 
     /// The chain's genesis.
@@ -238,6 +372,16 @@ impl ViewAt<'_> {
     /// See [`trace`].
     pub fn trace(&self, reference: &str) -> Result<Vec<EventRecord>, LedgerError> {
         trace(self, reference)
+    }
+
+    /// See [`committed_event`].
+    pub fn committed_event(&self, id: &Hash) -> Result<Option<CommittedEvent>, LedgerError> {
+        committed_event(self, id)
+    }
+
+    /// See [`trace_committed`].
+    pub fn trace_committed(&self, reference: &str) -> Result<Vec<CommittedEvent>, LedgerError> {
+        trace_committed(self, reference)
     }
 
     /// See [`trade_status`].
@@ -300,20 +444,35 @@ impl ChainRead for ViewAt<'_> {
     fn index(&self) -> &SledIndex {
         &self.view.index
     }
+    /// The first read of a block reads its whole frame (checksum checked) and keeps its
+    /// [`FrameMap`]; later reads read only the wanted events' bytes, each checked against the
+    /// CRC32C the map took of it.
     fn events_at(
         &self,
         height: u64,
         indexes: &[u32],
     ) -> Result<(Header, Vec<SignedEvent>), LedgerError> {
-        let loc = self.location(height)?;
-        let (header, events) = read_block_events(&self.view.blocks_dir, loc, height, indexes)?;
-        if header.height != height {
-            return Err(LedgerError::IndexInconsistent(format!(
-                "the index places block {height} where the log holds block {}",
-                header.height
-            )));
+        if height == 0 || height > self.tip.height {
+            // Never beyond the tip this view was taken at, mapped or not.
+            self.location(height)?;
         }
-        Ok((header, events))
+        let map = match self.view.frames.get(height) {
+            Some(map) => map,
+            None => {
+                let loc = self.location(height)?;
+                let map = Arc::new(map_frame(&self.view.blocks_dir, loc, height)?);
+                if map.header.height != height {
+                    return Err(LedgerError::IndexInconsistent(format!(
+                        "the index places block {height} where the log holds block {}",
+                        map.header.height
+                    )));
+                }
+                self.view.frames.insert(height, Arc::clone(&map));
+                map
+            }
+        };
+        let events = read_mapped_events(&self.view.blocks_dir, &map, indexes)?;
+        Ok((map.header.clone(), events))
     }
     fn block(&self, height: u64) -> Result<CertifiedBlock, LedgerError> {
         let loc = self.location(height)?;
@@ -431,5 +590,93 @@ mod tests {
             let b = serde_json::to_value(ledger.trace(r).unwrap()).unwrap();
             assert_eq!(a, b, "{r}");
         }
+    }
+
+    /// After a block is mapped, reads take only the wanted events' bytes: a byte changed in a
+    /// wanted event is reported as damage to the log (never answered), a byte changed in
+    /// another event of the block does not stop the intact ones from being read, exactly.
+    #[test]
+    fn mapped_reads_report_a_damaged_event_and_still_read_the_intact_ones() {
+        use std::os::unix::fs::FileExt;
+        let cast = Cast::deterministic(1, T0).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d");
+        let mut ledger = Ledger::open(&data, cast.genesis.clone()).unwrap();
+        let events: Vec<SignedEvent> =
+            (1..=2).flat_map(|n| trade_events(&cast, n, T0 + 1_000)).collect();
+        ledger.append_local(&events, T0 + 2_000, &cast.validator_keys[0]).unwrap();
+        let view = ledger.view();
+        let at = view.at_tip().unwrap();
+        // Maps block 1.
+        assert_eq!(at.events_at(1, &[0]).unwrap().1, vec![events[0].clone()]);
+        let map = view.frames.get(1).expect("block 1 is mapped after a read");
+        assert_eq!(map.events(), events.len());
+
+        // Damage event 5's body in the log, after the map was made.
+        let (offset, len) = map.event_span(5).unwrap();
+        let segment = data.join("blocks").join("blocks-00000000.log");
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(&segment).unwrap();
+        let mut byte = [0u8; 1];
+        let at_byte = offset + len as u64 / 2;
+        file.read_exact_at(&mut byte, at_byte).unwrap();
+        file.write_all_at(&[byte[0] ^ 0x01], at_byte).unwrap();
+
+        let damaged = events[5].id();
+        assert!(
+            matches!(at.event(&damaged), Err(LedgerError::CorruptLog { .. })),
+            "{:?}",
+            at.event(&damaged)
+        );
+        assert!(matches!(at.events_at(1, &[4, 5, 6]), Err(LedgerError::CorruptLog { .. })));
+        assert!(matches!(at.trace("order:PO-1"), Err(LedgerError::CorruptLog { .. })));
+        // The intact events of the block are still read, byte for byte.
+        let intact: Vec<u32> =
+            (0..u32::try_from(events.len()).unwrap()).filter(|&i| i != 5).collect();
+        let (_, read) = at.events_at(1, &intact).unwrap();
+        let want: Vec<SignedEvent> = intact.iter().map(|&i| events[i as usize].clone()).collect();
+        assert_eq!(read, want);
+        let other = events[events.len() - 1].id();
+        assert_eq!(at.event(&other).unwrap().unwrap().id, other);
+        // A fresh view (no map) reads the whole frame, whose checksum fails.
+        let fresh = ledger.view();
+        assert!(matches!(
+            fresh.at_tip().unwrap().event(&other),
+            Err(LedgerError::CorruptLog { .. })
+        ));
+    }
+
+    /// The maps hold at most their bound of events: the blocks mapped longest ago go first,
+    /// and reads of a dropped block map it again.
+    #[test]
+    fn frame_maps_stay_within_their_bound() {
+        let cast = Cast::deterministic(1, T0).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(&dir.path().join("d"), cast.genesis.clone()).unwrap();
+        let events: Vec<SignedEvent> =
+            (1..=2).flat_map(|n| trade_events(&cast, n, T0 + 1_000)).collect();
+        for (i, chunk) in events.chunks(10).enumerate() {
+            ledger.append_local(chunk, T0 + 2_000 + i as u64, &cast.validator_keys[0]).unwrap();
+        }
+        let mut view = ledger.view();
+        view.frames = Arc::new(FrameMaps { inner: Mutex::default(), max_events: 25 });
+        let at = view.at_tip().unwrap();
+        let mapped = || {
+            let inner = view.frames.inner.lock().unwrap();
+            let mut heights: Vec<u64> = inner.by_height.keys().copied().collect();
+            heights.sort_unstable();
+            (heights, inner.events)
+        };
+        for height in 1..=at.tip().height {
+            at.events_at(height, &[0]).unwrap();
+        }
+        // 38 events in blocks of 10, 10, 10, 8: the last two blocks fit in 25.
+        assert_eq!(at.tip().height, 4);
+        assert_eq!(mapped(), (vec![3, 4], 18));
+        assert_eq!(at.events_at(1, &[9]).unwrap().1, vec![events[9].clone()]);
+        assert_eq!(mapped(), (vec![1, 4], 18));
+        for e in &events {
+            assert_eq!(at.event(&e.id()).unwrap().unwrap().id, e.id());
+        }
+        assert!(mapped().1 <= 25);
     }
 }

@@ -1084,6 +1084,16 @@ pub fn record_from(
     signed: &SignedEvent,
     index: u32,
 ) -> Result<EventRecord, LedgerError> {
+    record_in(header, header.hash(), signed, index)
+}
+
+/// [`record_from`] with the block's hash already known (one hash for all of a block's records).
+pub fn record_in(
+    header: &crate::block::Header,
+    block_hash: Hash,
+    signed: &SignedEvent,
+    index: u32,
+) -> Result<EventRecord, LedgerError> {
     let height = header.height;
     let body: serde_json::Value =
         serde_json::from_slice(&signed.body).map_err(|e| LedgerError::CorruptLog {
@@ -1096,7 +1106,7 @@ pub fn record_from(
         id: signed.id(),
         height,
         index,
-        block_hash: header.hash(),
+        block_hash,
         block_time_ms: header.time_ms,
         kind: text("kind"),
         author: text("author"),

@@ -105,7 +105,7 @@ pub fn event_show(source: &super::Source, id: &str, json: bool) -> Result<ExitCo
             let client = super::client::Client::for_node(node, super::client::REQUEST_TIMEOUT_MS)?;
             let view: tradeloop_node::api::EventView = client
                 .get_json(&format!("/v1/events/{}", hash.to_hex()), &format!("event {id}"))?;
-            super::query::record_of(view)
+            super::query::record_of(view)?
         }
     };
     if json {

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use tradeloop_ledger::store::EventRecord;
 use tradeloop_node::api::{EventView, TraceView, TradeView};
@@ -26,8 +26,9 @@ pub fn segment(text: &str) -> String {
 }
 
 /// An event as the node's API shows it, as the ledger's record.
-pub fn record_of(v: EventView) -> EventRecord {
-    EventRecord {
+pub fn record_of(v: EventView) -> Result<EventRecord> {
+    let body = v.envelope.body.to_value().context("an event body from the node is not JSON")?;
+    Ok(EventRecord {
         id: v.id,
         height: v.height,
         index: v.index,
@@ -35,9 +36,9 @@ pub fn record_of(v: EventView) -> EventRecord {
         block_time_ms: v.block_time_ms,
         kind: v.kind,
         author: v.author,
-        body: v.envelope.body,
+        body,
         signature: v.envelope.signature,
-    }
+    })
 }
 
 pub fn print_trace(records: &[EventRecord]) -> Result<(), StdoutError> {
@@ -62,7 +63,9 @@ pub fn remote_trace(client: &Client, reference: &str) -> Result<Vec<EventRecord>
     loop {
         let path = format!("/v1/trace/{}?offset={offset}", segment(reference));
         let page: TraceView = client.get_json(&path, &format!("the trace of {reference}"))?;
-        records.extend(page.events.into_iter().map(record_of));
+        for view in page.events {
+            records.push(record_of(view)?);
+        }
         match page.next_offset {
             Some(next) if next > offset => offset = next,
             Some(_) => bail!(

@@ -10,6 +10,7 @@ also when a test or the start fails.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import re
 import signal
@@ -79,6 +80,9 @@ class Devnet:
     genesis: Genesis
     nodes: List[Node]
     log: Path
+    tokens: Dict[str, Dict[str, str]] = field(default_factory=dict)
+    """Per node name, the tokens its node.toml lists, by scope set (``"read,submit"``,
+    ``"read"``): the node given them refuses requests without one."""
     clients: Dict[str, Client] = field(default_factory=dict)
 
     def node_of(self, participant: str) -> Node:
@@ -95,7 +99,8 @@ class Devnet:
     def client(self, node: Node) -> Client:
         """A client of ``node`` (one per node, closed at the end of the session)."""
         if node.name not in self.clients:
-            self.clients[node.name] = Client(node.url, timeout=15.0)
+            token = self.tokens.get(node.name, {}).get("read,submit")
+            self.clients[node.name] = Client(node.url, timeout=15.0, token=token)
         return self.clients[node.name]
 
     def client_of(self, participant: str) -> Client:
@@ -222,6 +227,39 @@ def _wait_up(devnet: Devnet, proc: "subprocess.Popen[bytes]") -> None:
             time.sleep(0.2)
 
 
+TOKEN_NODE_OF = "de-importer-hanse"
+"""The participant whose member node requires bearer tokens."""
+
+
+def _add_tokens(
+    binary: Path, net: Path, genesis: Genesis, nodes: List[Node], participant: str
+) -> Dict[str, str]:
+    """Makes tokens with ``tradeloop token new`` (scopes read+submit, and read only), lists
+    their hashes in the member node of ``participant``'s node.toml, and returns the tokens by
+    scope set; the key of the dict the fixture keeps is that node's name."""
+    node = next(n for n in nodes if n.participant == participant and not n.validator)
+    config = net / "nodes" / node.name / "node.toml"
+    made: Dict[str, str] = {}
+    entries = []
+    for name, scopes in (("py-client", "read,submit"), ("py-reader", "read")):
+        out = subprocess.run(
+            [str(binary), "token", "new", "--name", name, "--scopes", scopes, "--json"],
+            check=True,
+            timeout=60,
+            capture_output=True,
+        )
+        token = json.loads(out.stdout)
+        made[scopes] = token["token"]
+        scope_list = ", ".join(f'"{s}"' for s in token["scopes"])
+        entries.append(
+            f'\n[[api.tokens]]\nname = "{name}"\nsha256 = "{token["sha256"]}"\n'
+            f"scopes = [{scope_list}]\n"
+        )
+    with config.open("a") as f:
+        f.write("".join(entries))
+    return made
+
+
 @pytest.fixture(scope="session")
 def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
     """A running devnet: 4 validators (the customs authorities and the banks) and a member node
@@ -239,6 +277,10 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
     genesis = Genesis.from_file(genesis_path)
     nodes = read_nodes(net, genesis)
     assert len(nodes) == 7, nodes
+    # The importer's node requires tokens (as a node listening beyond loopback must): every test
+    # through it then goes through the node's token check.
+    token_node = next(n for n in nodes if n.participant == TOKEN_NODE_OF and not n.validator)
+    tokens = {token_node.name: _add_tokens(binary, net, genesis, nodes, TOKEN_NODE_OF)}
     log = root / "devnet.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -250,7 +292,7 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info,libp2p=warn")},
         )
     atexit.register(_stop, proc)
-    net_ = Devnet(net, genesis_path, genesis, nodes, log)
+    net_ = Devnet(net, genesis_path, genesis, nodes, log, tokens)
     try:
         _wait_up(net_, proc)
         yield net_

@@ -489,3 +489,42 @@ def test_whole_request_errors_are_typed_problems(devnet: Devnet) -> None:
             call()
         assert (caught.value.status, caught.value.code) == (status, code), caught.value
         assert caught.value.detail and caught.value.type.endswith(code)
+
+
+def test_a_node_with_tokens_answers_only_a_token_with_the_scope(devnet: Devnet) -> None:
+    """The importer's node lists two tokens (read+submit, read only): the client without a
+    token gets 401, the read-only token reads and gets 403 for a submission, and the full token
+    (what every other test through this node uses) submits."""
+    node = devnet.node_of(IMPORTER)
+    tokens = devnet.tokens[node.name]
+    importer = devnet.signer(IMPORTER)
+    order = importer.sign("trade.order_placed", dict(trade_steps("TOKEN")[0][2]))
+    with Client(node.url, timeout=15.0) as anonymous:
+        for call in (anonymous.status, anonymous.participants, lambda: anonymous.submit_one(order)):
+            with pytest.raises(ProblemError) as caught:
+                call()
+            assert (caught.value.status, caught.value.code) == (401, "UNAUTHORIZED"), caught.value
+    with Client(node.url, timeout=15.0, token="not-a-token-of-this-node") as wrong:
+        with pytest.raises(ProblemError) as caught:
+            wrong.status()
+        assert (caught.value.status, caught.value.code) == (401, "UNAUTHORIZED")
+    with Client(node.url, timeout=15.0, token=tokens["read"]) as reader:
+        assert reader.status().genesis_hash == devnet.genesis.hash_hex
+        with pytest.raises(ProblemError) as caught:
+            reader.submit_one(order)
+        assert (caught.value.status, caught.value.code) == (403, "FORBIDDEN"), caught.value
+        assert "submit" in caught.value.detail
+    committed = devnet.client(node).submit_one(order, wait=True, wait_timeout_ms=COMMIT_WAIT_MS)
+    assert isinstance(committed, Committed), committed
+    # The other nodes ask for no token (and hold the event once their chain has the block).
+    other = devnet.node_of(EXPORTER)
+    deadline = time.monotonic() + 20.0
+    with Client(other.url, timeout=15.0) as anonymous:
+        while True:
+            try:
+                assert anonymous.event(order.id).id == order.id
+                break
+            except ProblemError as e:
+                if e.code != "EVENT_NOT_FOUND" or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)

@@ -13,7 +13,7 @@ use axum::Json;
 use serde::Deserialize;
 use tradeloop_crypto::Hash;
 use tradeloop_ledger::proof::{event_bundle, trade_bundle, ProofError};
-use tradeloop_ledger::query::{LedgerView, ViewAt};
+use tradeloop_ledger::query::{CommittedEvent, LedgerView, ViewAt};
 use tradeloop_ledger::LedgerError;
 use utoipa::IntoParams;
 
@@ -74,6 +74,18 @@ fn event_id(text: &str) -> Result<Hash, Problem> {
     })
 }
 
+/// The API's view of a committed event; a body that is not JSON is damage to the node's log.
+pub(super) fn view_of(committed: CommittedEvent) -> Result<EventView, Problem> {
+    let height = committed.height;
+    EventView::try_from(committed).map_err(|e| {
+        storage(LedgerError::CorruptLog {
+            location: format!("height {height}"),
+            height,
+            detail: format!("an event body is not JSON: {e}"),
+        })
+    })
+}
+
 fn reply<T: serde::Serialize>(result: Result<T, Problem>) -> Response {
     match result {
         Ok(value) => Json(value).into_response(),
@@ -102,8 +114,8 @@ pub async fn get_event(
     let result = async {
         let Path(id) = id.map_err(|e| path_problem(e, "an event id (64 hex characters)"))?;
         let id = event_id(&id)?;
-        read(&state, move |at| match at.event(&id).map_err(storage)? {
-            Some(record) => Ok(EventView::from(record)),
+        read(&state, move |at| match at.committed_event(&id).map_err(storage)? {
+            Some(committed) => view_of(committed),
             None => Err(event_not_found(&id, at)),
         })
         .await
@@ -372,7 +384,7 @@ pub async fn get_trace(
         tradeloop_ledger::event::parse_ref(&reference)
             .map_err(|detail| Problem::new(ProblemCode::BadPath, detail))?;
         read(&state, move |at| {
-            let records = at.trace(&reference).map_err(|e| match e {
+            let records = at.trace_committed(&reference).map_err(|e| match e {
                 LedgerError::NotFound(_) => Problem::new(
                     ProblemCode::NotOnLedger,
                     format!(
@@ -383,8 +395,12 @@ pub async fn get_trace(
                 other => storage(other),
             })?;
             let total = records.len();
-            let events: Vec<EventView> =
-                records.into_iter().skip(offset).take(limit).map(EventView::from).collect();
+            let events: Vec<EventView> = records
+                .into_iter()
+                .skip(offset)
+                .take(limit)
+                .map(view_of)
+                .collect::<Result<_, Problem>>()?;
             let end = offset.saturating_add(events.len());
             Ok(TraceView {
                 reference,

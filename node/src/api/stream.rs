@@ -27,12 +27,12 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit};
-use tradeloop_ledger::store::record_of;
+use tradeloop_ledger::query::CommittedEvent;
 use utoipa::IntoParams;
 
 use super::openapi::StreamProblems;
 use super::problem::{Problem, ProblemCode};
-use super::reads::storage;
+use super::reads::{storage, view_of};
 use super::wire::{EventView, StreamTooSlow};
 use super::{ApiState, CommitNotice};
 
@@ -180,10 +180,25 @@ async fn produce(
             let at = cursor;
             let events = super::reads::read(&state, move |view| {
                 let block = view.block(at.height).map_err(storage)?;
-                let count = u32::try_from(block.block.events.len()).unwrap_or(u32::MAX);
-                (at.index..count)
-                    .map(|i| record_of(&block, i).map(EventView::from).map_err(storage))
-                    .collect::<Result<Vec<_>, Problem>>()
+                let header = &block.block.header;
+                let block_hash = header.hash();
+                block
+                    .block
+                    .events
+                    .into_iter()
+                    .zip(0u32..)
+                    .skip(at.index as usize)
+                    .map(|(event, index)| {
+                        view_of(CommittedEvent {
+                            id: event.id(),
+                            height: header.height,
+                            index,
+                            block_hash,
+                            block_time_ms: header.time_ms,
+                            event,
+                        })
+                    })
+                    .collect::<Result<Vec<EventView>, Problem>>()
             })
             .await;
             let Ok(events) = events else { return };

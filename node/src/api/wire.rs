@@ -2,7 +2,9 @@
 //! described by the OpenAPI document ([`super::openapi`]) through `ToSchema`.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use tradeloop_crypto::Hash;
+use tradeloop_ledger::query::CommittedEvent;
 use utoipa::ToSchema;
 
 use super::{hex_hash, Committed, Verdict};
@@ -121,25 +123,63 @@ pub struct EventView {
 /// An event envelope.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Envelope {
-    /// The event body, a JSON object (docs/formats.md).
+    /// The event body, a JSON object (docs/formats.md): its canonical JSON, exactly the bytes
+    /// the signature covers.
     #[schema(value_type = Object)]
-    pub body: serde_json::Value,
+    pub body: Body,
     /// ed25519 signature, 128 hex characters.
     pub signature: String,
 }
 
-impl From<tradeloop_ledger::store::EventRecord> for EventView {
-    fn from(r: tradeloop_ledger::store::EventRecord) -> EventView {
-        EventView {
-            id: r.id,
-            height: r.height,
-            index: r.index,
-            block_hash: r.block_hash,
-            block_time_ms: r.block_time_ms,
-            kind: r.kind,
-            author: r.author,
-            envelope: Envelope { body: r.body, signature: r.signature },
+/// An event body as JSON text, passed through as it is: the node answers with the canonical
+/// bytes it holds, never re-serialized.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Body(pub Box<RawValue>);
+
+impl PartialEq for Body {
+    fn eq(&self, other: &Body) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl Body {
+    /// The body parsed.
+    pub fn to_value(&self) -> serde_json::Result<serde_json::Value> {
+        serde_json::from_str(self.0.get())
+    }
+}
+
+impl TryFrom<CommittedEvent> for EventView {
+    type Error = serde_json::Error;
+
+    /// Fails only if the body is not JSON (a damaged log; the ledger's checks make every body
+    /// canonical JSON).
+    fn try_from(c: CommittedEvent) -> serde_json::Result<EventView> {
+        /// The two fields of a body the view shows beside it.
+        #[derive(Deserialize)]
+        struct Head<'a> {
+            #[serde(borrow, default)]
+            kind: std::borrow::Cow<'a, str>,
+            #[serde(borrow, default)]
+            author: std::borrow::Cow<'a, str>,
         }
+        let text = String::from_utf8(c.event.body).map_err(serde::de::Error::custom)?;
+        let head: Head<'_> = serde_json::from_str(&text)?;
+        let (kind, author) = (head.kind.into_owned(), head.author.into_owned());
+        Ok(EventView {
+            id: c.id,
+            height: c.height,
+            index: c.index,
+            block_hash: c.block_hash,
+            block_time_ms: c.block_time_ms,
+            kind,
+            author,
+            envelope: Envelope {
+                body: Body(RawValue::from_string(text)?),
+                signature: c.event.signature.to_hex(),
+            },
+        })
     }
 }
 
