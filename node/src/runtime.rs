@@ -670,22 +670,96 @@ struct ApiCtx {
     metrics: std::sync::Arc<Metrics>,
 }
 
+/// Admits one coalesced batch and answers each request its share of the verdicts, in order;
+/// accepted events go to gossip.
+async fn admit_and_answer(
+    a: std::sync::Arc<ApiCtx>,
+    events: Vec<SignedEvent>,
+    replies: Vec<(usize, tokio::sync::oneshot::Sender<Vec<Verdict>>)>,
+) {
+    let verdicts = match a.chain.admit(events.clone(), now_ms()).await {
+        Err(e) => events
+            .iter()
+            .map(|ev| Verdict::Rejected {
+                id: Some(ev.id()),
+                code: e.code().into(),
+                message: e.to_string(),
+            })
+            .collect(),
+        Ok(results) => {
+            let mut verdicts = Vec::with_capacity(results.len());
+            for (result, event) in results.into_iter().zip(events) {
+                verdicts.push(match result {
+                    AdmitResult::Accepted(id) => {
+                        // A full gossip queue leaves the event to this node's own
+                        // proposals (or the next proposer's validation).
+                        let _ = a.gossip.try_send(event);
+                        Verdict::Accepted { id }
+                    }
+                    AdmitResult::AlreadyPending(id) => Verdict::Accepted { id },
+                    AdmitResult::AlreadyCommitted(id, at) => Verdict::AlreadyCommitted { id, at },
+                    AdmitResult::Full(id) => {
+                        Verdict::MempoolFull { id, retry_after_ms: FULL_RETRY_AFTER_MS }
+                    }
+                    AdmitResult::Rejected(id, r) => Verdict::Rejected {
+                        id: Some(id),
+                        code: r.code.as_str(),
+                        message: r.message,
+                    },
+                });
+            }
+            verdicts
+        }
+    };
+    for v in &verdicts {
+        match v {
+            Verdict::Accepted { .. } => a.metrics.on_submitted(None),
+            Verdict::Rejected { code, .. } => a.metrics.on_submitted(Some(code)),
+            Verdict::MempoolFull { .. } => a.metrics.on_submitted(Some("MEMPOOL_FULL")),
+            Verdict::AlreadyCommitted { .. } => {}
+        }
+    }
+    let mut verdicts = verdicts.into_iter();
+    for (count, reply) in replies {
+        let _ = reply.send(verdicts.by_ref().take(count).collect());
+    }
+}
+
 /// Events admitted in one call to the chain worker at most, when submits are coalesced.
 pub const MAX_COALESCED_EVENTS: usize = 4096;
+/// Coalesced admissions the API task has sent to the chain worker and not yet answered: 2. The
+/// worker then has the next batch queued while it admits one (with one, it idled while the
+/// answers went out and the next requests came in), and submits arriving meanwhile wait in the
+/// channel, to be coalesced into the batch after.
+pub const MAX_ADMISSIONS_IN_FLIGHT: usize = 2;
 
 /// Answers the HTTP API's commands. Submits waiting in the channel are coalesced (up to
 /// [`MAX_COALESCED_EVENTS`]) into one admission, in arrival order, which is what the rules
 /// would see one by one: many single-event requests then cost the chain worker one command and
-/// share one parallel signature check.
+/// share one parallel signature check. Up to [`MAX_ADMISSIONS_IN_FLIGHT`] admissions are in
+/// flight; the chain worker takes its commands in order, so they are admitted in arrival order.
 async fn api_commands(a: ApiCtx, mut rx: mpsc::Receiver<ApiCommand>) {
+    use futures::stream::{FuturesOrdered, StreamExt};
+    let a = std::sync::Arc::new(a);
     let mut deferred: Option<ApiCommand> = None;
+    let mut in_flight = FuturesOrdered::new();
     loop {
-        let command = match deferred.take() {
-            Some(c) => c,
-            None => match rx.recv().await {
-                Some(c) => c,
-                None => return,
-            },
+        let command = if let Some(c) = deferred.take() {
+            c
+        } else if in_flight.len() >= MAX_ADMISSIONS_IN_FLIGHT {
+            in_flight.next().await;
+            continue;
+        } else {
+            tokio::select! {
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
+                c = rx.recv() => match c {
+                    Some(c) => c,
+                    None => {
+                        while in_flight.next().await.is_some() {}
+                        return;
+                    }
+                },
+            }
         };
         match command {
             ApiCommand::Submit { events, reply } => {
@@ -704,54 +778,7 @@ async fn api_commands(a: ApiCtx, mut rx: mpsc::Receiver<ApiCommand>) {
                         Err(_) => break,
                     }
                 }
-                let verdicts = match a.chain.admit(events.clone(), now_ms()).await {
-                    Err(e) => events
-                        .iter()
-                        .map(|ev| Verdict::Rejected {
-                            id: Some(ev.id()),
-                            code: e.code().into(),
-                            message: e.to_string(),
-                        })
-                        .collect(),
-                    Ok(results) => {
-                        let mut verdicts = Vec::with_capacity(results.len());
-                        for (result, event) in results.into_iter().zip(events) {
-                            verdicts.push(match result {
-                                AdmitResult::Accepted(id) => {
-                                    // A full gossip queue leaves the event to this node's own
-                                    // proposals (or the next proposer's validation).
-                                    let _ = a.gossip.try_send(event);
-                                    Verdict::Accepted { id }
-                                }
-                                AdmitResult::AlreadyPending(id) => Verdict::Accepted { id },
-                                AdmitResult::AlreadyCommitted(id, at) => {
-                                    Verdict::AlreadyCommitted { id, at }
-                                }
-                                AdmitResult::Full(id) => {
-                                    Verdict::MempoolFull { id, retry_after_ms: FULL_RETRY_AFTER_MS }
-                                }
-                                AdmitResult::Rejected(id, r) => Verdict::Rejected {
-                                    id: Some(id),
-                                    code: r.code.as_str(),
-                                    message: r.message,
-                                },
-                            });
-                        }
-                        verdicts
-                    }
-                };
-                for v in &verdicts {
-                    match v {
-                        Verdict::Accepted { .. } => a.metrics.on_submitted(None),
-                        Verdict::Rejected { code, .. } => a.metrics.on_submitted(Some(code)),
-                        Verdict::MempoolFull { .. } => a.metrics.on_submitted(Some("MEMPOOL_FULL")),
-                        Verdict::AlreadyCommitted { .. } => {}
-                    }
-                }
-                let mut verdicts = verdicts.into_iter();
-                for (count, reply) in replies {
-                    let _ = reply.send(verdicts.by_ref().take(count).collect());
-                }
+                in_flight.push_back(admit_and_answer(std::sync::Arc::clone(&a), events, replies));
             }
             ApiCommand::Lookup { ids, reply } => {
                 let found =

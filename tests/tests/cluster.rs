@@ -66,6 +66,50 @@ fn four_validators_and_a_member_node_commit_events_submitted_to_any_node() {
     }
     assert!(used.contains(&4), "the member node took its party's events");
     assert!(used.len() >= 3, "events went to several nodes: {used:?}");
+
+    // Many one-event requests at once to one node: its runtime coalesces them into shared
+    // admissions, two in flight. Each answer is its own event's: the valid ones commit, and a
+    // damaged signature among them is refused with its code without touching its neighbours.
+    let url = cluster.nodes[4].url.clone();
+    let mut singles: Vec<(tradeloop_ledger::SignedEvent, bool)> =
+        (100..148).map(|n| (cluster.trade_events(n)[0].clone(), true)).collect();
+    for k in (3..singles.len()).step_by(8) {
+        singles[k].0.signature.0[10] ^= 0x01;
+        singles[k].1 = false;
+    }
+    let answers: Vec<serde_json::Value> = std::thread::scope(|scope| {
+        let threads: Vec<_> = singles
+            .chunks(4)
+            .map(|chunk| {
+                let url = &url;
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(e, _)| {
+                            tradeloop_tests::cluster::submit_wait_url(url, std::slice::from_ref(e))
+                                .unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+    });
+    for ((event, valid), answer) in singles.iter().zip(&answers) {
+        let result = &answer["results"][0];
+        assert_eq!(answer["results"].as_array().map(Vec::len), Some(1), "{answer}");
+        assert_eq!(result["id"].as_str(), Some(event.id().to_hex().as_str()), "{answer}");
+        if *valid {
+            assert_eq!(result["status"], "committed", "{answer}");
+            acknowledged.extend(committed_ids(answer));
+        } else {
+            assert_eq!(
+                (&result["status"], &result["code"]),
+                (&"rejected".into(), &"BAD_SIGNATURE".into()),
+                "{answer}"
+            );
+        }
+    }
     let top = acknowledged.iter().map(|(_, h)| *h).max().unwrap();
     cluster.wait_height(top, Duration::from_secs(30)).unwrap();
     let statuses = cluster.stop_all().unwrap();
