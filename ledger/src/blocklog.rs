@@ -323,6 +323,11 @@ fn decode_event(
     Ok(event)
 }
 
+/// Largest read buffer [`read_mapped_events`] keeps on a thread for its next reads: 1 MiB (a
+/// longer run is read into a buffer of its own, freed after). Reads run on tokio's blocking
+/// pool, whose threads are many; each keeps at most this much.
+pub const MAX_KEPT_READ_BUFFER: usize = 1 << 20;
+
 thread_local! {
     /// The read buffer of [`read_mapped_events`] on each reading thread.
     static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -339,6 +344,16 @@ pub fn read_mapped_events(
     dir: &Path,
     map: &FrameMap,
     indexes: &[u32],
+) -> Result<Vec<SignedEvent>, LedgerError> {
+    read_mapped_events_keeping(dir, map, indexes, MAX_KEPT_READ_BUFFER)
+}
+
+/// [`read_mapped_events`], keeping the thread's buffer for runs of at most `keep` bytes.
+pub(crate) fn read_mapped_events_keeping(
+    dir: &Path,
+    map: &FrameMap,
+    indexes: &[u32],
+    keep: usize,
 ) -> Result<Vec<SignedEvent>, LedgerError> {
     use std::os::unix::fs::FileExt;
     let height = map.header.height;
@@ -361,13 +376,8 @@ pub fn read_mapped_events(
             end = e;
             run += 1;
         }
-        READ_BUFFER.with_borrow_mut(|buf| -> Result<(), LedgerError> {
-            // The buffer only grows (to the longest run read on this thread), so it is not
-            // zeroed again for every read.
-            if buf.len() < end - start {
-                buf.resize(end - start, 0);
-            }
-            let buf = &mut buf[..end - start];
+        let len = end - start;
+        let mut check_run = |buf: &mut [u8]| -> Result<(), LedgerError> {
             file.read_exact_at(buf, payload_offset + start as u64)
                 .map_err(io(format!("cannot read {}", path.display())))?;
             for &index in &rest[..run] {
@@ -386,7 +396,19 @@ pub fn read_mapped_events(
                 out.push(decode_event(bytes, 0, bytes.len(), &location, height, index)?);
             }
             Ok(())
-        })?;
+        };
+        if len <= keep {
+            // The thread's buffer only grows (up to `keep`), so it is not zeroed
+            // again for every read.
+            READ_BUFFER.with_borrow_mut(|buf| {
+                if buf.len() < len {
+                    buf.resize(len, 0);
+                }
+                check_run(&mut buf[..len])
+            })?;
+        } else {
+            check_run(&mut vec![0u8; len])?;
+        }
         rest = &rest[run..];
     }
     Ok(out)

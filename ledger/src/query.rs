@@ -629,6 +629,17 @@ mod tests {
         );
         assert!(matches!(at.events_at(1, &[4, 5, 6]), Err(LedgerError::CorruptLog { .. })));
         assert!(matches!(at.trace("order:PO-1"), Err(LedgerError::CorruptLog { .. })));
+        // Read into a buffer of its own (a run longer than the thread keeps), the same.
+        let map = view.frames.get(1).unwrap();
+        let dir = data.join("blocks");
+        assert!(matches!(
+            crate::blocklog::read_mapped_events_keeping(&dir, &map, &[4, 5, 6], 0),
+            Err(LedgerError::CorruptLog { .. })
+        ));
+        let fresh_buffer =
+            crate::blocklog::read_mapped_events_keeping(&dir, &map, &[0, 1, 7, 9], 0).unwrap();
+        let want: Vec<SignedEvent> = [0, 1, 7, 9].iter().map(|&i| events[i].clone()).collect();
+        assert_eq!(fresh_buffer, want);
         // The intact events of the block are still read, byte for byte.
         let intact: Vec<u32> =
             (0..u32::try_from(events.len()).unwrap()).filter(|&i| i != 5).collect();
