@@ -214,6 +214,12 @@ impl FrameMap {
         self.bounds.len().saturating_sub(1)
     }
 
+    /// Bytes of memory the map holds: itself (the header inline) and its two tables.
+    pub fn footprint(&self) -> usize {
+        std::mem::size_of::<FrameMap>()
+            + (self.bounds.capacity() + self.crcs.capacity()) * std::mem::size_of::<u32>()
+    }
+
     /// Where event `index` is in its segment file: the offset of its first byte and its length.
     pub fn event_span(&self, index: u32) -> Option<(u64, usize)> {
         let (start, end) = self.bounds_of(index).ok()?;

@@ -273,33 +273,34 @@ pub struct LedgerView {
     frames: Arc<FrameMaps>,
 }
 
-/// Most events the frame maps of a [`LedgerView`] cover, over all their blocks: 4,000,000
-/// (4 bytes each, 16 MB). The maps of the blocks read longest ago make room for new ones.
-pub const MAX_MAPPED_EVENTS: usize = 4_000_000;
+/// Most memory the frame maps of a [`LedgerView`] hold, over all their blocks: 64 MiB
+/// ([`FrameMap::footprint`]: 8 bytes an event and ~500 bytes a block, so some 8 million events
+/// in blocks of 1,000, or 120,000 small blocks). The blocks mapped first are dropped first.
+pub const MAX_FRAME_MAP_BYTES: usize = 64 << 20;
 
 /// The [`FrameMap`]s of the blocks a view's readers read, shared by its clones: the first read
 /// of a block reads its whole frame and checks its checksum; later reads of its events read only
-/// their bytes, each checked against the index (see [`ViewAt::events_at`]).
+/// their bytes, each checked against its CRC32C (see [`ViewAt::events_at`]).
 #[derive(Debug)]
 struct FrameMaps {
     inner: Mutex<MappedFrames>,
-    /// Most events the maps cover ([`MAX_MAPPED_EVENTS`]; smaller in tests).
-    max_events: usize,
+    /// Most bytes the maps hold ([`MAX_FRAME_MAP_BYTES`]; smaller in tests).
+    max_bytes: usize,
 }
 
 impl Default for FrameMaps {
     fn default() -> FrameMaps {
-        FrameMaps { inner: Mutex::default(), max_events: MAX_MAPPED_EVENTS }
+        FrameMaps { inner: Mutex::default(), max_bytes: MAX_FRAME_MAP_BYTES }
     }
 }
 
 #[derive(Debug, Default)]
 struct MappedFrames {
     by_height: HashMap<u64, Arc<FrameMap>>,
-    /// Heights in the order they were mapped: the oldest is dropped first.
+    /// Heights in the order they were mapped: the first mapped is dropped first.
     order: VecDeque<u64>,
-    /// Events the maps cover.
-    events: usize,
+    /// Bytes the maps hold ([`FrameMap::footprint`]).
+    bytes: usize,
 }
 
 impl FrameMaps {
@@ -309,16 +310,17 @@ impl FrameMaps {
 
     fn insert(&self, height: u64, map: Arc<FrameMap>) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if map.events() > self.max_events || inner.by_height.contains_key(&height) {
+        let bytes = map.footprint();
+        if bytes > self.max_bytes || inner.by_height.contains_key(&height) {
             return;
         }
-        while inner.events + map.events() > self.max_events {
+        while inner.bytes + bytes > self.max_bytes {
             let Some(oldest) = inner.order.pop_front() else { break };
             if let Some(old) = inner.by_height.remove(&oldest) {
-                inner.events -= old.events();
+                inner.bytes -= old.footprint();
             }
         }
-        inner.events += map.events();
+        inner.bytes += bytes;
         inner.order.push_back(height);
         inner.by_height.insert(height, map);
     }
@@ -656,7 +658,7 @@ mod tests {
         ));
     }
 
-    /// The maps hold at most their bound of events: the blocks mapped longest ago go first,
+    /// The maps hold at most their bound of bytes: the blocks mapped longest ago go first,
     /// and reads of a dropped block map it again.
     #[test]
     fn frame_maps_stay_within_their_bound() {
@@ -668,26 +670,31 @@ mod tests {
         for (i, chunk) in events.chunks(10).enumerate() {
             ledger.append_local(chunk, T0 + 2_000 + i as u64, &cast.validator_keys[0]).unwrap();
         }
+        // A map of n events: the struct and two tables of u32 (n + 1 bounds, n checksums).
+        let footprint = |n: usize| std::mem::size_of::<FrameMap>() + (2 * n + 1) * 4;
+        let max = footprint(10) + footprint(8);
         let mut view = ledger.view();
-        view.frames = Arc::new(FrameMaps { inner: Mutex::default(), max_events: 25 });
+        view.frames = Arc::new(FrameMaps { inner: Mutex::default(), max_bytes: max });
         let at = view.at_tip().unwrap();
         let mapped = || {
             let inner = view.frames.inner.lock().unwrap();
             let mut heights: Vec<u64> = inner.by_height.keys().copied().collect();
             heights.sort_unstable();
-            (heights, inner.events)
+            (heights, inner.bytes)
         };
         for height in 1..=at.tip().height {
             at.events_at(height, &[0]).unwrap();
         }
-        // 38 events in blocks of 10, 10, 10, 8: the last two blocks fit in 25.
+        // 38 events in blocks of 10, 10, 10, 8: only the last two blocks fit together.
         assert_eq!(at.tip().height, 4);
-        assert_eq!(mapped(), (vec![3, 4], 18));
+        assert_eq!(view.frames.get(1).map(|m| m.footprint()), None);
+        assert_eq!(view.frames.get(4).unwrap().footprint(), footprint(8));
+        assert_eq!(mapped(), (vec![3, 4], max));
         assert_eq!(at.events_at(1, &[9]).unwrap().1, vec![events[9].clone()]);
-        assert_eq!(mapped(), (vec![1, 4], 18));
+        assert_eq!(mapped(), (vec![1, 4], max));
         for e in &events {
             assert_eq!(at.event(&e.id()).unwrap().unwrap().id, e.id());
         }
-        assert!(mapped().1 <= 25);
+        assert!(mapped().1 <= max);
     }
 }
