@@ -545,18 +545,25 @@ mod tests {
         assert_eq!(after.block(1).unwrap(), ledger.block(1).unwrap());
     }
 
-    /// Reading some events of a block by skipping the others gives exactly the events a full
-    /// decode gives, and the same records; a position past the end is refused.
-    #[test]
-    fn events_read_by_skipping_are_the_events_of_the_decoded_block() {
+    /// A ledger (in a temporary dir, kept alive by the returned guard) holding the first
+    /// `trades` sample trades in blocks of `per_block` events, and those events.
+    fn chain_of(trades: u64, per_block: usize) -> (tempfile::TempDir, Ledger, Vec<SignedEvent>) {
         let cast = Cast::deterministic(1, T0).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = Ledger::open(&dir.path().join("d"), cast.genesis.clone()).unwrap();
         let events: Vec<SignedEvent> =
-            (1..=3).flat_map(|n| trade_events(&cast, n, T0 + 1_000)).collect();
-        for (i, chunk) in events.chunks(13).enumerate() {
+            (1..=trades).flat_map(|n| trade_events(&cast, n, T0 + 1_000)).collect();
+        for (i, chunk) in events.chunks(per_block).enumerate() {
             ledger.append_local(chunk, T0 + 2_000 + i as u64, &cast.validator_keys[0]).unwrap();
         }
+        (dir, ledger, events)
+    }
+
+    /// Reading some events of a block by skipping the others gives exactly the events a full
+    /// decode gives, and the same records; a position past the end is refused.
+    #[test]
+    fn events_read_by_skipping_are_the_events_of_the_decoded_block() {
+        let (_dir, ledger, events) = chain_of(3, 13);
         let view = ledger.view();
         let at = view.at_tip().unwrap();
         for height in 1..=at.tip().height {
@@ -662,14 +669,7 @@ mod tests {
     /// and reads of a dropped block map it again.
     #[test]
     fn frame_maps_stay_within_their_bound() {
-        let cast = Cast::deterministic(1, T0).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let mut ledger = Ledger::open(&dir.path().join("d"), cast.genesis.clone()).unwrap();
-        let events: Vec<SignedEvent> =
-            (1..=2).flat_map(|n| trade_events(&cast, n, T0 + 1_000)).collect();
-        for (i, chunk) in events.chunks(10).enumerate() {
-            ledger.append_local(chunk, T0 + 2_000 + i as u64, &cast.validator_keys[0]).unwrap();
-        }
+        let (_dir, ledger, events) = chain_of(2, 10);
         // A map of n events: the struct and two tables of u32 (n + 1 bounds, n checksums).
         let footprint = |n: usize| std::mem::size_of::<FrameMap>() + (2 * n + 1) * 4;
         let max = footprint(10) + footprint(8);

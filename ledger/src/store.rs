@@ -1084,35 +1084,15 @@ pub fn record_from(
     signed: &SignedEvent,
     index: u32,
 ) -> Result<EventRecord, LedgerError> {
-    record_in(header, header.hash(), signed, index)
-}
-
-/// [`record_from`] with the block's hash already known (one hash for all of a block's records).
-pub fn record_in(
-    header: &crate::block::Header,
-    block_hash: Hash,
-    signed: &SignedEvent,
-    index: u32,
-) -> Result<EventRecord, LedgerError> {
-    let height = header.height;
-    let body: serde_json::Value =
-        serde_json::from_slice(&signed.body).map_err(|e| LedgerError::CorruptLog {
-            location: format!("height {height}"),
-            height,
-            detail: e.to_string(),
-        })?;
-    let text = |k: &str| body.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
-    Ok(EventRecord {
+    crate::query::CommittedEvent {
         id: signed.id(),
-        height,
+        height: header.height,
         index,
-        block_hash,
+        block_hash: header.hash(),
         block_time_ms: header.time_ms,
-        kind: text("kind"),
-        author: text("author"),
-        signature: signed.signature.to_hex(),
-        body,
-    })
+        event: signed.clone(),
+    }
+    .record()
 }
 
 /// A block executed against a tip and not yet committed: what [`Ledger::commit_prepared`]
