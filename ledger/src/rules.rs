@@ -99,28 +99,11 @@ pub struct BlockOutcome {
     pub app_hash: Hash,
 }
 
-/// The state writes of events applied on top of committed state and not yet in a block (a
-/// mempool's view), carried between [`BlockExecutor`]s. Opaque: only an executor reads it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PendingWrites(BTreeMap<Vec<u8>, Vec<u8>>);
-
-impl PendingWrites {
-    /// Number of state keys written.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether nothing is written.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
 /// What applying one event read and wrote, as [`BlockExecutor::apply_recorded`] returns it:
 /// a mempool's record of a pending event. The rules are deterministic, so the event's verdict
 /// and writes depend only on the values under these keys (present or absent) and on whether
 /// its time is within the skew of the block time ([`BlockExecutor::time_in_window`]); while
-/// none of those values change, [`BlockExecutor::replay`] may stand in for applying it again.
+/// none of those values change, its verdict and writes stay as recorded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Footprint {
     reads: Vec<Vec<u8>>,
@@ -136,6 +119,11 @@ impl Footprint {
     /// The state keys the event wrote.
     pub fn write_keys(&self) -> impl Iterator<Item = &[u8]> {
         self.writes.iter().map(|(k, _)| k.as_slice())
+    }
+
+    /// The keys and values the event wrote, in the order it wrote them.
+    pub fn writes(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.writes.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
     }
 
     /// Whether `other` wrote exactly the same keys and values, in the same order.
@@ -180,29 +168,11 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
         self
     }
 
-    /// Starts a block over committed state plus the writes of events applied before, as
-    /// [`BlockExecutor::into_pending`] returned them: a mempool checks each new event against
-    /// the tip and every pending event without re-applying them. Entity refs are not tracked.
-    pub fn with_pending(
-        genesis: &'a Genesis,
-        base: &'a S,
-        block_time_ms: u64,
-        pending: PendingWrites,
-    ) -> Self {
-        BlockExecutor {
-            genesis,
-            base,
-            block_time_ms,
-            overlay: pending.0,
-            refs: Vec::new(),
-            track_refs: false,
-            reads: RefCell::new(None),
-        }
-    }
-
-    /// The writes applied so far, to carry over to [`BlockExecutor::with_pending`].
-    pub fn into_pending(self) -> PendingWrites {
-        PendingWrites(self.overlay)
+    /// An executor for a mempool: it checks pending events one at a time against `base`
+    /// (the tip under the writes of the events pending before them, which the caller's
+    /// [`StateRead`] supplies). Entity refs are not tracked.
+    pub fn for_pool(genesis: &'a Genesis, base: &'a S, block_time_ms: u64) -> Self {
+        BlockExecutor::new(genesis, base, block_time_ms).without_refs()
     }
 
     /// Number of events applied so far.
@@ -234,15 +204,13 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
         Ok(footprint)
     }
 
-    /// Applies an event's recorded writes without evaluating it again: for a caller that
-    /// knows none of the values the event read has changed since it was recorded and that
-    /// its time is still [`BlockExecutor::time_in_window`] (a mempool after a commit that
-    /// touched none of them). Entity refs are not tracked.
-    pub fn replay(&mut self, footprint: &Footprint) {
-        for (key, value) in &footprint.writes {
-            self.overlay.insert(key.clone(), value.clone());
-        }
-        self.refs.push(Vec::new());
+    /// What applying `event` would read and write, without applying it: for a mempool,
+    /// which evaluates each pending event on its own over a view of the events before it.
+    pub fn record(&self, event: &Event) -> Result<Footprint, ApplyError> {
+        *self.reads.borrow_mut() = Some(Vec::new());
+        let evaluated = self.evaluate(event);
+        let reads = self.reads.borrow_mut().take().unwrap_or_default();
+        Ok(Footprint { reads, writes: evaluated?.writes })
     }
 
     /// Whether the event's `time_ms` is within the chain's clock skew of this block's time

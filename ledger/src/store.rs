@@ -1112,6 +1112,11 @@ impl Prepared {
         self.hash
     }
 
+    /// The ids of the block's events, in block order.
+    pub fn ids(&self) -> &[Hash] {
+        &self.ids
+    }
+
     /// The tip it was executed on.
     pub fn parent(&self) -> &Tip {
         &self.parent

@@ -297,14 +297,13 @@ impl Worker {
             if self.mempool.contains(&id) {
                 results[i] = Some(AdmitResult::AlreadyPending(id));
             } else {
-                fresh.push(i);
+                fresh.push((i, id));
             }
         }
-        let candidates: Vec<SignedEvent> = fresh.iter().map(|&i| events[i].clone()).collect();
+        let candidates: Vec<SignedEvent> = fresh.iter().map(|&(i, _)| events[i].clone()).collect();
         let checks = check_events(self.ledger.genesis(), &candidates);
         let genesis = self.ledger.genesis().clone();
-        for ((i, signed), check) in fresh.into_iter().zip(candidates).zip(checks) {
-            let id = signed.id();
+        for (((i, id), signed), check) in fresh.into_iter().zip(candidates).zip(checks) {
             let admission = self.mempool.admit(&genesis, &self.ledger, now_ms, signed, check)?;
             results[i] = Some(match admission {
                 Admission::Accepted => AdmitResult::Accepted(id),
@@ -390,17 +389,18 @@ impl Worker {
         // What the block wrote, when its execution was kept: the mempool then re-checks only
         // the pending events that meet it.
         let mut written: Option<Vec<Vec<u8>>> = None;
-        let hash = match kept.and_then(|i| self.prepared.remove(i)) {
+        let (hash, ids) = match kept.and_then(|i| self.prepared.remove(i)) {
             Some(prepared) => {
                 written = Some(prepared.written_keys().map(<[u8]>::to_vec).collect());
-                self.ledger.commit_prepared(&certified, prepared)?
+                let ids = prepared.ids().to_vec();
+                (self.ledger.commit_prepared(&certified, prepared)?, ids)
             }
             None => {
                 let checks = self.checks_for(&certified.block);
-                self.ledger.commit_block_checked(&certified, checks)?
+                let hash = self.ledger.commit_block_checked(&certified, checks)?;
+                (hash, certified.block.events.iter().map(SignedEvent::id).collect())
             }
         };
-        let ids: Vec<Hash> = certified.block.events.iter().map(SignedEvent::id).collect();
         let genesis = self.ledger.genesis().clone();
         // Evicted events were accepted once; the rules now refuse them (a conflicting event
         // won). The notice carries the verdicts, so their waiters answer `rejected`.

@@ -10,20 +10,112 @@
 //! invalid (reported by [`Mempool::on_commit`]).
 //!
 //! Each pending event keeps its [`Footprint`]: the state keys its admission read and what it
-//! wrote. After a commit, only the events that read or wrote a key the block (or an event
-//! evicted or changed before them) wrote, or whose time left the skew window, are run through
-//! the rules again; the others replay their recorded writes. The rules are deterministic, so
-//! this gives exactly the verdicts of re-running every pending event (the full recheck, kept
-//! for a commit whose writes are not known, and checked against it by a property test).
+//! wrote. The pending writes are kept by key and version ([`Versions`]: for each key, the
+//! values pending events wrote, tagged with their arrival number), so an event is evaluated
+//! against the tip and exactly the events that arrived before it, wherever it is in the pool.
+//! After a commit, only the events that read or wrote a key the block (or an event evicted or
+//! changed before them) wrote, or whose time left the skew window, are run through the rules
+//! again; the others are not touched at all. The rules are deterministic, so this gives
+//! exactly the verdicts of re-running every pending event (the full recheck, kept for a commit
+//! whose writes are not known, and checked against it by a property test).
 //!
 //! Pure and synchronous: the chain worker owns it next to the ledger.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use tradeloop_crypto::Hash;
-use tradeloop_ledger::rules::{ApplyError, BlockExecutor, Footprint, PendingWrites};
+use tradeloop_ledger::rules::{ApplyError, BlockExecutor, Footprint};
 use tradeloop_ledger::state::StateRead;
 use tradeloop_ledger::{Event, Genesis, LedgerError, Rejection, SignedEvent};
+
+/// The pending events' state writes: key -> the values written to it, each tagged with its
+/// writer's arrival number, in arrival order (a key is written by a handful of pending events
+/// at most: an entity's next steps).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Versions(HashMap<Vec<u8>, Vec<(u64, Vec<u8>)>>);
+
+impl Versions {
+    /// The value pending under `key` for an event arriving as `seq`: the last written by an
+    /// event that arrived before it.
+    fn before(&self, key: &[u8], seq: u64) -> Option<&[u8]> {
+        let versions = self.0.get(key)?;
+        versions.iter().rev().find(|(s, _)| *s < seq).map(|(_, v)| v.as_slice())
+    }
+
+    /// Records the writes of the event that arrived as `seq`.
+    fn insert(&mut self, seq: u64, footprint: &Footprint) {
+        for (key, value) in footprint.writes() {
+            let versions = self.0.entry(key.to_vec()).or_default();
+            // Admission appends the newest; a recheck rewrites one in the middle.
+            let at = versions.partition_point(|(s, _)| *s < seq);
+            match versions.get_mut(at) {
+                Some(slot) if slot.0 == seq => slot.1 = value.to_vec(),
+                _ => versions.insert(at, (seq, value.to_vec())),
+            }
+        }
+    }
+
+    /// Forgets the writes of the event that arrived as `seq`.
+    fn remove(&mut self, seq: u64, footprint: &Footprint) {
+        for key in footprint.write_keys() {
+            let Some(versions) = self.0.get_mut(key) else { continue };
+            versions.retain(|(s, _)| *s != seq);
+            if versions.is_empty() {
+                self.0.remove(key);
+            }
+        }
+    }
+}
+
+/// The state an event arriving as `seq` is evaluated against: the committed tip under the
+/// writes of the pending events that arrived before it.
+struct PendingView<'a, S: StateRead> {
+    base: &'a S,
+    versions: &'a Versions,
+    seq: u64,
+}
+
+impl<S: StateRead> StateRead for PendingView<'_, S> {
+    fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
+        match self.versions.before(key, self.seq) {
+            Some(value) => Ok(Some(value.to_vec())),
+            None => self.base.get_state(key),
+        }
+    }
+
+    fn with_state<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R, LedgerError> {
+        match self.versions.before(key, self.seq) {
+            Some(value) => Ok(f(Some(value))),
+            None => self.base.with_state(key, f),
+        }
+    }
+
+    fn has_state(&self, key: &[u8]) -> Result<bool, LedgerError> {
+        match self.versions.before(key, self.seq) {
+            Some(_) => Ok(true),
+            None => self.base.has_state(key),
+        }
+    }
+}
+
+/// Applies `event` as the pending event arriving as `seq`, recording its footprint.
+fn evaluate<S: StateRead>(
+    genesis: &Genesis,
+    state: &S,
+    versions: &Versions,
+    now_ms: u64,
+    seq: u64,
+    event: &Event,
+) -> Result<Footprint, ApplyError> {
+    let view = PendingView { base: state, versions, seq };
+    BlockExecutor::for_pool(genesis, &view, now_ms).record(event)
+}
 
 /// Bounds of one mempool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,8 +157,8 @@ pub struct Mempool {
     by_id: HashMap<Hash, u64>,
     next_seq: u64,
     bytes: u64,
-    /// The state writes of every pending event, in order, over the committed tip.
-    pending: PendingWrites,
+    /// The state writes of every pending event, by key and arrival.
+    versions: Versions,
 }
 
 impl Mempool {
@@ -78,7 +170,7 @@ impl Mempool {
             by_id: HashMap::new(),
             next_seq: 0,
             bytes: 0,
-            pending: PendingWrites::default(),
+            versions: Versions::default(),
         }
     }
 
@@ -134,17 +226,14 @@ impl Mempool {
         {
             return Ok(Admission::Full);
         }
-        let pending = std::mem::take(&mut self.pending);
-        let mut executor = BlockExecutor::with_pending(genesis, state, now_ms, pending);
-        let applied = executor.apply_recorded(&event);
-        self.pending = executor.into_pending();
-        let footprint = match applied {
+        let seq = self.next_seq;
+        let footprint = match evaluate(genesis, state, &self.versions, now_ms, seq, &event) {
             Ok(footprint) => footprint,
             Err(ApplyError::Rejected(rejection)) => return Ok(Admission::Rejected(rejection)),
             Err(ApplyError::Store(e)) => return Err(e),
         };
-        let seq = self.next_seq;
         self.next_seq += 1;
+        self.versions.insert(seq, &footprint);
         self.by_id.insert(event.id, seq);
         self.order.insert(seq, Entry { signed, event, bytes, footprint });
         self.bytes += bytes;
@@ -187,10 +276,12 @@ impl Mempool {
         let mut changed: Option<HashSet<Vec<u8>>> =
             written.map(|keys| keys.into_iter().map(<[u8]>::to_vec).collect());
         for id in committed {
-            let removed = self.by_id.remove(id).and_then(|seq| self.order.remove(&seq));
+            let removed = self.by_id.remove(id).and_then(|seq| self.order.remove_entry(&seq));
             match removed {
-                Some(entry) => {
+                Some((seq, entry)) => {
                     self.bytes -= entry.bytes;
+                    // The block wrote these keys (or, where it did not, they now read the tip).
+                    self.versions.remove(seq, &entry.footprint);
                     // Later events saw this one's pending writes; the block may have written
                     // other values (another order, another time), or not these keys at all.
                     if let Some(changed) = changed.as_mut() {
@@ -207,7 +298,9 @@ impl Mempool {
 
     /// Re-checks the pending events in order over `state`: all of them when `changed` is
     /// `None`, else those that meet a key in `changed` (which grows by the writes of every
-    /// event evicted or re-checked with other writes) or whose time left the window.
+    /// event evicted or re-checked with other writes) or whose time left the window. An event
+    /// is evaluated against the tip and the writes of the events before it, which this pass
+    /// has already brought up to date.
     fn recheck<S: StateRead>(
         &mut self,
         genesis: &Genesis,
@@ -215,29 +308,29 @@ impl Mempool {
         now_ms: u64,
         mut changed: Option<HashSet<Vec<u8>>>,
     ) -> Result<Vec<(Hash, Rejection)>, LedgerError> {
-        let mut executor =
-            BlockExecutor::with_pending(genesis, state, now_ms, PendingWrites::default());
+        let window = BlockExecutor::for_pool(genesis, state, now_ms);
         let mut evicted = Vec::new();
         let mut gone = Vec::new();
-        for (seq, entry) in &mut self.order {
+        for (&seq, entry) in &mut self.order {
             let stale = match &changed {
                 None => true,
                 Some(changed) => {
-                    !executor.time_in_window(&entry.event)
+                    !window.time_in_window(&entry.event)
                         || entry.footprint.keys().any(|k| changed.contains(k))
                 }
             };
             if !stale {
-                executor.replay(&entry.footprint);
                 continue;
             }
-            match executor.apply_recorded(&entry.event) {
+            match evaluate(genesis, state, &self.versions, now_ms, seq, &entry.event) {
                 Ok(footprint) => {
-                    if let Some(changed) = changed.as_mut() {
-                        if !footprint.same_writes(&entry.footprint) {
+                    if !footprint.same_writes(&entry.footprint) {
+                        if let Some(changed) = changed.as_mut() {
                             changed.extend(entry.footprint.write_keys().map(<[u8]>::to_vec));
                             changed.extend(footprint.write_keys().map(<[u8]>::to_vec));
                         }
+                        self.versions.remove(seq, &entry.footprint);
+                        self.versions.insert(seq, &footprint);
                     }
                     entry.footprint = footprint;
                 }
@@ -245,13 +338,13 @@ impl Mempool {
                     if let Some(changed) = changed.as_mut() {
                         changed.extend(entry.footprint.write_keys().map(<[u8]>::to_vec));
                     }
+                    self.versions.remove(seq, &entry.footprint);
                     evicted.push((entry.event.id, rejection));
-                    gone.push(*seq);
+                    gone.push(seq);
                 }
                 Err(ApplyError::Store(e)) => return Err(e),
             }
         }
-        self.pending = executor.into_pending();
         for seq in gone {
             if let Some(entry) = self.order.remove(&seq) {
                 self.by_id.remove(&entry.event.id);

@@ -149,10 +149,11 @@ fn universe(cast: &Cast) -> Vec<SignedEvent> {
     events
 }
 
-/// One pool's observable state: every entry in order with its footprint, and the overlay.
-fn snapshot(pool: &Mempool) -> (Vec<(Hash, Footprint)>, PendingWrites, u64) {
+/// One pool's observable state: every entry in order with its footprint, the pending writes
+/// by key and version, and the bytes.
+fn snapshot(pool: &Mempool) -> (Vec<(Hash, Footprint)>, Versions, u64) {
     let entries = pool.order.values().map(|e| (e.event.id, e.footprint.clone())).collect();
-    (entries, pool.pending.clone(), pool.bytes)
+    (entries, pool.versions.clone(), pool.bytes)
 }
 
 proptest::proptest! {
@@ -211,6 +212,13 @@ proptest::proptest! {
             let codes = |v: &[(Hash, Rejection)]| v.iter().map(|(id, r)| (*id, r.code)).collect::<Vec<_>>();
             proptest::prop_assert_eq!(codes(&a), codes(&b));
             proptest::prop_assert_eq!(snapshot(&footprints), snapshot(&full));
+            // And both are what one executor gives applying the pool in arrival order over
+            // the tip: the definition, independent of the versioned pending writes.
+            let mut executor = BlockExecutor::for_pool(&genesis, &f.ledger, now);
+            for entry in footprints.order.values() {
+                let footprint = executor.apply_recorded(&entry.event);
+                proptest::prop_assert_eq!(footprint.as_ref().ok(), Some(&entry.footprint));
+            }
             admit_next(&mut footprints, &mut full, &f.ledger, admit_after * 10);
         }
     }
