@@ -12,7 +12,7 @@
 //! Commands are served one at a time, in arrival order: the ledger has one writer, and a commit
 //! and an admission never interleave, so the mempool's view is always the tip plus its events.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tradeloop_crypto::{Hash, SigningKey};
@@ -24,6 +24,7 @@ use tradeloop_ledger::{
 };
 
 use crate::mempool::{Admission, Mempool, MempoolLimits};
+use crate::wire::CompactBlock;
 
 /// Bound on commands waiting for the chain worker.
 pub const CHAIN_COMMAND_CHANNEL: usize = 256;
@@ -45,6 +46,20 @@ pub enum AdmitResult {
     Full(Hash),
     /// Refused by the checks or rules.
     Rejected(Hash, Rejection),
+}
+
+/// A proposal rebuilt from its compact form ([`ChainHandle::resolve`]).
+#[derive(Debug)]
+pub enum Resolved {
+    /// The whole block, and whether it is valid on the tip (its hash if so).
+    Block {
+        /// The block.
+        block: Box<Block>,
+        /// Its hash if valid, else why not.
+        verdict: Result<Hash, LedgerError>,
+    },
+    /// Events of the proposal neither in the mempool nor fetched: ask the proposer.
+    Missing(Vec<Hash>),
 }
 
 /// Mempool figures for status.
@@ -89,9 +104,10 @@ enum Command {
         time_ms: u64,
         reply: Reply<Result<Block, LedgerError>>,
     },
-    Validate {
-        block: Box<Block>,
-        reply: Reply<Result<Hash, LedgerError>>,
+    Resolve {
+        proposal: Box<CompactBlock>,
+        fetched: Vec<SignedEvent>,
+        reply: Reply<Result<Resolved, LedgerError>>,
     },
     Commit {
         certified: Box<CertifiedBlock>,
@@ -150,9 +166,17 @@ impl ChainHandle {
         Ok(self.ask(|reply| Command::Build { time_ms, reply }).await??)
     }
 
-    /// Validates a proposed block against the tip; its hash if valid.
-    pub async fn validate(&self, block: Block) -> Result<Hash, ChainError> {
-        Ok(self.ask(|reply| Command::Validate { block: Box::new(block), reply }).await??)
+    /// Rebuilds a proposed block from its compact form, taking each event from the mempool
+    /// or from `fetched` (events a peer sent for it, checked here like any other), and
+    /// validates it against the tip; or says which events are missing.
+    pub async fn resolve(
+        &self,
+        proposal: CompactBlock,
+        fetched: Vec<SignedEvent>,
+    ) -> Result<Resolved, ChainError> {
+        Ok(self
+            .ask(|reply| Command::Resolve { proposal: Box::new(proposal), fetched, reply })
+            .await??)
     }
 
     /// Commits a certified block (checks it fully, log fsync, index), then updates the mempool
@@ -241,8 +265,8 @@ impl Worker {
                 Command::Build { time_ms, reply } => {
                     let _ = reply.send(self.build(time_ms));
                 }
-                Command::Validate { block, reply } => {
-                    let _ = reply.send(self.validate(*block));
+                Command::Resolve { proposal, fetched, reply } => {
+                    let _ = reply.send(self.resolve(*proposal, fetched));
                 }
                 Command::Commit { certified, now_ms, reply } => {
                     let _ = reply.send(self.commit(*certified, now_ms));
@@ -370,15 +394,56 @@ impl Worker {
         self.prepared.push_back(prepared);
     }
 
-    fn validate(&mut self, block: Block) -> Result<Hash, LedgerError> {
+    fn resolve(
+        &mut self,
+        proposal: CompactBlock,
+        fetched: Vec<SignedEvent>,
+    ) -> Result<Resolved, LedgerError> {
+        let fetched: HashMap<Hash, SignedEvent> =
+            fetched.into_iter().map(|e| (e.id(), e)).collect();
+        let n = proposal.ids.len();
+        let mut events = Vec::with_capacity(n);
+        let mut checks: Vec<Option<Result<Event, Rejection>>> = Vec::with_capacity(n);
+        let mut missing = Vec::new();
+        for id in &proposal.ids {
+            if let Some((signed, event)) = self.mempool.pending(id) {
+                events.push(signed.clone());
+                // The verdict of this node's own admission: no signature is verified again.
+                checks.push(Some(Ok(event.clone())));
+            } else if let Some(signed) = fetched.get(id) {
+                events.push(signed.clone());
+                checks.push(None);
+            } else {
+                missing.push(*id);
+            }
+        }
+        if !missing.is_empty() {
+            return Ok(Resolved::Missing(missing));
+        }
+        let unchecked: Vec<usize> = (0..n).filter(|&i| checks[i].is_none()).collect();
+        let unseen: Vec<SignedEvent> = unchecked.iter().map(|&i| events[i].clone()).collect();
+        for (i, check) in unchecked.into_iter().zip(check_events(self.ledger.genesis(), &unseen)) {
+            checks[i] = Some(check);
+        }
+        let block = Block { header: proposal.header, events };
         let hash = block.header.hash();
         if self.prepared.iter().any(|p| p.hash() == hash) {
-            return Ok(hash);
+            return Ok(Resolved::Block { block: Box::new(block), verdict: Ok(hash) });
         }
-        let checks = self.checks_for(&block);
-        let prepared = self.ledger.prepare_proposal(&block, checks)?;
-        self.keep(prepared);
-        Ok(hash)
+        let checks = checks
+            .into_iter()
+            .map(|c| {
+                c.unwrap_or_else(|| Err(Rejection::new(RejectCode::MalformedEvent, "not checked")))
+            })
+            .collect();
+        let verdict = match self.ledger.prepare_proposal(&block, checks) {
+            Ok(prepared) => {
+                self.keep(prepared);
+                Ok(hash)
+            }
+            Err(e) => Err(e),
+        };
+        Ok(Resolved::Block { block: Box::new(block), verdict })
     }
 
     fn commit(&mut self, certified: CertifiedBlock, now_ms: u64) -> Result<Hash, LedgerError> {
@@ -458,4 +523,71 @@ impl Worker {
 
 fn unreachable_result() -> AdmitResult {
     AdmitResult::Rejected(Hash::ZERO, Rejection::new(RejectCode::MalformedEvent, "not checked"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use tradeloop_ledger::sample::{trade_events, Cast};
+
+    fn worker(cast: &Cast, dir: &std::path::Path) -> ChainHandle {
+        let ledger = Ledger::open(dir, cast.genesis.clone()).unwrap();
+        let limits = MempoolLimits { max_events: 1000, max_bytes: 1 << 24 };
+        let (commits, _) = broadcast::channel(4);
+        let (stats, _) = watch::channel(MempoolStats::default());
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        let key = cast.validator_keys[0].clone();
+        spawn(ledger, limits, key, commits, stats, metrics).unwrap().0
+    }
+
+    /// A validator rebuilds a compact proposal from its mempool, says which events it lacks,
+    /// and checks fetched events like any other: a forged signature (same body, so same id)
+    /// makes the block invalid.
+    #[tokio::test]
+    async fn a_compact_proposal_is_rebuilt_from_the_mempool_and_fetched_events() {
+        let t = crate::consensus::driver::now_ms();
+        let cast = Cast::deterministic(1, t - 10_000).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (proposer, validator) =
+            (worker(&cast, &dir.path().join("a")), worker(&cast, &dir.path().join("b")));
+        let events = trade_events(&cast, 1, t);
+        let admitted = proposer.admit(events.clone(), t).await.unwrap();
+        assert!(admitted.iter().all(|r| matches!(r, AdmitResult::Accepted(_))), "{admitted:?}");
+        let block = proposer.build(t).await.unwrap();
+        assert_eq!(block.events, events);
+        let proposal = CompactBlock::of(&block);
+        let hash = block.header.hash();
+
+        let Resolved::Missing(all) = validator.resolve(proposal.clone(), vec![]).await.unwrap()
+        else {
+            panic!("an empty mempool has none of the events")
+        };
+        assert_eq!(all, proposal.ids);
+        validator.admit(events[..5].to_vec(), t).await.unwrap();
+        let Resolved::Missing(rest) = validator.resolve(proposal.clone(), vec![]).await.unwrap()
+        else {
+            panic!("five of the events are pending, not all")
+        };
+        assert_eq!(rest, proposal.ids[5..].to_vec());
+
+        let mut forged = events[5..].to_vec();
+        forged[3].signature.0[7] ^= 1;
+        let Resolved::Block { block: rebuilt, verdict } =
+            validator.resolve(proposal.clone(), forged).await.unwrap()
+        else {
+            panic!("every id was given")
+        };
+        assert_eq!(rebuilt.header.hash(), hash);
+        assert!(verdict.is_err(), "a fetched event with a forged signature is checked: {verdict:?}");
+
+        let Resolved::Block { block: rebuilt, verdict } =
+            validator.resolve(proposal, events[5..].to_vec()).await.unwrap()
+        else {
+            panic!("every id was given")
+        };
+        assert_eq!(*rebuilt, block);
+        assert_eq!(verdict.unwrap(), hash);
+    }
 }

@@ -33,6 +33,7 @@ use crate::consensus::context::{TradeContext, Validators};
 use crate::consensus::core::ConsensusCore;
 use crate::consensus::driver::{self, now_ms, DriverConfig, DriverInput, Outbound};
 use crate::consensus::guard::SignGuard;
+use crate::consensus::streamed::StreamedBlocks;
 use crate::mempool::MempoolLimits;
 use crate::metrics::Metrics;
 use crate::p2p::{self, P2pConfig, P2pEvent, P2pHandle, P2pLimits, Topic, Verdict as Gossip};
@@ -201,6 +202,8 @@ pub async fn run(
     let (syncing_tx, syncing_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let mut driver_task = None;
+    // The blocks this validator streams, for peers to fetch missing events from.
+    let streamed = StreamedBlocks::new();
     let (driver_tx, out_rx) = if let Some(guard) = guard {
         let (driver_tx, driver_rx) = mpsc::channel(driver::DRIVER_INPUT_CHANNEL);
         let (out_tx, out_rx) = mpsc::channel(driver::OUTBOUND_CHANNEL);
@@ -210,8 +213,8 @@ pub async fn run(
             chain: genesis.hash,
             empty_block_wait: Duration::from_millis(config.empty_block_wait_ms()),
         };
-        let (chain, p2p, mempool_rx, stop_rx) =
-            (chain.clone(), p2p.clone(), mempool_rx.clone(), stop_rx.clone());
+        let (chain, p2p, mempool_rx, stop_rx, streamed) =
+            (chain.clone(), p2p.clone(), mempool_rx.clone(), stop_rx.clone(), streamed.clone());
         let (genesis, key, wal_dir) = (genesis.clone(), key.clone(), config.data_dir.join("wal"));
         driver_task = Some(tokio::spawn(async move {
             // A validator that has never signed (a new network, or a lost sign-state) first
@@ -231,8 +234,8 @@ pub async fn run(
                 height,
             );
             let (core, records) = core.with_wal(&wal_dir)?;
-            driver::run(dc, core, records, height, chain, mempool_rx, driver_rx, out_tx, stop_rx)
-                .await
+            let net = (out_tx, p2p, streamed);
+            driver::run(dc, core, records, height, chain, mempool_rx, driver_rx, net, stop_rx).await
         }));
         (Some(driver_tx), Some(out_rx))
     } else {
@@ -253,6 +256,7 @@ pub async fn run(
             chain: chain.clone(),
             driver: driver_tx.clone(),
             sync: sync_tx.clone(),
+            streamed,
         },
         p2p_events,
     ));
@@ -462,6 +466,7 @@ struct NetworkCtx {
     chain: ChainHandle,
     driver: Option<mpsc::Sender<DriverInput>>,
     sync: mpsc::Sender<SyncHint>,
+    streamed: StreamedBlocks,
 }
 
 /// Handles what the network delivers: gossip is checked before it is forwarded (a verdict for
@@ -515,9 +520,10 @@ async fn network(n: NetworkCtx, mut events: mpsc::Receiver<P2pEvent>) {
             }
             P2pEvent::Request { from, data, reply } => {
                 let chain = n.chain.clone();
+                let streamed = n.streamed.clone();
                 let genesis_hash = n.genesis.hash;
                 tokio::spawn(async move {
-                    let response = answer(&chain, genesis_hash, &data).await;
+                    let response = answer(&chain, &streamed, genesis_hash, &data).await;
                     match response.encode() {
                         Ok(bytes) => {
                             if let Err(e) = reply.send(bytes) {
@@ -637,6 +643,7 @@ fn check_consensus(
 
 async fn answer(
     chain: &ChainHandle,
+    streamed: &StreamedBlocks,
     genesis_hash: tradeloop_crypto::Hash,
     data: &[u8],
 ) -> Response {
@@ -654,6 +661,14 @@ async fn answer(
                 Ok(blocks) => Response::Blocks(blocks),
                 Err(e) => Response::Error(e.to_string()),
             }
+        }
+        Ok(Request::Events { ids }) if ids.len() > wire::MAX_FETCH_IDS => Response::Error(format!(
+            "{} event ids asked; at most {} a request",
+            ids.len(),
+            wire::MAX_FETCH_IDS
+        )),
+        Ok(Request::Events { ids }) => {
+            Response::Events(streamed.events(&ids, wire::MAX_FETCH_RESPONSE_BYTES))
         }
     }
 }

@@ -26,6 +26,11 @@ pub const MAX_PART_BYTES: usize = 1024 * 1024;
 pub const MAX_PARTS: u32 = 32;
 /// Most events in one gossip batch.
 pub const MAX_BATCH_EVENTS: usize = 512;
+/// Most event ids in one [`Request::Events`] (32 KiB of ids, within the request bound).
+pub const MAX_FETCH_IDS: usize = 1024;
+/// Most bytes of events in one [`Response::Events`]: 8 MiB (a response stops early at this
+/// bound, and always carries at least one event it has).
+pub const MAX_FETCH_RESPONSE_BYTES: u64 = 8 * 1024 * 1024;
 /// Most blocks in one sync response.
 pub const MAX_SYNC_BLOCKS: u32 = 64;
 /// Most bytes of blocks in one sync response: 16 MiB (a response stops early at this bound,
@@ -33,7 +38,7 @@ pub const MAX_SYNC_BLOCKS: u32 = 64;
 pub const MAX_SYNC_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 
 const PART: u8 = 32;
-const PART_DOMAIN: &[u8] = b"tradeloop/proposal-part/v1\0";
+const PART_DOMAIN: &[u8] = b"tradeloop/proposal-part/v2\0";
 
 /// Why bytes from a peer are not a message.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +89,7 @@ pub struct ProposalPart {
     pub index: u32,
     /// How many parts the block has.
     pub count: u32,
-    /// This part's bytes of the block's bincode encoding.
+    /// This part's bytes of the proposal's bincode encoding ([`CompactBlock`]).
     pub bytes: Vec<u8>,
     /// The proposer's signature over [`ProposalPart::signing_bytes`].
     pub signature: Signature,
@@ -119,7 +124,30 @@ impl ProposalPart {
     }
 }
 
-/// Splits a block into signed parts for `(round, valid_round)`.
+/// A block as its proposal carries it: the header and the ids of its events, in order. The
+/// validators hold most events already (gossip brought them to every mempool), so each event
+/// crosses the network once; a validator fetches the ones it lacks from the proposer
+/// ([`Request::Events`]). The header commits to the ids (its events root), so a proposal is
+/// only valid with exactly these events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactBlock {
+    /// The block's header.
+    pub header: tradeloop_ledger::Header,
+    /// Its events' ids, in block order.
+    pub ids: Vec<Hash>,
+}
+
+impl CompactBlock {
+    /// The compact form of `block`.
+    pub fn of(block: &Block) -> CompactBlock {
+        CompactBlock {
+            header: block.header.clone(),
+            ids: block.events.iter().map(SignedEvent::id).collect(),
+        }
+    }
+}
+
+/// Splits a block's proposal ([`CompactBlock::of`]) into signed parts.
 pub fn split_block(
     block: &Block,
     round: Round,
@@ -127,17 +155,28 @@ pub fn split_block(
     key: &SigningKey,
     chain: &Hash,
 ) -> Result<Vec<ProposalPart>, WireError> {
+    split_proposal(&CompactBlock::of(block), round, valid_round, key, chain)
+}
+
+/// Splits a proposal into signed parts for `(round, valid_round)`.
+pub fn split_proposal(
+    proposal: &CompactBlock,
+    round: Round,
+    valid_round: Round,
+    key: &SigningKey,
+    chain: &Hash,
+) -> Result<Vec<ProposalPart>, WireError> {
     let bytes =
-        tradeloop_ledger::codec::encode(block).map_err(|e| WireError::Encode(e.to_string()))?;
-    let block_hash = block.header.hash();
+        tradeloop_ledger::codec::encode(proposal).map_err(|e| WireError::Encode(e.to_string()))?;
+    let block_hash = proposal.header.hash();
     let chunks: Vec<&[u8]> = bytes.chunks(MAX_PART_BYTES).collect();
     let count = u32::try_from(chunks.len()).ok().filter(|c| *c <= MAX_PARTS).ok_or_else(|| {
-        WireError::Encode(format!("a block of {} bytes is over {MAX_PARTS} parts", bytes.len()))
+        WireError::Encode(format!("a proposal of {} bytes is over {MAX_PARTS} parts", bytes.len()))
     })?;
     let mut parts = Vec::with_capacity(chunks.len());
     for (index, chunk) in (0u32..).zip(chunks) {
         let mut part = ProposalPart {
-            height: block.header.height,
+            height: proposal.header.height,
             round,
             valid_round,
             proposer: key.public_key(),
@@ -319,6 +358,11 @@ pub enum Request {
         /// Most blocks wanted (at most [`MAX_SYNC_BLOCKS`]).
         count: u32,
     },
+    /// "Send me these events of a block you proposed" (at most [`MAX_FETCH_IDS`]).
+    Events {
+        /// The ids wanted.
+        ids: Vec<Hash>,
+    },
 }
 
 /// A peer's answer.
@@ -337,6 +381,8 @@ pub enum Response {
     Blocks(Vec<CertifiedBlock>),
     /// The request could not be answered.
     Error(String),
+    /// Those of the events asked for that the peer has (within [`MAX_FETCH_RESPONSE_BYTES`]).
+    Events(Vec<SignedEvent>),
 }
 
 impl Request {

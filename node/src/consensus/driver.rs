@@ -5,8 +5,15 @@
 //!  gossip (checked) --DriverInput--> [driver] --Outbound--> gossip
 //!                                      |  owns ConsensusCore (guard + WAL), timers, the
 //!                                      |  blocks of the height, the part assembler
-//!                                      +--build / validate / commit--> chain worker
+//!                                      +--build / resolve / commit--> chain worker
+//!                                      +--fetch missing events (request-response)--> proposer
 //! ```
+//!
+//! A proposal travels compact (the header and the event ids, [`CompactBlock`]): the chain
+//! worker rebuilds the block from its mempool; events it lacks are fetched from the proposer
+//! by a spawned task (at most [`MAX_FETCHES_IN_FLIGHT`]), whose answer comes back as a
+//! [`Fetched`] and is resolved again. A block still incomplete after its fetch is not voted
+//! for (the round moves on, as for a block that never arrived).
 //!
 //! Order of durability: the core fsyncs its WAL and sign-state guard before it returns a
 //! signed message, so anything in [`Outbound`] is already durable; a block this validator
@@ -14,20 +21,22 @@
 //! ([`ConsensusCore::persist_block`]). A decided block is committed (block log fsync, index)
 //! before the next height starts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use malachite_core_consensus::{LivenessMsg, SignedConsensusMsg};
 use malachite_core_types::{Round, Timeout};
 use tokio::sync::{mpsc, watch};
 use tradeloop_crypto::{Hash, SigningKey};
-use tradeloop_ledger::{Block, CertifiedBlock, CommitCertificate};
+use tradeloop_ledger::{Block, CertifiedBlock, CommitCertificate, SignedEvent};
 
 use super::context::TradeContext;
 use super::core::{from_peer, propose, received_block, Action, ConsensusCore, CoreError};
-use super::parts::PartAssembler;
-use crate::chain::{ChainHandle, MempoolStats};
-use crate::wire::{split_block, ConsensusWire, ProposalPart};
+use super::parts::{Assembled, PartAssembler};
+use super::streamed::StreamedBlocks;
+use crate::chain::{ChainHandle, MempoolStats, Resolved};
+use crate::p2p::P2pHandle;
+use crate::wire::{split_proposal, CompactBlock, ConsensusWire, ProposalPart, Request, Response};
 
 /// Bound on inputs waiting for the driver.
 pub const DRIVER_INPUT_CHANNEL: usize = 1024;
@@ -35,6 +44,18 @@ pub const DRIVER_INPUT_CHANNEL: usize = 1024;
 pub const OUTBOUND_CHANNEL: usize = 1024;
 /// Most complete blocks of future heights kept until their height starts.
 pub const MAX_EARLY_BLOCKS: usize = 16;
+/// Most proposals whose missing events are being fetched at once.
+pub const MAX_FETCHES_IN_FLIGHT: usize = 4;
+/// Most fetch requests for one proposal (each answers up to [`crate::wire::MAX_FETCH_IDS`]
+/// events, or fewer when its byte bound stops it).
+pub const MAX_FETCH_REQUESTS: usize = 64;
+
+/// Events fetched for a proposal, back from the fetch task.
+#[derive(Debug)]
+pub struct Fetched {
+    assembled: Assembled,
+    events: Vec<SignedEvent>,
+}
 
 /// What the driver is told.
 #[derive(Debug)]
@@ -129,8 +150,15 @@ struct Driver {
     timers: BTreeMap<(Instant, u64), Timeout>,
     timer_seq: u64,
     blocks: HashMap<Hash, Block>,
-    early: Vec<crate::consensus::parts::Assembled>,
+    early: Vec<Assembled>,
     assembler: PartAssembler,
+    /// The network, to fetch a proposal's missing events from its proposer.
+    p2p: P2pHandle,
+    /// The blocks this validator streamed, for peers to fetch from.
+    streamed: StreamedBlocks,
+    /// Proposals (by block hash) whose missing events are being fetched.
+    fetching: HashSet<Hash>,
+    fetched_tx: mpsc::Sender<Fetched>,
     pending_build: Option<PendingBuild>,
     awaited: Option<AwaitedBlock>,
     /// Heights this validator decided and committed (for status and tests).
@@ -139,7 +167,8 @@ struct Driver {
 
 /// Runs the driver until `inputs` closes or `stop` fires. `core` is fresh (as built by
 /// [`ConsensusCore::new`] at the tip's next height) with its WAL attached; `records` are the
-/// WAL's records for replay.
+/// WAL's records for replay. The network is where messages go out, the p2p handle (to fetch a
+/// proposal's missing events) and the store of blocks this validator streams.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     config: DriverConfig,
@@ -149,10 +178,11 @@ pub async fn run(
     chain: ChainHandle,
     mempool: watch::Receiver<MempoolStats>,
     mut inputs: mpsc::Receiver<DriverInput>,
-    out: mpsc::Sender<Outbound>,
+    (out, p2p, streamed): (mpsc::Sender<Outbound>, P2pHandle, StreamedBlocks),
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), DriverError> {
     let ctx = TradeContext { chain: config.chain };
+    let (fetched_tx, mut fetched_rx) = mpsc::channel(MAX_FETCHES_IN_FLIGHT);
     let mut d = Driver {
         config,
         ctx,
@@ -166,6 +196,10 @@ pub async fn run(
         blocks: HashMap::new(),
         early: Vec::new(),
         assembler: PartAssembler::new(),
+        p2p,
+        streamed,
+        fetching: HashSet::new(),
+        fetched_tx,
         pending_build: None,
         awaited: None,
         decided: 0,
@@ -197,6 +231,9 @@ pub async fn run(
                 let Some(input) = input else { return Ok(()) };
                 d.on_input(input).await?;
             }
+            Some(fetched) = fetched_rx.recv() => {
+                d.on_fetched(fetched).await?;
+            }
         }
         d.settle().await?;
     }
@@ -217,6 +254,7 @@ impl Driver {
         records: Vec<super::walrecord::WalRecord>,
     ) -> Result<(), DriverError> {
         let (actions, blocks) = self.core.recover(self.height, records)?;
+        self.streamed.prune_below(self.height);
         for block in blocks {
             self.blocks.insert(block.header.hash(), block);
         }
@@ -284,8 +322,12 @@ impl Driver {
         }
     }
 
+    /// Streams `block` as its compact proposal, and keeps it for peers that lack some of its
+    /// events.
     async fn publish_parts(&self, block: &Block, round: Round, valid_round: Round) {
-        match split_block(block, round, valid_round, &self.config.key, &self.config.chain) {
+        let proposal = CompactBlock::of(block);
+        self.streamed.add(block, &proposal.ids);
+        match split_proposal(&proposal, round, valid_round, &self.config.key, &self.config.chain) {
             Ok(parts) => {
                 for part in parts {
                     self.publish(ConsensusWire::Part(part)).await;
@@ -424,7 +466,7 @@ impl Driver {
 
     async fn on_part(&mut self, part: ProposalPart) -> Result<(), DriverError> {
         let Some(assembled) = self.assembler.add(self.height, part) else { return Ok(()) };
-        if assembled.block.header.height > self.height {
+        if assembled.proposal.header.height > self.height {
             if self.early.len() < MAX_EARLY_BLOCKS {
                 self.early.push(assembled);
             }
@@ -433,25 +475,81 @@ impl Driver {
         self.on_block(assembled).await
     }
 
-    async fn on_block(&mut self, a: crate::consensus::parts::Assembled) -> Result<(), DriverError> {
-        let height = a.block.header.height;
+    /// A whole proposal: rebuilt from the mempool, or its missing events fetched first.
+    async fn on_block(&mut self, a: Assembled) -> Result<(), DriverError> {
+        self.resolve(a, Vec::new()).await
+    }
+
+    async fn on_fetched(&mut self, f: Fetched) -> Result<(), DriverError> {
+        self.fetching.remove(&f.assembled.proposal.header.hash());
+        self.resolve(f.assembled, f.events).await
+    }
+
+    async fn resolve(
+        &mut self,
+        a: Assembled,
+        fetched: Vec<SignedEvent>,
+    ) -> Result<(), DriverError> {
+        let height = a.proposal.header.height;
         if height != self.height {
             return Ok(());
         }
-        let hash = a.block.header.hash();
-        let valid = match self.chain.validate(a.block.clone()).await {
-            Ok(h) => h == hash,
+        let hash = a.proposal.header.hash();
+        let after_fetch = !fetched.is_empty();
+        let (block, valid) = match self.chain.resolve(a.proposal.clone(), fetched).await {
+            Ok(Resolved::Block { block, verdict }) => {
+                let valid = match verdict {
+                    Ok(h) => h == hash,
+                    Err(e) => {
+                        tracing::warn!(height, proposer = %a.proposer, "proposed block is invalid: {e}");
+                        false
+                    }
+                };
+                (*block, valid)
+            }
+            Ok(Resolved::Missing(ids)) => {
+                if after_fetch {
+                    // The proposer did not send them all: this block cannot be checked, so it
+                    // gets no vote from here (as if it never arrived).
+                    tracing::warn!(height, proposer = %a.proposer, missing = ids.len(), "proposal's events not available from its proposer");
+                } else {
+                    self.fetch(a, ids);
+                }
+                return Ok(());
+            }
             Err(crate::chain::ChainError::Stopped) => return Err(DriverError::ChainStopped),
             Err(e) => {
-                tracing::warn!(height, proposer = %a.proposer, "proposed block is invalid: {e}");
-                false
+                tracing::warn!(height, proposer = %a.proposer, "cannot rebuild the proposed block: {e}");
+                return Ok(());
             }
         };
         if valid {
-            self.core.persist_block(&a.block)?;
+            self.core.persist_block(&block)?;
         }
-        self.blocks.insert(hash, a.block);
+        self.blocks.insert(hash, block);
         self.feed(received_block(height, a.round, a.valid_round, a.proposer, hash, valid)).await
+    }
+
+    /// Fetches a proposal's missing events from its proposer on a task of its own; the answer
+    /// comes back as [`Fetched`].
+    fn fetch(&mut self, a: Assembled, missing: Vec<Hash>) {
+        let hash = a.proposal.header.hash();
+        if self.fetching.contains(&hash) || self.fetching.len() >= MAX_FETCHES_IN_FLIGHT {
+            tracing::debug!(
+                height = a.proposal.header.height,
+                "not fetching: already fetching or at the bound"
+            );
+            return;
+        }
+        self.fetching.insert(hash);
+        tracing::debug!(height = a.proposal.header.height, missing = missing.len(), proposer = %a.proposer, "fetching a proposal's missing events");
+        let p2p = self.p2p.clone();
+        let done = self.fetched_tx.clone();
+        tokio::spawn(async move {
+            let events = fetch_events(&p2p, &a, missing).await;
+            // The driver being gone means the node is stopping.
+            let _ = done.send(Fetched { assembled: a, events }).await;
+        });
     }
 
     /// After each input: while a decision's block is here, commits it and starts the next
@@ -508,11 +606,12 @@ impl Driver {
         self.pending_build = None;
         self.awaited = None;
         self.assembler.prune_below(height);
+        self.streamed.prune_below(height);
         let early = std::mem::take(&mut self.early);
         let input = self.core.start_height(height);
         self.feed(input).await?;
         for a in early {
-            match a.block.header.height.cmp(&height) {
+            match a.proposal.header.height.cmp(&height) {
                 std::cmp::Ordering::Equal => self.on_block(a).await?,
                 std::cmp::Ordering::Greater => self.early.push(a),
                 std::cmp::Ordering::Less => {}
@@ -520,6 +619,46 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+/// Asks the proposer of `a` for the `missing` events, [`crate::wire::MAX_FETCH_IDS`] at a
+/// time, until it has sent them all, stops sending any, or [`MAX_FETCH_REQUESTS`] were made.
+/// Only events with a wanted id are kept (the chain worker checks them like any other).
+async fn fetch_events(p2p: &P2pHandle, a: &Assembled, missing: Vec<Hash>) -> Vec<SignedEvent> {
+    let mut wanted: Vec<Hash> = missing;
+    let mut got = Vec::new();
+    for _ in 0..MAX_FETCH_REQUESTS {
+        if wanted.is_empty() {
+            break;
+        }
+        let ask = wanted[..wanted.len().min(crate::wire::MAX_FETCH_IDS)].to_vec();
+        let Ok(request) = (Request::Events { ids: ask.clone() }).encode() else { break };
+        let answer = match p2p.request(a.proposer, request).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::debug!(proposer = %a.proposer, "event fetch failed: {e}");
+                break;
+            }
+        };
+        let events = match Response::decode(&answer) {
+            Ok(Response::Events(events)) => events,
+            _ => break,
+        };
+        let asked: HashSet<Hash> = ask.into_iter().collect();
+        let mut progress = false;
+        for e in events {
+            let id = e.id();
+            if asked.contains(&id) {
+                wanted.retain(|w| *w != id);
+                got.push(e);
+                progress = true;
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+    got
 }
 
 /// Wall-clock Unix milliseconds (block and admission times).

@@ -7,5 +7,6 @@ pub mod core;
 pub mod driver;
 pub mod guard;
 pub mod parts;
+pub mod streamed;
 pub mod wal;
 pub mod walrecord;

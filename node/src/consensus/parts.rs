@@ -3,14 +3,14 @@
 //! Parts arrive through gossip in any order, possibly duplicated, possibly for a height this
 //! node has not reached yet. Each part was checked before it got here (a known validator, the
 //! expected proposer of its round, its signature); the assembler checks that the parts of one
-//! stream agree, and that the whole decodes to a block with the announced hash.
+//! stream agree, and that the whole decodes to a proposal ([`CompactBlock`]: the header and
+//! the event ids) with the announced hash.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use tradeloop_crypto::{Hash, PublicKey};
-use tradeloop_ledger::Block;
 
-use crate::wire::{ProposalPart, MAX_PARTS};
+use crate::wire::{CompactBlock, ProposalPart, MAX_PARTS};
 use malachite_core_types::Round;
 
 /// Most streams being reassembled at once (rounds of the current and the next heights).
@@ -22,7 +22,7 @@ pub const MAX_DONE_REMEMBERED: usize = 256;
 /// How far ahead of the current height a stream is kept.
 pub const MAX_HEIGHTS_AHEAD: u64 = 2;
 
-/// A whole block from its parts.
+/// A whole proposal from its parts.
 #[derive(Clone, Debug)]
 pub struct Assembled {
     /// The round it was proposed at.
@@ -31,8 +31,8 @@ pub struct Assembled {
     pub valid_round: Round,
     /// The proposer.
     pub proposer: PublicKey,
-    /// The block (its header hash is the announced one).
-    pub block: Block,
+    /// The proposal (its header hash is the announced one).
+    pub proposal: CompactBlock,
 }
 
 type StreamKey = (u64, i64, Hash);
@@ -62,7 +62,7 @@ impl PartAssembler {
         PartAssembler::default()
     }
 
-    /// Adds a part received while deciding `current_height`; returns the block once it is
+    /// Adds a part received while deciding `current_height`; returns the proposal once it is
     /// whole. Parts of past heights, too far ahead, inconsistent with their stream, or over the
     /// bounds are dropped.
     pub fn add(&mut self, current_height: u64, part: ProposalPart) -> Option<Assembled> {
@@ -123,15 +123,15 @@ impl PartAssembler {
         for p in stream.parts.into_iter().flatten() {
             whole.extend_from_slice(&p);
         }
-        let block: Block = tradeloop_ledger::codec::decode(&whole).ok()?;
-        if block.header.hash() != key.2 || block.header.height != key.0 {
+        let proposal: CompactBlock = tradeloop_ledger::codec::decode(&whole).ok()?;
+        if proposal.header.hash() != key.2 || proposal.header.height != key.0 {
             return None;
         }
         Some(Assembled {
             round: stream.round,
             valid_round: stream.valid_round,
             proposer: stream.proposer,
-            block,
+            proposal,
         })
     }
 

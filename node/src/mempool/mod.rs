@@ -203,6 +203,12 @@ impl Mempool {
         (entry.signed == *signed).then_some(&entry.event)
     }
 
+    /// A pending event by id, with its checked form.
+    pub fn pending(&self, id: &Hash) -> Option<(&SignedEvent, &Event)> {
+        let entry = self.by_id.get(id).and_then(|seq| self.order.get(seq))?;
+        Some((&entry.signed, &entry.event))
+    }
+
     /// Admits one event whose stateless check already ran (`checked`), against `state` (the
     /// committed tip) and the pending events, at block time `now_ms`.
     pub fn admit<S: StateRead>(

@@ -31,6 +31,23 @@ fn block(height: u64, body_bytes: usize, proposer: &SigningKey) -> Block {
     Block { header, events: vec![event] }
 }
 
+/// A block of `height` with `n` small events: its proposal holds `n` ids (32 bytes each).
+fn block_of(height: u64, n: usize, proposer: &SigningKey) -> Block {
+    let mut b = block(height, 10, proposer);
+    b.events = (0..n)
+        .map(|i| SignedEvent {
+            body: (i as u64).to_be_bytes().to_vec(),
+            signature: Signature([5; 64]),
+        })
+        .collect();
+    b
+}
+
+/// Events whose ids fill about `bytes` of a proposal.
+fn ids_for(bytes: usize) -> usize {
+    bytes / 32 + 1
+}
+
 fn vote(k: &SigningKey, value: Option<Hash>) -> SignedConsensusMsg<TradeContext> {
     let ctx = TradeContext { chain: CHAIN };
     let v = Vote {
@@ -103,7 +120,7 @@ fn garbage_is_refused_without_a_panic() {
 #[test]
 fn a_large_block_is_split_signed_and_reassembled_in_any_order() {
     let k = key("proposer");
-    let b = block(5, 3 * MAX_PART_BYTES + 17, &k);
+    let b = block_of(5, ids_for(3 * MAX_PART_BYTES), &k);
     let parts = split_block(&b, Round::new(0), Round::Nil, &k, &CHAIN).unwrap();
     assert_eq!(parts.len(), 4);
     assert!(parts.iter().all(|p| p.verify(&CHAIN) && p.count == 4));
@@ -122,7 +139,8 @@ fn a_large_block_is_split_signed_and_reassembled_in_any_order() {
         out.extend(assembler.add(5, p.clone()));
     }
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].block, b);
+    assert_eq!(out[0].proposal, CompactBlock::of(&b));
+    assert_eq!(out[0].proposal.ids[7], b.events[7].id());
     assert_eq!(out[0].proposer, k.public_key());
     assert!(assembler.is_empty());
 }
@@ -130,7 +148,7 @@ fn a_large_block_is_split_signed_and_reassembled_in_any_order() {
 #[test]
 fn the_assembler_drops_what_does_not_belong() {
     let k = key("proposer");
-    let b = block(5, MAX_PART_BYTES, &k);
+    let b = block_of(5, ids_for(MAX_PART_BYTES), &k);
     let parts = split_block(&b, Round::new(0), Round::Nil, &k, &CHAIN).unwrap();
     assert_eq!(parts.len(), 2);
     let mut assembler = PartAssembler::new();
@@ -155,8 +173,14 @@ fn the_assembler_drops_what_does_not_belong() {
     }
     assert!(assembler.is_empty());
     // Unfinished streams of decided heights go.
-    let next =
-        split_block(&block(6, MAX_PART_BYTES, &k), Round::new(0), Round::Nil, &k, &CHAIN).unwrap();
+    let next = split_block(
+        &block_of(6, ids_for(MAX_PART_BYTES), &k),
+        Round::new(0),
+        Round::Nil,
+        &k,
+        &CHAIN,
+    )
+    .unwrap();
     assert!(assembler.add(5, next[0].clone()).is_none());
     assert_eq!(assembler.len(), 1);
     assembler.prune_below(7);
@@ -173,9 +197,18 @@ fn batches_and_requests_round_trip_within_their_bounds() {
     assert!(EventBatch::decode(&EventBatch { events: vec![] }.encode().unwrap()).is_err());
     let many = EventBatch { events: vec![events[0].clone(); MAX_BATCH_EVENTS + 1] };
     assert!(many.encode().is_err());
-    for r in [Request::Status, Request::Blocks { from: 3, count: 9 }] {
+    let ids: Vec<Hash> = events.iter().map(SignedEvent::id).collect();
+    let most = Request::Events { ids: vec![Hash([7; 32]); MAX_FETCH_IDS] };
+    assert!(
+        most.encode().unwrap().len() <= crate::p2p::DEFAULT_MAX_REQUEST_BYTES,
+        "a fetch of MAX_FETCH_IDS ids fits the request bound"
+    );
+    for r in [Request::Status, Request::Blocks { from: 3, count: 9 }, Request::Events { ids }, most]
+    {
         assert_eq!(Request::decode(&r.encode().unwrap()).unwrap(), r);
     }
     let status = Response::Status { chain: CHAIN, height: 4, tip_hash: Hash([1; 32]) };
     assert_eq!(Response::decode(&status.encode().unwrap()).unwrap(), status);
+    let fetched = Response::Events(events);
+    assert_eq!(Response::decode(&fetched.encode().unwrap()).unwrap(), fetched);
 }
