@@ -580,7 +580,10 @@ mod tests {
             panic!("every id was given")
         };
         assert_eq!(rebuilt.header.hash(), hash);
-        assert!(verdict.is_err(), "a fetched event with a forged signature is checked: {verdict:?}");
+        assert!(
+            verdict.is_err(),
+            "a fetched event with a forged signature is checked: {verdict:?}"
+        );
 
         let Resolved::Block { block: rebuilt, verdict } =
             validator.resolve(proposal, events[5..].to_vec()).await.unwrap()

@@ -69,6 +69,10 @@ pub struct Metrics {
     pub block_events: Histogram,
     /// API requests by method, route and status.
     pub api_requests: Family<RequestLabels, Counter>,
+    /// Events of proposals this validator lacked and fetched from their proposer.
+    pub proposal_events_fetched: Counter,
+    /// Proposals whose missing events their proposer did not supply (no vote was given).
+    pub proposals_incomplete: Counter,
     /// The highest tip a peer reported (not exported; sync lag is derived from it).
     highest_peer_height: AtomicU64,
 }
@@ -97,6 +101,18 @@ impl Metrics {
         // 1 to 32,768 events.
         let block_events = Histogram::new(exponential_buckets(1.0, 2.0, 16));
         let api_requests = Family::<RequestLabels, Counter>::default();
+        let proposal_events_fetched = Counter::default();
+        let proposals_incomplete = Counter::default();
+        registry.register(
+            "proposal_events_fetched",
+            "Events of proposals this validator lacked and fetched from their proposer",
+            proposal_events_fetched.clone(),
+        );
+        registry.register(
+            "proposals_incomplete",
+            "Proposals whose missing events their proposer did not supply",
+            proposals_incomplete.clone(),
+        );
         registry.register("height", "Height of the last committed block", height.clone());
         registry.register("peers", "Connected peers", peers.clone());
         registry.register("mempool_events", "Events in the mempool", mempool_events.clone());
@@ -155,6 +171,8 @@ impl Metrics {
             rounds_per_height,
             block_events,
             api_requests,
+            proposal_events_fetched,
+            proposals_incomplete,
             highest_peer_height: AtomicU64::new(0),
         }
     }

@@ -212,6 +212,7 @@ pub async fn run(
             key: key.clone(),
             chain: genesis.hash,
             empty_block_wait: Duration::from_millis(config.empty_block_wait_ms()),
+            metrics: metrics.clone(),
         };
         let (chain, p2p, mempool_rx, stop_rx, streamed) =
             (chain.clone(), p2p.clone(), mempool_rx.clone(), stop_rx.clone(), streamed.clone());

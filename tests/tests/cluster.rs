@@ -117,6 +117,56 @@ fn four_validators_and_a_member_node_commit_events_submitted_to_any_node() {
     assert_chains_agree(&cluster, &acknowledged);
 }
 
+/// Proposals carry event ids; a validator rebuilds the block from its mempool. Two of the four
+/// validators keep a mempool of one event, so gossip leaves them without almost every event:
+/// no block can reach a quorum unless at least one of them fetches the missing events from the
+/// proposer (`Request::Events`) and checks them. Every event of a trade must commit.
+#[test]
+fn validators_that_lack_a_proposals_events_fetch_them_from_the_proposer() {
+    let mut cluster = Cluster::init(4, 0).unwrap();
+    let starved = [2, 3];
+    for &i in &starved {
+        let toml_path = cluster.nodes[i].dir.join("node.toml");
+        let toml = std::fs::read_to_string(&toml_path).unwrap();
+        // A proposer whose one-event mempool is empty proposes an empty block at once.
+        let toml =
+            format!("{toml}\n[mempool]\nmax_events = 1\n[consensus]\nempty_block_wait_ms = 20\n");
+        std::fs::write(&toml_path, toml).unwrap();
+    }
+    for i in 0..cluster.nodes.len() {
+        cluster.start_node(i).unwrap();
+    }
+    for i in 0..cluster.nodes.len() {
+        cluster.wait_status(i, tradeloop_tests::cluster::START_TIMEOUT).unwrap();
+    }
+    let events = cluster.trade_events(1);
+    let answer = cluster.submit_wait(0, &events).unwrap();
+    let acknowledged = committed_ids(&answer);
+    assert_eq!(acknowledged.len(), events.len(), "{answer}\n{}", cluster.log(2));
+    let top = acknowledged.iter().map(|(_, h)| *h).max().unwrap();
+    cluster.wait_height(top, Duration::from_secs(30)).unwrap();
+    let metric = |i: usize, name: &str| -> u64 {
+        let text = ureq::get(&format!("{}/metrics", cluster.nodes[i].url))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{name} in /metrics:\n{text}"))
+    };
+    let fetched: u64 =
+        starved.iter().map(|&i| metric(i, "tradeloop_proposal_events_fetched_total ")).sum();
+    assert!(fetched >= 1, "the starved validators fetched events:\n{}", cluster.log(2));
+    for &i in &starved {
+        assert_eq!(metric(i, "tradeloop_proposals_incomplete_total "), 0, "{}", cluster.log(i));
+    }
+    let statuses = cluster.stop_all().unwrap();
+    assert!(statuses.iter().all(|s| s.success()), "every node exits 0 when stopped: {statuses:?}");
+    assert_chains_agree(&cluster, &acknowledged);
+}
+
 fn event_author(event: &tradeloop_ledger::SignedEvent) -> String {
     let body: serde_json::Value = serde_json::from_slice(&event.body).unwrap();
     body["author"].as_str().unwrap().to_string()

@@ -91,6 +91,8 @@ pub struct DriverConfig {
     /// How long a proposer with an empty mempool waits for an event before proposing an
     /// empty block.
     pub empty_block_wait: Duration,
+    /// The node's metrics (events fetched for proposals).
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// Why the driver stopped.
@@ -482,6 +484,7 @@ impl Driver {
 
     async fn on_fetched(&mut self, f: Fetched) -> Result<(), DriverError> {
         self.fetching.remove(&f.assembled.proposal.header.hash());
+        self.config.metrics.proposal_events_fetched.inc_by(f.events.len() as u64);
         self.resolve(f.assembled, f.events).await
     }
 
@@ -511,6 +514,7 @@ impl Driver {
                 if after_fetch {
                     // The proposer did not send them all: this block cannot be checked, so it
                     // gets no vote from here (as if it never arrived).
+                    self.config.metrics.proposals_incomplete.inc();
                     tracing::warn!(height, proposer = %a.proposer, missing = ids.len(), "proposal's events not available from its proposer");
                 } else {
                     self.fetch(a, ids);
