@@ -399,9 +399,21 @@ impl Worker {
         proposal: CompactBlock,
         fetched: Vec<SignedEvent>,
     ) -> Result<Resolved, LedgerError> {
+        // A proposal whose id list disagrees with its header, or is over the chain's bound,
+        // is refused before anything is looked up or fetched for it.
+        let n = proposal.ids.len();
+        let max = self.ledger.genesis().doc.consensus.max_block_events as usize;
+        if n != proposal.header.event_count as usize || n > max {
+            return Err(LedgerError::InvalidBlock {
+                height: proposal.header.height,
+                detail: format!(
+                    "the proposal lists {n} event ids; its header says {} (at most {max})",
+                    proposal.header.event_count
+                ),
+            });
+        }
         let fetched: HashMap<Hash, SignedEvent> =
             fetched.into_iter().map(|e| (e.id(), e)).collect();
-        let n = proposal.ids.len();
         let mut events = Vec::with_capacity(n);
         let mut checks: Vec<Option<Result<Event, Rejection>>> = Vec::with_capacity(n);
         let mut missing = Vec::new();
@@ -592,5 +604,11 @@ mod tests {
         };
         assert_eq!(*rebuilt, block);
         assert_eq!(verdict.unwrap(), hash);
+
+        // An id list that disagrees with the header's count is refused before any lookup.
+        let mut short = CompactBlock::of(&block);
+        short.ids.pop();
+        let refused = validator.resolve(short, vec![]).await;
+        assert!(matches!(refused, Err(ChainError::Ledger(LedgerError::InvalidBlock { .. }))));
     }
 }
