@@ -49,6 +49,9 @@ pub const MAX_FETCHES_IN_FLIGHT: usize = 4;
 /// Most fetch requests for one proposal (each answers up to [`crate::wire::MAX_FETCH_IDS`]
 /// events, or fewer when its byte bound stops it).
 pub const MAX_FETCH_REQUESTS: usize = 64;
+/// How long one proposal's fetch may take in all; then what it has is given up on, and the
+/// proposal gets no vote. Fetches of a height are also aborted when the next height starts.
+pub const FETCH_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Events fetched for a proposal, back from the fetch task.
 #[derive(Debug)]
@@ -158,8 +161,9 @@ struct Driver {
     p2p: P2pHandle,
     /// The blocks this validator streamed, for peers to fetch from.
     streamed: StreamedBlocks,
-    /// Proposals (by block hash) whose missing events are being fetched.
-    fetching: HashSet<Hash>,
+    /// Proposals (by block hash) whose missing events are being fetched: their height and
+    /// the fetch task, aborted when the next height starts.
+    fetching: HashMap<Hash, (u64, tokio::task::AbortHandle)>,
     fetched_tx: mpsc::Sender<Fetched>,
     pending_build: Option<PendingBuild>,
     awaited: Option<AwaitedBlock>,
@@ -200,7 +204,7 @@ pub async fn run(
         assembler: PartAssembler::new(),
         p2p,
         streamed,
-        fetching: HashSet::new(),
+        fetching: HashMap::new(),
         fetched_tx,
         pending_build: None,
         awaited: None,
@@ -257,7 +261,13 @@ impl Driver {
     ) -> Result<(), DriverError> {
         let (actions, blocks) = self.core.recover(self.height, records)?;
         self.streamed.prune_below(self.height);
+        let me = self.config.key.public_key();
         for block in blocks {
+            // A block this validator proposed before it restarted: peers may still fetch its
+            // events from here (its mempool starts empty).
+            if block.header.proposer == me {
+                self.streamed.add(&block, &CompactBlock::of(&block).ids);
+            }
             self.blocks.insert(block.header.hash(), block);
         }
         self.carry_out(actions).await?;
@@ -477,28 +487,33 @@ impl Driver {
         self.on_block(assembled).await
     }
 
-    /// A whole proposal: rebuilt from the mempool, or its missing events fetched first.
+    /// A whole proposal: rebuilt from the mempool (or from the block already held, when a
+    /// later round proposes it again), or its missing events fetched first.
     async fn on_block(&mut self, a: Assembled) -> Result<(), DriverError> {
-        self.resolve(a, Vec::new()).await
+        let held = self.blocks.get(&a.proposal.header.hash()).map(|b| b.events.clone());
+        self.resolve(a, held).await
     }
 
     async fn on_fetched(&mut self, f: Fetched) -> Result<(), DriverError> {
         self.fetching.remove(&f.assembled.proposal.header.hash());
         self.config.metrics.proposal_events_fetched.inc_by(f.events.len() as u64);
-        self.resolve(f.assembled, f.events).await
+        self.resolve(f.assembled, Some(f.events)).await
     }
 
+    /// Rebuilds and validates a proposal; `fetched` is `Some` once a fetch was made (or the
+    /// block is held already): events still missing then are not fetched again.
     async fn resolve(
         &mut self,
         a: Assembled,
-        fetched: Vec<SignedEvent>,
+        fetched: Option<Vec<SignedEvent>>,
     ) -> Result<(), DriverError> {
         let height = a.proposal.header.height;
         if height != self.height {
             return Ok(());
         }
         let hash = a.proposal.header.hash();
-        let after_fetch = !fetched.is_empty();
+        let after_fetch = fetched.is_some();
+        let fetched = fetched.unwrap_or_default();
         let (block, valid) = match self.chain.resolve(a.proposal.clone(), fetched).await {
             Ok(Resolved::Block { block, verdict }) => {
                 let valid = match verdict {
@@ -534,26 +549,31 @@ impl Driver {
         self.feed(received_block(height, a.round, a.valid_round, a.proposer, hash, valid)).await
     }
 
-    /// Fetches a proposal's missing events from its proposer on a task of its own; the answer
-    /// comes back as [`Fetched`].
+    /// Fetches a proposal's missing events from its proposer on a task of its own (within
+    /// [`FETCH_DEADLINE`]); the answer comes back as [`Fetched`]. At the bound of
+    /// [`MAX_FETCHES_IN_FLIGHT`] the proposal is not fetched and gets no vote (a later round
+    /// proposes again).
     fn fetch(&mut self, a: Assembled, missing: Vec<Hash>) {
         let hash = a.proposal.header.hash();
-        if self.fetching.contains(&hash) || self.fetching.len() >= MAX_FETCHES_IN_FLIGHT {
+        if self.fetching.contains_key(&hash) || self.fetching.len() >= MAX_FETCHES_IN_FLIGHT {
             tracing::debug!(
                 height = a.proposal.header.height,
                 "not fetching: already fetching or at the bound"
             );
             return;
         }
-        self.fetching.insert(hash);
         tracing::debug!(height = a.proposal.header.height, missing = missing.len(), proposer = %a.proposer, "fetching a proposal's missing events");
         let p2p = self.p2p.clone();
         let done = self.fetched_tx.clone();
-        tokio::spawn(async move {
-            let events = fetch_events(&p2p, &a, missing).await;
+        let height = a.proposal.header.height;
+        let task = tokio::spawn(async move {
+            let events = tokio::time::timeout(FETCH_DEADLINE, fetch_events(&p2p, &a, missing))
+                .await
+                .unwrap_or_default();
             // The driver being gone means the node is stopping.
             let _ = done.send(Fetched { assembled: a, events }).await;
         });
+        self.fetching.insert(hash, (height, task.abort_handle()));
     }
 
     /// After each input: while a decision's block is here, commits it and starts the next
@@ -611,6 +631,13 @@ impl Driver {
         self.awaited = None;
         self.assembler.prune_below(height);
         self.streamed.prune_below(height);
+        self.fetching.retain(|_, (h, task)| {
+            let keep = *h >= height;
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
         let early = std::mem::take(&mut self.early);
         let input = self.core.start_height(height);
         self.feed(input).await?;
