@@ -362,24 +362,24 @@ impl Worker {
     /// The stateless checks of a block's events: the mempool's verdicts where it has them,
     /// a fresh check (signature included) for the others.
     fn checks_for(&self, block: &Block) -> Vec<Result<Event, Rejection>> {
-        let mut missing = Vec::new();
-        let mut checks: Vec<Option<Result<Event, Rejection>>> = block
-            .events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let reused = self.mempool.checked(e).cloned();
-                if reused.is_none() {
-                    missing.push(i);
-                }
-                reused.map(Ok)
-            })
-            .collect();
-        let unseen: Vec<SignedEvent> = missing.iter().map(|&i| block.events[i].clone()).collect();
+        let reused =
+            block.events.iter().map(|e| self.mempool.checked(e).cloned().map(Ok)).collect();
+        self.complete_checks(&block.events, reused)
+    }
+
+    /// `reused[i]` is event `i`'s verdict where this node has one; the others are checked
+    /// here (signature included), in parallel.
+    fn complete_checks(
+        &self,
+        events: &[SignedEvent],
+        mut reused: Vec<Option<Result<Event, Rejection>>>,
+    ) -> Vec<Result<Event, Rejection>> {
+        let missing: Vec<usize> = (0..events.len()).filter(|&i| reused[i].is_none()).collect();
+        let unseen: Vec<SignedEvent> = missing.iter().map(|&i| events[i].clone()).collect();
         for (i, check) in missing.into_iter().zip(check_events(self.ledger.genesis(), &unseen)) {
-            checks[i] = Some(check);
+            reused[i] = Some(check);
         }
-        checks
+        reused
             .into_iter()
             .map(|c| {
                 c.unwrap_or_else(|| Err(Rejection::new(RejectCode::MalformedEvent, "not checked")))
@@ -432,22 +432,12 @@ impl Worker {
         if !missing.is_empty() {
             return Ok(Resolved::Missing(missing));
         }
-        let unchecked: Vec<usize> = (0..n).filter(|&i| checks[i].is_none()).collect();
-        let unseen: Vec<SignedEvent> = unchecked.iter().map(|&i| events[i].clone()).collect();
-        for (i, check) in unchecked.into_iter().zip(check_events(self.ledger.genesis(), &unseen)) {
-            checks[i] = Some(check);
-        }
         let block = Block { header: proposal.header, events };
         let hash = block.header.hash();
         if self.prepared.iter().any(|p| p.hash() == hash) {
             return Ok(Resolved::Block { block: Box::new(block), verdict: Ok(hash) });
         }
-        let checks = checks
-            .into_iter()
-            .map(|c| {
-                c.unwrap_or_else(|| Err(Rejection::new(RejectCode::MalformedEvent, "not checked")))
-            })
-            .collect();
+        let checks = self.complete_checks(&block.events, checks);
         let verdict = match self.ledger.prepare_proposal(&block, checks) {
             Ok(prepared) => {
                 self.keep(prepared);

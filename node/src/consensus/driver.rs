@@ -11,8 +11,8 @@
 //!
 //! A proposal travels compact (the header and the event ids, [`CompactBlock`]): the chain
 //! worker rebuilds the block from its mempool; events it lacks are fetched from the proposer
-//! by a spawned task (at most [`MAX_FETCHES_IN_FLIGHT`]), whose answer comes back as a
-//! [`Fetched`] and is resolved again. A block still incomplete after its fetch is not voted
+//! by a spawned task (at most [`MAX_FETCHES_IN_FLIGHT`]), whose answer comes back to the
+//! driver and is resolved again. A block still incomplete after its fetch is not voted
 //! for (the round moves on, as for a block that never arrived).
 //!
 //! Order of durability: the core fsyncs its WAL and sign-state guard before it returns a
@@ -55,7 +55,7 @@ pub const FETCH_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Events fetched for a proposal, back from the fetch task.
 #[derive(Debug)]
-pub struct Fetched {
+struct Fetched {
     assembled: Assembled,
     events: Vec<SignedEvent>,
 }
@@ -550,7 +550,7 @@ impl Driver {
     }
 
     /// Fetches a proposal's missing events from its proposer on a task of its own (within
-    /// [`FETCH_DEADLINE`]); the answer comes back as [`Fetched`]. At the bound of
+    /// [`FETCH_DEADLINE`]); the answer comes back as a `Fetched`. At the bound of
     /// [`MAX_FETCHES_IN_FLIGHT`] the proposal is not fetched and gets no vote (a later round
     /// proposes again).
     fn fetch(&mut self, a: Assembled, missing: Vec<Hash>) {
