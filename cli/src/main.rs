@@ -9,6 +9,17 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Turns transparent huge pages off for this process and its children (docs/performance.md,
+/// "Transparent huge pages"). mimalloc asks the kernel for huge pages for its arenas; where
+/// the kernel has them, the first touch of each 2 MiB page zeroes all of it, and memory that
+/// mimalloc returns and reuses is zeroed again. That was up to 60% of the CPU of a saturated
+/// devnet and made every timing depend on how many huge pages the kernel had free. Failing to
+/// turn them off (an old kernel) only costs speed.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
+}
+
 mod cmd;
 mod input;
 mod output;
@@ -22,6 +33,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    no_transparent_huge_pages();
     // Crash tests configure failpoints through FAILPOINTS; a release build has none.
     let _failpoints = tradeloop_ledger::failpoint::from_env();
     let cli = Cli::parse();

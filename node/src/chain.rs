@@ -26,8 +26,11 @@ use tradeloop_ledger::{
 use crate::mempool::{Admission, Mempool, MempoolLimits};
 use crate::wire::CompactBlock;
 
-/// Bound on commands waiting for the chain worker.
+/// Bound on commands other than admissions waiting for the chain worker (consensus, sync and
+/// reads; served first).
 pub const CHAIN_COMMAND_CHANNEL: usize = 256;
+/// Bound on admissions waiting for the chain worker (served when no other command waits).
+pub const CHAIN_ADMISSION_CHANNEL: usize = 256;
 /// Executed blocks kept for their commit (the proposals seen at the current height).
 pub const PREPARED_BLOCKS_KEPT: usize = 16;
 
@@ -135,7 +138,11 @@ enum Command {
 /// The cloneable way to the chain worker.
 #[derive(Clone, Debug)]
 pub struct ChainHandle {
+    /// Consensus, sync and reads.
     commands: mpsc::Sender<Command>,
+    /// Admissions: a flood of submitted or gossiped events never delays a proposal's
+    /// validation or a commit behind it.
+    admissions: mpsc::Sender<Command>,
 }
 
 impl std::fmt::Debug for Command {
@@ -147,7 +154,13 @@ impl std::fmt::Debug for Command {
 impl ChainHandle {
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ChainError> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(make(tx)).await.map_err(|_| ChainError::Stopped)?;
+        let command = make(tx);
+        let lane = if matches!(command, Command::Admit { .. }) {
+            &self.admissions
+        } else {
+            &self.commands
+        };
+        lane.send(command).await.map_err(|_| ChainError::Stopped)?;
         rx.await.map_err(|_| ChainError::Stopped)
     }
 
@@ -224,7 +237,7 @@ pub fn spawn(
     stats: watch::Sender<MempoolStats>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
 ) -> std::io::Result<(ChainHandle, std::thread::JoinHandle<()>)> {
-    let (tx, rx) = mpsc::channel(CHAIN_COMMAND_CHANNEL);
+    let (handle, lanes) = lanes();
     let worker = Worker {
         ledger,
         mempool: Mempool::new(limits),
@@ -234,8 +247,26 @@ pub fn spawn(
         prepared: VecDeque::new(),
         metrics,
     };
-    let thread = std::thread::Builder::new().name("chain".into()).spawn(move || worker.run(rx))?;
-    Ok((ChainHandle { commands: tx }, thread))
+    start(worker, lanes).map(|thread| (handle, thread))
+}
+
+fn start(worker: Worker, lanes: Lanes) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("chain".into()).spawn(move || worker.run(lanes))
+}
+
+/// The worker's two receiving ends.
+struct Lanes {
+    commands: mpsc::Receiver<Command>,
+    admissions: mpsc::Receiver<Command>,
+}
+
+fn lanes() -> (ChainHandle, Lanes) {
+    let (commands, commands_rx) = mpsc::channel(CHAIN_COMMAND_CHANNEL);
+    let (admissions, admissions_rx) = mpsc::channel(CHAIN_ADMISSION_CHANNEL);
+    (
+        ChainHandle { commands, admissions },
+        Lanes { commands: commands_rx, admissions: admissions_rx },
+    )
 }
 
 struct Worker {
@@ -254,39 +285,59 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        while let Some(command) = rx.blocking_recv() {
-            // A reply nobody waits for any more is not an error.
-            match command {
-                Command::Admit { events, now_ms, reply } => {
-                    let _ = reply.send(self.admit(events, now_ms));
-                    self.publish_stats();
-                }
-                Command::Build { time_ms, reply } => {
-                    let _ = reply.send(self.build(time_ms));
-                }
-                Command::Resolve { proposal, fetched, reply } => {
-                    let _ = reply.send(self.resolve(*proposal, fetched));
-                }
-                Command::Commit { certified, now_ms, reply } => {
-                    let _ = reply.send(self.commit(*certified, now_ms));
-                    self.publish_stats();
-                }
-                Command::Tip { reply } => {
-                    let _ = reply.send(self.ledger.tip().clone());
-                }
-                Command::Blocks { from, count, max_bytes, reply } => {
-                    let _ = reply.send(self.blocks(from, count, max_bytes));
-                }
-                Command::Lookup { ids, reply } => {
-                    let _ = reply.send(ids.iter().map(|id| self.committed(id)).collect());
-                }
-                Command::Stats { reply } => {
-                    let _ = reply.send(MempoolStats {
-                        events: self.mempool.len(),
-                        bytes: self.mempool.bytes(),
-                    });
-                }
+    /// Serves commands until every handle is dropped: any waiting command before any waiting
+    /// admission.
+    fn run(mut self, lanes: Lanes) {
+        let Lanes { mut commands, mut admissions } = lanes;
+        loop {
+            let next = match commands.try_recv() {
+                Ok(command) => Some(command),
+                Err(_) => match admissions.try_recv() {
+                    Ok(command) => Some(command),
+                    Err(_) => futures::executor::block_on(async {
+                        tokio::select! {
+                            biased;
+                            c = commands.recv() => c,
+                            c = admissions.recv() => c,
+                        }
+                    }),
+                },
+            };
+            // Both lanes close together, when the last handle is dropped.
+            let Some(command) = next else { return };
+            self.serve(command);
+        }
+    }
+
+    fn serve(&mut self, command: Command) {
+        // A reply nobody waits for any more is not an error.
+        match command {
+            Command::Admit { events, now_ms, reply } => {
+                let _ = reply.send(self.admit(events, now_ms));
+                self.publish_stats();
+            }
+            Command::Build { time_ms, reply } => {
+                let _ = reply.send(self.build(time_ms));
+            }
+            Command::Resolve { proposal, fetched, reply } => {
+                let _ = reply.send(self.resolve(*proposal, fetched));
+            }
+            Command::Commit { certified, now_ms, reply } => {
+                let _ = reply.send(self.commit(*certified, now_ms));
+                self.publish_stats();
+            }
+            Command::Tip { reply } => {
+                let _ = reply.send(self.ledger.tip().clone());
+            }
+            Command::Blocks { from, count, max_bytes, reply } => {
+                let _ = reply.send(self.blocks(from, count, max_bytes));
+            }
+            Command::Lookup { ids, reply } => {
+                let _ = reply.send(ids.iter().map(|id| self.committed(id)).collect());
+            }
+            Command::Stats { reply } => {
+                let _ = reply
+                    .send(MempoolStats { events: self.mempool.len(), bytes: self.mempool.bytes() });
             }
         }
     }
@@ -542,6 +593,48 @@ mod tests {
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
         let key = cast.validator_keys[0].clone();
         spawn(ledger, limits, key, commits, stats, metrics).unwrap().0
+    }
+
+    /// A command that waits is served before admissions that were queued ahead of it: a flood
+    /// of submitted or gossiped events does not hold up a proposal's validation or a commit.
+    #[tokio::test]
+    async fn waiting_commands_are_served_before_waiting_admissions() {
+        let t = crate::consensus::driver::now_ms();
+        let cast = Cast::deterministic(1, t - 10_000).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path(), cast.genesis.clone()).unwrap();
+        let (commits, _) = broadcast::channel(4);
+        let (stats, _) = watch::channel(MempoolStats::default());
+        let worker = Worker {
+            ledger,
+            mempool: Mempool::new(MempoolLimits { max_events: 1000, max_bytes: 1 << 24 }),
+            proposer: cast.validator_keys[0].clone(),
+            commits,
+            stats,
+            prepared: VecDeque::new(),
+            metrics: std::sync::Arc::new(crate::metrics::Metrics::new()),
+        };
+        let (handle, lanes) = lanes();
+        // Three admissions, then a read, all queued before the worker starts.
+        let events = trade_events(&cast, 1, t);
+        let mut admitted = Vec::new();
+        for e in &events[..3] {
+            let (reply, answer) = oneshot::channel();
+            let events = vec![e.clone()];
+            handle.admissions.try_send(Command::Admit { events, now_ms: t, reply }).unwrap();
+            admitted.push(answer);
+        }
+        let (reply, read) = oneshot::channel();
+        handle.commands.try_send(Command::Stats { reply }).unwrap();
+        let thread = start(worker, lanes).unwrap();
+        assert_eq!(read.await.unwrap().events, 0, "the read was served before the admissions");
+        for answer in admitted {
+            let results = answer.await.unwrap().unwrap();
+            assert!(matches!(results[..], [AdmitResult::Accepted(_)]), "{results:?}");
+        }
+        assert_eq!(handle.stats().await.unwrap().events, 3);
+        drop(handle);
+        tokio::task::spawn_blocking(move || thread.join().unwrap()).await.unwrap();
     }
 
     /// A validator rebuilds a compact proposal from its mempool, says which events it lacks,

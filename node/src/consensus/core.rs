@@ -6,7 +6,8 @@
 //! guard's fsync, no clock, no randomness: time arrives as `TimeoutElapsed` inputs.
 //!
 //! With a WAL attached ([`ConsensusCore::with_wal`]), every input Malachite asks to persist is
-//! fsynced before it acts, and [`ConsensusCore::recover`] replays them after a restart.
+//! written before it acts and fsynced before anything is signed, and
+//! [`ConsensusCore::recover`] replays them after a restart.
 
 use std::path::Path;
 
@@ -334,17 +335,15 @@ impl ConsensusCore {
     }
 
     /// Writes a block of the current height (one this validator built, or received and found
-    /// valid) to the WAL, durably, before the caller proposes or reports it: a restarted
-    /// validator must still have every block it may have voted for. Blocks of other heights
-    /// are not written.
+    /// valid) to the WAL before the caller proposes or reports it; it is durable before any
+    /// vote or proposal is signed, so a restarted validator still has every block it may have
+    /// voted for. Blocks of other heights are not written.
     pub fn persist_block(&mut self, block: &Block) -> Result<(), CoreError> {
         let Some(wal) = self.wal.as_mut().filter(|w| w.height() == block.header.height) else {
             return Ok(());
         };
-        let bytes = WalRecord::Block(Box::new(block.clone()))
-            .encode()
-            .map_err(|e| CoreError::Wal(e.to_string()))?;
-        wal.append(&bytes).map_err(|e| CoreError::Wal(e.to_string()))
+        let bytes = WalRecord::encode_block(block).map_err(|e| CoreError::Wal(e.to_string()))?;
+        wal.write(&bytes).map_err(|e| CoreError::Wal(e.to_string()))
     }
 
     /// After a restart at `height`: starts the height and feeds every WAL record back in order,
@@ -531,6 +530,18 @@ struct EffectIo<'a> {
     wal_error: Option<String>,
 }
 
+/// Fsyncs the WAL's written inputs (if any) before a signature: every vote or proposal this
+/// validator signs is preceded on disk by the inputs that led to it.
+fn sync_wal(io: &mut EffectIo<'_>) -> Result<(), CoreError> {
+    if let Some(wal) = io.wal.as_deref_mut() {
+        if let Err(e) = wal.sync() {
+            io.wal_error = Some(e.to_string());
+            return Err(CoreError::Wal("WAL fsync failed; nothing was signed".into()));
+        }
+    }
+    Ok(())
+}
+
 fn on_effect(io: &mut EffectIo<'_>, effect: Effect<TradeContext>) -> Result<Resume, CoreError> {
     let (ctx, key, timeouts) = (io.ctx, io.key, io.timeouts);
     let actions = &mut *io.actions;
@@ -612,7 +623,8 @@ fn on_effect(io: &mut EffectIo<'_>, effect: Effect<TradeContext>) -> Result<Resu
                 NilOrVal::Nil => None,
                 NilOrVal::Val(h) => Some(h.0),
             };
-            // The guard's fsync happens before the signature exists.
+            // The WAL's inputs, then the guard, are durable before the signature exists.
+            sync_wal(io)?;
             if let Err(e) = io.guard.permit(position, value) {
                 io.guard_error = Some(e);
                 return Err(CoreError::Consensus("signing refused by the sign-state guard".into()));
@@ -626,6 +638,7 @@ fn on_effect(io: &mut EffectIo<'_>, effect: Effect<TradeContext>) -> Result<Resu
                 round: proposal.round.as_u32().unwrap_or(0),
                 step: Step::Propose,
             };
+            sync_wal(io)?;
             if let Err(e) = io.guard.permit(position, Some(proposal.value.0)) {
                 io.guard_error = Some(e);
                 return Err(CoreError::Consensus("signing refused by the sign-state guard".into()));
@@ -689,11 +702,12 @@ fn on_effect(io: &mut EffectIo<'_>, effect: Effect<TradeContext>) -> Result<Resu
         }
         Effect::WalAppend(height, input, r) => {
             if let Some(wal) = io.wal.as_deref_mut().filter(|w| w.height() == height.0) {
-                // Durable before Malachite acts on it; a failure stops the step.
+                // Written now; fsynced before anything is signed (`sync_wal`). A failure
+                // stops the step.
                 let written = WalRecord::Input(input)
                     .encode()
                     .map_err(|e| e.to_string())
-                    .and_then(|bytes| wal.append(&bytes).map_err(|e| e.to_string()));
+                    .and_then(|bytes| wal.write(&bytes).map_err(|e| e.to_string()));
                 if let Err(e) = written {
                     io.wal_error = Some(e);
                     return Err(CoreError::Wal("WAL append failed".into()));

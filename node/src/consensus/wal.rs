@@ -1,6 +1,7 @@
 //! The consensus write-ahead log (DESIGN §5): what a validator received and sent at the height
-//! it is deciding, written and fsynced before it acts on it, so that after a crash it replays
-//! the height to the same state instead of starting it afresh.
+//! it is deciding, written before it acts on it and fsynced before it signs anything
+//! ([`Wal::write`], [`Wal::sync`]), so that after a crash it replays the height to the state of
+//! its last signature or later instead of starting it afresh.
 //!
 //! One file per height, `wal-<height:020>.log`: the magic `TLWAL001`, the height (u64 BE), then
 //! frames of kind WAL_RECORD (docs/formats.md) whose payloads are opaque to this module (they
@@ -81,8 +82,11 @@ pub struct Wal {
     records: usize,
     /// Bytes in the file that are whole records (the header included).
     len: u64,
-    /// Set when an append failed and its bytes could not be cut off again.
+    /// Set when an append failed and its bytes could not be cut off again, or an fsync
+    /// failed.
     uncertain: Option<String>,
+    /// Records were written since the last fsync.
+    unsynced: bool,
 }
 
 fn path_for(dir: &Path, height: u64) -> PathBuf {
@@ -123,14 +127,24 @@ impl Wal {
         } else {
             let file = OpenOptions::new().append(true).open(&path).map_err(io)?;
             if existing.as_ref().is_some_and(|b| b.len() > valid_len) {
-                file.set_len(valid_len as u64).and_then(|()| file.sync_all()).map_err(io)?;
+                file.set_len(valid_len as u64).map_err(io)?;
             }
+            // Records written but not fsynced before a crash of the process are still in the
+            // page cache; make them durable before they are replayed and acted on.
+            file.sync_all().map_err(io)?;
             file
         };
         let count = records.len();
         let len = if valid_len == 0 { HEADER_BYTES } else { valid_len } as u64;
-        let wal =
-            Wal { dir: dir.to_path_buf(), height, file, records: count, len, uncertain: None };
+        let wal = Wal {
+            dir: dir.to_path_buf(),
+            height,
+            file,
+            records: count,
+            len,
+            uncertain: None,
+            unsynced: false,
+        };
         Ok((wal, records))
     }
 
@@ -139,8 +153,30 @@ impl Wal {
         self.height
     }
 
-    /// Appends a record and fsyncs it; only then may the caller act on it.
+    /// Appends a record and fsyncs it: [`Wal::write`] then [`Wal::sync`]. A record whose
+    /// fsync fails is cut off again, like one whose write fails.
     pub fn append(&mut self, record: &[u8]) -> Result<(), WalError> {
+        let (records, len) = (self.records, self.len);
+        self.write(record)?;
+        let path = path_for(&self.dir, self.height).display().to_string();
+        if let Err(e) = self.sync_to_disk(&path) {
+            self.records = records;
+            self.len = len;
+            self.unsynced = false;
+            if self.file.set_len(len).and_then(|()| self.file.sync_data()).is_err() {
+                self.uncertain = Some(e.to_string());
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Writes a record to the file without an fsync: it survives the process (the page cache
+    /// holds it) but not a power loss until the next [`Wal::sync`]. The consensus adapter
+    /// writes every input this way and syncs once before it signs anything, so each signature
+    /// is preceded on disk by every input that led to it (as CometBFT does: only its own
+    /// messages use `WriteSync`).
+    pub fn write(&mut self, record: &[u8]) -> Result<(), WalError> {
         if record.is_empty() || record.len() > MAX_WAL_RECORD_BYTES {
             return Err(WalError::TooLarge(format!(
                 "a record is 1 to {MAX_WAL_RECORD_BYTES} bytes, this one is {}",
@@ -158,16 +194,17 @@ impl Wal {
             return Err(WalError::Uncertain { path, detail: detail.clone() });
         }
         let bytes = frame::encode(frame::kind::WAL_RECORD, record);
-        match self.write_durably(&bytes, &path) {
+        match self.write_bytes(&bytes, &path) {
             Ok(()) => {
                 self.records += 1;
                 self.len += bytes.len() as u64;
+                self.unsynced = true;
                 Ok(())
             }
             Err(e) => {
                 // Cut what may have been written, so that the next record follows whole ones;
                 // if even that fails the tail is unknown and the WAL refuses more appends.
-                if self.file.set_len(self.len).and_then(|()| self.file.sync_data()).is_err() {
+                if self.file.set_len(self.len).is_err() {
                     self.uncertain = Some(e.to_string());
                 }
                 Err(e)
@@ -175,7 +212,26 @@ impl Wal {
         }
     }
 
-    fn write_durably(&mut self, bytes: &[u8], path: &str) -> Result<(), WalError> {
+    /// Makes every record written so far durable (one fsync; nothing to do if there is none).
+    /// If the fsync fails, what reached the disk is unknown: the WAL refuses every later
+    /// write until it is reopened (a restart), and the caller must not sign.
+    pub fn sync(&mut self) -> Result<(), WalError> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        let path = path_for(&self.dir, self.height).display().to_string();
+        if let Some(detail) = &self.uncertain {
+            return Err(WalError::Uncertain { path, detail: detail.clone() });
+        }
+        self.sync_to_disk(&path).inspect_err(|e| self.uncertain = Some(e.to_string()))
+    }
+
+    /// Whether records were written since the last fsync.
+    pub fn is_synced(&self) -> bool {
+        !self.unsynced
+    }
+
+    fn write_bytes(&mut self, bytes: &[u8], path: &str) -> Result<(), WalError> {
         let io = |source| WalError::Io { path: path.to_string(), source };
         let injected = |detail: String| WalError::Io {
             path: path.to_string(),
@@ -184,7 +240,17 @@ impl Wal {
         fail::fail_point!("wal::before-append", |a| failpoint::hit_with(a, injected));
         self.file.write_all(bytes).map_err(io)?;
         fail::fail_point!("wal::after-write", |a| failpoint::hit_with(a, injected));
+        Ok(())
+    }
+
+    fn sync_to_disk(&mut self, path: &str) -> Result<(), WalError> {
+        let io = |source| WalError::Io { path: path.to_string(), source };
+        let injected = |detail: String| WalError::Io {
+            path: path.to_string(),
+            source: std::io::Error::other(detail),
+        };
         self.file.sync_data().map_err(io)?;
+        self.unsynced = false;
         fail::fail_point!("wal::after-fsync", |a| failpoint::hit_with(a, injected));
         Ok(())
     }

@@ -151,16 +151,21 @@ fn vote_type_byte(t: VoteType) -> u8 {
 }
 
 impl WalRecord {
+    /// The bytes of `WalRecord::Block(block)`, without cloning the block into a record.
+    pub fn encode_block(block: &Block) -> Result<Vec<u8>, RecordError> {
+        let bytes = tradeloop_ledger::codec::encode(block)
+            .map_err(|e| RecordError::Malformed(e.to_string()))?;
+        let mut out = Vec::with_capacity(1 + bytes.len());
+        out.push(BLOCK);
+        out.extend_from_slice(&bytes);
+        Ok(out)
+    }
+
     /// The record's bytes.
     pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
         let mut w = Writer(Vec::with_capacity(192));
         match self {
-            WalRecord::Block(block) => {
-                w.u8(BLOCK);
-                let bytes = tradeloop_ledger::codec::encode(block.as_ref())
-                    .map_err(|e| RecordError::Malformed(e.to_string()))?;
-                w.bytes(&bytes);
-            }
+            WalRecord::Block(block) => return WalRecord::encode_block(block),
             WalRecord::Input(Input::Vote(signed)) => {
                 let v = &signed.message;
                 w.u8(VOTE);

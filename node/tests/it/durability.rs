@@ -235,7 +235,7 @@ fn a_failed_write_is_reported_and_leaves_nothing_half_done() {
         let err = guard.permit(position(1), value(1)).unwrap_err();
         fail::remove(point);
         assert_eq!(err.code(), "SIGN_STATE_IO", "{point}");
-        assert!(err.to_string().contains("nothing was signed"), "{err}");
+        assert!(err.to_string().contains("consensus WAL"), "{err}");
         let err = guard.permit(position(1), value(1)).unwrap_err();
         assert_eq!(err.code(), "SIGN_STATE_UNCERTAIN", "{point}: {err}");
         let err = guard.permit(position(2), value(2)).unwrap_err();
@@ -261,4 +261,44 @@ fn a_failed_write_is_reported_and_leaves_nothing_half_done() {
         let (_, records) = Wal::open(dir.path(), WAL_HEIGHT).unwrap();
         assert_eq!(records, vec![record(0), record(2)], "{point}");
     }
+}
+
+/// The inputs a validator wrote to its WAL are fsynced before it signs anything: when that
+/// fsync fails, nothing is signed (the guard records nothing and no message leaves), and the
+/// WAL refuses further writes until the node restarts.
+#[test]
+fn a_validator_whose_wal_cannot_be_synced_signs_nothing() {
+    use crate::wal_replay::{build_round, core, setup};
+    use tradeloop_ledger::sample::trade_events;
+    use tradeloop_node::consensus::core::{propose, Action};
+
+    let _registry = exclusive();
+    let s = setup();
+    let key = s.cast.validator_keys[s.proposer].clone();
+    let ledger =
+        tradeloop_ledger::Ledger::open(&s.dir.path().join("data"), s.cast.genesis.clone()).unwrap();
+    let t0 = s.cast.genesis.doc.genesis_time_ms + 1000;
+    let events = trade_events(&s.cast, 1, t0);
+    let built = ledger.build_block(&events[..3], t0 + 1000, &key).unwrap();
+    let (mut c, _) = core(&s, true);
+    let actions = c.handle(c.start_height(1)).unwrap();
+    let round = build_round(&actions).unwrap();
+    c.persist_block(&built.block).unwrap();
+    fail::cfg("wal::after-fsync", "return").unwrap();
+    let result = c.handle(propose(1, round, built.hash));
+    fail::remove("wal::after-fsync");
+    let err = result.expect_err("the proposal must not be signed over a WAL that is not durable");
+    assert!(err.to_string().contains("consensus WAL"), "{err}");
+    let guard = SignGuard::open(
+        &s.dir.path().join("sign-state.bin"),
+        s.cast.genesis.hash,
+        key.public_key(),
+    );
+    assert!(guard.unwrap().last().is_none(), "the guard recorded a signature");
+    // The WAL stays refused until reopened, so the validator cannot carry on past the gap.
+    let again = c.handle(propose(1, round, built.hash));
+    assert!(
+        again.as_ref().map_or(true, |a| !a.iter().any(|a| matches!(a, Action::Broadcast(_)))),
+        "signed after a failed fsync: {again:?}"
+    );
 }

@@ -17,14 +17,14 @@ use tradeloop_node::consensus::walrecord::WalRecord;
 
 const T0: u64 = 1_780_000_000_000;
 
-struct Setup {
-    cast: Cast,
-    dir: tempfile::TempDir,
+pub(crate) struct Setup {
+    pub(crate) cast: Cast,
+    pub(crate) dir: tempfile::TempDir,
     /// Index of the validator that proposes at height 1, round 0.
-    proposer: usize,
+    pub(crate) proposer: usize,
 }
 
-fn core(s: &Setup, wal: bool) -> (ConsensusCore, Vec<WalRecord>) {
+pub(crate) fn core(s: &Setup, wal: bool) -> (ConsensusCore, Vec<WalRecord>) {
     let key = s.cast.validator_keys[s.proposer].clone();
     let guard = SignGuard::open(
         &s.dir.path().join("sign-state.bin"),
@@ -47,7 +47,7 @@ fn core(s: &Setup, wal: bool) -> (ConsensusCore, Vec<WalRecord>) {
     }
 }
 
-fn setup() -> Setup {
+pub(crate) fn setup() -> Setup {
     let cast = Cast::deterministic(4, T0 - 1000).unwrap();
     // Find the proposer of (1, 0): the validator whose core asks for a block.
     for proposer in 0..4 {
@@ -66,7 +66,7 @@ fn setup() -> Setup {
 }
 
 /// The round of the first block the core asks for, if it asks.
-fn build_round(actions: &[Action]) -> Option<Round> {
+pub(crate) fn build_round(actions: &[Action]) -> Option<Round> {
     actions.iter().find_map(|a| match a {
         Action::BuildBlock { round, .. } => Some(*round),
         _ => None,

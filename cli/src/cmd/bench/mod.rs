@@ -176,21 +176,41 @@ fn fill_chain(
     Ok(started.elapsed())
 }
 
-/// The durable append rate of a one-validator chain of `events` sample events, events/s.
-/// The durable append rate (events/s) and this process's CPU time per event (µs, when
-/// `/proc` tells it).
-fn append_rate(events: u64, block_events: usize) -> Result<(f64, Option<f64>)> {
-    let (cast, events) = sample_cast(events, block_events)?;
-    let dir = tempfile::tempdir()?;
-    let signed = sample_events(&cast, events);
-    let mut ledger = Ledger::open(&dir.path().join("data"), cast.genesis.clone())?;
-    let cpu0 = cpu_seconds("self");
-    let took = fill_chain(&mut ledger, &cast, &signed, block_events)?;
-    let cpu = match (cpu0, cpu_seconds("self")) {
-        (Some(a), Some(b)) => Some((b - a) * 1e6 / signed.len() as f64),
-        _ => None,
-    };
-    Ok((signed.len() as f64 / took.as_secs_f64(), cpu))
+/// Signed sample events for measuring the durable append rate of a one-validator chain more
+/// than once in one run (each measurement on a fresh ledger; the events are signed once).
+struct AppendBench {
+    cast: Cast,
+    signed: Vec<SignedEvent>,
+    block_events: usize,
+}
+
+/// One append measurement: events/s, and this process's CPU time per event (µs, when `/proc`
+/// tells it).
+#[derive(Clone, Copy, Debug)]
+struct AppendRate {
+    rate: f64,
+    cpu_us: Option<f64>,
+}
+
+impl AppendBench {
+    fn new(events: u64, block_events: usize) -> Result<AppendBench> {
+        let (cast, events) = sample_cast(events, block_events)?;
+        let signed = sample_events(&cast, events);
+        Ok(AppendBench { cast, signed, block_events })
+    }
+
+    /// Appends every event to a new ledger in blocks of `block_events` (fsync per block).
+    fn measure(&self) -> Result<AppendRate> {
+        let dir = tempfile::tempdir()?;
+        let mut ledger = Ledger::open(&dir.path().join("data"), self.cast.genesis.clone())?;
+        let cpu0 = cpu_seconds("self");
+        let took = fill_chain(&mut ledger, &self.cast, &self.signed, self.block_events)?;
+        let cpu_us = match (cpu0, cpu_seconds("self")) {
+            (Some(a), Some(b)) => Some((b - a) * 1e6 / self.signed.len() as f64),
+            _ => None,
+        };
+        Ok(AppendRate { rate: self.signed.len() as f64 / took.as_secs_f64(), cpu_us })
+    }
 }
 
 /// Clock ticks a second of `/proc/PID/stat`'s times (`USER_HZ`, 100 on every Linux ABI).
