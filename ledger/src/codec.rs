@@ -33,6 +33,14 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> 
     options().serialize(value).map_err(|e| EncodeError(e.to_string()))
 }
 
+/// Appends a value's encoding to `out` (as [`encode`] would return it), so that a caller
+/// that frames it saves a copy.
+pub fn encode_into<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), EncodeError> {
+    let len = encoded_len(value)?;
+    out.reserve(usize::try_from(len).map_err(|e| EncodeError(e.to_string()))?);
+    options().serialize_into(out, value).map_err(|e| EncodeError(e.to_string()))
+}
+
 /// The encoded length of a value, without encoding it.
 pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<u64, EncodeError> {
     options().serialized_size(value).map_err(|e| EncodeError(e.to_string()))
@@ -75,6 +83,14 @@ mod tests {
         assert_eq!(encode(&1u64).unwrap(), vec![0, 0, 0, 0, 0, 0, 0, 1]);
         assert_eq!(encode(&vec![7u8]).unwrap(), vec![0, 0, 0, 0, 0, 0, 0, 1, 7]);
         assert_eq!(encoded_len(&vec![7u8]).unwrap(), 9);
+    }
+
+    #[test]
+    fn encode_into_appends_exactly_the_encoding() {
+        let value = (0x0102u16, vec![7u8, 8], String::from("x"));
+        let mut out = vec![0xAA];
+        encode_into(&mut out, &value).unwrap();
+        assert_eq!(out, [vec![0xAA], encode(&value).unwrap()].concat());
     }
 
     #[test]

@@ -96,21 +96,52 @@ pub const STATE_CACHE_ENTRIES: usize = 200_000;
 /// keys per event, and a node runs them on every event several times (admission, the
 /// mempool's recheck after each commit, block validation), which through sled cost more than
 /// the signature checks. The cache holds what sled holds (present or absent) for the keys
-/// read or written since it was last emptied: filled on a read, updated with a block's state
-/// writes only after sled took the block's batch, and emptied when it reaches
-/// [`STATE_CACHE_ENTRIES`]. The block log and sled stay the truth; a reopened ledger starts
-/// with an empty cache.
+/// read or written recently: filled on a read, updated with a block's state writes only after
+/// sled took the block's batch. It keeps two generations of at most half of
+/// [`STATE_CACHE_ENTRIES`] each: when the current one is full it becomes the previous one (the
+/// older is dropped), and a key found in the previous generation moves back to the current.
+/// So a full cache forgets the keys not used for a generation, never its whole working set at
+/// once (emptying it made every node slow down at the same height, all at once). The block log
+/// and sled stay the truth; a reopened ledger starts with an empty cache.
 #[derive(Debug, Default)]
 struct StateCache {
-    entries: std::sync::Mutex<CachedState>,
+    entries: std::sync::Mutex<Generations>,
 }
 
-/// State key -> its committed value, or `None` for a key known to be absent.
-type CachedState = std::collections::HashMap<Vec<u8>, Option<std::sync::Arc<[u8]>>>;
+/// State key -> its committed value, or `None` for a key known to be absent. foldhash (seeded
+/// per process, so keys chosen by a chain's participants cannot aim at one bucket) instead of
+/// SipHash: a node looks each key up at admission, in the block and on recheck.
+type CachedState =
+    std::collections::HashMap<Vec<u8>, Option<std::sync::Arc<[u8]>>, foldhash::fast::RandomState>;
+
+/// The cache's two generations.
+#[derive(Debug, Default)]
+struct Generations {
+    current: CachedState,
+    previous: CachedState,
+}
+
+impl Generations {
+    fn insert(&mut self, key: Vec<u8>, value: Option<std::sync::Arc<[u8]>>) {
+        if self.current.len() >= STATE_CACHE_ENTRIES / 2 {
+            // The oldest generation goes; its table is reused for the new one.
+            let mut emptied = std::mem::take(&mut self.previous);
+            emptied.clear();
+            self.previous = std::mem::replace(&mut self.current, emptied);
+        }
+        self.current.insert(key, value);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
+    }
+}
 
 impl StateCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, CachedState> {
-        // A panic elsewhere cannot leave the map half-written: every change is one insert.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
+        // A panic elsewhere cannot leave the maps half-written: every change completes under
+        // the lock without calling out.
         self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -120,24 +151,31 @@ impl StateCache {
         key: &[u8],
         load: impl FnOnce() -> Result<Option<Vec<u8>>, LedgerError>,
     ) -> Result<Option<std::sync::Arc<[u8]>>, LedgerError> {
-        if let Some(hit) = self.lock().get(key) {
-            return Ok(hit.clone());
+        {
+            let mut cache = self.lock();
+            if let Some(hit) = cache.current.get(key) {
+                return Ok(hit.clone());
+            }
+            if let Some(hit) = cache.previous.remove(key) {
+                cache.insert(key.to_vec(), hit.clone());
+                return Ok(hit);
+            }
         }
         let value: Option<std::sync::Arc<[u8]>> = load()?.map(Into::into);
-        let mut entries = self.lock();
-        if entries.len() >= STATE_CACHE_ENTRIES {
-            entries.clear();
-        }
-        entries.insert(key.to_vec(), value.clone());
+        self.lock().insert(key.to_vec(), value.clone());
         Ok(value)
     }
 
     /// Records writes that sled now holds (only keys already cached are updated; others are
     /// read from sled when first needed).
     fn written(&self, writes: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>) {
-        let mut entries = self.lock();
+        let mut cache = self.lock();
         for (k, v) in writes {
-            if let Some(slot) = entries.get_mut(k.as_slice()) {
+            let slot = match cache.current.get_mut(k.as_slice()) {
+                Some(slot) => Some(slot),
+                None => cache.previous.get_mut(k.as_slice()),
+            };
+            if let Some(slot) = slot {
                 *slot = Some(v.as_slice().into());
             }
         }
@@ -1150,5 +1188,63 @@ impl<S: IndexStore> Ledger<S> {
         self.state_cache.get(key, || {
             Ok(self.index.get(&table_key(tables::STATE, key))?.map(|v| v.as_ref().to_vec()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn key(i: usize) -> Vec<u8> {
+        format!("k{i}").into_bytes()
+    }
+
+    /// Reads `key(i)` through the cache; whether sled (here: a counter) was asked.
+    fn read(cache: &StateCache, i: usize, loads: &mut usize) -> Option<std::sync::Arc<[u8]>> {
+        cache
+            .get(&key(i), || {
+                *loads += 1;
+                Ok(Some(format!("v{i}").into_bytes()))
+            })
+            .unwrap()
+    }
+
+    /// A full cache forgets the keys unused for a generation, never its whole working set:
+    /// a key read again in the next generation stays, writes reach either generation, and the
+    /// cache never holds more than `STATE_CACHE_ENTRIES`.
+    #[test]
+    fn the_state_cache_keeps_what_was_used_in_the_last_generation() {
+        let cache = StateCache::default();
+        let half = STATE_CACHE_ENTRIES / 2;
+        let mut loads = 0;
+        for i in 0..half {
+            read(&cache, i, &mut loads);
+        }
+        assert_eq!(loads, half);
+        // The next generation starts: key 0 is in the previous one now.
+        read(&cache, half, &mut loads);
+        assert_eq!(cache.lock().previous.len(), half);
+        let mut writes = std::collections::BTreeMap::new();
+        writes.insert(key(1), b"written".to_vec());
+        cache.written(&writes);
+        let before = loads;
+        assert_eq!(read(&cache, 0, &mut loads).unwrap().as_ref(), b"v0");
+        assert_eq!(read(&cache, 1, &mut loads).unwrap().as_ref(), b"written");
+        assert_eq!(loads, before, "keys of the previous generation are hits");
+        // Fill a whole further generation: keys 0 and 1 were used in it (moved to it), key 2
+        // was not and is forgotten.
+        for i in half + 1..2 * half + 1 {
+            read(&cache, i, &mut loads);
+        }
+        read(&cache, 2 * half + 1, &mut loads);
+        assert!(cache.lock().len() <= STATE_CACHE_ENTRIES);
+        let before = loads;
+        read(&cache, 0, &mut loads);
+        assert_eq!(read(&cache, 1, &mut loads).unwrap().as_ref(), b"written");
+        assert_eq!(loads, before, "keys used in the last generation are kept");
+        read(&cache, 2, &mut loads);
+        assert_eq!(loads, before + 1, "a key unused for a generation is read from sled again");
     }
 }
