@@ -44,6 +44,11 @@ pub const DEFAULT_API_MAX_EVENTS_PER_REQUEST: usize = 1000;
 /// Longest wait a proposer makes for events before proposing an empty block, by default: an
 /// empty chain does not spin heights as fast as the network allows.
 pub const DEFAULT_EMPTY_BLOCK_WAIT_MS: u64 = 1000;
+/// How long after a height starts a proposer waits for more events before proposing a block
+/// that is not full, by default: at a moderate load the heights (each costs every node a few
+/// ms of fsyncs, signatures and messages) carry more events each, for at most this much
+/// latency. A full block is proposed at once.
+pub const DEFAULT_BLOCK_LINGER_MS: u64 = 50;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -311,6 +316,9 @@ pub struct ConsensusSection {
     /// How long a proposer with an empty mempool waits for an event before proposing an empty
     /// block, ms (default [`DEFAULT_EMPTY_BLOCK_WAIT_MS`]).
     pub empty_block_wait_ms: Option<u64>,
+    /// How long after a height starts a proposer with some events, but not a full block's,
+    /// waits for more, ms (0 = none; default [`DEFAULT_BLOCK_LINGER_MS`]).
+    pub block_linger_ms: Option<u64>,
 }
 
 /// `[mempool]`.
@@ -471,6 +479,15 @@ impl NodeConfig {
                 }
             }
         }
+        if c.block_linger_ms.is_some_and(|ms| ms > tradeloop_ledger::genesis::MAX_TIMEOUT_MS) {
+            return Err(invalid(
+                "consensus.block_linger_ms",
+                format!(
+                    "must be 0..={} (milliseconds; 0 proposes at once)",
+                    tradeloop_ledger::genesis::MAX_TIMEOUT_MS
+                ),
+            ));
+        }
         if self.mempool.max_events == 0 || self.mempool.max_events > 10_000_000 {
             return Err(invalid("mempool.max_events", "must be 1..=10000000".into()));
         }
@@ -489,6 +506,11 @@ impl NodeConfig {
     /// The proposer's wait for events before an empty block, ms.
     pub fn empty_block_wait_ms(&self) -> u64 {
         self.consensus.empty_block_wait_ms.unwrap_or(DEFAULT_EMPTY_BLOCK_WAIT_MS)
+    }
+
+    /// The proposer's wait for more events before a block that is not full, ms.
+    pub fn block_linger_ms(&self) -> u64 {
+        self.consensus.block_linger_ms.unwrap_or(DEFAULT_BLOCK_LINGER_MS)
     }
 }
 
@@ -543,18 +565,20 @@ mod tests {
         assert_eq!(c.p2p.listen, vec![DEFAULT_P2P_LISTEN.to_string()]);
         assert_eq!(c.log.format, LogFormat::Pretty);
         assert_eq!(c.empty_block_wait_ms(), DEFAULT_EMPTY_BLOCK_WAIT_MS);
+        assert_eq!(c.block_linger_ms(), DEFAULT_BLOCK_LINGER_MS);
     }
 
     #[test]
     fn a_full_config_parses() {
         let text = format!(
             "{MINIMAL}[p2p]\nlisten = [\"/ip4/127.0.0.1/tcp/9000\"]\nbootstrap = [\"/ip4/127.0.0.1/tcp/9001/p2p/12D3KooWabc\"]\nmax_connections = 16\n\
-             [api]\nlisten = \"127.0.0.1:9100\"\n[consensus]\ntimeout_propose_ms = 500\n\
+             [api]\nlisten = \"127.0.0.1:9100\"\n[consensus]\ntimeout_propose_ms = 500\nblock_linger_ms = 0\n\
              [mempool]\nmax_events = 10\nmax_bytes = 2000000\n[log]\nformat = \"json\"\nlevel = \"debug\"\n"
         );
         let c = parse(&text).unwrap();
         assert_eq!(c.p2p.max_connections, 16);
         assert_eq!(c.consensus.timeout_propose_ms, Some(500));
+        assert_eq!(c.block_linger_ms(), 0);
         assert_eq!(c.log.format, LogFormat::Json);
     }
 
@@ -569,8 +593,9 @@ mod tests {
             token("erp", &"ab".repeat(32), ""),
             token("", &"ab".repeat(32), "\"read\""),
         ];
-        let cases: [(&str, &str); 17] = [
+        let cases: [(&str, &str); 18] = [
             ("colour = \"red\"\n", "colour"),
+            ("[consensus]\nblock_linger_ms = 700000\n", "consensus.block_linger_ms"),
             ("[p2p]\nlisten = [\"127.0.0.1:9000\"]\n", "p2p.listen"),
             ("[p2p]\nbootstrap = [\"/ip4/127.0.0.1/tcp/9001\"]\n", "p2p.bootstrap"),
             ("[p2p]\nlisten = []\n", "p2p.listen"),

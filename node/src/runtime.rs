@@ -212,6 +212,8 @@ pub async fn run(
             key: key.clone(),
             chain: genesis.hash,
             empty_block_wait: Duration::from_millis(config.empty_block_wait_ms()),
+            block_linger: Duration::from_millis(config.block_linger_ms()),
+            full_block_events: genesis.doc.consensus.max_block_events as usize,
             metrics: metrics.clone(),
         };
         let (chain, p2p, mempool_rx, stop_rx, streamed) =

@@ -94,6 +94,11 @@ pub struct DriverConfig {
     /// How long a proposer with an empty mempool waits for an event before proposing an
     /// empty block.
     pub empty_block_wait: Duration,
+    /// How long after its height started a proposer with some events, but fewer than a full
+    /// block's, waits for more before building.
+    pub block_linger: Duration,
+    /// Events in a full block (the genesis `max_block_events`): built at once.
+    pub full_block_events: usize,
     /// The node's metrics (events fetched for proposals).
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
@@ -166,6 +171,8 @@ struct Driver {
     fetching: HashMap<Hash, (u64, tokio::task::AbortHandle)>,
     fetched_tx: mpsc::Sender<Fetched>,
     pending_build: Option<PendingBuild>,
+    /// When the current height started (the proposer's linger counts from it).
+    height_started: Instant,
     awaited: Option<AwaitedBlock>,
     /// Heights this validator decided and committed (for status and tests).
     decided: u64,
@@ -207,6 +214,7 @@ pub async fn run(
         fetching: HashMap::new(),
         fetched_tx,
         pending_build: None,
+        height_started: Instant::now(),
         awaited: None,
         decided: 0,
     };
@@ -230,7 +238,14 @@ pub async fn run(
             }
             changed = d.mempool.changed(), if d.pending_build.is_some() => {
                 if changed.is_ok() && d.mempool.borrow().events > 0 {
-                    d.build_now().await?;
+                    // Events arrived: build now if the block is full or the linger is over,
+                    // else at the linger's end (not later than already planned).
+                    let wait = d.build_delay();
+                    if wait.is_zero() {
+                        d.build_now().await?;
+                    } else if let Some(pending) = d.pending_build.as_mut() {
+                        pending.deadline = pending.deadline.min(Instant::now() + wait);
+                    }
                 }
             }
             input = inputs.recv() => {
@@ -242,6 +257,26 @@ pub async fn run(
             }
         }
         d.settle().await?;
+    }
+}
+
+/// How long from now a proposer waits before building its block: not at all when a full
+/// block's events wait or the linger since the height started is over; until the linger's end
+/// when fewer events wait; the empty-block wait when none do (events arriving meanwhile bring
+/// the build forward).
+fn build_delay(
+    events: usize,
+    full_block_events: usize,
+    since_height_start: Duration,
+    linger: Duration,
+    empty_block_wait: Duration,
+) -> Duration {
+    if events == 0 {
+        empty_block_wait
+    } else if events >= full_block_events {
+        Duration::ZERO
+    } else {
+        linger.saturating_sub(since_height_start)
     }
 }
 
@@ -380,11 +415,7 @@ impl Driver {
             Action::CancelTimeout(timeout) => self.timers.retain(|_, t| *t != timeout),
             Action::CancelAllTimeouts => self.timers.clear(),
             Action::BuildBlock { height, round } => {
-                let wait = if self.mempool.borrow().events > 0 {
-                    Duration::ZERO
-                } else {
-                    self.config.empty_block_wait
-                };
+                let wait = self.build_delay();
                 self.pending_build =
                     Some(PendingBuild { height, round, deadline: Instant::now() + wait });
                 if wait.is_zero() {
@@ -403,6 +434,17 @@ impl Driver {
             }
         }
         Ok(None)
+    }
+
+    /// How long from now the proposer waits before building ([`build_delay`]).
+    fn build_delay(&self) -> Duration {
+        build_delay(
+            self.mempool.borrow().events,
+            self.config.full_block_events,
+            self.height_started.elapsed(),
+            self.config.block_linger,
+            self.config.empty_block_wait,
+        )
     }
 
     async fn build_now(&mut self) -> Result<(), DriverError> {
@@ -625,6 +667,7 @@ impl Driver {
             return Ok(());
         }
         self.height = height;
+        self.height_started = Instant::now();
         self.timers.clear();
         self.blocks.clear();
         self.pending_build = None;
@@ -698,4 +741,26 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proposer_builds_a_full_block_at_once_and_lingers_for_a_partial_one() {
+        let ms = Duration::from_millis;
+        let (full, linger, empty) = (1000, ms(50), ms(1000));
+        // A full block's events: at once, however young the height.
+        assert_eq!(build_delay(1000, full, ms(0), linger, empty), ms(0));
+        assert_eq!(build_delay(5000, full, ms(3), linger, empty), ms(0));
+        // Some events: until the linger since the height started is over.
+        assert_eq!(build_delay(10, full, ms(20), linger, empty), ms(30));
+        assert_eq!(build_delay(10, full, ms(50), linger, empty), ms(0));
+        assert_eq!(build_delay(10, full, ms(900), linger, empty), ms(0));
+        // No linger configured: at once.
+        assert_eq!(build_delay(1, full, ms(0), ms(0), empty), ms(0));
+        // None: the empty-block wait.
+        assert_eq!(build_delay(0, full, ms(20), linger, empty), empty);
+    }
 }

@@ -235,7 +235,7 @@ fn a_failed_write_is_reported_and_leaves_nothing_half_done() {
         let err = guard.permit(position(1), value(1)).unwrap_err();
         fail::remove(point);
         assert_eq!(err.code(), "SIGN_STATE_IO", "{point}");
-        assert!(err.to_string().contains("consensus WAL"), "{err}");
+        assert!(err.to_string().contains("nothing was signed"), "{err}");
         let err = guard.permit(position(1), value(1)).unwrap_err();
         assert_eq!(err.code(), "SIGN_STATE_UNCERTAIN", "{point}: {err}");
         let err = guard.permit(position(2), value(2)).unwrap_err();
