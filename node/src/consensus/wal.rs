@@ -226,11 +226,6 @@ impl Wal {
         self.sync_to_disk(&path).inspect_err(|e| self.uncertain = Some(e.to_string()))
     }
 
-    /// Whether records were written since the last fsync.
-    pub fn is_synced(&self) -> bool {
-        !self.unsynced
-    }
-
     fn write_bytes(&mut self, bytes: &[u8], path: &str) -> Result<(), WalError> {
         let io = |source| WalError::Io { path: path.to_string(), source };
         let injected = |detail: String| WalError::Io {
