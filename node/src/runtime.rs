@@ -223,7 +223,7 @@ pub async fn run(
             // A validator that has never signed (a new network, or a lost sign-state) first
             // catches up with its peers, so that it never votes at a height it may have
             // signed before.
-            if guard.last().is_none() {
+            if waits_for_peers(&genesis, &key.public_key(), guard.last().is_some()) {
                 wait_for_network_tip(&p2p, &chain, genesis.hash, INITIAL_SYNC_WAIT).await;
             }
             let tip = chain.tip().await.map_err(|_| driver::DriverError::ChainStopped)?;
@@ -351,6 +351,13 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || chain_thread.join()).await;
     tracing::info!("stopped");
     driver_result.map_err(NodeError::from)
+}
+
+/// Whether a validator first waits for its peers' tip ([`wait_for_network_tip`]) before it
+/// joins consensus: when it has never signed, unless the genesis names no other member node
+/// (a network of this node alone has no one to ask, and would only start 10 s late).
+fn waits_for_peers(genesis: &Genesis, node: &PublicKey, has_signed: bool) -> bool {
+    !has_signed && genesis.member_nodes().iter().any(|m| m.node_key != *node)
 }
 
 /// Waits until at least one peer answered its tip and this node's tip is at the highest seen,
@@ -875,6 +882,19 @@ mod tests {
 
     use super::*;
     use crate::consensus::context::{Address, BlockHash, Height, Vote};
+
+    /// A validator that never signed waits for its peers' tip, unless it is the genesis's only
+    /// member node; one that has signed never waits.
+    #[test]
+    fn only_a_validator_with_peers_waits_for_their_tip_at_start() {
+        let alone = Cast::deterministic(1, 1_700_000_000_000).unwrap();
+        let me = alone.validator_keys[0].public_key();
+        assert!(!waits_for_peers(&alone.genesis, &me, false));
+        let four = Cast::deterministic(4, 1_700_000_000_000).unwrap();
+        let me = four.validator_keys[0].public_key();
+        assert!(waits_for_peers(&four.genesis, &me, false));
+        assert!(!waits_for_peers(&four.genesis, &me, true));
+    }
 
     /// A fetch is answered from the blocks this node streamed; one over the id bound is
     /// refused as a whole.
