@@ -367,15 +367,16 @@ impl Worker {
         // the rules' replay check (one state read, which admission makes anyway), and only
         // then located in the index: a fresh event costs no index read.
         let mut fresh = Vec::new();
-        for (i, e) in events.iter().enumerate() {
+        let mut candidates = Vec::new();
+        for (i, e) in events.into_iter().enumerate() {
             let id = e.id();
             if self.mempool.contains(&id) {
                 results[i] = Some(AdmitResult::AlreadyPending(id));
             } else {
                 fresh.push((i, id));
+                candidates.push(e);
             }
         }
-        let candidates: Vec<SignedEvent> = fresh.iter().map(|&(i, _)| events[i].clone()).collect();
         let checks = check_events(self.ledger.genesis(), &candidates);
         let genesis = self.ledger.genesis().clone();
         for (((i, id), signed), check) in fresh.into_iter().zip(candidates).zip(checks) {
