@@ -4,11 +4,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc: event checks allocate many small strings on several threads at once, and blocks
-/// are decoded on one thread and freed on another; glibc's allocator serialises much of that.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Turns transparent huge pages off for this process and its children (docs/performance.md,
 /// "Transparent huge pages"). mimalloc asks the kernel for huge pages for its arenas; where
 /// the kernel has them, the first touch of each 2 MiB page zeroes all of it, and memory that
@@ -20,6 +15,7 @@ fn no_transparent_huge_pages() {
     let _ = rustix::thread::disable_transparent_huge_pages(true);
 }
 
+mod alloc;
 mod cmd;
 mod input;
 mod output;
@@ -33,6 +29,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    alloc::configure();
     no_transparent_huge_pages();
     // Crash tests configure failpoints through FAILPOINTS; a release build has none.
     let _failpoints = tradeloop_ledger::failpoint::from_env();

@@ -8,6 +8,7 @@
 //!
 //! Everything here is synchronous and deterministic; nothing does I/O except [`keyfile`].
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod hash;

@@ -11,6 +11,7 @@
 //!
 //! No networking, no async: the auditor's path is small, synchronous and deterministic.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod block;

@@ -23,7 +23,7 @@ use tradeloop_ledger::{
     Block, CertifiedBlock, Event, Ledger, LedgerError, RejectCode, Rejection, SignedEvent,
 };
 
-use crate::mempool::{Admission, Mempool, MempoolLimits};
+use crate::mempool::{Admission, Mempool, MempoolLimits, WrittenKeys};
 use crate::wire::CompactBlock;
 
 /// Bound on commands other than admissions waiting for the chain worker (consensus, sync and
@@ -507,10 +507,10 @@ impl Worker {
         let kept = self.prepared.iter().position(|p| p.hash() == block_hash && *p.parent() == tip);
         // What the block wrote, when its execution was kept: the mempool then re-checks only
         // the pending events that meet it.
-        let mut written: Option<Vec<Vec<u8>>> = None;
+        let mut written: Option<WrittenKeys> = None;
         let (hash, ids) = match kept.and_then(|i| self.prepared.remove(i)) {
             Some(prepared) => {
-                written = Some(prepared.written_keys().map(<[u8]>::to_vec).collect());
+                written = Some(WrittenKeys::of(prepared.written_keys()));
                 let ids = prepared.ids().to_vec();
                 (self.ledger.commit_prepared(&certified, prepared)?, ids)
             }
@@ -523,7 +523,6 @@ impl Worker {
         let genesis = self.ledger.genesis().clone();
         // Evicted events were accepted once; the rules now refuse them (a conflicting event
         // won). The notice carries the verdicts, so their waiters answer `rejected`.
-        let written = written.as_ref().map(|keys| keys.iter().map(Vec::as_slice));
         let evicted = self.mempool.on_commit(&genesis, &self.ledger, now_ms, &ids, written)?;
         if !evicted.is_empty() {
             tracing::info!(

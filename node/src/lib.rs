@@ -5,6 +5,7 @@
 //! ingress), the [`mempool`], the [`chain`] worker, block [`sync`], and the [`runtime`] that wires
 //! them into a member node.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod api;

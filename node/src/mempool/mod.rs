@@ -18,6 +18,8 @@
 //! again; the others are not touched at all. The rules are deterministic, so this gives
 //! exactly the verdicts of re-running every pending event (the full recheck, kept for a commit
 //! whose writes are not known, and checked against it by a property test).
+//! Whether an event meets a changed key is tested on 64-bit digests of the keys, kept beside
+//! each footprint: two keys with one digest only make an event be re-checked needlessly.
 //!
 //! Pure and synchronous: the chain worker owns it next to the ledger.
 
@@ -47,7 +49,11 @@ impl Versions {
     /// Records the writes of the event that arrived as `seq`.
     fn insert(&mut self, seq: u64, footprint: &Footprint) {
         for (key, value) in footprint.writes() {
-            let versions = self.0.entry(key.to_vec()).or_default();
+            // A key already pending (an entity's next step) is not copied again.
+            let versions = match self.0.get_mut(key) {
+                Some(versions) => versions,
+                None => self.0.entry(key.to_vec()).or_default(),
+            };
             // Admission appends the newest; a recheck rewrites one in the middle.
             let at = versions.partition_point(|(s, _)| *s < seq);
             match versions.get_mut(at) {
@@ -104,6 +110,31 @@ impl<S: StateRead> StateRead for PendingView<'_, S> {
     }
 }
 
+/// A state key's 64-bit digest, for the recheck's "does this event meet a changed key" test.
+/// Two keys with the same digest only make an event be re-checked needlessly: the recheck is
+/// exact wherever it runs, so a collision costs time, never a wrong verdict.
+fn key_digest(key: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x7472_6164_656c_6f6f).hash_one(key)
+}
+
+/// The state keys a committed block wrote, as digests ([`Mempool::on_commit`]): taken from
+/// the block's kept execution before the commit consumes it, without copying the keys.
+#[derive(Clone, Debug, Default)]
+pub struct WrittenKeys(HashSet<u64>);
+
+impl WrittenKeys {
+    /// The digests of `keys`.
+    pub fn of<'k>(keys: impl IntoIterator<Item = &'k [u8]>) -> WrittenKeys {
+        WrittenKeys(keys.into_iter().map(key_digest).collect())
+    }
+}
+
+/// The digests of every key a footprint read or wrote.
+fn key_digests(footprint: &Footprint) -> Vec<u64> {
+    footprint.keys().map(key_digest).collect()
+}
+
 /// Applies `event` as the pending event arriving as `seq`, recording its footprint.
 fn evaluate<S: StateRead>(
     genesis: &Genesis,
@@ -146,6 +177,8 @@ struct Entry {
     bytes: u64,
     /// What the rules read and wrote for it, against the tip and the events before it.
     footprint: Footprint,
+    /// [`key_digest`] of each of the footprint's keys.
+    digests: Vec<u64>,
 }
 
 /// The pending events of one node.
@@ -241,7 +274,8 @@ impl Mempool {
         self.next_seq += 1;
         self.versions.insert(seq, &footprint);
         self.by_id.insert(event.id, seq);
-        self.order.insert(seq, Entry { signed, event, bytes, footprint });
+        let digests = key_digests(&footprint);
+        self.order.insert(seq, Entry { signed, event, bytes, footprint, digests });
         self.bytes += bytes;
         Ok(Admission::Accepted)
     }
@@ -271,16 +305,15 @@ impl Mempool {
     /// execution of the block): then only the pending events whose footprint meets a changed
     /// key are run through the rules again. Without it, or when the block holds an event this
     /// pool did not have, every pending event is.
-    pub fn on_commit<'k, S: StateRead>(
+    pub fn on_commit<S: StateRead>(
         &mut self,
         genesis: &Genesis,
         state: &S,
         now_ms: u64,
         committed: &[Hash],
-        written: Option<impl IntoIterator<Item = &'k [u8]>>,
+        written: Option<WrittenKeys>,
     ) -> Result<Vec<(Hash, Rejection)>, LedgerError> {
-        let mut changed: Option<HashSet<Vec<u8>>> =
-            written.map(|keys| keys.into_iter().map(<[u8]>::to_vec).collect());
+        let mut changed: Option<HashSet<u64>> = written.map(|w| w.0);
         for id in committed {
             let removed = self.by_id.remove(id).and_then(|seq| self.order.remove_entry(&seq));
             match removed {
@@ -291,7 +324,7 @@ impl Mempool {
                     // Later events saw this one's pending writes; the block may have written
                     // other values (another order, another time), or not these keys at all.
                     if let Some(changed) = changed.as_mut() {
-                        changed.extend(entry.footprint.write_keys().map(<[u8]>::to_vec));
+                        changed.extend(entry.footprint.write_keys().map(key_digest));
                     }
                 }
                 // Its writes are known only from `written`, but its effect on the pending
@@ -312,7 +345,7 @@ impl Mempool {
         genesis: &Genesis,
         state: &S,
         now_ms: u64,
-        mut changed: Option<HashSet<Vec<u8>>>,
+        mut changed: Option<HashSet<u64>>,
     ) -> Result<Vec<(Hash, Rejection)>, LedgerError> {
         let window = BlockExecutor::for_pool(genesis, state, now_ms);
         let mut evicted = Vec::new();
@@ -322,7 +355,7 @@ impl Mempool {
                 None => true,
                 Some(changed) => {
                     !window.time_in_window(&entry.event)
-                        || entry.footprint.keys().any(|k| changed.contains(k))
+                        || entry.digests.iter().any(|d| changed.contains(d))
                 }
             };
             if !stale {
@@ -332,17 +365,18 @@ impl Mempool {
                 Ok(footprint) => {
                     if !footprint.same_writes(&entry.footprint) {
                         if let Some(changed) = changed.as_mut() {
-                            changed.extend(entry.footprint.write_keys().map(<[u8]>::to_vec));
-                            changed.extend(footprint.write_keys().map(<[u8]>::to_vec));
+                            changed.extend(entry.footprint.write_keys().map(key_digest));
+                            changed.extend(footprint.write_keys().map(key_digest));
                         }
                         self.versions.remove(seq, &entry.footprint);
                         self.versions.insert(seq, &footprint);
                     }
+                    entry.digests = key_digests(&footprint);
                     entry.footprint = footprint;
                 }
                 Err(ApplyError::Rejected(rejection)) => {
                     if let Some(changed) = changed.as_mut() {
-                        changed.extend(entry.footprint.write_keys().map(<[u8]>::to_vec));
+                        changed.extend(entry.footprint.write_keys().map(key_digest));
                     }
                     self.versions.remove(seq, &entry.footprint);
                     evicted.push((entry.event.id, rejection));

@@ -38,7 +38,7 @@ fn small_order(cast: &Cast, order_id: &str, nonce: &str) -> SignedEvent {
 }
 
 /// A commit whose writes are not known: the full recheck.
-const NO_WRITES: Option<std::iter::Empty<&[u8]>> = None;
+const NO_WRITES: Option<WrittenKeys> = None;
 
 fn limits() -> MempoolLimits {
     MempoolLimits { max_events: 1000, max_bytes: 10 * 1024 * 1024 }
@@ -196,7 +196,7 @@ proptest::proptest! {
             let checked = candidates.iter().map(|&i| checks[i].clone()).collect();
             let (block, prepared) = f.ledger.prepare_block(&signed, checked, T, &key).unwrap();
             if block.events.is_empty() { continue; }
-            let written: Vec<Vec<u8>> = prepared.written_keys().map(<[u8]>::to_vec).collect();
+            let written = WrittenKeys::of(prepared.written_keys());
             let hash = block.header.hash();
             let certificate = tradeloop_ledger::CommitCertificate::sign(
                 &genesis.hash, block.header.height, 0, hash, &[&key]);
@@ -206,7 +206,7 @@ proptest::proptest! {
             // Now and then the commit comes after the pending events' skew window.
             let now = if late { T + skew + 1 } else { T };
             let a = footprints
-                .on_commit(&genesis, &f.ledger, now, &ids, Some(written.iter().map(Vec::as_slice)))
+                .on_commit(&genesis, &f.ledger, now, &ids, Some(written))
                 .unwrap();
             let b = full.on_commit(&genesis, &f.ledger, now, &ids, NO_WRITES).unwrap();
             let codes = |v: &[(Hash, Rejection)]| v.iter().map(|(id, r)| (*id, r.code)).collect::<Vec<_>>();
