@@ -57,17 +57,37 @@ pub fn build_block<S: StateRead>(
     proposer: &SigningKey,
 ) -> Result<BuiltBlock, LedgerError> {
     let checked = check_events(genesis, candidates);
-    build_block_checked(genesis, state, tip, candidates, checked, time_ms, proposer)
+    build_block_checked(genesis, state, tip, candidates, checked, &[], time_ms, proposer)
+}
+
+/// An event's earlier evaluation that a block may reuse instead of evaluating it again
+/// (`memos[i]` belongs to event `i`; a shorter list or `None` means "evaluate"): see
+/// [`BlockExecutor::apply_remembered`] for when it is reused. A node passes the footprints its
+/// mempool recorded at admission.
+pub type Memos<'a> = [Option<&'a crate::rules::Footprint>];
+
+fn apply_with<S: StateRead>(
+    executor: &mut BlockExecutor<'_, S>,
+    event: &Event,
+    memo: Option<&crate::rules::Footprint>,
+) -> Result<(), ApplyError> {
+    match memo {
+        Some(footprint) => executor.apply_remembered(event, footprint),
+        None => executor.apply(event),
+    }
 }
 
 /// [`build_block`] for candidates whose stateless checks already ran (`checked[i]` belongs to
-/// `candidates[i]`), so a caller can check the next block while the previous one commits.
+/// `candidates[i]`), so a caller can check the next block while the previous one commits;
+/// `memos` are earlier evaluations of the candidates ([`Memos`]).
+#[allow(clippy::too_many_arguments)]
 pub fn build_block_checked<S: StateRead>(
     genesis: &Genesis,
     state: &S,
     tip: &Tip,
     candidates: &[SignedEvent],
     checked: Vec<Result<Event, Rejection>>,
+    memos: &Memos<'_>,
     time_ms: u64,
     proposer: &SigningKey,
 ) -> Result<BuiltBlock, LedgerError> {
@@ -99,7 +119,7 @@ pub fn build_block_checked<S: StateRead>(
             deferred.push(i);
             continue;
         }
-        match executor.apply(&event) {
+        match apply_with(&mut executor, &event, memos.get(i).copied().flatten()) {
             Ok(()) => {
                 ids.push(event.id);
                 included.push(candidates[i].clone());
@@ -153,20 +173,22 @@ pub fn validate_proposal<S: StateRead>(
     block: &Block,
 ) -> Result<ValidatedBlock, LedgerError> {
     let checks = check_events(genesis, &block.events);
-    validate_body(genesis, state, tip, block, None, checks, Refs::Track)
+    validate_body(genesis, state, tip, block, None, checks, &[], Refs::Track)
 }
 
 /// [`validate_proposal`] for a block whose events' stateless checks already ran (`checks[i]`
 /// belongs to event `i`): a node reuses the verdicts of the events it admitted to its mempool
-/// instead of verifying their signatures again.
+/// instead of verifying their signatures again, and their recorded evaluations (`memos`,
+/// [`Memos`]) where every state value they read is the same in this block.
 pub fn validate_proposal_checked<S: StateRead>(
     genesis: &Genesis,
     state: &S,
     tip: &Tip,
     block: &Block,
     checks: Vec<Result<Event, Rejection>>,
+    memos: &Memos<'_>,
 ) -> Result<ValidatedBlock, LedgerError> {
-    validate_body(genesis, state, tip, block, None, checks, Refs::Track)
+    validate_body(genesis, state, tip, block, None, checks, memos, Refs::Track)
 }
 
 /// Validates a certified block fully against the tip and state: the header checks of
@@ -203,11 +225,13 @@ pub fn validate_checked<S: StateRead>(
     checks: Vec<Result<Event, Rejection>>,
     refs: Refs,
 ) -> Result<ValidatedBlock, LedgerError> {
-    validate_body(genesis, state, tip, &certified.block, Some(&certified.certificate), checks, refs)
+    let certificate = Some(&certified.certificate);
+    validate_body(genesis, state, tip, &certified.block, certificate, checks, &[], refs)
 }
 
 /// The one validation path: header (and certificate, when there is one), then every event's
-/// checks and rules in order, then the app hash.
+/// checks and rules in order (reusing `memos` where they hold), then the app hash.
+#[allow(clippy::too_many_arguments)]
 fn validate_body<S: StateRead>(
     genesis: &Genesis,
     state: &S,
@@ -215,6 +239,7 @@ fn validate_body<S: StateRead>(
     block: &Block,
     certificate: Option<&crate::block::CommitCertificate>,
     checks: Vec<Result<Event, Rejection>>,
+    memos: &Memos<'_>,
     refs: Refs,
 ) -> Result<ValidatedBlock, LedgerError> {
     let header = &block.header;
@@ -240,7 +265,8 @@ fn validate_body<S: StateRead>(
         let index = u32::try_from(index).unwrap_or(u32::MAX);
         let event =
             check.map_err(|rejection| LedgerError::RejectedEvent { height, index, rejection })?;
-        match executor.apply(&event) {
+        let memo = memos.get(index as usize).copied().flatten();
+        match apply_with(&mut executor, &event, memo) {
             Ok(()) => events.push(event),
             Err(ApplyError::Rejected(rejection)) => {
                 return Err(LedgerError::RejectedEvent { height, index, rejection })

@@ -106,14 +106,25 @@ pub struct BlockOutcome {
 /// none of those values change, its verdict and writes stay as recorded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Footprint {
-    reads: Vec<Vec<u8>>,
+    reads: Vec<(Vec<u8>, Read)>,
     writes: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The event's entity refs (empty if the executor did not track them).
+    refs: Vec<Vec<u8>>,
+}
+
+/// What one state read of an evaluation saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Read {
+    /// The value under the key (`None`: absent).
+    Value(Option<Vec<u8>>),
+    /// Only whether the key was present.
+    Exists(bool),
 }
 
 impl Footprint {
     /// Every state key the event read or wrote.
     pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
-        self.reads.iter().map(Vec::as_slice).chain(self.write_keys())
+        self.reads.iter().map(|(k, _)| k.as_slice()).chain(self.write_keys())
     }
 
     /// The state keys the event wrote.
@@ -143,8 +154,11 @@ pub struct BlockExecutor<'a, S: StateRead> {
     track_refs: bool,
     /// The keys read by the event being evaluated, while [`BlockExecutor::apply_recorded`]
     /// runs (`None` otherwise: nothing is recorded).
-    reads: RefCell<Option<Vec<Vec<u8>>>>,
+    reads: RefCell<Option<Reads>>,
 }
+
+/// The reads of one evaluation, in order: each key with what it saw.
+type Reads = Vec<(Vec<u8>, Read)>;
 
 impl<'a, S: StateRead> BlockExecutor<'a, S> {
     /// Starts a block with the given block time.
@@ -170,9 +184,10 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
 
     /// An executor for a mempool: it checks pending events one at a time against `base`
     /// (the tip under the writes of the events pending before them, which the caller's
-    /// [`StateRead`] supplies). Entity refs are not tracked.
+    /// [`StateRead`] supplies). Entity refs are tracked, so that a block holding the event can
+    /// reuse the whole evaluation ([`BlockExecutor::apply_remembered`]).
     pub fn for_pool(genesis: &'a Genesis, base: &'a S, block_time_ms: u64) -> Self {
-        BlockExecutor::new(genesis, base, block_time_ms).without_refs()
+        BlockExecutor::new(genesis, base, block_time_ms)
     }
 
     /// Number of events applied so far.
@@ -196,12 +211,55 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
         let evaluated = self.evaluate(event);
         let reads = self.reads.borrow_mut().take().unwrap_or_default();
         let effects = evaluated?;
-        let footprint = Footprint { reads, writes: effects.writes.clone() };
+        let footprint =
+            Footprint { reads, writes: effects.writes.clone(), refs: effects.refs.clone() };
         for (key, value) in effects.writes {
             self.overlay.insert(key, value);
         }
         self.refs.push(effects.refs);
         Ok(footprint)
+    }
+
+    /// [`BlockExecutor::apply`] for an event whose evaluation was recorded earlier
+    /// ([`BlockExecutor::record`], by this node's mempool over its own view of the pending
+    /// events): if every state read of that evaluation sees the same value here (same value,
+    /// or same presence for an existence test) and the event's time is within this block's
+    /// window, the rules, being deterministic functions of exactly those inputs, would give
+    /// the same verdict, writes and refs, so the recorded ones are applied without evaluating
+    /// the event again. Otherwise the event is evaluated as by [`BlockExecutor::apply`].
+    /// `footprint` must be a record of this `event` (the caller keeps them together).
+    pub fn apply_remembered(
+        &mut self,
+        event: &Event,
+        footprint: &Footprint,
+    ) -> Result<(), ApplyError> {
+        if !self.time_in_window(event) || !self.reads_unchanged(footprint)? {
+            return self.apply(event);
+        }
+        for (key, value) in &footprint.writes {
+            self.overlay.insert(key.clone(), value.clone());
+        }
+        self.refs.push(if self.track_refs { footprint.refs.clone() } else { Vec::new() });
+        Ok(())
+    }
+
+    /// Whether every read of `footprint` sees what it saw then, over this block's overlay and
+    /// the base state.
+    fn reads_unchanged(&self, footprint: &Footprint) -> Result<bool, ApplyError> {
+        for (key, read) in &footprint.reads {
+            let same = match (read, self.overlay.get(key)) {
+                (Read::Value(was), Some(now)) => was.as_deref() == Some(now.as_slice()),
+                (Read::Exists(was), Some(_)) => *was,
+                (Read::Value(was), None) => {
+                    self.base.with_state(key, |now| was.as_deref() == now)?
+                }
+                (Read::Exists(was), None) => *was == self.base.has_state(key)?,
+            };
+            if !same {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// What applying `event` would read and write, without applying it: for a mempool,
@@ -210,7 +268,8 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
         *self.reads.borrow_mut() = Some(Vec::new());
         let evaluated = self.evaluate(event);
         let reads = self.reads.borrow_mut().take().unwrap_or_default();
-        Ok(Footprint { reads, writes: evaluated?.writes })
+        let effects = evaluated?;
+        Ok(Footprint { reads, writes: effects.writes, refs: effects.refs })
     }
 
     /// Whether the event's `time_ms` is within the chain's clock skew of this block's time
@@ -219,9 +278,14 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
         event.time_ms.abs_diff(self.block_time_ms) <= self.genesis.doc.consensus.max_time_skew_ms
     }
 
-    fn record_read(&self, key: &[u8]) {
+    /// Whether reads are being recorded ([`BlockExecutor::record`]).
+    fn recording(&self) -> bool {
+        self.reads.borrow().is_some()
+    }
+
+    fn record_read(&self, key: &[u8], read: Read) {
         if let Some(reads) = self.reads.borrow_mut().as_mut() {
-            reads.push(key.to_vec());
+            reads.push((key.to_vec(), read));
         }
     }
 
@@ -241,16 +305,22 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
                 )))
             }),
         };
-        self.record_read(key);
+        let seen = |raw: Option<&[u8]>| {
+            if self.recording() {
+                self.record_read(key, Read::Value(raw.map(<[u8]>::to_vec)));
+            }
+            decode(raw)
+        };
         match self.overlay.get(key) {
-            Some(v) => decode(Some(v)),
-            None => self.base.with_state(key, decode)?,
+            Some(v) => seen(Some(v)),
+            None => self.base.with_state(key, seen)?,
         }
     }
 
     fn exists(&self, key: &[u8]) -> Result<bool, ApplyError> {
-        self.record_read(key);
-        Ok(self.overlay.contains_key(key) || self.base.has_state(key)?)
+        let present = self.overlay.contains_key(key) || self.base.has_state(key)?;
+        self.record_read(key, Read::Exists(present));
+        Ok(present)
     }
 
     fn role_of(&self, id: &str) -> Option<Role> {
@@ -1095,4 +1165,97 @@ pub fn app_hash(prev: &Hash, height: u64, writes: &BTreeMap<Vec<u8>, Vec<u8>>) -
     }
     let digest = w.finish();
     tradeloop_crypto::domain_hash(APP_DOMAIN, &[&prev.0, &height.to_be_bytes(), &digest.0])
+}
+
+#[cfg(test)]
+mod remembered_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::event::check_event;
+    use crate::sample::{trade_events, Cast};
+
+    /// Committed state for the tests: a map.
+    #[derive(Default)]
+    struct Map(BTreeMap<Vec<u8>, Vec<u8>>);
+
+    impl StateRead for Map {
+        fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
+            Ok(self.0.get(key).cloned())
+        }
+    }
+
+    const T: u64 = 1_700_000_000_000;
+
+    fn setup() -> (Cast, Vec<Event>) {
+        let cast = Cast::deterministic(1, T - 10_000).unwrap();
+        let events = trade_events(&cast, 1, T)
+            .iter()
+            .map(|e| check_event(&cast.genesis, e).unwrap())
+            .collect();
+        (cast, events)
+    }
+
+    /// The outcome of a block, for comparison.
+    fn outcome<S: StateRead>(x: BlockExecutor<'_, S>) -> (Hash, Vec<Vec<Vec<u8>>>) {
+        let o = x.finish(&Hash::ZERO, 1);
+        (o.app_hash, o.refs)
+    }
+
+    fn wrote<S: StateRead>(x: BlockExecutor<'_, S>, key: &[u8]) -> bool {
+        x.finish(&Hash::ZERO, 1).writes.contains_key(key)
+    }
+
+    /// A record whose reads all still hold is applied as recorded (a record altered here, to
+    /// show which path ran, lands in the block as altered); one whose read changed, or whose
+    /// event left the block's time window, is evaluated again.
+    #[test]
+    fn a_record_is_reused_only_while_its_reads_and_window_hold() {
+        let (cast, events) = setup();
+        let g = &cast.genesis;
+        let base = Map::default();
+        // Event 0 places an order; event 1 accepts it (reads the order event 0 writes).
+        let order = BlockExecutor::for_pool(g, &base, T).record(&events[0]).unwrap();
+        let mut pool = BlockExecutor::for_pool(g, &base, T);
+        pool.apply(&events[0]).unwrap();
+        let accept = pool.record(&events[1]).unwrap();
+        assert!(!accept.refs.is_empty(), "the pool tracks refs for reuse");
+
+        // Same block as the pool's order: both records hold; the block equals a fresh run.
+        let mut fresh = BlockExecutor::new(g, &base, T);
+        fresh.apply(&events[0]).unwrap();
+        fresh.apply(&events[1]).unwrap();
+        let mut reused = BlockExecutor::new(g, &base, T);
+        reused.apply_remembered(&events[0], &order).unwrap();
+        reused.apply_remembered(&events[1], &accept).unwrap();
+        assert_eq!(outcome(reused), outcome(fresh));
+
+        // The record is what is applied when its reads hold.
+        let mut altered = order.clone();
+        altered.writes.push((b"marker".to_vec(), b"reused".to_vec()));
+        let mut x = BlockExecutor::new(g, &base, T);
+        x.apply_remembered(&events[0], &altered).unwrap();
+        assert!(wrote(x, b"marker"));
+
+        // A read that changed: the accept's record saw the order; without it in the block,
+        // the event is evaluated and refused, not applied from the record.
+        let mut x = BlockExecutor::new(g, &base, T);
+        let refused = x.apply_remembered(&events[1], &accept);
+        assert!(
+            matches!(refused, Err(ApplyError::Rejected(r)) if r.code == RejectCode::UnknownOrder)
+        );
+        // An existence read that changed: the order placed twice.
+        let mut altered = order.clone();
+        altered.writes.push((b"marker".to_vec(), b"reused".to_vec()));
+        let mut x = BlockExecutor::new(g, &base, T);
+        x.apply(&events[0]).unwrap();
+        let refused = x.apply_remembered(&events[0], &altered);
+        assert!(matches!(refused, Err(ApplyError::Rejected(_))), "{refused:?}");
+
+        // Out of the block's time window: evaluated, so refused for its time.
+        let late = T + g.doc.consensus.max_time_skew_ms + 1;
+        let mut x = BlockExecutor::new(g, &base, late);
+        let refused = x.apply_remembered(&events[0], &altered);
+        assert!(matches!(refused, Err(ApplyError::Rejected(r)) if r.code == RejectCode::TimeSkew));
+    }
 }

@@ -573,17 +573,27 @@ impl<S: IndexStore> Ledger<S> {
         block: &crate::block::Block,
         checks: Vec<CheckResult>,
     ) -> Result<Hash, LedgerError> {
-        crate::execute::validate_proposal_checked(&self.genesis, self, &self.tip, block, checks)
-            .map(|v| v.hash)
+        crate::execute::validate_proposal_checked(
+            &self.genesis,
+            self,
+            &self.tip,
+            block,
+            checks,
+            &[],
+        )
+        .map(|v| v.hash)
     }
 
     /// [`Ledger::validate_proposal_checked`], keeping the execution for the block's commit: a
     /// validator that voted for a block commits it with [`Ledger::commit_prepared`] without
     /// executing its events a second time.
+    /// `memos` are the events' recorded evaluations, reused where they still hold
+    /// ([`crate::execute::Memos`]).
     pub fn prepare_proposal(
         &self,
         block: &crate::block::Block,
         checks: Vec<CheckResult>,
+        memos: &crate::execute::Memos<'_>,
     ) -> Result<Prepared, LedgerError> {
         let validated = crate::execute::validate_proposal_checked(
             &self.genesis,
@@ -591,6 +601,7 @@ impl<S: IndexStore> Ledger<S> {
             &self.tip,
             block,
             checks,
+            memos,
         )?;
         let ids = validated.events.iter().map(|e| e.id).collect();
         Ok(Prepared {
@@ -602,11 +613,13 @@ impl<S: IndexStore> Ledger<S> {
     }
 
     /// Builds the next block from checked candidates (see
-    /// [`crate::execute::build_block_checked`]) and keeps its execution for its commit.
+    /// [`crate::execute::build_block_checked`]) and keeps its execution for its commit;
+    /// `memos` as for [`Ledger::prepare_proposal`].
     pub fn prepare_block(
         &self,
         candidates: &[SignedEvent],
         checks: Vec<CheckResult>,
+        memos: &crate::execute::Memos<'_>,
         time_ms: u64,
         proposer: &SigningKey,
     ) -> Result<(crate::block::Block, Prepared), LedgerError> {
@@ -616,6 +629,7 @@ impl<S: IndexStore> Ledger<S> {
             &self.tip,
             candidates,
             checks,
+            memos,
             time_ms,
             proposer,
         )?;
@@ -768,6 +782,7 @@ impl<S: IndexStore> Ledger<S> {
             &self.tip,
             candidates,
             checked,
+            &[],
             time_ms,
             validator,
         )?;

@@ -399,11 +399,13 @@ impl Worker {
 
     fn build(&mut self, time_ms: u64) -> Result<Block, LedgerError> {
         let c = &self.ledger.genesis().doc.consensus;
-        let (signed, checked) =
+        let candidates =
             self.mempool.candidates(c.max_block_events as usize, u64::from(c.max_block_bytes));
+        // Each candidate's evaluation at admission is reused where it still holds.
         let (block, prepared) = self.ledger.prepare_block(
-            &signed,
-            checked.into_iter().map(Ok).collect(),
+            &candidates.signed,
+            candidates.events.into_iter().map(Ok).collect(),
+            &candidates.footprints,
             time_ms,
             &self.proposer,
         )?;
@@ -468,15 +470,19 @@ impl Worker {
             fetched.into_iter().map(|e| (e.id(), e)).collect();
         let mut events = Vec::with_capacity(n);
         let mut checks: Vec<Option<Result<Event, Rejection>>> = Vec::with_capacity(n);
+        let mut memos = Vec::with_capacity(n);
         let mut missing = Vec::new();
         for id in &proposal.ids {
-            if let Some((signed, event)) = self.mempool.pending(id) {
+            if let Some((signed, event, footprint)) = self.mempool.pending(id) {
                 events.push(signed.clone());
-                // The verdict of this node's own admission: no signature is verified again.
+                // The verdict of this node's own admission: no signature is verified again,
+                // and its evaluation is reused where every state value it read is the same.
                 checks.push(Some(Ok(event.clone())));
+                memos.push(Some(footprint));
             } else if let Some(signed) = fetched.get(id) {
                 events.push(signed.clone());
                 checks.push(None);
+                memos.push(None);
             } else {
                 missing.push(*id);
             }
@@ -490,7 +496,7 @@ impl Worker {
             return Ok(Resolved::Block { block: Box::new(block), verdict: Ok(hash) });
         }
         let checks = self.complete_checks(&block.events, checks);
-        let verdict = match self.ledger.prepare_proposal(&block, checks) {
+        let verdict = match self.ledger.prepare_proposal(&block, checks, &memos) {
             Ok(prepared) => {
                 self.keep(prepared);
                 Ok(hash)

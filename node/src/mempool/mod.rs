@@ -181,6 +181,17 @@ struct Entry {
     digests: Vec<u64>,
 }
 
+/// A proposer's candidates ([`Mempool::candidates`]), in arrival order.
+#[derive(Debug, Default)]
+pub struct Candidates<'a> {
+    /// The envelopes.
+    pub signed: Vec<SignedEvent>,
+    /// Their checked forms.
+    pub events: Vec<Event>,
+    /// The records of their evaluations at admission (all `Some`; the ledger's memo form).
+    pub footprints: Vec<Option<&'a Footprint>>,
+}
+
 /// The pending events of one node.
 #[derive(Debug)]
 pub struct Mempool {
@@ -236,10 +247,11 @@ impl Mempool {
         (entry.signed == *signed).then_some(&entry.event)
     }
 
-    /// A pending event by id, with its checked form.
-    pub fn pending(&self, id: &Hash) -> Option<(&SignedEvent, &Event)> {
+    /// A pending event by id, with its checked form and the record of its evaluation (which
+    /// a block holding it may reuse: [`BlockExecutor::apply_remembered`]).
+    pub fn pending(&self, id: &Hash) -> Option<(&SignedEvent, &Event, &Footprint)> {
         let entry = self.by_id.get(id).and_then(|seq| self.order.get(seq))?;
-        Some((&entry.signed, &entry.event))
+        Some((&entry.signed, &entry.event, &entry.footprint))
     }
 
     /// Admits one event whose stateless check already ran (`checked`), against `state` (the
@@ -281,20 +293,20 @@ impl Mempool {
     }
 
     /// Up to `max_events` pending events of at most `max_bytes` in all, in arrival order, with
-    /// their checked forms: a proposer's candidates.
-    pub fn candidates(&self, max_events: usize, max_bytes: u64) -> (Vec<SignedEvent>, Vec<Event>) {
-        let mut signed = Vec::new();
-        let mut events = Vec::new();
+    /// their checked forms and the records of their evaluations: a proposer's candidates.
+    pub fn candidates(&self, max_events: usize, max_bytes: u64) -> Candidates<'_> {
+        let mut c = Candidates::default();
         let mut bytes = 0u64;
         for entry in self.order.values() {
-            if signed.len() >= max_events || bytes.saturating_add(entry.bytes) > max_bytes {
+            if c.signed.len() >= max_events || bytes.saturating_add(entry.bytes) > max_bytes {
                 break;
             }
             bytes += entry.bytes;
-            signed.push(entry.signed.clone());
-            events.push(entry.event.clone());
+            c.signed.push(entry.signed.clone());
+            c.events.push(entry.event.clone());
+            c.footprints.push(Some(&entry.footprint));
         }
-        (signed, events)
+        c
     }
 
     /// After a block is committed: removes its events (`committed`), then re-checks the

@@ -94,13 +94,14 @@ fn a_full_pool_refuses_without_dropping_what_it_holds() {
     assert_eq!(admit(&mut by_bytes, &f, &events[1]), Admission::Full);
     assert_eq!(by_bytes.bytes(), one);
     // Candidates respect the bounds they are given, in arrival order.
-    let (signed, checked) = by_count.candidates(2, u64::MAX);
+    let c = by_count.candidates(2, u64::MAX);
+    let (signed, checked) = (c.signed, c.events);
     assert_eq!(signed, events[..2].to_vec());
     assert_eq!(
         checked.iter().map(|e| e.id).collect::<Vec<_>>(),
         vec![events[0].id(), events[1].id()]
     );
-    assert!(by_count.candidates(10, one - 1).0.is_empty());
+    assert!(by_count.candidates(10, one - 1).signed.is_empty());
 }
 
 #[test]
@@ -193,8 +194,23 @@ proptest::proptest! {
         for (candidates, admit_after, late) in blocks {
             let candidates: Vec<usize> = candidates.into_iter().filter(|&i| i < all.len()).collect();
             let signed: Vec<SignedEvent> = candidates.iter().map(|&i| all[i].clone()).collect();
-            let checked = candidates.iter().map(|&i| checks[i].clone()).collect();
-            let (block, prepared) = f.ledger.prepare_block(&signed, checked, T, &key).unwrap();
+            let checked: Vec<_> = candidates.iter().map(|&i| checks[i].clone()).collect();
+            // The pool's records, reused where their reads hold (the block's order is random,
+            // so some hold and some do not): the same block and execution as without them,
+            // for the proposer and for a validator.
+            let memos_of = |events: &[SignedEvent]| -> Vec<Option<&Footprint>> {
+                events.iter().map(|e| footprints.pending(&e.id()).map(|(_, _, fp)| fp)).collect()
+            };
+            let memos = memos_of(&signed);
+            let (block, prepared) =
+                f.ledger.prepare_block(&signed, checked.clone(), &memos, T, &key).unwrap();
+            let (plain, plain_prepared) =
+                f.ledger.prepare_block(&signed, checked, &[], T, &key).unwrap();
+            proptest::prop_assert_eq!(&block, &plain);
+            proptest::prop_assert_eq!(format!("{prepared:?}"), format!("{plain_prepared:?}"));
+            let vchecks = block.events.iter().map(|e| check_event(&genesis, e)).collect();
+            let validated = f.ledger.prepare_proposal(&block, vchecks, &memos_of(&block.events));
+            proptest::prop_assert_eq!(format!("{:?}", validated.unwrap()), format!("{prepared:?}"));
             if block.events.is_empty() { continue; }
             let written = WrittenKeys::of(prepared.written_keys());
             let hash = block.header.hash();
