@@ -17,10 +17,10 @@ use std::collections::{HashMap, VecDeque};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tradeloop_crypto::{Hash, SigningKey};
 use tradeloop_ledger::block::Tip;
-use tradeloop_ledger::execute::check_events;
+use tradeloop_ledger::execute::{check_events, CHECK_CHUNK_EVENTS};
 use tradeloop_ledger::store::Prepared;
 use tradeloop_ledger::{
-    Block, CertifiedBlock, Event, Ledger, LedgerError, RejectCode, Rejection, SignedEvent,
+    Block, CertifiedBlock, Event, Genesis, Ledger, LedgerError, RejectCode, Rejection, SignedEvent,
 };
 
 use crate::mempool::{Admission, Mempool, MempoolLimits, WrittenKeys};
@@ -50,6 +50,52 @@ fn collect_index_garbage() {
 }
 
 pub use crate::api::{CommitNotice, Committed, Evicted};
+
+/// Where the chain worker runs the stateless checks (signature included) of the events it
+/// has not checked before (`[runtime] verify_threads`, docs/operations.md).
+#[derive(Debug)]
+pub enum Verifier {
+    /// rayon's global pool: one thread per core (`verify_threads = 0`).
+    Cores,
+    /// On the chain worker itself, with no hand-off (`verify_threads = 1`): where several
+    /// nodes share a machine's cores, a pool's threads only wait for work and wake each other.
+    Inline,
+    /// A pool of its own of that many threads.
+    Pool(rayon::ThreadPool),
+}
+
+impl Verifier {
+    /// The verifier for `[runtime] verify_threads = threads`.
+    pub fn new(threads: usize) -> std::io::Result<Verifier> {
+        Ok(match threads {
+            0 => Verifier::Cores,
+            1 => Verifier::Inline,
+            n => Verifier::Pool(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .thread_name(|i| format!("verify-{i}"))
+                    .build()
+                    .map_err(std::io::Error::other)?,
+            ),
+        })
+    }
+
+    /// The stateless check of each of `events`, in order.
+    pub fn check(
+        &self,
+        genesis: &Genesis,
+        events: &[SignedEvent],
+    ) -> Vec<Result<Event, Rejection>> {
+        match self {
+            Verifier::Cores => check_events(genesis, events),
+            Verifier::Inline => events
+                .chunks(CHECK_CHUNK_EVENTS)
+                .flat_map(|chunk| tradeloop_ledger::check_event_batch(genesis, chunk))
+                .collect(),
+            Verifier::Pool(pool) => pool.install(|| check_events(genesis, events)),
+        }
+    }
+}
 
 /// What admission said about one event, for the caller to answer and gossip.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -247,6 +293,7 @@ impl ChainHandle {
 pub fn spawn(
     ledger: Ledger,
     limits: MempoolLimits,
+    verifier: Verifier,
     proposer: SigningKey,
     commits: broadcast::Sender<CommitNotice>,
     stats: watch::Sender<MempoolStats>,
@@ -256,6 +303,7 @@ pub fn spawn(
     let worker = Worker {
         ledger,
         mempool: Mempool::new(limits),
+        verifier,
         proposer,
         commits,
         stats,
@@ -287,6 +335,7 @@ fn lanes() -> (ChainHandle, Lanes) {
 struct Worker {
     ledger: Ledger,
     mempool: Mempool,
+    verifier: Verifier,
     proposer: SigningKey,
     commits: broadcast::Sender<CommitNotice>,
     /// The mempool's figures, published after every change (the proposer waits on it).
@@ -392,7 +441,7 @@ impl Worker {
                 candidates.push(e);
             }
         }
-        let checks = check_events(self.ledger.genesis(), &candidates);
+        let checks = self.verifier.check(self.ledger.genesis(), &candidates);
         let genesis = self.ledger.genesis().clone();
         for (((i, id), signed), check) in fresh.into_iter().zip(candidates).zip(checks) {
             let admission = self.mempool.admit(&genesis, &self.ledger, now_ms, signed, check)?;
@@ -445,7 +494,9 @@ impl Worker {
     ) -> Vec<Result<Event, Rejection>> {
         let missing: Vec<usize> = (0..events.len()).filter(|&i| reused[i].is_none()).collect();
         let unseen: Vec<SignedEvent> = missing.iter().map(|&i| events[i].clone()).collect();
-        for (i, check) in missing.into_iter().zip(check_events(self.ledger.genesis(), &unseen)) {
+        for (i, check) in
+            missing.into_iter().zip(self.verifier.check(self.ledger.genesis(), &unseen))
+        {
             reused[i] = Some(check);
         }
         reused
@@ -614,7 +665,34 @@ mod tests {
         let (stats, _) = watch::channel(MempoolStats::default());
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
         let key = cast.validator_keys[0].clone();
-        spawn(ledger, limits, key, commits, stats, metrics).unwrap().0
+        spawn(ledger, limits, Verifier::Inline, key, commits, stats, metrics).unwrap().0
+    }
+
+    /// Every `verify_threads` setting gives the same verdicts, in the same order, as the
+    /// ledger's own check: valid events, a forged signature and a mangled body among them, in
+    /// more than one chunk.
+    #[test]
+    fn every_verifier_gives_the_ledgers_verdicts() {
+        let t = crate::consensus::driver::now_ms();
+        let cast = Cast::deterministic(1, t - 10_000).unwrap();
+        let mut events: Vec<SignedEvent> =
+            (1..=8).flat_map(|n| trade_events(&cast, n, t)).collect();
+        assert!(events.len() > 2 * CHECK_CHUNK_EVENTS, "{} events", events.len());
+        let other = trade_events(&cast, 9, t);
+        events[5].signature = other[5].signature;
+        events[CHECK_CHUNK_EVENTS + 3].body[0] = b'[';
+        let expected: Vec<_> =
+            events.iter().map(|e| tradeloop_ledger::check_event(&cast.genesis, e)).collect();
+        assert!(expected[5].is_err() && expected[CHECK_CHUNK_EVENTS + 3].is_err());
+        assert_eq!(expected.iter().filter(|r| r.is_ok()).count(), events.len() - 2);
+        for threads in [0, 1, 3] {
+            let verifier = Verifier::new(threads).unwrap();
+            assert_eq!(
+                verifier.check(&cast.genesis, &events),
+                expected,
+                "verify_threads = {threads}"
+            );
+        }
     }
 
     /// A command that waits is served before admissions that were queued ahead of it: a flood
@@ -630,6 +708,7 @@ mod tests {
         let worker = Worker {
             ledger,
             mempool: Mempool::new(MempoolLimits { max_events: 1000, max_bytes: 1 << 24 }),
+            verifier: Verifier::Inline,
             proposer: cast.validator_keys[0].clone(),
             commits,
             stats,

@@ -117,6 +117,9 @@ pub struct NodeConfig {
     /// Logging.
     #[serde(default)]
     pub log: LogSection,
+    /// How the node uses the machine's cores.
+    #[serde(default)]
+    pub runtime: RuntimeSection,
 }
 
 /// `[p2p]`.
@@ -340,6 +343,20 @@ impl Default for MempoolSection {
     }
 }
 
+/// Most threads `[runtime] verify_threads` may name.
+pub const MAX_VERIFY_THREADS: usize = 256;
+
+/// `[runtime]`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSection {
+    /// Threads that check the signatures (and the rest of the stateless checks) of arriving
+    /// events: 0 (the default) uses one per core; 1 checks them on the chain worker itself,
+    /// with no hand-off. Nodes that share a machine (a devnet) should split its cores between
+    /// them: `tradeloop devnet init` writes cores / nodes, at least 1.
+    pub verify_threads: usize,
+}
+
 /// `[log]`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -460,6 +477,12 @@ impl NodeConfig {
                 ),
             ));
         }
+        if self.runtime.verify_threads > MAX_VERIFY_THREADS {
+            return Err(invalid(
+                "runtime.verify_threads",
+                format!("must be 0..={MAX_VERIFY_THREADS} (0 = one per core)"),
+            ));
+        }
         let c = &self.consensus;
         for (key, ms) in [
             ("consensus.timeout_propose_ms", c.timeout_propose_ms),
@@ -566,6 +589,7 @@ mod tests {
         assert_eq!(c.log.format, LogFormat::Pretty);
         assert_eq!(c.empty_block_wait_ms(), DEFAULT_EMPTY_BLOCK_WAIT_MS);
         assert_eq!(c.block_linger_ms(), DEFAULT_BLOCK_LINGER_MS);
+        assert_eq!(c.runtime.verify_threads, 0);
     }
 
     #[test]
@@ -573,9 +597,11 @@ mod tests {
         let text = format!(
             "{MINIMAL}[p2p]\nlisten = [\"/ip4/127.0.0.1/tcp/9000\"]\nbootstrap = [\"/ip4/127.0.0.1/tcp/9001/p2p/12D3KooWabc\"]\nmax_connections = 16\n\
              [api]\nlisten = \"127.0.0.1:9100\"\n[consensus]\ntimeout_propose_ms = 500\nblock_linger_ms = 0\n\
-             [mempool]\nmax_events = 10\nmax_bytes = 2000000\n[log]\nformat = \"json\"\nlevel = \"debug\"\n"
+             [mempool]\nmax_events = 10\nmax_bytes = 2000000\n[log]\nformat = \"json\"\nlevel = \"debug\"\n\
+             [runtime]\nverify_threads = 1\n"
         );
         let c = parse(&text).unwrap();
+        assert_eq!(c.runtime.verify_threads, 1);
         assert_eq!(c.p2p.max_connections, 16);
         assert_eq!(c.consensus.timeout_propose_ms, Some(500));
         assert_eq!(c.block_linger_ms(), 0);
@@ -593,7 +619,9 @@ mod tests {
             token("erp", &"ab".repeat(32), ""),
             token("", &"ab".repeat(32), "\"read\""),
         ];
-        let cases: [(&str, &str); 18] = [
+        let cases: [(&str, &str); 20] = [
+            ("[runtime]\nverify_threads = 257\n", "runtime.verify_threads"),
+            ("[runtime]\nthreads = 2\n", "threads"),
             ("colour = \"red\"\n", "colour"),
             ("[consensus]\nblock_linger_ms = 700000\n", "consensus.block_linger_ms"),
             ("[p2p]\nlisten = [\"127.0.0.1:9000\"]\n", "p2p.listen"),

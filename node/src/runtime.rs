@@ -178,12 +178,22 @@ pub async fn run(
     };
     let metrics = std::sync::Arc::new(Metrics::new());
     metrics.height.set(crate::metrics::gauge_value(tip.height));
-    let (chain, chain_thread) =
-        chain::spawn(ledger, limits, key.clone(), commits_tx.clone(), mempool_tx, metrics.clone())
-            .map_err(|source| NodeError::Io {
-                what: "cannot start the chain worker thread".into(),
-                source,
-            })?;
+    let verifier = chain::Verifier::new(config.runtime.verify_threads).map_err(|source| {
+        NodeError::Io { what: "cannot start the signature-check threads".into(), source }
+    })?;
+    let (chain, chain_thread) = chain::spawn(
+        ledger,
+        limits,
+        verifier,
+        key.clone(),
+        commits_tx.clone(),
+        mempool_tx,
+        metrics.clone(),
+    )
+    .map_err(|source| NodeError::Io {
+        what: "cannot start the chain worker thread".into(),
+        source,
+    })?;
 
     let p2p_limits = P2pLimits {
         max_established_connections: config.p2p.max_connections,

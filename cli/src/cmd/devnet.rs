@@ -142,6 +142,7 @@ pub fn init(args: &InitArgs) -> Result<Vec<DevnetNode>> {
     let keys = cast.node_keys();
     let members = cast.genesis.member_nodes();
     let ports = free_ports(2 * names.len())?;
+    let verify_threads = verify_threads_per_node(names.len());
     let mut nodes = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let peer = tradeloop_node::p2p::peer_id(&keys[i].public_key());
@@ -172,6 +173,9 @@ pub fn init(args: &InitArgs) -> Result<Vec<DevnetNode>> {
              [api]\n\
              listen = \"{api}\"\n\n\
              {consensus}\
+             [runtime]\n\
+             # the devnet's nodes share this machine's cores\n\
+             verify_threads = {verify_threads}\n\n\
              [log]\n\
              format = \"pretty\"\n",
             name = node.name,
@@ -189,6 +193,13 @@ pub fn init(args: &InitArgs) -> Result<Vec<DevnetNode>> {
         std::fs::write(&node.config, toml)?;
     }
     Ok(nodes)
+}
+
+/// `[runtime] verify_threads` for each of `nodes` nodes on this machine: its cores split
+/// between them, at least 1 (then each node checks on its chain worker, with no hand-off).
+fn verify_threads_per_node(nodes: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    (cores / nodes.max(1)).max(1)
 }
 
 /// The nodes of a devnet directory, from its node.toml files.

@@ -318,8 +318,15 @@ fn in_process(
     let (stats, _) = tokio::sync::watch::channel(Default::default());
     let key = tradeloop_crypto::SigningKey::from_seed_label("bench-api-proposer");
     let metrics = std::sync::Arc::new(tradeloop_node::metrics::Metrics::new());
-    let (chain, thread) =
-        tradeloop_node::chain::spawn(ledger, limits, key, commits, stats, metrics)?;
+    let (chain, thread) = tradeloop_node::chain::spawn(
+        ledger,
+        limits,
+        tradeloop_node::chain::Verifier::Cores,
+        key,
+        commits,
+        stats,
+        metrics,
+    )?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let per_client: Vec<Vec<Vec<SignedEvent>>> =
