@@ -278,14 +278,11 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
         event.time_ms.abs_diff(self.block_time_ms) <= self.genesis.doc.consensus.max_time_skew_ms
     }
 
-    /// Whether reads are being recorded ([`BlockExecutor::record`]).
-    fn recording(&self) -> bool {
-        self.reads.borrow().is_some()
-    }
-
-    fn record_read(&self, key: &[u8], read: Read) {
+    /// Records a read when reads are being recorded ([`BlockExecutor::record`]); `read` is
+    /// only called then, so an unrecorded read copies nothing.
+    fn record_read(&self, key: &[u8], read: impl FnOnce() -> Read) {
         if let Some(reads) = self.reads.borrow_mut().as_mut() {
-            reads.push((key.to_vec(), read));
+            reads.push((key.to_vec(), read()));
         }
     }
 
@@ -306,9 +303,7 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
             }),
         };
         let seen = |raw: Option<&[u8]>| {
-            if self.recording() {
-                self.record_read(key, Read::Value(raw.map(<[u8]>::to_vec)));
-            }
+            self.record_read(key, || Read::Value(raw.map(<[u8]>::to_vec)));
             decode(raw)
         };
         match self.overlay.get(key) {
@@ -319,7 +314,7 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
 
     fn exists(&self, key: &[u8]) -> Result<bool, ApplyError> {
         let present = self.overlay.contains_key(key) || self.base.has_state(key)?;
-        self.record_read(key, Read::Exists(present));
+        self.record_read(key, || Read::Exists(present));
         Ok(present)
     }
 
