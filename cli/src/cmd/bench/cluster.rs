@@ -64,6 +64,10 @@ pub struct ClusterArgs {
     /// temporary directory; it must be empty or not exist.
     #[arg(long)]
     pub keep: Option<std::path::PathBuf>,
+    /// The nodes' log filter (`RUST_LOG` syntax), e.g. `info` to see every commit in each
+    /// node's `node.log` (with `--keep`).
+    #[arg(long, default_value = "warn")]
+    pub node_log: String,
 }
 
 /// How many times the single-validator append rate is measured (its median is the reference).
@@ -104,7 +108,7 @@ pub fn run(args: ClusterArgs) -> Result<()> {
         empty_block_wait_ms: (args.events == 0).then_some(1),
     })?;
     let cast = devnet::load_cast(&dir)?;
-    let running = devnet::Running::start(&nodes, "warn")?;
+    let running = devnet::Running::start(&nodes, &args.node_log)?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_millis(WAIT_MS + 10_000)))
