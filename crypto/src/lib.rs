@@ -16,10 +16,12 @@ pub mod keyfile;
 pub mod keys;
 pub mod merkle;
 pub mod prepared;
+pub mod verified;
 
 pub use hash::{domain_hash, Hash, HashWriter};
 pub use keys::{PublicKey, Signature, SigningKey};
 pub use prepared::{finish_verify_batch, PendingSignature, PreparedKey};
+pub use verified::{VerifiedSignatures, MAX_VERIFIED_SIGNATURES};
 
 /// Errors of the crypto crate. Each has a stable code ([`CryptoError::code`]).
 #[derive(Debug, thiserror::Error)]

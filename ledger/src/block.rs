@@ -9,7 +9,9 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
-use tradeloop_crypto::{domain_hash, merkle, Hash, PublicKey, Signature, SigningKey};
+use tradeloop_crypto::{
+    domain_hash, merkle, Hash, PublicKey, Signature, SigningKey, VerifiedSignatures,
+};
 
 use crate::codec;
 use crate::event::SignedEvent;
@@ -168,6 +170,19 @@ impl CommitCertificate {
         height: u64,
         block_hash: &Hash,
     ) -> Result<(), String> {
+        self.verify_with(chain, validators, height, block_hash, None)
+    }
+
+    /// [`CommitCertificate::verify`], with each signature checked through `memo` when given:
+    /// a node's precommits were verified when they arrived as votes, and are not again.
+    pub fn verify_with(
+        &self,
+        chain: &Hash,
+        validators: &ValidatorSet,
+        height: u64,
+        block_hash: &Hash,
+        memo: Option<&VerifiedSignatures>,
+    ) -> Result<(), String> {
         if self.height != height {
             return Err(format!("certificate is for height {}, not {height}", self.height));
         }
@@ -192,7 +207,11 @@ impl CommitCertificate {
             let Some(p) = validators.power_of(&sig.validator) else {
                 return Err(format!("signer {} is not in the validator set", sig.validator));
             };
-            sig.validator.verify(&bytes, &sig.signature).map_err(|_| {
+            let verified = match memo {
+                Some(memo) => memo.verify(&sig.validator, &bytes, &sig.signature),
+                None => sig.validator.verify(&bytes, &sig.signature),
+            };
+            verified.map_err(|_| {
                 format!("precommit signature of validator {} does not verify", sig.validator)
             })?;
             power = power.saturating_add(p);

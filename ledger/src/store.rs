@@ -85,6 +85,9 @@ pub struct Ledger<S: IndexStore = SledIndex> {
     failed_commit: bool,
     /// Committed state read recently, in front of sled (see [`StateCache`]).
     state_cache: StateCache,
+    /// Signatures already verified by this process (a node's consensus votes), consulted
+    /// when a commit certificate is checked ([`Ledger::remember_signatures`]).
+    verified: Option<std::sync::Arc<tradeloop_crypto::VerifiedSignatures>>,
 }
 
 /// Most state keys kept by a ledger's [`StateCache`]. State values are small (an order's,
@@ -459,6 +462,7 @@ impl<S: IndexStore> Ledger<S> {
             snapshot,
             failed_commit: false,
             state_cache: StateCache::default(),
+            verified: None,
         };
         ledger.check_and_catch_up(tip)?;
         Ok(ledger)
@@ -584,6 +588,17 @@ impl<S: IndexStore> Ledger<S> {
         .map(|v| v.hash)
     }
 
+    /// Lets [`Ledger::commit_prepared`] answer a commit certificate's signatures from `memo`,
+    /// the signatures this process verified already (a member node's consensus votes: the
+    /// precommits of a certificate arrived as votes and were checked then). A signature not
+    /// in `memo` is verified as always.
+    pub fn remember_signatures(
+        &mut self,
+        memo: std::sync::Arc<tradeloop_crypto::VerifiedSignatures>,
+    ) {
+        self.verified = Some(memo);
+    }
+
     /// [`Ledger::validate_proposal_checked`], keeping the execution for the block's commit: a
     /// validator that voted for a block commits it with [`Ledger::commit_prepared`] without
     /// executing its events a second time.
@@ -670,7 +685,13 @@ impl<S: IndexStore> Ledger<S> {
         }
         certified
             .certificate
-            .verify(&self.genesis.hash, &self.genesis.validators, height, &hash)
+            .verify_with(
+                &self.genesis.hash,
+                &self.genesis.validators,
+                height,
+                &hash,
+                self.verified.as_deref(),
+            )
             .map_err(|e| invalid(format!("commit certificate invalid: {e}")))?;
         let loc = self.log.append(certified)?;
         self.index_outcome(certified, hash, &prepared.ids, &prepared.outcome, loc)?;

@@ -178,6 +178,11 @@ pub async fn run(
     };
     let metrics = std::sync::Arc::new(Metrics::new());
     metrics.height.set(crate::metrics::gauge_value(tip.height));
+    // One memory of verified consensus signatures for the whole node: gossip validation,
+    // the consensus core and the ledger's certificate check share it.
+    let ctx = TradeContext::new(genesis.hash);
+    let mut ledger = ledger;
+    ledger.remember_signatures(ctx.verified.clone());
     let verifier = chain::Verifier::new(config.runtime.verify_threads).map_err(|source| {
         NodeError::Io { what: "cannot start the signature-check threads".into(), source }
     })?;
@@ -220,7 +225,7 @@ pub async fn run(
         let params = consensus_params(&genesis.doc.consensus, &config);
         let dc = DriverConfig {
             key: key.clone(),
-            chain: genesis.hash,
+            ctx: ctx.clone(),
             empty_block_wait: Duration::from_millis(config.empty_block_wait_ms()),
             block_linger: Duration::from_millis(config.block_linger_ms()),
             full_block_events: genesis.doc.consensus.max_block_events as usize,
@@ -229,6 +234,7 @@ pub async fn run(
         let (chain, p2p, mempool_rx, stop_rx, streamed) =
             (chain.clone(), p2p.clone(), mempool_rx.clone(), stop_rx.clone(), streamed.clone());
         let (genesis, key, wal_dir) = (genesis.clone(), key.clone(), config.data_dir.join("wal"));
+        let core_ctx = ctx.clone();
         driver_task = Some(tokio::spawn(async move {
             // A validator that has never signed (a new network, or a lost sign-state) first
             // catches up with its peers, so that it never votes at a height it may have
@@ -239,7 +245,7 @@ pub async fn run(
             let tip = chain.tip().await.map_err(|_| driver::DriverError::ChainStopped)?;
             let height = tip.height + 1;
             let core = ConsensusCore::new(
-                TradeContext { chain: genesis.hash },
+                core_ctx,
                 key,
                 guard,
                 Validators::from_ledger(&genesis.validators),
@@ -263,7 +269,7 @@ pub async fn run(
     tasks.spawn(network(
         NetworkCtx {
             genesis: genesis.clone(),
-            ctx: TradeContext { chain: genesis.hash },
+            ctx: ctx.clone(),
             validators: Validators::from_ledger(&genesis.validators),
             p2p: p2p.clone(),
             chain: chain.clone(),
@@ -609,16 +615,18 @@ fn check_consensus(
             if !is_validator(&who) {
                 return Err(format!("vote from {who}, not a validator"));
             }
-            who.verify(&ctx.vote_bytes(&v.message), &v.signature)
-                .map_err(|_| "vote signature invalid".to_string())?;
+            if !ctx.verify(&who, &ctx.vote_bytes(&v.message), &v.signature) {
+                return Err("vote signature invalid".into());
+            }
         }
         ConsensusWire::Signed(SignedConsensusMsg::Proposal(p)) => {
             let who = p.message.proposer.0;
             if !is_validator(&who) {
                 return Err(format!("proposal from {who}, not a validator"));
             }
-            who.verify(&ctx.proposal_bytes(&p.message), &p.signature)
-                .map_err(|_| "proposal signature invalid".to_string())?;
+            if !ctx.verify(&who, &ctx.proposal_bytes(&p.message), &p.signature) {
+                return Err("proposal signature invalid".into());
+            }
         }
         ConsensusWire::Polka(c) => {
             // Every signature is checked before the certificate is forwarded, so that a forged
@@ -635,8 +643,9 @@ fn check_consensus(
                     value: malachite_core_types::NilOrVal::Val(c.value_id),
                     validator: s.address,
                 };
-                who.verify(&ctx.vote_bytes(&vote), &s.signature)
-                    .map_err(|_| format!("polka certificate: signature of {who} invalid"))?;
+                if !ctx.verify(&who, &ctx.vote_bytes(&vote), &s.signature) {
+                    return Err(format!("polka certificate: signature of {who} invalid"));
+                }
             }
         }
         ConsensusWire::Part(part) => {
@@ -954,7 +963,7 @@ mod tests {
     #[test]
     fn gossip_is_forwarded_only_when_its_signer_and_signature_hold() {
         let cast = Cast::deterministic(4, 1_700_000_000_000).unwrap();
-        let ctx = TradeContext { chain: cast.genesis.hash };
+        let ctx = TradeContext::new(cast.genesis.hash);
         let validators = Validators::from_ledger(&cast.genesis.validators);
         let check = |m| check_consensus(&ctx, &validators, m);
         let key = &cast.validator_keys[1];
@@ -969,6 +978,11 @@ mod tests {
         let sv = Vote { validator: Address(stranger.public_key()), ..v.clone() };
         let signed = SignedMessage::new(sv.clone(), stranger.sign(&ctx.vote_bytes(&sv)));
         assert!(check(ConsensusWire::Signed(SignedConsensusMsg::Vote(signed))).is_err());
+        // The good vote's signature is remembered for the core and the commit certificate;
+        // the refused ones are not.
+        assert_eq!(ctx.verified.len(), 1);
+        assert!(check(ConsensusWire::Signed(SignedConsensusMsg::Vote(good.clone()))).is_ok());
+        assert_eq!(ctx.verified.len(), 1);
         // A polka certificate with one bad signature among good ones is not forwarded.
         let sig = |i: usize, signer: usize| {
             let vi = vote(&cast, i);

@@ -458,7 +458,7 @@ impl Sim {
         let shm = std::path::Path::new("/dev/shm");
         let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }
             .map_err(|e| e.to_string())?;
-        let ctx = TradeContext { chain: cast.genesis.hash };
+        let ctx = TradeContext::new(cast.genesis.hash);
         let validators = Validators::from_ledger(&cast.genesis.validators);
         let mut nodes = Vec::new();
         for (i, key) in cast.validator_keys.iter().enumerate() {

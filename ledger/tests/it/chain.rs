@@ -53,3 +53,53 @@ fn proposals_are_validated_without_a_certificate() {
     far.header.height = 5;
     assert!(f.ledger.validate_proposal(&far).is_err());
 }
+
+#[test]
+fn remembered_signatures_spare_a_certificates_checks_but_never_pass_a_bad_one() {
+    use std::sync::Arc;
+    use tradeloop_crypto::VerifiedSignatures;
+    use tradeloop_ledger::block::{vote_sign_bytes, VoteType};
+    use tradeloop_ledger::{check_event, CertifiedBlock, CommitCertificate};
+
+    let mut f = Fixture::new(4);
+    let memo = Arc::new(VerifiedSignatures::new());
+    f.ledger.remember_signatures(memo.clone());
+    let events = trade_events(&f.cast, 1, T0 + 1000);
+    let keys: Vec<_> = f.cast.validator_keys.iter().collect();
+    let built = f.ledger.build_block(&events[..3], T0 + 2000, keys[0]).unwrap();
+    let prepare = |ledger: &tradeloop_ledger::Ledger| {
+        let checks = built.block.events.iter().map(|e| check_event(&f.cast.genesis, e)).collect();
+        ledger.prepare_proposal(&built.block, checks, &[]).unwrap()
+    };
+    let good = CommitCertificate::sign(&f.cast.genesis.hash, 1, 0, built.hash, &keys);
+
+    // Three of the four precommits arrived as votes: the node verified them through the memo.
+    let bytes = vote_sign_bytes(&f.cast.genesis.hash, VoteType::Precommit, 1, 0, Some(&built.hash));
+    for s in &good.signatures[..3] {
+        memo.verify(&s.validator, &bytes, &s.signature).unwrap();
+    }
+    assert_eq!(memo.len(), 3);
+
+    // One signature forged: refused with the memo as without it, and not remembered.
+    let mut forged = good.clone();
+    forged.signatures[1].signature.0[0] ^= 1;
+    let block = built.block.clone();
+    let e = f
+        .ledger
+        .commit_prepared(
+            &CertifiedBlock { block: block.clone(), certificate: forged },
+            prepare(&f.ledger),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not verify"), "{e}");
+    assert_eq!(memo.len(), 3);
+    assert_eq!(f.ledger.tip().height, 0);
+
+    // The good certificate commits: three signatures answered from memory, the fourth
+    // verified through it (and so remembered).
+    let prepared = prepare(&f.ledger);
+    f.ledger.commit_prepared(&CertifiedBlock { block, certificate: good }, prepared).unwrap();
+    assert_eq!(f.ledger.tip().height, 1);
+    assert_eq!(memo.len(), 4);
+}

@@ -8,10 +8,11 @@
 //! ledger `CommitCertificate`.
 
 use std::fmt;
+use std::sync::Arc;
 
 use malachite_core_types as mc;
 use mc::{NilOrVal, Round, VoteType};
-use tradeloop_crypto::{domain_hash, Hash, PublicKey, Signature, SigningKey};
+use tradeloop_crypto::{domain_hash, Hash, PublicKey, Signature, SigningKey, VerifiedSignatures};
 use tradeloop_ledger::block::{vote_sign_bytes, VoteType as LedgerVoteType};
 use tradeloop_ledger::ValidatorSet as LedgerValidatorSet;
 
@@ -282,6 +283,10 @@ impl mc::SigningScheme for Ed25519 {
 pub struct TradeContext {
     /// The genesis hash; part of every sign-bytes domain.
     pub chain: Hash,
+    /// The consensus signatures this node has verified: a vote is checked before gossip
+    /// forwards it, and the core and the commit certificate find it here instead of verifying
+    /// it again (shared by every clone of the context, and with the ledger).
+    pub verified: Arc<VerifiedSignatures>,
 }
 
 impl mc::Context for TradeContext {
@@ -344,6 +349,17 @@ impl mc::Context for TradeContext {
 }
 
 impl TradeContext {
+    /// The context of the chain whose genesis hash is `chain`, with an empty signature memory.
+    pub fn new(chain: Hash) -> TradeContext {
+        TradeContext { chain, verified: Arc::new(VerifiedSignatures::new()) }
+    }
+
+    /// Whether `signature` by `key` over `message` holds, answered from
+    /// [`TradeContext::verified`] when this node verified exactly these before.
+    pub fn verify(&self, key: &PublicKey, message: &[u8], signature: &Signature) -> bool {
+        self.verified.verify(key, message, signature).is_ok()
+    }
+
     /// The bytes a validator signs for a vote: the ledger's vote sign bytes.
     pub fn vote_bytes(&self, vote: &Vote) -> Vec<u8> {
         let vote_type = match vote.vote_type {

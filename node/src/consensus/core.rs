@@ -651,7 +651,7 @@ fn on_effect(io: &mut EffectIo<'_>, effect: Effect<TradeContext>) -> Result<Resu
                 mcc::ConsensusMsg::Vote(v) => ctx.vote_bytes(v),
                 mcc::ConsensusMsg::Proposal(p) => ctx.proposal_bytes(p),
             };
-            r.resume_with(public_key.verify(&bytes, &msg.signature).is_ok())
+            r.resume_with(ctx.verify(&public_key, &bytes, &msg.signature))
         }
         Effect::VerifyCommitCertificate(cert, validators, thresholds, r) => {
             let votes = cert.commit_signatures.iter().map(|s| {
@@ -742,7 +742,7 @@ fn check_votes(
         }
         seen.push(address);
         let key: &PublicKey = &validator.public_key;
-        if key.verify(&ctx.vote_bytes(&vote), &signature).is_err() {
+        if !ctx.verify(key, &ctx.vote_bytes(&vote), &signature) {
             return Err(invalid);
         }
         signed = signed.saturating_add(validator.power);

@@ -89,8 +89,8 @@ pub enum Outbound {
 pub struct DriverConfig {
     /// This validator's key.
     pub key: SigningKey,
-    /// The chain (genesis hash).
-    pub chain: Hash,
+    /// The chain's consensus context (its genesis hash and the node's verified signatures).
+    pub ctx: TradeContext,
     /// How long a proposer with an empty mempool waits for an event before proposing an
     /// empty block.
     pub empty_block_wait: Duration,
@@ -194,7 +194,7 @@ pub async fn run(
     (out, p2p, streamed): (mpsc::Sender<Outbound>, P2pHandle, StreamedBlocks),
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), DriverError> {
-    let ctx = TradeContext { chain: config.chain };
+    let ctx = config.ctx.clone();
     let (fetched_tx, mut fetched_rx) = mpsc::channel(MAX_FETCHES_IN_FLIGHT);
     let mut d = Driver {
         config,
@@ -374,7 +374,13 @@ impl Driver {
     async fn publish_parts(&self, block: &Block, round: Round, valid_round: Round) {
         let proposal = CompactBlock::of(block);
         self.streamed.add(block, &proposal.ids);
-        match split_proposal(&proposal, round, valid_round, &self.config.key, &self.config.chain) {
+        match split_proposal(
+            &proposal,
+            round,
+            valid_round,
+            &self.config.key,
+            &self.config.ctx.chain,
+        ) {
             Ok(parts) => {
                 for part in parts {
                     self.publish(ConsensusWire::Part(part)).await;

@@ -49,7 +49,7 @@ fn ids_for(bytes: usize) -> usize {
 }
 
 fn vote(k: &SigningKey, value: Option<Hash>) -> SignedConsensusMsg<TradeContext> {
-    let ctx = TradeContext { chain: CHAIN };
+    let ctx = TradeContext::new(CHAIN);
     let v = Vote {
         vote_type: VoteType::Precommit,
         height: Height(7),
@@ -68,7 +68,7 @@ fn same(a: &ConsensusWire, b: &ConsensusWire) -> bool {
 #[test]
 fn votes_proposals_and_parts_round_trip() {
     let k = key("v1");
-    let ctx = TradeContext { chain: CHAIN };
+    let ctx = TradeContext::new(CHAIN);
     let p = Proposal {
         height: Height(7),
         round: Round::new(1),

@@ -53,7 +53,7 @@ impl Script {
                 cast.validator_keys.iter().find(|k| k.public_key() == v.public_key).unwrap().clone()
             })
             .collect();
-        let ctx = TradeContext { chain: cast.genesis.hash };
+        let ctx = TradeContext::new(cast.genesis.hash);
         let dir = tempfile::tempdir().unwrap();
         let guard = SignGuard::open(
             &dir.path().join("sign-state.bin"),

@@ -18,7 +18,7 @@ fn a_single_validator_decides_heights_that_the_ledger_commits_and_verify_accepts
     let data = dir.path().join("data");
     let mut ledger = Ledger::open(&data, cast.genesis.clone()).unwrap();
     let key = cast.validator_keys[0].clone();
-    let ctx = TradeContext { chain: cast.genesis.hash };
+    let ctx = TradeContext::new(cast.genesis.hash);
     let guard =
         SignGuard::open(&dir.path().join("sign-state.bin"), cast.genesis.hash, key.public_key())
             .unwrap();
@@ -68,7 +68,7 @@ fn after_a_restart_the_guard_refuses_to_sign_a_conflicting_proposal() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(&dir.path().join("data"), cast.genesis.clone()).unwrap();
     let key = cast.validator_keys[0].clone();
-    let ctx = TradeContext { chain: cast.genesis.hash };
+    let ctx = TradeContext::new(cast.genesis.hash);
     let guard_path = dir.path().join("sign-state.bin");
     let validators = Validators::from_ledger(&cast.genesis.validators);
     let events = trade_events(&cast, 1, T0);
@@ -116,7 +116,7 @@ fn the_scheduled_propose_timeout_is_the_genesis_one() {
         let mut consensus = cast.genesis.doc.consensus.clone();
         consensus.timeout_propose_ms = timeout_propose_ms;
         let mut core = ConsensusCore::new(
-            TradeContext { chain: cast.genesis.hash },
+            TradeContext::new(cast.genesis.hash),
             key.clone(),
             guard,
             Validators::from_ledger(&cast.genesis.validators),

@@ -33,7 +33,7 @@ pub(crate) fn core(s: &Setup, wal: bool) -> (ConsensusCore, Vec<WalRecord>) {
     )
     .unwrap();
     let core = ConsensusCore::new(
-        TradeContext { chain: s.cast.genesis.hash },
+        TradeContext::new(s.cast.genesis.hash),
         key,
         guard,
         Validators::from_ledger(&s.cast.genesis.validators),
