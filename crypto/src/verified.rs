@@ -26,9 +26,16 @@ const DOMAIN: &[u8] = b"tradeloop/verified-signature/v1\0";
 
 /// A bounded memory of signatures that verified (see the module docs). Shared between
 /// threads behind an `Arc`.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct VerifiedSignatures {
     seen: Mutex<Seen>,
+}
+
+impl std::fmt::Debug for VerifiedSignatures {
+    // The count only: a context holding the memo may be logged.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedSignatures").field("remembered", &self.len()).finish()
+    }
 }
 
 #[derive(Debug, Default)]
