@@ -155,7 +155,12 @@ pub async fn run(
     };
     let known_committed =
         guard.as_ref().and_then(|g| g.last()).map_or(0, |r| r.position.height.saturating_sub(1));
-    let ledger = Ledger::open_known_committed(&config.data_dir, genesis.clone(), known_committed)?;
+    let mut ledger =
+        Ledger::open_known_committed(&config.data_dir, genesis.clone(), known_committed)?;
+    // One memory of verified consensus signatures for the whole node: gossip validation,
+    // the consensus core and the ledger's certificate check share it.
+    let ctx = TradeContext::new(genesis.hash);
+    ledger.remember_signatures(ctx.verified.clone());
     if let Some(torn) = &ledger.torn_tail {
         tracing::warn!(
             segment = torn.segment,
@@ -178,11 +183,6 @@ pub async fn run(
     };
     let metrics = std::sync::Arc::new(Metrics::new());
     metrics.height.set(crate::metrics::gauge_value(tip.height));
-    // One memory of verified consensus signatures for the whole node: gossip validation,
-    // the consensus core and the ledger's certificate check share it.
-    let ctx = TradeContext::new(genesis.hash);
-    let mut ledger = ledger;
-    ledger.remember_signatures(ctx.verified.clone());
     let verifier = chain::Verifier::new(config.runtime.verify_threads).map_err(|source| {
         NodeError::Io { what: "cannot start the signature-check threads".into(), source }
     })?;

@@ -151,7 +151,6 @@ struct AwaitedBlock {
 
 struct Driver {
     config: DriverConfig,
-    ctx: TradeContext,
     core: ConsensusCore,
     chain: ChainHandle,
     out: mpsc::Sender<Outbound>,
@@ -194,11 +193,9 @@ pub async fn run(
     (out, p2p, streamed): (mpsc::Sender<Outbound>, P2pHandle, StreamedBlocks),
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), DriverError> {
-    let ctx = config.ctx.clone();
     let (fetched_tx, mut fetched_rx) = mpsc::channel(MAX_FETCHES_IN_FLIGHT);
     let mut d = Driver {
         config,
-        ctx,
         core,
         chain,
         out,
@@ -429,7 +426,7 @@ impl Driver {
                 }
             }
             Action::Evidence(evidence) => {
-                if evidence.verify(&self.ctx) {
+                if evidence.verify(&self.config.ctx) {
                     let (height, round, step) = evidence.position();
                     tracing::warn!(validator = %evidence.validator(), height, round, step, "validator equivocated (evidence verified)");
                 }
