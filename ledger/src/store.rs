@@ -58,6 +58,10 @@ pub(crate) fn table_key(table: u8, key: &[u8]) -> Vec<u8> {
 /// valid; more than one if they did not fit in one block) and the rejected candidates by index.
 pub type LocalAppend = (Vec<CertifiedBlock>, Vec<(usize, Rejection)>);
 
+/// What [`Ledger::prepare_block`] gives: the block, its kept execution, and the candidates the
+/// checks or the rules refused (by index, with the reason).
+pub type PreparedBuild = (crate::block::Block, Prepared, Vec<(usize, Rejection)>);
+
 /// Called after each chunk of [`Ledger::append_local_stream`] with the chunk, the blocks it
 /// became, and its rejections.
 pub type OnBlock<'a> = dyn FnMut(&[SignedEvent], &[CertifiedBlock], Vec<(usize, Rejection)>) + 'a;
@@ -629,7 +633,8 @@ impl<S: IndexStore> Ledger<S> {
 
     /// Builds the next block from checked candidates (see
     /// [`crate::execute::build_block_checked`]) and keeps its execution for its commit;
-    /// `memos` as for [`Ledger::prepare_proposal`].
+    /// `memos` as for [`Ledger::prepare_proposal`]. Also returns the candidates the checks or
+    /// the rules refused, by index into `candidates`, with the reason.
     pub fn prepare_block(
         &self,
         candidates: &[SignedEvent],
@@ -637,7 +642,7 @@ impl<S: IndexStore> Ledger<S> {
         memos: &crate::execute::Memos<'_>,
         time_ms: u64,
         proposer: &SigningKey,
-    ) -> Result<(crate::block::Block, Prepared), LedgerError> {
+    ) -> Result<PreparedBuild, LedgerError> {
         let built = crate::execute::build_block_checked(
             &self.genesis,
             self,
@@ -654,7 +659,7 @@ impl<S: IndexStore> Ledger<S> {
             ids: built.ids,
             outcome: built.outcome,
         };
-        Ok((built.block, prepared))
+        Ok((built.block, prepared, built.rejected))
     }
 
     /// Commits a certified block whose body was executed by [`Ledger::prepare_proposal`] or

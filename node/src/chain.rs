@@ -162,6 +162,8 @@ enum Command {
     Admit {
         events: Vec<SignedEvent>,
         now_ms: u64,
+        /// From a peer (the rules wait for the block) rather than this node's clients.
+        relayed: bool,
         reply: Reply<Result<Vec<AdmitResult>, LedgerError>>,
     },
     Build {
@@ -225,14 +227,25 @@ impl ChainHandle {
         rx.await.map_err(|_| ChainError::Stopped)
     }
 
-    /// Admits events to the mempool (signatures checked in parallel, rules against the tip and
-    /// the pending events), one result per event in order.
+    /// Admits events this node's clients submitted to the mempool (signatures checked in
+    /// parallel, rules against the tip and the checked pending events), one result per event
+    /// in order.
     pub async fn admit(
         &self,
         events: Vec<SignedEvent>,
         now_ms: u64,
     ) -> Result<Vec<AdmitResult>, ChainError> {
-        Ok(self.ask(|reply| Command::Admit { events, now_ms, reply }).await??)
+        Ok(self.ask(|reply| Command::Admit { events, now_ms, relayed: false, reply }).await??)
+    }
+
+    /// Admits events a peer relayed: the stateless checks only ([`Mempool::relay`]; the rules
+    /// run on the block that holds them), one result per event in order.
+    pub async fn relay(
+        &self,
+        events: Vec<SignedEvent>,
+        now_ms: u64,
+    ) -> Result<Vec<AdmitResult>, ChainError> {
+        Ok(self.ask(|reply| Command::Admit { events, now_ms, relayed: true, reply }).await??)
     }
 
     /// Builds the next block from the mempool, as `proposer`, at `time_ms`.
@@ -376,8 +389,8 @@ impl Worker {
     fn serve(&mut self, command: Command) {
         // A reply nobody waits for any more is not an error.
         match command {
-            Command::Admit { events, now_ms, reply } => {
-                let _ = reply.send(self.admit(events, now_ms));
+            Command::Admit { events, now_ms, relayed, reply } => {
+                let _ = reply.send(self.admit(events, now_ms, relayed));
                 self.publish_stats();
             }
             Command::Build { time_ms, reply } => {
@@ -425,6 +438,7 @@ impl Worker {
         &mut self,
         events: Vec<SignedEvent>,
         now_ms: u64,
+        relayed: bool,
     ) -> Result<Vec<AdmitResult>, LedgerError> {
         let mut results: Vec<Option<AdmitResult>> = vec![None; events.len()];
         // Pending duplicates first, before any cryptography. A committed event is found by
@@ -444,7 +458,11 @@ impl Worker {
         let checks = self.verifier.check(self.ledger.genesis(), &candidates);
         let genesis = self.ledger.genesis().clone();
         for (((i, id), signed), check) in fresh.into_iter().zip(candidates).zip(checks) {
-            let admission = self.mempool.admit(&genesis, &self.ledger, now_ms, signed, check)?;
+            let admission = if relayed {
+                self.mempool.relay(&genesis, &self.ledger, now_ms, signed, check)?
+            } else {
+                self.mempool.admit(&genesis, &self.ledger, now_ms, signed, check)?
+            };
             results[i] = Some(match admission {
                 Admission::Accepted => AdmitResult::Accepted(id),
                 Admission::AlreadyPending => AdmitResult::AlreadyPending(id),
@@ -466,13 +484,17 @@ impl Worker {
         let candidates =
             self.mempool.candidates(c.max_block_events as usize, u64::from(c.max_block_bytes));
         // Each candidate's evaluation at admission is reused where it still holds.
-        let (block, prepared) = self.ledger.prepare_block(
+        let (block, prepared, refused) = self.ledger.prepare_block(
             &candidates.signed,
             candidates.events.into_iter().map(Ok).collect(),
             &candidates.footprints,
             time_ms,
             &self.proposer,
         )?;
+        // Relayed events the rules refuse leave the pool now (as admission would have refused
+        // them); their verdicts go out with the next commit notice.
+        let refused = refused.into_iter().map(|(i, r)| (candidates.signed[i].id(), r)).collect();
+        self.mempool.evict_refused(refused);
         self.keep(prepared);
         Ok(block)
     }
@@ -542,9 +564,10 @@ impl Worker {
             if let Some((signed, event, footprint)) = self.mempool.pending(id) {
                 events.push(signed.clone());
                 // The verdict of this node's own admission: no signature is verified again,
-                // and its evaluation is reused where every state value it read is the same.
+                // and its evaluation (if it had one) is reused where every state value it read
+                // is the same.
                 checks.push(Some(Ok(event.clone())));
-                memos.push(Some(footprint));
+                memos.push(footprint);
             } else if let Some(signed) = fetched.get(id) {
                 events.push(signed.clone());
                 checks.push(None);
@@ -722,7 +745,10 @@ mod tests {
         for e in &events[..3] {
             let (reply, answer) = oneshot::channel();
             let events = vec![e.clone()];
-            handle.admissions.try_send(Command::Admit { events, now_ms: t, reply }).unwrap();
+            handle
+                .admissions
+                .try_send(Command::Admit { events, now_ms: t, relayed: false, reply })
+                .unwrap();
             admitted.push(answer);
         }
         let (reply, read) = oneshot::channel();

@@ -506,7 +506,7 @@ async fn network(n: NetworkCtx, mut events: mpsc::Receiver<P2pEvent>) {
                         tracing::debug!(%from, "malformed event batch: {e}");
                         Gossip::Reject
                     }
-                    Ok(batch) => match n.chain.admit(batch.events, now_ms()).await {
+                    Ok(batch) => match n.chain.relay(batch.events, now_ms()).await {
                         Err(_) => Gossip::Ignore,
                         Ok(results) => batch_verdict(&results),
                     },

@@ -1,15 +1,26 @@
 //! The mempool: events accepted by this node and not yet in a block (DESIGN §6, "From submit
 //! to commit").
 //!
-//! Admission is the stateless check (signature, envelope, fields) plus the rules against the
-//! tip and every pending event before it, so that a block built from the pool in arrival order
-//! is valid as a whole. An event's signature is verified once per node: the checked event is
-//! kept beside the envelope and reused when this node builds or validates a block that holds
-//! it. Bounds by count and bytes; a full pool answers "full" and the caller says "retry" — an
-//! accepted event is never dropped silently, only by a commit that includes it or makes it
-//! invalid (reported by [`Mempool::on_commit`]).
+//! Admission of an event this node's own clients submit ([`Mempool::admit`]) is the stateless
+//! check (signature, envelope, fields) plus the rules against the tip and every checked
+//! pending event before it, so that the client hears a rule's refusal at once. An event
+//! relayed by a peer ([`Mempool::relay`]) gets the stateless check only: the node that took
+//! it from its client ran the rules, and every node runs them again on any block that holds
+//! it (as `append` does), so running them a third time at admission would only cost CPU. A
+//! relayed event is *unchecked* until its block: a proposer's build leaves out the relayed
+//! events the rules refuse and evicts them ([`Mempool::evict_refused`]), and a relayed event
+//! still pending [`RELAYED_CHECK_AFTER_COMMITS`] commits after it came, or whose time leaves
+//! the skew window, is run through the rules at that commit (a member node that never
+//! proposes evicts it then). So the pool in arrival order is no longer valid as a whole; the
+//! checked events are valid against the tip and the checked events before them.
 //!
-//! Each pending event keeps its [`Footprint`]: the state keys its admission read and what it
+//! An event's signature is verified once per node: the checked event is kept beside the
+//! envelope and reused when this node builds or validates a block that holds it. Bounds by
+//! count and bytes; a full pool answers "full" and the caller says "retry" — an accepted event
+//! is never dropped silently, only by a commit that includes it or makes it invalid, or a build
+//! that refuses it (reported by [`Mempool::on_commit`] and [`Mempool::evict_refused`]).
+//!
+//! Each checked pending event keeps its [`Footprint`]: the state keys its admission read and what it
 //! wrote. The pending writes are kept by key and version ([`Versions`]: for each key, the
 //! values pending events wrote, tagged with their arrival number), so an event is evaluated
 //! against the tip and exactly the events that arrived before it, wherever it is in the pool.
@@ -23,14 +34,14 @@
 //!
 //! Pure and synchronous: the chain worker owns it next to the ledger.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use foldhash::{HashMap, HashMapExt, HashSet};
 
 use tradeloop_crypto::Hash;
 use tradeloop_ledger::rules::{ApplyError, BlockExecutor, Footprint};
 use tradeloop_ledger::state::StateRead;
-use tradeloop_ledger::{Event, Genesis, LedgerError, Rejection, SignedEvent};
+use tradeloop_ledger::{Event, Genesis, LedgerError, RejectCode, Rejection, SignedEvent};
 
 /// The pending events' state writes: key -> the values written to it, each tagged with its
 /// writer's arrival number, in arrival order (a key is written by a handful of pending events
@@ -170,15 +181,28 @@ pub enum Admission {
     Rejected(Rejection),
 }
 
+/// Commits a relayed event may stay pending unchecked: at the 16th commit after it came, it is
+/// run through the rules (and evicted if they refuse it). A valid event is in a block long
+/// before (a saturated network commits a backlog in about four heights), so this only bounds
+/// how long a refused one can hold pool space on a node that does not propose.
+pub const RELAYED_CHECK_AFTER_COMMITS: u64 = 16;
+
+/// Most evictions made outside a commit kept for the next commit's report (a network that
+/// commits nothing for a long time while its pools evict): the oldest are dropped beyond it.
+pub const MAX_UNREPORTED_EVICTIONS: usize = 65_536;
+
 #[derive(Debug)]
 struct Entry {
     signed: SignedEvent,
     event: Event,
     bytes: u64,
-    /// What the rules read and wrote for it, against the tip and the events before it.
-    footprint: Footprint,
+    /// What the rules read and wrote for it, against the tip and the checked events before
+    /// it; `None` while a relayed event is unchecked.
+    footprint: Option<Footprint>,
     /// [`key_digest`] of each of the footprint's keys.
     digests: Vec<u64>,
+    /// The pool's commit count when it came ([`RELAYED_CHECK_AFTER_COMMITS`]).
+    since: u64,
 }
 
 /// A proposer's candidates ([`Mempool::candidates`]), in arrival order.
@@ -188,7 +212,8 @@ pub struct Candidates<'a> {
     pub signed: Vec<SignedEvent>,
     /// Their checked forms.
     pub events: Vec<Event>,
-    /// The records of their evaluations at admission (all `Some`; the ledger's memo form).
+    /// The records of their evaluations at admission (`None` for an unchecked relayed event;
+    /// the ledger's memo form).
     pub footprints: Vec<Option<&'a Footprint>>,
 }
 
@@ -201,8 +226,16 @@ pub struct Mempool {
     by_id: HashMap<Hash, u64>,
     next_seq: u64,
     bytes: u64,
-    /// The state writes of every pending event, by key and arrival.
+    /// The state writes of every checked pending event, by key and arrival.
     versions: Versions,
+    /// Commits seen ([`Mempool::on_commit`] calls).
+    commits: u64,
+    /// Unchecked relayed events pending.
+    unchecked: usize,
+    /// Events evicted outside a commit (by a build's refusal, or when a client's event made the
+    /// pool check its relayed events), reported with the next commit's evictions; at most
+    /// [`MAX_UNREPORTED_EVICTIONS`], the oldest dropped first (its waiter then times out).
+    unreported: VecDeque<(Hash, Rejection)>,
 }
 
 impl Mempool {
@@ -215,6 +248,9 @@ impl Mempool {
             next_seq: 0,
             bytes: 0,
             versions: Versions::default(),
+            commits: 0,
+            unchecked: 0,
+            unreported: VecDeque::new(),
         }
     }
 
@@ -248,10 +284,16 @@ impl Mempool {
     }
 
     /// A pending event by id, with its checked form and the record of its evaluation (which
-    /// a block holding it may reuse: [`BlockExecutor::apply_remembered`]).
-    pub fn pending(&self, id: &Hash) -> Option<(&SignedEvent, &Event, &Footprint)> {
+    /// a block holding it may reuse: [`BlockExecutor::apply_remembered`]; `None` while a
+    /// relayed event is unchecked).
+    pub fn pending(&self, id: &Hash) -> Option<(&SignedEvent, &Event, Option<&Footprint>)> {
         let entry = self.by_id.get(id).and_then(|seq| self.order.get(seq))?;
-        Some((&entry.signed, &entry.event, &entry.footprint))
+        Some((&entry.signed, &entry.event, entry.footprint.as_ref()))
+    }
+
+    /// Unchecked relayed events pending (the others passed the rules at admission).
+    pub fn unchecked(&self) -> usize {
+        self.unchecked
     }
 
     /// Admits one event whose stateless check already ran (`checked`), against `state` (the
@@ -277,19 +319,112 @@ impl Mempool {
         {
             return Ok(Admission::Full);
         }
-        let seq = self.next_seq;
-        let footprint = match evaluate(genesis, state, &self.versions, now_ms, seq, &event) {
+        let mut footprint = evaluate(genesis, state, &self.versions, now_ms, self.next_seq, &event);
+        // Refused against the checked events: the unchecked relayed ones may hold what it
+        // needs (its order, placed at another node a moment ago). They are checked now, in
+        // order, and the event is evaluated again over all of them.
+        // (A time outside the window is refused whatever is pending.)
+        if matches!(&footprint, Err(ApplyError::Rejected(r)) if r.code != RejectCode::TimeSkew)
+            && self.unchecked > 0
+        {
+            let evicted = self.recheck(genesis, state, now_ms, Some(HashSet::default()), true)?;
+            self.report(evicted);
+            footprint = evaluate(genesis, state, &self.versions, now_ms, self.next_seq, &event);
+        }
+        let footprint = match footprint {
             Ok(footprint) => footprint,
             Err(ApplyError::Rejected(rejection)) => return Ok(Admission::Rejected(rejection)),
             Err(ApplyError::Store(e)) => return Err(e),
         };
-        self.next_seq += 1;
+        let seq = self.next_seq;
         self.versions.insert(seq, &footprint);
-        self.by_id.insert(event.id, seq);
         let digests = key_digests(&footprint);
-        self.order.insert(seq, Entry { signed, event, bytes, footprint, digests });
-        self.bytes += bytes;
+        self.insert(signed, event, bytes, Some(footprint), digests);
         Ok(Admission::Accepted)
+    }
+
+    /// Admits one event a peer relayed, whose stateless check already ran (`checked`): the
+    /// rules are not run now (see the module's documentation), unless the event's time is
+    /// outside the skew window around `now_ms`, where they refuse it with their own code.
+    pub fn relay<S: StateRead>(
+        &mut self,
+        genesis: &Genesis,
+        state: &S,
+        now_ms: u64,
+        signed: SignedEvent,
+        checked: Result<Event, Rejection>,
+    ) -> Result<Admission, LedgerError> {
+        let event = match checked {
+            Ok(event) => event,
+            Err(rejection) => return Ok(Admission::Rejected(rejection)),
+        };
+        if !BlockExecutor::for_pool(genesis, state, now_ms).time_in_window(&event) {
+            return self.admit(genesis, state, now_ms, signed, Ok(event));
+        }
+        if self.by_id.contains_key(&event.id) {
+            return Ok(Admission::AlreadyPending);
+        }
+        let bytes = tradeloop_ledger::codec::encoded_len(&signed).unwrap_or(u64::MAX);
+        if self.order.len() >= self.limits.max_events
+            || self.bytes.saturating_add(bytes) > self.limits.max_bytes
+        {
+            return Ok(Admission::Full);
+        }
+        self.insert(signed, event, bytes, None, Vec::new());
+        Ok(Admission::Accepted)
+    }
+
+    fn insert(
+        &mut self,
+        signed: SignedEvent,
+        event: Event,
+        bytes: u64,
+        footprint: Option<Footprint>,
+        digests: Vec<u64>,
+    ) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.by_id.insert(event.id, seq);
+        if footprint.is_none() {
+            self.unchecked += 1;
+        }
+        let since = self.commits;
+        self.order.insert(seq, Entry { signed, event, bytes, footprint, digests, since });
+        self.bytes += bytes;
+    }
+
+    /// After a proposer's build: evicts the unchecked relayed events among `refused` (the
+    /// build's refusals, by id), which the rules have now refused against the tip and the
+    /// events before them in the pool — as admission would have. Checked events the build
+    /// refused stay: they passed the rules against the tip, and the block that made them
+    /// invalid may not commit; the recheck after a commit decides. The evicted are reported
+    /// with the next commit's evictions; returns how many there were.
+    pub fn evict_refused(&mut self, refused: Vec<(Hash, Rejection)>) -> usize {
+        let mut evicted = Vec::new();
+        for (id, rejection) in refused {
+            let Some(&seq) = self.by_id.get(&id) else { continue };
+            if self.order.get(&seq).is_some_and(|e| e.footprint.is_none()) {
+                if let Some(entry) = self.order.remove(&seq) {
+                    self.by_id.remove(&id);
+                    self.bytes -= entry.bytes;
+                    self.unchecked -= 1;
+                    evicted.push((id, rejection));
+                }
+            }
+        }
+        let n = evicted.len();
+        self.report(evicted);
+        n
+    }
+
+    /// Keeps evictions made outside a commit for the next commit's report.
+    fn report(&mut self, evicted: Vec<(Hash, Rejection)>) {
+        for e in evicted {
+            if self.unreported.len() >= MAX_UNREPORTED_EVICTIONS {
+                self.unreported.pop_front();
+            }
+            self.unreported.push_back(e);
+        }
     }
 
     /// Up to `max_events` pending events of at most `max_bytes` in all, in arrival order, with
@@ -304,19 +439,23 @@ impl Mempool {
             bytes += entry.bytes;
             c.signed.push(entry.signed.clone());
             c.events.push(entry.event.clone());
-            c.footprints.push(Some(&entry.footprint));
+            c.footprints.push(entry.footprint.as_ref());
         }
         c
     }
 
     /// After a block is committed: removes its events (`committed`), then re-checks the
     /// other pending events, in order, against the new tip (`state`), evicting those the block
-    /// made invalid. Returns the evicted events' ids with the reason.
+    /// made invalid. Returns the evicted events' ids with the reason, after those evicted
+    /// since the last commit outside it ([`Mempool::evict_refused`], and a client's event that
+    /// made the pool check its relayed events).
     ///
     /// `written` is every state key the block wrote, when the caller knows it (the kept
     /// execution of the block): then only the pending events whose footprint meets a changed
     /// key are run through the rules again. Without it, or when the block holds an event this
-    /// pool did not have, every pending event is.
+    /// pool did not have, every checked pending event is. An unchecked relayed event is run
+    /// through them only once it has waited [`RELAYED_CHECK_AFTER_COMMITS`] commits or its time
+    /// left the skew window.
     pub fn on_commit<S: StateRead>(
         &mut self,
         genesis: &Genesis,
@@ -325,18 +464,27 @@ impl Mempool {
         committed: &[Hash],
         written: Option<WrittenKeys>,
     ) -> Result<Vec<(Hash, Rejection)>, LedgerError> {
+        self.commits += 1;
         let mut changed: Option<HashSet<u64>> = written.map(|w| w.0);
         for id in committed {
             let removed = self.by_id.remove(id).and_then(|seq| self.order.remove_entry(&seq));
             match removed {
                 Some((seq, entry)) => {
                     self.bytes -= entry.bytes;
-                    // The block wrote these keys (or, where it did not, they now read the tip).
-                    self.versions.remove(seq, &entry.footprint);
-                    // Later events saw this one's pending writes; the block may have written
-                    // other values (another order, another time), or not these keys at all.
-                    if let Some(changed) = changed.as_mut() {
-                        changed.extend(entry.footprint.write_keys().map(key_digest));
+                    if entry.footprint.is_none() {
+                        self.unchecked -= 1;
+                    }
+                    // An unchecked event's writes were never pending: no later event saw them.
+                    if let Some(footprint) = &entry.footprint {
+                        // The block wrote these keys (or, where it did not, they now read the
+                        // tip).
+                        self.versions.remove(seq, footprint);
+                        // Later events saw this one's pending writes; the block may have
+                        // written other values (another order, another time), or not these
+                        // keys at all.
+                        if let Some(changed) = changed.as_mut() {
+                            changed.extend(footprint.write_keys().map(key_digest));
+                        }
                     }
                 }
                 // Its writes are known only from `written`, but its effect on the pending
@@ -344,28 +492,41 @@ impl Mempool {
                 None => changed = None,
             }
         }
-        self.recheck(genesis, state, now_ms, changed)
+        let mut evicted: Vec<(Hash, Rejection)> = self.unreported.drain(..).collect();
+        evicted.extend(self.recheck(genesis, state, now_ms, changed, false)?);
+        Ok(evicted)
     }
 
     /// Re-checks the pending events in order over `state`: all of them when `changed` is
     /// `None`, else those that meet a key in `changed` (which grows by the writes of every
     /// event evicted or re-checked with other writes) or whose time left the window. An event
     /// is evaluated against the tip and the writes of the events before it, which this pass
-    /// has already brought up to date.
+    /// has already brought up to date. Unchecked relayed events are checked when
+    /// `all_relayed`, when they have waited [`RELAYED_CHECK_AFTER_COMMITS`] commits, or when
+    /// their time left the window.
     fn recheck<S: StateRead>(
         &mut self,
         genesis: &Genesis,
         state: &S,
         now_ms: u64,
         mut changed: Option<HashSet<u64>>,
+        all_relayed: bool,
     ) -> Result<Vec<(Hash, Rejection)>, LedgerError> {
         let window = BlockExecutor::for_pool(genesis, state, now_ms);
         let mut evicted = Vec::new();
         let mut gone = Vec::new();
+        let commits = self.commits;
         for (&seq, entry) in &mut self.order {
-            let stale = match &changed {
-                None => true,
-                Some(changed) => {
+            let stale = match (&entry.footprint, &changed) {
+                // An unchecked relayed event is checked when it has waited long enough or its
+                // time left the window; no pending event saw its writes, so none depends on it.
+                (None, _) => {
+                    all_relayed
+                        || !window.time_in_window(&entry.event)
+                        || commits.saturating_sub(entry.since) >= RELAYED_CHECK_AFTER_COMMITS
+                }
+                (Some(_), None) => true,
+                (Some(_), Some(changed)) => {
                     !window.time_in_window(&entry.event)
                         || entry.digests.iter().any(|d| changed.contains(d))
                 }
@@ -375,22 +536,36 @@ impl Mempool {
             }
             match evaluate(genesis, state, &self.versions, now_ms, seq, &entry.event) {
                 Ok(footprint) => {
-                    if !footprint.same_writes(&entry.footprint) {
+                    let same =
+                        entry.footprint.as_ref().is_some_and(|old| footprint.same_writes(old));
+                    if !same {
                         if let Some(changed) = changed.as_mut() {
-                            changed.extend(entry.footprint.write_keys().map(key_digest));
+                            if let Some(old) = &entry.footprint {
+                                changed.extend(old.write_keys().map(key_digest));
+                            }
                             changed.extend(footprint.write_keys().map(key_digest));
                         }
-                        self.versions.remove(seq, &entry.footprint);
+                        if let Some(old) = &entry.footprint {
+                            self.versions.remove(seq, old);
+                        }
                         self.versions.insert(seq, &footprint);
                     }
                     entry.digests = key_digests(&footprint);
-                    entry.footprint = footprint;
+                    if entry.footprint.is_none() {
+                        self.unchecked -= 1;
+                    }
+                    entry.footprint = Some(footprint);
                 }
                 Err(ApplyError::Rejected(rejection)) => {
-                    if let Some(changed) = changed.as_mut() {
-                        changed.extend(entry.footprint.write_keys().map(key_digest));
+                    match &entry.footprint {
+                        Some(old) => {
+                            if let Some(changed) = changed.as_mut() {
+                                changed.extend(old.write_keys().map(key_digest));
+                            }
+                            self.versions.remove(seq, old);
+                        }
+                        None => self.unchecked -= 1,
                     }
-                    self.versions.remove(seq, &entry.footprint);
                     evicted.push((entry.event.id, rejection));
                     gone.push(seq);
                 }

@@ -137,6 +137,162 @@ fn a_commit_removes_its_events_and_evicts_the_ones_it_made_invalid() {
     assert_eq!(pool.bytes(), total);
 }
 
+fn relay(pool: &mut Mempool, f: &Fixture, e: &SignedEvent) -> Admission {
+    let checked = check_event(&f.cast.genesis, e);
+    pool.relay(&f.cast.genesis, &f.ledger, T, e.clone(), checked).unwrap()
+}
+
+/// Commits `events` as the next block (another node's, as far as the pool knows) and runs
+/// the pool's commit step at `now`.
+fn commit(f: &mut Fixture, pool: &mut Mempool, events: &[SignedEvent], now: u64) -> Vec<Hash> {
+    let key = f.cast.validator_keys[0].clone();
+    let (blocks, rejected) = f.ledger.append_local(events, T, &key).unwrap();
+    assert!(rejected.is_empty(), "{rejected:?}");
+    let ids: Vec<Hash> = blocks[0].block.events.iter().map(SignedEvent::id).collect();
+    let evicted = pool.on_commit(&f.cast.genesis, &f.ledger, now, &ids, NO_WRITES).unwrap();
+    evicted.into_iter().map(|(id, _)| id).collect()
+}
+
+#[test]
+fn a_relayed_event_gets_the_stateless_check_and_its_rules_run_on_the_block() {
+    let mut f = fixture();
+    let mut pool = Mempool::new(limits());
+    let trade = trade_events(&f.cast, 1, T);
+    // A peer relays the acceptance before the order it accepts: taken (the rules wait for
+    // the block), where a client's submit of it is refused at once.
+    assert_eq!(relay(&mut pool, &f, &trade[1]), Admission::Accepted);
+    let mut client = Mempool::new(limits());
+    let Admission::Rejected(r) = admit(&mut client, &f, &trade[1]) else { panic!("accepted") };
+    assert_eq!(r.code, RejectCode::UnknownOrder);
+    // The stateless check still runs: a damaged signature is refused, and so is a time
+    // outside the skew window, with the rules' own code.
+    let mut bad = trade[2].clone();
+    bad.signature.0[5] ^= 1;
+    let Admission::Rejected(r) = relay(&mut pool, &f, &bad) else { panic!("accepted") };
+    assert_eq!(r.code, RejectCode::BadSignature);
+    let skew = f.cast.genesis.doc.consensus.max_time_skew_ms;
+    let stale = f.cast.sign(
+        ids::IMPORTER,
+        "trade.order_placed",
+        json!({"order_id": "PO-9", "seller": ids::EXPORTER, "incoterm": "FOB",
+               "currency": "USD", "amount": "1.00", "lines": [{"sku": "X", "description": "x",
+               "hs_code": "940542", "quantity": "1", "unit": "PCE"}]}),
+        T - skew - 1,
+        "stale",
+    );
+    let Admission::Rejected(r) = relay(&mut pool, &f, &stale) else { panic!("accepted") };
+    assert_eq!(r.code, RejectCode::TimeSkew);
+    assert_eq!(relay(&mut pool, &f, &trade[1]), Admission::AlreadyPending);
+    // The order comes after it; a client's event after both sees only the checked ones.
+    assert_eq!(relay(&mut pool, &f, &trade[0]), Admission::Accepted);
+    assert_eq!(pool.unchecked(), 2);
+    let c = pool.candidates(10, u64::MAX);
+    assert_eq!(c.footprints, vec![None, None], "no evaluation to reuse");
+    // A proposer's build runs the rules in arrival order: the acceptance is refused (its
+    // order is not yet there), the order is taken; the pool evicts the refused relayed event.
+    let key = f.cast.validator_keys[0].clone();
+    let (block, _prepared, refused) = f
+        .ledger
+        .prepare_block(&c.signed, c.events.into_iter().map(Ok).collect(), &c.footprints, T, &key)
+        .unwrap();
+    assert_eq!(block.events, vec![trade[0].clone()]);
+    let refused: Vec<_> = refused.into_iter().map(|(i, r)| (c.signed[i].id(), r)).collect();
+    assert_eq!(refused.len(), 1);
+    let code = refused[0].1.clone();
+    assert_eq!(pool.evict_refused(refused), 1);
+    assert_eq!(pool.len(), 1);
+    assert_eq!(pool.unchecked(), 1);
+    assert_eq!(pool.bytes(), tradeloop_ledger::codec::encoded_len(&trade[0]).unwrap());
+    // A checked event the build refused stays for the recheck after a commit to decide.
+    let own = small_order(&f.cast, "PO-7", "own");
+    assert_eq!(admit(&mut pool, &f, &own), Admission::Accepted);
+    assert_eq!(pool.evict_refused(vec![(own.id(), code)]), 0);
+    assert!(pool.contains(&own.id()));
+    // The eviction is reported with the next commit's (whose block holds the order).
+    let evicted = commit(&mut f, &mut pool, &trade[..1], T);
+    assert_eq!(evicted, vec![trade[1].id()]);
+    assert_eq!((pool.len(), pool.unchecked()), (1, 0));
+}
+
+#[test]
+fn a_clients_event_sees_the_relayed_events_it_depends_on() {
+    let mut f = fixture();
+    let mut pool = Mempool::new(limits());
+    let trade = trade_events(&f.cast, 1, T);
+    // The importer placed the order at its own node a moment ago; it reached this node by
+    // gossip, unchecked, after a rival order with the same id (refused by the rules once
+    // they run), and an unrelated relayed order.
+    let rival = small_order(&f.cast, "PO-1", "rival");
+    let unrelated = small_order(&f.cast, "PO-8", "unrelated");
+    assert_eq!(relay(&mut pool, &f, &rival), Admission::Accepted);
+    assert_eq!(relay(&mut pool, &f, &unrelated), Admission::Accepted);
+    assert_eq!(relay(&mut pool, &f, &trade[0]), Admission::Accepted);
+    // A client of this node accepts it: refused against the checked events alone (no order
+    // PO-1), so the pool checks its relayed events and evaluates it again.
+    let verdict = admit(&mut pool, &f, &trade[1]);
+    assert_eq!(pool.unchecked(), 0, "every relayed event is checked now");
+    // The rival came first, so trade 1's own order is refused in its place...
+    assert!(!pool.contains(&trade[0].id()));
+    assert!(pool.contains(&rival.id()) && pool.contains(&unrelated.id()));
+    // ...and the acceptance is evaluated over every pending event, as if each had been
+    // admitted with the rules on arrival.
+    let mut reference = Mempool::new(limits());
+    for e in [&rival, &unrelated] {
+        assert_eq!(admit(&mut reference, &f, e), Admission::Accepted);
+    }
+    let Admission::Rejected(r) = admit(&mut reference, &f, &trade[0]) else { panic!("taken") };
+    assert_eq!(r.code, RejectCode::DuplicateOrder);
+    assert_eq!(verdict, admit(&mut reference, &f, &trade[1]));
+    // The relayed order the check refused is reported with the next commit.
+    let evicted = commit(&mut f, &mut pool, std::slice::from_ref(&unrelated), T);
+    assert_eq!(evicted, vec![trade[0].id()]);
+    // Without a rival, the same client event is accepted over the relayed order.
+    let mut clean = Mempool::new(limits());
+    let trade2 = trade_events(&f.cast, 2, T);
+    assert_eq!(relay(&mut clean, &f, &trade2[0]), Admission::Accepted);
+    assert_eq!(admit(&mut clean, &f, &trade2[1]), Admission::Accepted);
+    assert_eq!(clean.unchecked(), 0);
+}
+
+#[test]
+fn an_unchecked_relayed_event_is_checked_after_it_has_waited_its_commits() {
+    let mut f = fixture();
+    let mut pool = Mempool::new(limits());
+    let trade = trade_events(&f.cast, 1, T);
+    let other = trade_events(&f.cast, 2, T);
+    // A valid relayed event, and one the rules refuse (a second order PO-1) that this node,
+    // never proposing, would otherwise hold for ever.
+    assert_eq!(relay(&mut pool, &f, &trade[1]), Admission::Accepted);
+    let rival = small_order(&f.cast, "PO-1", "rival");
+    assert_eq!(relay(&mut pool, &f, &rival), Admission::Accepted);
+    // The first commit holds trade 1's order: neither is checked yet.
+    assert!(commit(&mut f, &mut pool, &trade[..1], T).is_empty());
+    assert_eq!(pool.unchecked(), 2);
+    // Commits of trade 2's events, one a block, up to the bound: at the last, both are run
+    // through the rules.
+    let waited = usize::try_from(RELAYED_CHECK_AFTER_COMMITS).unwrap();
+    assert!(other.len() >= waited - 1, "trade 2 has {} events", other.len());
+    for (i, e) in other[..waited - 1].iter().enumerate() {
+        let evicted = commit(&mut f, &mut pool, std::slice::from_ref(e), T);
+        if i + 2 == waited {
+            assert_eq!(evicted, vec![rival.id()], "refused: PO-1 is committed");
+        } else {
+            assert!(evicted.is_empty(), "commit {}: {evicted:?}", i + 2);
+            assert_eq!(pool.unchecked(), 2, "commit {}", i + 2);
+        }
+    }
+    assert_eq!(pool.len(), 1);
+    assert_eq!(pool.unchecked(), 0, "the acceptance is checked now, with its footprint");
+    let (_, _, footprint) = pool.pending(&trade[1].id()).unwrap();
+    assert!(footprint.is_some());
+    // Its time leaving the window gets a relayed event checked at the next commit too.
+    let mut late = Mempool::new(limits());
+    assert_eq!(relay(&mut late, &f, &trade[2]), Admission::Accepted);
+    let skew = f.cast.genesis.doc.consensus.max_time_skew_ms;
+    let evicted = commit(&mut f, &mut late, &trade[1..2], T + skew + 1);
+    assert_eq!(evicted, vec![trade[2].id()]);
+}
+
 /// The universe of the property test: three whole trades, and a rival of trade 2 (the same
 /// entities with other nonces and amounts) whose events conflict with it.
 fn universe(cast: &Cast) -> Vec<SignedEvent> {
@@ -152,7 +308,7 @@ fn universe(cast: &Cast) -> Vec<SignedEvent> {
 
 /// One pool's observable state: every entry in order with its footprint, the pending writes
 /// by key and version, and the bytes.
-fn snapshot(pool: &Mempool) -> (Vec<(Hash, Footprint)>, Versions, u64) {
+fn snapshot(pool: &Mempool) -> (Vec<(Hash, Option<Footprint>)>, Versions, u64) {
     let entries = pool.order.values().map(|e| (e.event.id, e.footprint.clone())).collect();
     (entries, pool.versions.clone(), pool.bytes)
 }
@@ -167,6 +323,7 @@ proptest::proptest! {
     fn the_footprint_recheck_equals_the_full_recheck(
         arrival in proptest::sample::subsequence((0..80usize).collect::<Vec<_>>(), 20..80)
             .prop_shuffle(),
+        relayed in proptest::collection::vec(proptest::bool::weighted(0.3), 80),
         blocks in proptest::collection::vec(
             (proptest::sample::subsequence((0..80usize).collect::<Vec<_>>(), 0..40).prop_shuffle(),
              0..4usize, proptest::bool::weighted(0.15)),
@@ -183,8 +340,14 @@ proptest::proptest! {
         let mut admit_next = |a: &mut Mempool, b: &mut Mempool, ledger: &Ledger, n: usize| {
             for &i in arrival.iter().skip(cursor).take(n) {
                 if i >= all.len() { continue; }
-                let x = a.admit(&genesis, ledger, T, all[i].clone(), checks[i].clone()).unwrap();
-                let y = b.admit(&genesis, ledger, T, all[i].clone(), checks[i].clone()).unwrap();
+                let (e, c) = (all[i].clone(), checks[i].clone());
+                let (x, y) = if relayed[i] {
+                    (a.relay(&genesis, ledger, T, e.clone(), c.clone()).unwrap(),
+                     b.relay(&genesis, ledger, T, e, c).unwrap())
+                } else {
+                    (a.admit(&genesis, ledger, T, e.clone(), c.clone()).unwrap(),
+                     b.admit(&genesis, ledger, T, e, c).unwrap())
+                };
                 assert_eq!(x, y);
             }
             cursor += n;
@@ -199,12 +362,12 @@ proptest::proptest! {
             // so some hold and some do not): the same block and execution as without them,
             // for the proposer and for a validator.
             let memos_of = |events: &[SignedEvent]| -> Vec<Option<&Footprint>> {
-                events.iter().map(|e| footprints.pending(&e.id()).map(|(_, _, fp)| fp)).collect()
+                events.iter().map(|e| footprints.pending(&e.id()).and_then(|(_, _, fp)| fp)).collect()
             };
             let memos = memos_of(&signed);
-            let (block, prepared) =
+            let (block, prepared, _) =
                 f.ledger.prepare_block(&signed, checked.clone(), &memos, T, &key).unwrap();
-            let (plain, plain_prepared) =
+            let (plain, plain_prepared, _) =
                 f.ledger.prepare_block(&signed, checked, &[], T, &key).unwrap();
             proptest::prop_assert_eq!(&block, &plain);
             proptest::prop_assert_eq!(format!("{prepared:?}"), format!("{plain_prepared:?}"));
@@ -228,12 +391,13 @@ proptest::proptest! {
             let codes = |v: &[(Hash, Rejection)]| v.iter().map(|(id, r)| (*id, r.code)).collect::<Vec<_>>();
             proptest::prop_assert_eq!(codes(&a), codes(&b));
             proptest::prop_assert_eq!(snapshot(&footprints), snapshot(&full));
-            // And both are what one executor gives applying the pool in arrival order over
-            // the tip: the definition, independent of the versioned pending writes.
+            // And both are what one executor gives applying the pool's checked events in
+            // arrival order over the tip: the definition, independent of the versioned
+            // pending writes. (An unchecked relayed event is not in anyone's view.)
             let mut executor = BlockExecutor::for_pool(&genesis, &f.ledger, now);
-            for entry in footprints.order.values() {
+            for entry in footprints.order.values().filter(|e| e.footprint.is_some()) {
                 let footprint = executor.apply_recorded(&entry.event);
-                proptest::prop_assert_eq!(footprint.as_ref().ok(), Some(&entry.footprint));
+                proptest::prop_assert_eq!(footprint.as_ref().ok(), entry.footprint.as_ref());
             }
             admit_next(&mut footprints, &mut full, &f.ledger, admit_after * 10);
         }
