@@ -296,8 +296,11 @@ impl Mempool {
         self.unchecked
     }
 
-    /// Admits one event whose stateless check already ran (`checked`), against `state` (the
-    /// committed tip) and the pending events, at block time `now_ms`.
+    /// Admits one event of this node's clients whose stateless check already ran (`checked`),
+    /// against `state` (the committed tip) and the checked pending events, at block time
+    /// `now_ms`. If the rules refuse it (other than for its time) while relayed events wait
+    /// unchecked, those are checked first (evicting the refused, reported with the next
+    /// commit) and it is evaluated again over every pending event.
     pub fn admit<S: StateRead>(
         &mut self,
         genesis: &Genesis,

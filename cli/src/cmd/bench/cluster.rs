@@ -174,6 +174,7 @@ pub fn run(args: ClusterArgs) -> Result<()> {
         .collect();
     let cpu0 = nodes_cpu(&running);
     let bench_cpu0 = super::cpu_seconds("self");
+    let host0 = super::HostTicks::now();
     let started = Instant::now();
     let samples = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -195,6 +196,7 @@ pub fn run(args: ClusterArgs) -> Result<()> {
     saturated.print("saturation")?;
     let cpu1 = nodes_cpu(&running);
     let bench_cpu = super::cpu_seconds("self").zip(bench_cpu0).map(|(b, a)| b - a);
+    let host1 = super::HostTicks::now();
     if saturated.committed == 0 {
         bail!("nothing committed in the saturation phase: {}", saturated.problem);
     }
@@ -230,6 +232,7 @@ pub fn run(args: ClusterArgs) -> Result<()> {
     let end = samples.iter().map(|s| s.answered).max().unwrap_or(started);
     let halfway = summarize(&samples, end.duration_since(started));
     halfway.print("half rate")?;
+    let host2 = super::HostTicks::now();
     let wire1 = wire_bytes(&nodes);
     let h_end = height(&agent, &nodes[0])?;
     running.stop()?;
@@ -244,6 +247,13 @@ pub fn run(args: ClusterArgs) -> Result<()> {
         (Some(a), Some(b)) if b >= a => writeln!(Out, "  p2p bytes sent, all nodes: {:.0} bytes/event ({:.1} MB for {committed:.0} committed events; TCP payload, from `ss`)", (b - a) as f64 / committed, (b - a) as f64 / 1e6)?,
         _ => writeln!(Out, "  p2p bytes sent: not measured (`ss -tinH` gave no byte counters)")?,
     }
+    // A VM's hypervisor may run other guests on its cores: time this machine did not get.
+    let steal = |from: Option<super::HostTicks>, to: Option<super::HostTicks>| {
+        from.zip(to)
+            .and_then(|(a, b)| b.steal_since(a))
+            .map_or_else(|| "not measured".to_string(), |s| format!("{:.0}%", s * 100.0))
+    };
+    writeln!(Out, "  host: CPU time taken by the hypervisor (steal, /proc/stat): {} in the saturation phase, {} at half rate", steal(host0, host1), steal(host1, host2))?;
     let node_cpu = match (cpu0, cpu1) {
         (Some(a), Some(b)) if saturated.committed > 0 => {
             let per_event = (b - a) * 1e6 / saturated.committed as f64;

@@ -216,6 +216,32 @@ impl AppendBench {
 /// Clock ticks a second of `/proc/PID/stat`'s times (`USER_HZ`, 100 on every Linux ABI).
 const USER_HZ: f64 = 100.0;
 
+/// The machine's CPU ticks so far, all of them and those the hypervisor gave to other guests
+/// (steal), from the first line of `/proc/stat`
+/// (`cpu user nice system idle iowait irq softirq steal ...`).
+#[derive(Clone, Copy, Debug)]
+struct HostTicks {
+    total: u64,
+    steal: u64,
+}
+
+impl HostTicks {
+    fn now() -> Option<HostTicks> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().next()?;
+        let ticks: Vec<u64> =
+            line.split_whitespace().skip(1).take(8).filter_map(|t| t.parse().ok()).collect();
+        (ticks.len() == 8).then(|| HostTicks { total: ticks.iter().sum(), steal: ticks[7] })
+    }
+
+    /// The share (0-1) of the machine's CPU time stolen since `before`.
+    fn steal_since(self, before: HostTicks) -> Option<f64> {
+        let total = self.total.checked_sub(before.total)?;
+        let steal = self.steal.checked_sub(before.steal)?;
+        (total > 0).then(|| steal as f64 / total as f64)
+    }
+}
+
 /// User + system CPU seconds of a process (`pid` or "self") so far, from `/proc`.
 fn cpu_seconds(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
