@@ -238,6 +238,46 @@ fn a_node_started_late_and_a_wiped_node_catch_up_by_verified_sync() {
     assert_chains_agree(&cluster, &acknowledged);
 }
 
+/// A node runs the rules on its own clients' events at once, and a peer's relayed events only
+/// on the block that holds them. An event that depends on one a client submitted at another
+/// node a moment ago (so that here it is pending, relayed and unchecked) is still accepted:
+/// the pool checks its relayed events before refusing. Two of the four validators are stopped,
+/// so neither event can commit before the second is submitted.
+#[test]
+fn an_event_that_depends_on_one_pending_at_another_node_is_accepted() {
+    let mut cluster = Cluster::start(4, 0).unwrap();
+    cluster.stop_node(2).unwrap();
+    cluster.stop_node(3).unwrap();
+    let events = cluster.trade_events(1);
+    let (order, acceptance) = (&events[0], &events[1]);
+    let body = |e: &tradeloop_ledger::SignedEvent| format!("[{}]", e.to_envelope_json());
+    let (status, code, answer) = post_raw(&cluster.nodes[0].url, body(order));
+    assert_eq!((status, code.as_str()), (200, "accepted"), "{answer}");
+    // The order reaches node 1 by gossip.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while cluster.status(1).unwrap()["mempool_events"].as_u64() < Some(1) {
+        assert!(std::time::Instant::now() < deadline, "the order never reached node 1");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(cluster.status(1).unwrap()["height"].as_u64(), Some(0), "nothing can commit");
+    let (status, code, answer) = post_raw(&cluster.nodes[1].url, body(acceptance));
+    assert_eq!((status, code.as_str()), (200, "accepted"), "{answer}\n{}", cluster.log(1));
+    // With the quorum back, both commit (submitting again waits for the pending events).
+    cluster.start_node(2).unwrap();
+    cluster.start_node(3).unwrap();
+    let mut acknowledged = Vec::new();
+    for (node, event) in [(0, order), (1, acceptance)] {
+        let answer = cluster.submit_wait(node, std::slice::from_ref(event)).unwrap();
+        let committed = committed_ids(&answer);
+        assert_eq!(committed.len(), 1, "{answer}");
+        acknowledged.extend(committed);
+    }
+    let top = acknowledged.iter().map(|(_, h)| *h).max().unwrap();
+    cluster.wait_height(top, Duration::from_secs(30)).unwrap();
+    cluster.stop_all().unwrap();
+    assert_chains_agree(&cluster, &acknowledged);
+}
+
 /// TESTPLAN 2 at CI size: kill -9 a validator (every other cycle the proposer of the height
 /// being decided) after U(0, 2 s) under a steady load, restart it after U(0, 1.5 s); 5 cycles.
 /// `TRADELOOP_KILL_CYCLES` sets the cycles (scripts/kill-loop runs 30), `TRADELOOP_KILL_SEED`
