@@ -313,15 +313,10 @@ impl Mempool {
             Ok(event) => event,
             Err(rejection) => return Ok(Admission::Rejected(rejection)),
         };
-        if self.by_id.contains_key(&event.id) {
-            return Ok(Admission::AlreadyPending);
-        }
-        let bytes = tradeloop_ledger::codec::encoded_len(&signed).unwrap_or(u64::MAX);
-        if self.order.len() >= self.limits.max_events
-            || self.bytes.saturating_add(bytes) > self.limits.max_bytes
-        {
-            return Ok(Admission::Full);
-        }
+        let bytes = match self.room_for(&signed, &event) {
+            Ok(bytes) => bytes,
+            Err(answer) => return Ok(answer),
+        };
         let mut footprint = evaluate(genesis, state, &self.versions, now_ms, self.next_seq, &event);
         // Refused against the checked events: the unchecked relayed ones may hold what it
         // needs (its order, placed at another node a moment ago). They are checked now, in
@@ -364,17 +359,27 @@ impl Mempool {
         if !BlockExecutor::for_pool(genesis, state, now_ms).time_in_window(&event) {
             return self.admit(genesis, state, now_ms, signed, Ok(event));
         }
+        let bytes = match self.room_for(&signed, &event) {
+            Ok(bytes) => bytes,
+            Err(answer) => return Ok(answer),
+        };
+        self.insert(signed, event, bytes, None, Vec::new());
+        Ok(Admission::Accepted)
+    }
+
+    /// The encoded size of an event the pool has room for and does not hold yet; else the
+    /// answer (`AlreadyPending` or `Full`).
+    fn room_for(&self, signed: &SignedEvent, event: &Event) -> Result<u64, Admission> {
         if self.by_id.contains_key(&event.id) {
-            return Ok(Admission::AlreadyPending);
+            return Err(Admission::AlreadyPending);
         }
-        let bytes = tradeloop_ledger::codec::encoded_len(&signed).unwrap_or(u64::MAX);
+        let bytes = tradeloop_ledger::codec::encoded_len(signed).unwrap_or(u64::MAX);
         if self.order.len() >= self.limits.max_events
             || self.bytes.saturating_add(bytes) > self.limits.max_bytes
         {
-            return Ok(Admission::Full);
+            return Err(Admission::Full);
         }
-        self.insert(signed, event, bytes, None, Vec::new());
-        Ok(Admission::Accepted)
+        Ok(bytes)
     }
 
     fn insert(

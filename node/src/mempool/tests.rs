@@ -87,6 +87,7 @@ fn a_full_pool_refuses_without_dropping_what_it_holds() {
         assert_eq!(admit(&mut by_count, &f, e), Admission::Accepted);
     }
     assert_eq!(admit(&mut by_count, &f, &events[3]), Admission::Full);
+    assert_eq!(relay(&mut by_count, &f, &events[3]), Admission::Full, "relayed: the same bounds");
     assert_eq!(by_count.len(), 3);
     let one = tradeloop_ledger::codec::encoded_len(&events[0]).unwrap();
     let mut by_bytes = Mempool::new(MempoolLimits { max_bytes: one, ..limits() });
