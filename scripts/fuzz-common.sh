@@ -3,7 +3,7 @@
 
 # cargo-fuzz, pinned: the version whose flags these scripts use.
 CARGO_FUZZ_VERSION=0.13.2
-# The limits every target must meet (TESTPLAN item 13): no input over 1 s or 2 GiB.
+# The limits every target must meet (docs/fuzzing.md): no input over 1 s or 2 GiB.
 FUZZ_LIMITS=(-timeout=1 -rss_limit_mb=2048 -malloc_limit_mb=2048)
 
 fuzz_setup() {

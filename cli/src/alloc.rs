@@ -6,11 +6,11 @@
 //!
 //! mimalloc by default gives memory that stayed free for a while back to the kernel ("purging",
 //! `madvise`), and a node reuses it a block later: freed and touched again every few hundred
-//! milliseconds, so the pages come back as page faults, inside the index write of the next
-//! commit. With purging off a saturated devnet took a third fewer page faults and its nodes
-//! spent less CPU per event (docs/performance.md, "Session 15"). The cost: the process keeps the
-//! memory of its busiest moment instead of giving it back. An operator who prefers the default
-//! sets `MIMALLOC_PURGE_DELAY` (milliseconds; mimalloc's own variable), which is then left alone.
+//! milliseconds, so the pages come back as page faults, inside the index write of the next commit.
+//! With purging off a saturated devnet took a third fewer page faults and its nodes spent less CPU
+//! per event (docs/performance.md, "mimalloc's purging off"). The cost: the process keeps the
+//! memory of its busiest moment instead of giving it back. An operator who prefers the default sets
+//! `MIMALLOC_PURGE_DELAY` (milliseconds; mimalloc's own variable), which is then left alone.
 //!
 //! This is the only `unsafe` code of the workspace: the library crates forbid it, the
 //! workspace denies it, and this module allows it for one call into mimalloc's C API.

@@ -31,7 +31,9 @@ struct Cli {
 fn main() -> ExitCode {
     alloc::configure();
     no_transparent_huge_pages();
-    // Crash tests configure failpoints through FAILPOINTS; a release build has none.
+    // Crash tests configure failpoints through FAILPOINTS. Every build, release included, has
+    // them compiled in (the workspace turns on the `fail` crate's `failpoints` feature); they
+    // do nothing unless that variable is set.
     let _failpoints = tradeloop_ledger::failpoint::from_env();
     let cli = Cli::parse();
     let result = cmd::run(cli.command).and_then(|code| {

@@ -1,4 +1,5 @@
-//! Blocks, headers and commit certificates (DESIGN §4).
+//! Blocks, headers and commit certificates (docs/formats.md, "Block header and block hash"
+//! and "Votes and commit certificates").
 //!
 //! ```text
 //! block_hash   = SHA-256("tradeloop/block/v1\0" || bincode(Header))

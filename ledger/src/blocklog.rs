@@ -1,4 +1,4 @@
-//! The block log: the source of truth (DESIGN §5).
+//! The block log: the source of truth (docs/formats.md, "Block log").
 //!
 //! Append-only segment files `blocks-NNNNNNNN.log` in one directory, each starting with the
 //! 8-byte magic `TLBLOG01` and followed by frames (see [`crate::frame`]) of kind BLOCK whose

@@ -10,7 +10,7 @@
 //!   proof  tl:eventId, tl:blockHeight, tl:eventIndex, tl:kind (our extension namespace)
 //! ```
 //!
-//! The mapping follows the EPCIS/CBV analysis in `shared/standards/epcis/MAPPING.md`;
+//! The mapping follows GS1's EPCIS 2.0 and CBV 2.0, field by field as docs/events.md gives it;
 //! `scripts/epcis-validate` checks the output against GS1's EPCIS 2.0 JSON Schema.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -377,8 +377,8 @@ pub enum ExceptionType {
     Loss,
 }
 
-/// `shipment.exception` (the design's `kind` field is named `exception_type`, because `kind`
-/// is the envelope's event kind).
+/// `shipment.exception` (its type is named `exception_type`, not `kind`, because `kind` is the
+/// envelope's event kind).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShipmentException {
@@ -499,8 +499,8 @@ pub struct DocumentsPresented {
     pub doc_ids: Vec<String>,
 }
 
-/// `payment.settled`. Deviation from DESIGN §3: `invoice_id` is always required and `lc_id` is
-/// added when paying under a letter of credit, because a payment under an LC still settles a
+/// `payment.settled`. `invoice_id` is always required (not "an invoice or a credit") and `lc_id`
+/// is added when paying under a letter of credit, because a payment under an LC still settles a
 /// presented commercial invoice; this keeps "settled never exceeds the invoice" checkable.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,4 +1,4 @@
-//! The index behind a narrow storage trait (DESIGN §5, STYLE 7).
+//! The index behind a narrow storage trait (docs/formats.md, "Index").
 //!
 //! The ledger needs five things of its index: read a key, test a key, scan a key prefix in
 //! order, apply one atomic batch, and make what was applied durable. [`IndexStore`] is exactly

@@ -4,12 +4,13 @@
 //!
 //! ```text
 //! DIR/blocks/blocks-00000000.log ...   the block log (crate::blocklog)
-//! DIR/index/                           sled: trees blocks, events, refs, state, meta
+//! DIR/index/                           sled: one tree `ledger`, tables as key prefixes
 //! ```
 //!
-//! Commit order: append + fsync the log, then one sled transaction for the block, then
-//! `flush`. A crash between the two leaves sled behind the log; [`Ledger::open`] catches it up
-//! by re-validating the missing blocks from the log. sled is never trusted over the log.
+//! Commit order: append + fsync the log, then one atomic `apply_batch` of the block's index
+//! writes on the one sled tree, then `flush`. A crash between the two leaves sled behind the
+//! log; [`Ledger::open`] catches it up by re-validating the missing blocks from the log. sled is
+//! never trusted over the log.
 
 use std::path::{Path, PathBuf};
 
@@ -25,10 +26,10 @@ use crate::index::{IndexBatch, IndexStore, SledIndex};
 use crate::state::*;
 use crate::{codec, LedgerError, Rejection};
 
-/// The index's tables (DESIGN §5), each a one-byte key prefix in the single sled tree
-/// [`INDEX_TREE`]. One tree, because sled's only atomic write across trees is its transaction
-/// API, which tracks a read for every write and cost more CPU than all signature checks of a
-/// block; a `Batch` on one tree is atomic and cheap. See docs/formats.md.
+/// The index's tables (docs/formats.md, "Index"), each a one-byte key prefix in the single sled
+/// tree [`INDEX_TREE`]. One tree, because sled's only atomic write across trees is its transaction
+/// API, which tracks a read for every write and cost more CPU than all signature checks of a block;
+/// a `Batch` on one tree is atomic and cheap. See docs/formats.md.
 pub mod tables {
     /// `'B' || height (u64 BE)` -> [`crate::blocklog::Location`]
     pub const BLOCKS: u8 = b'B';

@@ -36,13 +36,13 @@ pub const PREPARED_BLOCKS_KEPT: usize = 16;
 /// Rounds of epoch garbage collection after each commit ([`collect_index_garbage`]).
 pub const GARBAGE_COLLECT_ROUNDS: usize = 4;
 
-/// Runs the destructors of the index pages a commit replaced on this thread, the one that
-/// allocated them. sled frees a replaced page through crossbeam's epoch collector, which runs
-/// such destructors on whichever thread next pins an epoch: in a node mostly sled's I/O
-/// threads, so every page was freed across threads, the allocator's slow path, and the next
-/// commit's index write on this thread paid for collecting them (docs/performance.md,
-/// session 15). Each round moves this thread's deferred frees to the global queue and runs up
-/// to crossbeam's batch of the expired ones.
+/// Runs the destructors of the index pages a commit replaced on this thread, the one that allocated
+/// them. sled frees a replaced page through crossbeam's epoch collector, which runs such
+/// destructors on whichever thread next pins an epoch: in a node mostly sled's I/O threads, so
+/// every page was freed across threads, the allocator's slow path, and the next commit's index
+/// write on this thread paid for collecting them (docs/performance.md, "sled's replaced pages freed
+/// on the chain worker"). Each round moves this thread's deferred frees to the global queue and
+/// runs up to crossbeam's batch of the expired ones.
 fn collect_index_garbage() {
     for _ in 0..GARBAGE_COLLECT_ROUNDS {
         crossbeam_epoch::pin().flush();

@@ -38,7 +38,7 @@ const SYNC_INTERVAL_MS: u64 = 500;
 /// A run's parameters.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-    /// Validators (1 to 4 with the sample cast).
+    /// Validators (1 to 7 with the sample cast; `tradeloop sim` checks that bound).
     pub validators: usize,
     /// The seed everything random derives from.
     pub seed: u64,

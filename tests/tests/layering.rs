@@ -1,6 +1,6 @@
 //! One-way crate dependencies: crypto <- ledger <- node <- cli, and no async or networking stack
-//! below the node (DESIGN §1). Read from `cargo metadata`'s resolved graph, so a transitive
-//! dependency counts too.
+//! below the node (docs/architecture.md). Read from `cargo metadata`'s resolved graph, so a
+//! transitive dependency counts too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeSet, HashMap};

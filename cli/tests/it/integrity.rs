@@ -1,6 +1,7 @@
-//! Crashes at every durable step of a commit (failpoints, TESTPLAN 3) and bit rot and
-//! truncation of the block log and of sled's files (TESTPLAN 16), through the binary a user runs.
-//! The binary the tests run is built with the ledger's failpoints (see cli/Cargo.toml).
+//! Crashes at every durable step of a commit (failpoints) and bit rot and truncation of the
+//! block log and of sled's files, through the binary a user runs. Every build of the binary has
+//! the ledger's failpoints compiled in (the workspace Cargo.toml turns them on), inert unless
+//! `FAILPOINTS` is set.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)]
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! Issue 9: a damaged byte never becomes a silently shorter ledger; read-only opens never
+//! Integrity: a damaged byte never becomes a silently shorter ledger; read-only opens never
 //! write; reindex refuses damage; restore brings a data dir back; faults at every durable step.
 
 use std::collections::BTreeMap;
@@ -94,7 +94,7 @@ fn assert_refused_unchanged(data: &Path, genesis: &tradeloop_ledger::Genesis, he
 
 #[test]
 fn a_damaged_length_anywhere_but_an_unfinished_tail_is_refused_and_nothing_changes() {
-    // The issue's case (a length byte in the middle) and its neighbours: the length made
+    // A damaged length byte in the middle of the log, and its neighbours: the length made
     // larger or smaller, in the middle and in the frame before the last, and the last frame.
     let (_dir, data, genesis) = closed_data_dir();
     let original = std::fs::read(segment(&data)).unwrap();

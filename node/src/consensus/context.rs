@@ -1,4 +1,4 @@
-//! Our types behind Malachite's `Context` (DESIGN §4): heights, block hashes as values,
+//! Our types behind Malachite's `Context` (docs/consensus.md): heights, block hashes as values,
 //! ed25519 validator addresses, the genesis validator set, and domain-separated sign bytes that
 //! include the genesis hash.
 //!

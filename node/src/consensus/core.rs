@@ -1,4 +1,4 @@
-//! `ConsensusCore`: our sans-IO adapter around Malachite's round logic (DESIGN §4).
+//! `ConsensusCore`: our sans-IO adapter around Malachite's round logic (docs/consensus.md).
 //!
 //! `handle(input) -> Vec<Action>`: every effect Malachite yields is answered on the spot
 //! (signing through the sign-state guard, signature and certificate checks) or turned into an

@@ -1,5 +1,6 @@
 //! The consensus driver: the tokio task that owns a validator's [`ConsensusCore`] and its
-//! timers, and carries out what the core asks (DESIGN §4, §6).
+//! timers, and carries out what the core asks (docs/consensus.md, "Consensus over the
+//! network").
 //!
 //! ```text
 //!  gossip (checked) --DriverInput--> [driver] --Outbound--> gossip

@@ -1,6 +1,6 @@
-//! The sign-state guard (DESIGN §5): the last `(height, round, step)` this validator signed,
-//! and what it signed, kept in its own small file that is written and fsynced **before** any
-//! signature leaves the node.
+//! The sign-state guard (docs/formats.md, "Validator sign-state"): the last `(height, round, step)`
+//! this validator signed, and what it signed, kept in its own small file that is written and
+//! fsynced **before** any signature leaves the node.
 //!
 //! The rule is a high-water mark, as CometBFT's privval keeps it: a signature is allowed only
 //! for a position strictly after the last one, or for exactly the last position with exactly

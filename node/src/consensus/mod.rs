@@ -1,4 +1,4 @@
-//! Consensus (DESIGN §4): Malachite's Tendermint round logic behind our [`context`], driven by
+//! Consensus: Malachite's Tendermint round logic behind our [`context`], driven by
 //! the sans-IO [`core::ConsensusCore`]; the [`guard`] that makes double-signing impossible across
 //! restarts; the per-height [`wal`]. Status and what is missing: docs/consensus.md.
 

@@ -1,7 +1,7 @@
-//! The consensus write-ahead log (DESIGN §5): what a validator received and sent at the height
-//! it is deciding, written before it acts on it and fsynced before it signs anything
-//! ([`Wal::write`], [`Wal::sync`]), so that after a crash it replays the height to the state of
-//! its last signature or later instead of starting it afresh.
+//! The consensus write-ahead log (docs/formats.md, "Consensus WAL"): what a validator received and
+//! sent at the height it is deciding, written before it acts on it and fsynced before it signs
+//! anything ([`Wal::write`], [`Wal::sync`]), so that after a crash it replays the height to the
+//! state of its last signature or later instead of starting it afresh.
 //!
 //! One file per height, `wal-<height:020>.log`: the magic `TLWAL001`, the height (u64 BE), then
 //! frames of kind WAL_RECORD (docs/formats.md) whose payloads are opaque to this module (they

@@ -1,5 +1,5 @@
-//! The mempool: events accepted by this node and not yet in a block (DESIGN §6, "From submit
-//! to commit").
+//! The mempool: events accepted by this node and not yet in a block (docs/architecture.md,
+//! "The node runtime: from submit to commit").
 //!
 //! Admission of an event this node's own clients submit ([`Mempool::admit`]) is the stateless
 //! check (signature, envelope, fields) plus the rules against the tip and every checked

@@ -1,4 +1,4 @@
-//! The sign-state guard and the WAL under crashes and failed writes (TESTPLAN 3 and 16).
+//! The sign-state guard and the WAL under crashes and failed writes.
 //!
 //! Crashes: the test re-runs its own binary as a child (`crash_child`, ignored in normal runs)
 //! with `FAILPOINTS` set so that the child aborts at the k-th time it reaches one failpoint,

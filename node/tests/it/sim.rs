@@ -1,7 +1,7 @@
 //! The deterministic simulator in CI: every scenario over 112 seeds with four validators (10
 //! scenarios, 1,120 runs of 5 to 120 heights each), every scenario over 4 seeds with seven, and
 //! every negative control, which must be caught. `TRADELOOP_SIM_SEEDS=N` or
-//! `tradeloop sim --seeds N [--heights H]` runs more; `scripts/sim-long` is TESTPLAN 19's long run
+//! `tradeloop sim --seeds N [--heights H]` runs more; `scripts/sim-long` is the long run
 //! (1,000 seeds x 200 heights), too long for CI (docs/consensus.md).
 
 use rayon::prelude::*;
