@@ -37,6 +37,7 @@ use crate::consensus::streamed::StreamedBlocks;
 use crate::mempool::MempoolLimits;
 use crate::metrics::Metrics;
 use crate::p2p::{self, P2pConfig, P2pEvent, P2pHandle, P2pLimits, Topic, Verdict as Gossip};
+use crate::sync::decisions::DecisionWatch;
 use crate::sync::{self, SyncContext, SyncHint};
 use crate::wire::{self, ConsensusWire, EventBatch, Request, Response};
 
@@ -498,6 +499,8 @@ struct NetworkCtx {
 /// Handles what the network delivers: gossip is checked before it is forwarded (a verdict for
 /// each message), requests are answered from the chain.
 async fn network(n: NetworkCtx, mut events: mpsc::Receiver<P2pEvent>) {
+    // A member node that does not vote watches the precommits to learn of each decision.
+    let mut decisions = n.driver.is_none().then(|| DecisionWatch::new(n.validators.clone(), 0));
     while let Some(event) = events.recv().await {
         match event {
             P2pEvent::Gossip { topic: Topic::Events, from, id, data } => {
@@ -530,16 +533,7 @@ async fn network(n: NetworkCtx, mut events: mpsc::Receiver<P2pEvent>) {
                             Some(driver) => {
                                 let _ = driver.try_send(DriverInput::Consensus(Box::new(msg)));
                             }
-                            // A member node that does not vote follows the chain by sync: a
-                            // message of height h says its sender committed h - 1.
-                            None => {
-                                if let Some(h) = consensus_height(&msg) {
-                                    let _ = n.sync.try_send(SyncHint::Ahead {
-                                        peer: Some(from),
-                                        height: h.saturating_sub(1),
-                                    });
-                                }
-                            }
+                            None => follow(&n, decisions.as_mut(), from, &msg),
                         }
                     }
                 }
@@ -567,6 +561,29 @@ async fn network(n: NetworkCtx, mut events: mpsc::Receiver<P2pEvent>) {
             P2pEvent::Disconnected(peer) => tracing::info!(%peer, "peer disconnected"),
         }
     }
+}
+
+/// A member node that does not vote follows the chain by sync: a message of height h says its
+/// signer committed h - 1, and a quorum of precommits says the validators are committing h now.
+fn follow(
+    n: &NetworkCtx,
+    decisions: Option<&mut DecisionWatch>,
+    from: PublicKey,
+    msg: &ConsensusWire,
+) {
+    let Some(h) = consensus_height(msg) else { return };
+    let decided = decisions.and_then(|watch| {
+        watch.committed(h.saturating_sub(1));
+        match msg {
+            ConsensusWire::Signed(SignedConsensusMsg::Vote(v)) => watch.on_vote(&v.message),
+            _ => None,
+        }
+    });
+    let hint = match decided {
+        Some(height) => SyncHint::Decided { peer: from, height, attempt: 0 },
+        None => SyncHint::Ahead { peer: Some(from), height: h.saturating_sub(1) },
+    };
+    let _ = n.sync.try_send(hint);
 }
 
 fn batch_verdict(results: &[AdmitResult]) -> Gossip {

@@ -13,7 +13,9 @@ use serde_json::Value;
 use tradeloop_crypto::keyfile::read_key_file;
 use tradeloop_crypto::Hash;
 use tradeloop_ledger::sample::Cast;
-use tradeloop_ledger::{Genesis, SignedEvent};
+use tradeloop_ledger::{Genesis, Ledger, SignedEvent};
+
+use crate::proxy::{LinkFault, LinkProxy};
 
 /// How long a node has to answer its status after starting.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -86,6 +88,8 @@ pub struct Cluster {
     /// Event-signing keys of the cast, read from the devnet's key files.
     pub cast: Cast,
     bin: PathBuf,
+    /// The proxy of every ordered pair of nodes `(from, to)`, when started proxied.
+    links: BTreeMap<(usize, usize), LinkProxy>,
     _temp: tempfile::TempDir,
 }
 
@@ -100,6 +104,145 @@ impl Cluster {
             cluster.wait_status(i, START_TIMEOUT)?;
         }
         Ok(cluster)
+    }
+
+    /// As [`Cluster::start`], with every p2p connection through a [`LinkProxy`] of its ordered
+    /// pair of nodes, so that links can be cut and slowed ([`Cluster::set_link`]); `seed` drives
+    /// the proxies' delays.
+    pub fn start_proxied(validators: usize, full_nodes: usize, seed: u64) -> Result<Cluster> {
+        let mut cluster = Cluster::init(validators, full_nodes)?;
+        cluster.route_through_proxies(seed)?;
+        for i in 0..cluster.nodes.len() {
+            cluster.start_node(i)?;
+        }
+        for i in 0..cluster.nodes.len() {
+            cluster.wait_status(i, START_TIMEOUT)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Starts a proxy for every ordered pair of nodes and rewrites each node's bootstrap list to
+    /// dial its peers through them (nodes dial no address learned from peers).
+    fn route_through_proxies(&mut self, seed: u64) -> Result<()> {
+        let ports: Vec<u16> =
+            (0..self.nodes.len()).map(|i| self.p2p_port(i)).collect::<Result<_>>()?;
+        for from in 0..self.nodes.len() {
+            for to in 0..self.nodes.len() {
+                if from != to {
+                    let target = std::net::SocketAddr::from(([127, 0, 0, 1], ports[to]));
+                    let proxy = LinkProxy::start(target, seed ^ ((from as u64) << 32 | to as u64))?;
+                    self.links.insert((from, to), proxy);
+                }
+            }
+        }
+        for from in 0..self.nodes.len() {
+            let path = self.nodes[from].dir.join("node.toml");
+            let toml = std::fs::read_to_string(&path)?;
+            let mut rewritten = String::new();
+            for line in toml.lines() {
+                let mut line = line.to_string();
+                if line.starts_with("bootstrap = [") {
+                    for (to, port) in ports.iter().enumerate() {
+                        if let Some(proxy) = self.links.get(&(from, to)) {
+                            line = line.replace(
+                                &format!("/tcp/{port}/"),
+                                &format!("/tcp/{}/", proxy.addr.port()),
+                            );
+                        }
+                    }
+                }
+                rewritten.push_str(&line);
+                rewritten.push('\n');
+            }
+            std::fs::write(&path, rewritten)?;
+        }
+        Ok(())
+    }
+
+    /// Node `i`'s p2p listen port, from its node.toml.
+    fn p2p_port(&self, i: usize) -> Result<u16> {
+        let toml = std::fs::read_to_string(self.nodes[i].dir.join("node.toml"))?;
+        toml.lines()
+            .find_map(|l| l.strip_prefix("listen = [\"/ip4/127.0.0.1/tcp/"))
+            .and_then(|r| r.strip_suffix("\"]"))
+            .context("node.toml has no p2p listen port")?
+            .parse()
+            .context("node.toml's p2p listen port")
+    }
+
+    /// Applies `fault` to both directions between nodes `a` and `b` (a proxied cluster).
+    pub fn set_link(&self, a: usize, b: usize, fault: LinkFault) -> Result<()> {
+        for pair in [(a, b), (b, a)] {
+            self.links.get(&pair).context("the cluster was not started proxied")?.set(fault);
+        }
+        Ok(())
+    }
+
+    /// Applies `fault` to every link of the cluster.
+    pub fn set_every_link(&self, fault: LinkFault) {
+        for proxy in self.links.values() {
+            proxy.set(fault);
+        }
+    }
+
+    /// Cuts every link between nodes of different `groups` (nodes in no group keep their
+    /// links to all); heals every other link.
+    pub fn partition(&self, groups: &[&[usize]]) -> Result<()> {
+        let group_of = |i: usize| groups.iter().position(|g| g.contains(&i));
+        for a in 0..self.nodes.len() {
+            for b in (a + 1)..self.nodes.len() {
+                let apart = matches!((group_of(a), group_of(b)), (Some(x), Some(y)) if x != y);
+                self.set_link(a, b, if apart { LinkFault::Cut } else { LinkFault::None })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Cuts every link of node `i`.
+    pub fn isolate(&self, i: usize) -> Result<()> {
+        for other in 0..self.nodes.len() {
+            if other != i {
+                self.set_link(i, other, LinkFault::Cut)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pauses node `i` (SIGSTOP): alive at the TCP level, silent above it.
+    pub fn pause(&self, i: usize) -> Result<()> {
+        self.signal(i, "-STOP")
+    }
+
+    /// Resumes a paused node `i` (SIGCONT).
+    pub fn resume(&self, i: usize) -> Result<()> {
+        self.signal(i, "-CONT")
+    }
+
+    fn signal(&self, i: usize, signal: &str) -> Result<()> {
+        let child = self.nodes[i].child.as_ref().context("the node is not running")?;
+        let status = Command::new("kill").arg(signal).arg(child.id().to_string()).status()?;
+        if !status.success() {
+            bail!("kill {signal} {} failed", self.nodes[i].name);
+        }
+        Ok(())
+    }
+
+    /// `tradeloop compare` of the data dirs of nodes `a` and `b` (stopped); its exit code and
+    /// output (0: the same chain, 3: one is a prefix of the other, 4: a split view).
+    pub fn compare(&self, a: usize, b: usize) -> Result<(i32, String)> {
+        let out = Command::new(&self.bin)
+            .arg("compare")
+            .arg(self.data_dir(a))
+            .arg(self.data_dir(b))
+            .arg("--genesis")
+            .arg(self.dir.join("genesis.json"))
+            .output()?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok((out.status.code().unwrap_or(-1), text))
     }
 
     /// `tradeloop devnet init` with these counts; no node started yet.
@@ -154,7 +297,7 @@ impl Cluster {
                 child: None,
             });
         }
-        Ok(Cluster { dir, nodes, genesis, cast, bin, _temp: temp })
+        Ok(Cluster { dir, nodes, genesis, cast, bin, links: BTreeMap::new(), _temp: temp })
     }
 
     /// Whether node `i` runs (as far as this harness knows).
@@ -351,10 +494,64 @@ impl Cluster {
         self.nodes[i].dir.join("data")
     }
 
+    /// The cast's keys, to sign events on other threads.
+    pub fn signer(&self) -> std::sync::Arc<Cast> {
+        std::sync::Arc::new(Cast {
+            genesis: self.genesis.clone(),
+            keys: self.cast.keys.clone(),
+            validator_keys: Vec::new(),
+            member_keys: Vec::new(),
+        })
+    }
+
+    /// The HTTP API base URL of every node, in order.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.url.clone()).collect()
+    }
+
     /// Signs the events of sample trade `n` with the cast's keys.
     pub fn trade_events(&self, n: u64) -> Vec<SignedEvent> {
         tradeloop_ledger::sample::trade_events(&self.cast, n, now_ms())
     }
+}
+
+/// The checker every cluster scenario ends with (the nodes must be stopped): `verify` passes on
+/// every copy; every acknowledged event is in every copy once, at its acknowledged height;
+/// `tradeloop compare` finds every pair of copies the same chain or one a prefix of the other,
+/// never a split view.
+pub fn check_chains_agree(cluster: &Cluster, acknowledged: &[(Hash, u64)]) -> Result<()> {
+    for i in 0..cluster.nodes.len() {
+        let report = cluster.verify(i)?;
+        if !report.contains("OK") {
+            bail!("verify of {}: {report}", cluster.nodes[i].name);
+        }
+        let ledger = Ledger::open_read_only(&cluster.data_dir(i), cluster.genesis.clone())?;
+        for (id, height) in acknowledged {
+            let Some(record) = ledger.event(id)? else {
+                bail!("{}: acknowledged event {id} is missing", cluster.nodes[i].name);
+            };
+            if record.height != *height {
+                bail!(
+                    "{}: event {id} at height {}, acknowledged at {height}",
+                    cluster.nodes[i].name,
+                    record.height
+                );
+            }
+        }
+    }
+    for a in 0..cluster.nodes.len() {
+        for b in (a + 1)..cluster.nodes.len() {
+            let (code, text) = cluster.compare(a, b)?;
+            if code != 0 && code != 3 {
+                bail!(
+                    "compare {} {}: exit {code}: {text}",
+                    cluster.nodes[a].name,
+                    cluster.nodes[b].name
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Cluster {

@@ -1,6 +1,9 @@
 //! Workspace-level integration tests live in `tests/`; [`cluster`] runs devnets of real node
-//! processes for them.
+//! processes for them, [`proxy`] puts faults on their links and [`load`] keeps clients
+//! submitting to them.
 
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod load;
+pub mod proxy;

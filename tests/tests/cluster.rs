@@ -1,4 +1,4 @@
-//! Member nodes on libp2p (issue 10): real `tradeloop node` processes on loopback.
+//! Member nodes on libp2p: real `tradeloop node` processes on loopback.
 //!
 //! After every test: every acknowledged event (its `?wait=commit` answered committed) is in
 //! every node's chain exactly once, all chains are identical, and `tradeloop verify` passes on
@@ -11,34 +11,11 @@ use std::time::Duration;
 
 use tradeloop_crypto::Hash;
 use tradeloop_ledger::Ledger;
-use tradeloop_tests::cluster::{committed_ids, Cluster};
+use tradeloop_tests::cluster::{check_chains_agree, committed_ids, Cluster};
 
 /// The checks every cluster test ends with; the nodes must be stopped.
 fn assert_chains_agree(cluster: &Cluster, acknowledged: &[(Hash, u64)]) {
-    let mut tips = BTreeMap::new();
-    for i in 0..cluster.nodes.len() {
-        let report = cluster.verify(i).unwrap_or_else(|e| panic!("{e}"));
-        assert!(report.contains("OK"), "{report}");
-        let ledger = Ledger::open_read_only(&cluster.data_dir(i), cluster.genesis.clone()).unwrap();
-        for (id, height) in acknowledged {
-            let record = ledger.event(id).unwrap().unwrap_or_else(|| {
-                panic!("{}: acknowledged event {id} is missing", cluster.nodes[i].name)
-            });
-            assert_eq!(record.height, *height, "{}: event {id}", cluster.nodes[i].name);
-        }
-        tips.insert(cluster.nodes[i].name.clone(), ledger.tip().clone());
-    }
-    // Identical chains: the shortest is a prefix of every other (same hash at its height).
-    let lowest = tips.values().map(|t| t.height).min().unwrap();
-    let mut at_lowest = Vec::new();
-    for i in 0..cluster.nodes.len() {
-        let ledger = Ledger::open_read_only(&cluster.data_dir(i), cluster.genesis.clone()).unwrap();
-        at_lowest.push(ledger.block(lowest).unwrap().block.header.hash());
-    }
-    assert!(
-        at_lowest.windows(2).all(|w| w[0] == w[1]),
-        "chains differ at height {lowest}: {tips:?}"
-    );
+    check_chains_agree(cluster, acknowledged).unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 #[test]

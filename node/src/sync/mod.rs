@@ -1,4 +1,4 @@
-//! Block sync (DESIGN §4, "Sync"): a node that is behind — restarted, started late, with a
+//! Block sync: a node that is behind — restarted, started late, with a
 //! wiped data dir, or not a validator at all — fetches `(block, certificate)` ranges from
 //! peers by request-response and commits them through the chain worker, which checks every
 //! certificate against the genesis validator set and re-executes every block. A peer's word
@@ -6,13 +6,18 @@
 //! a while.
 //!
 //! It learns that it is behind from hints (a consensus message of a later height, a new
-//! connection) and from a periodic status poll of the connected peers. One fetch at a time.
+//! connection) and from a periodic status poll of the connected peers. One fetch at a time;
+//! status queries run beside it with a short timeout, so a silent peer never delays a fetch
+//! from a live one.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tradeloop_crypto::{Hash, PublicKey};
+
+pub mod decisions;
 
 use crate::chain::{ChainError, ChainHandle};
 use crate::consensus::driver::{now_ms, DriverInput};
@@ -25,6 +30,19 @@ pub const STATUS_POLL_INTERVAL: Duration = Duration::from_millis(1000);
 pub const SYNC_HINT_CHANNEL: usize = 64;
 /// How long a peer that sent a bad block is not asked again.
 pub const BAD_PEER_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a peer that did not answer a status query has before it counts as silent. Peers
+/// on one network answer in milliseconds; a paused or cut-off one never does.
+pub const STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long one block request may take (a full response is at most 64 blocks / 16 MiB).
+pub const BLOCKS_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a peer that left a block request unanswered is not asked again; others are asked.
+pub const SLOW_PEER_BACKOFF: Duration = Duration::from_secs(5);
+/// How long after a decision a peer that did not have the block yet is asked again.
+pub const DECIDED_RETRY: Duration = Duration::from_millis(20);
+/// How many times a peer is asked for a decided block before sync waits for other hints.
+pub const DECIDED_RETRIES: u8 = 25;
+/// How long a peer's reported tip is used to choose whom to ask.
+pub const PEER_HEIGHT_FRESH: Duration = Duration::from_secs(5);
 
 /// Something that suggests this node is behind.
 #[derive(Clone, Copy, Debug)]
@@ -38,6 +56,18 @@ pub enum SyncHint {
     },
     /// A peer connected: ask it for its tip.
     Connected(PublicKey),
+    /// More than 2/3 of the voting power precommitted a block at `height`
+    /// ([`decisions::DecisionWatch`]): the validators are committing it now. `peer` relayed the
+    /// last precommit; it is asked again every [`DECIDED_RETRY`] until it has the block, at most
+    /// [`DECIDED_RETRIES`] times.
+    Decided {
+        /// The peer to ask.
+        peer: PublicKey,
+        /// The decided height.
+        height: u64,
+        /// How many times it was asked already.
+        attempt: u8,
+    },
 }
 
 /// What sync needs.
@@ -58,49 +88,83 @@ pub struct SyncContext {
 }
 
 /// Runs until `stop` turns true.
+///
+/// Status queries never hold up a fetch: the poll and the question a new connection raises run
+/// on their own tasks, each peer asked at once and given [`STATUS_TIMEOUT`], and report what
+/// they learn back here as hints. A peer that is alive at the TCP level but silent above it (a
+/// paused process, a black-holed link) thus costs one status timeout on a side task, never the
+/// request timeout of the network layer on the path from a live peer's hint to a commit.
 pub async fn run(
     ctx: SyncContext,
     mut hints: mpsc::Receiver<SyncHint>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut poll = tokio::time::interval(STATUS_POLL_INTERVAL);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut bad: HashMap<PublicKey, Instant> = HashMap::new();
+    let ctx = Arc::new(ctx);
+    let (learned_tx, mut learned) = mpsc::channel::<SyncHint>(SYNC_HINT_CHANNEL);
+    let poller = tokio::spawn(poll_peers(Arc::clone(&ctx), learned_tx.clone()));
+    let mut peers = PeerStanding::default();
     loop {
-        let target = tokio::select! {
+        let hint = tokio::select! {
             _ = stop.changed() => {
-                if *stop.borrow() { return; }
+                if *stop.borrow() { break; }
                 continue;
             }
-            _ = poll.tick() => best_peer(&ctx).await,
+            Some(found) = learned.recv() => found,
             hint = hints.recv() => match hint {
-                None => return,
-                Some(SyncHint::Ahead { peer: Some(p), height }) => Some((p, height)),
-                Some(SyncHint::Ahead { peer: None, .. }) => best_peer(&ctx).await,
-                Some(SyncHint::Connected(p)) => status_of(&ctx, p).await.map(|h| (p, h)),
+                None => break,
+                Some(hint) => hint,
             },
         };
-        let Some((peer, height)) = target else { continue };
-        bad.retain(|_, since| since.elapsed() < BAD_PEER_BACKOFF);
-        if bad.contains_key(&peer) {
+        let (peer, height) = match hint {
+            SyncHint::Ahead { peer: Some(p), height } => (p, height),
+            SyncHint::Ahead { peer: None, height } => match peers.best_known(height) {
+                Some(target) => target,
+                None => continue,
+            },
+            SyncHint::Decided { peer, height, .. } => (peer, height),
+            SyncHint::Connected(p) => {
+                tokio::spawn(ask_status(Arc::clone(&ctx), p, learned_tx.clone()));
+                continue;
+            }
+        };
+        peers.heard(peer, height);
+        if !peers.may_ask(peer) {
             continue;
         }
-        let Ok(tip) = ctx.chain.tip().await else { return };
+        let Ok(tip) = ctx.chain.tip().await else { break };
         if height <= tip.height {
             continue;
         }
         let _ = ctx.syncing.send(true);
-        match fetch(&ctx, peer, height).await {
-            Ok(()) => {}
-            Err(FetchError::Stopped) => return,
+        let outcome = fetch(&ctx, peer, height).await;
+        let _ = ctx.syncing.send(false);
+        match outcome {
+            Ok(()) => ask_again_if_decided(&ctx, hint, learned_tx.clone()).await,
+            Err(FetchError::Stopped) => break,
             Err(FetchError::BadPeer(detail)) => {
                 tracing::warn!(%peer, "sync: peer sent a block that does not verify ({detail}); not asking it for {}s", BAD_PEER_BACKOFF.as_secs());
-                bad.insert(peer, Instant::now());
+                peers.set_aside(peer, BAD_PEER_BACKOFF);
             }
-            Err(FetchError::Unreachable(detail)) => tracing::debug!(%peer, "sync: {detail}"),
+            Err(FetchError::Unreachable(detail)) => {
+                tracing::debug!(%peer, "sync: {detail}; asking others for {}s", SLOW_PEER_BACKOFF.as_secs());
+                peers.set_aside(peer, SLOW_PEER_BACKOFF);
+            }
         }
-        let _ = ctx.syncing.send(false);
     }
+    poller.abort();
+}
+
+/// After a fetch for a [`SyncHint::Decided`] that left the tip below the decided height (the
+/// peer had not committed it yet), asks the same peer again a moment later.
+async fn ask_again_if_decided(ctx: &SyncContext, hint: SyncHint, learned: mpsc::Sender<SyncHint>) {
+    let SyncHint::Decided { peer, height, attempt } = hint else { return };
+    if attempt >= DECIDED_RETRIES || ctx.chain.tip().await.is_ok_and(|t| t.height >= height) {
+        return;
+    }
+    tokio::spawn(async move {
+        tokio::time::sleep(DECIDED_RETRY).await;
+        let _ = learned.try_send(SyncHint::Decided { peer, height, attempt: attempt + 1 });
+    });
 }
 
 enum FetchError {
@@ -109,25 +173,76 @@ enum FetchError {
     Unreachable(String),
 }
 
-/// The connected peer with the highest tip above ours, if any.
-async fn best_peer(ctx: &SyncContext) -> Option<(PublicKey, u64)> {
-    let peers = ctx.p2p.peers().await.ok()?;
-    let mut best: Option<(PublicKey, u64)> = None;
-    for peer in peers {
-        if let Some(h) = status_of(ctx, peer).await {
-            if best.is_none_or(|(_, b)| h > b) {
-                best = Some((peer, h));
-            }
+/// What this task knows of its peers: the highest tip each reported lately, and the peers set
+/// aside (a bad block, or no answer) until an instant.
+#[derive(Default)]
+struct PeerStanding {
+    heights: HashMap<PublicKey, (u64, Instant)>,
+    aside: HashMap<PublicKey, Instant>,
+}
+
+impl PeerStanding {
+    fn heard(&mut self, peer: PublicKey, height: u64) {
+        let entry = self.heights.entry(peer).or_insert((height, Instant::now()));
+        *entry = (entry.0.max(height), Instant::now());
+    }
+
+    fn may_ask(&mut self, peer: PublicKey) -> bool {
+        let now = Instant::now();
+        self.aside.retain(|_, until| *until > now);
+        !self.aside.contains_key(&peer)
+    }
+
+    fn set_aside(&mut self, peer: PublicKey, how_long: Duration) {
+        self.aside.insert(peer, Instant::now() + how_long);
+    }
+
+    /// The askable peer heard from within [`PEER_HEIGHT_FRESH`] with the highest tip, if that
+    /// tip is at least `height`.
+    fn best_known(&mut self, height: u64) -> Option<(PublicKey, u64)> {
+        let now = Instant::now();
+        self.heights.retain(|_, (_, at)| now.duration_since(*at) < PEER_HEIGHT_FRESH);
+        self.aside.retain(|_, until| *until > now);
+        self.heights
+            .iter()
+            .filter(|(p, (h, _))| *h >= height && !self.aside.contains_key(*p))
+            .max_by_key(|(_, (h, _))| *h)
+            .map(|(p, (h, _))| (*p, *h))
+    }
+}
+
+/// Every [`STATUS_POLL_INTERVAL`], asks every connected peer for its tip at once and reports
+/// the highest (the metrics get every answer).
+async fn poll_peers(ctx: Arc<SyncContext>, learned: mpsc::Sender<SyncHint>) {
+    let mut poll = tokio::time::interval(STATUS_POLL_INTERVAL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        poll.tick().await;
+        let Ok(peers) = ctx.p2p.peers().await else { return };
+        let answers = futures::future::join_all(peers.into_iter().map(|peer| {
+            let ctx = Arc::clone(&ctx);
+            async move { status_of(&ctx, peer).await.map(|h| (peer, h)) }
+        }))
+        .await;
+        let best = answers.into_iter().flatten().max_by_key(|(_, h)| *h);
+        if let Some((peer, height)) = best {
+            ctx.metrics.on_poll(height);
+            // A full channel drops this poll's answer; the next poll asks again.
+            let _ = learned.try_send(SyncHint::Ahead { peer: Some(peer), height });
         }
     }
-    if let Some((_, h)) = best {
-        ctx.metrics.on_poll(h);
+}
+
+/// Asks one peer for its tip and reports it.
+async fn ask_status(ctx: Arc<SyncContext>, peer: PublicKey, learned: mpsc::Sender<SyncHint>) {
+    if let Some(height) = status_of(&ctx, peer).await {
+        let _ = learned.try_send(SyncHint::Ahead { peer: Some(peer), height });
     }
-    best
 }
 
 async fn status_of(ctx: &SyncContext, peer: PublicKey) -> Option<u64> {
-    let height = peer_height(&ctx.p2p, ctx.chain_id, peer).await?;
+    let asked = peer_height(&ctx.p2p, ctx.chain_id, peer);
+    let height = tokio::time::timeout(STATUS_TIMEOUT, asked).await.ok()??;
     ctx.metrics.on_peer_height(height);
     Some(height)
 }
@@ -153,10 +268,13 @@ async fn fetch(ctx: &SyncContext, peer: PublicKey, target: u64) -> Result<(), Fe
         let request = Request::Blocks { from: tip.height + 1, count: MAX_SYNC_BLOCKS }
             .encode()
             .map_err(|e| FetchError::Unreachable(e.to_string()))?;
-        let answer = ctx
-            .p2p
-            .request(peer, request)
+        let answer = tokio::time::timeout(BLOCKS_TIMEOUT, ctx.p2p.request(peer, request))
             .await
+            .map_err(|_| {
+                FetchError::Unreachable(format!(
+                    "no answer to a block request within {BLOCKS_TIMEOUT:?}"
+                ))
+            })?
             .map_err(|e| FetchError::Unreachable(e.to_string()))?;
         let blocks = match Response::decode(&answer) {
             Ok(Response::Blocks(blocks)) => blocks,

@@ -1,0 +1,213 @@
+//! Faults a BFT network of 4 validators promises to ride through, on real `tradeloop node`
+//! processes on loopback, under a steady load from one client per node (validators and the
+//! member node alike): a paused node, isolated nodes, a 2+2 split, a ring, slow links.
+//!
+//! These are the short versions, for `cargo test`; `scripts/faults` runs the long ones with a
+//! seed and prints the latency figures (docs/operations.md, "Faults").
+//!
+//! Every scenario ends with the checker: `verify` on every copy, every acknowledged event once
+//! at its height everywhere, `compare` between every pair of copies.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use tradeloop_tests::cluster::{check_chains_agree, Cluster};
+use tradeloop_tests::load::{Latencies, Load, Report};
+use tradeloop_tests::proxy::LinkFault;
+
+/// One scenario at a time: their latency bounds assume the machine runs one cluster.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The seed of the proxies' delays (`TRADELOOP_FAULT_SEED`), printed so a run can be repeated.
+fn seed() -> u64 {
+    let seed =
+        std::env::var("TRADELOOP_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(28);
+    eprintln!("seed {seed}");
+    seed
+}
+
+/// The cluster harness's `timeout_propose` (`devnet init --timeout-propose-ms 1000`).
+const TIMEOUT_PROPOSE: Duration = Duration::from_millis(1000);
+/// How long each fault lasts in these short versions.
+fn phase() -> Duration {
+    Duration::from_secs(
+        std::env::var("TRADELOOP_FAULT_PHASE_S").ok().and_then(|s| s.parse().ok()).unwrap_or(6),
+    )
+}
+/// How long a healed node has to reach the others' height.
+const CATCH_UP: Duration = Duration::from_secs(20);
+/// How long commits have to resume after a split heals.
+const RESUME: Duration = Duration::from_secs(30);
+
+/// The bound every submission to a live node must meet while one node is faulty: the
+/// protocol's price when the faulty node is the proposer (`timeout_propose` + 1 s), with room
+/// for a 2-core machine running five nodes and five clients.
+fn single_fault_bound() -> Duration {
+    TIMEOUT_PROPOSE + Duration::from_secs(3)
+}
+
+fn tip(cluster: &Cluster, i: usize) -> u64 {
+    cluster.status(i).ok().and_then(|s| s["height"].as_u64()).unwrap_or(0)
+}
+
+fn highest_tip(cluster: &Cluster, except: usize) -> u64 {
+    (0..cluster.nodes.len()).filter(|&i| i != except).map(|i| tip(cluster, i)).max().unwrap_or(0)
+}
+
+/// Waits until node `i` reaches `height`; how long it took.
+fn wait_for_height(cluster: &Cluster, i: usize, height: u64, within: Duration) -> Duration {
+    let started = Instant::now();
+    while tip(cluster, i) < height {
+        assert!(
+            started.elapsed() < within,
+            "{} is at {} after {within:?}, not {height}\n{}",
+            cluster.nodes[i].name,
+            tip(cluster, i),
+            cluster.log(i)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
+fn print_latencies(scenario: &str, figures: &[Latencies]) {
+    for l in figures {
+        eprintln!("{scenario}: {l}");
+    }
+}
+
+fn finish(mut cluster: Cluster, report: &Report) {
+    let acknowledged = report.acknowledged();
+    assert!(!acknowledged.is_empty(), "nothing was committed");
+    cluster.stop_all().unwrap();
+    check_chains_agree(&cluster, &acknowledged).unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// One node paused (SIGSTOP: alive at the TCP level, silent above it), then resumed, for each of
+/// the four validators and the member node: every other node's clients see their events
+/// committed within the bound, and the paused node catches up once resumed.
+#[test]
+fn a_paused_node_slows_no_other_node_and_catches_up_when_resumed() {
+    let _one = one_at_a_time();
+    let cluster = Cluster::start(4, 1).unwrap();
+    let load = Load::start(&cluster.urls(), cluster.signer(), 1);
+    wait_for_height(&cluster, 4, 3, Duration::from_secs(30));
+    let mut windows = Vec::new();
+    for paused in 0..cluster.nodes.len() {
+        cluster.pause(paused).unwrap();
+        let from = Instant::now();
+        std::thread::sleep(phase());
+        let to = Instant::now();
+        cluster.resume(paused).unwrap();
+        let target = highest_tip(&cluster, paused);
+        let took = wait_for_height(&cluster, paused, target, CATCH_UP);
+        eprintln!("{} resumed: at height {target} {took:?} later", cluster.nodes[paused].name);
+        windows.push((paused, from, to));
+    }
+    let report = load.stop();
+    for (paused, from, to) in windows {
+        let others: Vec<usize> = (0..cluster.nodes.len()).filter(|&i| i != paused).collect();
+        // Submissions still open when the window closed may meet the resumed node's catch-up;
+        // judge those sent while the fault held for at least one consensus timeout.
+        let judged_to = to.checked_sub(single_fault_bound()).unwrap_or(to);
+        let figures = report
+            .expect_committed(&others, from, judged_to, single_fault_bound())
+            .unwrap_or_else(|e| panic!("{} paused: {e:#}", cluster.nodes[paused].name));
+        print_latencies(&format!("{} paused", cluster.nodes[paused].name), &figures);
+    }
+    finish(cluster, &report);
+}
+
+/// Links cut while every process runs: each validator isolated in turn (the others commit, it
+/// catches up when healed), then a 2+2 split of the validators with the member node on one side
+/// (no side has a quorum: nothing commits; commits resume after healing, with no fork), then a
+/// ring in which each node reaches only its two neighbours (gossip relays: commits continue).
+#[test]
+fn isolated_nodes_a_split_and_a_ring_lose_nothing_and_fork_nothing() {
+    let _one = one_at_a_time();
+    let cluster = Cluster::start_proxied(4, 1, seed()).unwrap();
+    let load = Load::start(&cluster.urls(), cluster.signer(), 1);
+    wait_for_height(&cluster, 4, 3, Duration::from_secs(30));
+
+    let mut windows = Vec::new();
+    for isolated in 0..4 {
+        cluster.isolate(isolated).unwrap();
+        let from = Instant::now();
+        std::thread::sleep(phase());
+        let to = Instant::now();
+        cluster.set_every_link(LinkFault::None);
+        let target = highest_tip(&cluster, isolated);
+        let took = wait_for_height(&cluster, isolated, target, CATCH_UP);
+        eprintln!("{} healed: at height {target} {took:?} later", cluster.nodes[isolated].name);
+        windows.push((isolated, from, to));
+    }
+
+    cluster.partition(&[&[0, 1, 4], &[2, 3]]).unwrap();
+    // What was decided before the cut lands everywhere within a moment; after that, nothing.
+    std::thread::sleep(Duration::from_secs(2));
+    let split: Vec<u64> = (0..cluster.nodes.len()).map(|i| tip(&cluster, i)).collect();
+    std::thread::sleep(phase());
+    let after: Vec<u64> = (0..cluster.nodes.len()).map(|i| tip(&cluster, i)).collect();
+    assert_eq!(split, after, "a side without a quorum committed");
+    cluster.set_every_link(LinkFault::None);
+    let resumed = after.iter().max().unwrap() + 2;
+    for i in 0..cluster.nodes.len() {
+        wait_for_height(&cluster, i, resumed, RESUME);
+    }
+
+    // A ring 0-1-2-3-4-0: every chord cut.
+    let ring = |a: usize, b: usize| (a + 1) % 5 == b || (b + 1) % 5 == a;
+    for a in 0..5 {
+        for b in (a + 1)..5 {
+            let fault = if ring(a, b) { LinkFault::None } else { LinkFault::Cut };
+            cluster.set_link(a, b, fault).unwrap();
+        }
+    }
+    let before_ring = highest_tip(&cluster, usize::MAX);
+    for i in 0..cluster.nodes.len() {
+        wait_for_height(&cluster, i, before_ring + 3, RESUME);
+    }
+    cluster.set_every_link(LinkFault::None);
+
+    let report = load.stop();
+    for (isolated, from, to) in windows {
+        let others: Vec<usize> = (0..cluster.nodes.len()).filter(|&i| i != isolated).collect();
+        let judged_to = to.checked_sub(single_fault_bound()).unwrap_or(to);
+        let figures = report
+            .expect_committed(&others, from, judged_to, single_fault_bound())
+            .unwrap_or_else(|e| panic!("{} isolated: {e:#}", cluster.nodes[isolated].name));
+        print_latencies(&format!("{} isolated", cluster.nodes[isolated].name), &figures);
+    }
+    finish(cluster, &report);
+}
+
+/// 200 ± 100 ms added to every link, each way: commits continue at every node.
+#[test]
+fn slow_links_everywhere_still_commit() {
+    let _one = one_at_a_time();
+    let cluster = Cluster::start_proxied(4, 1, seed()).unwrap();
+    let load = Load::start(&cluster.urls(), cluster.signer(), 1);
+    wait_for_height(&cluster, 4, 3, Duration::from_secs(30));
+    cluster.set_every_link(LinkFault::Delay {
+        base: Duration::from_millis(200),
+        jitter: Duration::from_millis(100),
+    });
+    // Let the submissions sent before the change finish first.
+    std::thread::sleep(Duration::from_secs(2));
+    let from = Instant::now();
+    std::thread::sleep(phase() * 2);
+    let to = Instant::now();
+    cluster.set_every_link(LinkFault::None);
+    let report = load.stop();
+    let all: Vec<usize> = (0..cluster.nodes.len()).collect();
+    // Each height takes several link crossings of up to 300 ms, plus timeouts that grow.
+    let figures = report
+        .expect_committed(&all, from, to, tradeloop_tests::load::WAIT_COMMIT)
+        .unwrap_or_else(|e| panic!("slow links: {e:#}"));
+    print_latencies("200 ± 100 ms links", &figures);
+    finish(cluster, &report);
+}
