@@ -15,6 +15,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::clock::{ClockChange, ClockWatch};
 use tradeloop_crypto::{Hash, SigningKey};
 use tradeloop_ledger::block::Tip;
 use tradeloop_ledger::execute::{check_events, CHECK_CHUNK_EVENTS};
@@ -322,6 +324,7 @@ pub fn spawn(
         stats,
         prepared: VecDeque::new(),
         metrics,
+        clock: ClockWatch::default(),
     };
     start(worker, lanes).map(|thread| (handle, thread))
 }
@@ -359,6 +362,8 @@ struct Worker {
     prepared: VecDeque<Prepared>,
     /// Height, commit latency, rounds per height, events per block.
     metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// This node's clock against the block times it commits at the network's tip.
+    clock: ClockWatch,
 }
 
 impl Worker {
@@ -638,6 +643,7 @@ impl Worker {
             ids.len(),
             started.elapsed().as_secs_f64(),
         );
+        self.watch_clock(&certified.block.header, now_ms);
         let _ = self.commits.send(CommitNotice {
             height: certified.block.header.height,
             block_hash: hash,
@@ -645,6 +651,34 @@ impl Worker {
             evicted,
         });
         Ok(hash)
+    }
+
+    /// Compares this node's clock with the time of a block committed at the network's tip (a
+    /// block fetched while catching up is old by nature); says so when it drifts too far.
+    fn watch_clock(&mut self, header: &tradeloop_ledger::Header, now_ms: u64) {
+        if self.metrics.sync_lag() > 0 {
+            return;
+        }
+        let change = self.clock.observe(header.proposer, header.time_ms, now_ms);
+        if let Some(offset) = self.clock.offset_ms() {
+            self.metrics.clock_offset_ms.set(offset);
+        }
+        match change {
+            ClockChange::Same => {}
+            ClockChange::Off(offset) => tracing::warn!(
+                offset_ms = offset,
+                "this node's clock is {} s {} the block times of the network; fix its time \
+                 synchronisation (NTP): events it admits and blocks it proposes carry its clock",
+                offset.unsigned_abs() / 1000,
+                if offset > 0 { "ahead of" } else { "behind" },
+            ),
+            ClockChange::BackInLine(offset) => {
+                tracing::info!(
+                    offset_ms = offset,
+                    "this node's clock agrees with the network again"
+                )
+            }
+        }
     }
 
     fn blocks(
@@ -737,6 +771,7 @@ mod tests {
             stats,
             prepared: VecDeque::new(),
             metrics: std::sync::Arc::new(crate::metrics::Metrics::new()),
+            clock: ClockWatch::default(),
         };
         let (handle, lanes) = lanes();
         // Three admissions, then a read, all queued before the worker starts.

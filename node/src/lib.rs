@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod chain;
+pub mod clock;
 pub mod config;
 pub mod consensus;
 pub mod mempool;

@@ -73,6 +73,9 @@ pub struct Metrics {
     pub proposal_events_fetched: Counter,
     /// Proposals whose missing events their proposer did not supply (no vote was given).
     pub proposals_incomplete: Counter,
+    /// This node's clock minus the block times of the network, in ms (median over proposers,
+    /// of blocks committed at the tip; docs/operations.md, "Clock").
+    pub clock_offset_ms: Gauge,
     /// The highest tip a peer reported (not exported; sync lag is derived from it).
     highest_peer_height: AtomicU64,
 }
@@ -103,6 +106,12 @@ impl Metrics {
         let api_requests = Family::<RequestLabels, Counter>::default();
         let proposal_events_fetched = Counter::default();
         let proposals_incomplete = Counter::default();
+        let clock_offset_ms = Gauge::default();
+        registry.register(
+            "clock_offset_ms",
+            "This node's clock minus the network's block times, median over proposers, in ms",
+            clock_offset_ms.clone(),
+        );
         registry.register(
             "proposal_events_fetched",
             "Events of proposals this validator lacked and fetched from their proposer",
@@ -173,6 +182,7 @@ impl Metrics {
             api_requests,
             proposal_events_fetched,
             proposals_incomplete,
+            clock_offset_ms,
             highest_peer_height: AtomicU64::new(0),
         }
     }

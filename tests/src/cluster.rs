@@ -73,6 +73,8 @@ pub struct ClusterNode {
     pub validator: bool,
     /// The participant it serves.
     pub participant: String,
+    /// Environment variables its process starts with (e.g. a fake clock).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -97,13 +99,19 @@ impl Cluster {
     /// `tradeloop devnet init` with these counts, then every node started and answering.
     pub fn start(validators: usize, full_nodes: usize) -> Result<Cluster> {
         let mut cluster = Cluster::init(validators, full_nodes)?;
-        for i in 0..cluster.nodes.len() {
-            cluster.start_node(i)?;
-        }
-        for i in 0..cluster.nodes.len() {
-            cluster.wait_status(i, START_TIMEOUT)?;
-        }
+        cluster.start_all()?;
         Ok(cluster)
+    }
+
+    /// Starts every node and waits until each answers its status.
+    pub fn start_all(&mut self) -> Result<()> {
+        for i in 0..self.nodes.len() {
+            self.start_node(i)?;
+        }
+        for i in 0..self.nodes.len() {
+            self.wait_status(i, START_TIMEOUT)?;
+        }
+        Ok(())
     }
 
     /// As [`Cluster::start`], with every p2p connection through a [`LinkProxy`] of its ordered
@@ -112,12 +120,7 @@ impl Cluster {
     pub fn start_proxied(validators: usize, full_nodes: usize, seed: u64) -> Result<Cluster> {
         let mut cluster = Cluster::init(validators, full_nodes)?;
         cluster.route_through_proxies(seed)?;
-        for i in 0..cluster.nodes.len() {
-            cluster.start_node(i)?;
-        }
-        for i in 0..cluster.nodes.len() {
-            cluster.wait_status(i, START_TIMEOUT)?;
-        }
+        cluster.start_all()?;
         Ok(cluster)
     }
 
@@ -227,6 +230,23 @@ impl Cluster {
         Ok(())
     }
 
+    /// Node `i`'s metric `name` (a gauge or counter without labels), from `GET /metrics`.
+    pub fn metric(&self, i: usize, name: &str) -> Result<f64> {
+        let text = ureq::get(&format!("{}/metrics", self.nodes[i].url))
+            .config()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .call()?
+            .into_body()
+            .read_to_string()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+            .with_context(|| format!("{} has no metric {name}", self.nodes[i].name))?
+            .trim()
+            .parse()
+            .with_context(|| format!("metric {name}"))
+    }
+
     /// `tradeloop compare` of the data dirs of nodes `a` and `b` (stopped); its exit code and
     /// output (0: the same chain, 3: one is a prefix of the other, 4: a split view).
     pub fn compare(&self, a: usize, b: usize) -> Result<(i32, String)> {
@@ -294,6 +314,7 @@ impl Cluster {
                 url: format!("http://{api}"),
                 validator: m.power > 0,
                 participant: m.participant.to_string(),
+                env: Vec::new(),
                 child: None,
             });
         }
@@ -349,6 +370,7 @@ impl Cluster {
             .args(["node", "--stop-on-stdin-eof", "--config"])
             .arg(node.dir.join("node.toml"))
             .env("RUST_LOG", "info,libp2p=warn")
+            .envs(node.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(log.try_clone()?)
             .stderr(log)

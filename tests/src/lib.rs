@@ -5,5 +5,6 @@
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod fakeclock;
 pub mod load;
 pub mod proxy;

@@ -211,3 +211,59 @@ fn slow_links_everywhere_still_commit() {
     print_latencies("200 ± 100 ms links", &figures);
     finish(cluster, &report);
 }
+
+/// Two validators' clocks off: one 20 s ahead from the start, one that jumps back 60 s while it
+/// runs. Events stamped by the clients' (correct) clocks commit at every node; no block time is
+/// ever ahead of the correct clocks (a validator votes against a proposal from its future);
+/// block times never go back (`verify`); each skewed node reports its clock in its log and in
+/// `tradeloop_clock_offset_ms`, and a correct node does not.
+#[test]
+fn clocks_off_by_seconds_are_ridden_through_and_reported() {
+    let _one = one_at_a_time();
+    let library = tradeloop_tests::fakeclock::library().unwrap();
+    let mut cluster = Cluster::init(4, 1).unwrap();
+    let ahead = cluster.dir.join("clock-ahead");
+    let jumping = cluster.dir.join("clock-jumping");
+    tradeloop_tests::fakeclock::set_offset(&ahead, 20).unwrap();
+    tradeloop_tests::fakeclock::set_offset(&jumping, 0).unwrap();
+    cluster.nodes[1].env = tradeloop_tests::fakeclock::env(&library, &ahead);
+    cluster.nodes[2].env = tradeloop_tests::fakeclock::env(&library, &jumping);
+    cluster.start_all().unwrap();
+    let load = Load::start(&cluster.urls(), cluster.signer(), 1);
+    wait_for_height(&cluster, 4, 3, Duration::from_secs(30));
+    std::thread::sleep(phase());
+    tradeloop_tests::fakeclock::set_offset(&jumping, -60).unwrap();
+    let from = Instant::now() + Duration::from_secs(2);
+    std::thread::sleep(phase() + Duration::from_secs(2));
+    let to = Instant::now().checked_sub(single_fault_bound()).unwrap();
+    let report = load.stop();
+
+    let offset = |i: usize| cluster.metric(i, "tradeloop_clock_offset_ms").unwrap();
+    assert!(offset(1) > 15_000.0, "the +20 s node reports {}", offset(1));
+    assert!(offset(2) < -50_000.0, "the jumping node reports {}", offset(2));
+    for i in [0, 3, 4] {
+        assert!(offset(i).abs() < 5_000.0, "{} reports {}", cluster.nodes[i].name, offset(i));
+    }
+    assert!(cluster.log(1).contains("clock is 20 s ahead of"), "{}", cluster.log(1));
+    assert!(cluster.log(2).contains("s behind the block times"), "{}", cluster.log(2));
+    assert!(!cluster.log(0).contains("this node's clock is"), "{}", cluster.log(0));
+
+    let all: Vec<usize> = (0..cluster.nodes.len()).collect();
+    let figures = report
+        .expect_committed(&all, from, to, single_fault_bound())
+        .unwrap_or_else(|e| panic!("skewed clocks: {e:#}"));
+    print_latencies("skewed clocks", &figures);
+
+    let latest_correct_time = tradeloop_tests::cluster::now_ms();
+    let mut cluster = cluster;
+    cluster.stop_all().unwrap();
+    let ledger =
+        tradeloop_ledger::Ledger::open_read_only(&cluster.data_dir(0), cluster.genesis.clone())
+            .unwrap();
+    for h in 1..=ledger.tip().height {
+        let time = ledger.block(h).unwrap().block.header.time_ms;
+        assert!(time <= latest_correct_time, "block {h}'s time {time} is in the future");
+    }
+    drop(ledger);
+    finish(cluster, &report);
+}

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use malachite_core_consensus::{LivenessMsg, SignedConsensusMsg};
 use malachite_core_types::{Round, Timeout};
 use tokio::sync::{mpsc, watch};
-use tradeloop_crypto::{Hash, SigningKey};
+use tradeloop_crypto::{Hash, PublicKey, SigningKey};
 use tradeloop_ledger::{Block, CertifiedBlock, CommitCertificate, SignedEvent};
 
 use super::context::TradeContext;
@@ -50,6 +50,9 @@ pub const MAX_FETCHES_IN_FLIGHT: usize = 4;
 /// Most fetch requests for one proposal (each answers up to [`crate::wire::MAX_FETCH_IDS`]
 /// events, or fewer when its byte bound stops it).
 pub const MAX_FETCH_REQUESTS: usize = 64;
+/// How far ahead of this validator's clock a proposed block's time may be: far above the
+/// clock error of synchronised hosts and the time a proposal takes to arrive.
+pub const MAX_PROPOSAL_AHEAD_MS: u64 = 2_000;
 /// How long one proposal's fetch may take in all; then what it has is given up on, and the
 /// proposal gets no vote. Fetches of a height are also aborted when the next height starts.
 pub const FETCH_DEADLINE: Duration = Duration::from_secs(5);
@@ -563,7 +566,7 @@ impl Driver {
         let (block, valid) = match self.chain.resolve(a.proposal.clone(), fetched).await {
             Ok(Resolved::Block { block, verdict }) => {
                 let valid = match verdict {
-                    Ok(h) => h == hash,
+                    Ok(h) => h == hash && timely(&block.header, a.proposer, now_ms()),
                     Err(e) => {
                         tracing::warn!(height, proposer = %a.proposer, "proposed block is invalid: {e}");
                         false
@@ -737,6 +740,27 @@ async fn fetch_events(p2p: &P2pHandle, a: &Assembled, missing: Vec<Hash>) -> Vec
         }
     }
     got
+}
+
+/// Whether a proposed block's time is not in this validator's future by more than
+/// [`MAX_PROPOSAL_AHEAD_MS`]. A block's time is its proposer's clock, and block times never go
+/// back, so one block from a proposer whose clock runs ahead would hold every later block's time
+/// ahead too, and with it the window in which events' times are accepted: a correct validator
+/// votes against it. The proposer's operator sees its clock reported off (`clock_offset_ms`).
+/// Only proposals are judged by the clock; a decided block is committed whatever its time.
+fn timely(header: &tradeloop_ledger::Header, proposer: PublicKey, now_ms: u64) -> bool {
+    let ahead = header.time_ms.saturating_sub(now_ms);
+    if ahead > MAX_PROPOSAL_AHEAD_MS {
+        tracing::warn!(
+            height = header.height,
+            %proposer,
+            ahead_ms = ahead,
+            "proposed block's time is {ahead} ms ahead of this node's clock: voting against it \
+             (the proposer's clock, or this node's, is wrong)"
+        );
+        return false;
+    }
+    true
 }
 
 /// Wall-clock Unix milliseconds (block and admission times).
