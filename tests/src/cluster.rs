@@ -163,7 +163,7 @@ impl Cluster {
     }
 
     /// Node `i`'s p2p listen port, from its node.toml.
-    fn p2p_port(&self, i: usize) -> Result<u16> {
+    pub fn p2p_port(&self, i: usize) -> Result<u16> {
         let toml = std::fs::read_to_string(self.nodes[i].dir.join("node.toml"))?;
         toml.lines()
             .find_map(|l| l.strip_prefix("listen = [\"/ip4/127.0.0.1/tcp/"))
@@ -209,6 +209,11 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// Node `i`'s process id, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(Child::id)
     }
 
     /// Pauses node `i` (SIGSTOP): alive at the TCP level, silent above it.

@@ -6,5 +6,6 @@
 
 pub mod cluster;
 pub mod fakeclock;
+pub mod flood;
 pub mod load;
 pub mod proxy;

@@ -267,3 +267,84 @@ fn clocks_off_by_seconds_are_ridden_through_and_reported() {
     drop(ledger);
     finish(cluster, &report);
 }
+
+/// Strangers flood a validator with connections (1,000 a second: TCP opened, a few bytes that
+/// are no handshake, closed), and strangers with keys outside the genesis redial it as fast as
+/// they are refused: the node's open descriptors stay within its connection limits and every
+/// node's clients, its own included, see their events committed.
+#[test]
+fn a_flood_of_stranger_connections_changes_nothing_for_members() {
+    use tradeloop_node::p2p::{self, P2pConfig, P2pLimits};
+    let _one = one_at_a_time();
+    let cluster = Cluster::start(4, 1).unwrap();
+    let load = Load::start(&cluster.urls(), cluster.signer(), 1);
+    wait_for_height(&cluster, 4, 3, Duration::from_secs(30));
+    let target = 0;
+    let pid = cluster.pid(target).unwrap();
+    let baseline = tradeloop_tests::flood::open_fds(pid);
+    let port = cluster.p2p_port(target).unwrap();
+
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let members: Vec<_> = cluster.genesis.member_nodes().iter().map(|m| m.node_key).collect();
+    let key = cluster.genesis.member_nodes()[target].node_key;
+    let address: p2p::Multiaddr =
+        format!("/ip4/127.0.0.1/tcp/{port}/p2p/{}", p2p::peer_id(&key)).parse().unwrap();
+    let strangers: Vec<_> = (0..4)
+        .map(|n| {
+            let secret = tradeloop_crypto::SigningKey::from_seed_label(&format!("stranger {n}"));
+            let _guard = runtime.enter();
+            p2p::spawn(P2pConfig {
+                node_secret: secret.secret_bytes(),
+                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+                bootstrap: vec![address.clone()],
+                members: members.clone(),
+                chain: cluster.genesis.hash,
+                limits: P2pLimits {
+                    redial_initial_ms: 10,
+                    redial_max_ms: 50,
+                    ..P2pLimits::default()
+                },
+            })
+            .unwrap()
+        })
+        .collect();
+    let refused_before = cluster.status(target).unwrap()["refused_connections"].as_u64().unwrap();
+    let flood = tradeloop_tests::flood::Flood::start(
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        1_000,
+    );
+    let from = Instant::now();
+    let mut most_fds = baseline;
+    while from.elapsed() < phase() * 2 {
+        most_fds = most_fds.max(tradeloop_tests::flood::open_fds(pid));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let to = Instant::now();
+    let attempts = flood.stop();
+    for (handle, _, _) in &strangers {
+        runtime.block_on(handle.shutdown());
+    }
+    let refused = cluster.status(target).unwrap()["refused_connections"].as_u64().unwrap();
+    eprintln!(
+        "flood: {attempts} connections in {:?}; descriptors {baseline} before, at most {most_fds} \
+         during; {} stranger handshakes refused",
+        to - from,
+        refused - refused_before
+    );
+    assert!(attempts as f64 >= 500.0 * (to - from).as_secs_f64(), "the flood ran at {attempts}");
+    assert!(refused > refused_before, "no stranger was refused");
+    // Established (64) and pending (16) connections, and room for the node's own files.
+    let limit = baseline + 64 + 16;
+    assert!(most_fds <= limit, "{most_fds} descriptors open during the flood, limit {limit}");
+
+    let report = load.stop();
+    let all: Vec<usize> = (0..cluster.nodes.len()).collect();
+    let judged_to = to.checked_sub(single_fault_bound()).unwrap_or(to);
+    let figures = report
+        .expect_committed(&all, from, judged_to, single_fault_bound())
+        .unwrap_or_else(|e| panic!("flood: {e:#}"));
+    print_latencies("flood", &figures);
+    drop(strangers);
+    finish(cluster, &report);
+}
