@@ -303,6 +303,19 @@ impl ChainHandle {
     }
 }
 
+/// Where the chain worker reports what it does.
+#[derive(Debug)]
+pub struct WorkerReports {
+    /// A notice of every commit.
+    pub commits: broadcast::Sender<CommitNotice>,
+    /// The mempool's figures, after every change.
+    pub stats: watch::Sender<MempoolStats>,
+    /// Height, commit latency, rounds per height, events per block, clock offset.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Why a commit could not be written to the data dir, once one could not.
+    pub storage: watch::Sender<Option<String>>,
+}
+
 /// Starts the worker thread over an opened ledger. `proposer` is this node's key (the header's
 /// proposer field of the blocks it builds). The thread ends when every handle is dropped.
 pub fn spawn(
@@ -310,10 +323,9 @@ pub fn spawn(
     limits: MempoolLimits,
     verifier: Verifier,
     proposer: SigningKey,
-    commits: broadcast::Sender<CommitNotice>,
-    stats: watch::Sender<MempoolStats>,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    reports: WorkerReports,
 ) -> std::io::Result<(ChainHandle, std::thread::JoinHandle<()>)> {
+    let WorkerReports { commits, stats, metrics, storage } = reports;
     let (handle, lanes) = lanes();
     let worker = Worker {
         ledger,
@@ -325,6 +337,7 @@ pub fn spawn(
         prepared: VecDeque::new(),
         metrics,
         clock: ClockWatch::default(),
+        storage,
     };
     start(worker, lanes).map(|thread| (handle, thread))
 }
@@ -364,6 +377,8 @@ struct Worker {
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// This node's clock against the block times it commits at the network's tip.
     clock: ClockWatch,
+    /// Set when a commit could not be written to the data dir: the runtime then stops.
+    storage: watch::Sender<Option<String>>,
 }
 
 impl Worker {
@@ -405,7 +420,13 @@ impl Worker {
                 let _ = reply.send(self.resolve(*proposal, fetched));
             }
             Command::Commit { certified, now_ms, reply } => {
-                let _ = reply.send(self.commit(*certified, now_ms));
+                let committed = self.commit(*certified, now_ms);
+                if let Err(e) = &committed {
+                    if crate::runtime::is_storage_failure(e) {
+                        self.storage.send_replace(Some(e.to_string()));
+                    }
+                }
+                let _ = reply.send(committed);
                 self.publish_stats();
             }
             Command::Tip { reply } => {
@@ -722,7 +743,9 @@ mod tests {
         let (stats, _) = watch::channel(MempoolStats::default());
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
         let key = cast.validator_keys[0].clone();
-        spawn(ledger, limits, Verifier::Inline, key, commits, stats, metrics).unwrap().0
+        let storage = watch::channel(None).0;
+        let reports = WorkerReports { commits, stats, metrics, storage };
+        spawn(ledger, limits, Verifier::Inline, key, reports).unwrap().0
     }
 
     /// Every `verify_threads` setting gives the same verdicts, in the same order, as the
@@ -772,6 +795,7 @@ mod tests {
             prepared: VecDeque::new(),
             metrics: std::sync::Arc::new(crate::metrics::Metrics::new()),
             clock: ClockWatch::default(),
+            storage: watch::channel(None).0,
         };
         let (handle, lanes) = lanes();
         // Three admissions, then a read, all queued before the worker starts.

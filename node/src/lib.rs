@@ -15,6 +15,7 @@ pub mod config;
 pub mod consensus;
 pub mod mempool;
 pub mod metrics;
+pub mod outage;
 pub mod p2p;
 pub mod runtime;
 pub mod sim;

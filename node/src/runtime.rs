@@ -98,9 +98,31 @@ pub enum NodeError {
     /// The consensus driver stopped with an error.
     #[error(transparent)]
     Driver(#[from] crate::consensus::driver::DriverError),
+    /// A write to the data dir failed (a full disk, an I/O error): the node stopped before
+    /// anything could be half done. [`crate::outage`] waits for the disk, then it starts again.
+    #[error("the node's storage failed: {0}")]
+    Storage(String),
 }
 
 impl NodeError {
+    /// Whether the node stopped because its data dir could not be written (a full disk, an I/O
+    /// error): starting again once it can be written is safe, since every durable step is
+    /// all-or-nothing (block log frames, the index batch, the WAL, the sign-state).
+    pub fn is_storage(&self) -> bool {
+        use crate::consensus::core::CoreError;
+        use crate::consensus::driver::DriverError;
+        match self {
+            NodeError::Storage(_) => true,
+            NodeError::Ledger(e) => is_storage_failure(e),
+            NodeError::Guard(e) | NodeError::Driver(DriverError::Core(CoreError::Guard(e))) => {
+                e.is_io()
+            }
+            NodeError::Core(CoreError::Wal(_))
+            | NodeError::Driver(DriverError::Core(CoreError::Wal(_))) => true,
+            _ => false,
+        }
+    }
+
     /// A stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
@@ -113,6 +135,7 @@ impl NodeError {
             NodeError::P2p(e) => e.code(),
             NodeError::Io { .. } => "NODE_IO",
             NodeError::Driver(e) => e.code(),
+            NodeError::Storage(_) => "STORAGE_FAILED",
         }
     }
 }
@@ -187,14 +210,18 @@ pub async fn run(
     let verifier = chain::Verifier::new(config.runtime.verify_threads).map_err(|source| {
         NodeError::Io { what: "cannot start the signature-check threads".into(), source }
     })?;
+    let (storage_tx, mut storage_rx) = watch::channel::<Option<String>>(None);
     let (chain, chain_thread) = chain::spawn(
         ledger,
         limits,
         verifier,
         key.clone(),
-        commits_tx.clone(),
-        mempool_tx,
-        metrics.clone(),
+        chain::WorkerReports {
+            commits: commits_tx.clone(),
+            stats: mempool_tx,
+            metrics: metrics.clone(),
+            storage: storage_tx,
+        },
     )
     .map_err(|source| NodeError::Io {
         what: "cannot start the chain worker thread".into(),
@@ -342,7 +369,7 @@ pub async fn run(
     tracing::info!(api = %started.api, p2p = ?started.p2p, "node started");
     on_started(&started);
 
-    // Run until told to stop, or until the driver fails.
+    // Run until told to stop, until the driver fails, or until a write to the data dir fails.
     let mut driver_result = Ok(());
     tokio::select! {
         () = stop => {}
@@ -350,6 +377,13 @@ pub async fn run(
             driver_result = result.unwrap_or(Ok(()));
             driver_task = None;
         }
+        _ = storage_rx.wait_for(Option::is_some) => {}
+    }
+    let storage_failure = storage_rx.borrow().clone();
+    if let Some(reason) = &storage_failure {
+        tracing::error!(
+            "a write to the data dir failed: {reason}; stopping before anything is half done"
+        );
     }
     tracing::info!("stopping: no new requests; the block in flight is abandoned safely (its votes are in the WAL)");
     let _ = stop_tx.send(true);
@@ -367,7 +401,16 @@ pub async fn run(
     // The chain thread ends once its last handle is gone, after finishing its command.
     let _ = tokio::task::spawn_blocking(move || chain_thread.join()).await;
     tracing::info!("stopped");
-    driver_result.map_err(NodeError::from)
+    match storage_failure {
+        Some(reason) => Err(NodeError::Storage(reason)),
+        None => driver_result.map_err(NodeError::from),
+    }
+}
+
+/// Whether a ledger error means the data dir could not be read or written (rather than bad
+/// input or a damaged copy).
+pub fn is_storage_failure(e: &LedgerError) -> bool {
+    matches!(e, LedgerError::Io { .. } | LedgerError::Store(_))
 }
 
 /// Whether a validator first waits for its peers' tip ([`wait_for_network_tip`]) before it

@@ -92,6 +92,8 @@ pub struct Cluster {
     bin: PathBuf,
     /// The proxy of every ordered pair of nodes `(from, to)`, when started proxied.
     links: BTreeMap<(usize, usize), LinkProxy>,
+    /// File systems mounted for nodes (unmounted when the cluster is dropped).
+    mounts: Vec<PathBuf>,
     _temp: tempfile::TempDir,
 }
 
@@ -130,9 +132,9 @@ impl Cluster {
         let ports: Vec<u16> =
             (0..self.nodes.len()).map(|i| self.p2p_port(i)).collect::<Result<_>>()?;
         for from in 0..self.nodes.len() {
-            for to in 0..self.nodes.len() {
+            for (to, port) in ports.iter().enumerate() {
                 if from != to {
-                    let target = std::net::SocketAddr::from(([127, 0, 0, 1], ports[to]));
+                    let target = std::net::SocketAddr::from(([127, 0, 0, 1], *port));
                     let proxy = LinkProxy::start(target, seed ^ ((from as u64) << 32 | to as u64))?;
                     self.links.insert((from, to), proxy);
                 }
@@ -209,6 +211,27 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// Puts node `i`'s data dir (before it starts) on a tmpfs of `mib` MiB, so that its disk can
+    /// be filled; needs root (CI runs as root).
+    pub fn small_disk(&mut self, i: usize, mib: u32) -> Result<PathBuf> {
+        let data = self.data_dir(i);
+        std::fs::create_dir_all(&data)?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(&data)
+            .output()
+            .context("cannot run mount")?;
+        if !out.status.success() {
+            bail!(
+                "cannot mount a {mib} MiB tmpfs on {} (this test needs root): {}",
+                data.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        self.mounts.push(data.clone());
+        Ok(data)
     }
 
     /// Node `i`'s process id, while it runs.
@@ -323,7 +346,16 @@ impl Cluster {
                 child: None,
             });
         }
-        Ok(Cluster { dir, nodes, genesis, cast, bin, links: BTreeMap::new(), _temp: temp })
+        Ok(Cluster {
+            dir,
+            nodes,
+            genesis,
+            cast,
+            bin,
+            links: BTreeMap::new(),
+            mounts: Vec::new(),
+            _temp: temp,
+        })
     }
 
     /// Whether node `i` runs (as far as this harness knows).
@@ -421,6 +453,20 @@ impl Cluster {
         let body = ureq::get(&format!("{}/v1/status", self.nodes[i].url))
             .config()
             .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .call()?
+            .into_body()
+            .read_to_string()?;
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// Its `GET /v1/status` answer whatever its HTTP status (a node waiting for its disk
+    /// answers 503 with the reason).
+    pub fn status_answer(&self, i: usize) -> Result<Value> {
+        let body = ureq::get(&format!("{}/v1/status", self.nodes[i].url))
+            .config()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .http_status_as_error(false)
             .build()
             .call()?
             .into_body()
@@ -588,6 +634,9 @@ impl Drop for Cluster {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+        }
+        for mount in &self.mounts {
+            let _ = Command::new("umount").arg("--lazy").arg(mount).status();
         }
     }
 }

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod disk;
 pub mod fakeclock;
 pub mod flood;
 pub mod load;

@@ -348,3 +348,58 @@ fn a_flood_of_stranger_connections_changes_nothing_for_members() {
     drop(strangers);
     finish(cluster, &report);
 }
+
+/// A validator's disk fills up while the network runs: it stops voting without dying or
+/// damaging its copy, says why in its log and status, the others go on committing; once space
+/// is freed it recovers by itself and catches up, and its copy verifies with nothing lost.
+#[test]
+fn a_full_disk_stops_one_validator_cleanly_and_it_recovers_when_space_is_freed() {
+    let _one = one_at_a_time();
+    let mut cluster = Cluster::init(4, 1).unwrap();
+    let full = 3;
+    let data = cluster.small_disk(full, 64).unwrap();
+    cluster.start_all().unwrap();
+    let load = Load::start(&cluster.urls(), cluster.signer(), 1);
+    wait_for_height(&cluster, 4, 3, Duration::from_secs(30));
+
+    let filler = tradeloop_tests::disk::fill(&data).unwrap();
+    let from = Instant::now();
+    // The node stops at its next write (letting open requests finish, at most the API's
+    // shutdown grace of 10 s) and then answers with the reason.
+    let status = loop {
+        let status = cluster.status_answer(full).ok();
+        if let Some(s) = status.filter(|s| s["storage"].is_string()) {
+            break s;
+        }
+        assert!(
+            from.elapsed() < Duration::from_secs(30),
+            "no storage status\n{}",
+            cluster.log(full)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("full disk: {:?} after filling, status {status}", from.elapsed());
+    assert!(
+        status["storage"].as_str().is_some_and(|s| s.contains("No space left")),
+        "status does not say why: {status}"
+    );
+    assert!(cluster.is_running(full));
+    std::thread::sleep(phase());
+    let to = Instant::now();
+    assert!(cluster.log(full).contains("No space left on device"), "{}", cluster.log(full));
+
+    std::fs::remove_file(&filler).unwrap();
+    let target = highest_tip(&cluster, full);
+    let took = wait_for_height(&cluster, full, target, CATCH_UP);
+    eprintln!("full disk: space freed, at height {target} {took:?} later");
+    assert!(cluster.status(full).unwrap()["storage"].is_null());
+
+    let report = load.stop();
+    let others: Vec<usize> = (0..cluster.nodes.len()).filter(|&i| i != full).collect();
+    let judged_to = to.checked_sub(single_fault_bound()).unwrap_or(to);
+    let figures = report
+        .expect_committed(&others, from, judged_to, single_fault_bound())
+        .unwrap_or_else(|e| panic!("full disk: {e:#}"));
+    print_latencies("full disk", &figures);
+    finish(cluster, &report);
+}

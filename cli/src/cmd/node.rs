@@ -28,15 +28,47 @@ pub fn run(args: NodeArgs) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     let stop_on_eof = args.stop_on_stdin_eof;
     runtime.block_on(async move {
-        let stop = async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
             tokio::select! {
                 () = tradeloop_node::runtime::shutdown_signal() => {}
                 () = stdin_eof(stop_on_eof) => {}
             }
-        };
-        tradeloop_node::runtime::run(config, stop, |_| {}).await
+            let _ = stop_tx.send(true);
+        });
+        run_until_stopped(config, stop_rx).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the node; when a write to its data dir fails (a full disk), waits until the dir takes
+/// writes again and starts it again (docs/operations.md, "A full disk").
+async fn run_until_stopped(
+    config: NodeConfig,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), tradeloop_node::runtime::NodeError> {
+    use tradeloop_node::outage::{wait_for_storage, Waited};
+    loop {
+        let mut stopped = stop.clone();
+        let until_stopped = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        match tradeloop_node::runtime::run(config.clone(), until_stopped, |_| {}).await {
+            Err(e) if e.is_storage() => {
+                let waited = wait_for_storage(
+                    config.api.listen,
+                    &config.data_dir,
+                    e.to_string(),
+                    stop.clone(),
+                )
+                .await?;
+                if waited == Waited::Stopped {
+                    return Ok(());
+                }
+            }
+            other => return other,
+        }
+    }
 }
 
 async fn stdin_eof(enabled: bool) {

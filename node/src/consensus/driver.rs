@@ -325,6 +325,10 @@ impl Driver {
         while let Some(input) = queue.pop_front() {
             let actions = match self.core.handle(input) {
                 Ok(actions) => actions,
+                // The sign-state file could not be written: nothing was signed, and nothing
+                // will be until it is re-read; the node stops (and starts again once its disk
+                // takes writes: crate::outage).
+                Err(CoreError::Guard(e)) if e.is_io() => return Err(CoreError::Guard(e).into()),
                 // The guard refused to sign: this validator stays silent for that step.
                 Err(CoreError::Guard(e)) => {
                     tracing::warn!(code = e.code(), "sign-state guard refused: {e}");

@@ -112,6 +112,12 @@ pub enum GuardError {
 }
 
 impl GuardError {
+    /// Whether the file could not be written (a full disk, an I/O error), rather than a
+    /// refusal on the merits: the node stops and starts again once its disk takes writes.
+    pub fn is_io(&self) -> bool {
+        matches!(self, GuardError::Io { .. } | GuardError::Uncertain { .. })
+    }
+
     /// A stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {

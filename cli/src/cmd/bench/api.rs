@@ -323,9 +323,12 @@ fn in_process(
         limits,
         tradeloop_node::chain::Verifier::Cores,
         key,
-        commits,
-        stats,
-        metrics,
+        tradeloop_node::chain::WorkerReports {
+            commits,
+            stats,
+            metrics,
+            storage: tokio::sync::watch::channel(None).0,
+        },
     )?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
