@@ -448,6 +448,16 @@ impl Cluster {
         std::fs::read_to_string(self.nodes[i].dir.join("node.log")).unwrap_or_default()
     }
 
+    /// Copies every node's log to `dest/<node>.log` (to read after a failed run); the folder.
+    pub fn save_logs(&self, dest: &Path) -> Result<PathBuf> {
+        std::fs::create_dir_all(dest)?;
+        for node in &self.nodes {
+            let _ =
+                std::fs::copy(node.dir.join("node.log"), dest.join(format!("{}.log", node.name)));
+        }
+        Ok(dest.to_path_buf())
+    }
+
     /// Its `GET /v1/status`.
     pub fn status(&self, i: usize) -> Result<Value> {
         let body = ureq::get(&format!("{}/v1/status", self.nodes[i].url))

@@ -175,8 +175,9 @@ impl Report {
                 .find(|s| !matches!(s.outcome, Outcome::Committed(..)) || s.latency > bound)
             {
                 bail!(
-                    "node {node}: a submission was not committed within {bound:?}: {:?} after \
-                     {:?}",
+                    "node {node}: a submission sent {:?} into the window was not committed \
+                     within {bound:?}: {:?} after {:?}",
+                    bad.sent - from,
                     bad.outcome,
                     bad.latency
                 );

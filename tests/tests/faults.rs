@@ -35,7 +35,7 @@ const TIMEOUT_PROPOSE: Duration = Duration::from_millis(1000);
 /// How long each fault lasts in these short versions.
 fn phase() -> Duration {
     Duration::from_secs(
-        std::env::var("TRADELOOP_FAULT_PHASE_S").ok().and_then(|s| s.parse().ok()).unwrap_or(6),
+        std::env::var("TRADELOOP_FAULT_PHASE_S").ok().and_then(|s| s.parse().ok()).unwrap_or(4),
     )
 }
 /// How long a healed node has to reach the others' height.
@@ -48,6 +48,12 @@ const RESUME: Duration = Duration::from_secs(30);
 /// for a 2-core machine running five nodes and five clients.
 fn single_fault_bound() -> Duration {
     TIMEOUT_PROPOSE + Duration::from_secs(3)
+}
+
+/// Lets the submissions sent during one fault finish before the next fault begins (each is
+/// judged by the fault it was sent under).
+fn settle() {
+    std::thread::sleep(single_fault_bound());
 }
 
 fn tip(cluster: &Cluster, i: usize) -> u64 {
@@ -72,6 +78,14 @@ fn wait_for_height(cluster: &Cluster, i: usize, height: u64, within: Duration) -
         std::thread::sleep(Duration::from_millis(50));
     }
     started.elapsed()
+}
+
+/// Fails the test, keeping the nodes' logs (under the target dir) for the reader.
+fn failed(cluster: &Cluster, why: &str) -> ! {
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "../target".into());
+    let dest = std::path::Path::new(&target).join("fault-logs");
+    let kept = cluster.save_logs(&dest).map(|p| p.display().to_string()).unwrap_or_default();
+    panic!("{why}\n(the nodes' logs are in {kept})");
 }
 
 fn print_latencies(scenario: &str, figures: &[Latencies]) {
@@ -107,16 +121,15 @@ fn a_paused_node_slows_no_other_node_and_catches_up_when_resumed() {
         let took = wait_for_height(&cluster, paused, target, CATCH_UP);
         eprintln!("{} resumed: at height {target} {took:?} later", cluster.nodes[paused].name);
         windows.push((paused, from, to));
+        settle();
     }
     let report = load.stop();
     for (paused, from, to) in windows {
         let others: Vec<usize> = (0..cluster.nodes.len()).filter(|&i| i != paused).collect();
-        // Submissions still open when the window closed may meet the resumed node's catch-up;
-        // judge those sent while the fault held for at least one consensus timeout.
-        let judged_to = to.checked_sub(single_fault_bound()).unwrap_or(to);
-        let figures = report
-            .expect_committed(&others, from, judged_to, single_fault_bound())
-            .unwrap_or_else(|e| panic!("{} paused: {e:#}", cluster.nodes[paused].name));
+        let figures =
+            report.expect_committed(&others, from, to, single_fault_bound()).unwrap_or_else(|e| {
+                failed(&cluster, &format!("{} paused: {e:#}", cluster.nodes[paused].name))
+            });
         print_latencies(&format!("{} paused", cluster.nodes[paused].name), &figures);
     }
     finish(cluster, &report);
@@ -144,6 +157,7 @@ fn isolated_nodes_a_split_and_a_ring_lose_nothing_and_fork_nothing() {
         let took = wait_for_height(&cluster, isolated, target, CATCH_UP);
         eprintln!("{} healed: at height {target} {took:?} later", cluster.nodes[isolated].name);
         windows.push((isolated, from, to));
+        settle();
     }
 
     cluster.partition(&[&[0, 1, 4], &[2, 3]]).unwrap();
@@ -176,10 +190,10 @@ fn isolated_nodes_a_split_and_a_ring_lose_nothing_and_fork_nothing() {
     let report = load.stop();
     for (isolated, from, to) in windows {
         let others: Vec<usize> = (0..cluster.nodes.len()).filter(|&i| i != isolated).collect();
-        let judged_to = to.checked_sub(single_fault_bound()).unwrap_or(to);
-        let figures = report
-            .expect_committed(&others, from, judged_to, single_fault_bound())
-            .unwrap_or_else(|e| panic!("{} isolated: {e:#}", cluster.nodes[isolated].name));
+        let figures =
+            report.expect_committed(&others, from, to, single_fault_bound()).unwrap_or_else(|e| {
+                failed(&cluster, &format!("{} isolated: {e:#}", cluster.nodes[isolated].name))
+            });
         print_latencies(&format!("{} isolated", cluster.nodes[isolated].name), &figures);
     }
     finish(cluster, &report);
@@ -235,7 +249,7 @@ fn clocks_off_by_seconds_are_ridden_through_and_reported() {
     tradeloop_tests::fakeclock::set_offset(&jumping, -60).unwrap();
     let from = Instant::now() + Duration::from_secs(2);
     std::thread::sleep(phase() + Duration::from_secs(2));
-    let to = Instant::now().checked_sub(single_fault_bound()).unwrap();
+    let to = Instant::now();
     let report = load.stop();
 
     let offset = |i: usize| cluster.metric(i, "tradeloop_clock_offset_ms").unwrap();
@@ -340,9 +354,8 @@ fn a_flood_of_stranger_connections_changes_nothing_for_members() {
 
     let report = load.stop();
     let all: Vec<usize> = (0..cluster.nodes.len()).collect();
-    let judged_to = to.checked_sub(single_fault_bound()).unwrap_or(to);
     let figures = report
-        .expect_committed(&all, from, judged_to, single_fault_bound())
+        .expect_committed(&all, from, to, single_fault_bound())
         .unwrap_or_else(|e| panic!("flood: {e:#}"));
     print_latencies("flood", &figures);
     drop(strangers);
@@ -396,9 +409,8 @@ fn a_full_disk_stops_one_validator_cleanly_and_it_recovers_when_space_is_freed()
 
     let report = load.stop();
     let others: Vec<usize> = (0..cluster.nodes.len()).filter(|&i| i != full).collect();
-    let judged_to = to.checked_sub(single_fault_bound()).unwrap_or(to);
     let figures = report
-        .expect_committed(&others, from, judged_to, single_fault_bound())
+        .expect_committed(&others, from, to, single_fault_bound())
         .unwrap_or_else(|e| panic!("full disk: {e:#}"));
     print_latencies("full disk", &figures);
     finish(cluster, &report);
