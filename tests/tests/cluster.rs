@@ -255,7 +255,7 @@ fn an_event_that_depends_on_one_pending_at_another_node_is_accepted() {
     assert_chains_agree(&cluster, &acknowledged);
 }
 
-/// TESTPLAN 2 at CI size: kill -9 a validator (every other cycle the proposer of the height
+/// The kill loop at CI size (scripts/kill-loop runs it at full size): kill -9 a validator (every other cycle the proposer of the height
 /// being decided) after U(0, 2 s) under a steady load, restart it after U(0, 1.5 s); 5 cycles.
 /// `TRADELOOP_KILL_CYCLES` sets the cycles (scripts/kill-loop runs 30), `TRADELOOP_KILL_SEED`
 /// replays a run. Pass: every acknowledged event is in every chain once, the chains agree,
@@ -357,7 +357,7 @@ fn wait_counter(cluster: &Cluster, i: usize, field: &str, above: u64) -> u64 {
 
 /// A libp2p peer whose key is not in the genesis is refused at the connection; a member that
 /// sends garbage and oversize gossip on both topics is penalised, and the node goes on
-/// committing (TESTPLAN: hostile peers).
+/// committing.
 #[test]
 fn a_stranger_is_refused_and_garbage_gossip_from_a_member_does_not_stop_the_node() {
     use tradeloop_node::p2p::{self, P2pConfig, P2pLimits, Topic};
@@ -481,7 +481,7 @@ fn add_group_order(s: &[u8]) -> [u8; 32] {
     out
 }
 
-/// TESTPLAN 10, 11 and the HTTP part of 13 against a running devnet: each bad input gets its
+/// Malformed, forged and oversize input over HTTP against a running devnet: each bad input gets its
 /// status and code from every node alike, no node stops serving, and a valid event commits
 /// after each one; then 1,000 committed events replayed after a restart add nothing.
 #[test]

@@ -1,4 +1,4 @@
-//! The libp2p network layer of the node (DESIGN §6), agnostic of ledger types: it moves opaque
+//! The libp2p network layer of the node, agnostic of ledger types: it moves opaque
 //! bytes, and the runtime encodes, decodes and judges them.
 //!
 //! ```text
@@ -30,7 +30,7 @@
 //! Messages carry no libp2p signature, author or sequence number
 //! (`MessageAuthenticity::Anonymous`, `ValidationMode::Anonymous`, which also refuses messages
 //! that do carry them): events and consensus messages are signed by their authors already, and
-//! libp2p's signatures would cost a second verification per message (DESIGN §6 measured 3-5x).
+//! libp2p's signatures would cost a second verification per message (3-5x less throughput).
 //! The message id is derived from the content, SHA-256 of `len(topic) as u32 BE ‖ topic ‖ data`
 //! (the default id of an anonymous message is empty, which would make every message a
 //! duplicate). With `validate_messages()` nothing is forwarded until the runtime reports

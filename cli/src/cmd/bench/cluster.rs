@@ -37,7 +37,7 @@ pub const HALF_RATE_SECS: u64 = 15;
 pub const HALF_RATE_THREADS: usize = 64;
 /// Length of the empty-heights measurement (`--events 0`), after a warm-up of 2 s.
 pub const EMPTY_SECS: u64 = 10;
-/// Malachite's own test app on this machine (ANCHORS.md): 30.8-35.8 heights/s.
+/// Malachite's own test app on this machine: 30.8-35.8 heights/s (docs/performance.md).
 pub const MALACHITE_HEIGHTS_PER_SEC: (f64, f64) = (30.8, 35.8);
 /// Most concurrent clients.
 pub const MAX_CLIENTS: usize = 64;
@@ -133,7 +133,7 @@ pub fn run(args: ClusterArgs) -> Result<()> {
         let rate = (h1 - h0) as f64 / secs;
         let (lo, hi) = MALACHITE_HEIGHTS_PER_SEC;
         writeln!(Out, "  empty heights:      {rate:>8.1} heights/s ({} heights in {secs:.1} s, {:.1} ms a height)", h1 - h0, 1000.0 / rate.max(f64::MIN_POSITIVE))?;
-        writeln!(Out, "  Malachite test app: {lo:.1}-{hi:.1} heights/s on this machine (ANCHORS.md); ratio {:.2}-{:.2}", rate / hi, rate / lo)?;
+        writeln!(Out, "  Malachite test app: {lo:.1}-{hi:.1} heights/s on this machine (docs/performance.md); ratio {:.2}-{:.2}", rate / hi, rate / lo)?;
         running.stop()?;
         return Ok(());
     }
