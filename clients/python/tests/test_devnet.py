@@ -4,7 +4,10 @@ its own node, then reads, the stream and offline verification of every proof."""
 from __future__ import annotations
 
 import copy
+import json
+import re
 import secrets
+import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -12,7 +15,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import httpx
 import pytest
 
-from conftest import Devnet, Node
+from conftest import Devnet, Node, tradeloop_binary
 from sample_trade import (
     CN_CUSTOMS,
     DE_CUSTOMS,
@@ -469,6 +472,39 @@ def test_stream_delivers_new_commits_as_they_happen(devnet: Devnet) -> None:
     assert record.id == event.id and (record.height, record.index) == (result.height, result.index)
 
 
+def test_every_answer_keeps_the_nodes_json_in_raw(devnet: Devnet, trade: TradeRun) -> None:
+    """Each answer model (and each of its parts) carries the object the node sent, every field
+    of it, also those the model does not parse."""
+    client = devnet.client_of(EXPORTER)
+    client.wait_for_height(trade.top, timeout=30)
+    with httpx.Client(base_url=devnet.node_of(EXPORTER).url, timeout=15.0) as http:
+        participants = client.participants()
+        assert participants.raw == http.get("/v1/participants").json()
+        assert [p.raw for p in participants.participants] == participants.raw["participants"]
+        block = client.block(trade.steps[0].result.height)
+        assert block.raw == http.get(f"/v1/blocks/{block.header.height}").json()
+        assert block.header.raw == block.raw["header"]
+        assert [s.raw for s in block.signatures] == block.raw["certificate"]["signatures"]
+        event = client.event(trade.steps[0].event.id)
+        assert event.raw == http.get(f"/v1/events/{event.id}").json()
+        assert event.envelope.raw == event.raw["envelope"]
+    status = client.status()
+    assert status.raw["height"] == status.height and status.raw["tip_hash"] == status.tip_hash
+    page = client.blocks(1, limit=2)
+    assert [b["height"] for b in page.raw["blocks"]] == [1, 2] and page.raw["next_from"] == 3
+    assert [b.raw for b in page.blocks] == page.raw["blocks"]
+    trace = client.trace(f"order:{trade.order_id}", limit=4)
+    assert trace.raw["reference"] == f"order:{trade.order_id}" and trace.raw["total"] == len(trade.steps)
+    assert [e.raw for e in trace.events] == trace.raw["events"]
+    status_of_trade = client.trade(trade.order_id)
+    assert status_of_trade.raw["state"] == "CLOSED"
+    assert [leg.raw for leg in status_of_trade.legs] == status_of_trade.raw["legs"]
+    again = client.submit([s.event for s in trade.steps[:2]])  # committed already: a 409
+    assert [r.raw for r in again.results] == again.raw["results"]
+    assert again.raw["results"][0]["status"] == "committed"
+    assert again.raw["results"][0]["height"] == trade.steps[0].result.height
+
+
 def test_whole_request_errors_are_typed_problems(devnet: Devnet) -> None:
     client = devnet.client_of(EXPORTER)
     cases: List[Tuple[Callable[[], object], int, str]] = [
@@ -500,10 +536,26 @@ def test_a_node_with_tokens_answers_only_a_token_with_the_scope(devnet: Devnet) 
     importer = devnet.signer(IMPORTER)
     order = importer.sign("trade.order_placed", dict(trade_steps("TOKEN")[0][2]))
     with Client(node.url, timeout=15.0) as anonymous:
-        for call in (anonymous.status, anonymous.participants, lambda: anonymous.submit_one(order)):
+        calls: List[Tuple[Callable[[], object], str]] = [
+            (anonymous.status, "read"),
+            (anonymous.participants, "read"),
+            (lambda: anonymous.submit_one(order), "submit"),
+        ]
+        for call, scope in calls:
             with pytest.raises(ProblemError) as caught:
                 call()
             assert (caught.value.status, caught.value.code) == (401, "UNAUTHORIZED"), caught.value
+            # Said in the client's terms, not the CLI's: the constructor's token=, the scope.
+            detail = caught.value.detail
+            assert "--token" not in str(caught.value), caught.value
+            assert f'Client("{node.url}", token="TOKEN")' in detail and f"`{scope}` scope" in detail
+    # The command the advice names is the CLI's own: it makes a token with that scope.
+    command = re.search(r"`(tradeloop token new [^`]*)`", detail)
+    assert command is not None, detail
+    args = command.group(1).replace("NAME", "advice-check").split()[1:]
+    made = subprocess.run([str(tradeloop_binary()), *args, "--json"], check=True, timeout=60,
+                          capture_output=True)
+    assert json.loads(made.stdout)["scopes"] == ["read", "submit"]
     with Client(node.url, timeout=15.0, token="not-a-token-of-this-node") as wrong:
         with pytest.raises(ProblemError) as caught:
             wrong.status()

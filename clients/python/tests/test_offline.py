@@ -3,14 +3,17 @@ client's retries, errors, token and bounds against a mock transport."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 import httpx
 import pytest
 
+import tradeloop_client
 from conftest import REPO
+from tradeloop_client import models
 from tradeloop_client import (
     Accepted,
     Client,
@@ -210,12 +213,19 @@ def test_full_events_are_sent_again_and_results_keep_their_order() -> None:
     assert sleeps == [0.3]
     assert answer.timed_out is True
     assert answer.results[0].status == "pending" and answer.results[1] == Committed(other, 3, "ee" * 32, 0)
+    # Two requests settled the batch: `raw` holds each result as the request that settled it said.
+    assert answer.raw == {"timed_out": True, "results": [
+        {"status": "pending", "id": ID},
+        {"status": "committed", "id": other, "height": 3, "block_hash": "ee" * 32, "index": 0}]}
 
     # Without retry_full, a `full` result is returned as it is.
     bodies.clear()
     first = mock_client(handler, sleeps).submit([envelope(1), envelope(2)], wait=True, wait_timeout_ms=5000,
                                                 retry_full=False)
     assert first.results[0] == Full(ID, 300) and len(bodies) == 1
+    # One request answered every event: `raw` is that answer itself.
+    assert first.raw["results"][0] == {"status": "full", "id": ID, "retry_after_ms": 300}
+    assert first.raw["timed_out"] is False and first.results[0].raw is first.raw["results"][0]
 
 
 def test_large_submissions_are_split_into_batches() -> None:
@@ -228,6 +238,9 @@ def test_large_submissions_are_split_into_batches() -> None:
 
     answer = mock_client(handler, []).submit([envelope(i) for i in range(5)], batch_size=2)
     assert sizes == [2, 2, 1] and len(answer.results) == 5
+    # Three answers: `raw` is put together in the shape of one, from each result's own JSON.
+    assert answer.raw == {"results": [{"status": "accepted", "id": ID}] * 5}
+    assert all(r.raw == {"status": "accepted", "id": ID} for r in answer.results)
 
 
 def test_bearer_token_from_argument_or_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -249,6 +262,59 @@ def test_bearer_token_from_argument_or_environment(monkeypatch: pytest.MonkeyPat
     assert seen == [None, "Bearer s3cret", "Bearer s3cret"]
     with pytest.raises(ValueError):
         mock_client(handler, [], token="two words")
+
+
+NODE_401_DETAIL = (
+    "this node requires a bearer token: send `Authorization: Bearer TOKEN` (the CLI takes --token "
+    "or TRADELOOP_TOKEN); the node's operator creates tokens with `tradeloop token new`"
+)
+"""The node's detail of a 401 (node/src/api/auth.rs), written for its CLI."""
+
+
+def test_401_says_how_to_give_this_client_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 401 tells a Python caller what to do in the client's terms: the constructor's ``token=``
+    (or TRADELOOP_TOKEN), the scope this request needs, and that the node's operator issues tokens
+    with `tradeloop token new`; not the CLI's --token."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return problem(401, "UNAUTHORIZED", {"www-authenticate": "Bearer"}, detail=NODE_401_DETAIL)
+
+    def refusal(call: Callable[[], object]) -> ProblemError:
+        with pytest.raises(ProblemError) as caught:
+            call()
+        err = caught.value
+        assert (err.status, err.code) == (401, "UNAUTHORIZED")
+        assert "--token" not in str(err) and "CLI" not in str(err)
+        assert err.problem["detail"] == NODE_401_DETAIL  # the node's own words are kept
+        assert 'Client("http://node.test", token="TOKEN")' in err.detail
+        assert "`tradeloop token new --name NAME --scopes " in err.detail
+        assert 'docs/operations.md, "API access: bearer tokens"' in err.detail
+        return err
+
+    monkeypatch.delenv("TRADELOOP_TOKEN", raising=False)
+    anonymous = mock_client(handler, [])
+    for call in (anonymous.status, anonymous.participants, lambda: anonymous.trade("PO-1"),
+                 lambda: next(anonymous.stream(from_height=1))):
+        err = refusal(call)
+        assert "sent none" in err.detail and "TRADELOOP_TOKEN" in err.detail
+        assert "`read` scope" in err.detail and "--scopes read`" in err.detail
+    err = refusal(lambda: anonymous.submit(envelope(1)))
+    assert "`submit` scope" in err.detail and "--scopes read,submit`" in err.detail
+
+    # A token the node does not know: say where it came from, never what it is.
+    err = refusal(mock_client(handler, [], token="s3cret").participants)
+    assert "refused the bearer token" in err.detail and "from the token= argument" in err.detail
+    assert "s3cret" not in str(err)
+    monkeypatch.setenv("TRADELOOP_TOKEN", "0ld-t0ken")
+    err = refusal(lambda: mock_client(handler, []).submit(envelope(1)))
+    assert "from the environment variable TRADELOOP_TOKEN" in err.detail and "`submit` scope" in err.detail
+    assert "0ld-t0ken" not in str(err)
+
+    # Other problems keep the node's detail (a 403 already names the scope and no CLI flag).
+    forbidden = mock_client(lambda r: problem(403, "FORBIDDEN"), []).participants
+    with pytest.raises(ProblemError) as caught:
+        forbidden()
+    assert caught.value.detail == "detail of FORBIDDEN"
 
 
 def test_answers_are_bounded_and_checked() -> None:
@@ -377,3 +443,85 @@ def test_the_package_is_typed() -> None:
     import tradeloop_client
 
     assert (Path(tradeloop_client.__file__).parent / "py.typed").is_file()
+
+
+# -- every answer model keeps its JSON ------------------------------------------------------------
+
+HEADER = {"height": 2, "hash": "aa" * 32, "prev_hash": "bb" * 32, "time_ms": 5, "proposer": "cc" * 32,
+          "events_root": "dd" * 32, "event_count": 1, "app_hash": "ee" * 32, "validators_hash": "ff" * 32,
+          "chain": "11" * 32}
+EVENT = {"id": ID, "height": 2, "index": 0, "block_hash": "aa" * 32, "block_time_ms": 5,
+         "kind": "trade.order_placed", "author": "a", "later_field": "kept",
+         "envelope": {"body": {"kind": "trade.order_placed"}, "signature": "00" * 64}}
+ANSWERS: Dict[str, Any] = {
+    "NodeStatus": {"chain_id": "c", "genesis_hash": ID, "height": 2, "tip_hash": ID, "validator": True,
+                   "node_key": ID, "connected_peers": ["p"], "mempool_events": 0, "mempool_bytes": 0,
+                   "syncing": False, "later_field": "kept"},
+    "EventRecord": EVENT,
+    "BlocksPage": {"height": 2, "blocks": [HEADER], "next_from": None},
+    "Block": {"header": HEADER, "event_ids": [ID],
+              "certificate": {"height": 2, "round": 0, "block_hash": "aa" * 32,
+                              "signatures": [{"validator": "cc" * 32, "signature": "00" * 64}]}},
+    "Trace": {"reference": "order:PO-1", "height": 2, "total": 1, "events": [EVENT], "next_offset": None},
+    "Trade": {"order_id": "PO-1", "height": 2, "buyer": "b", "seller": "s", "state": "OPEN", "closed": False,
+              "legs": [{"leg": "order_placed", "done": True, "detail": "d", "later_field": "kept"}],
+              "open_legs": ["paid"]},
+    "Participants": {"chain_id": "c", "genesis_hash": ID, "participants": [
+        {"id": "a", "name": "A", "role": "exporter", "country": "CN", "keys": [ID], "later_field": "kept"}]},
+    "SubmitResponse": {"timed_out": False, "results": [
+        {"status": "accepted", "id": ID},
+        {"status": "committed", "id": ID, "height": 2, "block_hash": "aa" * 32, "index": 0},
+        {"status": "rejected", "id": None, "code": "MALFORMED_EVENT", "message": "m"},
+        {"status": "full", "id": ID, "retry_after_ms": 100},
+        {"status": "pending", "id": ID, "later_field": "kept"}]},
+}
+"""One JSON answer of each endpoint (docs/api.md), as the node sends it; each parsed into the
+model of the same name."""
+
+
+def answer_models() -> List[type]:
+    """Every class of the models module: the answers and their parts."""
+    return [c for c in vars(models).values()
+            if isinstance(c, type) and c.__module__ == models.__name__ and dataclasses.is_dataclass(c)]
+
+
+def parsed_parts(value: Any) -> Iterator[Any]:
+    """``value`` and every model inside it (in fields, lists of them, an event's envelope)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        yield value
+        for f in dataclasses.fields(value):
+            if f.name != "raw":
+                yield from parsed_parts(getattr(value, f.name))
+    elif isinstance(value, list):
+        for item in value:
+            yield from parsed_parts(item)
+
+
+def test_every_answer_model_keeps_the_json_it_was_parsed_from_in_raw() -> None:
+    """The README's promise: every answer model keeps its JSON object in ``raw``. Checked for
+    every model the package exports, and for every part of every parsed answer."""
+    classes = answer_models()
+    exported = {getattr(tradeloop_client, name) for name in tradeloop_client.__all__}
+    assert len(classes) >= 18 and set(classes) <= exported, "a model the package does not export"
+    for cls in classes:
+        raw = {f.name: f for f in dataclasses.fields(cls)}.get("raw")
+        assert raw is not None, f"{cls.__name__} has no `raw`"
+        assert not raw.compare and not raw.repr, f"{cls.__name__}.raw takes part in == or repr"
+
+    seen = set()
+    for name, doc in ANSWERS.items():
+        parsed = getattr(models, name).from_json(doc)
+        assert parsed.raw is doc, name
+        for part in parsed_parts(parsed):
+            seen.add(type(part))
+            assert isinstance(part.raw, Mapping) and part.raw, f"{type(part).__name__} in {name}: no raw"
+    assert seen == set(classes), f"not parsed in this test: {set(classes) - seen}"
+
+    trade = models.Trade.from_json(ANSWERS["Trade"])
+    assert trade.legs[0].raw["later_field"] == "kept"
+    event = models.EventRecord.from_json(EVENT)
+    assert event.raw["later_field"] == "kept" and event.envelope.raw is EVENT["envelope"]
+    submitted = models.SubmitResponse.from_json(ANSWERS["SubmitResponse"])
+    assert [r.raw for r in submitted.results] == ANSWERS["SubmitResponse"]["results"]
+    # `raw` takes no part in equality: a result made by hand equals a parsed one.
+    assert submitted.results[0] == Accepted(ID) and Accepted(ID).raw == {}

@@ -79,6 +79,8 @@ DEFAULT_STREAM_IDLE_TIMEOUT = 60.0
 """Seconds a stream may stay silent (the node sends a heartbeat every 15 s by default)."""
 TOKEN_ENV = "TRADELOOP_TOKEN"
 """Environment variable read for the bearer token when none is given."""
+TOKEN_DOC = 'docs/operations.md, "API access: bearer tokens"'
+"""Where an operator reads how to issue tokens (named in the advice of a 401)."""
 
 Submittable = Union[SignedEvent, Envelope, Mapping[str, Any], str, bytes]
 """An event to submit: a :class:`SignedEvent`, an :class:`Envelope` (e.g. of a read event), an
@@ -125,6 +127,12 @@ def _envelope_text(event: Submittable) -> str:
     if isinstance(event, Mapping):
         return json.dumps(dict(event), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     raise TypeError(f"cannot submit a {type(event).__name__}: give a SignedEvent or an envelope")
+
+
+def _token_scopes(scope: str) -> str:
+    """The ``--scopes`` of ``tradeloop token new`` to suggest for a request needing ``scope``:
+    a client that submits also reads (status, events, proofs), so its token needs both."""
+    return "read,submit" if scope == "submit" else scope
 
 
 def _segment(value: str) -> str:
@@ -195,8 +203,11 @@ class Client:
             raise ValueError("timeouts must be positive")
         if max_attempts < 1:
             raise ValueError("max_attempts must be 1 or more")
+        self._token_source: Optional[str] = "the token= argument" if token is not None else None
         if token is None:
             token = os.environ.get(TOKEN_ENV) or None
+            if token is not None:
+                self._token_source = f"the environment variable {TOKEN_ENV}"
         headers = {"user-agent": "tradeloop-client-python/0.1", "accept": "application/json"}
         if token is not None:
             if not token or any(c.isspace() for c in token) or not token.isprintable():
@@ -278,9 +289,33 @@ class Client:
                 "that `tradeloop node` runs and that the URL is its [api] listen address"
             ) from e
 
-    @staticmethod
-    def _error(reply: _Reply) -> TradeloopError:
-        """The exception for a non-200 answer."""
+    def _unauthorized_advice(self, scope: str) -> str:
+        """What to do about a 401 ``UNAUTHORIZED``, in this client's terms.
+
+        The node's own ``detail`` is written for the CLI (``--token``); a Python caller passes
+        the token to the constructor instead, and needs to know which scope to ask for and who
+        issues tokens.
+        """
+        issue = (
+            f"the node's operator issues tokens with `tradeloop token new --name NAME --scopes "
+            f"{_token_scopes(scope)}` and lists their SHA-256 in the node's [[api.tokens]] "
+            f"({TOKEN_DOC})"
+        )
+        if self._token_source is None:
+            return (
+                f"this node requires a bearer token with the `{scope}` scope and this client sent "
+                f'none: pass it as Client("{self.base_url}", token="TOKEN"), or set the '
+                f"environment variable {TOKEN_ENV}; {issue}"
+            )
+        return (
+            f"this node refused the bearer token this client sent (from {self._token_source}): "
+            f"it is not one of the node's tokens, or was revoked; ask the node's operator for a "
+            f'token with the `{scope}` scope and pass it as Client("{self.base_url}", '
+            f'token="TOKEN"); {issue}'
+        )
+
+    def _error(self, reply: _Reply, scope: str = "read") -> TradeloopError:
+        """The exception for a non-200 answer to a request that needs the token ``scope``."""
         try:
             doc = _json.loads(reply.body)
         except (ValueError, UnicodeDecodeError):
@@ -293,10 +328,14 @@ class Client:
                 else _parse_retry_after(reply.headers.get("retry-after"))
             )
             status = doc.get("status")
+            detail = str(doc.get("detail", ""))
+            if reply.status == 401 and doc["code"] == "UNAUTHORIZED":
+                # The node's words (kept in `problem`) tell a CLI user about --token.
+                detail = self._unauthorized_advice(scope)
             return ProblemError(
                 status if isinstance(status, int) else reply.status,
                 doc["code"],
-                str(doc.get("detail", "")),
+                detail,
                 title=str(doc.get("title", "")),
                 type=str(doc.get("type", "")),
                 retry_after_ms=retry_ms,
@@ -364,16 +403,19 @@ class Client:
         if wait_timeout_ms is not None and wait_timeout_ms < 1:
             raise ValueError("wait_timeout_ms must be 1 or more")
         texts = [_envelope_text(e) for e in items]
+        answers = [
+            self._submit_batch(texts[start : start + batch_size], wait, wait_timeout_ms, retry_full)
+            for start in range(0, len(texts), batch_size)
+        ]
+        if len(answers) == 1:
+            return answers[0]  # its `raw` is the node's answer, or put together by the batch
         results: List[EventResult] = []
         timed_out: Optional[bool] = None
-        attempts = 0
-        for start in range(0, len(texts), batch_size):
-            answer = self._submit_batch(texts[start : start + batch_size], wait, wait_timeout_ms, retry_full)
+        for answer in answers:
             results.extend(answer.results)
-            attempts += answer.attempts
             if answer.timed_out is not None:
                 timed_out = bool(timed_out) or answer.timed_out
-        return SubmitResponse(results, timed_out, attempts)
+        return SubmitResponse.combine(results, timed_out, sum(a.attempts for a in answers))
 
     def submit_one(
         self, event: Submittable, *, wait: bool = False, wait_timeout_ms: Optional[int] = None
@@ -425,7 +467,7 @@ class Client:
                 self._sleep(min(wait_ms / 1000, self.max_retry_wait))
                 todo = full
                 continue
-            error = self._error(reply)
+            error = self._error(reply, "submit")
             retryable = isinstance(error, ProblemError) and (
                 error.status == 429 or (error.status == 503 and error.code in _RETRYABLE_503)
             )
@@ -439,7 +481,9 @@ class Client:
         done: List[EventResult] = [s for s in slots if s is not None]
         if len(done) != len(slots):  # pragma: no cover - every slot is filled by a 200 above
             raise UnexpectedResponse(200, "some events got no result")
-        return SubmitResponse(done, timed_out, attempts)
+        if attempts == 1:
+            return answer  # one request answered every event: `raw` is the node's own answer
+        return SubmitResponse.combine(done, timed_out, attempts)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -698,7 +742,8 @@ class EventStream(Iterator[EventRecord]):
                 pass
             finally:
                 response.close()
-            raise client._error(_Reply(response.status_code, response.headers, bytes(body)))
+            reply = _Reply(response.status_code, response.headers, bytes(body))
+            raise client._error(reply, "read")
         self.connections += 1
         self._parser = SSEParser(self.max_event_bytes)
         self._response = response

@@ -51,7 +51,10 @@ class ProblemError(TradeloopError):
         status: the HTTP status (400, 404, 413, 429, 503, ...).
         code: the stable code of docs/api.md (``BAD_QUERY``, ``EVENT_NOT_FOUND``,
             ``MEMPOOL_FULL``, ...).
-        detail: what was wrong and what to do, for a person.
+        detail: what was wrong and what to do, for a person. For a 401 ``UNAUTHORIZED`` it is
+            the client's own advice (pass ``token=`` to :class:`~tradeloop_client.Client`, the
+            scope needed, ``tradeloop token new``): the node's words, written for its CLI's
+            ``--token``, stay in ``problem["detail"]``.
         title: the problem's constant summary.
         type: the problem type URI (``urn:tradeloop:problem:CODE``).
         retry_after_ms: when the node asked to retry later (``retry_after_ms`` in the body, else

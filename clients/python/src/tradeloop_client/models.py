@@ -1,7 +1,10 @@
 """Typed views of the node's JSON answers (docs/api.md).
 
-Each class has ``from_json`` (which raises ``ValueError`` on a shape it does not know) and keeps
-the whole JSON object in ``raw``, so fields a newer node adds stay reachable.
+Each answer class has ``from_json`` (which raises ``ValueError`` on a shape it does not know),
+and every class here, the parts of an answer included (a result, a leg, a participant, a
+signature, an envelope), keeps the JSON object it was parsed from in ``raw``, so fields a newer
+node adds stay reachable. ``raw`` takes no part in ``==`` or ``repr``; a value made by hand
+rather than parsed (``Accepted(id)``) has an empty ``raw``.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class Accepted:
 
     id: str
     status: str = "accepted"
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class Committed:
     block_hash: str
     index: int
     status: str = "committed"
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ class Rejected:
     code: str
     message: str
     status: str = "rejected"
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,7 @@ class Full:
     id: str
     retry_after_ms: int
     status: str = "full"
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,7 @@ class Pending:
 
     id: str
     status: str = "pending"
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 EventResult = Union[Accepted, Committed, Rejected, Full, Pending]
@@ -108,18 +116,20 @@ def event_result_from_json(value: Any) -> EventResult:
     o = _obj(value, "a result")
     status = o.get("status")
     if status == "accepted":
-        return Accepted(_str(o, "id"))
+        return Accepted(_str(o, "id"), raw=o)
     if status == "committed":
-        return Committed(_str(o, "id"), _int(o, "height"), _str(o, "block_hash"), _int(o, "index"))
+        return Committed(
+            _str(o, "id"), _int(o, "height"), _str(o, "block_hash"), _int(o, "index"), raw=o
+        )
     if status == "rejected":
         rid = o.get("id")
         if rid is not None and not isinstance(rid, str):
             raise ValueError("`id` is not a string")
-        return Rejected(rid, _str(o, "code"), _str(o, "message"))
+        return Rejected(rid, _str(o, "code"), _str(o, "message"), raw=o)
     if status == "full":
-        return Full(_str(o, "id"), _int(o, "retry_after_ms"))
+        return Full(_str(o, "id"), _int(o, "retry_after_ms"), raw=o)
     if status == "pending":
-        return Pending(_str(o, "id"))
+        return Pending(_str(o, "id"), raw=o)
     raise ValueError(f"unknown result status {status!r}")
 
 
@@ -130,11 +140,17 @@ class SubmitResponse:
     ``timed_out`` is ``None`` without a commit wait; with one, ``True`` when the wait ended before
     every accepted event was committed (those are :class:`Pending`). ``attempts`` is how many
     requests the client made (more than one after a 429 or ``full`` events).
+
+    ``raw`` is the node's answer when one request answered every event; when the client made
+    several (batches, or ``full`` events sent again), no single answer holds them all, so ``raw``
+    is put together in the same shape: ``{"results": [...], "timed_out": ...}``, each result the
+    ``raw`` of the request that settled it (see :meth:`combine`).
     """
 
     results: List[EventResult]
     timed_out: Optional[bool] = None
     attempts: int = 1
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, value: Any) -> "SubmitResponse":
@@ -142,7 +158,18 @@ class SubmitResponse:
         timed_out = o.get("timed_out")
         if timed_out is not None and not isinstance(timed_out, bool):
             raise ValueError("`timed_out` is not a boolean")
-        return cls([event_result_from_json(r) for r in _list(o, "results")], timed_out)
+        return cls([event_result_from_json(r) for r in _list(o, "results")], timed_out, raw=o)
+
+    @classmethod
+    def combine(
+        cls, results: List[EventResult], timed_out: Optional[bool], attempts: int
+    ) -> "SubmitResponse":
+        """The answer to a submission that took several requests, ``raw`` made of the results'
+        own ``raw`` (``timed_out`` only when a commit wait was asked, as the node answers)."""
+        raw: Dict[str, Any] = {"results": [dict(r.raw) for r in results]}
+        if timed_out is not None:
+            raw["timed_out"] = timed_out
+        return cls(results, timed_out, attempts, raw=raw)
 
     @property
     def all_committed(self) -> bool:
@@ -194,6 +221,7 @@ class Envelope:
 
     body: Dict[str, Any]
     signature: str
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def to_json(self) -> Dict[str, Any]:
         """``{"body": ..., "signature": ...}``, ready to submit again."""
@@ -227,7 +255,7 @@ class EventRecord:
             block_time_ms=_int(o, "block_time_ms"),
             kind=_str(o, "kind"),
             author=_str(o, "author"),
-            envelope=Envelope(dict(body), _str(env, "signature")),
+            envelope=Envelope(dict(body), _str(env, "signature"), raw=env),
             raw=o,
         )
 
@@ -276,6 +304,7 @@ class BlocksPage:
     height: int
     blocks: List[BlockHeader]
     next_from: Optional[int]
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
 
     @classmethod
     def from_json(cls, value: Any) -> "BlocksPage":
@@ -284,6 +313,7 @@ class BlocksPage:
             _int(o, "height"),
             [BlockHeader.from_json(b) for b in _list(o, "blocks")],
             _opt_int(o, "next_from"),
+            o,
         )
 
 
@@ -293,6 +323,7 @@ class CommitSignature:
 
     validator: str
     signature: str
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -312,7 +343,7 @@ class Block:
         sigs = []
         for s in _list(cert, "signatures"):
             s = _obj(s, "a signature")
-            sigs.append(CommitSignature(_str(s, "validator"), _str(s, "signature")))
+            sigs.append(CommitSignature(_str(s, "validator"), _str(s, "signature"), raw=s))
         return cls(
             BlockHeader.from_json(o.get("header")),
             _int(cert, "round"),
@@ -331,6 +362,7 @@ class Trace:
     total: int
     events: List[EventRecord]
     next_offset: Optional[int]
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
 
     @classmethod
     def from_json(cls, value: Any) -> "Trace":
@@ -341,6 +373,7 @@ class Trace:
             _int(o, "total"),
             [EventRecord.from_json(e) for e in _list(o, "events")],
             _opt_int(o, "next_offset"),
+            o,
         )
 
 
@@ -351,6 +384,7 @@ class Leg:
     leg: str
     done: bool
     detail: str
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -373,7 +407,7 @@ class Trade:
         legs = []
         for leg in _list(o, "legs"):
             leg = _obj(leg, "a leg")
-            legs.append(Leg(_str(leg, "leg"), _bool(leg, "done"), _str(leg, "detail")))
+            legs.append(Leg(_str(leg, "leg"), _bool(leg, "done"), _str(leg, "detail"), raw=leg))
         return cls(
             order_id=_str(o, "order_id"),
             height=_int(o, "height"),
@@ -396,6 +430,7 @@ class Participant:
     role: str
     country: str
     keys: List[str]
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -405,6 +440,7 @@ class Participants:
     chain_id: str
     genesis_hash: str
     participants: List[Participant]
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
 
     @classmethod
     def from_json(cls, value: Any) -> "Participants":
@@ -419,9 +455,10 @@ class Participants:
                     _str(p, "role"),
                     _str(p, "country"),
                     [str(k) for k in _list(p, "keys")],
+                    raw=p,
                 )
             )
-        return cls(_str(o, "chain_id"), _str(o, "genesis_hash"), out)
+        return cls(_str(o, "chain_id"), _str(o, "genesis_hash"), out, o)
 
     def by_id(self, participant_id: str) -> Optional[Participant]:
         """The participant with this id, if any."""

@@ -7,7 +7,6 @@ canonical``, ``signature = Ed25519(secret, signing_bytes)``, ``id = SHA-256(sign
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -18,19 +17,21 @@ import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import _json
+
+# Shared with verify.py (see _chain.py, which keeps the two from importing each other); still
+# importable from this module, as before.
+from ._chain import EVENT_DOMAIN as EVENT_DOMAIN
+from ._chain import GENESIS_DOMAIN as GENESIS_DOMAIN
+from ._chain import Genesis
+from ._chain import PathLike as PathLike
+from ._chain import genesis_hash_bytes
 from .errors import KeyFileError, SigningError
 
-EVENT_DOMAIN = b"tradeloop/event/v1\x00"
-"""Domain tag of event signing bytes and ids."""
-GENESIS_DOMAIN = b"tradeloop/genesis/v1\x00"
-"""Domain tag of the genesis hash (the chain id)."""
 MAX_SAFE_INTEGER = 2**53 - 1
 """Largest integer magnitude the ledger accepts in a body."""
 COMMON_FIELDS = ("chain", "author", "key", "kind", "time_ms", "nonce")
 """The fields every body has (docs/formats.md, "Events")."""
 MAX_KEY_FILE_BYTES = 64 * 1024
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 
 def _unhex(value: Any, length: int, what: str) -> bytes:
@@ -102,14 +103,13 @@ def load_key(path: PathLike) -> SigningKey:
 
 def genesis_hash(genesis: Mapping[str, Any]) -> str:
     """The chain id: SHA-256(``"tradeloop/genesis/v1\\0"`` || RFC 8785 form of the genesis), hex."""
-    return hashlib.sha256(GENESIS_DOMAIN + rfc8785.dumps(genesis)).hexdigest()
+    return genesis_hash_bytes(genesis).hex()
 
 
 def load_genesis_hash(path: PathLike) -> str:
-    """The chain id of a genesis file (see :func:`genesis_hash`)."""
-    from .verify import Genesis
-
-    return Genesis.from_file(path).hash.hex()
+    """The chain id of a genesis file (see :func:`genesis_hash`); raises ``ValueError`` when
+    the file is not a tradeloop genesis."""
+    return Genesis.from_file(path).hash_hex
 
 
 def _check_values(value: Any, where: str) -> None:

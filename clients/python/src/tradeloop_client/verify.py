@@ -13,10 +13,8 @@ honest signer produces and which cannot make a signature under a genesis key ver
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import rfc8785
@@ -24,10 +22,18 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from . import _json
-from .errors import Failure, VerificationError
-from .signing import EVENT_DOMAIN, GENESIS_DOMAIN, PathLike
 
-VALIDATORS_DOMAIN = b"tradeloop/validators/v1\x00"
+# Shared with signing.py (see _chain.py, which keeps the two from importing each other); still
+# importable from this module, as before.
+from ._chain import EVENT_DOMAIN as EVENT_DOMAIN
+from ._chain import GENESIS_DOMAIN as GENESIS_DOMAIN
+from ._chain import MAX_GENESIS_BYTES as MAX_GENESIS_BYTES
+from ._chain import VALIDATORS_DOMAIN as VALIDATORS_DOMAIN
+from ._chain import Genesis as Genesis
+from ._chain import PathLike as PathLike
+from ._chain import sha256 as _sha256
+from .errors import Failure, VerificationError
+
 BLOCK_DOMAIN = b"tradeloop/block/v1\x00"
 VOTE_DOMAIN = b"tradeloop/vote/v1\x00"
 PRECOMMIT = 2
@@ -36,7 +42,6 @@ MAX_PROOF_HASHES = 32
 BUNDLE_FORMAT = "tradeloop/evidence"
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 """Largest bundle a node writes (``MAX_BUNDLE_BYTES`` of docs/formats.md)."""
-MAX_GENESIS_BYTES = 16 * 1024 * 1024
 
 HEADER_FIELDS = (
     "chain",
@@ -49,13 +54,6 @@ HEADER_FIELDS = (
     "app_hash",
     "validators_hash",
 )
-
-
-def _sha256(*parts: bytes) -> bytes:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p)
-    return h.digest()
 
 
 def _unhex(value: Any, length: Optional[int], what: str) -> bytes:
@@ -74,49 +72,6 @@ def _uint(value: Any, bits: int, what: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**bits:
         raise Failure("BUNDLE_MALFORMED", f"{what} must be an integer of {bits} bits")
     return value
-
-
-class Genesis:
-    """A genesis you trust: its hash (the chain id), validators and participants' keys."""
-
-    def __init__(self, doc: Mapping[str, Any]) -> None:
-        """From the parsed genesis JSON. Raises ``ValueError`` if it lacks what is needed."""
-        try:
-            self.doc: Mapping[str, Any] = doc
-            self.hash: bytes = _sha256(GENESIS_DOMAIN, rfc8785.dumps(dict(doc)))
-            self.validators: List[Tuple[bytes, int]] = [
-                (bytes.fromhex(v["node_key"]), int(v["power"])) for v in doc["validators"]
-            ]
-            self.power: Dict[bytes, int] = dict(self.validators)
-            self.total_power: int = sum(p for _, p in self.validators)
-            encoded = struct.pack(">Q", len(self.validators))
-            for key, power in self.validators:
-                encoded += key + struct.pack(">Q", power)
-            self.validators_hash: bytes = _sha256(VALIDATORS_DOMAIN, encoded)
-            self.keys: Dict[str, Set[bytes]] = {
-                p["id"]: {bytes.fromhex(k) for k in p["keys"]} for p in doc["participants"]
-            }
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise ValueError(f"not a tradeloop genesis: {e!r}") from e
-
-    @classmethod
-    def from_json(cls, text: Union[bytes, str]) -> "Genesis":
-        """From the genesis file's content (duplicate keys refused)."""
-        return cls(_json.loads(text))
-
-    @classmethod
-    def from_file(cls, path: PathLike) -> "Genesis":
-        """From a genesis file (e.g. the ``genesis.json`` of ``tradeloop devnet init``)."""
-        with Path(path).open("rb") as f:
-            raw = f.read(MAX_GENESIS_BYTES + 1)
-        if len(raw) > MAX_GENESIS_BYTES:
-            raise ValueError(f"{path} is larger than {MAX_GENESIS_BYTES} bytes")
-        return cls.from_json(raw)
-
-    @property
-    def hash_hex(self) -> str:
-        """The genesis hash, hex (the ``chain`` of every body of this chain)."""
-        return self.hash.hex()
 
 
 def _header_bytes(h: Any) -> bytes:
