@@ -26,15 +26,23 @@ use super::{ApiCommand, ApiState, CommitNotice, Committed, Verdict};
 const FINAL_LOOKUP_MS: u64 = 1_000;
 
 /// Query of `POST /v1/events`.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
 pub struct SubmitQuery {
     /// `commit` to wait for the events to be committed; `none` (the default) not to.
-    #[param(pattern = "^(commit|none)$", example = "commit")]
     wait: Option<String>,
-    /// How long to wait, in milliseconds (capped by `max_wait_ms`).
+    /// How long to wait, in milliseconds (capped by `max_wait_ms`); only with `wait=commit`.
     timeout_ms: Option<u64>,
+}
+
+/// Documented as one parameter: the two fields depend on each other (see
+/// [`super::openapi::submit_query_parameter`]).
+impl IntoParams for SubmitQuery {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        vec![super::openapi::submit_query_parameter()]
+    }
 }
 
 /// Submit signed events

@@ -349,6 +349,9 @@ struct ApiState {
     limits: ApiLimits,
     /// The node's metrics (`GET /metrics`).
     metrics: Arc<crate::metrics::Metrics>,
+    /// This node's OpenAPI document as JSON (`GET /v1/openapi.json`): it states the node's own
+    /// limits and whether it checks tokens ([`openapi::document`]).
+    document: Result<String, String>,
 }
 
 /// The API's routes with every bound applied (for tests and for [`serve`]).
@@ -455,6 +458,12 @@ fn router_with(
     let body_limit = limits.max_body_bytes;
     let streams = Arc::new(tokio::sync::Semaphore::new(limits.max_streams));
     let ApiShared { access, metrics } = shared;
+    let tokens = if access.tokens.is_empty() {
+        openapi::Tokens::NoneConfigured
+    } else {
+        openapi::Tokens::Required
+    };
+    let document = openapi::served_text(&limits, tokens);
     let state = Arc::new(ApiState {
         commands,
         commits,
@@ -463,6 +472,7 @@ fn router_with(
         stopping,
         limits,
         metrics: metrics.clone(),
+        document,
     });
     // Outermost first: overload and timeout errors become problem+json; a request over the
     // concurrency limit is shed at once rather than queued without bound. `Router::layer` wraps

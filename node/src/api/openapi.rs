@@ -3,24 +3,37 @@
 //! `#[utoipa::path]` attribute on each handler, which names its path, parameters, body, answers,
 //! the problem codes it can answer (the groups below) and the bearer-token scope it needs.
 //!
-//! `docs/openapi.json` is this document as committed; a test compares the two (set
-//! `UPDATE_OPENAPI=1` to rewrite the file) and `scripts/openapi-validate` validates the file as
-//! OpenAPI 3.1. Another test requests every documented operation from the real router and
-//! compares the router's own list of routes ([`super::routes`]) with the document's.
+//! The derived document is then completed with what the attributes cannot say ([`document`]):
+//! the bound of every integer parameter, the node's own `max_events_per_request`, and, on a node
+//! with no token configured, that no operation needs one. `scripts/api-fuzz` runs a
+//! property-based fuzzer (schemathesis) driven by the served document against real nodes: every
+//! request the document allows must be taken, every request it refuses must be refused.
+//!
+//! `docs/openapi.json` is the document of a node with tokens and the default limits, as
+//! committed; a test compares the two (set `UPDATE_OPENAPI=1` to rewrite the file) and
+//! `scripts/openapi-validate` validates the file as OpenAPI 3.1. Another test requests every
+//! documented operation from the real router and compares the router's own list of routes
+//! ([`super::routes`]) with the document's.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::Arc;
 
+use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Object, Ref, RefOr, Type};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::openapi::schema::{
+    AdditionalProperties, AnyOfBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType,
+};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Object, Ref, RefOr, Required, Type};
+use utoipa::{Modify, Number, OpenApi, ToSchema};
 
 use super::problem::{Problem, ProblemCode};
 use super::wire::{Envelope, EventView, StreamTooSlow};
+use super::{ApiLimits, ApiState};
 
 /// Name of the bearer-token security scheme in the document.
 pub const BEARER: &str = "bearer";
@@ -61,9 +74,35 @@ pub const BEARER: &str = "bearer";
 )]
 struct ApiDoc;
 
-/// The API's OpenAPI 3.1 document (served as `GET /v1/openapi.json`).
+/// Whether a node checks bearer tokens; its document says which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tokens {
+    /// `[[api.tokens]]` configured: each operation needs a token with the scope it names.
+    Required,
+    /// No token configured (loopback only): every operation is open, and a token is ignored.
+    NoneConfigured,
+}
+
+/// The committed document, `docs/openapi.json`: a node with tokens and the default limits.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    document(&ApiLimits::default(), Tokens::Required)
+}
+
+/// The document of a node with `limits` and `tokens`, as `GET /v1/openapi.json` serves it: the
+/// derived document completed with what the derive cannot know or say.
+pub fn document(limits: &ApiLimits, tokens: Tokens) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    bound_integer_parameters(&mut doc);
+    bound_submit_body(&mut doc, limits.max_events_per_request);
+    if tokens == Tokens::NoneConfigured {
+        open_security(&mut doc);
+    }
+    doc
+}
+
+/// The node's document as compact JSON, made once when its router is built.
+pub(super) fn served_text(limits: &ApiLimits, tokens: Tokens) -> Result<String, String> {
+    serde_json::to_string(&document(limits, tokens)).map_err(|e| e.to_string())
 }
 
 /// The document as pretty-printed JSON with a final newline: the form of `docs/openapi.json`.
@@ -87,20 +126,16 @@ pub fn openapi_pretty_json() -> Result<String, serde_json::Error> {
     ),
     security(("bearer" = ["read"])),
 )]
-pub(super) async fn openapi_json() -> Response {
-    static TEXT: OnceLock<String> = OnceLock::new();
-    let text = match TEXT.get() {
-        Some(text) => text,
-        None => match serde_json::to_string(&openapi()) {
-            Ok(text) => TEXT.get_or_init(|| text),
-            Err(e) => {
-                return Problem::new(
-                    ProblemCode::Internal,
-                    format!("the OpenAPI document could not be serialised: {e}"),
-                )
-                .into_response()
-            }
-        },
+pub(super) async fn openapi_json(State(state): State<Arc<ApiState>>) -> Response {
+    let text = match &state.document {
+        Ok(text) => text,
+        Err(e) => {
+            return Problem::new(
+                ProblemCode::Internal,
+                format!("the OpenAPI document could not be serialised: {e}"),
+            )
+            .into_response()
+        }
     };
     let mut response = text.clone().into_response();
     response
@@ -151,6 +186,148 @@ impl Modify for BearerScheme {
             .get_or_insert_with(Default::default)
             .add_security_scheme(BEARER, SecurityScheme::Http(scheme));
     }
+}
+
+/// The largest value of an integer parameter: the handlers read each into a `u64` or `usize`.
+pub const PARAMETER_MAX: u64 = u64::MAX;
+
+/// Every operation of the document.
+fn operations_mut(doc: &mut utoipa::openapi::OpenApi) -> impl Iterator<Item = &mut Operation> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
+/// Bounds every integer parameter the node reads into an unsigned integer (the derive gives
+/// those a `minimum` of 0 or more) by [`PARAMETER_MAX`]. The derive writes `u64` as `int64`,
+/// whose implied bound (2^63 - 1) is below what the node takes, so that format goes.
+fn bound_integer_parameters(doc: &mut utoipa::openapi::OpenApi) {
+    for operation in operations_mut(doc) {
+        for parameter in operation.parameters.iter_mut().flatten() {
+            let RefOr::T(parameter) = parameter else { continue };
+            if let Some(RefOr::T(Schema::Object(schema))) = &mut parameter.schema {
+                bound_unsigned(schema);
+            }
+        }
+    }
+}
+
+fn bound_unsigned(schema: &mut Object) {
+    let unsigned = match schema.minimum {
+        Some(Number::UInt(_)) => true,
+        Some(Number::Int(n)) => n >= 0,
+        Some(Number::Float(n)) => n >= 0.0,
+        None => false,
+    };
+    if schema.schema_type == SchemaType::Type(Type::Integer) && unsigned {
+        schema.maximum = Some(Number::from(PARAMETER_MAX));
+        schema.format = None;
+    }
+}
+
+/// An unsigned integer of `minimum` to [`PARAMETER_MAX`].
+fn unsigned(minimum: u64) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(minimum))
+        .maximum(Some(PARAMETER_MAX))
+}
+
+/// `POST /v1/events` takes one envelope or an array of 1 to `max_events` of them (400
+/// `NO_EVENTS` below, 413 `TOO_MANY_EVENTS` above); an envelope has exactly `body` and
+/// `signature` (the ledger's parser refuses any other member; the wire type itself stays
+/// lenient, for the CLI that reads envelopes in answers).
+fn bound_submit_body(doc: &mut utoipa::openapi::OpenApi, max_events: usize) {
+    let Some(components) = doc.components.as_mut() else { return };
+    if let Some(RefOr::T(Schema::OneOf(body))) = components.schemas.get_mut("SubmitBody") {
+        for item in &mut body.items {
+            if let RefOr::T(Schema::Array(array)) = item {
+                array.min_items = Some(1);
+                array.max_items = Some(max_events);
+            }
+        }
+    }
+    if let Some(RefOr::T(Schema::Object(envelope))) = components.schemas.get_mut("Envelope") {
+        envelope.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+    }
+}
+
+/// What a node with no token configured adds to its document's description.
+pub const OPEN_NODE_NOTE: &str = " This node has no bearer token configured (its API listens \
+    on a loopback address only): every operation is open, as each operation's `security` says \
+    with the empty requirement `{}`; a token that is sent is ignored.";
+
+/// A node with no token configured answers every request without one: each operation also
+/// lists the empty requirement `{}`, OpenAPI's "no credentials needed". The scope stays beside
+/// it, for when the operator adds tokens.
+fn open_security(doc: &mut utoipa::openapi::OpenApi) {
+    for operation in operations_mut(doc) {
+        if let Some(security) = operation.security.as_mut() {
+            security.insert(0, SecurityRequirement::default());
+        }
+    }
+    let description = doc.info.description.take().unwrap_or_default();
+    doc.info.description = Some(description + OPEN_NODE_NOTE);
+}
+
+/// The query of `POST /v1/events` as one parameter whose properties are the query's parameters
+/// (`style: form`, `explode: true`). OpenAPI cannot tie two parameters together, and the node
+/// does: `timeout_ms` is the length of a commit wait, so it comes only with `wait=commit` (400
+/// `BAD_QUERY` otherwise); `wait=none`, or no query, waits for nothing.
+pub(super) fn submit_query_parameter() -> Parameter {
+    let wait = |value: &str, description: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some([value]))
+            .description(Some(description))
+    };
+    let commit = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .title(Some("Wait for the commit"))
+        .property(
+            "wait",
+            wait("commit", "Wait until every accepted event is committed, or the wait ends."),
+        )
+        .required("wait")
+        .property(
+            "timeout_ms",
+            unsigned(0).description(Some(
+                "How long to wait, in milliseconds (default `default_wait_ms`, capped by \
+                 `max_wait_ms`).",
+            )),
+        )
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    let no_wait = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .title(Some("No wait"))
+        .property("wait", wait("none", "Answer once the events are admitted (the default)."))
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    let query = AnyOfBuilder::new().schema_type(Type::Object).item(commit).item(no_wait);
+    ParameterBuilder::new()
+        .name("wait")
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .style(Some(ParameterStyle::Form))
+        .explode(Some(true))
+        .description(Some(
+            "`wait=commit` to wait for the events to be committed, with `timeout_ms=N` to bound \
+             the wait; `wait=none` (the default) not to. `timeout_ms` without `wait=commit` is \
+             400 `BAD_QUERY`; so is any other parameter.",
+        ))
+        .schema(Some(query))
+        .example(Some(serde_json::json!({"wait": "commit", "timeout_ms": 5000})))
+        .build()
 }
 
 /// An RFC 9457 problem, the body of every whole-request error (`application/problem+json`).
@@ -217,6 +394,50 @@ pub(super) struct EvidenceBundle {
     #[schema(value_type = Vec<Object>)]
     events: Vec<serde_json::Value>,
 }
+
+/// One server-sent event of `GET /v1/stream`, as OpenAPI 3.1 tools read a `text/event-stream`
+/// answer's schema (each event's fields; OpenAPI 3.2 calls it `itemSchema`): an `event` with an
+/// `EventView` as JSON data and its position as id, or the last `too_slow` with a
+/// `StreamTooSlow`. Heartbeats are comments, not events.
+pub(super) struct StreamEvent;
+
+impl utoipa::PartialSchema for StreamEvent {
+    fn schema() -> RefOr<Schema> {
+        let json = |schema: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .content_media_type("application/json")
+                .content_schema(Some(Ref::from_schema_name(schema)))
+        };
+        let name =
+            |name: &str| ObjectBuilder::new().schema_type(Type::String).enum_values(Some([name]));
+        let event = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .title(Some("A committed event"))
+            .property("event", name(super::stream::EVENT_NAME))
+            .required("event")
+            .property(
+                "id",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[0-9]+:[0-9]+$"))
+                    .description(Some("`HEIGHT:INDEX`, for `Last-Event-ID`")),
+            )
+            .required("id")
+            .property("data", json("EventView"))
+            .required("data");
+        let too_slow = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .title(Some("The last event to a client too slow to take its events"))
+            .property("event", name(super::stream::TOO_SLOW_NAME))
+            .required("event")
+            .property("data", json("StreamTooSlow"))
+            .required("data");
+        RefOr::T(Schema::OneOf(OneOfBuilder::new().item(event).item(too_slow).build()))
+    }
+}
+
+impl ToSchema for StreamEvent {}
 
 /// Codes every operation can answer: the token check, the concurrency limit, the timeout and a
 /// failure inside the node.
@@ -566,15 +787,87 @@ mod tests {
         );
     }
 
-    /// `GET /v1/openapi.json` answers the document.
+    /// `GET /v1/openapi.json` answers the node's own document: the committed one on a node
+    /// with tokens and the default limits; on a node without tokens, one whose every operation
+    /// also takes no credentials (`{}`), and which says so.
     #[tokio::test]
-    async fn the_router_serves_the_document() {
-        let node = node(Access::open());
+    async fn the_router_serves_the_nodes_document() {
+        let token = TokenEntry {
+            name: "reader".into(),
+            sha256: Hash::sha256(b"reader"),
+            scopes: vec![Scope::Read],
+        };
+        let guarded = node(Access { tokens: vec![token] });
         let (status, content_type, json) =
-            call(&node.router, "GET", "/v1/openapi.json", None).await;
+            call(&guarded.router, "GET", "/v1/openapi.json", Some("reader")).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(content_type, "application/json");
         assert_eq!(json, document());
+
+        let open = node(Access::open());
+        let (status, _, json) = call(&open.router, "GET", "/v1/openapi.json", None).await;
+        assert_eq!(status, StatusCode::OK);
+        let expected = super::document(&ApiLimits::default(), Tokens::NoneConfigured);
+        assert_eq!(json, serde_json::to_value(expected).unwrap());
+        assert!(json["info"]["description"].as_str().unwrap().ends_with(OPEN_NODE_NOTE));
+        for (method, path) in documented(&json) {
+            let security = operation(&json, &method, &path)["security"].as_array().unwrap();
+            assert_eq!(security.len(), 2, "{method} {path}: {security:?}");
+            assert_eq!(security[0], serde_json::json!({}), "{method} {path}");
+            assert!(security[1][BEARER].is_array(), "{method} {path}");
+        }
+    }
+
+    /// The submit body's array is bounded by the node's own `max_events_per_request`, from 1.
+    #[test]
+    fn the_document_states_the_nodes_event_bound() {
+        let limits = ApiLimits { max_events_per_request: 7, ..ApiLimits::default() };
+        let doc = serde_json::to_value(super::document(&limits, Tokens::Required)).unwrap();
+        let body = &doc["components"]["schemas"]["SubmitBody"]["oneOf"];
+        let array = body.as_array().unwrap().iter().find(|s| s["type"] == "array").unwrap();
+        assert_eq!(array["minItems"], 1);
+        assert_eq!(array["maxItems"], 7);
+        let envelope = &doc["components"]["schemas"]["Envelope"];
+        assert_eq!(envelope["additionalProperties"], false);
+        assert_eq!(envelope["properties"]["signature"]["pattern"], "^[0-9a-fA-F]{128}$");
+    }
+
+    /// Every integer a request can carry states the range the node reads, 0 or 1 to
+    /// `u64::MAX`, and no `int64` format (whose implied bound is 2^63 - 1).
+    #[test]
+    fn every_integer_parameter_states_its_range() {
+        fn integers<'a>(schema: &'a Value, out: &mut Vec<&'a Value>) {
+            if schema["type"] == "integer" {
+                out.push(schema);
+            }
+            if let Some(properties) = schema["properties"].as_object() {
+                properties.values().for_each(|s| integers(s, out));
+            }
+            for key in ["anyOf", "oneOf", "allOf"] {
+                if let Some(items) = schema[key].as_array() {
+                    items.iter().for_each(|s| integers(s, out));
+                }
+            }
+        }
+        let doc = document();
+        let mut found = Vec::new();
+        for (method, path) in documented(&doc) {
+            let parameters = operation(&doc, &method, &path)["parameters"].as_array().cloned();
+            for parameter in parameters.unwrap_or_default() {
+                let mut schemas = Vec::new();
+                integers(&parameter["schema"], &mut schemas);
+                for schema in schemas {
+                    let at = format!("{method} {path} {}", parameter["name"]);
+                    assert!(schema["minimum"].as_u64().is_some_and(|m| m <= 1), "{at}: {schema}");
+                    assert_eq!(schema["maximum"].as_u64(), Some(u64::MAX), "{at}: {schema}");
+                    assert!(schema.get("format").is_none(), "{at}: {schema}");
+                    found.push(at);
+                }
+            }
+        }
+        // from and limit of the blocks, height, offset and limit of a trace, from of the
+        // stream, timeout_ms of a submit.
+        assert_eq!(found.len(), 7, "{found:?}");
     }
 
     /// OpenAPI 3.1; hashes are hex strings; an envelope's body is an object; the stream is

@@ -100,7 +100,7 @@ fn reply<T: serde::Serialize>(result: Result<T, Problem>) -> Response {
     get,
     path = "/v1/events/{id}",
     tag = "reads",
-    params(("id" = String, Path, description = "Event id: the 64 lower-case hex characters that `POST /v1/events` answered", pattern = "^[0-9a-f]{64}$", example = "5c2d6a0f8e3b47a1c9d0e2f4b6a8c0d1e3f5a7b9c1d3e5f7a9b1c3d5e7f9a1b3")),
+    params(("id" = String, Path, description = "Event id: the 64 hex characters that `POST /v1/events` answered (it answers lower-case; either case is read)", pattern = "^[0-9a-fA-F]{64}$", example = "5c2d6a0f8e3b47a1c9d0e2f4b6a8c0d1e3f5a7b9c1d3e5f7a9b1c3d5e7f9a1b3")),
     responses(
         (status = 200, description = "The committed event", body = EventView),
         EventProblems,
@@ -142,7 +142,7 @@ fn event_not_found(id: &Hash, at: &ViewAt<'_>) -> Problem {
     get,
     path = "/v1/events/{id}/proof",
     tag = "reads",
-    params(("id" = String, Path, description = "Event id: the 64 lower-case hex characters that `POST /v1/events` answered", pattern = "^[0-9a-f]{64}$", example = "5c2d6a0f8e3b47a1c9d0e2f4b6a8c0d1e3f5a7b9c1d3e5f7a9b1c3d5e7f9a1b3")),
+    params(("id" = String, Path, description = "Event id: the 64 hex characters that `POST /v1/events` answered (it answers lower-case; either case is read)", pattern = "^[0-9a-fA-F]{64}$", example = "5c2d6a0f8e3b47a1c9d0e2f4b6a8c0d1e3f5a7b9c1d3e5f7a9b1c3d5e7f9a1b3")),
     responses(
         (status = 200, description = "The event's evidence bundle", body = EvidenceBundle),
         EventProofProblems,
@@ -202,7 +202,7 @@ fn json_text(result: Result<String, Problem>) -> Response {
     get,
     path = "/v1/trades/{order_id}/proof",
     tag = "reads",
-    params(("order_id" = String, Path, description = "Order id: the `order_id` of the trade's `trade.order_placed` event", example = "PO-1")),
+    params(("order_id" = String, Path, description = "Order id: the `order_id` of the trade's `trade.order_placed` event", min_length = 1, example = "PO-1")),
     responses(
         (status = 200, description = "The evidence bundle of every event of the trade", body = EvidenceBundle),
         TradeProofProblems,
@@ -339,6 +339,7 @@ pub struct TraceQuery {
     /// Skip this many events (from a previous page's `next_offset`).
     offset: Option<usize>,
     /// Most events (default and cap: `max_page_events`).
+    #[param(minimum = 1)]
     limit: Option<usize>,
 }
 
@@ -351,7 +352,7 @@ pub struct TraceQuery {
     path = "/v1/trace/{reference}",
     tag = "reads",
     params(
-        ("reference" = String, Path, description = "`KIND:ID` with KIND one of order, shipment, declaration, lc, invoice", example = "order:PO-1"),
+        ("reference" = String, Path, description = "`KIND:ID` with KIND one of order, shipment, declaration, lc, invoice and ID not empty (an id longer than the ledger's 128 bytes is on no ledger: 404)", pattern = "^(order|invoice|shipment|declaration|lc):.+$", example = "order:PO-1"),
         TraceQuery,
     ),
     responses(
@@ -381,8 +382,7 @@ pub async fn get_trace(
             Some(n) => n.min(cap),
         };
         let offset = query.offset.unwrap_or(0);
-        tradeloop_ledger::event::parse_ref(&reference)
-            .map_err(|detail| Problem::new(ProblemCode::BadPath, detail))?;
+        check_reference(&reference)?;
         read(&state, move |at| {
             let records = at.trace_committed(&reference).map_err(|e| match e {
                 LedgerError::NotFound(_) => Problem::new(
@@ -415,6 +415,31 @@ pub async fn get_trace(
     reply(result.await)
 }
 
+/// The kinds of reference a trace takes (the ledger's `parse_ref`); the document's pattern for
+/// `{reference}` names the same.
+const REFERENCE_KINDS: [&str; 5] = ["order", "invoice", "shipment", "declaration", "lc"];
+
+/// Refuses (400) what the document's pattern refuses: no known kind, or no id. Any id after a
+/// known kind is a lookup: one too long for the ledger's ids is on no ledger (404), like any
+/// other id that is not there, rather than a malformed path the document cannot describe
+/// (its limit counts bytes, a JSON Schema length counts characters).
+fn check_reference(reference: &str) -> Result<(), Problem> {
+    let well_formed = reference
+        .split_once(':')
+        .is_some_and(|(kind, id)| REFERENCE_KINDS.contains(&kind) && !id.is_empty());
+    if well_formed {
+        return Ok(());
+    }
+    Err(Problem::new(
+        ProblemCode::BadPath,
+        format!(
+            "reference \"{}\" must look like KIND:ID with KIND one of {}",
+            reference.chars().take(200).collect::<String>(),
+            REFERENCE_KINDS.join(", ")
+        ),
+    ))
+}
+
 /// Where a trade stands
 ///
 /// `GET /v1/trades/{order_id}`: whether the trade's loop is closed, each leg, the open ones.
@@ -422,7 +447,7 @@ pub async fn get_trace(
     get,
     path = "/v1/trades/{order_id}",
     tag = "reads",
-    params(("order_id" = String, Path, description = "Order id: the `order_id` of the trade's `trade.order_placed` event", example = "PO-1")),
+    params(("order_id" = String, Path, description = "Order id: the `order_id` of the trade's `trade.order_placed` event", min_length = 1, example = "PO-1")),
     responses(
         (status = 200, description = "The trade's legs and whether its loop is closed", body = TradeView),
         TradeProblems,

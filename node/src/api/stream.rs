@@ -30,7 +30,7 @@ use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit};
 use tradeloop_ledger::query::CommittedEvent;
 use utoipa::IntoParams;
 
-use super::openapi::StreamProblems;
+use super::openapi::{StreamEvent, StreamProblems};
 use super::problem::{Problem, ProblemCode};
 use super::reads::{storage, view_of};
 use super::wire::{EventView, StreamTooSlow};
@@ -57,10 +57,23 @@ struct Cursor {
     index: u32,
 }
 
-/// Parses an SSE event id `H:I` (the position of an event).
+/// Most digits of the height in an event id: every such number is a `u64`.
+const MAX_HEIGHT_DIGITS: usize = 19;
+/// Most digits of the index in an event id: every such number is a `u32`.
+const MAX_INDEX_DIGITS: usize = 9;
+
+/// Parses an SSE event id `H:I` (the position of an event): exactly what the document's
+/// pattern for `Last-Event-ID` takes, digits only (no sign) and few enough of them to fit, so
+/// no id the pattern allows is refused. Whitespace around it is HTTP's, not the id's.
 fn parse_event_id(text: &str) -> Option<(u64, u32)> {
     let (h, i) = text.trim().split_once(':')?;
-    Some((h.parse().ok()?, i.parse().ok()?))
+    Some((digits(h, MAX_HEIGHT_DIGITS)?, digits(i, MAX_INDEX_DIGITS)?))
+}
+
+/// `text` as a number if it is 1 to `most` ASCII digits.
+fn digits<T: std::str::FromStr>(text: &str, most: usize) -> Option<T> {
+    let plain = !text.is_empty() && text.len() <= most && text.bytes().all(|b| b.is_ascii_digit());
+    plain.then(|| text.parse().ok()).flatten()
 }
 
 /// Committed events as server-sent events
@@ -76,10 +89,10 @@ fn parse_event_id(text: &str) -> Option<(u64, u32)> {
     tag = "stream",
     params(
         StreamQuery,
-        ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "Id (`HEIGHT:INDEX`) of the last event received: the stream resumes right after it (`from` is then ignored)", pattern = "^[0-9]+:[0-9]+$", example = "12:4"),
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "Id (`HEIGHT:INDEX`) of the last event received: the stream resumes right after it (`from` is then ignored)", pattern = "^[0-9]{1,19}:[0-9]{1,9}$", example = "12:4"),
     ),
     responses(
-        (status = 200, description = "A `text/event-stream` of committed events in chain order: SSE event `event` (data: an `EventView`, id `HEIGHT:INDEX`), and at most one last event `too_slow` (data: a `StreamTooSlow`)", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "A `text/event-stream` of committed events in chain order: SSE event `event` (data: an `EventView`, id `HEIGHT:INDEX`), and at most one last event `too_slow` (data: a `StreamTooSlow`); the schema is each event's", body = StreamEvent, content_type = "text/event-stream"),
         StreamProblems,
     ),
     security(("bearer" = ["read"])),
@@ -264,7 +277,24 @@ mod tests {
     fn event_ids_parse_as_height_and_index() {
         assert_eq!(parse_event_id("12:4"), Some((12, 4)));
         assert_eq!(parse_event_id(" 1:0 "), Some((1, 0)));
-        for bad in ["", "12", "12:", ":4", "a:b", "1:2:3", "-1:0", "18446744073709551616:0"] {
+        assert_eq!(
+            parse_event_id("9999999999999999999:999999999"),
+            Some((9_999_999_999_999_999_999, 999_999_999))
+        );
+        for bad in [
+            "",
+            "12",
+            "12:",
+            ":4",
+            "a:b",
+            "1:2:3",
+            "-1:0",
+            "+1:0",
+            "1:+0",
+            "18446744073709551616:0",
+            "10000000000000000000:0",
+            "1:1000000000",
+        ] {
             assert_eq!(parse_event_id(bad), None, "{bad}");
         }
     }

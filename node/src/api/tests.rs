@@ -717,6 +717,11 @@ async fn a_trace_is_served_in_ledger_order_and_in_pages_and_a_trade_reports_clos
     assert_problem(&call(&h.router, get("/v1/trace/order:PO-1?limit=0")).await, 400, "BAD_QUERY");
     assert_problem(&call(&h.router, get("/v1/trace/PO-1")).await, 400, "BAD_PATH");
     assert_problem(&call(&h.router, get("/v1/trace/pallet:P-1")).await, 400, "BAD_PATH");
+    assert_problem(&call(&h.router, get("/v1/trace/order:")).await, 400, "BAD_PATH");
+    // What the document's pattern allows is a lookup: an id longer than any the ledger takes
+    // (128 bytes; here 129 characters, 258 bytes) is on no ledger, not a malformed path.
+    let long = format!("/v1/trace/shipment:{}", "%C3%A9".repeat(129));
+    assert_problem(&call(&h.router, get(&long)).await, 404, "NOT_ON_LEDGER");
 
     let trade = call(&h.router, get("/v1/trades/PO-1")).await;
     assert_eq!(trade.status, StatusCode::OK, "{}", trade.json);

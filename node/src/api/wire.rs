@@ -127,7 +127,8 @@ pub struct Envelope {
     /// the signature covers.
     #[schema(value_type = Object)]
     pub body: Body,
-    /// ed25519 signature, 128 hex characters.
+    /// ed25519 signature, 128 hex characters (the node answers lower-case; it reads either).
+    #[schema(pattern = "^[0-9a-fA-F]{128}$")]
     pub signature: String,
 }
 
