@@ -406,7 +406,10 @@ impl Cluster {
         let child = Command::new(&self.bin)
             .args(["node", "--stop-on-stdin-eof", "--config"])
             .arg(node.dir.join("node.toml"))
-            .env("RUST_LOG", "info,libp2p=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("TRADELOOP_NODE_LOG").unwrap_or_else(|_| "info,libp2p=warn".into()),
+            )
             .envs(node.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(log.try_clone()?)
