@@ -231,6 +231,21 @@ fn gossipsub_behaviour(
     let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
         .map_err(|e| P2pError::Setup(format!("gossipsub: {e}")))?;
 
+    let score = peer_score_params(topics);
+    gossipsub
+        .with_peer_score(score, gossipsub::PeerScoreThresholds::default())
+        .map_err(|e| P2pError::Setup(format!("gossipsub peer scoring: {e}")))?;
+    for topic in Topic::ALL {
+        gossipsub
+            .subscribe(&IdentTopic::new(topic.name(&config.chain)))
+            .map_err(|e| P2pError::Setup(format!("subscribing to {topic:?}: {e}")))?;
+    }
+    Ok(gossipsub)
+}
+
+/// Gossipsub peer scoring with only the invalid-message term (P4) weighted (module doc of
+/// `p2p`): members are known, so no other behaviour of theirs is held against them.
+pub(crate) fn peer_score_params(topics: &[(Topic, TopicHash); 2]) -> gossipsub::PeerScoreParams {
     let mut score = gossipsub::PeerScoreParams {
         // Members are known; several may share a host (and tests share 127.0.0.1).
         ip_colocation_factor_weight: 0.0,
@@ -238,6 +253,11 @@ fn gossipsub_behaviour(
         // full queue refuses costs -0.2, so a burst of 250 would stop us publishing to it at all.
         // Backpressure reaches the publisher as `P2pError::QueuesFull` instead.
         slow_peer_weight: 0.0,
+        // Broken IWANT promises and GRAFTs during a prune backoff (P7). A member behind a link
+        // that black-holed for a while breaks every promise it had made, and at the default
+        // weight of -10 x n^2 three of them graylist it: every message it sends, its own votes
+        // included, would be ignored while it is level with the chain by sync.
+        behaviour_penalty_weight: 0.0,
         ..Default::default()
     };
     for (_, hash) in topics {
@@ -255,15 +275,7 @@ fn gossipsub_behaviour(
         };
         score.topics.insert(hash.clone(), topic_score);
     }
-    gossipsub
-        .with_peer_score(score, gossipsub::PeerScoreThresholds::default())
-        .map_err(|e| P2pError::Setup(format!("gossipsub peer scoring: {e}")))?;
-    for topic in Topic::ALL {
-        gossipsub
-            .subscribe(&IdentTopic::new(topic.name(&config.chain)))
-            .map_err(|e| P2pError::Setup(format!("subscribing to {topic:?}: {e}")))?;
-    }
-    Ok(gossipsub)
+    score
 }
 
 fn build_swarm(
@@ -599,5 +611,28 @@ fn outbound_error(peer: PublicKey, error: request_response::OutboundFailure) -> 
         }
         request_response::OutboundFailure::Timeout => P2pError::Timeout { peer },
         other => P2pError::RequestFailed { peer, reason: other.to_string() },
+    }
+}
+
+#[cfg(test)]
+mod score_tests {
+    use super::*;
+
+    #[test]
+    fn only_invalid_messages_count_against_a_member() {
+        let chain = tradeloop_crypto::Hash([7; 32]);
+        let topics = Topic::ALL.map(|t| (t, IdentTopic::new(t.name(&chain)).hash()));
+        let score = peer_score_params(&topics);
+        assert_eq!(score.behaviour_penalty_weight, 0.0);
+        assert_eq!(score.ip_colocation_factor_weight, 0.0);
+        assert_eq!(score.slow_peer_weight, 0.0);
+        assert_eq!(score.topics.len(), 2);
+        for topic in score.topics.values() {
+            assert_eq!(topic.time_in_mesh_weight, 0.0);
+            assert_eq!(topic.first_message_deliveries_weight, 0.0);
+            assert_eq!(topic.mesh_message_deliveries_weight, 0.0);
+            assert_eq!(topic.mesh_failure_penalty_weight, 0.0);
+            assert_eq!(topic.invalid_message_deliveries_weight, INVALID_MESSAGE_WEIGHT);
+        }
     }
 }

@@ -46,7 +46,10 @@
 //! sends is ignored until the count decays). The peer is not disconnected: it is a member and would
 //! be redialled; ignoring it is the same effect without churn. IP colocation scoring is off (the
 //! members are known; several may share a host), and so is the slow-peer penalty (a member
-//! whose send queue is full is slow, not malicious; the publisher sees [`P2pError::QueuesFull`]).
+//! whose send queue is full is slow, not malicious; the publisher sees [`P2pError::QueuesFull`]),
+//! and so are the behaviour penalties for broken IWANT promises and GRAFTs during a prune backoff
+//! (a member behind a link that black-holed for a while breaks every promise it made; at
+//! gossipsub's default weight three of them would graylist it, its own votes included).
 //!
 //! **Request-response.** One protocol, `/tradeloop/<chain>/rpc/1`, with a length-prefixed byte
 //! codec that caps every read (`take(len)` after checking `len` against
