@@ -4,8 +4,8 @@
 //! and `rfc8785`, it is used as it is. Otherwise a virtual environment is created once under the
 //! cargo target dir (`<target>/python-signing-venv`, so `CARGO_TARGET_DIR` is respected) and the
 //! pinned versions of docs/examples/requirements.txt are installed into it from PyPI. The venv is
-//! built in a private directory and renamed into place, so tests running at the same time never
-//! see a half-installed one.
+//! built in a private directory (one per process; threads take turns) and renamed into place, so
+//! tests running at the same time never see a half-installed one.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,6 +24,10 @@ pub fn signing_python() -> PathBuf {
 
 /// Creates (if needed) the venv at `venv` from the interpreter `base` and returns its python.
 pub fn ensure_venv(base: &Path, venv: &Path) -> PathBuf {
+    // Tests of one process run on several threads and share its staging directory: one creates
+    // the venv while the others wait, then find it ready.
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = CREATING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let python = venv.join("bin").join("python");
     if can_import(&python) {
         return python;
