@@ -303,6 +303,12 @@ impl ChainHandle {
     }
 }
 
+/// Whether a ledger error means the data dir could not be read or written (rather than bad
+/// input or a damaged copy): the node then stops and waits for its disk (`crate::outage`).
+pub fn is_storage_failure(e: &LedgerError) -> bool {
+    matches!(e, LedgerError::Io { .. } | LedgerError::Store(_))
+}
+
 /// Where the chain worker reports what it does.
 #[derive(Debug)]
 pub struct WorkerReports {
@@ -422,7 +428,7 @@ impl Worker {
             Command::Commit { certified, now_ms, reply } => {
                 let committed = self.commit(*certified, now_ms);
                 if let Err(e) = &committed {
-                    if crate::runtime::is_storage_failure(e) {
+                    if is_storage_failure(e) {
                         self.storage.send_replace(Some(e.to_string()));
                     }
                 }

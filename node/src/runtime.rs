@@ -113,7 +113,7 @@ impl NodeError {
         use crate::consensus::driver::DriverError;
         match self {
             NodeError::Storage(_) => true,
-            NodeError::Ledger(e) => is_storage_failure(e),
+            NodeError::Ledger(e) => chain::is_storage_failure(e),
             NodeError::Guard(e) | NodeError::Driver(DriverError::Core(CoreError::Guard(e))) => {
                 e.is_io()
             }
@@ -405,12 +405,6 @@ pub async fn run(
         Some(reason) => Err(NodeError::Storage(reason)),
         None => driver_result.map_err(NodeError::from),
     }
-}
-
-/// Whether a ledger error means the data dir could not be read or written (rather than bad
-/// input or a damaged copy).
-pub fn is_storage_failure(e: &LedgerError) -> bool {
-    matches!(e, LedgerError::Io { .. } | LedgerError::Store(_))
 }
 
 /// Whether a validator first waits for its peers' tip ([`wait_for_network_tip`]) before it

@@ -260,13 +260,7 @@ impl Cluster {
 
     /// Node `i`'s metric `name` (a gauge or counter without labels), from `GET /metrics`.
     pub fn metric(&self, i: usize, name: &str) -> Result<f64> {
-        let text = ureq::get(&format!("{}/metrics", self.nodes[i].url))
-            .config()
-            .timeout_global(Some(Duration::from_secs(5)))
-            .build()
-            .call()?
-            .into_body()
-            .read_to_string()?;
+        let text = self.get(i, "/metrics", true)?;
         text.lines()
             .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
             .with_context(|| format!("{} has no metric {name}", self.nodes[i].name))?
@@ -463,28 +457,25 @@ impl Cluster {
 
     /// Its `GET /v1/status`.
     pub fn status(&self, i: usize) -> Result<Value> {
-        let body = ureq::get(&format!("{}/v1/status", self.nodes[i].url))
-            .config()
-            .timeout_global(Some(Duration::from_secs(5)))
-            .build()
-            .call()?
-            .into_body()
-            .read_to_string()?;
-        Ok(serde_json::from_str(&body)?)
+        Ok(serde_json::from_str(&self.get(i, "/v1/status", true)?)?)
     }
 
     /// Its `GET /v1/status` answer whatever its HTTP status (a node waiting for its disk
     /// answers 503 with the reason).
     pub fn status_answer(&self, i: usize) -> Result<Value> {
-        let body = ureq::get(&format!("{}/v1/status", self.nodes[i].url))
+        Ok(serde_json::from_str(&self.get(i, "/v1/status", false)?)?)
+    }
+
+    /// The body of `GET path` on node `i`; an error status is an error if `ok_only`.
+    fn get(&self, i: usize, path: &str, ok_only: bool) -> Result<String> {
+        Ok(ureq::get(&format!("{}{path}", self.nodes[i].url))
             .config()
             .timeout_global(Some(Duration::from_secs(5)))
-            .http_status_as_error(false)
+            .http_status_as_error(ok_only)
             .build()
             .call()?
             .into_body()
-            .read_to_string()?;
-        Ok(serde_json::from_str(&body)?)
+            .read_to_string()?)
     }
 
     /// Waits until node `i` answers its status.

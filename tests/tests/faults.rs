@@ -88,6 +88,48 @@ fn failed(cluster: &Cluster, why: &str) -> ! {
     panic!("{why}\n(the nodes' logs are in {kept})");
 }
 
+/// Applies a fault to each of `nodes` in turn for [`phase`], heals it, waits until that node is
+/// level with the others and lets the submissions settle; each fault's `(node, from, to)`.
+fn each_in_turn(
+    cluster: &Cluster,
+    nodes: std::ops::Range<usize>,
+    apply: impl Fn(usize),
+    heal: impl Fn(usize),
+) -> Vec<(usize, Instant, Instant)> {
+    let mut windows = Vec::new();
+    for node in nodes {
+        apply(node);
+        let from = Instant::now();
+        std::thread::sleep(phase());
+        let to = Instant::now();
+        heal(node);
+        let target = highest_tip(cluster, node);
+        let took = wait_for_height(cluster, node, target, CATCH_UP);
+        eprintln!("{} healed: at height {target} {took:?} later", cluster.nodes[node].name);
+        windows.push((node, from, to));
+        settle();
+    }
+    windows
+}
+
+/// Checks that, while each node of `windows` was faulty, every other node's clients saw their
+/// events committed within the single-fault bound; prints their figures.
+fn judge_each(
+    cluster: &Cluster,
+    report: &Report,
+    windows: &[(usize, Instant, Instant)],
+    what: &str,
+) {
+    for &(faulty, from, to) in windows {
+        let others: Vec<usize> = (0..cluster.nodes.len()).filter(|&i| i != faulty).collect();
+        let scenario = format!("{} {what}", cluster.nodes[faulty].name);
+        let figures = report
+            .expect_committed(&others, from, to, single_fault_bound())
+            .unwrap_or_else(|e| failed(cluster, &format!("{scenario}: {e:#}")));
+        print_latencies(&scenario, &figures);
+    }
+}
+
 fn print_latencies(scenario: &str, figures: &[Latencies]) {
     for l in figures {
         eprintln!("{scenario}: {l}");
@@ -110,28 +152,14 @@ fn a_paused_node_slows_no_other_node_and_catches_up_when_resumed() {
     let cluster = Cluster::start(4, 1).unwrap();
     let load = Load::start(&cluster.urls(), cluster.signer(), 1);
     wait_for_height(&cluster, 4, 3, Duration::from_secs(30));
-    let mut windows = Vec::new();
-    for paused in 0..cluster.nodes.len() {
-        cluster.pause(paused).unwrap();
-        let from = Instant::now();
-        std::thread::sleep(phase());
-        let to = Instant::now();
-        cluster.resume(paused).unwrap();
-        let target = highest_tip(&cluster, paused);
-        let took = wait_for_height(&cluster, paused, target, CATCH_UP);
-        eprintln!("{} resumed: at height {target} {took:?} later", cluster.nodes[paused].name);
-        windows.push((paused, from, to));
-        settle();
-    }
+    let windows = each_in_turn(
+        &cluster,
+        0..cluster.nodes.len(),
+        |i| cluster.pause(i).unwrap(),
+        |i| cluster.resume(i).unwrap(),
+    );
     let report = load.stop();
-    for (paused, from, to) in windows {
-        let others: Vec<usize> = (0..cluster.nodes.len()).filter(|&i| i != paused).collect();
-        let figures =
-            report.expect_committed(&others, from, to, single_fault_bound()).unwrap_or_else(|e| {
-                failed(&cluster, &format!("{} paused: {e:#}", cluster.nodes[paused].name))
-            });
-        print_latencies(&format!("{} paused", cluster.nodes[paused].name), &figures);
-    }
+    judge_each(&cluster, &report, &windows, "paused");
     finish(cluster, &report);
 }
 
@@ -146,19 +174,12 @@ fn isolated_nodes_a_split_and_a_ring_lose_nothing_and_fork_nothing() {
     let load = Load::start(&cluster.urls(), cluster.signer(), 1);
     wait_for_height(&cluster, 4, 3, Duration::from_secs(30));
 
-    let mut windows = Vec::new();
-    for isolated in 0..4 {
-        cluster.isolate(isolated).unwrap();
-        let from = Instant::now();
-        std::thread::sleep(phase());
-        let to = Instant::now();
-        cluster.set_every_link(LinkFault::None);
-        let target = highest_tip(&cluster, isolated);
-        let took = wait_for_height(&cluster, isolated, target, CATCH_UP);
-        eprintln!("{} healed: at height {target} {took:?} later", cluster.nodes[isolated].name);
-        windows.push((isolated, from, to));
-        settle();
-    }
+    let windows = each_in_turn(
+        &cluster,
+        0..4,
+        |i| cluster.isolate(i).unwrap(),
+        |_| cluster.set_every_link(LinkFault::None),
+    );
 
     cluster.partition(&[&[0, 1, 4], &[2, 3]]).unwrap();
     // What was decided before the cut lands everywhere within a moment; after that, nothing.
@@ -188,14 +209,7 @@ fn isolated_nodes_a_split_and_a_ring_lose_nothing_and_fork_nothing() {
     cluster.set_every_link(LinkFault::None);
 
     let report = load.stop();
-    for (isolated, from, to) in windows {
-        let others: Vec<usize> = (0..cluster.nodes.len()).filter(|&i| i != isolated).collect();
-        let figures =
-            report.expect_committed(&others, from, to, single_fault_bound()).unwrap_or_else(|e| {
-                failed(&cluster, &format!("{} isolated: {e:#}", cluster.nodes[isolated].name))
-            });
-        print_latencies(&format!("{} isolated", cluster.nodes[isolated].name), &figures);
-    }
+    judge_each(&cluster, &report, &windows, "isolated");
     finish(cluster, &report);
 }
 
