@@ -537,6 +537,18 @@ impl Cluster {
     }
 
     /// Stops every node cleanly and returns their exit statuses.
+    /// Waits until every running node has committed the highest acknowledged height, then
+    /// stops them all. An acknowledgement comes from one node; the others may still be a block
+    /// behind when it arrives, and a node stopped then holds that block only after its next sync.
+    pub fn stop_all_synced(
+        &mut self,
+        acknowledged: &[(Hash, u64)],
+    ) -> Result<Vec<std::process::ExitStatus>> {
+        let top = acknowledged.iter().map(|(_, h)| *h).max().unwrap_or(0);
+        self.wait_height(top, Duration::from_secs(60))?;
+        self.stop_all()
+    }
+
     pub fn stop_all(&mut self) -> Result<Vec<std::process::ExitStatus>> {
         let mut statuses = Vec::new();
         for i in 0..self.nodes.len() {

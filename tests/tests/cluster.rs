@@ -87,9 +87,7 @@ fn four_validators_and_a_member_node_commit_events_submitted_to_any_node() {
             );
         }
     }
-    let top = acknowledged.iter().map(|(_, h)| *h).max().unwrap();
-    cluster.wait_height(top, Duration::from_secs(30)).unwrap();
-    let statuses = cluster.stop_all().unwrap();
+    let statuses = cluster.stop_all_synced(&acknowledged).unwrap();
     assert!(statuses.iter().all(|s| s.success()), "every node exits 0 when stopped: {statuses:?}");
     assert_chains_agree(&cluster, &acknowledged);
 }
@@ -139,7 +137,7 @@ fn validators_that_lack_a_proposals_events_fetch_them_from_the_proposer() {
     for &i in &starved {
         assert_eq!(metric(i, "tradeloop_proposals_incomplete_total "), 0, "{}", cluster.log(i));
     }
-    let statuses = cluster.stop_all().unwrap();
+    let statuses = cluster.stop_all_synced(&acknowledged).unwrap();
     assert!(statuses.iter().all(|s| s.success()), "every node exits 0 when stopped: {statuses:?}");
     assert_chains_agree(&cluster, &acknowledged);
 }
@@ -164,7 +162,7 @@ fn a_killed_validator_leaves_the_others_committing_then_replays_and_catches_up()
     cluster.wait_height(top, Duration::from_secs(60)).unwrap();
     // The restarted validator takes part again: a new trade commits with it among the nodes.
     acknowledged.extend(cluster.submit_all(&cluster.trade_events(2)[..3]).unwrap());
-    let statuses = cluster.stop_all().unwrap();
+    let statuses = cluster.stop_all_synced(&acknowledged).unwrap();
     assert!(statuses.iter().all(|s| s.success()), "{statuses:?}");
     assert_chains_agree(&cluster, &acknowledged);
 }
@@ -183,7 +181,7 @@ fn all_validators_killed_and_restarted_resume_from_their_stored_state() {
         cluster.wait_status(i, Duration::from_secs(60)).unwrap();
     }
     acknowledged.extend(cluster.submit_all(&cluster.trade_events(1)[5..9]).unwrap());
-    cluster.stop_all().unwrap();
+    cluster.stop_all_synced(&acknowledged).unwrap();
     assert_chains_agree(&cluster, &acknowledged);
 }
 
@@ -211,7 +209,7 @@ fn a_node_started_late_and_a_wiped_node_catch_up_by_verified_sync() {
     cluster.start_node(4).unwrap();
     cluster.wait_status(4, Duration::from_secs(60)).unwrap();
     cluster.wait_height(top, Duration::from_secs(60)).unwrap();
-    cluster.stop_all().unwrap();
+    cluster.stop_all_synced(&acknowledged).unwrap();
     assert_chains_agree(&cluster, &acknowledged);
 }
 
@@ -249,9 +247,7 @@ fn an_event_that_depends_on_one_pending_at_another_node_is_accepted() {
         assert_eq!(committed.len(), 1, "{answer}");
         acknowledged.extend(committed);
     }
-    let top = acknowledged.iter().map(|(_, h)| *h).max().unwrap();
-    cluster.wait_height(top, Duration::from_secs(30)).unwrap();
-    cluster.stop_all().unwrap();
+    cluster.stop_all_synced(&acknowledged).unwrap();
     assert_chains_agree(&cluster, &acknowledged);
 }
 
@@ -321,9 +317,7 @@ fn kill_loop_under_load_loses_nothing_acknowledged() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let acknowledged = load.join().unwrap();
     assert!(!acknowledged.is_empty(), "the load committed nothing");
-    let top = acknowledged.iter().map(|(_, h)| *h).max().unwrap();
-    cluster.wait_height(top, Duration::from_secs(20)).unwrap();
-    cluster.stop_all().unwrap();
+    cluster.stop_all_synced(&acknowledged).unwrap();
     eprintln!(
         "kill loop: {} events acknowledged, {proposer_hits} cycles aimed at the proposer",
         acknowledged.len()
@@ -435,9 +429,7 @@ fn a_stranger_is_refused_and_garbage_gossip_from_a_member_does_not_stop_the_node
     drop(runtime);
     // The real member node comes back and catches up.
     cluster.start_node(member).unwrap();
-    let top = acknowledged.iter().map(|(_, h)| *h).max().unwrap();
-    cluster.wait_height(top, Duration::from_secs(60)).unwrap();
-    let statuses = cluster.stop_all().unwrap();
+    let statuses = cluster.stop_all_synced(&acknowledged).unwrap();
     assert!(statuses.iter().all(|s| s.success()), "every node exits 0 when stopped: {statuses:?}");
     assert_chains_agree(&cluster, &acknowledged);
 }
@@ -714,10 +706,7 @@ fn bad_input_gets_its_status_and_code_from_every_node_and_valid_events_still_com
         }
     }
     valid_commits(&cluster, 2, &mut acknowledged);
-    let top = acknowledged.iter().map(|(_, h)| *h).max().unwrap();
-    cluster.wait_height(top, Duration::from_secs(60)).unwrap();
-
-    let statuses = cluster.stop_all().unwrap();
+    let statuses = cluster.stop_all_synced(&acknowledged).unwrap();
     assert!(statuses.iter().all(|s| s.success()), "every node exits 0 when stopped: {statuses:?}");
     assert_chains_agree(&cluster, &acknowledged);
     // Nothing was added twice: every node's chain holds each acknowledged event once, and

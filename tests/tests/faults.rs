@@ -139,7 +139,7 @@ fn print_latencies(scenario: &str, figures: &[Latencies]) {
 fn finish(mut cluster: Cluster, report: &Report) {
     let acknowledged = report.acknowledged();
     assert!(!acknowledged.is_empty(), "nothing was committed");
-    cluster.stop_all().unwrap();
+    cluster.stop_all_synced(&acknowledged).unwrap();
     check_chains_agree(&cluster, &acknowledged).unwrap_or_else(|e| panic!("{e:#}"));
 }
 
