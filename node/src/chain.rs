@@ -344,8 +344,79 @@ pub fn spawn(
         metrics,
         clock: ClockWatch::default(),
         storage,
+        faults: PlantedFaults::default(),
     };
     start(worker, lanes).map(|thread| (handle, thread))
+}
+
+/// A chain worker without a thread, for the simulator: the caller serves what its handles
+/// asked ([`LocalWorker::serve_waiting`]) between polls of the futures that asked it.
+pub fn local(
+    ledger: Ledger,
+    limits: MempoolLimits,
+    proposer: SigningKey,
+    reports: WorkerReports,
+    faults: PlantedFaults,
+) -> (ChainHandle, LocalWorker) {
+    let WorkerReports { commits, stats, metrics, storage } = reports;
+    let (handle, lanes) = lanes();
+    let worker = Worker {
+        ledger,
+        mempool: Mempool::new(limits),
+        verifier: Verifier::Inline,
+        proposer,
+        commits,
+        stats,
+        prepared: VecDeque::new(),
+        metrics,
+        clock: ClockWatch::default(),
+        storage,
+        faults,
+    };
+    (handle, LocalWorker { worker, lanes })
+}
+
+/// A chain worker served by its caller ([`local`]).
+pub struct LocalWorker {
+    worker: Worker,
+    lanes: Lanes,
+}
+
+impl std::fmt::Debug for LocalWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalWorker")
+    }
+}
+
+impl LocalWorker {
+    /// Serves every command waiting, commands before admissions as the thread does; how many.
+    pub fn serve_waiting(&mut self) -> usize {
+        let mut served = 0;
+        loop {
+            let next = match self.lanes.commands.try_recv() {
+                Ok(command) => command,
+                Err(_) => match self.lanes.admissions.try_recv() {
+                    Ok(command) => command,
+                    Err(_) => return served,
+                },
+            };
+            self.worker.serve(next);
+            served += 1;
+        }
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.worker.ledger
+    }
+
+    /// The pending events the rules refuse after a full re-check against the tip at `now_ms`
+    /// ([`Mempool::stale`]): none unless the re-check after a commit missed one.
+    pub fn stale_pending(&self, now_ms: u64) -> Result<Vec<Hash>, LedgerError> {
+        let w = &self.worker;
+        let stale = w.mempool.stale(w.ledger.genesis(), &w.ledger, now_ms)?;
+        Ok(stale.into_iter().map(|(id, _)| id).collect())
+    }
 }
 
 fn start(worker: Worker, lanes: Lanes) -> std::io::Result<std::thread::JoinHandle<()>> {
@@ -385,6 +456,17 @@ struct Worker {
     clock: ClockWatch,
     /// Set when a commit could not be written to the data dir: the runtime then stops.
     storage: watch::Sender<Option<String>>,
+    /// Defects planted by the simulator's negative controls; none in a node.
+    faults: PlantedFaults,
+}
+
+/// Defects the simulator's negative controls plant in the chain worker, to show that its
+/// checkers catch them (`crate::sim`). A node never sets any.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlantedFaults {
+    /// After a commit, remove the block's events from the mempool but do not re-check the
+    /// others against the new tip.
+    pub skip_mempool_recheck: bool,
 }
 
 impl Worker {
@@ -651,7 +733,12 @@ impl Worker {
         let genesis = self.ledger.genesis().clone();
         // Evicted events were accepted once; the rules now refuse them (a conflicting event
         // won). The notice carries the verdicts, so their waiters answer `rejected`.
-        let evicted = self.mempool.on_commit(&genesis, &self.ledger, now_ms, &ids, written)?;
+        let evicted = if self.faults.skip_mempool_recheck {
+            self.mempool.on_commit_without_recheck(&ids);
+            Vec::new()
+        } else {
+            self.mempool.on_commit(&genesis, &self.ledger, now_ms, &ids, written)?
+        };
         if !evicted.is_empty() {
             tracing::info!(
                 height = certified.block.header.height,
@@ -671,6 +758,13 @@ impl Worker {
             started.elapsed().as_secs_f64(),
         );
         self.watch_clock(&certified.block.header, now_ms);
+        tracing::info!(
+            height = certified.block.header.height,
+            round = certified.certificate.round,
+            events = ids.len(),
+            block = %hash,
+            "committed"
+        );
         let _ = self.commits.send(CommitNotice {
             height: certified.block.header.height,
             block_hash: hash,
@@ -759,7 +853,7 @@ mod tests {
     /// more than one chunk.
     #[test]
     fn every_verifier_gives_the_ledgers_verdicts() {
-        let t = crate::consensus::driver::now_ms();
+        let t = crate::time::now_ms();
         let cast = Cast::deterministic(1, t - 10_000).unwrap();
         let mut events: Vec<SignedEvent> =
             (1..=8).flat_map(|n| trade_events(&cast, n, t)).collect();
@@ -785,7 +879,7 @@ mod tests {
     /// of submitted or gossiped events does not hold up a proposal's validation or a commit.
     #[tokio::test]
     async fn waiting_commands_are_served_before_waiting_admissions() {
-        let t = crate::consensus::driver::now_ms();
+        let t = crate::time::now_ms();
         let cast = Cast::deterministic(1, t - 10_000).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path(), cast.genesis.clone()).unwrap();
@@ -802,6 +896,7 @@ mod tests {
             metrics: std::sync::Arc::new(crate::metrics::Metrics::new()),
             clock: ClockWatch::default(),
             storage: watch::channel(None).0,
+            faults: PlantedFaults::default(),
         };
         let (handle, lanes) = lanes();
         // Three admissions, then a read, all queued before the worker starts.
@@ -834,7 +929,7 @@ mod tests {
     /// makes the block invalid.
     #[tokio::test]
     async fn a_compact_proposal_is_rebuilt_from_the_mempool_and_fetched_events() {
-        let t = crate::consensus::driver::now_ms();
+        let t = crate::time::now_ms();
         let cast = Cast::deterministic(1, t - 10_000).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (proposer, validator) =

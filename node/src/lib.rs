@@ -18,6 +18,8 @@ pub mod metrics;
 pub mod outage;
 pub mod p2p;
 pub mod runtime;
+pub mod serve;
 pub mod sim;
 pub mod sync;
+pub mod time;
 pub mod wire;

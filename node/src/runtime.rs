@@ -31,15 +31,18 @@ use crate::chain::{self, AdmitResult, ChainHandle, CommitNotice, MempoolStats};
 use crate::config::NodeConfig;
 use crate::consensus::context::{TradeContext, Validators};
 use crate::consensus::core::ConsensusCore;
-use crate::consensus::driver::{self, now_ms, DriverConfig, DriverInput, Outbound};
+use crate::consensus::driver::{self, DriverConfig, DriverInput, Outbound};
 use crate::consensus::guard::SignGuard;
+use crate::consensus::inbound::check_consensus;
 use crate::consensus::streamed::StreamedBlocks;
 use crate::mempool::MempoolLimits;
 use crate::metrics::Metrics;
 use crate::p2p::{self, P2pConfig, P2pEvent, P2pHandle, P2pLimits, Topic, Verdict as Gossip};
+use crate::serve::answer;
 use crate::sync::decisions::DecisionWatch;
 use crate::sync::{self, SyncContext, SyncHint};
-use crate::wire::{self, ConsensusWire, EventBatch, Request, Response};
+use crate::time::now_ms;
+use crate::wire::{self, ConsensusWire, EventBatch};
 
 /// Bound on commit notices buffered for slow listeners (they then look up instead).
 pub const COMMIT_NOTICE_CHANNEL: usize = 1024;
@@ -281,15 +284,22 @@ pub async fn run(
                 height,
             );
             let (core, records) = core.with_wal(&wal_dir)?;
-            let net = (out_tx, p2p, streamed);
-            driver::run(dc, core, records, height, chain, mempool_rx, driver_rx, net, stop_rx).await
+            let links = driver::DriverLinks {
+                chain,
+                mempool: mempool_rx,
+                out: out_tx,
+                streamed,
+                clock: crate::time::Clock::System,
+            };
+            let d = driver::Driver::new(dc, core, height, links);
+            driver::run(d, records, driver_rx, stop_rx).await
         }));
         (Some(driver_tx), Some(out_rx))
     } else {
         (None, None)
     };
-    if let Some(out_rx) = out_rx {
-        tasks.spawn(outbound(out_rx, p2p.clone(), sync_tx.clone()));
+    if let (Some(out_rx), Some(driver_tx)) = (out_rx, driver_tx.clone()) {
+        tasks.spawn(outbound(out_rx, p2p.clone(), sync_tx.clone(), driver_tx));
     }
 
     let (gossip_tx, gossip_rx) = mpsc::channel::<SignedEvent>(GOSSIP_QUEUE);
@@ -473,8 +483,15 @@ fn consensus_params(genesis: &ConsensusParams, config: &NodeConfig) -> Consensus
     }
 }
 
-/// Publishes what the driver sends; turns "a peer is ahead" into a sync hint.
-async fn outbound(mut rx: mpsc::Receiver<Outbound>, p2p: P2pHandle, sync: mpsc::Sender<SyncHint>) {
+/// Publishes what the driver sends; turns "a peer is ahead" into a sync hint; runs the
+/// fetches it asks for.
+async fn outbound(
+    mut rx: mpsc::Receiver<Outbound>,
+    p2p: P2pHandle,
+    sync: mpsc::Sender<SyncHint>,
+    driver: mpsc::Sender<DriverInput>,
+) {
+    let mut fetches = crate::consensus::fetch::Fetches::default();
     // Starts at the clock so that a restarted node's counter does not repeat its earlier ones.
     let mut counter = now_ms().saturating_mul(1000);
     while let Some(msg) = rx.recv().await {
@@ -490,6 +507,9 @@ async fn outbound(mut rx: mpsc::Receiver<Outbound>, p2p: P2pHandle, sync: mpsc::
             Outbound::Behind { height } => {
                 let _ =
                     sync.try_send(SyncHint::Ahead { peer: None, height: height.saturating_sub(1) });
+            }
+            Outbound::Fetch { assembled, missing } => {
+                fetches.start(&p2p, *assembled, missing, driver.clone());
             }
         }
     }
@@ -652,113 +672,6 @@ fn consensus_height(msg: &ConsensusWire) -> Option<u64> {
         ConsensusWire::Polka(c) => Some(c.height.0),
         ConsensusWire::Part(p) => Some(p.height),
     }
-}
-
-/// The stateless checks of a consensus message, before it is forwarded: its signer is a
-/// validator (for a part, the round's proposer) and its signature holds.
-fn check_consensus(
-    ctx: &TradeContext,
-    validators: &Validators,
-    msg: ConsensusWire,
-) -> Result<ConsensusWire, String> {
-    use malachite_core_types::Context as _;
-    let is_validator = |k: &PublicKey| validators.0.iter().any(|v| v.public_key == *k);
-    match &msg {
-        ConsensusWire::Signed(SignedConsensusMsg::Vote(v)) => {
-            let who = v.message.validator.0;
-            if !is_validator(&who) {
-                return Err(format!("vote from {who}, not a validator"));
-            }
-            if !ctx.verify(&who, &ctx.vote_bytes(&v.message), &v.signature) {
-                return Err("vote signature invalid".into());
-            }
-        }
-        ConsensusWire::Signed(SignedConsensusMsg::Proposal(p)) => {
-            let who = p.message.proposer.0;
-            if !is_validator(&who) {
-                return Err(format!("proposal from {who}, not a validator"));
-            }
-            if !ctx.verify(&who, &ctx.proposal_bytes(&p.message), &p.signature) {
-                return Err("proposal signature invalid".into());
-            }
-        }
-        ConsensusWire::Polka(c) => {
-            // Every signature is checked before the certificate is forwarded, so that a forged
-            // one is not spread to every node (the core checks the quorum again).
-            for s in &c.polka_signatures {
-                let who = s.address.0;
-                if !is_validator(&who) {
-                    return Err(format!("polka certificate signed by {who}, not a validator"));
-                }
-                let vote = crate::consensus::context::Vote {
-                    vote_type: malachite_core_types::VoteType::Prevote,
-                    height: c.height,
-                    round: c.round,
-                    value: malachite_core_types::NilOrVal::Val(c.value_id),
-                    validator: s.address,
-                };
-                if !ctx.verify(&who, &ctx.vote_bytes(&vote), &s.signature) {
-                    return Err(format!("polka certificate: signature of {who} invalid"));
-                }
-            }
-        }
-        ConsensusWire::Part(part) => {
-            let expected = ctx.select_proposer(
-                validators,
-                crate::consensus::context::Height(part.height),
-                part.round,
-            );
-            if expected.public_key != part.proposer {
-                return Err(format!(
-                    "part from {}, not the proposer of height {} round {}",
-                    part.proposer,
-                    part.height,
-                    part.round.as_i64()
-                ));
-            }
-            if !part.verify(&ctx.chain) {
-                return Err("proposal part signature invalid".into());
-            }
-        }
-    }
-    Ok(msg)
-}
-
-async fn answer(
-    chain: &ChainHandle,
-    streamed: &StreamedBlocks,
-    genesis_hash: tradeloop_crypto::Hash,
-    data: &[u8],
-) -> Response {
-    match Request::decode(data) {
-        Err(e) => Response::Error(format!("malformed request: {e}")),
-        Ok(Request::Status) => match chain.tip().await {
-            Ok(tip) => {
-                Response::Status { chain: genesis_hash, height: tip.height, tip_hash: tip.hash }
-            }
-            Err(e) => Response::Error(e.to_string()),
-        },
-        Ok(Request::Blocks { from, count }) => {
-            let count = count.min(wire::MAX_SYNC_BLOCKS);
-            match chain.blocks(from, count, wire::MAX_SYNC_RESPONSE_BYTES).await {
-                Ok(blocks) => Response::Blocks(blocks),
-                Err(e) => Response::Error(e.to_string()),
-            }
-        }
-        Ok(Request::Events { ids }) => answer_events(streamed, &ids),
-    }
-}
-
-/// The answer to a fetch of a proposal's events: those this node streamed, within the bounds.
-fn answer_events(streamed: &StreamedBlocks, ids: &[tradeloop_crypto::Hash]) -> Response {
-    if ids.len() > wire::MAX_FETCH_IDS {
-        return Response::Error(format!(
-            "{} event ids asked; at most {} a request",
-            ids.len(),
-            wire::MAX_FETCH_IDS
-        ));
-    }
-    Response::Events(streamed.events(ids, wire::MAX_FETCH_RESPONSE_BYTES))
 }
 
 struct ApiCtx {
@@ -967,40 +880,6 @@ mod tests {
         let me = four.validator_keys[0].public_key();
         assert!(waits_for_peers(&four.genesis, &me, false));
         assert!(!waits_for_peers(&four.genesis, &me, true));
-    }
-
-    /// A fetch is answered from the blocks this node streamed; one over the id bound is
-    /// refused as a whole.
-    #[test]
-    fn event_fetches_are_answered_within_their_bounds() {
-        let cast = Cast::deterministic(1, 1_700_000_000_000).unwrap();
-        let events = tradeloop_ledger::sample::trade_events(&cast, 1, 1_700_000_001_000);
-        let block = tradeloop_ledger::Block {
-            header: tradeloop_ledger::Header {
-                chain: cast.genesis.hash,
-                height: 1,
-                prev_hash: Hash::ZERO,
-                time_ms: 1,
-                proposer: cast.validator_keys[0].public_key(),
-                events_root: Hash::ZERO,
-                event_count: 19,
-                app_hash: Hash::ZERO,
-                validators_hash: Hash::ZERO,
-            },
-            events: events.clone(),
-        };
-        let streamed = StreamedBlocks::new();
-        let ids: Vec<Hash> = events.iter().map(tradeloop_ledger::SignedEvent::id).collect();
-        streamed.add(&block, &ids);
-        let asked = vec![ids[4], Hash([9; 32]), ids[0]];
-        let Response::Events(got) = answer_events(&streamed, &asked) else { panic!("events") };
-        assert_eq!(got, vec![events[4].clone(), events[0].clone()]);
-        let too_many = vec![ids[0]; wire::MAX_FETCH_IDS + 1];
-        assert!(matches!(answer_events(&streamed, &too_many), Response::Error(_)));
-        assert!(matches!(
-            answer_events(&streamed, &too_many[..wire::MAX_FETCH_IDS]),
-            Response::Events(e) if e.len() == wire::MAX_FETCH_IDS
-        ));
     }
 
     /// Validator `validator`'s prevote at height 3, round 0, for block 0x04...

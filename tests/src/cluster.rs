@@ -287,7 +287,8 @@ impl Cluster {
         Ok((out.status.code().unwrap_or(-1), text))
     }
 
-    /// `tradeloop devnet init` with these counts; no node started yet.
+    /// `tradeloop devnet init` with these counts, on ports of this process's own range; no node
+    /// started yet.
     pub fn init(validators: usize, full_nodes: usize) -> Result<Cluster> {
         let temp = tempfile::tempdir()?;
         let dir = temp.path().join("net");
@@ -299,6 +300,8 @@ impl Cluster {
                 &full_nodes.to_string(),
                 "--timeout-propose-ms",
                 "1000",
+                "--base-port",
+                &cluster_base_port(validators + full_nodes)?.to_string(),
                 "--dir",
             ])
             .arg(&dir)
@@ -721,4 +724,22 @@ pub fn committed_ids(answer: &Value) -> Vec<(Hash, u64)> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Ports of one test process: a block of `PROCESS_PORTS` below the kernel's ephemeral range
+/// chosen by the process id, a slot of `CLUSTER_PORTS` in it per cluster. Clusters of one test
+/// binary run side by side: free ports picked by each one's `devnet init` could meet between
+/// the pick and the nodes' start (and an outgoing connection can take an ephemeral one).
+const PROCESS_PORTS: u32 = 320;
+const CLUSTER_PORTS: u32 = 32;
+
+fn cluster_base_port(nodes: usize) -> Result<u16> {
+    static NEXT_SLOT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    if 2 * nodes > CLUSTER_PORTS as usize {
+        bail!("a test cluster has at most {} nodes", CLUSTER_PORTS / 2);
+    }
+    let slot = NEXT_SLOT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        % (PROCESS_PORTS / CLUSTER_PORTS);
+    let block = std::process::id() % 37;
+    Ok(u16::try_from(20_000 + block * PROCESS_PORTS + slot * CLUSTER_PORTS)?)
 }

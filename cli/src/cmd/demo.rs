@@ -58,6 +58,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         dir: net.clone(),
         timeout_propose_ms: Some(1000),
         empty_block_wait_ms: None,
+        base_port: None,
     })?;
     let cast = devnet::load_cast(&net)?;
     let genesis = cast.genesis.clone();

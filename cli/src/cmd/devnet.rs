@@ -60,6 +60,11 @@ pub struct InitArgs {
     /// otherwise).
     #[arg(long)]
     pub empty_block_wait_ms: Option<u64>,
+    /// The first of the devnet's loopback ports (two per node: p2p, then API); the devnet
+    /// fails if any of them is taken. Default: free ports found below the kernel's ephemeral
+    /// range.
+    #[arg(long)]
+    pub base_port: Option<u16>,
 }
 
 pub fn run(command: DevnetCommand) -> Result<ExitCode> {
@@ -101,14 +106,43 @@ pub struct DevnetNode {
     pub config: PathBuf,
 }
 
-/// Picks `n` distinct free loopback ports (held open together so that none repeats).
-fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners: Vec<TcpListener> =
-        (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
-    Ok(listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<std::io::Result<_>>()?)
+/// Where a devnet without `--base-port` looks for free ports: below Linux's default ephemeral
+/// range (32768 to 60999), so no outgoing connection is given a devnet port between `init` and
+/// the nodes' start.
+const DEVNET_PORTS: std::ops::Range<u16> = 20000..32000;
+
+/// `n` distinct free loopback ports, held open together while they are picked so that none
+/// repeats: `base..base + n` when a base is given (every one must be free), otherwise the first
+/// free ones of `DEVNET_PORTS` from a random start.
+fn free_ports(n: usize, base: Option<u16>) -> Result<Vec<u16>> {
+    let mut held = Vec::with_capacity(n);
+    if let Some(base) = base {
+        for offset in 0..n {
+            let port = u16::try_from(usize::from(base) + offset)
+                .ok()
+                .with_context(|| format!("--base-port {base} leaves no room for {n} ports"))?;
+            let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| {
+                format!("port {port} is taken; give a --base-port with {n} free ports after it")
+            })?;
+            held.push(listener);
+        }
+    } else {
+        let span = DEVNET_PORTS.end - DEVNET_PORTS.start;
+        let start = rand::random::<u16>() % span;
+        for step in 0..span {
+            let port = DEVNET_PORTS.start + (start + step) % span;
+            if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+                held.push(listener);
+                if held.len() == n {
+                    break;
+                }
+            }
+        }
+        if held.len() < n {
+            bail!("found only {} free loopback ports of {n}; give --base-port", held.len());
+        }
+    }
+    Ok(held.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<std::io::Result<_>>()?)
 }
 
 /// Writes a devnet; returns its nodes. Also used by the networked demo and the cluster tests.
@@ -141,7 +175,7 @@ pub fn init(args: &InitArgs) -> Result<Vec<DevnetNode>> {
     let names = cast.node_names();
     let keys = cast.node_keys();
     let members = cast.genesis.member_nodes();
-    let ports = free_ports(2 * names.len())?;
+    let ports = free_ports(2 * names.len(), args.base_port)?;
     let verify_threads = verify_threads_per_node(names.len());
     let mut nodes = Vec::new();
     for (i, name) in names.iter().enumerate() {

@@ -22,7 +22,7 @@
 //! ([`ConsensusCore::persist_block`]). A decided block is committed (block log fsync, index)
 //! before the next height starts.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use malachite_core_consensus::{LivenessMsg, SignedConsensusMsg};
@@ -36,8 +36,8 @@ use super::core::{from_peer, propose, received_block, Action, ConsensusCore, Cor
 use super::parts::{Assembled, PartAssembler};
 use super::streamed::StreamedBlocks;
 use crate::chain::{ChainHandle, MempoolStats, Resolved};
-use crate::p2p::P2pHandle;
-use crate::wire::{split_proposal, CompactBlock, ConsensusWire, ProposalPart, Request, Response};
+use crate::time::Clock;
+use crate::wire::{split_proposal, CompactBlock, ConsensusWire, ProposalPart};
 
 /// Bound on inputs waiting for the driver.
 pub const DRIVER_INPUT_CHANNEL: usize = 1024;
@@ -47,22 +47,9 @@ pub const OUTBOUND_CHANNEL: usize = 1024;
 pub const MAX_EARLY_BLOCKS: usize = 16;
 /// Most proposals whose missing events are being fetched at once.
 pub const MAX_FETCHES_IN_FLIGHT: usize = 4;
-/// Most fetch requests for one proposal (each answers up to [`crate::wire::MAX_FETCH_IDS`]
-/// events, or fewer when its byte bound stops it).
-pub const MAX_FETCH_REQUESTS: usize = 64;
 /// How far ahead of this validator's clock a proposed block's time may be: far above the
 /// clock error of synchronised hosts and the time a proposal takes to arrive.
 pub const MAX_PROPOSAL_AHEAD_MS: u64 = 2_000;
-/// How long one proposal's fetch may take in all; then what it has is given up on, and the
-/// proposal gets no vote. Fetches of a height are also aborted when the next height starts.
-pub const FETCH_DEADLINE: Duration = Duration::from_secs(5);
-
-/// Events fetched for a proposal, back from the fetch task.
-#[derive(Debug)]
-struct Fetched {
-    assembled: Assembled,
-    events: Vec<SignedEvent>,
-}
 
 /// What the driver is told.
 #[derive(Debug)]
@@ -74,9 +61,16 @@ pub enum DriverInput {
         /// The new tip height.
         height: u64,
     },
+    /// The answer to an [`Outbound::Fetch`]: the events the proposer sent (possibly none).
+    Fetched {
+        /// The proposal they were fetched for.
+        assembled: Box<Assembled>,
+        /// The events.
+        events: Vec<SignedEvent>,
+    },
 }
 
-/// What the driver asks the network to send.
+/// What the driver asks of the network.
 #[derive(Debug)]
 pub enum Outbound {
     /// Publish on the consensus topic (already encoded).
@@ -85,6 +79,14 @@ pub enum Outbound {
     Behind {
         /// The height seen.
         height: u64,
+    },
+    /// Fetch a proposal's missing events from its proposer ([`super::fetch`]) and answer with
+    /// [`DriverInput::Fetched`].
+    Fetch {
+        /// The proposal.
+        assembled: Box<Assembled>,
+        /// The events it lacks here.
+        missing: Vec<Hash>,
     },
 }
 
@@ -107,6 +109,22 @@ pub struct DriverConfig {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
+/// What the driver works with: the chain worker and its mempool figures, where its messages
+/// go, the blocks it streams (for peers' fetches), and its clock.
+#[derive(Debug)]
+pub struct DriverLinks {
+    /// The chain worker.
+    pub chain: ChainHandle,
+    /// The mempool's figures (a waiting proposer builds when events arrive).
+    pub mempool: watch::Receiver<MempoolStats>,
+    /// Where messages to the network go.
+    pub out: mpsc::Sender<Outbound>,
+    /// The blocks this validator streamed, for peers to fetch from.
+    pub streamed: StreamedBlocks,
+    /// The time.
+    pub clock: Clock,
+}
+
 /// Why the driver stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -114,12 +132,13 @@ pub enum DriverError {
     #[error("consensus: {0}")]
     Core(#[from] CoreError),
     /// The chain worker failed to commit a decided block.
-    #[error("cannot commit the decided block at height {height}: {detail}")]
+    #[error("cannot commit the decided block at height {height}: {source}")]
     Commit {
         /// Height.
         height: u64,
         /// Why.
-        detail: String,
+        #[source]
+        source: crate::chain::ChainError,
     },
     /// The chain worker stopped.
     #[error("the chain worker stopped")]
@@ -153,76 +172,50 @@ struct AwaitedBlock {
     certificate: CommitCertificate,
 }
 
-struct Driver {
+/// The driver of one validator: its consensus core, timers and the blocks of its height. It
+/// reacts to inputs ([`Driver::handle`]), to time ([`Driver::tick`], due at
+/// [`Driver::next_wakeup`]) and to events arriving for a waiting proposer
+/// ([`Driver::on_mempool_changed`]); [`run`] feeds it in a node, `crate::sim` in the simulator.
+#[derive(Debug)]
+pub struct Driver {
     config: DriverConfig,
     core: ConsensusCore,
     chain: ChainHandle,
     out: mpsc::Sender<Outbound>,
     mempool: watch::Receiver<MempoolStats>,
+    clock: Clock,
     height: u64,
     timers: BTreeMap<(Instant, u64), Timeout>,
     timer_seq: u64,
     blocks: HashMap<Hash, Block>,
     early: Vec<Assembled>,
     assembler: PartAssembler,
-    /// The network, to fetch a proposal's missing events from its proposer.
-    p2p: P2pHandle,
     /// The blocks this validator streamed, for peers to fetch from.
     streamed: StreamedBlocks,
-    /// Proposals (by block hash) whose missing events are being fetched: their height and
-    /// the fetch task, aborted when the next height starts.
-    fetching: HashMap<Hash, (u64, tokio::task::AbortHandle)>,
-    fetched_tx: mpsc::Sender<Fetched>,
+    /// Proposals (by block hash) whose missing events are being fetched, and their height.
+    fetching: HashMap<Hash, u64>,
     pending_build: Option<PendingBuild>,
     /// When the current height started (the proposer's linger counts from it).
     height_started: Instant,
     awaited: Option<AwaitedBlock>,
     /// Heights this validator decided and committed (for status and tests).
     decided: u64,
+    /// Validators this one holds verified evidence of equivocation against (at most the
+    /// validator set).
+    equivocators: BTreeSet<PublicKey>,
 }
 
-/// Runs the driver until `inputs` closes or `stop` fires. `core` is fresh (as built by
-/// [`ConsensusCore::new`] at the tip's next height) with its WAL attached; `records` are the
-/// WAL's records for replay. The network is where messages go out, the p2p handle (to fetch a
-/// proposal's missing events) and the store of blocks this validator streams.
-#[allow(clippy::too_many_arguments)]
+/// Runs the driver until `inputs` closes or `stop` fires. `records` are the WAL's records for
+/// replay.
 pub async fn run(
-    config: DriverConfig,
-    core: ConsensusCore,
+    mut d: Driver,
     records: Vec<super::walrecord::WalRecord>,
-    height: u64,
-    chain: ChainHandle,
-    mempool: watch::Receiver<MempoolStats>,
     mut inputs: mpsc::Receiver<DriverInput>,
-    (out, p2p, streamed): (mpsc::Sender<Outbound>, P2pHandle, StreamedBlocks),
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), DriverError> {
-    let (fetched_tx, mut fetched_rx) = mpsc::channel(MAX_FETCHES_IN_FLIGHT);
-    let mut d = Driver {
-        config,
-        core,
-        chain,
-        out,
-        mempool,
-        height,
-        timers: BTreeMap::new(),
-        timer_seq: 0,
-        blocks: HashMap::new(),
-        early: Vec::new(),
-        assembler: PartAssembler::new(),
-        p2p,
-        streamed,
-        fetching: HashMap::new(),
-        fetched_tx,
-        pending_build: None,
-        height_started: Instant::now(),
-        awaited: None,
-        decided: 0,
-    };
     d.recover(records).await?;
     loop {
-        let next_timer = d.timers.keys().next().map(|(at, _)| *at);
-        let build_at = d.pending_build.map(|b| b.deadline);
+        let wakeup = d.next_wakeup();
         tokio::select! {
             biased;
             _ = stop.changed() => {
@@ -231,33 +224,17 @@ pub async fn run(
                     return Ok(());
                 }
             }
-            _ = sleep_until(next_timer) => {
-                d.fire_timers().await?;
-            }
-            _ = sleep_until(build_at) => {
-                d.build_now().await?;
-            }
+            _ = sleep_until(wakeup) => d.tick().await?,
             changed = d.mempool.changed(), if d.pending_build.is_some() => {
-                if changed.is_ok() && d.mempool.borrow().events > 0 {
-                    // Events arrived: build now if the block is full or the linger is over,
-                    // else at the linger's end (not later than already planned).
-                    let wait = d.build_delay();
-                    if wait.is_zero() {
-                        d.build_now().await?;
-                    } else if let Some(pending) = d.pending_build.as_mut() {
-                        pending.deadline = pending.deadline.min(Instant::now() + wait);
-                    }
+                if changed.is_ok() {
+                    d.on_mempool_changed().await?;
                 }
             }
             input = inputs.recv() => {
                 let Some(input) = input else { return Ok(()) };
-                d.on_input(input).await?;
-            }
-            Some(fetched) = fetched_rx.recv() => {
-                d.on_fetched(fetched).await?;
+                d.handle(input).await?;
             }
         }
-        d.settle().await?;
     }
 }
 
@@ -289,9 +266,67 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 impl Driver {
+    /// A driver at `height` (the tip's next) over `core`, fresh as built by
+    /// [`ConsensusCore::new`] with its WAL attached.
+    pub fn new(
+        config: DriverConfig,
+        core: ConsensusCore,
+        height: u64,
+        links: DriverLinks,
+    ) -> Driver {
+        let DriverLinks { chain, mempool, out, streamed, clock } = links;
+        let height_started = clock.now();
+        Driver {
+            config,
+            core,
+            chain,
+            out,
+            mempool,
+            clock,
+            height,
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            blocks: HashMap::new(),
+            early: Vec::new(),
+            assembler: PartAssembler::new(),
+            streamed,
+            fetching: HashMap::new(),
+            pending_build: None,
+            height_started,
+            awaited: None,
+            decided: 0,
+            equivocators: BTreeSet::new(),
+        }
+    }
+
+    /// The height being decided.
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// Validators this one holds verified evidence of equivocation against.
+    pub fn equivocators(&self) -> &BTreeSet<PublicKey> {
+        &self.equivocators
+    }
+
+    /// When [`Driver::tick`] is next due: the earliest timer or the waiting proposer's build.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        let timer = self.timers.keys().next().map(|(at, _)| *at);
+        let build = self.pending_build.map(|b| b.deadline);
+        match (timer, build) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether a waiting proposer has mempool news to look at ([`Driver::on_mempool_changed`]).
+    pub fn mempool_news(&self) -> bool {
+        self.pending_build.is_some() && self.mempool.has_changed().unwrap_or(false)
+    }
+
     /// Starts the height and replays the WAL (a restart resumes the round, lock and votes it
     /// had), then re-sends the last vote the sign-state holds.
-    async fn recover(
+    pub async fn recover(
         &mut self,
         records: Vec<super::walrecord::WalRecord>,
     ) -> Result<(), DriverError> {
@@ -313,6 +348,56 @@ impl Driver {
                 tracing::warn!(code = e.code(), "not re-sending the last vote: {e}");
             }
             Err(e) => return Err(e.into()),
+        }
+        self.settle().await
+    }
+
+    /// Handles one input, then commits what it decided.
+    pub async fn handle(&mut self, input: DriverInput) -> Result<(), DriverError> {
+        match input {
+            DriverInput::Synced { height } => {
+                if height >= self.height {
+                    self.start_height(height + 1).await?;
+                }
+            }
+            DriverInput::Consensus(msg) => self.on_consensus(*msg).await?,
+            DriverInput::Fetched { assembled, events } => {
+                self.fetching.remove(&assembled.proposal.header.hash());
+                self.config.metrics.proposal_events_fetched.inc_by(events.len() as u64);
+                self.resolve(*assembled, Some(events)).await?;
+            }
+        }
+        self.settle().await
+    }
+
+    /// Fires the timers that are due and a build whose wait is over.
+    pub async fn tick(&mut self) -> Result<(), DriverError> {
+        let now = self.clock.now();
+        let due: Vec<(Instant, u64)> =
+            self.timers.range(..=(now, u64::MAX)).map(|(k, _)| *k).collect();
+        for key in due {
+            if let Some(timeout) = self.timers.remove(&key) {
+                self.feed(malachite_core_consensus::Input::TimeoutElapsed(timeout)).await?;
+            }
+        }
+        if self.pending_build.is_some_and(|b| b.deadline <= now) {
+            self.build_now().await?;
+        }
+        self.settle().await
+    }
+
+    /// Events arrived for a waiting proposer: it builds now if the block is full or the linger
+    /// is over, else at the linger's end (not later than already planned).
+    pub async fn on_mempool_changed(&mut self) -> Result<(), DriverError> {
+        let events = self.mempool.borrow_and_update().events;
+        if self.pending_build.is_none() || events == 0 {
+            return Ok(());
+        }
+        let wait = self.build_delay();
+        if wait.is_zero() {
+            self.build_now().await?;
+        } else if let Some(pending) = self.pending_build.as_mut() {
+            pending.deadline = pending.deadline.min(self.clock.now() + wait);
         }
         self.settle().await
     }
@@ -420,7 +505,7 @@ impl Driver {
             Action::ScheduleTimeout { timeout, duration_ms } => {
                 self.timers.retain(|_, t| *t != timeout);
                 self.timer_seq += 1;
-                let at = Instant::now() + Duration::from_millis(duration_ms);
+                let at = self.clock.now() + Duration::from_millis(duration_ms);
                 self.timers.insert((at, self.timer_seq), timeout);
             }
             Action::CancelTimeout(timeout) => self.timers.retain(|_, t| *t != timeout),
@@ -428,17 +513,12 @@ impl Driver {
             Action::BuildBlock { height, round } => {
                 let wait = self.build_delay();
                 self.pending_build =
-                    Some(PendingBuild { height, round, deadline: Instant::now() + wait });
+                    Some(PendingBuild { height, round, deadline: self.clock.now() + wait });
                 if wait.is_zero() {
                     return self.build(height, round).await;
                 }
             }
-            Action::Evidence(evidence) => {
-                if evidence.verify(&self.config.ctx) {
-                    let (height, round, step) = evidence.position();
-                    tracing::warn!(validator = %evidence.validator(), height, round, step, "validator equivocated (evidence verified)");
-                }
-            }
+            Action::Evidence(evidence) => self.on_evidence(&evidence),
             // Committed by `settle`, after the input that led to it is fully handled.
             Action::Decided { height, block_hash, certificate } => {
                 self.awaited = Some(AwaitedBlock { height, block_hash, certificate });
@@ -447,12 +527,21 @@ impl Driver {
         Ok(None)
     }
 
+    fn on_evidence(&mut self, evidence: &super::core::Evidence) {
+        if !evidence.verify(&self.config.ctx) {
+            return;
+        }
+        let (height, round, step) = evidence.position();
+        tracing::warn!(validator = %evidence.validator(), height, round, step, "validator equivocated (evidence verified)");
+        self.equivocators.insert(evidence.validator());
+    }
+
     /// How long from now the proposer waits before building ([`build_delay`]).
     fn build_delay(&self) -> Duration {
         build_delay(
             self.mempool.borrow().events,
             self.config.full_block_events,
-            self.height_started.elapsed(),
+            self.clock.now().saturating_duration_since(self.height_started),
             self.config.block_linger,
             self.config.empty_block_wait,
         )
@@ -475,7 +564,7 @@ impl Driver {
         if height != self.height {
             return Ok(None);
         }
-        let block = match self.chain.build(now_ms()).await {
+        let block = match self.chain.build(self.clock.unix_ms()).await {
             Ok(block) => block,
             Err(e) => {
                 tracing::error!(height, "cannot build a block: {e}");
@@ -490,43 +579,23 @@ impl Driver {
         Ok(Some(propose(height, round, hash)))
     }
 
-    async fn fire_timers(&mut self) -> Result<(), DriverError> {
-        let now = Instant::now();
-        let due: Vec<(Instant, u64)> =
-            self.timers.range(..=(now, u64::MAX)).map(|(k, _)| *k).collect();
-        for key in due {
-            if let Some(timeout) = self.timers.remove(&key) {
-                self.feed(malachite_core_consensus::Input::TimeoutElapsed(timeout)).await?;
+    async fn on_consensus(&mut self, msg: ConsensusWire) -> Result<(), DriverError> {
+        match msg {
+            ConsensusWire::Signed(m) => {
+                let h = match &m {
+                    SignedConsensusMsg::Vote(v) => v.message.height.0,
+                    SignedConsensusMsg::Proposal(p) => p.message.height.0,
+                };
+                if h > self.height {
+                    let _ = self.out.try_send(Outbound::Behind { height: h });
+                }
+                self.feed(from_peer(m)).await
             }
-        }
-        Ok(())
-    }
-
-    async fn on_input(&mut self, input: DriverInput) -> Result<(), DriverError> {
-        match input {
-            DriverInput::Synced { height } => {
-                if height >= self.height {
-                    self.start_height(height + 1).await?;
-                }
+            ConsensusWire::Polka(c) => {
+                self.feed(malachite_core_consensus::Input::PolkaCertificate(c)).await
             }
-            DriverInput::Consensus(msg) => match *msg {
-                ConsensusWire::Signed(m) => {
-                    let h = match &m {
-                        SignedConsensusMsg::Vote(v) => v.message.height.0,
-                        SignedConsensusMsg::Proposal(p) => p.message.height.0,
-                    };
-                    if h > self.height {
-                        let _ = self.out.try_send(Outbound::Behind { height: h });
-                    }
-                    self.feed(from_peer(m)).await?;
-                }
-                ConsensusWire::Polka(c) => {
-                    self.feed(malachite_core_consensus::Input::PolkaCertificate(c)).await?;
-                }
-                ConsensusWire::Part(part) => self.on_part(part).await?,
-            },
+            ConsensusWire::Part(part) => self.on_part(part).await,
         }
-        Ok(())
     }
 
     async fn on_part(&mut self, part: ProposalPart) -> Result<(), DriverError> {
@@ -547,12 +616,6 @@ impl Driver {
         self.resolve(a, held).await
     }
 
-    async fn on_fetched(&mut self, f: Fetched) -> Result<(), DriverError> {
-        self.fetching.remove(&f.assembled.proposal.header.hash());
-        self.config.metrics.proposal_events_fetched.inc_by(f.events.len() as u64);
-        self.resolve(f.assembled, Some(f.events)).await
-    }
-
     /// Rebuilds and validates a proposal; `fetched` is `Some` once a fetch was made (or the
     /// block is held already): events still missing then are not fetched again.
     async fn resolve(
@@ -570,7 +633,7 @@ impl Driver {
         let (block, valid) = match self.chain.resolve(a.proposal.clone(), fetched).await {
             Ok(Resolved::Block { block, verdict }) => {
                 let valid = match verdict {
-                    Ok(h) => h == hash && timely(&block.header, a.proposer, now_ms()),
+                    Ok(h) => h == hash && timely(&block.header, a.proposer, self.clock.unix_ms()),
                     Err(e) => {
                         tracing::warn!(height, proposer = %a.proposer, "proposed block is invalid: {e}");
                         false
@@ -602,31 +665,22 @@ impl Driver {
         self.feed(received_block(height, a.round, a.valid_round, a.proposer, hash, valid)).await
     }
 
-    /// Fetches a proposal's missing events from its proposer on a task of its own (within
-    /// [`FETCH_DEADLINE`]); the answer comes back as a `Fetched`. At the bound of
+    /// Asks for a proposal's missing events from its proposer ([`Outbound::Fetch`]); the
+    /// answer comes back as [`DriverInput::Fetched`]. At the bound of
     /// [`MAX_FETCHES_IN_FLIGHT`] the proposal is not fetched and gets no vote (a later round
     /// proposes again).
     fn fetch(&mut self, a: Assembled, missing: Vec<Hash>) {
         let hash = a.proposal.header.hash();
+        let height = a.proposal.header.height;
         if self.fetching.contains_key(&hash) || self.fetching.len() >= MAX_FETCHES_IN_FLIGHT {
-            tracing::debug!(
-                height = a.proposal.header.height,
-                "not fetching: already fetching or at the bound"
-            );
+            tracing::debug!(height, "not fetching: already fetching or at the bound");
             return;
         }
-        tracing::debug!(height = a.proposal.header.height, missing = missing.len(), proposer = %a.proposer, "fetching a proposal's missing events");
-        let p2p = self.p2p.clone();
-        let done = self.fetched_tx.clone();
-        let height = a.proposal.header.height;
-        let task = tokio::spawn(async move {
-            let events = tokio::time::timeout(FETCH_DEADLINE, fetch_events(&p2p, &a, missing))
-                .await
-                .unwrap_or_default();
-            // The driver being gone means the node is stopping.
-            let _ = done.send(Fetched { assembled: a, events }).await;
-        });
-        self.fetching.insert(hash, (height, task.abort_handle()));
+        tracing::debug!(height, missing = missing.len(), proposer = %a.proposer, "fetching a proposal's missing events");
+        let ask = Outbound::Fetch { assembled: Box::new(a), missing };
+        if self.out.try_send(ask).is_ok() {
+            self.fetching.insert(hash, height);
+        }
     }
 
     /// After each input: while a decision's block is here, commits it and starts the next
@@ -653,19 +707,19 @@ impl Driver {
         };
         let height = awaited.height;
         let certified = CertifiedBlock { block, certificate: awaited.certificate };
-        match self.chain.commit(certified, now_ms()).await {
+        match self.chain.commit(certified, self.clock.unix_ms()).await {
             Ok(_) => {}
             Err(crate::chain::ChainError::Stopped) => return Err(DriverError::ChainStopped),
-            Err(e) => {
+            Err(source) => {
                 // The sync task may have committed this height first.
                 let tip = self.chain.tip().await.map_err(|_| DriverError::ChainStopped)?;
                 if tip.height < height {
-                    return Err(DriverError::Commit { height, detail: e.to_string() });
+                    return Err(DriverError::Commit { height, source });
                 }
             }
         }
         self.decided += 1;
-        tracing::info!(height, "committed");
+        tracing::debug!(height, "decided and committed");
         self.start_height(height + 1).await?;
         Ok(true)
     }
@@ -678,20 +732,15 @@ impl Driver {
             return Ok(());
         }
         self.height = height;
-        self.height_started = Instant::now();
+        self.height_started = self.clock.now();
         self.timers.clear();
         self.blocks.clear();
         self.pending_build = None;
         self.awaited = None;
         self.assembler.prune_below(height);
         self.streamed.prune_below(height);
-        self.fetching.retain(|_, (h, task)| {
-            let keep = *h >= height;
-            if !keep {
-                task.abort();
-            }
-            keep
-        });
+        // Their answers, if any still come, are for a height gone by and are dropped.
+        self.fetching.retain(|_, h| *h >= height);
         let early = std::mem::take(&mut self.early);
         let input = self.core.start_height(height);
         self.feed(input).await?;
@@ -704,46 +753,6 @@ impl Driver {
         }
         Ok(())
     }
-}
-
-/// Asks the proposer of `a` for the `missing` events, [`crate::wire::MAX_FETCH_IDS`] at a
-/// time, until it has sent them all, stops sending any, or [`MAX_FETCH_REQUESTS`] were made.
-/// Only events with a wanted id are kept (the chain worker checks them like any other).
-async fn fetch_events(p2p: &P2pHandle, a: &Assembled, missing: Vec<Hash>) -> Vec<SignedEvent> {
-    let mut wanted: Vec<Hash> = missing;
-    let mut got = Vec::new();
-    for _ in 0..MAX_FETCH_REQUESTS {
-        if wanted.is_empty() {
-            break;
-        }
-        let ask = wanted[..wanted.len().min(crate::wire::MAX_FETCH_IDS)].to_vec();
-        let Ok(request) = (Request::Events { ids: ask.clone() }).encode() else { break };
-        let answer = match p2p.request(a.proposer, request).await {
-            Ok(answer) => answer,
-            Err(e) => {
-                tracing::debug!(proposer = %a.proposer, "event fetch failed: {e}");
-                break;
-            }
-        };
-        let events = match Response::decode(&answer) {
-            Ok(Response::Events(events)) => events,
-            _ => break,
-        };
-        let asked: HashSet<Hash> = ask.into_iter().collect();
-        let mut progress = false;
-        for e in events {
-            let id = e.id();
-            if asked.contains(&id) {
-                wanted.retain(|w| *w != id);
-                got.push(e);
-                progress = true;
-            }
-        }
-        if !progress {
-            break;
-        }
-    }
-    got
 }
 
 /// Whether a proposed block's time is not in this validator's future by more than
@@ -765,14 +774,6 @@ fn timely(header: &tradeloop_ledger::Header, proposer: PublicKey, now_ms: u64) -
         return false;
     }
     true
-}
-
-/// Wall-clock Unix milliseconds (block and admission times).
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 pub mod context;
 pub mod core;
 pub mod driver;
+pub mod fetch;
 pub mod guard;
+pub mod inbound;
 pub mod parts;
 pub mod streamed;
 pub mod wal;

@@ -191,7 +191,7 @@ pub const RELAYED_CHECK_AFTER_COMMITS: u64 = 16;
 /// commits nothing for a long time while its pools evict): the oldest are dropped beyond it.
 pub const MAX_UNREPORTED_EVICTIONS: usize = 65_536;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Entry {
     signed: SignedEvent,
     event: Event,
@@ -218,7 +218,7 @@ pub struct Candidates<'a> {
 }
 
 /// The pending events of one node.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Mempool {
     limits: MempoolLimits,
     /// Arrival order: sequence number -> entry.
@@ -473,6 +473,26 @@ impl Mempool {
         written: Option<WrittenKeys>,
     ) -> Result<Vec<(Hash, Rejection)>, LedgerError> {
         self.commits += 1;
+        let changed = self.remove_committed(committed, written);
+        let mut evicted: Vec<(Hash, Rejection)> = self.unreported.drain(..).collect();
+        evicted.extend(self.recheck(genesis, state, now_ms, changed, false)?);
+        Ok(evicted)
+    }
+
+    /// [`Mempool::on_commit`] without its re-check: the defect the simulator's negative control
+    /// `skip-mempool-recheck` plants, which [`Mempool::stale`] must find.
+    pub(crate) fn on_commit_without_recheck(&mut self, committed: &[Hash]) {
+        self.commits += 1;
+        self.remove_committed(committed, None);
+    }
+
+    /// Removes committed events; returns the keys whose pending readers must be re-checked
+    /// (`None`: all of them).
+    fn remove_committed(
+        &mut self,
+        committed: &[Hash],
+        written: Option<WrittenKeys>,
+    ) -> Option<HashSet<u64>> {
         let mut changed: Option<HashSet<u64>> = written.map(|w| w.0);
         for id in committed {
             let removed = self.by_id.remove(id).and_then(|seq| self.order.remove_entry(&seq));
@@ -500,9 +520,20 @@ impl Mempool {
                 None => changed = None,
             }
         }
-        let mut evicted: Vec<(Hash, Rejection)> = self.unreported.drain(..).collect();
-        evicted.extend(self.recheck(genesis, state, now_ms, changed, false)?);
-        Ok(evicted)
+        changed
+    }
+
+    /// The pending events the rules would refuse over `state` if every checked one (and every
+    /// relayed one due for its check) were run through them again, in order. Empty after a
+    /// correct [`Mempool::on_commit`]: the simulator's check that the re-check after a commit
+    /// misses nothing. Works on a copy; the pool is unchanged.
+    pub fn stale<S: StateRead>(
+        &self,
+        genesis: &Genesis,
+        state: &S,
+        now_ms: u64,
+    ) -> Result<Vec<(Hash, Rejection)>, LedgerError> {
+        self.clone().recheck(genesis, state, now_ms, None, false)
     }
 
     /// Re-checks the pending events in order over `state`: all of them when `changed` is

@@ -454,6 +454,37 @@ impl P2pError {
     }
 }
 
+/// The one network operation the consensus driver's fetches and block sync need: a request to
+/// a peer and its answer, within `timeout`. [`P2pHandle`] sends it over libp2p; the simulator
+/// (`crate::sim`) over its simulated network.
+pub trait PeerRequests: Clone + Send + Sync + 'static {
+    /// Why a request got no answer.
+    type Error: std::fmt::Display + Send;
+
+    /// Sends `data` to `peer` and waits at most `timeout` for its answer.
+    fn request(
+        &self,
+        peer: PublicKey,
+        data: Vec<u8>,
+        timeout: std::time::Duration,
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, Self::Error>> + Send;
+}
+
+impl PeerRequests for P2pHandle {
+    type Error = P2pError;
+
+    async fn request(
+        &self,
+        peer: PublicKey,
+        data: Vec<u8>,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<u8>, P2pError> {
+        tokio::time::timeout(timeout, P2pHandle::request(self, peer, data))
+            .await
+            .unwrap_or(Err(P2pError::Timeout { peer: Box::new(peer) }))
+    }
+}
+
 /// A cloneable handle to the event loop.
 #[derive(Clone, Debug)]
 pub struct P2pHandle {

@@ -20,9 +20,11 @@ use tradeloop_crypto::{Hash, PublicKey};
 pub mod decisions;
 
 use crate::chain::{ChainError, ChainHandle};
-use crate::consensus::driver::{now_ms, DriverInput};
-use crate::p2p::P2pHandle;
+use crate::consensus::driver::DriverInput;
+use crate::p2p::{P2pHandle, PeerRequests};
+use crate::time::Clock;
 use crate::wire::{Request, Response, MAX_SYNC_BLOCKS};
+use tradeloop_ledger::CertifiedBlock;
 
 /// How often connected peers are asked for their tip.
 pub const STATUS_POLL_INTERVAL: Duration = Duration::from_millis(1000);
@@ -167,9 +169,17 @@ async fn ask_again_if_decided(ctx: &SyncContext, hint: SyncHint, learned: mpsc::
     });
 }
 
-enum FetchError {
+/// Why a sync fetch ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The chain worker stopped.
+    #[error("the chain worker stopped")]
     Stopped,
+    /// The peer sent a block that does not verify, or an answer that makes no sense.
+    #[error("the peer sent a bad block or answer: {0}")]
     BadPeer(String),
+    /// The peer did not answer (in time).
+    #[error("the peer did not answer: {0}")]
     Unreachable(String),
 }
 
@@ -260,64 +270,101 @@ pub async fn peer_height(p2p: &P2pHandle, chain_id: Hash, peer: PublicKey) -> Op
 /// Fetches and commits blocks from `peer` until our tip reaches `target` or the peer has no
 /// more.
 async fn fetch(ctx: &SyncContext, peer: PublicKey, target: u64) -> Result<(), FetchError> {
+    let to = SyncedTo { chain: &ctx.chain, driver: ctx.driver.as_ref(), clock: &Clock::System };
+    fetch_blocks(&ctx.p2p, &to, peer, target).await
+}
+
+/// Where synced blocks go: the chain worker commits them (at the clock's time), and the
+/// consensus driver, if any, hears of the new tip.
+#[derive(Clone, Copy, Debug)]
+pub struct SyncedTo<'a> {
+    /// The chain worker.
+    pub chain: &'a ChainHandle,
+    /// The driver (validators only).
+    pub driver: Option<&'a mpsc::Sender<DriverInput>>,
+    /// The time.
+    pub clock: &'a Clock,
+}
+
+/// Fetches blocks from `peer` by request-response, [`MAX_SYNC_BLOCKS`] at a time, and commits
+/// each through the chain worker (which verifies its certificate and re-executes it), until the
+/// tip reaches `target` or the peer has no more. The node's sync task and the simulator both
+/// run it.
+pub async fn fetch_blocks<R: PeerRequests>(
+    peers: &R,
+    to: &SyncedTo<'_>,
+    peer: PublicKey,
+    target: u64,
+) -> Result<(), FetchError> {
     loop {
-        let tip = ctx.chain.tip().await.map_err(|_| FetchError::Stopped)?;
+        let tip = to.chain.tip().await.map_err(|_| FetchError::Stopped)?;
         if tip.height >= target {
             return Ok(());
         }
-        let request = Request::Blocks { from: tip.height + 1, count: MAX_SYNC_BLOCKS }
-            .encode()
-            .map_err(|e| FetchError::Unreachable(e.to_string()))?;
-        let answer = tokio::time::timeout(BLOCKS_TIMEOUT, ctx.p2p.request(peer, request))
-            .await
-            .map_err(|_| {
-                FetchError::Unreachable(format!(
-                    "no answer to a block request within {BLOCKS_TIMEOUT:?}"
-                ))
-            })?
-            .map_err(|e| FetchError::Unreachable(e.to_string()))?;
-        let blocks = match Response::decode(&answer) {
-            Ok(Response::Blocks(blocks)) => blocks,
-            Ok(Response::Error(e)) => {
-                return Err(FetchError::Unreachable(format!("peer could not answer: {e}")))
-            }
-            Ok(_) => {
-                return Err(FetchError::BadPeer(
-                    "answered a block request with something else".into(),
-                ))
-            }
-            Err(e) => return Err(FetchError::BadPeer(e.to_string())),
-        };
+        let blocks = request_blocks(peers, peer, tip.height + 1).await?;
         if blocks.is_empty() {
             return Ok(());
         }
-        let mut committed = tip.height;
-        for certified in blocks {
-            let height = certified.block.header.height;
-            if height != committed + 1 {
-                // The consensus driver committed it meanwhile, or the peer skipped one.
-                if height <= committed {
-                    continue;
-                }
-                return Err(FetchError::BadPeer(format!("sent height {height} after {committed}")));
-            }
-            match ctx.chain.commit(certified, now_ms()).await {
-                Ok(_) => committed = height,
-                Err(ChainError::Stopped) => return Err(FetchError::Stopped),
-                Err(e) => {
-                    // Committed meanwhile by the driver: fine; anything else is the peer's fault.
-                    let tip = ctx.chain.tip().await.map_err(|_| FetchError::Stopped)?;
-                    if tip.height >= height {
-                        committed = tip.height;
-                        continue;
-                    }
-                    return Err(FetchError::BadPeer(format!("height {height}: {e}")));
-                }
-            }
-        }
+        let committed = commit_blocks(to, tip.height, blocks).await?;
         tracing::info!(height = committed, from = %peer, "synced");
-        if let Some(driver) = &ctx.driver {
+        if let Some(driver) = to.driver {
             let _ = driver.send(DriverInput::Synced { height: committed }).await;
         }
     }
+}
+
+/// Asks `peer` for the committed blocks from `from`.
+async fn request_blocks<R: PeerRequests>(
+    peers: &R,
+    peer: PublicKey,
+    from: u64,
+) -> Result<Vec<CertifiedBlock>, FetchError> {
+    let request = Request::Blocks { from, count: MAX_SYNC_BLOCKS }
+        .encode()
+        .map_err(|e| FetchError::Unreachable(e.to_string()))?;
+    let answer = peers
+        .request(peer, request, BLOCKS_TIMEOUT)
+        .await
+        .map_err(|e| FetchError::Unreachable(e.to_string()))?;
+    match Response::decode(&answer) {
+        Ok(Response::Blocks(blocks)) => Ok(blocks),
+        Ok(Response::Error(e)) => {
+            Err(FetchError::Unreachable(format!("peer could not answer: {e}")))
+        }
+        Ok(_) => Err(FetchError::BadPeer("answered a block request with something else".into())),
+        Err(e) => Err(FetchError::BadPeer(e.to_string())),
+    }
+}
+
+/// Commits `blocks`, consecutive after `tip`; the height reached.
+async fn commit_blocks(
+    to: &SyncedTo<'_>,
+    tip: u64,
+    blocks: Vec<CertifiedBlock>,
+) -> Result<u64, FetchError> {
+    let mut committed = tip;
+    for certified in blocks {
+        let height = certified.block.header.height;
+        if height != committed + 1 {
+            // The consensus driver committed it meanwhile, or the peer skipped one.
+            if height <= committed {
+                continue;
+            }
+            return Err(FetchError::BadPeer(format!("sent height {height} after {committed}")));
+        }
+        match to.chain.commit(certified, to.clock.unix_ms()).await {
+            Ok(_) => committed = height,
+            Err(ChainError::Stopped) => return Err(FetchError::Stopped),
+            Err(e) => {
+                // Committed meanwhile by the driver: fine; anything else is the peer's fault.
+                let tip = to.chain.tip().await.map_err(|_| FetchError::Stopped)?;
+                if tip.height >= height {
+                    committed = tip.height;
+                    continue;
+                }
+                return Err(FetchError::BadPeer(format!("height {height}: {e}")));
+            }
+        }
+    }
+    Ok(committed)
 }

@@ -101,6 +101,7 @@ pub fn run(args: ApiArgs) -> Result<()> {
         dir: dir.clone(),
         timeout_propose_ms: None,
         empty_block_wait_ms: None,
+        base_port: None,
     })?;
     let (validator, member) = (&nodes[0], &nodes[1]);
     if !validator.validator || member.validator {

@@ -106,6 +106,7 @@ pub fn run(args: ClusterArgs) -> Result<()> {
         dir: dir.clone(),
         timeout_propose_ms: None,
         empty_block_wait_ms: (args.events == 0).then_some(1),
+        base_port: None,
     })?;
     let cast = devnet::load_cast(&dir)?;
     let running = devnet::Running::start(&nodes, &args.node_log)?;
