@@ -121,6 +121,11 @@ impl<'g> Auditor<'g> {
         progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<AuditReport, AuditFailure> {
         let genesis = self.genesis;
+        // Called from a worker of a rayon pool (the simulator verifies its chains from its
+        // parallel runs), this thread blocks on the channel below while holding that worker:
+        // the producer's parallel checks could then wait for a worker that never frees up. It
+        // checks on its own thread instead.
+        let in_pool = rayon::current_thread_index().is_some();
         let (tx, rx) = std::sync::mpsc::sync_channel::<CheckedBatch>(AUDIT_PIPELINE_BATCHES);
         std::thread::scope(|scope| {
             let producer = scope.spawn(move || -> Result<(), AuditFailure> {
@@ -145,7 +150,13 @@ impl<'g> Auditor<'g> {
                     let checked: CheckedBatch = batch
                         .into_iter()
                         .map(|b| {
-                            let checks = check_events(genesis, &b.block.events);
+                            let checks = if in_pool {
+                                crate::check_event_batch(genesis, &b.block.events)
+                                    .into_iter()
+                                    .collect()
+                            } else {
+                                check_events(genesis, &b.block.events)
+                            };
                             (b, checks)
                         })
                         .collect();

@@ -33,7 +33,7 @@ use crate::consensus::context::{TradeContext, Validators};
 use crate::consensus::core::ConsensusCore;
 use crate::consensus::driver::{self, DriverConfig, DriverInput, Outbound};
 use crate::consensus::guard::SignGuard;
-use crate::consensus::inbound::check_consensus;
+use crate::consensus::inbound::{check_consensus, consensus_height};
 use crate::consensus::streamed::StreamedBlocks;
 use crate::mempool::MempoolLimits;
 use crate::metrics::Metrics;
@@ -662,15 +662,6 @@ fn batch_verdict(results: &[AdmitResult]) -> Gossip {
         Gossip::Accept
     } else {
         Gossip::Ignore
-    }
-}
-
-fn consensus_height(msg: &ConsensusWire) -> Option<u64> {
-    match msg {
-        ConsensusWire::Signed(SignedConsensusMsg::Vote(v)) => Some(v.message.height.0),
-        ConsensusWire::Signed(SignedConsensusMsg::Proposal(p)) => Some(p.message.height.0),
-        ConsensusWire::Polka(c) => Some(c.height.0),
-        ConsensusWire::Part(p) => Some(p.height),
     }
 }
 

@@ -24,10 +24,12 @@ pub struct SimArgs {
     #[arg(long, conflicts_with = "control", value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub heights: Option<u64>,
     /// Run only this scenario (clean, lossy, isolate-one, split-2-2, rotating, crash-restart,
-    /// byzantine-equivocate, byzantine-invalid-blocks, byzantine-future-rounds).
+    /// offline-many-heights, byzantine-equivocate, byzantine-invalid-blocks,
+    /// byzantine-future-rounds, pause-one, clock-skew).
     #[arg(long, conflicts_with = "control")]
     pub scenario: Option<String>,
-    /// Run a negative control instead (lost-wal, byzantine-third, majority-quorum): exits 1
+    /// Run a negative control instead (lost-wal, byzantine-third, majority-quorum,
+    /// skip-mempool-recheck): exits 1
     /// naming the violation it caught, as it must; 2 if the checkers missed it.
     #[arg(long)]
     pub control: Option<String>,

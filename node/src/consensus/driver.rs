@@ -304,6 +304,11 @@ impl Driver {
         self.height
     }
 
+    /// Heights this validator decided and committed since it started (not those sync brought).
+    pub fn decided(&self) -> u64 {
+        self.decided
+    }
+
     /// Validators this one holds verified evidence of equivocation against.
     pub fn equivocators(&self) -> &BTreeSet<PublicKey> {
         &self.equivocators

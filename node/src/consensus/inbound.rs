@@ -76,3 +76,13 @@ pub fn check_consensus(
     }
     Ok(msg)
 }
+
+/// The height a consensus message is for.
+pub fn consensus_height(msg: &ConsensusWire) -> Option<u64> {
+    match msg {
+        ConsensusWire::Signed(SignedConsensusMsg::Vote(v)) => Some(v.message.height.0),
+        ConsensusWire::Signed(SignedConsensusMsg::Proposal(p)) => Some(p.message.height.0),
+        ConsensusWire::Polka(c) => Some(c.height.0),
+        ConsensusWire::Part(p) => Some(p.height),
+    }
+}

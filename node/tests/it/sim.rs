@@ -1,5 +1,5 @@
-//! The deterministic simulator in CI: every scenario over 112 seeds with four validators (10
-//! scenarios, 1,120 runs of 5 to 120 heights each), every scenario over 4 seeds with seven, and
+//! The deterministic simulator in CI: every scenario over 64 seeds with four validators (12
+//! scenarios, 768 runs of 5 to 120 heights each), every scenario over 4 seeds with seven, and
 //! every negative control, which must be caught. `TRADELOOP_SIM_SEEDS=N` or
 //! `tradeloop sim --seeds N [--heights H]` runs more; `scripts/sim-long` is the long run
 //! (1,000 seeds x 200 heights), too long for CI (docs/consensus.md).
@@ -7,9 +7,9 @@
 use rayon::prelude::*;
 use tradeloop_node::sim::{run, SimConfig, SimReport, CONTROLS, SCENARIOS};
 
-/// Seeds per scenario with n = 4: 10 scenarios x 112 = 1,120 runs.
+/// Seeds per scenario with n = 4: 12 scenarios x 64 = 768 runs.
 fn seeds_n4() -> u64 {
-    std::env::var("TRADELOOP_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(112)
+    std::env::var("TRADELOOP_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(64)
 }
 
 fn scenario(name: &str, n: usize, seed: u64) -> SimConfig {
@@ -33,13 +33,15 @@ fn all_pass(name: &str, n: usize, seeds: std::ops::RangeInclusive<u64>) -> Vec<S
             );
             let target = scenario(name, n, seed).target_height;
             assert!(report.min_height >= target, "{name} seed {seed}: below target ({replay})");
+            // One trade per target height; each is in every honest chain.
+            assert_eq!(report.trades_settled as u64, target, "{name} seed {seed} ({replay})");
             report
         })
         .collect()
 }
 
 #[test]
-fn four_validators_112_seeds_of_every_scenario() {
+fn four_validators_64_seeds_of_every_scenario() {
     for scenario in SCENARIOS {
         all_pass(scenario, 4, 1..=seeds_n4());
     }
@@ -138,13 +140,38 @@ fn a_majority_quorum_is_caught() {
     assert!(caught("majority-quorum", 7).iter().any(|(what, _)| what == "validity"));
 }
 
-/// A validator down for 60 s misses many heights and catches up by sync, committing what it
-/// missed only after the ledger verified each certificate and re-executed each block.
+/// A validator down for 60 s misses many heights (about 40 at the node's pace: an empty block
+/// a second once the trades are in, and the propose timeout at each height the downed
+/// validator would have proposed) and catches up by sync, committing what it missed only after
+/// the ledger verified each certificate and re-executed each block.
 #[test]
 fn a_validator_offline_for_many_heights_catches_up_by_sync() {
     for report in all_pass("offline-many-heights", 4, 1..=4) {
-        assert!(report.synced_blocks >= 40, "only {} blocks synced", report.synced_blocks);
+        assert!(report.synced_blocks >= 30, "only {} blocks synced", report.synced_blocks);
     }
+}
+
+/// The chain worker's mempool, not the consensus core, is broken: it removes committed events
+/// but does not re-check the others. A rival order that lost stays pending; the mempool check
+/// after each commit finds it.
+#[test]
+fn skipping_the_mempools_recheck_is_caught() {
+    let found = caught("skip-mempool-recheck", 4);
+    assert!(found.iter().any(|(what, _)| what == "mempool"), "{found:?}");
+}
+
+/// Crashes that tear a block write: each restart cuts the torn frame off and keeps every block
+/// it had committed (durability), then catches up.
+#[test]
+fn torn_block_writes_are_cut_off_at_restart() {
+    let mut torn = 0;
+    for seed in 1..=8 {
+        let config = scenario("crash-restart", 4, seed);
+        torn += config.crashes.iter().filter(|c| c.torn_tail).count();
+        let report = run(&config).unwrap();
+        assert!(report.violation.is_none(), "seed {seed}: {:?}", report.violation);
+    }
+    assert!(torn > 0, "no crash tore a write");
 }
 
 /// Every successful run exports the longest honest chain and verifies it offline from the
