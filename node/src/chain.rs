@@ -467,6 +467,9 @@ pub struct PlantedFaults {
     /// After a commit, remove the block's events from the mempool but do not re-check the
     /// others against the new tip.
     pub skip_mempool_recheck: bool,
+    /// The consensus driver votes for every proposal it can rebuild, without the chain
+    /// worker's verdict on it.
+    pub vote_unchecked_proposals: bool,
 }
 
 impl Worker {

@@ -261,6 +261,7 @@ pub async fn run(
             block_linger: Duration::from_millis(config.block_linger_ms()),
             full_block_events: genesis.doc.consensus.max_block_events as usize,
             metrics: metrics.clone(),
+            planted: chain::PlantedFaults::default(),
         };
         let (chain, p2p, mempool_rx, stop_rx, streamed) =
             (chain.clone(), p2p.clone(), mempool_rx.clone(), stop_rx.clone(), streamed.clone());

@@ -29,7 +29,7 @@ pub struct SimArgs {
     #[arg(long, conflicts_with = "control")]
     pub scenario: Option<String>,
     /// Run a negative control instead (lost-wal, byzantine-third, majority-quorum,
-    /// skip-mempool-recheck): exits 1
+    /// skip-mempool-recheck, vote-unchecked-proposals): exits 1
     /// naming the violation it caught, as it must; 2 if the checkers missed it.
     #[arg(long)]
     pub control: Option<String>,

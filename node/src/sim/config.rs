@@ -123,8 +123,13 @@ pub const SCENARIOS: &[&str] = &[
 ];
 
 /// Negative controls: runs that must be caught by the checkers.
-pub const CONTROLS: &[&str] =
-    &["lost-wal", "byzantine-third", "majority-quorum", "skip-mempool-recheck"];
+pub const CONTROLS: &[&str] = &[
+    "lost-wal",
+    "byzantine-third",
+    "majority-quorum",
+    "skip-mempool-recheck",
+    "vote-unchecked-proposals",
+];
 
 /// The most validators that may be byzantine: `f` with `n >= 3f + 1`.
 pub fn max_faulty(n: usize) -> usize {
@@ -272,7 +277,21 @@ impl SimConfig {
                 gst_ms: 0,
                 target_height: 12,
                 rival_one_in: 1,
-                planted: PlantedFaults { skip_mempool_recheck: true },
+                planted: PlantedFaults { skip_mempool_recheck: true, ..PlantedFaults::default() },
+                ..SimConfig::lossy(n, seed)
+            }),
+            // Every honest driver votes for the proposals it can rebuild without asking the
+            // chain worker whether they are valid, and f byzantine proposers send invalid ones:
+            // a decided block the ledger refuses.
+            "vote-unchecked-proposals" => Some(SimConfig {
+                gst_ms: 0,
+                target_height: 12,
+                byzantine: last(n, max_faulty(n)),
+                attack: Attack::InvalidBlocks,
+                planted: PlantedFaults {
+                    vote_unchecked_proposals: true,
+                    ..PlantedFaults::default()
+                },
                 ..SimConfig::lossy(n, seed)
             }),
             _ => None,

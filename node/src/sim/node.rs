@@ -209,6 +209,7 @@ impl SimNode {
             block_linger: Duration::from_millis(crate::config::DEFAULT_BLOCK_LINGER_MS),
             full_block_events: shared.genesis.doc.consensus.max_block_events as usize,
             metrics,
+            planted: shared.planted,
         };
         let links = DriverLinks {
             chain: chain.clone(),

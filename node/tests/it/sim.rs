@@ -160,6 +160,17 @@ fn skipping_the_mempools_recheck_is_caught() {
     assert!(found.iter().any(|(what, _)| what == "mempool"), "{found:?}");
 }
 
+/// The consensus driver, not the core, is broken: it votes for proposals without the chain
+/// worker's verdict. The invalid blocks of a byzantine proposer are then decided, and the
+/// ledger refuses to commit them.
+#[test]
+fn voting_for_unchecked_proposals_is_caught() {
+    for n in [4, 7] {
+        let found = caught("vote-unchecked-proposals", n);
+        assert!(found.iter().any(|(what, _)| what == "validity"), "n = {n}: {found:?}");
+    }
+}
+
 /// Crashes that tear a block write: each restart cuts the torn frame off and keeps every block
 /// it had committed (durability), then catches up.
 #[test]
