@@ -18,8 +18,8 @@ use tradeloop_crypto::{
 use crate::canonical::Value;
 use crate::error::{reject, RejectCode, Rejection};
 use crate::fields::{
-    check_container, check_country, check_currency, check_hs_code, check_locode, parse_date,
-    DecimalString,
+    check_container, check_country, check_currency, check_flight, check_hs_code, check_imo,
+    check_locode, parse_date, DecimalString,
 };
 use crate::genesis::{Genesis, KeyEntry};
 
@@ -613,12 +613,14 @@ impl Payload {
             | Payload::ShipmentDelivered(m) => {
                 check_id(k, "shipment_id", &m.shipment_id)?;
                 f(check_locode(&m.location))?;
-                for (name, v) in
-                    [("vessel_imo", &m.vessel_imo), ("voyage", &m.voyage), ("flight", &m.flight)]
-                {
-                    if let Some(v) = v {
-                        check_id(k, name, v)?;
-                    }
+                if let Some(v) = &m.voyage {
+                    check_id(k, "voyage", v)?;
+                }
+                if let Some(imo) = &m.vessel_imo {
+                    f(check_imo(imo))?;
+                }
+                if let Some(flight) = &m.flight {
+                    f(check_flight(flight))?;
                 }
             }
             Payload::ShipmentReceived(r) => {

@@ -132,6 +132,55 @@ pub fn check_locode(s: &str) -> Result<(), String> {
     }
 }
 
+/// IMO ship identification number: seven digits, the last a check digit (the sum of the first
+/// six weighted 7 down to 2, modulo 10), e.g. `9074729`.
+pub fn check_imo(s: &str) -> Result<(), String> {
+    let b = s.as_bytes();
+    if b.len() != 7 || !b.iter().all(u8::is_ascii_digit) {
+        return Err(format!(
+            "vessel_imo \"{s}\" is not an IMO number: seven digits such as \"9074729\""
+        ));
+    }
+    let sum: u32 = b[..6].iter().zip((2..=7).rev()).map(|(d, w)| u32::from(d - b'0') * w).sum();
+    if sum % 10 != u32::from(b[6] - b'0') {
+        return Err(format!(
+            "vessel_imo \"{s}\" has a wrong check digit (expected {}); check the number with the vessel's registry entry",
+            sum % 10
+        ));
+    }
+    Ok(())
+}
+
+/// IATA flight designator: the airline's two-character code (letters or digits, not two
+/// digits) or three-letter ICAO code, a flight number of one to four digits, and an optional
+/// operational suffix letter, e.g. `LH400`, `CA931`, `5X76A`.
+pub fn check_flight(s: &str) -> Result<(), String> {
+    let b = s.as_bytes();
+    let airline = |n: usize| {
+        b.len() > n
+            && if n == 2 {
+                b[..2].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+                    && !b[..2].iter().all(u8::is_ascii_digit)
+            } else {
+                b[..3].iter().all(u8::is_ascii_uppercase)
+            }
+    };
+    let number = |rest: &[u8]| {
+        let rest = match rest.last() {
+            Some(c) if c.is_ascii_uppercase() => &rest[..rest.len() - 1],
+            _ => rest,
+        };
+        (1..=4).contains(&rest.len()) && rest.iter().all(u8::is_ascii_digit)
+    };
+    if (airline(3) && number(&b[3..])) || (airline(2) && number(&b[2..])) {
+        Ok(())
+    } else {
+        Err(format!(
+            "flight \"{s}\" is not an IATA flight designator: airline code and flight number, such as \"LH400\""
+        ))
+    }
+}
+
 /// Harmonized System code: 6 to 10 digits.
 pub fn check_hs_code(s: &str) -> Result<(), String> {
     if (6..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) {
@@ -280,6 +329,18 @@ mod tests {
 
     #[test]
     fn codes_and_dates() {
+        assert!(check_imo("9074729").is_ok());
+        assert!(check_imo("9811000").is_ok());
+        assert!(check_imo("9074728").unwrap_err().contains("check digit"));
+        for bad in ["abc", "907472", "90747290", "IMO9074"] {
+            assert!(check_imo(bad).is_err(), "{bad}");
+        }
+        for good in ["LH400", "CA931", "5X76", "5X76A", "KLM1234", "U21"] {
+            assert!(check_flight(good).is_ok(), "{good}");
+        }
+        for bad in ["not a flight !!", "LH", "12345", "LH12345", "lh400", "L-400", "LH40-0"] {
+            assert!(check_flight(bad).is_err(), "{bad}");
+        }
         assert!(check_locode("CNSHA").is_ok());
         assert!(check_locode("DEHAM").is_ok());
         assert!(check_locode("cnsha").is_err());

@@ -248,3 +248,31 @@ fn checks_before_signing_agree_with_the_ledger() {
     let r = tradeloop_ledger::event::parse_body_json(br#"{"amount":"1.00","amount":"9.00"}"#);
     assert_eq!(r.err().map(|r| r.code.as_str()).as_deref(), Some("MALFORMED_EVENT"));
 }
+
+/// A milestone's vessel and flight are checked by their forms: an IMO number by its check
+/// digit, a flight by the IATA designator's shape.
+#[test]
+fn vessel_imo_numbers_and_flights_are_checked() {
+    let f = Fixture::new(1);
+    let g = &f.cast.genesis;
+    let milestone = |extra: serde_json::Value| {
+        let mut fields =
+            json!({"shipment_id": "SHP-1", "location": "CNYTN", "event_time_ms": f.time_ms});
+        if let (Some(m), Some(extra)) = (fields.as_object_mut(), extra.as_object()) {
+            m.extend(extra.clone());
+        }
+        let e = f.cast.sign(FORWARDER, "shipment.departed", fields, f.time_ms + 1000, "m1");
+        check_event(g, &e).err().map(|r| (r.code.as_str(), r.message))
+    };
+    assert_eq!(milestone(json!({"vessel_imo": "9811000", "voyage": "045W"})), None);
+    assert_eq!(milestone(json!({"flight": "LH400"})), None);
+    for (extra, says) in [
+        (json!({"vessel_imo": "abc"}), "not an IMO number"),
+        (json!({"vessel_imo": "9811001"}), "wrong check digit"),
+        (json!({"flight": "not a flight !!"}), "not an IATA flight designator"),
+    ] {
+        let (code, message) = milestone(extra.clone()).expect("refused");
+        assert_eq!(code, "INVALID_FIELD", "{extra}");
+        assert!(message.contains(says), "{extra}: {message}");
+    }
+}
