@@ -151,6 +151,20 @@ fn a_validator_offline_for_many_heights_catches_up_by_sync() {
     }
 }
 
+/// A run replays exactly from its seed: the same messages delivered, at the same virtual times.
+#[test]
+fn a_run_replays_exactly_from_its_seed() {
+    for name in ["lossy", "crash-restart", "byzantine-equivocate"] {
+        let config = scenario(name, 4, 9);
+        let (a, b) = (run(&config).unwrap(), run(&config).unwrap());
+        assert_eq!(
+            (a.time_ms, a.delivered, a.min_height, a.synced_blocks, a.evidence),
+            (b.time_ms, b.delivered, b.min_height, b.synced_blocks, b.evidence),
+            "{name}"
+        );
+    }
+}
+
 /// The chain worker's mempool, not the consensus core, is broken: it removes committed events
 /// but does not re-check the others. A rival order that lost stays pending; the mempool check
 /// after each commit finds it.
