@@ -350,8 +350,9 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
         tally.pending,
         tally.full
     );
-    writeln!(Diag, "{summary}");
+    // Once: a submit that stopped says it in its error, with the count.
     result.with_context(|| format!("event submit stopped; before that: {summary}"))?;
+    writeln!(Diag, "{summary}");
     Ok(if tally.all_succeeded(args.wait) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
