@@ -600,8 +600,8 @@ impl Payload {
                 for id in &s.order_ids {
                     check_id(k, "order_ids[]", id)?;
                 }
-                f(check_locode(&s.origin))?;
-                f(check_locode(&s.destination))?;
+                f(check_locode("origin", &s.origin))?;
+                f(check_locode("destination", &s.destination))?;
                 check_list(k, "containers", &s.containers, true)?;
                 for c in &s.containers {
                     f(check_container(c))?;
@@ -612,7 +612,7 @@ impl Payload {
             | Payload::ShipmentArrived(m)
             | Payload::ShipmentDelivered(m) => {
                 check_id(k, "shipment_id", &m.shipment_id)?;
-                f(check_locode(&m.location))?;
+                f(check_locode("location", &m.location))?;
                 if let Some(v) = &m.voyage {
                     check_id(k, "voyage", v)?;
                 }

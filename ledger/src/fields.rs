@@ -119,8 +119,9 @@ pub fn check_country(s: &str) -> Result<(), String> {
     }
 }
 
-/// UN/LOCODE: country (2 letters) + location (3 letters or digits 2-9), e.g. `CNSHA`, `DEHAM`.
-pub fn check_locode(s: &str) -> Result<(), String> {
+/// UN/LOCODE: country (2 letters) + location (3 letters or digits 2-9), e.g. `CNSHA`, `DEHAM`;
+/// `field` names it in the message.
+pub fn check_locode(field: &str, s: &str) -> Result<(), String> {
     let b = s.as_bytes();
     let ok = b.len() == 5
         && b[..2].iter().all(u8::is_ascii_uppercase)
@@ -128,7 +129,7 @@ pub fn check_locode(s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("location \"{s}\" is not a UN/LOCODE such as \"CNSHA\" or \"DEHAM\""))
+        Err(format!("{field} \"{s}\" is not a UN/LOCODE such as \"CNSHA\" or \"DEHAM\""))
     }
 }
 
@@ -341,10 +342,10 @@ mod tests {
         for bad in ["not a flight !!", "LH", "12345", "LH12345", "lh400", "L-400", "LH40-0"] {
             assert!(check_flight(bad).is_err(), "{bad}");
         }
-        assert!(check_locode("CNSHA").is_ok());
-        assert!(check_locode("DEHAM").is_ok());
-        assert!(check_locode("cnsha").is_err());
-        assert!(check_locode("CNSH1").is_err());
+        assert!(check_locode("location", "CNSHA").is_ok());
+        assert!(check_locode("location", "DEHAM").is_ok());
+        assert!(check_locode("location", "cnsha").is_err());
+        assert!(check_locode("location", "CNSH1").is_err());
         assert!(check_hs_code("851713").is_ok());
         assert!(check_hs_code("85171").is_err());
         assert_eq!(parse_date("1970-01-01"), Ok(0));

@@ -529,11 +529,11 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
                     return rej(
                         RejectCode::ShipmentOutOfOrder,
                         format!(
-                            "shipment {} is {:?}; {} must follow {:?}",
+                            "shipment {} is {}; {} may come only when it is {}",
                             m.shipment_id,
                             s.status,
                             e.payload.kind(),
-                            allowed
+                            allowed.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(" or ")
                         ),
                     );
                 }
@@ -571,7 +571,7 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
                     return rej(
                         RejectCode::ShipmentOutOfOrder,
                         format!(
-                            "shipment {} is {:?}; it can be received only after delivery",
+                            "shipment {} is {}; it can be received only after delivery",
                             r.shipment_id, s.status
                         ),
                     );

@@ -97,6 +97,26 @@ pub enum ShipmentStatus {
     Received,
 }
 
+impl ShipmentStatus {
+    /// The status in words, as messages say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShipmentStatus::Booked => "booked",
+            ShipmentStatus::PickedUp => "picked up",
+            ShipmentStatus::Departed => "departed",
+            ShipmentStatus::Arrived => "arrived",
+            ShipmentStatus::Delivered => "delivered",
+            ShipmentStatus::Received => "received",
+        }
+    }
+}
+
+impl std::fmt::Display for ShipmentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A shipment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)]

@@ -249,6 +249,21 @@ fn checks_before_signing_agree_with_the_ledger() {
     assert_eq!(r.err().map(|r| r.code.as_str()).as_deref(), Some("MALFORMED_EVENT"));
 }
 
+/// A booking's bad origin or destination is reported under its own name.
+#[test]
+fn a_bad_origin_is_named_origin() {
+    let f = Fixture::new(1);
+    let (author, kind, mut fields) = tradeloop_ledger::sample::trade_steps(1)
+        .into_iter()
+        .find(|(_, kind, _)| *kind == "shipment.booked")
+        .unwrap();
+    fields["origin"] = json!("Shanghai");
+    let e = f.cast.sign(author, kind, fields, f.time_ms + 1000, "b1");
+    let r = check_event(&f.cast.genesis, &e).unwrap_err();
+    assert_eq!(r.code.as_str(), "INVALID_FIELD");
+    assert!(r.message.contains("origin \"Shanghai\""), "{}", r.message);
+}
+
 /// A milestone's vessel and flight are checked by their forms: an IMO number by its check
 /// digit, a flight by the IATA designator's shape.
 #[test]
@@ -265,6 +280,8 @@ fn vessel_imo_numbers_and_flights_are_checked() {
         check_event(g, &e).err().map(|r| (r.code.as_str(), r.message))
     };
     assert_eq!(milestone(json!({"vessel_imo": "9811000", "voyage": "045W"})), None);
+    let (_, message) = milestone(json!({"location": "hamburg"})).expect("refused");
+    assert!(message.contains("location \"hamburg\""), "{message}");
     assert_eq!(milestone(json!({"flight": "LH400"})), None);
     for (extra, says) in [
         (json!({"vessel_imo": "abc"}), "not an IMO number"),

@@ -168,7 +168,13 @@ fn transport_milestones_follow_clearance_and_order() {
         milestone("SHP-1", "CNSZX"),
     );
     f.rejects("ROLE_NOT_PERMITTED", EXPORTER, "shipment.picked_up", milestone("SHP-1", "CNSZX"));
-    f.rejects("SHIPMENT_OUT_OF_ORDER", FORWARDER, "shipment.arrived", milestone("SHP-1", "DEHAM"));
+    let (code, message) =
+        f.rejection(FORWARDER, "shipment.arrived", milestone("SHP-1", "DEHAM")).unwrap();
+    assert_eq!(code, "SHIPMENT_OUT_OF_ORDER");
+    assert_eq!(
+        message, "shipment SHP-1 is booked; shipment.arrived may come only when it is departed",
+        "the statuses in words, not Rust's debug form"
+    );
     f.ok(FORWARDER, "shipment.picked_up", milestone("SHP-1", "CNSZX"));
     f.rejects(
         "SHIPMENT_OUT_OF_ORDER",

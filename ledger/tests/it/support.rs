@@ -56,6 +56,17 @@ impl Fixture {
         self.append(&[e]).first().map(|(_, r)| r.code.as_str())
     }
 
+    /// Appends one event; its rejection's code and message, if it is refused.
+    pub fn rejection(
+        &mut self,
+        author: &str,
+        kind: &str,
+        fields: Json,
+    ) -> Option<(String, String)> {
+        let e = self.sign(author, kind, fields);
+        self.append(&[e]).first().map(|(_, r)| (r.code.as_str(), r.message.clone()))
+    }
+
     /// Appends one event that must commit.
     pub fn ok(&mut self, author: &str, kind: &str, fields: Json) {
         let code = self.try_one(author, kind, fields);
