@@ -331,21 +331,8 @@ pub fn spawn(
     proposer: SigningKey,
     reports: WorkerReports,
 ) -> std::io::Result<(ChainHandle, std::thread::JoinHandle<()>)> {
-    let WorkerReports { commits, stats, metrics, storage } = reports;
     let (handle, lanes) = lanes();
-    let worker = Worker {
-        ledger,
-        mempool: Mempool::new(limits),
-        verifier,
-        proposer,
-        commits,
-        stats,
-        prepared: VecDeque::new(),
-        metrics,
-        clock: ClockWatch::default(),
-        storage,
-        faults: PlantedFaults::default(),
-    };
+    let worker = Worker::new(ledger, limits, verifier, proposer, reports, PlantedFaults::default());
     start(worker, lanes).map(|thread| (handle, thread))
 }
 
@@ -358,21 +345,8 @@ pub fn local(
     reports: WorkerReports,
     faults: PlantedFaults,
 ) -> (ChainHandle, LocalWorker) {
-    let WorkerReports { commits, stats, metrics, storage } = reports;
     let (handle, lanes) = lanes();
-    let worker = Worker {
-        ledger,
-        mempool: Mempool::new(limits),
-        verifier: Verifier::Inline,
-        proposer,
-        commits,
-        stats,
-        prepared: VecDeque::new(),
-        metrics,
-        clock: ClockWatch::default(),
-        storage,
-        faults,
-    };
+    let worker = Worker::new(ledger, limits, Verifier::Inline, proposer, reports, faults);
     (handle, LocalWorker { worker, lanes })
 }
 
@@ -392,17 +366,11 @@ impl LocalWorker {
     /// Serves every command waiting, commands before admissions as the thread does; how many.
     pub fn serve_waiting(&mut self) -> usize {
         let mut served = 0;
-        loop {
-            let next = match self.lanes.commands.try_recv() {
-                Ok(command) => command,
-                Err(_) => match self.lanes.admissions.try_recv() {
-                    Ok(command) => command,
-                    Err(_) => return served,
-                },
-            };
-            self.worker.serve(next);
+        while let Some(command) = self.lanes.try_next() {
+            self.worker.serve(command);
             served += 1;
         }
+        served
     }
 
     /// The ledger.
@@ -427,6 +395,13 @@ fn start(worker: Worker, lanes: Lanes) -> std::io::Result<std::thread::JoinHandl
 struct Lanes {
     commands: mpsc::Receiver<Command>,
     admissions: mpsc::Receiver<Command>,
+}
+
+impl Lanes {
+    /// A waiting command, else a waiting admission, if any.
+    fn try_next(&mut self) -> Option<Command> {
+        self.commands.try_recv().or_else(|_| self.admissions.try_recv()).ok()
+    }
 }
 
 fn lanes() -> (ChainHandle, Lanes) {
@@ -473,23 +448,44 @@ pub struct PlantedFaults {
 }
 
 impl Worker {
+    fn new(
+        ledger: Ledger,
+        limits: MempoolLimits,
+        verifier: Verifier,
+        proposer: SigningKey,
+        reports: WorkerReports,
+        faults: PlantedFaults,
+    ) -> Worker {
+        let WorkerReports { commits, stats, metrics, storage } = reports;
+        Worker {
+            ledger,
+            mempool: Mempool::new(limits),
+            verifier,
+            proposer,
+            commits,
+            stats,
+            prepared: VecDeque::new(),
+            metrics,
+            clock: ClockWatch::default(),
+            storage,
+            faults,
+        }
+    }
+
     /// Serves commands until every handle is dropped: any waiting command before any waiting
     /// admission.
     fn run(mut self, lanes: Lanes) {
-        let Lanes { mut commands, mut admissions } = lanes;
+        let mut lanes = lanes;
         loop {
-            let next = match commands.try_recv() {
-                Ok(command) => Some(command),
-                Err(_) => match admissions.try_recv() {
-                    Ok(command) => Some(command),
-                    Err(_) => futures::executor::block_on(async {
-                        tokio::select! {
-                            biased;
-                            c = commands.recv() => c,
-                            c = admissions.recv() => c,
-                        }
-                    }),
-                },
+            let next = match lanes.try_next() {
+                Some(command) => Some(command),
+                None => futures::executor::block_on(async {
+                    tokio::select! {
+                        biased;
+                        c = lanes.commands.recv() => c,
+                        c = lanes.admissions.recv() => c,
+                    }
+                }),
             };
             // Both lanes close together, when the last handle is dropped.
             let Some(command) = next else { return };
@@ -886,21 +882,16 @@ mod tests {
         let cast = Cast::deterministic(1, t - 10_000).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path(), cast.genesis.clone()).unwrap();
-        let (commits, _) = broadcast::channel(4);
-        let (stats, _) = watch::channel(MempoolStats::default());
-        let worker = Worker {
-            ledger,
-            mempool: Mempool::new(MempoolLimits { max_events: 1000, max_bytes: 1 << 24 }),
-            verifier: Verifier::Inline,
-            proposer: cast.validator_keys[0].clone(),
-            commits,
-            stats,
-            prepared: VecDeque::new(),
+        let reports = WorkerReports {
+            commits: broadcast::channel(4).0,
+            stats: watch::channel(MempoolStats::default()).0,
             metrics: std::sync::Arc::new(crate::metrics::Metrics::new()),
-            clock: ClockWatch::default(),
             storage: watch::channel(None).0,
-            faults: PlantedFaults::default(),
         };
+        let limits = MempoolLimits { max_events: 1000, max_bytes: 1 << 24 };
+        let key = cast.validator_keys[0].clone();
+        let worker =
+            Worker::new(ledger, limits, Verifier::Inline, key, reports, PlantedFaults::default());
         let (handle, lanes) = lanes();
         // Three admissions, then a read, all queued before the worker starts.
         let events = trade_events(&cast, 1, t);

@@ -1,4 +1,4 @@
-//! The checker, over honest validators (TESTPLAN's): agreement (no two blocks at one height),
+//! The checker, over honest validators: agreement (no two blocks at one height),
 //! no key signs two different votes or proposals for one (height, round, step), every block
 //! committed survives a crash, every event is committed at most once, the mempool's re-check
 //! after a commit misses nothing, and the longest chain verifies offline from the genesis.
