@@ -18,6 +18,7 @@ use tradeloop_crypto::Hash;
 
 use crate::block::CertifiedBlock;
 use crate::frame::{self, StreamFrame};
+use crate::index::IndexStore;
 use crate::store::Ledger;
 use crate::{codec, LedgerError};
 
@@ -39,14 +40,14 @@ pub struct ExportTrailer {
 }
 
 /// Writes the whole chain of `ledger` to `path` (a new file), fsynced. Returns the block count.
-pub fn export(ledger: &Ledger, path: &Path) -> Result<u64, LedgerError> {
+pub fn export<S: IndexStore>(ledger: &Ledger<S>, path: &Path) -> Result<u64, LedgerError> {
     export_with(ledger, path, |out, genesis, blocks| write_to(out, genesis, blocks))
 }
 
 /// Writes the whole chain of `ledger` to `path` (a new file) with a format's writer (the
 /// binary [`write_to`] or [`crate::jsonl::write_jsonl`]), fsynced. Returns the block count.
-pub(crate) fn export_with(
-    ledger: &Ledger,
+pub(crate) fn export_with<S: IndexStore>(
+    ledger: &Ledger<S>,
     path: &Path,
     write: impl FnOnce(
         &mut BufWriter<std::fs::File>,

@@ -111,7 +111,10 @@ fn write_line<W: Write, T: Serialize>(out: &mut W, value: &T) -> Result<(), Writ
 }
 
 /// Writes the JSONL export of `ledger` to `path` (a new file), fsynced. Returns the block count.
-pub fn export_jsonl(ledger: &Ledger, path: &Path) -> Result<u64, LedgerError> {
+pub fn export_jsonl<S: crate::index::IndexStore>(
+    ledger: &Ledger<S>,
+    path: &Path,
+) -> Result<u64, LedgerError> {
     crate::export::export_with(ledger, path, |out, genesis, blocks| {
         write_jsonl(out, genesis, blocks)
     })

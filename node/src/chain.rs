@@ -20,6 +20,7 @@ use crate::clock::{ClockChange, ClockWatch};
 use tradeloop_crypto::{Hash, SigningKey};
 use tradeloop_ledger::block::Tip;
 use tradeloop_ledger::execute::{check_events, CHECK_CHUNK_EVENTS};
+use tradeloop_ledger::index::{IndexStore, SledIndex};
 use tradeloop_ledger::store::Prepared;
 use tradeloop_ledger::{
     Block, CertifiedBlock, Event, Genesis, Ledger, LedgerError, RejectCode, Rejection, SignedEvent,
@@ -338,31 +339,31 @@ pub fn spawn(
 
 /// A chain worker without a thread, for the simulator: the caller serves what its handles
 /// asked ([`LocalWorker::serve_waiting`]) between polls of the futures that asked it.
-pub fn local(
-    ledger: Ledger,
+pub fn local<S: IndexStore>(
+    ledger: Ledger<S>,
     limits: MempoolLimits,
     proposer: SigningKey,
     reports: WorkerReports,
     faults: PlantedFaults,
-) -> (ChainHandle, LocalWorker) {
+) -> (ChainHandle, LocalWorker<S>) {
     let (handle, lanes) = lanes();
     let worker = Worker::new(ledger, limits, Verifier::Inline, proposer, reports, faults);
     (handle, LocalWorker { worker, lanes })
 }
 
 /// A chain worker served by its caller ([`local`]).
-pub struct LocalWorker {
-    worker: Worker,
+pub struct LocalWorker<S: IndexStore = SledIndex> {
+    worker: Worker<S>,
     lanes: Lanes,
 }
 
-impl std::fmt::Debug for LocalWorker {
+impl<S: IndexStore> std::fmt::Debug for LocalWorker<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LocalWorker")
     }
 }
 
-impl LocalWorker {
+impl<S: IndexStore> LocalWorker<S> {
     /// Serves every command waiting, commands before admissions as the thread does; how many.
     pub fn serve_waiting(&mut self) -> usize {
         let mut served = 0;
@@ -374,7 +375,7 @@ impl LocalWorker {
     }
 
     /// The ledger.
-    pub fn ledger(&self) -> &Ledger {
+    pub fn ledger(&self) -> &Ledger<S> {
         &self.worker.ledger
     }
 
@@ -413,8 +414,8 @@ fn lanes() -> (ChainHandle, Lanes) {
     )
 }
 
-struct Worker {
-    ledger: Ledger,
+struct Worker<S: IndexStore = SledIndex> {
+    ledger: Ledger<S>,
     mempool: Mempool,
     verifier: Verifier,
     proposer: SigningKey,
@@ -447,15 +448,15 @@ pub struct PlantedFaults {
     pub vote_unchecked_proposals: bool,
 }
 
-impl Worker {
+impl<S: IndexStore> Worker<S> {
     fn new(
-        ledger: Ledger,
+        ledger: Ledger<S>,
         limits: MempoolLimits,
         verifier: Verifier,
         proposer: SigningKey,
         reports: WorkerReports,
         faults: PlantedFaults,
-    ) -> Worker {
+    ) -> Worker<S> {
         let WorkerReports { commits, stats, metrics, storage } = reports;
         Worker {
             ledger,

@@ -25,7 +25,7 @@ pub struct SimArgs {
     pub heights: Option<u64>,
     /// Run only this scenario (clean, lossy, isolate-one, split-2-2, rotating, crash-restart,
     /// offline-many-heights, byzantine-equivocate, byzantine-invalid-blocks,
-    /// byzantine-future-rounds, pause-one, clock-skew).
+    /// byzantine-future-rounds, pause-one, clock-skew, disk-faults).
     #[arg(long, conflicts_with = "control")]
     pub scenario: Option<String>,
     /// Run a negative control instead (lost-wal, byzantine-third, majority-quorum,
@@ -103,7 +103,7 @@ pub fn sim(args: SimArgs) -> Result<ExitCode> {
     let heights = args.heights.map(|h| format!(" --heights {h}")).unwrap_or_default();
     let mut failures = 0;
     for scenario in scenarios {
-        let (mut ok, mut total_ms, mut evidence) = (0u64, 0u64, 0usize);
+        let (mut ok, mut total_ms, mut evidence, mut disk_stops) = (0u64, 0u64, 0usize, 0u64);
         let reports = run_seeds(&seeds, |seed| {
             SimConfig::scenario(scenario, args.validators, seed).map(|config| SimConfig {
                 target_height: args.heights.unwrap_or(config.target_height),
@@ -113,6 +113,7 @@ pub fn sim(args: SimArgs) -> Result<ExitCode> {
         for (&seed, result) in seeds.iter().zip(reports) {
             if let Ok(report) = &result {
                 evidence += report.evidence.len();
+                disk_stops += report.disk_stops;
             }
             match result {
                 Ok(report) if report.violation.is_none() => {
@@ -134,7 +135,7 @@ pub fn sim(args: SimArgs) -> Result<ExitCode> {
         }
         let mean = total_ms.checked_div(ok).unwrap_or(0);
         writeln!(Out,
-            "{scenario:<24} {ok}/{} seeds passed (n = {}; mean virtual time to target {mean} ms; equivocators proven by honest validators' evidence: {evidence})",
+            "{scenario:<24} {ok}/{} seeds passed (n = {}; mean virtual time to target {mean} ms; equivocators proven by honest validators' evidence: {evidence}; validators stopped by their disk: {disk_stops})",
             seeds.len(),
             args.validators
         )?;

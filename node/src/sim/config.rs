@@ -48,6 +48,8 @@ pub struct SimConfig {
     pub rival_one_in: u64,
     /// Negative control: defects planted in every honest validator's chain worker.
     pub planted: PlantedFaults,
+    /// Faults of validators' index storage, each at one operation after one of its boots.
+    pub disk_faults: Vec<DiskFault>,
 }
 
 /// What byzantine validators do.
@@ -95,6 +97,32 @@ pub struct Crash {
     pub torn_tail: bool,
 }
 
+/// A fault of one validator's index storage (`tradeloop_ledger::index::FaultyIndex`).
+#[derive(Clone, Copy, Debug)]
+pub struct DiskFault {
+    /// Which validator.
+    pub node: usize,
+    /// After which of its starts (0: the first; each crash or outage restarts it).
+    pub boot: u32,
+    /// The index write (counted from 1 after that start; one per committed block) it hits.
+    pub write: u64,
+    /// What happens to that write.
+    pub kind: DiskFaultKind,
+}
+
+/// What a [`DiskFault`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskFaultKind {
+    /// The write fails (a full disk, a failing device): the validator stops and waits for its
+    /// disk, as `tradeloop node` does, and starts again once it takes writes.
+    WriteFails,
+    /// The flush after the write fails: the same.
+    FlushFails,
+    /// The write is acknowledged but lost with the power: the validator goes down at once and
+    /// its restart must rebuild the index from the block log.
+    WriteLost,
+}
+
 /// A pause and resume.
 #[derive(Clone, Debug)]
 pub struct Pause {
@@ -120,6 +148,7 @@ pub const SCENARIOS: &[&str] = &[
     "byzantine-future-rounds",
     "pause-one",
     "clock-skew",
+    "disk-faults",
 ];
 
 /// Negative controls: runs that must be caught by the checkers.
@@ -213,6 +242,13 @@ impl SimConfig {
                 skews_ms: (0..n)
                     .map(|_| i64::try_from(rng.below(3_001)).unwrap_or(0) - 1_500)
                     .collect(),
+                ..SimConfig::lossy(n, seed)
+            }),
+            // Three index storage faults (failed writes, failed flushes, writes lost with the
+            // power) at random validators and heights, on a lossy network.
+            "disk-faults" => Some(SimConfig {
+                target_height: 30,
+                disk_faults: random_disk_faults(&mut rng, n),
                 ..SimConfig::lossy(n, seed)
             }),
             // f byzantine validators, on a lossy network until GST.
@@ -320,8 +356,28 @@ impl SimConfig {
             skews_ms: Vec::new(),
             rival_one_in: 4,
             planted: PlantedFaults::default(),
+            disk_faults: Vec::new(),
         }
     }
+}
+
+/// Three disk faults of random kinds at random validators, each at one of the first 20 index
+/// writes of a start; a second fault on one validator hits its next start.
+fn random_disk_faults(rng: &mut Rng, n: usize) -> Vec<DiskFault> {
+    let mut boots = vec![0u32; n];
+    (0..3)
+        .map(|_| {
+            let node = usize::try_from(rng.below(n as u64)).unwrap_or(0);
+            let kind = match rng.below(3) {
+                0 => DiskFaultKind::WriteFails,
+                1 => DiskFaultKind::FlushFails,
+                _ => DiskFaultKind::WriteLost,
+            };
+            let boot = boots[node];
+            boots[node] += 1;
+            DiskFault { node, boot, write: 1 + rng.below(20), kind }
+        })
+        .collect()
 }
 
 /// Three crashes within the first 3 s, each down for up to 1.5 s, half of them tearing a

@@ -28,14 +28,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use tradeloop_crypto::PublicKey;
 use tradeloop_ledger::sample::Cast;
 
-pub use config::{max_faulty, Attack, Crash, Partition, Pause, SimConfig, CONTROLS, SCENARIOS};
+pub use config::{
+    max_faulty, Attack, Crash, DiskFault, DiskFaultKind, Partition, Pause, SimConfig, CONTROLS,
+    SCENARIOS,
+};
 pub use network::NetError;
 
 use byzantine::{Adversary, Forks, To};
 use checks::{Checker, Violation};
 use config::Rng;
 use network::Msg;
-use node::{Shared, SimNode};
+use node::{DiskStop, Shared, SimNode};
+use tradeloop_ledger::index::{Fault, FaultPlan};
 use workload::{Workload, RETRY_MS};
 
 /// Genesis time of simulated chains.
@@ -46,6 +50,11 @@ const MAX_STEPS: usize = 3_000_000;
 const SYNC_INTERVAL_MS: u64 = 500;
 /// Largest delay after GST, ms.
 const STABLE_DELAY_MS: u64 = 50;
+/// How long a validator whose disk failed waits before it starts again, ms: the node's probe
+/// interval (`crate::outage::PROBE_INTERVAL`).
+const OUTAGE_MS: u64 = 2_000;
+/// How long a validator that lost its power stays down, ms.
+const POWER_LOSS_DOWN_MS: u64 = 1_000;
 /// How long a run goes on after an honest validator equivocated, for honest peers to record
 /// the evidence, ms.
 const EVIDENCE_GRACE_MS: u64 = 5_000;
@@ -66,6 +75,9 @@ pub struct SimReport {
     /// Equivocations proven by evidence that honest validators recorded: (accused validator,
     /// honest validators that recorded it).
     pub evidence: Vec<(usize, Vec<usize>)>,
+    /// Times a validator's disk stopped it (a failed write or flush, a write lost with the
+    /// power).
+    pub disk_stops: u64,
     /// A violated property, if any: its name and what happened.
     pub violation: Option<(String, String)>,
 }
@@ -107,6 +119,7 @@ struct Sim {
     rng: Rng,
     delivered: u64,
     synced_blocks: u64,
+    disk_stops: u64,
     checker: Checker,
     violation: Option<Violation>,
     /// Verified evidence recorded by honest validators: accused -> reporters.
@@ -180,6 +193,7 @@ impl Sim {
             rng,
             delivered: 0,
             synced_blocks: 0,
+            disk_stops: 0,
             checker: Checker::default(),
             violation: None,
             evidence: BTreeMap::new(),
@@ -233,7 +247,9 @@ impl Sim {
     /// Runs to the end: the violation found, if any.
     fn run(&mut self) -> Result<Option<Violation>, String> {
         for i in 0..self.nodes.len() {
-            self.nodes[i].boot(&self.shared).map_err(|e| format!("validator {i}: {e}"))?;
+            let disk = self.disk_plan(i);
+            self.nodes[i].boot(&self.shared, disk).map_err(|e| format!("validator {i}: {e}"))?;
+            self.down_for_disk(i);
             self.after_step(i)?;
         }
         self.plan();
@@ -316,16 +332,85 @@ impl Sim {
             let _ = std::fs::remove_file(base.join("sign-state.bin"));
             let _ = std::fs::remove_dir_all(base.join("wal"));
         }
-        let r = self.nodes[i].boot(&self.shared);
+        let disk = self.disk_plan(i);
+        let r = self.nodes[i].boot(&self.shared, disk);
+        self.down_for_disk(i);
         if let Some(v) = checks::durability(i, &self.nodes[i]) {
             self.violation = Some(v);
         }
+        self.recovered(i)?;
         self.finish(i, r)
     }
 
-    /// Takes the result of validator `i`'s step: a refused decision is the validity property
-    /// failing; any other error stops the run.
+    /// The index faults of validator `i`'s next start.
+    fn disk_plan(&self, i: usize) -> FaultPlan {
+        let boot = self.nodes[i].boots;
+        let mut plan = FaultPlan::default();
+        for f in self.config.disk_faults.iter().filter(|f| f.node == i && f.boot == boot) {
+            match f.kind {
+                DiskFaultKind::WriteFails => plan.apply = Some((f.write, Fault::Error)),
+                DiskFaultKind::WriteLost => plan.apply = Some((f.write, Fault::LostWrite)),
+                DiskFaultKind::FlushFails => plan.flush = Some(f.write),
+            }
+        }
+        plan
+    }
+
+    /// Blocks a restarted validator holds that the simulation never saw it commit (it went down
+    /// before it could tell, or committed them as it opened its data dir): checked as commits.
+    fn recovered(&mut self, i: usize) -> Result<(), String> {
+        let Some(worker) = self.nodes[i].worker() else { return Ok(()) };
+        let tip = worker.ledger().tip().height;
+        let mut notices = Vec::new();
+        for height in 1..=tip {
+            if self.nodes[i].committed.contains_key(&height) {
+                continue;
+            }
+            let block = worker.ledger().block(height).map_err(|e| format!("validator {i}: {e}"))?;
+            notices.push(crate::chain::CommitNotice {
+                height,
+                block_hash: block.block.header.hash(),
+                event_ids: block.block.events.iter().map(|e| e.id()).collect(),
+                evicted: Vec::new(),
+            });
+        }
+        for notice in notices {
+            self.on_commit(i, notice);
+        }
+        Ok(())
+    }
+
+    /// A validator whose disk failed as it started stays down and is started again after
+    /// [`OUTAGE_MS`].
+    fn down_for_disk(&mut self, i: usize) {
+        if !self.nodes[i].up() {
+            self.disk_stops += 1;
+            self.schedule(self.now + OUTAGE_MS, Ev::Restart { node: i });
+        }
+    }
+
+    /// Stops validator `i` if its disk failed in the step just taken, as the node does, and
+    /// starts it again later: after [`OUTAGE_MS`] for a failed write (the node probes its disk
+    /// and starts again), after [`POWER_LOSS_DOWN_MS`] for a write lost with the power.
+    fn disk_stopped(&mut self, i: usize) -> bool {
+        let Some(stop) = self.nodes[i].disk_stop() else { return false };
+        self.nodes[i].crash();
+        self.disk_stops += 1;
+        let down = match stop {
+            DiskStop::Outage => OUTAGE_MS,
+            DiskStop::PowerLoss => POWER_LOSS_DOWN_MS,
+        };
+        self.schedule(self.now + down, Ev::Restart { node: i });
+        true
+    }
+
+    /// Takes the result of validator `i`'s step: a validator whose disk failed stops (whatever
+    /// the step returned); a refused decision is the validity property failing; any other
+    /// error stops the run.
     fn finish(&mut self, i: usize, result: Result<(), String>) -> Result<(), String> {
+        if self.disk_stopped(i) {
+            return Ok(());
+        }
         match result {
             Ok(()) => self.after_step(i),
             Err(e) if e.starts_with("validity: ") => {
@@ -379,6 +464,9 @@ impl Sim {
     /// requests, a sync if it is behind; checks its commits; wakes it when it asks.
     fn after_step(&mut self, i: usize) -> Result<(), String> {
         loop {
+            if self.disk_stopped(i) {
+                return Ok(());
+            }
             let effects = std::mem::take(&mut self.nodes[i].effects);
             let asked = self.nodes[i].requests.take_asked();
             if effects.consensus.is_empty()
@@ -641,6 +729,7 @@ impl Sim {
             time_ms: self.now,
             delivered: self.delivered,
             synced_blocks: self.synced_blocks,
+            disk_stops: self.disk_stops,
             trades_settled: self.trades_settled(),
             evidence: self
                 .evidence

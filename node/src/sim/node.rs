@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 use tradeloop_crypto::{Hash, PublicKey, SigningKey};
 use tradeloop_ledger::genesis::ConsensusParams;
+use tradeloop_ledger::index::{Fault, FaultPlan, FaultyIndex};
 use tradeloop_ledger::{Genesis, Ledger, SignedEvent};
 
 use super::network::SimRequests;
@@ -65,7 +67,7 @@ struct Task {
 /// A validator process while it runs.
 pub(super) struct Running {
     driver: Driver,
-    worker: LocalWorker,
+    worker: LocalWorker<FaultyIndex>,
     chain: ChainHandle,
     inputs_tx: mpsc::Sender<DriverInput>,
     inputs: mpsc::Receiver<DriverInput>,
@@ -76,6 +78,21 @@ pub(super) struct Running {
     tasks: Vec<Task>,
     /// The driver's decisions already accounted for.
     decided_seen: u64,
+    /// Why the chain worker could not write the data dir, once it could not.
+    storage: watch::Receiver<Option<String>>,
+    /// Faults the index injected since this start.
+    injected: Arc<AtomicU64>,
+    /// Whether this start's disk fault loses a write (rather than failing it).
+    loses_write: bool,
+}
+
+/// How a validator's disk stopped it in the step just taken.
+#[derive(Debug)]
+pub(super) enum DiskStop {
+    /// A write failed: the node stops and waits for its disk (`crate::outage`).
+    Outage,
+    /// A write was acknowledged and lost: the power went.
+    PowerLoss,
 }
 
 /// What a validator did in one step, for the simulation to carry out and check.
@@ -111,6 +128,8 @@ pub(super) struct SimNode {
     /// The earliest tick already scheduled.
     pub tick_at: Option<u64>,
     pub effects: Effects,
+    /// How many times it was started.
+    pub boots: u32,
 }
 
 /// A driver call, for [`Running::call`].
@@ -125,7 +144,7 @@ enum Call {
 /// on something else (a peer), which nothing here can give it.
 fn complete<F: Future>(
     fut: F,
-    worker: &mut LocalWorker,
+    worker: &mut LocalWorker<FaultyIndex>,
     out: &mut mpsc::Receiver<Outbound>,
     outbound: &mut Vec<Outbound>,
 ) -> Option<F::Output> {
@@ -161,14 +180,24 @@ impl SimNode {
             last_sync_ms: None,
             tick_at: None,
             effects: Effects::default(),
+            boots: 0,
         }
     }
 
     /// Starts the validator as `tradeloop node` would: ledger, sign-state and WAL opened from
-    /// its data dir, the WAL replayed, the last vote resumed.
-    pub(super) fn boot(&mut self, shared: &Shared) -> Result<(), String> {
-        let ledger = reopen_ledger(&self.base.join("data"), &shared.genesis)
-            .map_err(|e| format!("ledger: {e}"))?;
+    /// its data dir, the WAL replayed, the last vote resumed. Its index injects the faults of
+    /// `disk` until the next start. A disk that fails while the data dir is opened leaves it
+    /// down.
+    pub(super) fn boot(&mut self, shared: &Shared, disk: FaultPlan) -> Result<(), String> {
+        self.boots += 1;
+        let loses_write = matches!(disk.apply, Some((_, Fault::LostWrite)));
+        let (ledger, injected) = match reopen_ledger(&self.base.join("data"), &shared.genesis, disk)
+        {
+            Ok(opened) => opened,
+            // The node waits for its disk (`crate::outage`): it stays down until started again.
+            Err(e) if chain::is_storage_failure(&e) => return Ok(()),
+            Err(e) => return Err(format!("ledger: {e}")),
+        };
         let guard = SignGuard::open(
             &self.base.join("sign-state.bin"),
             shared.genesis.hash,
@@ -191,11 +220,12 @@ impl SimNode {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let (commits_tx, commits) = broadcast::channel(SIM_COMMIT_NOTICES);
         let (stats_tx, stats) = watch::channel(MempoolStats::default());
+        let (storage_tx, storage) = watch::channel(None);
         let reports = chain::WorkerReports {
             commits: commits_tx,
             stats: stats_tx,
             metrics: metrics.clone(),
-            storage: watch::channel(None).0,
+            storage: storage_tx,
         };
         let (chain, worker) =
             chain::local(ledger, SIM_MEMPOOL, self.key.clone(), reports, shared.planted);
@@ -230,6 +260,9 @@ impl SimNode {
             streamed,
             tasks: Vec::new(),
             decided_seen: 0,
+            storage,
+            injected,
+            loses_write,
         });
         self.ahead = None;
         self.last_sync_ms = None;
@@ -244,6 +277,16 @@ impl SimNode {
         self.effects = Effects::default();
     }
 
+    /// Whether its disk stopped it in the step just taken: a storage failure reported by the
+    /// chain worker (the node's runtime stops on it), or a write lost with the power.
+    pub(super) fn disk_stop(&self) -> Option<DiskStop> {
+        let r = self.run.as_ref()?;
+        if r.storage.borrow().is_some() {
+            return Some(DiskStop::Outage);
+        }
+        (r.loses_write && r.injected.load(Ordering::SeqCst) > 0).then_some(DiskStop::PowerLoss)
+    }
+
     pub(super) fn up(&self) -> bool {
         self.run.is_some()
     }
@@ -254,7 +297,7 @@ impl SimNode {
     }
 
     /// The chain worker (while up).
-    pub(super) fn worker(&self) -> Option<&LocalWorker> {
+    pub(super) fn worker(&self) -> Option<&LocalWorker<FaultyIndex>> {
         self.run.as_ref().map(|r| &r.worker)
     }
 
@@ -471,14 +514,20 @@ fn driver_failure(e: &DriverError) -> String {
 /// Reopens a ledger in the same process. sled's I/O threads may hold the old directory lock
 /// for a moment after the previous handle is dropped (a real restart is a new process), so
 /// retry briefly; this waits on wall-clock time only and cannot change the simulated outcome.
+/// The index injects the faults of `disk`; the counter of injected faults comes with it.
 fn reopen_ledger(
     dir: &std::path::Path,
     genesis: &Genesis,
-) -> Result<Ledger, tradeloop_ledger::LedgerError> {
+    disk: FaultPlan,
+) -> Result<(Ledger<FaultyIndex>, Arc<AtomicU64>), tradeloop_ledger::LedgerError> {
     let mut attempt = 0;
     loop {
-        match Ledger::open(dir, genesis.clone()) {
-            Ok(ledger) => return Ok(ledger),
+        let opened = FaultyIndex::open(&dir.join("index"), disk.clone()).and_then(|index| {
+            let injected = index.injected.clone();
+            Ledger::open_with_index(dir, genesis.clone(), index).map(|l| (l, injected))
+        });
+        match opened {
+            Ok(opened) => return Ok(opened),
             Err(e) if attempt < 200 && e.to_string().contains("could not acquire lock") => {
                 attempt += 1;
                 std::thread::sleep(Duration::from_millis(5));

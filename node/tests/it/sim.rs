@@ -1,13 +1,15 @@
-//! The deterministic simulator in CI: every scenario over 64 seeds with four validators (12
-//! scenarios, 768 runs of 5 to 120 heights each), every scenario over 4 seeds with seven, and
+//! The deterministic simulator in CI: every scenario over 64 seeds with four validators (13
+//! scenarios, 832 runs of 5 to 120 heights each), every scenario over 4 seeds with seven, and
 //! every negative control, which must be caught. `TRADELOOP_SIM_SEEDS=N` or
 //! `tradeloop sim --seeds N [--heights H]` runs more; `scripts/sim-long` is the long run
 //! (1,000 seeds x 200 heights), too long for CI (docs/consensus.md).
 
 use rayon::prelude::*;
-use tradeloop_node::sim::{run, SimConfig, SimReport, CONTROLS, SCENARIOS};
+use tradeloop_node::sim::{
+    run, DiskFault, DiskFaultKind, SimConfig, SimReport, CONTROLS, SCENARIOS,
+};
 
-/// Seeds per scenario with n = 4: 12 scenarios x 64 = 768 runs.
+/// Seeds per scenario with n = 4: 13 scenarios x 64 = 832 runs.
 fn seeds_n4() -> u64 {
     std::env::var("TRADELOOP_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(64)
 }
@@ -197,6 +199,41 @@ fn torn_block_writes_are_cut_off_at_restart() {
         assert!(report.violation.is_none(), "seed {seed}: {:?}", report.violation);
     }
     assert!(torn > 0, "no crash tore a write");
+}
+
+/// Each kind of index fault at one validator stops it, as the node stops for its disk, and its
+/// restart recovers: nothing it committed is lost (a write lost with the power is rebuilt from
+/// the block log), and every trade settles everywhere.
+#[test]
+fn a_disk_fault_stops_a_validator_and_its_restart_recovers() {
+    let kinds = [DiskFaultKind::WriteFails, DiskFaultKind::FlushFails, DiskFaultKind::WriteLost];
+    for kind in kinds {
+        for seed in 1..=6u64 {
+            let node = usize::try_from(seed % 4).unwrap();
+            let fault = DiskFault { node, boot: 0, write: 2 + seed, kind };
+            let config = SimConfig { disk_faults: vec![fault], ..scenario("disk-faults", 4, seed) };
+            let report = run(&config).unwrap();
+            assert!(report.violation.is_none(), "{kind:?} seed {seed}: {:?}", report.violation);
+            assert_eq!(report.disk_stops, 1, "{kind:?} seed {seed}: the fault did not stop it");
+            assert_eq!(report.trades_settled as u64, config.target_height);
+        }
+    }
+}
+
+/// Every validator's disk fails at the same height: nothing more is decided until they start
+/// again, and then the chain goes on with nothing lost.
+#[test]
+fn every_disk_failing_at_once_halts_the_chain_until_they_recover() {
+    for seed in 1..=4 {
+        let disk_faults = (0..4)
+            .map(|node| DiskFault { node, boot: 0, write: 5, kind: DiskFaultKind::WriteFails })
+            .collect();
+        let config = SimConfig { disk_faults, ..scenario("disk-faults", 4, seed) };
+        let report = run(&config).unwrap();
+        assert!(report.violation.is_none(), "seed {seed}: {:?}", report.violation);
+        assert_eq!(report.disk_stops, 4, "seed {seed}");
+        assert!(report.min_height >= config.target_height);
+    }
 }
 
 /// Every successful run exports the longest honest chain and verifies it offline from the
