@@ -169,34 +169,7 @@ pub async fn run(
         genesis: config.genesis.display().to_string(),
     })?;
     let validator = me.power > 0;
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::Io {
-        what: format!("cannot create data dir {}", config.data_dir.display()),
-        source,
-    })?;
-    // The sign-state is read first: a validator signs at height h only after committing
-    // h - 1, so it bounds what the block log must hold.
-    let guard = if validator {
-        Some(SignGuard::open(&sign_state_path(&config), genesis.hash, key.public_key())?)
-    } else {
-        None
-    };
-    let known_committed =
-        guard.as_ref().and_then(|g| g.last()).map_or(0, |r| r.position.height.saturating_sub(1));
-    let mut ledger =
-        Ledger::open_known_committed(&config.data_dir, genesis.clone(), known_committed)?;
-    // One memory of verified consensus signatures for the whole node: gossip validation,
-    // the consensus core and the ledger's certificate check share it.
-    let ctx = TradeContext::new(genesis.hash);
-    ledger.remember_signatures(ctx.verified.clone());
-    if let Some(torn) = &ledger.torn_tail {
-        tracing::warn!(
-            segment = torn.segment,
-            offset = torn.offset,
-            bytes = torn.bytes,
-            height = torn.height,
-            "cut an unfinished block write at the end of the log (a crash during an append)"
-        );
-    }
+    let (guard, ledger, ctx) = open_data_dir(&config, &genesis, &key, validator)?;
     let tip = ledger.tip().clone();
     let view = ledger.view();
     tracing::info!(chain = %genesis.doc.chain_id, genesis = %genesis.hash, height = tip.height, validator, node = %key.public_key(), "opening member node");
@@ -204,104 +177,40 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (commits_tx, _) = broadcast::channel::<CommitNotice>(COMMIT_NOTICE_CHANNEL);
     let (mempool_tx, mempool_rx) = watch::channel(MempoolStats::default());
-    let limits = MempoolLimits {
-        max_events: config.mempool.max_events,
-        max_bytes: config.mempool.max_bytes,
-    };
     let metrics = std::sync::Arc::new(Metrics::new());
     metrics.height.set(crate::metrics::gauge_value(tip.height));
-    let verifier = chain::Verifier::new(config.runtime.verify_threads).map_err(|source| {
-        NodeError::Io { what: "cannot start the signature-check threads".into(), source }
-    })?;
-    let (storage_tx, mut storage_rx) = watch::channel::<Option<String>>(None);
-    let (chain, chain_thread) = chain::spawn(
-        ledger,
-        limits,
-        verifier,
-        key.clone(),
-        chain::WorkerReports {
-            commits: commits_tx.clone(),
-            stats: mempool_tx,
-            metrics: metrics.clone(),
-            storage: storage_tx,
-        },
-    )
-    .map_err(|source| NodeError::Io {
-        what: "cannot start the chain worker thread".into(),
-        source,
-    })?;
-
-    let p2p_limits = P2pLimits {
-        max_established_connections: config.p2p.max_connections,
-        ..P2pLimits::default()
+    let (storage_tx, storage_rx) = watch::channel::<Option<String>>(None);
+    let reports = chain::WorkerReports {
+        commits: commits_tx.clone(),
+        stats: mempool_tx,
+        metrics: metrics.clone(),
+        storage: storage_tx,
     };
-    let (p2p, p2p_events, p2p_task) = p2p::spawn(P2pConfig {
-        node_secret: key.secret_bytes(),
-        listen: parse_addrs(&config.p2p.listen)?,
-        bootstrap: parse_addrs(&config.p2p.bootstrap)?,
-        members: genesis.member_nodes().iter().map(|m| m.node_key).collect(),
-        chain: genesis.hash,
-        limits: p2p_limits,
-    })?;
+    let (chain, chain_thread) = start_chain_worker(&config, ledger, &key, reports)?;
+    let (p2p, p2p_events, p2p_task) = start_p2p(&config, &genesis, &key)?;
 
     let (sync_tx, sync_rx) = mpsc::channel(sync::SYNC_HINT_CHANNEL);
     let (syncing_tx, syncing_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    let mut driver_task = None;
     // The blocks this validator streams, for peers to fetch missing events from.
     let streamed = StreamedBlocks::new();
-    let (driver_tx, out_rx) = if let Some(guard) = guard {
-        let (driver_tx, driver_rx) = mpsc::channel(driver::DRIVER_INPUT_CHANNEL);
-        let (out_tx, out_rx) = mpsc::channel(driver::OUTBOUND_CHANNEL);
-        let params = consensus_params(&genesis.doc.consensus, &config);
-        let dc = DriverConfig {
-            key: key.clone(),
-            ctx: ctx.clone(),
-            empty_block_wait: Duration::from_millis(config.empty_block_wait_ms()),
-            block_linger: Duration::from_millis(config.block_linger_ms()),
-            full_block_events: genesis.doc.consensus.max_block_events as usize,
-            metrics: metrics.clone(),
-            planted: chain::PlantedFaults::default(),
-        };
-        let (chain, p2p, mempool_rx, stop_rx, streamed) =
-            (chain.clone(), p2p.clone(), mempool_rx.clone(), stop_rx.clone(), streamed.clone());
-        let (genesis, key, wal_dir) = (genesis.clone(), key.clone(), config.data_dir.join("wal"));
-        let core_ctx = ctx.clone();
-        driver_task = Some(tokio::spawn(async move {
-            // A validator that has never signed (a new network, or a lost sign-state) first
-            // catches up with its peers, so that it never votes at a height it may have
-            // signed before.
-            if waits_for_peers(&genesis, &key.public_key(), guard.last().is_some()) {
-                wait_for_network_tip(&p2p, &chain, genesis.hash, INITIAL_SYNC_WAIT).await;
-            }
-            let tip = chain.tip().await.map_err(|_| driver::DriverError::ChainStopped)?;
-            let height = tip.height + 1;
-            let core = ConsensusCore::new(
-                core_ctx,
-                key,
-                guard,
-                Validators::from_ledger(&genesis.validators),
-                &params,
-                height,
-            );
-            let (core, records) = core.with_wal(&wal_dir)?;
-            let links = driver::DriverLinks {
-                chain,
-                mempool: mempool_rx,
-                out: out_tx,
-                streamed,
-                clock: crate::time::Clock::System,
-            };
-            let d = driver::Driver::new(dc, core, height, links);
-            driver::run(d, records, driver_rx, stop_rx).await
-        }));
-        (Some(driver_tx), Some(out_rx))
-    } else {
-        (None, None)
+    let links = ValidatorLinks {
+        chain: chain.clone(),
+        p2p: p2p.clone(),
+        mempool: mempool_rx.clone(),
+        stop: stop_rx.clone(),
+        streamed: streamed.clone(),
+        metrics: metrics.clone(),
     };
-    if let (Some(out_rx), Some(driver_tx)) = (out_rx, driver_tx.clone()) {
-        tasks.spawn(outbound(out_rx, p2p.clone(), sync_tx.clone(), driver_tx));
-    }
+    let validating =
+        guard.map(|guard| start_validator(&config, &genesis, &key, &ctx, guard, links));
+    let (driver_task, driver_tx) = match validating {
+        Some((task, driver_tx, out_rx)) => {
+            tasks.spawn(outbound(out_rx, p2p.clone(), sync_tx.clone(), driver_tx.clone()));
+            (Some(task), Some(driver_tx))
+        }
+        None => (None, None),
+    };
 
     let (gossip_tx, gossip_rx) = mpsc::channel::<SignedEvent>(GOSSIP_QUEUE);
     tasks.spawn(gossip_batcher(gossip_rx, p2p.clone()));
@@ -331,31 +240,9 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
-    let listener =
-        tokio::net::TcpListener::bind(config.api.listen).await.map_err(|source| NodeError::Io {
-            what: format!(
-                "cannot listen on api.listen {} (is another node using it?)",
-                config.api.listen
-            ),
-            source,
-        })?;
-    let api_addr = listener
-        .local_addr()
-        .map_err(|source| NodeError::Io { what: "api address".into(), source })?;
-    let (api_tx, api_rx) = mpsc::channel(API_COMMAND_CHANNEL);
-    let api_limits = config.api.limits();
-    let mut api_stop = stop_rx.clone();
-    let api_task = tokio::spawn(crate::api::serve(
-        listener,
-        api_tx,
-        commits_tx.clone(),
-        view,
-        api_limits,
-        crate::api::ApiShared { access: config.api.access(), metrics: metrics.clone() },
-        async move {
-            let _ = api_stop.wait_for(|s| *s).await;
-        },
-    ));
+    let shared = crate::api::ApiShared { access: config.api.access(), metrics: metrics.clone() };
+    let (api_addr, api_task, api_rx) =
+        start_api(&config, commits_tx.clone(), view, shared, stop_rx.clone()).await?;
     tasks.spawn(api_commands(
         ApiCtx {
             genesis: genesis.clone(),
@@ -380,42 +267,260 @@ pub async fn run(
     tracing::info!(api = %started.api, p2p = ?started.p2p, "node started");
     on_started(&started);
 
-    // Run until told to stop, until the driver fails, or until a write to the data dir fails.
-    let mut driver_result = Ok(());
-    tokio::select! {
-        () = stop => {}
-        result = async { match &mut driver_task { Some(t) => t.await, None => std::future::pending().await } } => {
-            driver_result = result.unwrap_or(Ok(()));
-            driver_task = None;
+    let running = Running {
+        stop_tx,
+        storage_rx,
+        driver_task,
+        api_task,
+        p2p,
+        p2p_task,
+        tasks,
+        chain,
+        chain_thread,
+    };
+    running.until_stopped(stop).await
+}
+
+/// A started node's parts, to be stopped in order.
+struct Running {
+    stop_tx: watch::Sender<bool>,
+    storage_rx: watch::Receiver<Option<String>>,
+    driver_task: Option<tokio::task::JoinHandle<Result<(), driver::DriverError>>>,
+    api_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    p2p: P2pHandle,
+    p2p_task: tokio::task::JoinHandle<()>,
+    tasks: tokio::task::JoinSet<()>,
+    chain: ChainHandle,
+    chain_thread: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    /// Runs until told to stop, until the driver fails, or until a write to the data dir fails;
+    /// then stops everything: the API first (no new requests), the driver (the block in flight
+    /// is abandoned safely: its votes are in the WAL), p2p, the tasks, the chain worker last.
+    async fn until_stopped(mut self, stop: impl Future<Output = ()>) -> Result<(), NodeError> {
+        let mut driver_result = Ok(());
+        let driver_task = &mut self.driver_task;
+        tokio::select! {
+            () = stop => {}
+            result = async { match driver_task { Some(t) => t.await, None => std::future::pending().await } } => {
+                driver_result = result.unwrap_or(Ok(()));
+                self.driver_task = None;
+            }
+            _ = self.storage_rx.wait_for(Option::is_some) => {}
         }
-        _ = storage_rx.wait_for(Option::is_some) => {}
+        let storage_failure = self.storage_rx.borrow().clone();
+        if let Some(reason) = &storage_failure {
+            tracing::error!(
+                "a write to the data dir failed: {reason}; stopping before anything is half done"
+            );
+        }
+        tracing::info!("stopping: no new requests; the block in flight is abandoned safely (its votes are in the WAL)");
+        let _ = self.stop_tx.send(true);
+        let _ = self.api_task.await;
+        if let Some(t) = self.driver_task {
+            if let Ok(Err(e)) = t.await {
+                driver_result = Err(e);
+            }
+        }
+        self.p2p.shutdown().await;
+        let _ = self.p2p_task.await;
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        drop(self.chain);
+        // The chain thread ends once its last handle is gone, after finishing its command.
+        let chain_thread = self.chain_thread;
+        let _ = tokio::task::spawn_blocking(move || chain_thread.join()).await;
+        tracing::info!("stopped");
+        match storage_failure {
+            Some(reason) => Err(NodeError::Storage(reason)),
+            None => driver_result.map_err(NodeError::from),
+        }
     }
-    let storage_failure = storage_rx.borrow().clone();
-    if let Some(reason) = &storage_failure {
-        tracing::error!(
-            "a write to the data dir failed: {reason}; stopping before anything is half done"
+}
+
+/// Opens the data dir: the sign-state first (a validator signs at height h only after
+/// committing h - 1, so it bounds what the block log must hold), then the ledger, which
+/// shares one memory of verified consensus signatures with gossip validation and the consensus
+/// core (the context returned).
+fn open_data_dir(
+    config: &NodeConfig,
+    genesis: &Genesis,
+    key: &tradeloop_crypto::SigningKey,
+    validator: bool,
+) -> Result<(Option<SignGuard>, Ledger, TradeContext), NodeError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::Io {
+        what: format!("cannot create data dir {}", config.data_dir.display()),
+        source,
+    })?;
+    let guard = if validator {
+        Some(SignGuard::open(&sign_state_path(config), genesis.hash, key.public_key())?)
+    } else {
+        None
+    };
+    let known_committed =
+        guard.as_ref().and_then(|g| g.last()).map_or(0, |r| r.position.height.saturating_sub(1));
+    let mut ledger =
+        Ledger::open_known_committed(&config.data_dir, genesis.clone(), known_committed)?;
+    let ctx = TradeContext::new(genesis.hash);
+    ledger.remember_signatures(ctx.verified.clone());
+    if let Some(torn) = &ledger.torn_tail {
+        tracing::warn!(
+            segment = torn.segment,
+            offset = torn.offset,
+            bytes = torn.bytes,
+            height = torn.height,
+            "cut an unfinished block write at the end of the log (a crash during an append)"
         );
     }
-    tracing::info!("stopping: no new requests; the block in flight is abandoned safely (its votes are in the WAL)");
-    let _ = stop_tx.send(true);
-    let _ = api_task.await;
-    if let Some(t) = driver_task {
-        if let Ok(Err(e)) = t.await {
-            driver_result = Err(e);
+    Ok((guard, ledger, ctx))
+}
+
+/// Starts the chain worker thread over the opened ledger, with its signature-check threads.
+fn start_chain_worker(
+    config: &NodeConfig,
+    ledger: Ledger,
+    key: &tradeloop_crypto::SigningKey,
+    reports: chain::WorkerReports,
+) -> Result<(ChainHandle, std::thread::JoinHandle<()>), NodeError> {
+    let limits = MempoolLimits {
+        max_events: config.mempool.max_events,
+        max_bytes: config.mempool.max_bytes,
+    };
+    let verifier = chain::Verifier::new(config.runtime.verify_threads).map_err(|source| {
+        NodeError::Io { what: "cannot start the signature-check threads".into(), source }
+    })?;
+    chain::spawn(ledger, limits, verifier, key.clone(), reports).map_err(|source| NodeError::Io {
+        what: "cannot start the chain worker thread".into(),
+        source,
+    })
+}
+
+/// Starts the libp2p swarm with the genesis's member nodes as the only peers it admits.
+fn start_p2p(
+    config: &NodeConfig,
+    genesis: &Genesis,
+    key: &tradeloop_crypto::SigningKey,
+) -> Result<(P2pHandle, mpsc::Receiver<P2pEvent>, tokio::task::JoinHandle<()>), NodeError> {
+    Ok(p2p::spawn(P2pConfig {
+        node_secret: key.secret_bytes(),
+        listen: parse_addrs(&config.p2p.listen)?,
+        bootstrap: parse_addrs(&config.p2p.bootstrap)?,
+        members: genesis.member_nodes().iter().map(|m| m.node_key).collect(),
+        chain: genesis.hash,
+        limits: P2pLimits {
+            max_established_connections: config.p2p.max_connections,
+            ..P2pLimits::default()
+        },
+    })?)
+}
+
+/// What a validator's consensus driver talks to.
+struct ValidatorLinks {
+    chain: ChainHandle,
+    p2p: P2pHandle,
+    mempool: watch::Receiver<MempoolStats>,
+    stop: watch::Receiver<bool>,
+    streamed: StreamedBlocks,
+    metrics: std::sync::Arc<Metrics>,
+}
+
+/// The driver's task, its input and what it sends out.
+type Validating = (
+    tokio::task::JoinHandle<Result<(), driver::DriverError>>,
+    mpsc::Sender<DriverInput>,
+    mpsc::Receiver<Outbound>,
+);
+
+/// Starts the consensus driver of a validator. A validator that has never signed (a new
+/// network, or a lost sign-state) first catches up with its peers, so that it never votes at a
+/// height it may have signed before; then it opens its WAL and replays it.
+fn start_validator(
+    config: &NodeConfig,
+    genesis: &Genesis,
+    key: &tradeloop_crypto::SigningKey,
+    ctx: &TradeContext,
+    guard: SignGuard,
+    links: ValidatorLinks,
+) -> Validating {
+    let (driver_tx, driver_rx) = mpsc::channel(driver::DRIVER_INPUT_CHANNEL);
+    let (out_tx, out_rx) = mpsc::channel(driver::OUTBOUND_CHANNEL);
+    let params = consensus_params(&genesis.doc.consensus, config);
+    let dc = DriverConfig {
+        key: key.clone(),
+        ctx: ctx.clone(),
+        empty_block_wait: Duration::from_millis(config.empty_block_wait_ms()),
+        block_linger: Duration::from_millis(config.block_linger_ms()),
+        full_block_events: genesis.doc.consensus.max_block_events as usize,
+        metrics: links.metrics,
+        planted: chain::PlantedFaults::default(),
+    };
+    let (genesis, key, wal_dir) = (genesis.clone(), key.clone(), config.data_dir.join("wal"));
+    let core_ctx = ctx.clone();
+    let ValidatorLinks { chain, p2p, mempool, stop, streamed, .. } = links;
+    let task = tokio::spawn(async move {
+        if waits_for_peers(&genesis, &key.public_key(), guard.last().is_some()) {
+            wait_for_network_tip(&p2p, &chain, genesis.hash, INITIAL_SYNC_WAIT).await;
         }
-    }
-    p2p.shutdown().await;
-    let _ = p2p_task.await;
-    tasks.abort_all();
-    while tasks.join_next().await.is_some() {}
-    drop(chain);
-    // The chain thread ends once its last handle is gone, after finishing its command.
-    let _ = tokio::task::spawn_blocking(move || chain_thread.join()).await;
-    tracing::info!("stopped");
-    match storage_failure {
-        Some(reason) => Err(NodeError::Storage(reason)),
-        None => driver_result.map_err(NodeError::from),
-    }
+        let tip = chain.tip().await.map_err(|_| driver::DriverError::ChainStopped)?;
+        let height = tip.height + 1;
+        let core = ConsensusCore::new(
+            core_ctx,
+            key,
+            guard,
+            Validators::from_ledger(&genesis.validators),
+            &params,
+            height,
+        );
+        let (core, records) = core.with_wal(&wal_dir)?;
+        let clock = crate::time::Clock::System;
+        let links = driver::DriverLinks { chain, mempool, out: out_tx, streamed, clock };
+        let d = driver::Driver::new(dc, core, height, links);
+        driver::run(d, records, driver_rx, stop).await
+    });
+    (task, driver_tx, out_rx)
+}
+
+/// Listens on `api.listen` and serves the HTTP API until `stop` turns true: its address, its
+/// task, and the commands its handlers send to the node.
+async fn start_api(
+    config: &NodeConfig,
+    commits: broadcast::Sender<CommitNotice>,
+    view: tradeloop_ledger::query::LedgerView,
+    shared: crate::api::ApiShared,
+    mut stop: watch::Receiver<bool>,
+) -> Result<
+    (
+        std::net::SocketAddr,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+        mpsc::Receiver<ApiCommand>,
+    ),
+    NodeError,
+> {
+    let listener =
+        tokio::net::TcpListener::bind(config.api.listen).await.map_err(|source| NodeError::Io {
+            what: format!(
+                "cannot listen on api.listen {} (is another node using it?)",
+                config.api.listen
+            ),
+            source,
+        })?;
+    let api_addr = listener
+        .local_addr()
+        .map_err(|source| NodeError::Io { what: "api address".into(), source })?;
+    let (api_tx, api_rx) = mpsc::channel(API_COMMAND_CHANNEL);
+    let task = tokio::spawn(crate::api::serve(
+        listener,
+        api_tx,
+        commits,
+        view,
+        config.api.limits(),
+        shared,
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
+    ));
+    Ok((api_addr, task, api_rx))
 }
 
 /// Whether a validator first waits for its peers' tip ([`wait_for_network_tip`]) before it
