@@ -720,7 +720,16 @@ impl Sim {
             self.trades_settled(),
             self.workload.trades.len()
         );
-        ("liveness".into(), detail)
+        let each: Vec<String> = self
+            .honest()
+            .map(|i| {
+                let n = &self.nodes[i];
+                let committed = n.committed.keys().next_back().copied().unwrap_or(0);
+                let state = if n.up() { format!("deciding {}", n.height()) } else { "down".into() };
+                format!("{i}: {committed} ({state})")
+            })
+            .collect();
+        ("liveness".into(), format!("{detail}; committed by validator: {}", each.join(", ")))
     }
 
     fn report(&self, violation: Option<Violation>) -> SimReport {

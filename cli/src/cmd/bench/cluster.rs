@@ -123,40 +123,166 @@ pub fn run(args: ClusterArgs) -> Result<()> {
         args.full_nodes,
         super::cores()
     )?;
-
     if args.events == 0 {
-        std::thread::sleep(Duration::from_secs(2));
-        let h0 = height(&agent, &nodes[0])?;
-        let started = Instant::now();
-        std::thread::sleep(Duration::from_secs(EMPTY_SECS));
-        let h1 = height(&agent, &nodes[0])?;
-        let secs = started.elapsed().as_secs_f64();
-        let rate = (h1 - h0) as f64 / secs;
-        let (lo, hi) = MALACHITE_HEIGHTS_PER_SEC;
-        writeln!(Out, "  empty heights:      {rate:>8.1} heights/s ({} heights in {secs:.1} s, {:.1} ms a height)", h1 - h0, 1000.0 / rate.max(f64::MIN_POSITIVE))?;
-        writeln!(Out, "  Malachite test app: {lo:.1}-{hi:.1} heights/s on this machine (docs/performance.md); ratio {:.2}-{:.2}", rate / hi, rate / lo)?;
-        running.stop()?;
-        return Ok(());
+        empty_heights(&agent, &nodes)?;
+        return running.stop();
+    }
+    let bench = Bench { args: &args, cast: &cast, nodes: &nodes, agent: &agent };
+    let measured = bench.phases(&running)?;
+    running.stop()?;
+    measured.report(&bench, append)
+}
+
+/// Heights per second of empty blocks proposed without waiting, beside Malachite's test app.
+fn empty_heights(agent: &ureq::Agent, nodes: &[DevnetNode]) -> Result<()> {
+    std::thread::sleep(Duration::from_secs(2));
+    let h0 = height(agent, &nodes[0])?;
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(EMPTY_SECS));
+    let h1 = height(agent, &nodes[0])?;
+    let secs = started.elapsed().as_secs_f64();
+    let rate = (h1 - h0) as f64 / secs;
+    let (lo, hi) = MALACHITE_HEIGHTS_PER_SEC;
+    writeln!(Out, "  empty heights:      {rate:>8.1} heights/s ({} heights in {secs:.1} s, {:.1} ms a height)", h1 - h0, 1000.0 / rate.max(f64::MIN_POSITIVE))?;
+    writeln!(Out, "  Malachite test app: {lo:.1}-{hi:.1} heights/s on this machine (docs/performance.md); ratio {:.2}-{:.2}", rate / hi, rate / lo)?;
+    Ok(())
+}
+
+/// A running devnet and the bench's settings.
+struct Bench<'a> {
+    args: &'a ClusterArgs,
+    cast: &'a Cast,
+    nodes: &'a [DevnetNode],
+    agent: &'a ureq::Agent,
+}
+
+/// What the two phases measured.
+struct Measured {
+    saturated: Summary,
+    halfway: Summary,
+    /// Heights of node 0 before, between and after the phases.
+    heights: (u64, u64, u64),
+    /// P2p bytes sent by all nodes, before and after.
+    wire: (Option<u64>, Option<u64>),
+    /// Node CPU seconds before and after the saturation phase, and this process's in it.
+    cpu: (Option<f64>, Option<f64>, Option<f64>),
+    /// Host ticks at the start, between the phases and at the end.
+    host: [Option<super::HostTicks>; 3],
+}
+
+impl Bench<'_> {
+    /// Saturation, then half rate, with the figures taken around them from `running`.
+    fn phases(&self, running: &devnet::Running) -> Result<Measured> {
+        let per_trade = trade_steps(0).len() as u64;
+        let trades = self.args.events.div_ceil(per_trade);
+        writeln!(Diag, "signing {} events ({trades} trades)...", trades * per_trade);
+        let signed: Vec<Vec<SignedEvent>> = sign_trades(self.cast, 1..=trades, now_ms());
+        let wire0 = wire_bytes(self.nodes);
+        let h_start = height(self.agent, &self.nodes[0])?;
+        let cpu0 = nodes_cpu(running);
+        let bench_cpu0 = super::cpu_seconds("self");
+        let host0 = super::HostTicks::now();
+        let saturated = self.saturation(&signed)?;
+        let cpu1 = nodes_cpu(running);
+        let bench_cpu = super::cpu_seconds("self").zip(bench_cpu0).map(|(b, a)| b - a);
+        let host1 = super::HostTicks::now();
+        if saturated.committed == 0 {
+            bail!("nothing committed in the saturation phase: {}", saturated.problem);
+        }
+        let h_mid = height(self.agent, &self.nodes[0])?;
+        let halfway = self.half_rate(saturated.rate / 2.0, trades + 1)?;
+        let host2 = super::HostTicks::now();
+        let wire1 = wire_bytes(self.nodes);
+        let h_end = height(self.agent, &self.nodes[0])?;
+        Ok(Measured {
+            saturated,
+            halfway,
+            heights: (h_start, h_mid, h_end),
+            wire: (wire0, wire1),
+            cpu: (cpu0, cpu1, bench_cpu),
+            host: [host0, host1, host2],
+        })
     }
 
-    let per_trade = trade_steps(0).len() as u64;
-    let trades = args.events.div_ceil(per_trade);
-    writeln!(Diag, "signing {} events ({trades} trades)...", trades * per_trade);
-    let time = now_ms();
-    let signed: Vec<Vec<SignedEvent>> = sign_trades(&cast, 1..=trades, time);
-    let wire0 = wire_bytes(&nodes);
-    let h_start = height(&agent, &nodes[0])?;
+    /// Every client submits its share of the trades, one request in flight each.
+    fn saturation(&self, signed: &[Vec<SignedEvent>]) -> Result<Summary> {
+        let args = self.args;
+        writeln!(
+            Diag,
+            "saturation: {} clients, batches of up to {} events...",
+            args.clients, args.batch
+        );
+        let clients = usize::try_from(args.clients).context("--clients")?;
+        let batch = usize::try_from(args.batch).unwrap_or(usize::MAX);
+        let bodies = client_bodies(signed, clients, batch);
+        let started = Instant::now();
+        let samples = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for (c, requests) in bodies.iter().enumerate() {
+                let (agent, nodes, samples) = (self.agent, self.nodes, &samples);
+                scope.spawn(move || {
+                    let node = &nodes[c % nodes.len()];
+                    for (body, events) in requests {
+                        let sent = Instant::now();
+                        let s = submit_body(agent, node, body, *events, sent);
+                        samples.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+                    }
+                });
+            }
+        });
+        let samples = samples.into_inner().unwrap_or_else(|e| e.into_inner());
+        let end = samples.iter().map(|s| s.answered).max().unwrap_or(started);
+        let saturated = summarize(&samples, end.duration_since(started));
+        saturated.print("saturation")?;
+        Ok(saturated)
+    }
 
-    writeln!(
-        Diag,
-        "saturation: {} clients, batches of up to {} events...",
-        args.clients, args.batch
-    );
-    let clients = usize::try_from(args.clients).context("--clients")?;
-    let batch = usize::try_from(args.batch).unwrap_or(usize::MAX);
-    // Every client's request bodies are built before the clock starts: the load generator
-    // shares the nodes' cores, and its JSON encoding is not part of what is measured.
-    let bodies: Vec<Vec<(String, usize)>> = (0..clients)
+    /// One trade per request, offered on a fixed schedule at `rate` events/s, from trade
+    /// number `first` on.
+    fn half_rate(&self, rate: f64, first: u64) -> Result<Summary> {
+        let per_trade = trade_steps(0).len() as u64;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a small positive count
+        let half_trades =
+            ((rate * HALF_RATE_SECS as f64) / per_trade as f64).ceil().max(1.0) as u64;
+        let signed = sign_trades(self.cast, first..=first + half_trades - 1, now_ms());
+        let interval = Duration::from_secs_f64(per_trade as f64 / rate.max(1.0));
+        writeln!(Diag, "half rate: {rate:.0} events/s offered ({half_trades} trades of {per_trade}, one every {:.1} ms)...", interval.as_secs_f64() * 1000.0);
+        let samples = Mutex::new(Vec::new());
+        let started = Instant::now() + Duration::from_millis(100);
+        std::thread::scope(|scope| {
+            for t in 0..HALF_RATE_THREADS {
+                let (agent, nodes, signed, samples) = (self.agent, self.nodes, &signed, &samples);
+                scope.spawn(move || {
+                    for (j, trade) in signed.iter().enumerate().skip(t).step_by(HALF_RATE_THREADS) {
+                        let due = started + interval.mul_f64(j as f64);
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                        let node = &nodes[j % nodes.len()];
+                        let refs: Vec<&SignedEvent> = trade.iter().collect();
+                        let s = submit(agent, node, &refs, due);
+                        samples.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+                    }
+                });
+            }
+        });
+        let samples = samples.into_inner().unwrap_or_else(|e| e.into_inner());
+        let end = samples.iter().map(|s| s.answered).max().unwrap_or(started);
+        let halfway = summarize(&samples, end.duration_since(started));
+        halfway.print("half rate")?;
+        Ok(halfway)
+    }
+}
+
+/// Every client's request bodies, built before the clock starts: the load generator shares the
+/// nodes' cores, and its JSON encoding is not part of what is measured. Client `c` takes every
+/// `clients`-th trade from trade `c`, in batches of whole trades of up to `batch` events.
+fn client_bodies(
+    signed: &[Vec<SignedEvent>],
+    clients: usize,
+    batch: usize,
+) -> Vec<Vec<(String, usize)>> {
+    (0..clients)
         .map(|c| {
             let mut requests = Vec::new();
             let mut request: Vec<&SignedEvent> = Vec::new();
@@ -172,129 +298,105 @@ pub fn run(args: ClusterArgs) -> Result<()> {
             }
             requests
         })
-        .collect();
-    let cpu0 = nodes_cpu(&running);
-    let bench_cpu0 = super::cpu_seconds("self");
-    let host0 = super::HostTicks::now();
-    let started = Instant::now();
-    let samples = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for (c, requests) in bodies.iter().enumerate() {
-            let (agent, nodes, samples) = (&agent, &nodes, &samples);
-            scope.spawn(move || {
-                let node = &nodes[c % nodes.len()];
-                for (body, events) in requests {
-                    let sent = Instant::now();
-                    let s = submit_body(agent, node, body, *events, sent);
-                    samples.lock().unwrap_or_else(|e| e.into_inner()).push(s);
-                }
-            });
-        }
-    });
-    let samples = samples.into_inner().unwrap_or_else(|e| e.into_inner());
-    let end = samples.iter().map(|s| s.answered).max().unwrap_or(started);
-    let saturated = summarize(&samples, end.duration_since(started));
-    saturated.print("saturation")?;
-    let cpu1 = nodes_cpu(&running);
-    let bench_cpu = super::cpu_seconds("self").zip(bench_cpu0).map(|(b, a)| b - a);
-    let host1 = super::HostTicks::now();
-    if saturated.committed == 0 {
-        bail!("nothing committed in the saturation phase: {}", saturated.problem);
-    }
-    let h_mid = height(&agent, &nodes[0])?;
+        .collect()
+}
 
-    // Half rate: one trade per request, on a fixed schedule.
-    let half = saturated.rate / 2.0;
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a small positive count
-    let half_trades = ((half * HALF_RATE_SECS as f64) / per_trade as f64).ceil().max(1.0) as u64;
-    let signed2 = sign_trades(&cast, trades + 1..=trades + half_trades, now_ms());
-    let interval = Duration::from_secs_f64(per_trade as f64 / half.max(1.0));
-    writeln!(Diag, "half rate: {half:.0} events/s offered ({half_trades} trades of {per_trade}, one every {:.1} ms)...", interval.as_secs_f64() * 1000.0);
-    let samples = Mutex::new(Vec::new());
-    let started = Instant::now() + Duration::from_millis(100);
-    std::thread::scope(|scope| {
-        for t in 0..HALF_RATE_THREADS {
-            let (agent, nodes, signed2, samples) = (&agent, &nodes, &signed2, &samples);
-            scope.spawn(move || {
-                for (j, trade) in signed2.iter().enumerate().skip(t).step_by(HALF_RATE_THREADS) {
-                    let due = started + interval.mul_f64(j as f64);
-                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(wait);
-                    }
-                    let node = &nodes[j % nodes.len()];
-                    let refs: Vec<&SignedEvent> = trade.iter().collect();
-                    let s = submit(agent, node, &refs, due);
-                    samples.lock().unwrap_or_else(|e| e.into_inner()).push(s);
-                }
-            });
-        }
-    });
-    let samples = samples.into_inner().unwrap_or_else(|e| e.into_inner());
-    let end = samples.iter().map(|s| s.answered).max().unwrap_or(started);
-    let halfway = summarize(&samples, end.duration_since(started));
-    halfway.print("half rate")?;
-    let host2 = super::HostTicks::now();
-    let wire1 = wire_bytes(&nodes);
-    let h_end = height(&agent, &nodes[0])?;
-    running.stop()?;
+/// The single-validator append bench: its event count, the bench and its first run.
+type AppendRef = Option<(u64, super::AppendBench, super::AppendRate)>;
 
-    let ledger = Ledger::open_read_only(&nodes[0].config.with_file_name("data"), cast.genesis)?;
-    for (what, from, to) in [("saturation", h_start + 1, h_mid), ("half rate", h_mid + 1, h_end)] {
-        let blocks = blocks_between(&ledger, from, to)?;
-        writeln!(Out, "  blocks ({what}):{blocks}")?;
-    }
-    let committed = (saturated.committed + halfway.committed) as f64;
-    match (wire0, wire1) {
-        (Some(a), Some(b)) if b >= a => writeln!(Out, "  p2p bytes sent, all nodes: {:.0} bytes/event ({:.1} MB for {committed:.0} committed events; TCP payload, from `ss`)", (b - a) as f64 / committed, (b - a) as f64 / 1e6)?,
-        _ => writeln!(Out, "  p2p bytes sent: not measured (`ss -tinH` gave no byte counters)")?,
-    }
-    // A VM's hypervisor may run other guests on its cores: time this machine did not get.
-    let steal = |from: Option<super::HostTicks>, to: Option<super::HostTicks>| {
-        from.zip(to)
-            .and_then(|(a, b)| b.steal_since(a))
-            .map_or_else(|| "not measured".to_string(), |s| format!("{:.0}%", s * 100.0))
-    };
-    writeln!(Out, "  host: CPU time taken by the hypervisor (steal, /proc/stat): {} in the saturation phase, {} at half rate", steal(host0, host1), steal(host1, host2))?;
-    let node_cpu = match (cpu0, cpu1) {
-        (Some(a), Some(b)) if saturated.committed > 0 => {
-            let per_event = (b - a) * 1e6 / saturated.committed as f64;
-            let per_node = per_event / nodes.len() as f64;
-            writeln!(Out, "  node CPU (saturation): {per_event:.0} us per committed event, all nodes; {per_node:.0} us a node")?;
-            if let Some(bench) = bench_cpu {
-                let secs = saturated.secs;
-                writeln!(Out, "  beside them: this process (the {} HTTP clients) {:.0} us per committed event; {:.0}% of the cores' time in the phase", args.clients, bench * 1e6 / saturated.committed as f64, bench * 100.0 / (secs * super::cores() as f64))?;
-            }
-            Some(per_node)
-        }
-        _ => None,
-    };
-    if let Some((n, bench, first)) = append {
-        let mut runs = vec![first];
-        for i in 2..=APPEND_RUNS {
-            writeln!(Diag, "measuring the single-validator append rate ({n} events, run {i} of {APPEND_RUNS})...");
-            runs.push(bench.measure()?);
-        }
-        let shown: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rate)).collect();
-        runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
-        let median = runs[runs.len() / 2];
-        if let (Some(node), Some(append)) = (node_cpu, median.cpu_us) {
-            writeln!(Out, "  CPU per event: a node {node:.0} us, single-validator append {append:.0} us (ratio {:.2})", node / append)?;
-        }
-        let rate = median.rate;
-        let reference = rate / args.validators as f64;
-        writeln!(Out, "  single-validator append ({n} events, same run; before the network and twice after it): {} events/s", shown.join(" / "))?;
-        writeln!(
-            Out,
-            "  reference (median append {rate:.0} / {}): {reference:.0} events/s",
-            args.validators
+impl Measured {
+    /// Blocks, p2p bytes, steal, CPU, and the reference (the append rate measured again).
+    fn report(&self, bench: &Bench, append: AppendRef) -> Result<()> {
+        let (saturated, halfway) = (&self.saturated, &self.halfway);
+        let (h_start, h_mid, h_end) = self.heights;
+        let ledger = Ledger::open_read_only(
+            &bench.nodes[0].config.with_file_name("data"),
+            bench.cast.genesis.clone(),
         )?;
-        writeln!(
-            Out,
-            "  committed / reference: {:.2} (goal >= 0.8); p99 at half rate {:.0} ms (goal <= 500)",
-            saturated.rate / reference,
-            halfway.p99_ms
-        )?;
+        for (what, from, to) in
+            [("saturation", h_start + 1, h_mid), ("half rate", h_mid + 1, h_end)]
+        {
+            let blocks = blocks_between(&ledger, from, to)?;
+            writeln!(Out, "  blocks ({what}):{blocks}")?;
+        }
+        let committed = (saturated.committed + halfway.committed) as f64;
+        match self.wire {
+            (Some(a), Some(b)) if b >= a => writeln!(Out, "  p2p bytes sent, all nodes: {:.0} bytes/event ({:.1} MB for {committed:.0} committed events; TCP payload, from `ss`)", (b - a) as f64 / committed, (b - a) as f64 / 1e6)?,
+            _ => writeln!(Out, "  p2p bytes sent: not measured (`ss -tinH` gave no byte counters)")?,
+        }
+        // A VM's hypervisor may run other guests on its cores: time this machine did not get.
+        let steal = |from: Option<super::HostTicks>, to: Option<super::HostTicks>| {
+            from.zip(to)
+                .and_then(|(a, b)| b.steal_since(a))
+                .map_or_else(|| "not measured".to_string(), |s| format!("{:.0}%", s * 100.0))
+        };
+        let [host0, host1, host2] = self.host;
+        writeln!(Out, "  host: CPU time taken by the hypervisor (steal, /proc/stat): {} in the saturation phase, {} at half rate", steal(host0, host1), steal(host1, host2))?;
+        let node_cpu = self.node_cpu(bench)?;
+        if let Some((n, append, first)) = append {
+            report_reference(bench.args, saturated, halfway, node_cpu, n, &append, first)?;
+        }
+        Ok(())
     }
+
+    /// Node CPU per committed event in the saturation phase (a node's share), printed with
+    /// the bench's own beside it.
+    fn node_cpu(&self, bench: &Bench) -> Result<Option<f64>> {
+        let saturated = &self.saturated;
+        let (Some(a), Some(b), bench_cpu) = self.cpu else { return Ok(None) };
+        if saturated.committed == 0 {
+            return Ok(None);
+        }
+        let per_event = (b - a) * 1e6 / saturated.committed as f64;
+        let per_node = per_event / bench.nodes.len() as f64;
+        writeln!(Out, "  node CPU (saturation): {per_event:.0} us per committed event, all nodes; {per_node:.0} us a node")?;
+        if let Some(own) = bench_cpu {
+            let secs = saturated.secs;
+            writeln!(Out, "  beside them: this process (the {} HTTP clients) {:.0} us per committed event; {:.0}% of the cores' time in the phase", bench.args.clients, own * 1e6 / saturated.committed as f64, own * 100.0 / (secs * super::cores() as f64))?;
+        }
+        Ok(Some(per_node))
+    }
+}
+
+/// The single-validator append rate, measured again twice (its median is the reference), and
+/// the committed rate and half-rate p99 against it.
+fn report_reference(
+    args: &ClusterArgs,
+    saturated: &Summary,
+    halfway: &Summary,
+    node_cpu: Option<f64>,
+    n: u64,
+    bench: &super::AppendBench,
+    first: super::AppendRate,
+) -> Result<()> {
+    let mut runs = vec![first];
+    for i in 2..=APPEND_RUNS {
+        writeln!(
+            Diag,
+            "measuring the single-validator append rate ({n} events, run {i} of {APPEND_RUNS})..."
+        );
+        runs.push(bench.measure()?);
+    }
+    let shown: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rate)).collect();
+    runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+    let median = runs[runs.len() / 2];
+    if let (Some(node), Some(append)) = (node_cpu, median.cpu_us) {
+        writeln!(Out, "  CPU per event: a node {node:.0} us, single-validator append {append:.0} us (ratio {:.2})", node / append)?;
+    }
+    let rate = median.rate;
+    let reference = rate / args.validators as f64;
+    writeln!(Out, "  single-validator append ({n} events, same run; before the network and twice after it): {} events/s", shown.join(" / "))?;
+    writeln!(
+        Out,
+        "  reference (median append {rate:.0} / {}): {reference:.0} events/s",
+        args.validators
+    )?;
+    writeln!(
+        Out,
+        "  committed / reference: {:.2} (goal >= 0.8); p99 at half rate {:.0} ms (goal <= 500)",
+        saturated.rate / reference,
+        halfway.p99_ms
+    )?;
     Ok(())
 }
 
