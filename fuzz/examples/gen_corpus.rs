@@ -16,11 +16,12 @@ use malachite_core_types::{
 use tradeloop_crypto::merkle;
 use tradeloop_crypto::{Hash, Signature};
 use tradeloop_ledger::sample::trade_events;
-use tradeloop_ledger::{codec, export, frame, CertifiedBlock, Ledger};
+use tradeloop_ledger::{codec, export, frame, CertifiedBlock, Ledger, SignedEvent};
 use tradeloop_node::consensus::context::{Address, BlockHash, Height, Proposal, Vote};
 use tradeloop_node::consensus::guard::{Position, SignGuard, Step};
 use tradeloop_node::consensus::wal::Wal;
 use tradeloop_node::consensus::walrecord::WalRecord;
+use tradeloop_node::wire;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -37,14 +38,41 @@ impl Corpus {
     }
 }
 
+/// The sample chain every corpus is cut from.
+struct Chain<'a> {
+    cast: &'a tradeloop_ledger::sample::Cast,
+    genesis: &'a tradeloop_ledger::Genesis,
+    ledger: Ledger,
+    events: Vec<SignedEvent>,
+    blocks: Vec<CertifiedBlock>,
+    scratch: tempfile::TempDir,
+}
+
 fn main() -> Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let corpus = Corpus { root };
+    let chain = sample_chain()?;
+    event_corpus(&corpus, &chain)?;
+    canonical_json_corpus(&corpus, &chain)?;
+    block_corpus(&corpus, &chain)?;
+    jsonl_and_bundle_corpus(&corpus, &chain)?;
+    // Genesis: as written by `tradeloop genesis` (pretty) and canonical.
+    corpus.put("genesis_parse", "pretty", &chain.genesis.doc.to_json_bytes())?;
+    corpus.put("genesis_parse", "canonical", &chain.genesis.canonical)?;
+    let records = wal_corpus(&corpus, &chain)?;
+    let guard = sign_state_corpus(&corpus, &chain)?;
+    record_corpus(&corpus, &chain, &guard)?;
+    merkle_corpus(&corpus)?;
+    peer_corpus(&corpus, &chain, &records)?;
+    println!("corpus written to {}", corpus.root.display());
+    Ok(())
+}
+
+/// A chain of three blocks holding sample trade 0 (19 events).
+fn sample_chain() -> Result<Chain<'static>> {
     let cast = tradeloop_fuzz::cast();
     let genesis = &cast.genesis;
     let scratch = tempfile::tempdir()?;
-
-    // A chain of three blocks holding sample trade 0 (19 events).
     let mut ledger = Ledger::open(&scratch.path().join("data"), genesis.clone())?;
     let events = trade_events(cast, 0, tradeloop_fuzz::GENESIS_TIME_MS + 2000);
     let validator = &cast.validator_keys[0];
@@ -57,8 +85,12 @@ fn main() -> Result<()> {
         }
         blocks.extend(block);
     }
+    Ok(Chain { cast, genesis, ledger, events, blocks, scratch })
+}
 
-    // Events: envelopes, bodies re-signed by the event_fields target, canonical bodies.
+/// Events: envelopes, bodies re-signed by the event_fields target, canonical bodies.
+fn event_corpus(corpus: &Corpus, chain: &Chain) -> Result<()> {
+    let Chain { cast, genesis, events, .. } = chain;
     for (i, event) in events.iter().enumerate() {
         corpus.put(
             "event_envelope",
@@ -95,8 +127,12 @@ fn main() -> Result<()> {
     ] {
         corpus.put("event_envelope", name, text.as_bytes())?;
     }
+    Ok(())
+}
 
-    // Canonical JSON edge cases.
+/// Canonical JSON edge cases.
+fn canonical_json_corpus(corpus: &Corpus, chain: &Chain) -> Result<()> {
+    let genesis = chain.genesis;
     let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
     for (name, text) in [
         ("genesis", String::from_utf8_lossy(&genesis.canonical).into_owned()),
@@ -112,12 +148,28 @@ fn main() -> Result<()> {
     ] {
         corpus.put("canonical_json", name, text.as_bytes())?;
     }
+    Ok(())
+}
 
-    // Blocks: header, block, certified block; frames; the segment; the export.
+/// Blocks: header, block, certified block; frames; the segment; the export.
+fn block_corpus(corpus: &Corpus, chain: &Chain) -> Result<()> {
+    let Chain { genesis, ledger, blocks, scratch, .. } = chain;
     for (i, b) in blocks.iter().enumerate() {
-        corpus.put("block_decode", &format!("header-{i}"), &codec::encode(&b.block.header).map_err(|e| e.to_string())?)?;
-        corpus.put("block_decode", &format!("block-{i}"), &codec::encode(&b.block).map_err(|e| e.to_string())?)?;
-        corpus.put("block_decode", &format!("certified-{i}"), &codec::encode(b).map_err(|e| e.to_string())?)?;
+        corpus.put(
+            "block_decode",
+            &format!("header-{i}"),
+            &codec::encode(&b.block.header).map_err(|e| e.to_string())?,
+        )?;
+        corpus.put(
+            "block_decode",
+            &format!("block-{i}"),
+            &codec::encode(&b.block).map_err(|e| e.to_string())?,
+        )?;
+        corpus.put(
+            "block_decode",
+            &format!("certified-{i}"),
+            &codec::encode(b).map_err(|e| e.to_string())?,
+        )?;
     }
     let segment = std::fs::read(scratch.path().join("data/blocks/blocks-00000000.log"))?;
     corpus.put("blocklog_segment", "three-blocks", &segment)?;
@@ -137,7 +189,7 @@ fn main() -> Result<()> {
     corpus.put("frame_read", "length-too-big", &[2, 0x04, 0, 0, 1, 0, 0, 0, 0, 7])?;
 
     let export_path = scratch.path().join("chain.tlx");
-    export::export(&ledger, &export_path)?;
+    export::export(ledger, &export_path)?;
     let exported = std::fs::read(&export_path)?;
     tradeloop_ledger::audit::verify_export(&export_path, genesis, &mut |_, _| {})
         .map_err(|f| format!("the sample export does not verify: {}", f.reason))?;
@@ -145,29 +197,35 @@ fn main() -> Result<()> {
     corpus.put("export_read", "truncated", &exported[..exported.len() - 20])?;
     corpus.put("frame_read", "export-frames", &exported[12..])?;
     let empty_path = scratch.path().join("empty.tlx");
-    let empty = Ledger::open(&scratch.path().join("empty"), genesis.clone())?;
+    let empty = Ledger::open(&scratch.path().join("empty"), (*genesis).clone())?;
     export::export(&empty, &empty_path)?;
     corpus.put("export_read", "no-blocks", &std::fs::read(&empty_path)?)?;
+    Ok(())
+}
 
-    // The same chains as JSONL exports, and evidence bundles of one event and of the trade.
+/// The same chains as JSONL exports, and evidence bundles of one event and of the trade.
+fn jsonl_and_bundle_corpus(corpus: &Corpus, chain: &Chain) -> Result<()> {
+    let Chain { genesis, ledger, events, scratch, .. } = chain;
+    let empty = Ledger::open(&scratch.path().join("empty-jsonl"), (*genesis).clone())?;
     let jsonl_path = scratch.path().join("chain.jsonl");
-    tradeloop_ledger::jsonl::export_jsonl(&ledger, &jsonl_path)?;
+    tradeloop_ledger::jsonl::export_jsonl(ledger, &jsonl_path)?;
     let jsonl = std::fs::read(&jsonl_path)?;
     corpus.put("jsonl_read", "three-blocks", &jsonl)?;
     corpus.put("jsonl_read", "truncated", &jsonl[..jsonl.len() - 20])?;
     let empty_jsonl = scratch.path().join("empty.jsonl");
     tradeloop_ledger::jsonl::export_jsonl(&empty, &empty_jsonl)?;
     corpus.put("jsonl_read", "no-blocks", &std::fs::read(&empty_jsonl)?)?;
-    let bundle = tradeloop_ledger::proof::event_bundle(&ledger, &events[1].id())?;
+    let bundle = tradeloop_ledger::proof::event_bundle(ledger, &events[1].id())?;
     corpus.put("evidence_bundle", "event-1", bundle.to_json().as_bytes())?;
-    let trade = tradeloop_ledger::proof::trade_bundle(&ledger, "PO-0")?;
+    let trade = tradeloop_ledger::proof::trade_bundle(ledger, "PO-0")?;
     corpus.put("evidence_bundle", "trade-0", trade.to_json().as_bytes())?;
+    Ok(())
+}
 
-    // Genesis: as written by `tradeloop genesis` (pretty) and canonical.
-    corpus.put("genesis_parse", "pretty", &genesis.doc.to_json_bytes())?;
-    corpus.put("genesis_parse", "canonical", &genesis.canonical)?;
-
-    // WAL records of every kind, and a WAL file holding them.
+/// WAL records of every kind, and a WAL file holding them; returns the records.
+fn wal_corpus(corpus: &Corpus, chain: &Chain) -> Result<Vec<(&'static str, WalRecord)>> {
+    let Chain { cast, blocks, scratch, .. } = chain;
+    let validator = &cast.validator_keys[0];
     let who = Address(validator.public_key());
     let h = BlockHash(Hash([0xab; 32]));
     let sig = Signature([0x5a; 64]);
@@ -249,20 +307,33 @@ fn main() -> Result<()> {
     corpus.put("wal_file", "all-kinds", &wal_file)?;
     corpus.put("wal_file", "torn", &wal_file[..wal_file.len() - 7])?;
     corpus.put("wal_file", "header-only", &wal_file[..16])?;
+    Ok(records)
+}
 
-    // The sign-state file after a precommit at height 3.
+/// The sign-state file after a precommit at height 3; returns the guard.
+fn sign_state_corpus(corpus: &Corpus, chain: &Chain) -> Result<SignGuard> {
+    let Chain { cast, genesis, scratch, .. } = chain;
+    let validator = &cast.validator_keys[0];
     let guard_path = scratch.path().join("sign-state.bin");
     let mut guard = SignGuard::open(&guard_path, genesis.hash, validator.public_key())?;
     guard.permit(Position { height: 3, round: 1, step: Step::Precommit }, Some(Hash([9; 32])))?;
     corpus.put("sign_state", "precommit", &std::fs::read(&guard_path)?)?;
     guard.permit(Position { height: 4, round: 0, step: Step::Prevote }, None)?;
     corpus.put("sign_state", "prevote-nil", &std::fs::read(&guard_path)?)?;
+    Ok(guard)
+}
 
-    // Small stored records: the tip, a block location, the export trailer, a sign record.
+/// Small stored records: the tip, a block location, the export trailer, a sign record.
+fn record_corpus(corpus: &Corpus, chain: &Chain, guard: &SignGuard) -> Result<()> {
+    let ledger = &chain.ledger;
     let tip = ledger.tip().clone();
     corpus.put("record_decode", "tip", &codec::encode(&tip).map_err(|e| e.to_string())?)?;
     if let Some(location) = ledger.log().location(1) {
-        corpus.put("record_decode", "location", &codec::encode(&location).map_err(|e| e.to_string())?)?;
+        corpus.put(
+            "record_decode",
+            "location",
+            &codec::encode(&location).map_err(|e| e.to_string())?,
+        )?;
     }
     let trailer = tradeloop_ledger::export::ExportTrailer {
         block_count: tip.height,
@@ -271,11 +342,18 @@ fn main() -> Result<()> {
     };
     corpus.put("record_decode", "trailer", &codec::encode(&trailer).map_err(|e| e.to_string())?)?;
     if let Some(record) = guard.last() {
-        corpus.put("record_decode", "sign-record", &codec::encode(record).map_err(|e| e.to_string())?)?;
+        corpus.put(
+            "record_decode",
+            "sign-record",
+            &codec::encode(record).map_err(|e| e.to_string())?,
+        )?;
     }
+    Ok(())
+}
 
-    // Merkle: a valid proof for each verifier's "arbitrary" mode (even first byte) and shapes
-    // for the property mode (odd first byte: leaf count, index or old size, flip, leaf length).
+/// Merkle: a valid proof for each verifier's "arbitrary" mode (even first byte) and shapes
+/// for the property mode (odd first byte: leaf count, index or old size, flip, leaf length).
+fn merkle_corpus(corpus: &Corpus) -> Result<()> {
     let leaves: Vec<Vec<u8>> = (0u8..7).map(|i| vec![i; 3]).collect();
     let mut inclusion = vec![0u8, 3];
     inclusion.extend_from_slice(&leaves[5]);
@@ -303,6 +381,74 @@ fn main() -> Result<()> {
         corpus.put("merkle_inclusion", name, &bytes)?;
         corpus.put("merkle_consistency", name, &bytes)?;
     }
-    println!("corpus written to {}", corpus.root.display());
+    Ok(())
+}
+
+/// What peers send: consensus messages framed for gossip (the WAL's votes, proposal and polka
+/// certificate; a block's proposal parts), event batches, requests and responses.
+fn peer_corpus(
+    corpus: &Corpus,
+    chain: &Chain,
+    records: &[(&'static str, WalRecord)],
+) -> Result<()> {
+    let frame = |counter: u64, message: &[u8]| wire::gossip_frame(counter, message);
+    for (name, record) in records {
+        let message = record.encode()?;
+        if wire::decode_consensus(&message).is_ok() {
+            corpus.put("peer_consensus", name, &frame(7, &message))?;
+        }
+    }
+    let validator = &chain.cast.validator_keys[0];
+    for (i, b) in chain.blocks.iter().enumerate() {
+        let parts =
+            wire::split_block(&b.block, Round::new(0), Round::Nil, validator, &chain.genesis.hash)?;
+        for part in &parts {
+            let message = wire::encode_consensus(&wire::ConsensusWire::Part(part.clone()))?;
+            corpus.put(
+                "peer_consensus",
+                &format!("part-{i}-{}", part.index),
+                &frame(1, &message),
+            )?;
+        }
+    }
+    corpus.put("peer_consensus", "counter-only", &frame(3, &[]))?;
+    for (i, events) in chain.events.chunks(8).enumerate() {
+        let batch = wire::EventBatch { events: events.to_vec() };
+        corpus.put("peer_events", &format!("batch-{i}"), &batch.encode()?)?;
+    }
+    let tip = chain.ledger.tip();
+    let ids = chain.events.iter().take(3).map(SignedEvent::id).collect();
+    let requests = [
+        ("status", wire::Request::Status),
+        ("blocks", wire::Request::Blocks { from: 1, count: wire::MAX_SYNC_BLOCKS }),
+        ("events", wire::Request::Events { ids }),
+    ];
+    for (name, request) in requests {
+        corpus.put(
+            "peer_request",
+            &format!("request-{name}"),
+            &[&[0], &request.encode()?[..]].concat(),
+        )?;
+    }
+    let responses = [
+        (
+            "status",
+            wire::Response::Status {
+                chain: chain.genesis.hash,
+                height: tip.height,
+                tip_hash: tip.hash,
+            },
+        ),
+        ("blocks", wire::Response::Blocks(chain.blocks.iter().take(2).cloned().collect())),
+        ("events", wire::Response::Events(chain.events.iter().take(3).cloned().collect())),
+        ("error", wire::Response::Error("no such height".into())),
+    ];
+    for (name, response) in responses {
+        corpus.put(
+            "peer_request",
+            &format!("response-{name}"),
+            &[&[1], &response.encode()?[..]].concat(),
+        )?;
+    }
     Ok(())
 }

@@ -21,6 +21,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(codec::encode(&block).unwrap(), data, "block re-encodes differently");
     }
     if let Ok(certified) = codec::decode::<CertifiedBlock>(data) {
-        assert_eq!(codec::encode(&certified).unwrap(), data, "certified block re-encodes differently");
+        assert_eq!(
+            codec::encode(&certified).unwrap(),
+            data,
+            "certified block re-encodes differently"
+        );
     }
 });
