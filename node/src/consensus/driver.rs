@@ -197,6 +197,8 @@ pub struct Driver {
     /// Proposals (by block hash) whose missing events are being fetched, and their height.
     fetching: HashMap<Hash, u64>,
     pending_build: Option<PendingBuild>,
+    /// The committed tip's block time: the earliest time a block of this height can have.
+    parent_time_ms: u64,
     /// When the current height started (the proposer's linger counts from it).
     height_started: Instant,
     awaited: Option<AwaitedBlock>,
@@ -295,6 +297,7 @@ impl Driver {
             fetching: HashMap::new(),
             pending_build: None,
             height_started,
+            parent_time_ms: 0,
             awaited: None,
             decided: 0,
             equivocators: BTreeSet::new(),
@@ -337,6 +340,8 @@ impl Driver {
         &mut self,
         records: Vec<super::walrecord::WalRecord>,
     ) -> Result<(), DriverError> {
+        let tip = self.chain.tip().await.map_err(|_| DriverError::ChainStopped)?;
+        self.parent_time_ms = tip.time_ms;
         let (actions, blocks) = self.core.recover(self.height, records)?;
         self.streamed.prune_below(self.height);
         let me = self.config.key.public_key();
@@ -643,7 +648,10 @@ impl Driver {
             }
             Ok(Resolved::Block { block, verdict }) => {
                 let valid = match verdict {
-                    Ok(h) => h == hash && timely(&block.header, a.proposer, self.clock.unix_ms()),
+                    Ok(h) => {
+                        let floor = self.parent_time_ms;
+                        h == hash && timely(&block.header, a.proposer, self.clock.unix_ms(), floor)
+                    }
                     Err(e) => {
                         tracing::warn!(height, proposer = %a.proposer, "proposed block is invalid: {e}");
                         false
@@ -742,6 +750,7 @@ impl Driver {
             return Ok(());
         }
         self.height = height;
+        self.parent_time_ms = tip.time_ms;
         self.height_started = self.clock.now();
         self.timers.clear();
         self.blocks.clear();
@@ -766,13 +775,23 @@ impl Driver {
 }
 
 /// Whether a proposed block's time is not in this validator's future by more than
-/// [`MAX_PROPOSAL_AHEAD_MS`]. A block's time is its proposer's clock, and block times never go
-/// back, so one block from a proposer whose clock runs ahead would hold every later block's time
-/// ahead too, and with it the window in which events' times are accepted: a correct validator
-/// votes against it. The proposer's operator sees its clock reported off (`clock_offset_ms`).
-/// Only proposals are judged by the clock; a decided block is committed whatever its time.
-fn timely(header: &tradeloop_ledger::Header, proposer: PublicKey, now_ms: u64) -> bool {
-    let ahead = header.time_ms.saturating_sub(now_ms);
+/// [`MAX_PROPOSAL_AHEAD_MS`], counting from the later of its clock and the parent block's time.
+/// A block's time is its proposer's clock, and block times never go back, so one block from a
+/// proposer whose clock runs ahead would hold every later block's time ahead too, and with it
+/// the window in which events' times are accepted: a correct validator votes against it. The
+/// proposer's operator sees its clock reported off (`clock_offset_ms`). What the chain already
+/// decided is not judged again: a block at its parent's time (`parent_time_ms`), built by a
+/// proposer whose clock is behind that time, is timely (otherwise one block near the window's
+/// edge would make every validator whose clock is behind vote against the next blocks too, and
+/// heights would need extra rounds until the clocks catch up with it). Only proposals are
+/// judged by the clock; a decided block is committed whatever its time.
+fn timely(
+    header: &tradeloop_ledger::Header,
+    proposer: PublicKey,
+    now_ms: u64,
+    parent_time_ms: u64,
+) -> bool {
+    let ahead = header.time_ms.saturating_sub(now_ms.max(parent_time_ms));
     if ahead > MAX_PROPOSAL_AHEAD_MS {
         tracing::warn!(
             height = header.height,
@@ -789,6 +808,32 @@ fn timely(header: &tradeloop_ledger::Header, proposer: PublicKey, now_ms: u64) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_block_is_judged_timely_from_the_later_of_the_clock_and_its_parents_time() {
+        let proposer = tradeloop_crypto::SigningKey::from_seed_label("proposer").public_key();
+        let header = |time_ms| tradeloop_ledger::Header {
+            chain: Hash::ZERO,
+            height: 2,
+            prev_hash: Hash::ZERO,
+            time_ms,
+            proposer,
+            events_root: Hash::ZERO,
+            event_count: 0,
+            app_hash: Hash::ZERO,
+            validators_hash: Hash::ZERO,
+        };
+        let (now, ahead) = (100_000, MAX_PROPOSAL_AHEAD_MS);
+        // Against this validator's clock alone.
+        assert!(timely(&header(now + ahead), proposer, now, 0));
+        assert!(!timely(&header(now + ahead + 1), proposer, now, 0));
+        // The parent's time, agreed already, is ahead of this clock by 3 s: a block at that
+        // time, or within the window after it, is timely; beyond the window it is not.
+        let parent = now + 3_000;
+        assert!(timely(&header(parent), proposer, now, parent));
+        assert!(timely(&header(parent + ahead), proposer, now, parent));
+        assert!(!timely(&header(parent + ahead + 1), proposer, now, parent));
+    }
 
     #[test]
     fn a_proposer_builds_a_full_block_at_once_and_lingers_for_a_partial_one() {

@@ -235,12 +235,14 @@ impl SimConfig {
                 pauses: vec![Pause { node: victim, at_ms: 200 + rng.below(2_000), for_ms: 10_000 }],
                 ..clean
             }),
-            // Clocks off by up to 1.5 s either way (within the 2 s a proposal may run ahead),
-            // on a lossy network.
+            // Clocks off by up to 1 s either way, so that any two are at most the 2 s apart a
+            // proposal may run ahead of a validator's clock, on a lossy network. (Further apart,
+            // a proposer whose clock is ahead of two validators' by more than 2 s has its blocks
+            // refused by them, and its heights take another round: docs/consensus.md.)
             "clock-skew" => Some(SimConfig {
                 target_height: 20,
                 skews_ms: (0..n)
-                    .map(|_| i64::try_from(rng.below(3_001)).unwrap_or(0) - 1_500)
+                    .map(|_| i64::try_from(rng.below(2_001)).unwrap_or(0) - 1_000)
                     .collect(),
                 ..SimConfig::lossy(n, seed)
             }),

@@ -236,6 +236,37 @@ fn every_disk_failing_at_once_halts_the_chain_until_they_recover() {
     }
 }
 
+/// Clocks at most the proposal window apart cost nothing over 200 heights (seed 41 of the long
+/// run, whose clocks were once drawn further apart, included).
+#[test]
+fn skewed_clocks_within_the_window_keep_200_heights_live() {
+    for seed in [41, 3] {
+        let config = SimConfig { target_height: 200, ..scenario("clock-skew", 4, seed) };
+        let report = run(&config).unwrap();
+        assert!(report.violation.is_none(), "seed {seed}: {:?}", report.violation);
+    }
+}
+
+/// Clocks further apart than the window: the two validators whose clocks run ahead have their
+/// blocks refused by the two behind (more than 2 s in their future), so their heights take
+/// another round; nothing is unsafe and the chain goes on.
+#[test]
+fn clocks_further_apart_than_the_window_cost_rounds_not_safety() {
+    let skews_ms = vec![1_400, 1_300, -900, -1_000];
+    let config = SimConfig { target_height: 60, skews_ms, ..scenario("clock-skew", 4, 41) };
+    let report = run(&config).unwrap();
+    assert!(report.violation.is_none(), "{:?}", report.violation);
+    let even = SimConfig { skews_ms: vec![0; 4], ..config.clone() };
+    let baseline = run(&even).unwrap();
+    assert!(baseline.violation.is_none(), "{:?}", baseline.violation);
+    assert!(
+        report.time_ms > baseline.time_ms,
+        "skewed {} ms, even {} ms: refused blocks should cost rounds",
+        report.time_ms,
+        baseline.time_ms
+    );
+}
+
 /// Every successful run exports the longest honest chain and verifies it offline from the
 /// genesis alone (Malachite's certificates in the ledger's format). A tampered certificate in
 /// such a chain is caught at its height.
