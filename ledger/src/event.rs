@@ -726,8 +726,6 @@ pub fn parse_ref(text: &str) -> Result<(RefKind, &str), String> {
     Ok((kind, id))
 }
 
-const COMMON_FIELDS: [&str; 6] = ["chain", "author", "key", "kind", "time_ms", "nonce"];
-
 /// Every check of an event that needs no ledger state: size, canonical form, common fields,
 /// chain, author, key ownership, signature (`verify_strict`) and field syntax.
 pub fn check_event(genesis: &Genesis, signed: &SignedEvent) -> Result<Event, Rejection> {
@@ -910,9 +908,4 @@ fn check_common<'g>(genesis: &'g Genesis, body: &[u8]) -> Result<CommonChecked<'
         }
     };
     Ok(CommonChecked { entry, author, time_ms, nonce, kind, rest: map })
-}
-
-/// The names of the common fields every body has.
-pub fn common_fields() -> &'static [&'static str] {
-    &COMMON_FIELDS
 }

@@ -82,8 +82,9 @@ pub struct Ledger<S: IndexStore = SledIndex> {
     pub torn_tail_truncated: u64,
     /// The torn tail found on open: cut by a writer, left alone (and not read) read-only.
     pub torn_tail: Option<TornTail>,
-    /// The private copy of the index a read-only open reads (deleted on drop).
-    snapshot: Option<tempfile::TempDir>,
+    /// The private copy of the index a read-only open reads, held so that it is deleted when
+    /// the ledger is dropped (not before).
+    _snapshot: Option<tempfile::TempDir>,
     /// Set when a commit failed after its block reached the log: the in-memory tip and the
     /// index may now disagree with the log, so every further commit is refused until the data
     /// dir is reopened (which catches the index up from the log).
@@ -464,7 +465,7 @@ impl<S: IndexStore> Ledger<S> {
             caught_up_on_open: 0,
             torn_tail_truncated,
             torn_tail: report.torn_tail,
-            snapshot,
+            _snapshot: snapshot,
             failed_commit: false,
             state_cache: StateCache::default(),
             verified: None,
@@ -527,11 +528,6 @@ impl<S: IndexStore> Ledger<S> {
             ));
         }
         Ok(())
-    }
-
-    /// Whether this ledger was opened read-only.
-    pub fn is_read_only(&self) -> bool {
-        self.snapshot.is_some()
     }
 
     /// The genesis.

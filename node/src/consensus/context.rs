@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use malachite_core_types as mc;
 use mc::{NilOrVal, Round, VoteType};
-use tradeloop_crypto::{domain_hash, Hash, PublicKey, Signature, SigningKey, VerifiedSignatures};
+use tradeloop_crypto::{Hash, PublicKey, Signature, SigningKey, VerifiedSignatures};
 use tradeloop_ledger::block::{vote_sign_bytes, VoteType as LedgerVoteType};
 use tradeloop_ledger::ValidatorSet as LedgerValidatorSet;
 
@@ -386,10 +386,5 @@ impl TradeContext {
         out.extend_from_slice(&p.value.0 .0);
         out.extend_from_slice(p.proposer.0.as_bytes());
         out
-    }
-
-    /// A digest naming a proposal, for logs.
-    pub fn proposal_id(&self, p: &Proposal) -> Hash {
-        domain_hash(PROPOSAL_DOMAIN, &[&self.proposal_bytes(p)[PROPOSAL_DOMAIN.len()..]])
     }
 }
