@@ -382,9 +382,11 @@ pub fn verify_bundle(bytes: &[u8], genesis: &Genesis) -> BundleReport {
     report
 }
 
+fn fail(report: &mut BundleReport, code: &'static str, what: String) {
+    report.failures.push(failure(code, what));
+}
+
 fn check_bundle(bundle: &EvidenceBundle, genesis: &Genesis, report: &mut BundleReport) {
-    let fail =
-        |report: &mut BundleReport, code, what: String| report.failures.push(failure(code, what));
     if bundle.chain != genesis.hash {
         fail(
             report,
@@ -410,79 +412,7 @@ fn check_bundle(bundle: &EvidenceBundle, genesis: &Genesis, report: &mut BundleR
         fail(report, "BUNDLE_MALFORMED", "the bundle has more blocks than events".into());
         return;
     }
-    // Each block: binding to the genesis, header hash, certificate.
-    let mut good_blocks: BTreeMap<u64, (Hash, &Header)> = BTreeMap::new();
-    let mut previous: Option<u64> = None;
-    for block in &bundle.blocks {
-        let h = &block.header;
-        let height = h.height;
-        if previous.is_some_and(|p| p >= height) {
-            fail(
-                report,
-                "BUNDLE_MALFORMED",
-                format!(
-                    "blocks must be in strictly ascending height; block {height} follows {}",
-                    previous.unwrap_or(0)
-                ),
-            );
-            return;
-        }
-        previous = Some(height);
-        let before = report.failures.len();
-        if h.chain != genesis.hash {
-            fail(
-                report,
-                "FOREIGN_GENESIS",
-                format!(
-                    "block {height}'s header names chain {}, your genesis names {}",
-                    h.chain, genesis.hash
-                ),
-            );
-        }
-        if h.validators_hash != genesis.validators.hash {
-            fail(
-                report,
-                "VALIDATOR_SET",
-                format!(
-                    "block {height}'s header names validator set {}, the genesis set is {}",
-                    h.validators_hash, genesis.validators.hash
-                ),
-            );
-        }
-        let hash = h.hash();
-        if block.certificate.block_hash != hash || block.certificate.height != height {
-            fail(
-                report,
-                "HEADER_HASH",
-                format!(
-                    "block {height}'s header hashes to {hash}, but its certificate signs block {} at height {}: the header was changed, or the certificate is another block's",
-                    block.certificate.block_hash, block.certificate.height
-                ),
-            );
-        } else if let Err(e) =
-            block.certificate.verify(&genesis.hash, &genesis.validators, height, &hash)
-        {
-            fail(report, "CERTIFICATE", format!("block {height}'s commit certificate: {e}"));
-        }
-        if report.failures.len() == before {
-            let signed_power = block
-                .certificate
-                .signatures
-                .iter()
-                .filter_map(|s| genesis.validators.power_of(&s.validator))
-                .sum();
-            report.blocks.push(ProvenBlock {
-                height,
-                hash,
-                time_ms: h.time_ms,
-                round: block.certificate.round,
-                signers: block.certificate.signatures.len(),
-                signed_power,
-                total_power: genesis.validators.total_power,
-            });
-            good_blocks.insert(height, (hash, h));
-        }
-    }
+    let Some(good_blocks) = check_blocks(bundle, genesis, report) else { return };
     let heights: BTreeSet<u64> = bundle.blocks.iter().map(|b| b.header.height).collect();
     let mut seen = BTreeSet::new();
     for (n, event) in bundle.events.iter().enumerate() {
@@ -499,79 +429,189 @@ fn check_bundle(bundle: &EvidenceBundle, genesis: &Genesis, report: &mut BundleR
             );
             continue;
         }
-        let before = report.failures.len();
-        let signed = SignedEvent { body: event.body.clone(), signature: event.signature };
-        let id = signed.id();
-        if id != event.id {
+        check_bundled_event(bundle, event, &name, genesis, &good_blocks, report);
+    }
+}
+
+/// The blocks whose checks pass, by height, with their hashes: `None` if the blocks are not in
+/// strictly ascending height (nothing more is checked then).
+fn check_blocks<'b>(
+    bundle: &'b EvidenceBundle,
+    genesis: &Genesis,
+    report: &mut BundleReport,
+) -> Option<BTreeMap<u64, (Hash, &'b Header)>> {
+    let mut good_blocks = BTreeMap::new();
+    let mut previous: Option<u64> = None;
+    for block in &bundle.blocks {
+        let height = block.header.height;
+        if previous.is_some_and(|p| p >= height) {
             fail(
                 report,
-                "EVENT_ID",
-                format!("{name}: the body hashes to id {id}, not the id the bundle names: the body or the id was changed"),
-            );
-        }
-        let checked = check_event(genesis, &signed);
-        if let Err(r) = &checked {
-            let code = match r.code {
-                RejectCode::BadSignature => "EVENT_SIGNATURE",
-                RejectCode::UnknownParticipant | RejectCode::KeyNotAuthorized => "EVENT_KEY",
-                RejectCode::WrongChain => "FOREIGN_GENESIS",
-                _ => "EVENT_MALFORMED",
-            };
-            fail(report, code, format!("{name}: {r}"));
-        }
-        let Some(block) = bundle.blocks.iter().find(|b| b.header.height == event.height) else {
-            continue;
-        };
-        let h = &block.header;
-        if event.proof.len() > MAX_PROOF_HASHES {
-            fail(
-                report,
-                "INCLUSION_PROOF",
+                "BUNDLE_MALFORMED",
                 format!(
-                    "{name}: the proof has {} hashes, more than {MAX_PROOF_HASHES}",
-                    event.proof.len()
+                    "blocks must be in strictly ascending height; block {height} follows {}",
+                    previous.unwrap_or(0)
                 ),
             );
-        } else if let Err(e) = merkle::verify_inclusion(
-            &event.id.0,
-            u64::from(event.index),
-            u64::from(h.event_count),
-            &event.proof,
-            &h.events_root,
-        ) {
-            fail(
-                report,
-                "INCLUSION_PROOF",
-                format!(
-                    "{name}: not event {} of the {} in block {}'s events root ({e})",
-                    event.index, h.event_count, event.height
-                ),
-            );
+            return None;
         }
-        let Some((block_hash, header)) = good_blocks.get(&event.height) else {
-            fail(
-                report,
-                "CERTIFICATE",
-                format!("{name}: its block {} is not validly certified (above)", event.height),
-            );
-            continue;
+        previous = Some(height);
+        if let Some(hash) = check_block(block, genesis, report) {
+            good_blocks.insert(height, (hash, &block.header));
+        }
+    }
+    Some(good_blocks)
+}
+
+/// One block: bound to the genesis, its header hash, its certificate. Its hash if all hold
+/// (and the block is then reported as proven).
+fn check_block(block: &BundleBlock, genesis: &Genesis, report: &mut BundleReport) -> Option<Hash> {
+    let h = &block.header;
+    let height = h.height;
+    let before = report.failures.len();
+    if h.chain != genesis.hash {
+        fail(
+            report,
+            "FOREIGN_GENESIS",
+            format!(
+                "block {height}'s header names chain {}, your genesis names {}",
+                h.chain, genesis.hash
+            ),
+        );
+    }
+    if h.validators_hash != genesis.validators.hash {
+        fail(
+            report,
+            "VALIDATOR_SET",
+            format!(
+                "block {height}'s header names validator set {}, the genesis set is {}",
+                h.validators_hash, genesis.validators.hash
+            ),
+        );
+    }
+    let hash = h.hash();
+    if block.certificate.block_hash != hash || block.certificate.height != height {
+        fail(
+            report,
+            "HEADER_HASH",
+            format!(
+                "block {height}'s header hashes to {hash}, but its certificate signs block {} at height {}: the header was changed, or the certificate is another block's",
+                block.certificate.block_hash, block.certificate.height
+            ),
+        );
+    } else if let Err(e) =
+        block.certificate.verify(&genesis.hash, &genesis.validators, height, &hash)
+    {
+        fail(report, "CERTIFICATE", format!("block {height}'s commit certificate: {e}"));
+    }
+    if report.failures.len() != before {
+        return None;
+    }
+    let signed_power = block
+        .certificate
+        .signatures
+        .iter()
+        .filter_map(|s| genesis.validators.power_of(&s.validator))
+        .sum();
+    report.blocks.push(ProvenBlock {
+        height,
+        hash,
+        time_ms: h.time_ms,
+        round: block.certificate.round,
+        signers: block.certificate.signatures.len(),
+        signed_power,
+        total_power: genesis.validators.total_power,
+    });
+    Some(hash)
+}
+
+/// One event of the bundle, whose block the bundle holds: its id, signature and fields, its
+/// inclusion in its block's events root, and its block's certificate. Reported as proven if
+/// all hold.
+fn check_bundled_event(
+    bundle: &EvidenceBundle,
+    event: &BundleEvent,
+    name: &str,
+    genesis: &Genesis,
+    good_blocks: &BTreeMap<u64, (Hash, &Header)>,
+    report: &mut BundleReport,
+) {
+    let before = report.failures.len();
+    let signed = SignedEvent { body: event.body.clone(), signature: event.signature };
+    let id = signed.id();
+    if id != event.id {
+        fail(
+            report,
+            "EVENT_ID",
+            format!("{name}: the body hashes to id {id}, not the id the bundle names: the body or the id was changed"),
+        );
+    }
+    let checked = check_event(genesis, &signed);
+    if let Err(r) = &checked {
+        let code = match r.code {
+            RejectCode::BadSignature => "EVENT_SIGNATURE",
+            RejectCode::UnknownParticipant | RejectCode::KeyNotAuthorized => "EVENT_KEY",
+            RejectCode::WrongChain => "FOREIGN_GENESIS",
+            _ => "EVENT_MALFORMED",
         };
-        if report.failures.len() != before {
-            continue;
-        }
-        let body: serde_json::Value = serde_json::from_slice(&event.body).unwrap_or_default();
-        if let Ok(e) = checked {
-            report.events.push(ProvenEvent {
-                id: event.id,
-                height: event.height,
-                index: event.index,
-                block_time_ms: header.time_ms,
-                block_hash: *block_hash,
-                kind: e.payload.kind().to_string(),
-                author: e.author,
-                body,
-            });
-        }
+        fail(report, code, format!("{name}: {r}"));
+    }
+    let Some(block) = bundle.blocks.iter().find(|b| b.header.height == event.height) else {
+        return;
+    };
+    check_inclusion(event, &block.header, name, report);
+    let Some((block_hash, header)) = good_blocks.get(&event.height) else {
+        fail(
+            report,
+            "CERTIFICATE",
+            format!("{name}: its block {} is not validly certified (above)", event.height),
+        );
+        return;
+    };
+    if report.failures.len() != before {
+        return;
+    }
+    let body: serde_json::Value = serde_json::from_slice(&event.body).unwrap_or_default();
+    if let Ok(e) = checked {
+        report.events.push(ProvenEvent {
+            id: event.id,
+            height: event.height,
+            index: event.index,
+            block_time_ms: header.time_ms,
+            block_hash: *block_hash,
+            kind: e.payload.kind().to_string(),
+            author: e.author,
+            body,
+        });
+    }
+}
+
+/// The event's inclusion proof against its block header's events root.
+fn check_inclusion(event: &BundleEvent, h: &Header, name: &str, report: &mut BundleReport) {
+    if event.proof.len() > MAX_PROOF_HASHES {
+        fail(
+            report,
+            "INCLUSION_PROOF",
+            format!(
+                "{name}: the proof has {} hashes, more than {MAX_PROOF_HASHES}",
+                event.proof.len()
+            ),
+        );
+    } else if let Err(e) = merkle::verify_inclusion(
+        &event.id.0,
+        u64::from(event.index),
+        u64::from(h.event_count),
+        &event.proof,
+        &h.events_root,
+    ) {
+        fail(
+            report,
+            "INCLUSION_PROOF",
+            format!(
+                "{name}: not event {} of the {} in block {}'s events root ({e})",
+                event.index, h.event_count, event.height
+            ),
+        );
     }
 }
 
