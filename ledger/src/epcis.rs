@@ -230,7 +230,72 @@ impl<'g> EpcisBuilder<'g> {
         index: u32,
         block_ms: u64,
     ) {
-        // Learn what later events need, whatever the filter.
+        self.learn(event);
+        let Some(shipments) = self.shipments_of(&event.payload) else { return };
+        let shipments: Vec<String> = shipments.into_iter().filter(|s| self.selected(s)).collect();
+        if shipments.is_empty() {
+            return;
+        }
+        self.matched = true;
+        let mut e = self.event_head(event, &shipments, block_ms);
+        let mut transactions = self.biz_transactions(&shipments);
+        let first = shipments[0].clone();
+        match &event.payload {
+            Payload::ShipmentBooked(b) => {
+                self.parties(&mut e, &first);
+                e.insert("tl:packages".into(), json!(b.packages));
+                e.insert("tl:grossKg".into(), json!(b.gross_kg.text));
+                e.insert("tl:mode".into(), body.get("mode").cloned().unwrap_or(Json::Null));
+            }
+            Payload::ShipmentPickedUp(m)
+            | Payload::ShipmentDeparted(m)
+            | Payload::ShipmentArrived(m)
+            | Payload::ShipmentDelivered(m) => self.milestone(&mut e, &event.payload, m, &first),
+            Payload::ShipmentReceived(r) => self.received(&mut e, r, &first),
+            Payload::ShipmentException(x) => exception(&mut e, x, body),
+            Payload::DeclarationFiled(d) => {
+                transactions.push(declaration_entry(&self.uri("declaration", &d.declaration_id)));
+                e.insert(
+                    "tl:direction".into(),
+                    body.get("direction").cloned().unwrap_or(Json::Null),
+                );
+                e.insert("tl:country".into(), json!(d.country));
+                e.insert("tl:hsCodes".into(), json!(d.hs_codes));
+            }
+            Payload::CustomsHeld(c) | Payload::CustomsCleared(c) => {
+                if matches!(event.payload, Payload::CustomsHeld(_)) {
+                    step_disposition(&mut e, "holding", Some("non_sellable_other"));
+                } else {
+                    step_disposition(&mut e, "inspecting", Some("conformant"));
+                }
+                transactions.push(declaration_entry(&self.uri("declaration", &c.declaration_id)));
+                if let Some(reason) = &c.reason {
+                    e.insert("tl:reason".into(), json!(reason));
+                }
+            }
+            Payload::DocumentAnchored(d) => {
+                transactions.push(json!({
+                    "type": document_transaction_type(d.doc_type),
+                    "bizTransaction": self.uri("document", &d.doc_id)
+                }));
+                e.insert("tl:docType".into(), body.get("doc_type").cloned().unwrap_or(Json::Null));
+                e.insert("tl:sha256".into(), json!(d.sha256));
+            }
+            _ => {}
+        }
+        if !transactions.is_empty() {
+            e.insert("bizTransactionList".into(), Json::Array(transactions));
+        }
+        e.insert("tl:eventId".into(), json!(event.id.to_hex()));
+        e.insert("tl:blockHeight".into(), json!(height));
+        e.insert("tl:eventIndex".into(), json!(index));
+        e.insert("tl:kind".into(), json!(event.payload.kind()));
+        self.events.push(Json::Object(e));
+    }
+
+    /// Learns what later events need (orders' parties, shipments, declarations), whatever the
+    /// filter.
+    fn learn(&mut self, event: &crate::Event) {
         match &event.payload {
             Payload::OrderPlaced(o) => {
                 self.orders.insert(o.order_id.clone(), (event.author.clone(), o.seller.clone()));
@@ -260,12 +325,15 @@ impl<'g> EpcisBuilder<'g> {
             }
             _ => {}
         }
-        let Some(shipments) = self.shipments_of(&event.payload) else { return };
-        let shipments: Vec<String> = shipments.into_iter().filter(|s| self.selected(s)).collect();
-        if shipments.is_empty() {
-            return;
-        }
-        self.matched = true;
+    }
+
+    /// The fields every EPCIS event has: type, id, times, action, the shipments' EPCs.
+    fn event_head(
+        &self,
+        event: &crate::Event,
+        shipments: &[String],
+        block_ms: u64,
+    ) -> Map<String, Json> {
         let mut e = Map::new();
         let event_time_ms = match &event.payload {
             Payload::ShipmentPickedUp(m)
@@ -289,140 +357,68 @@ impl<'g> EpcisBuilder<'g> {
         e.insert("eventTimeZoneOffset".into(), json!("+00:00"));
         e.insert("recordTime".into(), json!(rfc3339_ms(block_ms)));
         e.insert("action".into(), json!(if transaction { "ADD" } else { "OBSERVE" }));
-        e.insert("epcList".into(), json!(self.epc_list(&shipments)));
-        let mut transactions = self.biz_transactions(&shipments);
-        let first = shipments[0].clone();
-        let place = |code: &str| json!({"id": format!("{UNLOCODE_BASE}{code}")});
-        let step_disposition =
-            |step: &str, disposition: Option<&str>, e: &mut Map<String, Json>| {
-                e.insert("bizStep".into(), json!(step));
-                if let Some(d) = disposition {
-                    e.insert("disposition".into(), json!(d));
-                }
-            };
-        match &event.payload {
-            Payload::ShipmentBooked(b) => {
-                self.parties(&mut e, &first);
-                e.insert("tl:packages".into(), json!(b.packages));
-                e.insert("tl:grossKg".into(), json!(b.gross_kg.text));
-                e.insert("tl:mode".into(), body.get("mode").cloned().unwrap_or(Json::Null));
-            }
-            Payload::ShipmentPickedUp(m)
-            | Payload::ShipmentDeparted(m)
-            | Payload::ShipmentArrived(m)
-            | Payload::ShipmentDelivered(m) => {
-                let (step, read_point_only) = match &event.payload {
-                    Payload::ShipmentPickedUp(_) => ("shipping", true),
-                    Payload::ShipmentDeparted(_) => ("departing", true),
-                    Payload::ShipmentArrived(_) => ("arriving", false),
-                    _ => ("unloading", false),
-                };
-                let disposition = if step == "unloading" { "in_progress" } else { "in_transit" };
-                step_disposition(step, Some(disposition), &mut e);
-                e.insert("readPoint".into(), place(&m.location));
-                if !read_point_only {
-                    e.insert("bizLocation".into(), place(&m.location));
-                }
-                let outbound = matches!(
-                    event.payload,
-                    Payload::ShipmentPickedUp(_) | Payload::ShipmentDeparted(_)
-                );
-                if outbound {
-                    let first_outbound =
-                        self.shipments.get(&first).is_some_and(|s| !s.outbound_reported);
-                    if first_outbound {
-                        self.parties(&mut e, &first);
-                        if let Some(s) = self.shipments.get_mut(&first) {
-                            s.outbound_reported = true;
-                        }
-                    }
-                }
-                if let Some(imo) = &m.vessel_imo {
-                    e.insert("tl:vessel".into(), json!(format!("urn:epc:id:imovn:{imo}")));
-                }
-                if let Some(v) = &m.voyage {
-                    e.insert("tl:voyage".into(), json!(v));
-                }
-                if let Some(f) = &m.flight {
-                    e.insert("tl:flight".into(), json!(f));
-                }
-            }
-            Payload::ShipmentReceived(r) => {
-                let disposition = match r.condition {
-                    Condition::Damaged => "damaged",
-                    Condition::Ok | Condition::Short => "in_progress",
-                };
-                step_disposition("receiving", Some(disposition), &mut e);
-                if r.condition == Condition::Short {
-                    e.insert("persistentDisposition".into(), json!({"set": ["mismatch_quantity"]}));
-                }
-                let destination =
-                    self.shipments.get(&first).map(|s| s.destination.clone()).unwrap_or_default();
-                e.insert("readPoint".into(), place(&destination));
-                e.insert("bizLocation".into(), place(&destination));
-                self.parties(&mut e, &first);
-                if let Some(note) = &r.note {
-                    e.insert("tl:note".into(), json!(note));
-                }
-            }
-            Payload::ShipmentException(x) => {
-                let (step, disposition) = match x.exception_type {
-                    ExceptionType::Damage => ("inspecting", Some("damaged")),
-                    ExceptionType::Loss => ("transporting", Some("unknown")),
-                    ExceptionType::Delay => ("transporting", None),
-                };
-                step_disposition(step, disposition, &mut e);
-                e.insert(
-                    "tl:exceptionType".into(),
-                    body.get("exception_type").cloned().unwrap_or(Json::Null),
-                );
-                e.insert("tl:description".into(), json!(x.description));
-            }
-            Payload::DeclarationFiled(d) => {
-                transactions.push(declaration_entry(&self.uri("declaration", &d.declaration_id)));
-                e.insert(
-                    "tl:direction".into(),
-                    body.get("direction").cloned().unwrap_or(Json::Null),
-                );
-                e.insert("tl:country".into(), json!(d.country));
-                e.insert("tl:hsCodes".into(), json!(d.hs_codes));
-            }
-            Payload::CustomsHeld(c) | Payload::CustomsCleared(c) => {
-                let held = matches!(event.payload, Payload::CustomsHeld(_));
-                if held {
-                    step_disposition("holding", Some("non_sellable_other"), &mut e);
-                } else {
-                    step_disposition("inspecting", Some("conformant"), &mut e);
-                }
-                transactions.push(declaration_entry(&self.uri("declaration", &c.declaration_id)));
-                if let Some(reason) = &c.reason {
-                    e.insert("tl:reason".into(), json!(reason));
-                }
-            }
-            Payload::DocumentAnchored(d) => {
-                let kind = match d.doc_type {
-                    DocType::BillOfLading => "bol",
-                    DocType::CertificateOfOrigin => "cert",
-                    DocType::CommercialInvoice => "inv",
-                    DocType::PackingList => "desadv",
-                    DocType::Inspection => "testres",
-                    DocType::Insurance => "tl:insuranceCertificate",
-                };
-                transactions
-                    .push(json!({"type": kind, "bizTransaction": self.uri("document", &d.doc_id)}));
-                e.insert("tl:docType".into(), body.get("doc_type").cloned().unwrap_or(Json::Null));
-                e.insert("tl:sha256".into(), json!(d.sha256));
-            }
-            _ => {}
+        e.insert("epcList".into(), json!(self.epc_list(shipments)));
+        e
+    }
+
+    /// A transport milestone: its business step and disposition, where it happened, the
+    /// parties on the first outbound milestone, the vessel, voyage or flight.
+    fn milestone(
+        &mut self,
+        e: &mut Map<String, Json>,
+        payload: &Payload,
+        m: &crate::event::Milestone,
+        first: &str,
+    ) {
+        let (step, read_point_only) = match payload {
+            Payload::ShipmentPickedUp(_) => ("shipping", true),
+            Payload::ShipmentDeparted(_) => ("departing", true),
+            Payload::ShipmentArrived(_) => ("arriving", false),
+            _ => ("unloading", false),
+        };
+        let disposition = if step == "unloading" { "in_progress" } else { "in_transit" };
+        step_disposition(e, step, Some(disposition));
+        e.insert("readPoint".into(), place(&m.location));
+        if !read_point_only {
+            e.insert("bizLocation".into(), place(&m.location));
         }
-        if !transactions.is_empty() {
-            e.insert("bizTransactionList".into(), Json::Array(transactions));
+        let outbound =
+            matches!(payload, Payload::ShipmentPickedUp(_) | Payload::ShipmentDeparted(_));
+        if outbound && self.shipments.get(first).is_some_and(|s| !s.outbound_reported) {
+            self.parties(e, first);
+            if let Some(s) = self.shipments.get_mut(first) {
+                s.outbound_reported = true;
+            }
         }
-        e.insert("tl:eventId".into(), json!(event.id.to_hex()));
-        e.insert("tl:blockHeight".into(), json!(height));
-        e.insert("tl:eventIndex".into(), json!(index));
-        e.insert("tl:kind".into(), json!(event.payload.kind()));
-        self.events.push(Json::Object(e));
+        if let Some(imo) = &m.vessel_imo {
+            e.insert("tl:vessel".into(), json!(format!("urn:epc:id:imovn:{imo}")));
+        }
+        if let Some(v) = &m.voyage {
+            e.insert("tl:voyage".into(), json!(v));
+        }
+        if let Some(f) = &m.flight {
+            e.insert("tl:flight".into(), json!(f));
+        }
+    }
+
+    /// The consignee's receipt: its condition as a disposition, at the destination.
+    fn received(&self, e: &mut Map<String, Json>, r: &crate::event::ShipmentReceived, first: &str) {
+        let disposition = match r.condition {
+            Condition::Damaged => "damaged",
+            Condition::Ok | Condition::Short => "in_progress",
+        };
+        step_disposition(e, "receiving", Some(disposition));
+        if r.condition == Condition::Short {
+            e.insert("persistentDisposition".into(), json!({"set": ["mismatch_quantity"]}));
+        }
+        let destination =
+            self.shipments.get(first).map(|s| s.destination.clone()).unwrap_or_default();
+        e.insert("readPoint".into(), place(&destination));
+        e.insert("bizLocation".into(), place(&destination));
+        self.parties(e, first);
+        if let Some(note) = &r.note {
+            e.insert("tl:note".into(), json!(note));
+        }
     }
 
     /// The shipments an event is about, or `None` for kinds that give no EPCIS event.
@@ -482,6 +478,43 @@ impl<'g> EpcisBuilder<'g> {
             "tl:chain": self.genesis.hash_hex(),
             "epcisBody": {"eventList": self.events},
         }))
+    }
+}
+
+/// An EPCIS location by its UN/LOCODE.
+fn place(code: &str) -> Json {
+    json!({"id": format!("{UNLOCODE_BASE}{code}")})
+}
+
+/// Sets the business step and, if any, the disposition.
+fn step_disposition(e: &mut Map<String, Json>, step: &str, disposition: Option<&str>) {
+    e.insert("bizStep".into(), json!(step));
+    if let Some(d) = disposition {
+        e.insert("disposition".into(), json!(d));
+    }
+}
+
+/// A forwarder's exception: damage is an inspection finding, loss and delay are transport's.
+fn exception(e: &mut Map<String, Json>, x: &crate::event::ShipmentException, body: &Json) {
+    let (step, disposition) = match x.exception_type {
+        ExceptionType::Damage => ("inspecting", Some("damaged")),
+        ExceptionType::Loss => ("transporting", Some("unknown")),
+        ExceptionType::Delay => ("transporting", None),
+    };
+    step_disposition(e, step, disposition);
+    e.insert("tl:exceptionType".into(), body.get("exception_type").cloned().unwrap_or(Json::Null));
+    e.insert("tl:description".into(), json!(x.description));
+}
+
+/// The EPCIS business transaction type of an anchored document (CBV's, or ours for insurance).
+fn document_transaction_type(doc_type: DocType) -> &'static str {
+    match doc_type {
+        DocType::BillOfLading => "bol",
+        DocType::CertificateOfOrigin => "cert",
+        DocType::CommercialInvoice => "inv",
+        DocType::PackingList => "desadv",
+        DocType::Inspection => "testres",
+        DocType::Insurance => "tl:insuranceCertificate",
     }
 }
 
