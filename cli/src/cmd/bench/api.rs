@@ -93,7 +93,6 @@ fn latency(mut samples: Vec<Duration>, wall: Duration) -> Latency {
 pub fn run(args: ApiArgs) -> Result<()> {
     let (_temp, dir) = super::devnet_dir(args.keep.as_deref())?;
     let clients = usize::try_from(args.clients)?;
-    let batch = usize::try_from(args.batch)?;
     let events = usize::try_from(args.events)?;
     let nodes = devnet::init(&devnet::InitArgs {
         validators: 1,
@@ -108,15 +107,7 @@ pub fn run(args: ApiArgs) -> Result<()> {
         bail!("devnet init wrote an unexpected cast: {nodes:?}");
     }
     let rounds = usize::try_from(args.rounds)?;
-    // Room in the member node's mempool for a phase.
-    let room = events + 1000;
-    let mut toml = std::fs::read_to_string(&member.config)?;
-    toml.push_str(&format!(
-        "\n[mempool]\nmax_events = {}\nmax_bytes = {}\n",
-        room.clamp(1, 1_000_000),
-        (room as u64).saturating_mul(4096).min(1 << 34)
-    ));
-    std::fs::write(&member.config, toml)?;
+    make_room(member, events)?;
     let cast = devnet::load_cast(&dir)?;
     let per_trade = trade_steps(0).len();
     let trades_per_phase = events.div_ceil(per_trade) as u64;
@@ -126,57 +117,117 @@ pub fn run(args: ApiArgs) -> Result<()> {
         super::cores(),
         trades_per_phase * per_trade as u64
     )?;
+    let ingress =
+        IngressBench { cast: &cast, member, clients, batch: usize::try_from(args.batch)? };
+    let ratios = ingress.rounds(rounds, trades_per_phase)?;
+    report_ratios(ratios)?;
+    if args.chain_events == 0 {
+        return Ok(());
+    }
+    let first_trade = 4 * rounds as u64 * trades_per_phase + 1;
+    let chain_trades = usize::try_from(args.chain_events)?.div_ceil(per_trade) as u64;
+    let ids = build_query_chain(&cast, validator, &dir, first_trade, chain_trades)?;
+    let queries = usize::try_from(args.queries)?;
+    query_latency(validator, &ids, queries, clients, first_trade..first_trade + chain_trades)
+}
 
-    // Over HTTP: the member node alone, started afresh for each phase (an empty mempool, as the
-    // in-process phase has). In-process: the chain worker of a node on a fresh ledger of the
-    // same genesis. The phases alternate so that a slow spell of the machine falls on both
-    // sides alike; the ratio is the median of the rounds'.
-    let agent = status_agent();
-    let mut ratios: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-    for round in 0..rounds {
-        writeln!(
-            Diag,
-            "round {}: signing {} events...",
-            round + 1,
-            4 * trades_per_phase * per_trade as u64
-        );
-        let time = now_ms();
-        // Four sets of fresh trades: in-process single, HTTP single, in-process and HTTP batches.
-        let sets: Vec<Vec<Vec<SignedEvent>>> = (0..4u64)
-            .map(|k| {
-                let first = 1 + (4 * round as u64 + k) * trades_per_phase;
-                sign_trades(&cast, first..=first + trades_per_phase - 1, time)
-            })
-            .collect();
-        for (shape, per_request, what) in [(0, 1, "single events"), (1, batch, "batches")] {
-            let inproc = in_process(&cast, &sets[2 * shape], clients, per_request)?;
-            let running = devnet::Running::start(std::slice::from_ref(member), "warn")?;
-            wait_up(&agent, member, START_TIMEOUT)?;
-            let pid = running.children.first().map(|(_, c)| c.id()).context("no node process")?;
-            let http = over_http(member, pid, &sets[2 * shape + 1], clients, per_request)?;
-            running.stop()?;
-            let ratio = http.rate / inproc.rate;
-            ratios[shape].push(ratio);
+/// Room in the member node's mempool for a phase.
+fn make_room(member: &DevnetNode, events: usize) -> Result<()> {
+    let room = events + 1000;
+    let mut toml = std::fs::read_to_string(&member.config)?;
+    toml.push_str(&format!(
+        "\n[mempool]\nmax_events = {}\nmax_bytes = {}\n",
+        room.clamp(1, 1_000_000),
+        (room as u64).saturating_mul(4096).min(1 << 34)
+    ));
+    std::fs::write(&member.config, toml)?;
+    Ok(())
+}
+
+/// The ingress phases' settings.
+struct IngressBench<'a> {
+    cast: &'a Cast,
+    member: &'a DevnetNode,
+    clients: usize,
+    batch: usize,
+}
+
+impl IngressBench<'_> {
+    /// Over HTTP: the member node alone, started afresh for each phase (an empty mempool, as
+    /// the in-process phase has). In-process: the chain worker of a node on a fresh ledger of
+    /// the same genesis. The phases alternate so that a slow spell of the machine falls on both
+    /// sides alike. The HTTP / in-process ratios of each round, for single events and batches.
+    fn rounds(&self, rounds: usize, trades_per_phase: u64) -> Result<[Vec<f64>; 2]> {
+        let per_trade = trade_steps(0).len() as u64;
+        let agent = status_agent();
+        let mut ratios: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        for round in 0..rounds {
             writeln!(
-                Out,
-                "  round {}, {what:<13} over HTTP {:>6.0} events/s, in-process admission {:>6.0} events/s: ratio {ratio:.2}; CPU per event: node {:.0} us over HTTP (load generator {:.0} us), {:.0} us in-process",
+                Diag,
+                "round {}: signing {} events...",
                 round + 1,
-                http.rate,
-                inproc.rate,
-                http.node_cpu_us,
-                http.client_cpu_us.unwrap_or(0.0),
-                inproc.node_cpu_us
-            )?;
-            if http.refused + inproc.refused > 0 {
-                bail!(
-                    "events were not accepted: {} over HTTP, {} in-process (first: {})",
-                    http.refused,
-                    inproc.refused,
-                    http.first.as_deref().or(inproc.first.as_deref()).unwrap_or("-")
-                );
+                4 * trades_per_phase * per_trade
+            );
+            let time = now_ms();
+            // Four sets of fresh trades: in-process single, HTTP single, in-process and HTTP
+            // batches.
+            let sets: Vec<Vec<Vec<SignedEvent>>> = (0..4u64)
+                .map(|k| {
+                    let first = 1 + (4 * round as u64 + k) * trades_per_phase;
+                    sign_trades(self.cast, first..=first + trades_per_phase - 1, time)
+                })
+                .collect();
+            for (shape, per_request, what) in [(0, 1, "single events"), (1, self.batch, "batches")]
+            {
+                let pair = (&sets[2 * shape], &sets[2 * shape + 1]);
+                let ratio = self.phase_pair(&agent, round, what, per_request, pair)?;
+                ratios[shape].push(ratio);
             }
         }
+        Ok(ratios)
     }
+
+    /// One in-process phase and one over HTTP, of one request shape: the ratio of their rates.
+    fn phase_pair(
+        &self,
+        agent: &ureq::Agent,
+        round: usize,
+        what: &str,
+        per_request: usize,
+        (inproc_set, http_set): (&Vec<Vec<SignedEvent>>, &Vec<Vec<SignedEvent>>),
+    ) -> Result<f64> {
+        let member = self.member;
+        let inproc = in_process(self.cast, inproc_set, self.clients, per_request)?;
+        let running = devnet::Running::start(std::slice::from_ref(member), "warn")?;
+        wait_up(agent, member, START_TIMEOUT)?;
+        let pid = running.children.first().map(|(_, c)| c.id()).context("no node process")?;
+        let http = over_http(member, pid, http_set, self.clients, per_request)?;
+        running.stop()?;
+        let ratio = http.rate / inproc.rate;
+        writeln!(
+            Out,
+            "  round {}, {what:<13} over HTTP {:>6.0} events/s, in-process admission {:>6.0} events/s: ratio {ratio:.2}; CPU per event: node {:.0} us over HTTP (load generator {:.0} us), {:.0} us in-process",
+            round + 1,
+            http.rate,
+            inproc.rate,
+            http.node_cpu_us,
+            http.client_cpu_us.unwrap_or(0.0),
+            inproc.node_cpu_us
+        )?;
+        if http.refused + inproc.refused > 0 {
+            bail!(
+                "events were not accepted: {} over HTTP, {} in-process (first: {})",
+                http.refused,
+                inproc.refused,
+                http.first.as_deref().or(inproc.first.as_deref()).unwrap_or("-")
+            );
+        }
+        Ok(ratio)
+    }
+}
+
+/// The median ratio of the rounds, per request shape.
+fn report_ratios(mut ratios: [Vec<f64>; 2]) -> Result<()> {
     for (shape, what) in [(0, "single events"), (1, "batches")] {
         let r = &mut ratios[shape];
         r.sort_by(f64::total_cmp);
@@ -189,83 +240,86 @@ pub fn run(args: ApiArgs) -> Result<()> {
             r[r.len() - 1]
         )?;
     }
-    if args.chain_events == 0 {
-        return Ok(());
-    }
+    Ok(())
+}
 
-    // Queries on a chain of --chain-events events, served by the validator.
-    let chain_events = usize::try_from(args.chain_events)?;
-    let chain_trades = chain_events.div_ceil(per_trade) as u64;
-    let first_trade = 4 * rounds as u64 * trades_per_phase + 1;
+/// Appends `chain_trades` trades from trade `first_trade` to the validator's data dir, in
+/// blocks of [`CHAIN_BLOCK_EVENTS`]: the ids of their events.
+fn build_query_chain(
+    cast: &Cast,
+    validator: &DevnetNode,
+    dir: &std::path::Path,
+    first_trade: u64,
+    chain_trades: u64,
+) -> Result<Vec<tradeloop_crypto::Hash>> {
+    let per_trade = trade_steps(0).len() as u64;
     let data = validator.config.with_file_name("data");
     let key_file = dir.join("keys/nodes").join(format!("{}.json", validator.name));
     let validator_key = tradeloop_crypto::keyfile::read_key_file(&key_file)?;
     writeln!(
         Diag,
         "building a chain of {} events ({chain_trades} trades)...",
-        chain_trades * per_trade as u64
+        chain_trades * per_trade
     );
     let built = Instant::now();
-    let mut ids = Vec::with_capacity(chain_events);
-    {
-        let mut ledger = Ledger::open(&data, cast.genesis.clone())?;
-        // Signed and appended a slice at a time, so memory holds one slice of events.
-        const SLICE_TRADES: u64 = 20_000;
-        let mut next = first_trade;
-        let end = first_trade + chain_trades;
-        let mut rejected = None;
-        while next < end {
-            let upto = (next + SLICE_TRADES).min(end);
-            // Signed as they are appended: their time stays within the ledger's skew window.
-            let signed: Vec<SignedEvent> =
-                sign_trades(&cast, next..=upto - 1, now_ms()).into_iter().flatten().collect();
-            ids.extend(signed.iter().map(SignedEvent::id));
-            ledger.append_local_stream(
-                signed.chunks(CHAIN_BLOCK_EVENTS).map(<[SignedEvent]>::to_vec),
-                &validator_key,
-                &now_ms,
-                &mut |_, _, r| {
-                    if rejected.is_none() {
-                        rejected = r.into_iter().next();
-                    }
-                },
-            )?;
-            next = upto;
-        }
-        if let Some((i, r)) = rejected {
-            bail!("a chain event ({i}) was rejected: {r}");
-        }
-        writeln!(
-            Diag,
-            "chain built: {} events, height {}, in {:.0} s",
-            ids.len(),
-            ledger.tip().height,
-            built.elapsed().as_secs_f64()
-        );
+    let mut ids = Vec::new();
+    let mut ledger = Ledger::open(&data, cast.genesis.clone())?;
+    // Signed and appended a slice at a time, so memory holds one slice of events.
+    const SLICE_TRADES: u64 = 20_000;
+    let mut next = first_trade;
+    let end = first_trade + chain_trades;
+    let mut rejected = None;
+    while next < end {
+        let upto = (next + SLICE_TRADES).min(end);
+        // Signed as they are appended: their time stays within the ledger's skew window.
+        let signed: Vec<SignedEvent> =
+            sign_trades(cast, next..=upto - 1, now_ms()).into_iter().flatten().collect();
+        ids.extend(signed.iter().map(SignedEvent::id));
+        ledger.append_local_stream(
+            signed.chunks(CHAIN_BLOCK_EVENTS).map(<[SignedEvent]>::to_vec),
+            &validator_key,
+            &now_ms,
+            &mut |_, _, r| {
+                if rejected.is_none() {
+                    rejected = r.into_iter().next();
+                }
+            },
+        )?;
+        next = upto;
     }
+    if let Some((i, r)) = rejected {
+        bail!("a chain event ({i}) was rejected: {r}");
+    }
+    writeln!(
+        Diag,
+        "chain built: {} events, height {}, in {:.0} s",
+        ids.len(),
+        ledger.tip().height,
+        built.elapsed().as_secs_f64()
+    );
+    Ok(ids)
+}
+
+/// Queries served by the validator on its chain: events by id and traces of orders, at random.
+fn query_latency(
+    validator: &DevnetNode,
+    ids: &[tradeloop_crypto::Hash],
+    queries: usize,
+    clients: usize,
+    trades: std::ops::Range<u64>,
+) -> Result<()> {
+    let agent = status_agent();
     let running = devnet::Running::start(std::slice::from_ref(validator), "warn")?;
     wait_up(&agent, validator, START_TIMEOUT)?;
-    let addr = validator.api;
-    let queries = usize::try_from(args.queries)?;
-    let event_paths: Vec<String> = {
-        let mut rng = rand::rng();
-        (0..queries)
-            .map(|_| format!("/v1/events/{}", ids[rng.random_range(0..ids.len())].to_hex()))
-            .collect()
-    };
-    let trace_paths: Vec<String> = {
-        let mut rng = rand::rng();
-        (0..queries)
-            .map(|_| {
-                format!(
-                    "/v1/trace/order:PO-{}",
-                    rng.random_range(first_trade..first_trade + chain_trades)
-                )
-            })
-            .collect()
-    };
+    let mut rng = rand::rng();
+    let event_paths: Vec<String> = (0..queries)
+        .map(|_| format!("/v1/events/{}", ids[rng.random_range(0..ids.len())].to_hex()))
+        .collect();
+    let trace_paths: Vec<String> = (0..queries)
+        .map(|_| format!("/v1/trace/order:PO-{}", rng.random_range(trades.clone())))
+        .collect();
     for (what, paths) in [("event by id", &event_paths), ("trace of an order", &trace_paths)] {
-        let l = get_all(addr, paths, clients)?;
+        let l = get_all(validator.api, paths, clients)?;
         writeln!(
             Out,
             "  query {what:<17} on {} events: p50 {:.2} ms  p99 {:.2} ms  max {:.1} ms  ({} requests, {:.0}/s; goal p99 <= 10 ms)",
