@@ -592,23 +592,7 @@ fn on_effect(io: &mut EffectIo<'_>, effect: Effect<TradeContext>) -> Result<Resu
         Effect::CertVerifiedSyncValue(.., r) => r.resume_with(()),
         Effect::CertRejectedSyncValue(.., r) => r.resume_with(()),
         Effect::Decide(certificate, _, r) => {
-            let round = certificate.round.as_u32().unwrap_or(0);
-            let sigs = certificate
-                .commit_signatures
-                .iter()
-                .map(|s| CommitSig { validator: s.address.0, signature: s.signature })
-                .collect();
-            let block_hash = certificate.value_id.0;
-            actions.push(Action::Decided {
-                height: certificate.height.0,
-                block_hash,
-                certificate: LedgerCertificate::from_signatures(
-                    certificate.height.0,
-                    round,
-                    block_hash,
-                    sigs,
-                ),
-            });
+            actions.push(decided(&certificate));
             r.resume_with(())
         }
         Effect::Finalize(.., r) => r.resume_with(()),
@@ -623,12 +607,7 @@ fn on_effect(io: &mut EffectIo<'_>, effect: Effect<TradeContext>) -> Result<Resu
                 NilOrVal::Nil => None,
                 NilOrVal::Val(h) => Some(h.0),
             };
-            // The WAL's inputs, then the guard, are durable before the signature exists.
-            sync_wal(io)?;
-            if let Err(e) = io.guard.permit(position, value) {
-                io.guard_error = Some(e);
-                return Err(CoreError::Consensus("signing refused by the sign-state guard".into()));
-            }
+            permit_signature(io, position, value)?;
             let signature = key.sign(&ctx.vote_bytes(&vote));
             r.resume_with(SignedMessage::new(vote, signature))
         }
@@ -638,11 +617,7 @@ fn on_effect(io: &mut EffectIo<'_>, effect: Effect<TradeContext>) -> Result<Resu
                 round: proposal.round.as_u32().unwrap_or(0),
                 step: Step::Propose,
             };
-            sync_wal(io)?;
-            if let Err(e) = io.guard.permit(position, Some(proposal.value.0)) {
-                io.guard_error = Some(e);
-                return Err(CoreError::Consensus("signing refused by the sign-state guard".into()));
-            }
+            permit_signature(io, position, Some(proposal.value.0))?;
             let signature = key.sign(&ctx.proposal_bytes(&proposal));
             r.resume_with(SignedMessage::new(proposal, signature))
         }
@@ -654,70 +629,149 @@ fn on_effect(io: &mut EffectIo<'_>, effect: Effect<TradeContext>) -> Result<Resu
             r.resume_with(ctx.verify(&public_key, &bytes, &msg.signature))
         }
         Effect::VerifyCommitCertificate(cert, validators, thresholds, r) => {
-            let votes = cert.commit_signatures.iter().map(|s| {
-                let vote = Vote {
-                    vote_type: VoteType::Precommit,
-                    height: cert.height,
-                    round: cert.round,
-                    value: NilOrVal::Val(cert.value_id),
-                    validator: s.address,
-                };
-                (s.address, vote, s.signature, CertificateError::InvalidCommitSignature(s.clone()))
-            });
-            r.resume_with(check_votes(ctx, &validators, thresholds.quorum, votes))
+            r.resume_with(check_commit_certificate(ctx, &cert, &validators, thresholds.quorum))
         }
         Effect::VerifyPolkaCertificate(cert, validators, thresholds, r) => {
-            let votes = cert.polka_signatures.iter().map(|s| {
-                let vote = Vote {
-                    vote_type: VoteType::Prevote,
-                    height: cert.height,
-                    round: cert.round,
-                    value: NilOrVal::Val(cert.value_id),
-                    validator: s.address,
-                };
-                (s.address, vote, s.signature, CertificateError::InvalidPolkaSignature(s.clone()))
-            });
-            r.resume_with(check_votes(ctx, &validators, thresholds.quorum, votes))
+            r.resume_with(check_polka_certificate(ctx, &cert, &validators, thresholds.quorum))
         }
         Effect::VerifyRoundCertificate(cert, validators, thresholds, r) => {
-            let threshold = match cert.cert_type {
-                mc::RoundCertificateType::Skip => thresholds.honest,
-                mc::RoundCertificateType::Precommit => thresholds.quorum,
-            };
-            let votes = cert.round_signatures.iter().map(|s| {
-                let vote = Vote {
-                    vote_type: s.vote_type,
-                    height: cert.height,
-                    round: cert.round,
-                    value: s.value_id,
-                    validator: s.address,
-                };
-                (s.address, vote, s.signature, CertificateError::InvalidRoundSignature(s.clone()))
-            });
-            r.resume_with(check_votes(ctx, &validators, threshold, votes))
+            r.resume_with(check_round_certificate(ctx, &cert, &validators, thresholds))
         }
         Effect::VerifyExtendedCommitCertificate(.., r) => {
             // Vote extensions are disabled on this chain; an extended certificate is never valid.
             r.resume_with(Err(CertificateError::VerificationError(None)))
         }
         Effect::WalAppend(height, input, r) => {
-            if let Some(wal) = io.wal.as_deref_mut().filter(|w| w.height() == height.0) {
-                // Written now; fsynced before anything is signed (`sync_wal`). A failure
-                // stops the step.
-                let written = WalRecord::Input(input)
-                    .encode()
-                    .map_err(|e| e.to_string())
-                    .and_then(|bytes| wal.write(&bytes).map_err(|e| e.to_string()));
-                if let Err(e) = written {
-                    io.wal_error = Some(e);
-                    return Err(CoreError::Wal("WAL append failed".into()));
-                }
-            }
+            wal_append(io, height.0, input)?;
             r.resume_with(())
         }
         Effect::ExtendVote(.., r) => r.resume_with(None),
         Effect::VerifyVoteExtension(.., r) => r.resume_with(Ok(())),
     })
+}
+
+/// The decision as the ledger commits it: the block hash and the certificate in the ledger's
+/// form.
+fn decided(certificate: &mc::CommitCertificate<TradeContext>) -> Action {
+    let round = certificate.round.as_u32().unwrap_or(0);
+    let sigs = certificate
+        .commit_signatures
+        .iter()
+        .map(|s| CommitSig { validator: s.address.0, signature: s.signature })
+        .collect();
+    let block_hash = certificate.value_id.0;
+    Action::Decided {
+        height: certificate.height.0,
+        block_hash,
+        certificate: LedgerCertificate::from_signatures(
+            certificate.height.0,
+            round,
+            block_hash,
+            sigs,
+        ),
+    }
+}
+
+/// Makes the WAL's inputs, then the sign-state guard's record of `position`, durable before
+/// a signature exists; refused if the guard holds another value signed there.
+fn permit_signature(
+    io: &mut EffectIo<'_>,
+    position: Position,
+    value: Option<Hash>,
+) -> Result<(), CoreError> {
+    sync_wal(io)?;
+    if let Err(e) = io.guard.permit(position, value) {
+        io.guard_error = Some(e);
+        return Err(CoreError::Consensus("signing refused by the sign-state guard".into()));
+    }
+    Ok(())
+}
+
+/// Writes an input to the WAL of its height (none while replaying); fsynced before anything
+/// is signed (`sync_wal`). A failure stops the step.
+fn wal_append(
+    io: &mut EffectIo<'_>,
+    height: u64,
+    input: Input<TradeContext>,
+) -> Result<(), CoreError> {
+    if let Some(wal) = io.wal.as_deref_mut().filter(|w| w.height() == height) {
+        let written = WalRecord::Input(input)
+            .encode()
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| wal.write(&bytes).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            io.wal_error = Some(e);
+            return Err(CoreError::Wal("WAL append failed".into()));
+        }
+    }
+    Ok(())
+}
+
+/// A commit certificate: precommits for its value by `threshold` of the power.
+#[allow(clippy::result_large_err)] // Malachite's error type, fixed by the resume value.
+fn check_commit_certificate(
+    ctx: &TradeContext,
+    cert: &mc::CommitCertificate<TradeContext>,
+    validators: &Validators,
+    threshold: ThresholdParam,
+) -> Result<(), CertificateError<TradeContext>> {
+    let votes = cert.commit_signatures.iter().map(|s| {
+        let vote = Vote {
+            vote_type: VoteType::Precommit,
+            height: cert.height,
+            round: cert.round,
+            value: NilOrVal::Val(cert.value_id),
+            validator: s.address,
+        };
+        (s.address, vote, s.signature, CertificateError::InvalidCommitSignature(s.clone()))
+    });
+    check_votes(ctx, validators, threshold, votes)
+}
+
+/// A polka certificate: prevotes for its value by `threshold` of the power.
+#[allow(clippy::result_large_err)] // Malachite's error type, fixed by the resume value.
+fn check_polka_certificate(
+    ctx: &TradeContext,
+    cert: &mc::PolkaCertificate<TradeContext>,
+    validators: &Validators,
+    threshold: ThresholdParam,
+) -> Result<(), CertificateError<TradeContext>> {
+    let votes = cert.polka_signatures.iter().map(|s| {
+        let vote = Vote {
+            vote_type: VoteType::Prevote,
+            height: cert.height,
+            round: cert.round,
+            value: NilOrVal::Val(cert.value_id),
+            validator: s.address,
+        };
+        (s.address, vote, s.signature, CertificateError::InvalidPolkaSignature(s.clone()))
+    });
+    check_votes(ctx, validators, threshold, votes)
+}
+
+/// A round certificate: a skip needs the honest threshold (f + 1), a precommit one a quorum.
+#[allow(clippy::result_large_err)] // Malachite's error type, fixed by the resume value.
+fn check_round_certificate(
+    ctx: &TradeContext,
+    cert: &mc::RoundCertificate<TradeContext>,
+    validators: &Validators,
+    thresholds: ThresholdParams,
+) -> Result<(), CertificateError<TradeContext>> {
+    let threshold = match cert.cert_type {
+        mc::RoundCertificateType::Skip => thresholds.honest,
+        mc::RoundCertificateType::Precommit => thresholds.quorum,
+    };
+    let votes = cert.round_signatures.iter().map(|s| {
+        let vote = Vote {
+            vote_type: s.vote_type,
+            height: cert.height,
+            round: cert.round,
+            value: s.value_id,
+            validator: s.address,
+        };
+        (s.address, vote, s.signature, CertificateError::InvalidRoundSignature(s.clone()))
+    });
+    check_votes(ctx, validators, threshold, votes)
 }
 
 /// Every signer known and distinct, every signature valid, and `threshold` of power met.
