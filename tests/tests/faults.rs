@@ -182,12 +182,18 @@ fn isolated_nodes_a_split_and_a_ring_lose_nothing_and_fork_nothing() {
     );
 
     cluster.partition(&[&[0, 1, 4], &[2, 3]]).unwrap();
-    // What was decided before the cut lands everywhere within a moment; after that, nothing.
+    // Nothing is decided past what was decided before the cut. A node that was behind may
+    // still receive a block decided before it (from a peer on its side), so the property is
+    // on the highest height, not on each node's.
     std::thread::sleep(Duration::from_secs(2));
     let split: Vec<u64> = (0..cluster.nodes.len()).map(|i| tip(&cluster, i)).collect();
+    let decided = split.iter().copied().max().unwrap_or(0);
     std::thread::sleep(phase());
     let after: Vec<u64> = (0..cluster.nodes.len()).map(|i| tip(&cluster, i)).collect();
-    assert_eq!(split, after, "a side without a quorum committed");
+    assert!(
+        after.iter().all(|h| *h <= decided),
+        "a side without a quorum committed: heights {split:?} at the cut, {after:?} after"
+    );
     cluster.set_every_link(LinkFault::None);
     let resumed = after.iter().max().unwrap() + 2;
     for i in 0..cluster.nodes.len() {
