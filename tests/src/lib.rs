@@ -9,4 +9,5 @@ pub mod disk;
 pub mod fakeclock;
 pub mod flood;
 pub mod load;
+pub mod modules;
 pub mod proxy;
