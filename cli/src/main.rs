@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     // Crash tests configure failpoints through FAILPOINTS. Every build, release included, has
     // them compiled in (the workspace turns on the `fail` crate's `failpoints` feature); they
     // do nothing unless that variable is set.
-    let _failpoints = tradeloop_ledger::failpoint::from_env();
+    let _failpoints = tradeloop_ledger::storage::failpoint::from_env();
     let cli = Cli::parse();
     let result = cmd::run(cli.command).and_then(|code| {
         output::Out.flush()?;

@@ -16,7 +16,7 @@ use malachite_core_types::{
 use tradeloop_crypto::merkle;
 use tradeloop_crypto::{Hash, Signature};
 use tradeloop_ledger::sample::trade_events;
-use tradeloop_ledger::{codec, export, frame, CertifiedBlock, Ledger, SignedEvent};
+use tradeloop_ledger::{encoding::codec, export::binary, encoding::frame, CertifiedBlock, Ledger, SignedEvent};
 use tradeloop_node::consensus::context::{Address, BlockHash, Height, Proposal, Vote};
 use tradeloop_node::consensus::guard::{Position, SignGuard, Step};
 use tradeloop_node::consensus::wal::Wal;
@@ -191,7 +191,7 @@ fn block_corpus(corpus: &Corpus, chain: &Chain) -> Result<()> {
     let export_path = scratch.path().join("chain.tlx");
     export::export(ledger, &export_path)?;
     let exported = std::fs::read(&export_path)?;
-    tradeloop_ledger::audit::verify_export(&export_path, genesis, &mut |_, _| {})
+    tradeloop_ledger::evidence::audit::verify_export(&export_path, genesis, &mut |_, _| {})
         .map_err(|f| format!("the sample export does not verify: {}", f.reason))?;
     corpus.put("export_read", "three-blocks", &exported)?;
     corpus.put("export_read", "truncated", &exported[..exported.len() - 20])?;
@@ -208,16 +208,16 @@ fn jsonl_and_bundle_corpus(corpus: &Corpus, chain: &Chain) -> Result<()> {
     let Chain { genesis, ledger, events, scratch, .. } = chain;
     let empty = Ledger::open(&scratch.path().join("empty-jsonl"), (*genesis).clone())?;
     let jsonl_path = scratch.path().join("chain.jsonl");
-    tradeloop_ledger::jsonl::export_jsonl(ledger, &jsonl_path)?;
+    tradeloop_ledger::export::jsonl::export_jsonl(ledger, &jsonl_path)?;
     let jsonl = std::fs::read(&jsonl_path)?;
     corpus.put("jsonl_read", "three-blocks", &jsonl)?;
     corpus.put("jsonl_read", "truncated", &jsonl[..jsonl.len() - 20])?;
     let empty_jsonl = scratch.path().join("empty.jsonl");
-    tradeloop_ledger::jsonl::export_jsonl(&empty, &empty_jsonl)?;
+    tradeloop_ledger::export::jsonl::export_jsonl(&empty, &empty_jsonl)?;
     corpus.put("jsonl_read", "no-blocks", &std::fs::read(&empty_jsonl)?)?;
-    let bundle = tradeloop_ledger::proof::event_bundle(ledger, &events[1].id())?;
+    let bundle = tradeloop_ledger::evidence::proof::event_bundle(ledger, &events[1].id())?;
     corpus.put("evidence_bundle", "event-1", bundle.to_json().as_bytes())?;
-    let trade = tradeloop_ledger::proof::trade_bundle(ledger, "PO-0")?;
+    let trade = tradeloop_ledger::evidence::proof::trade_bundle(ledger, "PO-0")?;
     corpus.put("evidence_bundle", "trade-0", trade.to_json().as_bytes())?;
     Ok(())
 }
@@ -335,7 +335,7 @@ fn record_corpus(corpus: &Corpus, chain: &Chain, guard: &SignGuard) -> Result<()
             &codec::encode(&location).map_err(|e| e.to_string())?,
         )?;
     }
-    let trailer = tradeloop_ledger::export::ExportTrailer {
+    let trailer = tradeloop_ledger::export::binary::ExportTrailer {
         block_count: tip.height,
         tip_hash: tip.hash,
         app_hash: tip.app_hash,

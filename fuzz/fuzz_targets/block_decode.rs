@@ -8,8 +8,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use tradeloop_crypto::domain_hash;
-use tradeloop_ledger::block::BLOCK_DOMAIN;
-use tradeloop_ledger::codec;
+use tradeloop_ledger::model::block::BLOCK_DOMAIN;
+use tradeloop_ledger::encoding::codec;
 use tradeloop_ledger::{Block, CertifiedBlock, Header};
 
 fuzz_target!(|data: &[u8]| {

@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tradeloop_ledger::blocklog::{Access, BlockLog};
+use tradeloop_ledger::storage::blocklog::{Access, BlockLog};
 use tradeloop_ledger::LedgerError;
 
 fuzz_target!(|data: &[u8]| {

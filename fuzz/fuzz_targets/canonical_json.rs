@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tradeloop_ledger::canonical::Value;
+use tradeloop_ledger::encoding::canonical::Value;
 
 /// The fast path's nesting limit (`MAX_CANONICAL_DEPTH` in ledger/src/canonical.rs).
 const FAST_PATH_DEPTH: usize = 64;

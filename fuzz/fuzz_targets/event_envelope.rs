@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tradeloop_ledger::canonical::Value;
+use tradeloop_ledger::encoding::canonical::Value;
 use tradeloop_ledger::{check_event, check_event_batch, SignedEvent};
 
 fuzz_target!(|data: &[u8]| {

@@ -9,7 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
-use tradeloop_ledger::canonical::Value;
+use tradeloop_ledger::encoding::canonical::Value;
 use tradeloop_ledger::{check_event, RejectCode, SignedEvent};
 
 fuzz_target!(|data: &[u8]| {

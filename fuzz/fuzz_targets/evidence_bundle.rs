@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tradeloop_ledger::proof::{verify_bundle, EvidenceBundle};
+use tradeloop_ledger::evidence::proof::{verify_bundle, EvidenceBundle};
 
 fuzz_target!(|data: &[u8]| {
     let genesis = &tradeloop_fuzz::cast().genesis;

@@ -11,9 +11,9 @@
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use tradeloop_ledger::audit;
-use tradeloop_ledger::export::{ExportItem, ExportReader};
-use tradeloop_ledger::frame::FRAME_HEADER_BYTES;
+use tradeloop_ledger::evidence::audit;
+use tradeloop_ledger::export::binary::{ExportItem, ExportReader};
+use tradeloop_ledger::encoding::frame::FRAME_HEADER_BYTES;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(mut reader) = ExportReader::new(Cursor::new(data)) else {

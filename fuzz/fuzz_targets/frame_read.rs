@@ -10,7 +10,7 @@
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use tradeloop_ledger::frame::{self, FrameRead, StreamFrame};
+use tradeloop_ledger::encoding::frame::{self, FrameRead, StreamFrame};
 
 fuzz_target!(|data: &[u8]| {
     assert_eq!(frame::read(data, data.len()), FrameRead::End);

@@ -7,8 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tradeloop_ledger::codec;
-use tradeloop_ledger::frame;
+use tradeloop_ledger::encoding::codec;
+use tradeloop_ledger::encoding::frame;
 use tradeloop_node::consensus::guard::SignGuard;
 
 fuzz_target!(|data: &[u8]| {

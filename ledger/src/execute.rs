@@ -3,18 +3,18 @@
 use rayon::prelude::*;
 use tradeloop_crypto::{Hash, SigningKey};
 
-use crate::block::{events_root, Block, CertifiedBlock, Header, Tip};
-use crate::event::{check_event_batch, Event, SignedEvent};
-use crate::genesis::Genesis;
+use crate::model::block::{events_root, Block, CertifiedBlock, Header, Tip};
+use crate::model::event::{check_event_batch, Event, SignedEvent};
+use crate::model::genesis::Genesis;
 use crate::rules::{ApplyError, BlockExecutor, BlockOutcome};
-use crate::state::StateRead;
+use crate::rules::state::StateRead;
 use crate::{LedgerError, Rejection};
 
 /// Events checked together by one thread ([`check_event_batch`]: their signatures share one
 /// field inversion).
 pub const CHECK_CHUNK_EVENTS: usize = 64;
 
-/// Runs [`crate::event::check_event`] on every event, in parallel chunks of
+/// Runs [`crate::model::event::check_event`] on every event, in parallel chunks of
 /// [`CHECK_CHUNK_EVENTS`]; results in order.
 pub fn check_events(genesis: &Genesis, events: &[SignedEvent]) -> Vec<Result<Event, Rejection>> {
     events
@@ -110,7 +110,7 @@ pub fn build_block_checked<S: StateRead>(
                 continue;
             }
         };
-        let event_bytes = crate::codec::encoded_len(&candidates[i]).unwrap_or(u64::MAX);
+        let event_bytes = crate::encoding::codec::encoded_len(&candidates[i]).unwrap_or(u64::MAX);
         // Once one event does not fit, the rest wait too: a later event may depend on it.
         if !deferred.is_empty()
             || included.len() >= limit
@@ -192,7 +192,7 @@ pub fn validate_proposal_checked<S: StateRead>(
 }
 
 /// Validates a certified block fully against the tip and state: the header checks of
-/// [`crate::block::check_block_header`], the commit certificate, every event's stateless checks,
+/// [`crate::model::block::check_block_header`], the commit certificate, every event's stateless checks,
 /// every rule, and the app hash.
 pub fn validate_block<S: StateRead>(
     genesis: &Genesis,
@@ -237,7 +237,7 @@ fn validate_body<S: StateRead>(
     state: &S,
     tip: &Tip,
     block: &Block,
-    certificate: Option<&crate::block::CommitCertificate>,
+    certificate: Option<&crate::model::block::CommitCertificate>,
     checks: Vec<Result<Event, Rejection>>,
     memos: &Memos<'_>,
     refs: Refs,
@@ -250,7 +250,7 @@ fn validate_body<S: StateRead>(
         .zip(&block.events)
         .map(|(check, signed)| check.as_ref().map_or_else(|_| signed.id(), |e| e.id))
         .collect();
-    let hash = crate::block::check_block_header(genesis, tip, block, &ids).map_err(invalid)?;
+    let hash = crate::model::block::check_block_header(genesis, tip, block, &ids).map_err(invalid)?;
     if let Some(certificate) = certificate {
         certificate
             .verify(&genesis.hash, &genesis.validators, height, &hash)

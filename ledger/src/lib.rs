@@ -14,34 +14,21 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod block;
-pub mod canonical;
-pub mod codec;
+pub mod encoding;
 pub mod error;
-pub mod event;
-pub mod fields;
-pub mod genesis;
+pub mod evidence;
+pub mod execute;
+pub mod export;
+pub mod model;
+pub mod query;
 pub mod rules;
 pub mod sample;
-pub mod state;
+pub mod storage;
 
 pub use error::{LedgerError, RejectCode, Rejection};
-pub use event::{check_event, check_event_batch, Event, Payload, SignedEvent};
-pub use genesis::{Genesis, GenesisDoc, KeyEntry, Participant, Role, ValidatorEntry, ValidatorSet};
-pub mod blocklog;
-pub mod execute;
-pub mod failpoint;
-pub mod frame;
-pub mod index;
-pub mod restore;
-pub mod store;
-
-pub use block::{Block, CertifiedBlock, CommitCertificate, Header, Tip};
-pub use store::Ledger;
-pub mod audit;
-pub mod compare;
-pub mod epcis;
-pub mod export;
-pub mod jsonl;
-pub mod proof;
-pub mod query;
+pub use model::block::{Block, CertifiedBlock, CommitCertificate, Header, Tip};
+pub use model::event::{check_event, check_event_batch, Event, Payload, SignedEvent};
+pub use model::genesis::{
+    Genesis, GenesisDoc, KeyEntry, Participant, Role, ValidatorEntry, ValidatorSet,
+};
+pub use storage::store::Ledger;

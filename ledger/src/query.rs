@@ -17,18 +17,18 @@ use std::sync::{Arc, Mutex};
 
 use tradeloop_crypto::Hash;
 
-use crate::block::{CertifiedBlock, Header, Tip};
-use crate::blocklog::{map_frame, read_block, read_mapped_events, FrameMap, Location};
-use crate::event::SignedEvent;
-use crate::event::{parse_ref, RefKind};
-use crate::genesis::Genesis;
-use crate::index::{IndexStore, SledIndex};
-use crate::state::{entity_key, InvoiceState, OrderState, ShipmentState, StateRead};
-use crate::store::{
+use crate::model::block::{CertifiedBlock, Header, Tip};
+use crate::storage::blocklog::{map_frame, read_block, read_mapped_events, FrameMap, Location};
+use crate::model::event::SignedEvent;
+use crate::model::event::{parse_ref, RefKind};
+use crate::model::genesis::Genesis;
+use crate::storage::index::{IndexStore, SledIndex};
+use crate::rules::state::{entity_key, InvoiceState, OrderState, ShipmentState, StateRead};
+use crate::storage::store::{
     decode_position, ref_prefix, table_key, tables, trade_status_of, EventRecord, TradeStatus,
     META_TIP_KEY,
 };
-use crate::{codec, LedgerError};
+use crate::{encoding::codec, LedgerError};
 
 /// What the queries need of a ledger: its genesis, its index, its blocks, and the highest
 /// height it answers for.
@@ -642,11 +642,11 @@ mod tests {
         let map = view.frames.get(1).unwrap();
         let dir = data.join("blocks");
         assert!(matches!(
-            crate::blocklog::read_mapped_events_keeping(&dir, &map, &[4, 5, 6], 0),
+            crate::storage::blocklog::read_mapped_events_keeping(&dir, &map, &[4, 5, 6], 0),
             Err(LedgerError::CorruptLog { .. })
         ));
         let fresh_buffer =
-            crate::blocklog::read_mapped_events_keeping(&dir, &map, &[0, 1, 7, 9], 0).unwrap();
+            crate::storage::blocklog::read_mapped_events_keeping(&dir, &map, &[0, 1, 7, 9], 0).unwrap();
         let want: Vec<SignedEvent> = [0, 1, 7, 9].iter().map(|&i| events[i].clone()).collect();
         assert_eq!(fresh_buffer, want);
         // The intact events of the block are still read, byte for byte.

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value as Json};
 use tradeloop_crypto::SigningKey;
 
-use crate::event::SignedEvent;
-use crate::fields::iso6346_check_digit;
-use crate::genesis::{
+use crate::model::event::SignedEvent;
+use crate::model::fields::iso6346_check_digit;
+use crate::model::genesis::{
     ConsensusParams, Genesis, GenesisDoc, MemberNode, Participant, Role, ValidatorEntry,
 };
 use crate::LedgerError;
@@ -151,7 +151,7 @@ impl Cast {
             .map(|p| p.id.clone())
             .filter(|id| !hosts.contains(id))
             .collect();
-        for i in 0..member_nodes.min(crate::genesis::MAX_MEMBER_NODES) {
+        for i in 0..member_nodes.min(crate::model::genesis::MAX_MEMBER_NODES) {
             let Some(party) = parties.get(i % parties.len().max(1)) else { break };
             let round = i / parties.len().max(1);
             let label = if round == 0 {

@@ -18,10 +18,10 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::clock::{ClockChange, ClockWatch};
 use tradeloop_crypto::{Hash, SigningKey};
-use tradeloop_ledger::block::Tip;
+use tradeloop_ledger::model::block::Tip;
 use tradeloop_ledger::execute::{check_events, CHECK_CHUNK_EVENTS};
-use tradeloop_ledger::index::{IndexStore, SledIndex};
-use tradeloop_ledger::store::Prepared;
+use tradeloop_ledger::storage::index::{IndexStore, SledIndex};
+use tradeloop_ledger::storage::store::Prepared;
 use tradeloop_ledger::{
     Block, CertifiedBlock, Event, Genesis, Ledger, LedgerError, RejectCode, Rejection, SignedEvent,
 };
@@ -814,7 +814,7 @@ impl<S: IndexStore> Worker<S> {
         let last = tip.min(from.saturating_add(u64::from(count)).saturating_sub(1));
         for h in from.max(1)..=last {
             let block = self.ledger.block(h)?;
-            let size = tradeloop_ledger::codec::encoded_len(&block).unwrap_or(u64::MAX);
+            let size = tradeloop_ledger::encoding::codec::encoded_len(&block).unwrap_or(u64::MAX);
             if !out.is_empty() && bytes.saturating_add(size) > max_bytes {
                 break;
             }

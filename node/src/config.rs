@@ -491,23 +491,23 @@ impl NodeConfig {
             ("consensus.empty_block_wait_ms", c.empty_block_wait_ms),
         ] {
             if let Some(ms) = ms {
-                if ms == 0 || ms > tradeloop_ledger::genesis::MAX_TIMEOUT_MS {
+                if ms == 0 || ms > tradeloop_ledger::model::genesis::MAX_TIMEOUT_MS {
                     return Err(invalid(
                         key,
                         format!(
                             "must be 1..={} (milliseconds)",
-                            tradeloop_ledger::genesis::MAX_TIMEOUT_MS
+                            tradeloop_ledger::model::genesis::MAX_TIMEOUT_MS
                         ),
                     ));
                 }
             }
         }
-        if c.block_linger_ms.is_some_and(|ms| ms > tradeloop_ledger::genesis::MAX_TIMEOUT_MS) {
+        if c.block_linger_ms.is_some_and(|ms| ms > tradeloop_ledger::model::genesis::MAX_TIMEOUT_MS) {
             return Err(invalid(
                 "consensus.block_linger_ms",
                 format!(
                     "must be 0..={} (milliseconds; 0 proposes at once)",
-                    tradeloop_ledger::genesis::MAX_TIMEOUT_MS
+                    tradeloop_ledger::model::genesis::MAX_TIMEOUT_MS
                 ),
             ));
         }

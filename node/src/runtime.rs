@@ -23,7 +23,7 @@ use libp2p::Multiaddr;
 use malachite_core_consensus::SignedConsensusMsg;
 use tokio::sync::{broadcast, mpsc, watch};
 use tradeloop_crypto::PublicKey;
-use tradeloop_ledger::genesis::ConsensusParams;
+use tradeloop_ledger::model::genesis::ConsensusParams;
 use tradeloop_ledger::{Genesis, Ledger, LedgerError, SignedEvent};
 
 use crate::api::{ApiCommand, NodeStatus, Verdict};

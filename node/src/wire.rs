@@ -167,7 +167,7 @@ pub fn split_proposal(
     chain: &Hash,
 ) -> Result<Vec<ProposalPart>, WireError> {
     let bytes =
-        tradeloop_ledger::codec::encode(proposal).map_err(|e| WireError::Encode(e.to_string()))?;
+        tradeloop_ledger::encoding::codec::encode(proposal).map_err(|e| WireError::Encode(e.to_string()))?;
     let block_hash = proposal.header.hash();
     let chunks: Vec<&[u8]> = bytes.chunks(MAX_PART_BYTES).collect();
     let count = u32::try_from(chunks.len()).ok().filter(|c| *c <= MAX_PARTS).ok_or_else(|| {
@@ -329,13 +329,13 @@ impl EventBatch {
                 "more than {MAX_BATCH_EVENTS} events in a batch"
             )));
         }
-        tradeloop_ledger::codec::encode(self).map_err(|e| WireError::Encode(e.to_string()))
+        tradeloop_ledger::encoding::codec::encode(self).map_err(|e| WireError::Encode(e.to_string()))
     }
 
     /// Parses a batch.
     pub fn decode(bytes: &[u8]) -> Result<EventBatch, WireError> {
         let batch: EventBatch =
-            tradeloop_ledger::codec::decode(bytes).map_err(WireError::Malformed)?;
+            tradeloop_ledger::encoding::codec::decode(bytes).map_err(WireError::Malformed)?;
         if batch.events.is_empty() || batch.events.len() > MAX_BATCH_EVENTS {
             return Err(WireError::Malformed(format!(
                 "a batch holds 1..={MAX_BATCH_EVENTS} events, this one {}",
@@ -388,22 +388,22 @@ pub enum Response {
 impl Request {
     /// The request's bytes.
     pub fn encode(&self) -> Result<Vec<u8>, WireError> {
-        tradeloop_ledger::codec::encode(self).map_err(|e| WireError::Encode(e.to_string()))
+        tradeloop_ledger::encoding::codec::encode(self).map_err(|e| WireError::Encode(e.to_string()))
     }
     /// Parses a request.
     pub fn decode(bytes: &[u8]) -> Result<Request, WireError> {
-        tradeloop_ledger::codec::decode(bytes).map_err(WireError::Malformed)
+        tradeloop_ledger::encoding::codec::decode(bytes).map_err(WireError::Malformed)
     }
 }
 
 impl Response {
     /// The response's bytes.
     pub fn encode(&self) -> Result<Vec<u8>, WireError> {
-        tradeloop_ledger::codec::encode(self).map_err(|e| WireError::Encode(e.to_string()))
+        tradeloop_ledger::encoding::codec::encode(self).map_err(|e| WireError::Encode(e.to_string()))
     }
     /// Parses a response.
     pub fn decode(bytes: &[u8]) -> Result<Response, WireError> {
-        tradeloop_ledger::codec::decode(bytes).map_err(WireError::Malformed)
+        tradeloop_ledger::encoding::codec::decode(bytes).map_err(WireError::Malformed)
     }
 }
 

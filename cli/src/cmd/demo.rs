@@ -218,7 +218,7 @@ fn show_trade(
         bail!("the sample trade did not close: open legs {:?}", trade.open_legs);
     }
     let export = dir.join("chain.tlx");
-    tradeloop_ledger::export::export(&ledger, &export)?;
+    tradeloop_ledger::export::binary::export(&ledger, &export)?;
     Ok(export)
 }
 

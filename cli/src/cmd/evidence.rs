@@ -10,12 +10,12 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 use tradeloop_crypto::Hash;
-use tradeloop_ledger::block::CertifiedBlock;
-use tradeloop_ledger::compare::{compare, Comparison, ShownHeader, Side};
-use tradeloop_ledger::epcis::{default_base, EpcisBuilder, EpcisFilter};
-use tradeloop_ledger::export::{open_export, ExportItem};
-use tradeloop_ledger::fields::rfc3339_ms;
-use tradeloop_ledger::proof::{
+use tradeloop_ledger::model::block::CertifiedBlock;
+use tradeloop_ledger::evidence::compare::{compare, Comparison, ShownHeader, Side};
+use tradeloop_ledger::export::epcis::{default_base, EpcisBuilder, EpcisFilter};
+use tradeloop_ledger::export::binary::{open_export, ExportItem};
+use tradeloop_ledger::model::fields::rfc3339_ms;
+use tradeloop_ledger::evidence::proof::{
     event_bundle, trade_bundle, verify_bundle, BundleReport, EvidenceBundle, MAX_BUNDLE_BYTES,
 };
 use tradeloop_ledger::{Genesis, Ledger};
@@ -202,7 +202,7 @@ fn print_report(report: &BundleReport, genesis: &Genesis) -> Result<()> {
 /// Reads a copy of the chain, a data dir or an export of either format, block by block.
 enum ChainCopy {
     Ledger { ledger: Box<Ledger>, next: u64 },
-    Export(Box<tradeloop_ledger::export::AnyExport<std::io::BufReader<std::fs::File>>>),
+    Export(Box<tradeloop_ledger::export::binary::AnyExport<std::io::BufReader<std::fs::File>>>),
 }
 
 impl ChainCopy {
@@ -429,11 +429,11 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
     let ledger = open_ledger_read_only(&args.chain)?;
     match args.format {
         ExportFormat::Binary => {
-            let blocks = tradeloop_ledger::export::export(&ledger, &args.out)?;
+            let blocks = tradeloop_ledger::export::binary::export(&ledger, &args.out)?;
             writeln!(Out, "exported {blocks} blocks to {}", args.out.display())?;
         }
         ExportFormat::Jsonl => {
-            let blocks = tradeloop_ledger::jsonl::export_jsonl(&ledger, &args.out)?;
+            let blocks = tradeloop_ledger::export::jsonl::export_jsonl(&ledger, &args.out)?;
             writeln!(Out, "exported {blocks} blocks to {} (JSONL)", args.out.display())?;
         }
         ExportFormat::Epcis => {

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use tradeloop_crypto::PublicKey;
-use tradeloop_ledger::genesis::{
+use tradeloop_ledger::model::genesis::{
     read_genesis_bytes, ConsensusParams, GenesisDoc, Participant, Role, ValidatorEntry,
 };
 use tradeloop_ledger::{Genesis, Ledger, LedgerError};

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
-use tradeloop_ledger::audit::verify_data_dir;
+use tradeloop_ledger::evidence::audit::verify_data_dir;
 use tradeloop_ledger::sample::{ids, trade_events, Cast};
 use tradeloop_ledger::{Genesis, Ledger};
 

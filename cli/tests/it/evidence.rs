@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use tradeloop_crypto::SigningKey;
-use tradeloop_ledger::block::{CertifiedBlock, CommitCertificate};
+use tradeloop_ledger::model::block::{CertifiedBlock, CommitCertificate};
 use tradeloop_ledger::sample::{trade_events, Cast};
 use tradeloop_ledger::{Genesis, Ledger, SignedEvent};
 
@@ -307,10 +307,10 @@ fn compare_says_same_prefix_or_split_view_with_the_equivocator() {
         commit(&mut a, &cast, chunk, T0 + 1000 * i as u64, &[0, 2]);
         commit(&mut b, &cast, chunk, T0 + 1000 * i as u64, &[0, 2]);
     }
-    tradeloop_ledger::export::export(&a, &d.join("a3.tlx")).unwrap();
+    tradeloop_ledger::export::binary::export(&a, &d.join("a3.tlx")).unwrap();
     commit(&mut a, &cast, &events[6..8], T0 + 10_000, &[0, 2]);
     commit(&mut b, &cast, &events[6..7], T0 + 10_000, &[1, 2]);
-    tradeloop_ledger::jsonl::export_jsonl(&a, &d.join("a.jsonl")).unwrap();
+    tradeloop_ledger::export::jsonl::export_jsonl(&a, &d.join("a.jsonl")).unwrap();
     drop((a, b));
     let cmp = |x: &str, y: &str, g: &str| {
         tradeloop(&["compare", &s(&d.join(x)), &s(&d.join(y)), "--genesis", g])

@@ -2,9 +2,9 @@
 
 use super::{rej, ApplyError, BlockExecutor, Effects};
 use crate::error::RejectCode;
-use crate::event::{Direction, Event, Payload};
-use crate::genesis::Role;
-use crate::state::*;
+use crate::model::event::{Direction, Event, Payload};
+use crate::model::genesis::Role;
+use crate::rules::state::*;
 
 impl<S: StateRead> BlockExecutor<'_, S> {
     pub(super) fn customs_declaration(
@@ -31,7 +31,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
     pub(super) fn declaration_filed(
         &self,
         author: &str,
-        d: &crate::event::DeclarationFiled,
+        d: &crate::model::event::DeclarationFiled,
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let skey = entity_key("shipment", &d.shipment_id);
@@ -121,7 +121,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
     pub(super) fn customs_decision(
         &self,
         e: &Event,
-        c: &crate::event::CustomsDecision,
+        c: &crate::model::event::CustomsDecision,
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();
@@ -174,7 +174,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
     pub(super) fn duties_assessed(
         &self,
         e: &Event,
-        a: &crate::event::DutiesAssessed,
+        a: &crate::model::event::DutiesAssessed,
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();

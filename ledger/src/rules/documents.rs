@@ -2,15 +2,15 @@
 
 use super::{rej, ApplyError, BlockExecutor, Effects};
 use crate::error::{RejectCode, Rejection};
-use crate::event::{parse_ref, RefKind};
-use crate::genesis::Role;
-use crate::state::*;
+use crate::model::event::{parse_ref, RefKind};
+use crate::model::genesis::Role;
+use crate::rules::state::*;
 
 impl<S: StateRead> BlockExecutor<'_, S> {
     pub(super) fn document_anchored(
         &self,
         author: &str,
-        d: &crate::event::DocumentAnchored,
+        d: &crate::model::event::DocumentAnchored,
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let key = entity_key("document", &d.doc_id);

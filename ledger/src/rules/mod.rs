@@ -16,10 +16,10 @@ use serde::{de::DeserializeOwned, Serialize};
 use tradeloop_crypto::{Hash, HashWriter};
 
 use crate::error::{RejectCode, Rejection};
-use crate::event::{Event, Payload};
-use crate::genesis::{Genesis, Role};
-use crate::state::*;
-use crate::{codec, LedgerError};
+use crate::model::event::{Event, Payload};
+use crate::model::genesis::{Genesis, Role};
+use crate::rules::state::*;
+use crate::{encoding::codec, LedgerError};
 
 mod customs;
 mod documents;
@@ -27,6 +27,7 @@ mod orders;
 mod payments;
 mod permissions;
 mod shipments;
+pub mod state;
 
 pub use permissions::role_permits;
 
@@ -190,7 +191,7 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
         self.refs.len()
     }
 
-    /// Applies one event checked by [`crate::event::check_event`]. On rejection nothing changes.
+    /// Applies one event checked by [`crate::model::event::check_event`]. On rejection nothing changes.
     pub fn apply(&mut self, event: &Event) -> Result<(), ApplyError> {
         let effects = self.evaluate(event)?;
         for (key, value) in effects.writes {
@@ -432,7 +433,7 @@ mod remembered_tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::event::check_event;
+    use crate::model::event::check_event;
     use crate::sample::{trade_events, Cast};
 
     /// Committed state for the tests: a map.

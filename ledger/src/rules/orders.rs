@@ -2,17 +2,17 @@
 
 use super::{rej, ApplyError, BlockExecutor, Effects};
 use crate::error::RejectCode;
-use crate::event::Event;
-use crate::fields::Decimal;
-use crate::genesis::Role;
-use crate::state::*;
+use crate::model::event::Event;
+use crate::model::fields::Decimal;
+use crate::model::genesis::Role;
+use crate::rules::state::*;
 
 impl<S: StateRead> BlockExecutor<'_, S> {
     /// An importer places an order with an exporter.
     pub(super) fn order_placed(
         &self,
         e: &Event,
-        p: &crate::event::OrderPlaced,
+        p: &crate::model::event::OrderPlaced,
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();
@@ -55,7 +55,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
     pub(super) fn order_accepted(
         &self,
         e: &Event,
-        p: &crate::event::OrderRef,
+        p: &crate::model::event::OrderRef,
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();
@@ -84,7 +84,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
     pub(super) fn invoice_issued(
         &self,
         e: &Event,
-        p: &crate::event::InvoiceIssued,
+        p: &crate::model::event::InvoiceIssued,
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();

@@ -2,17 +2,17 @@
 
 use super::{rej, ApplyError, BlockExecutor, Effects};
 use crate::error::{RejectCode, Rejection};
-use crate::event::Event;
-use crate::fields::{day_of_ms, parse_date, Decimal};
-use crate::genesis::Role;
-use crate::state::*;
+use crate::model::event::Event;
+use crate::model::fields::{day_of_ms, parse_date, Decimal};
+use crate::model::genesis::Role;
+use crate::rules::state::*;
 
 impl<S: StateRead> BlockExecutor<'_, S> {
     /// A bank issues a letter of credit for an order, between its buyer and its seller.
     pub(super) fn lc_issued(
         &self,
         e: &Event,
-        l: &crate::event::LcIssued,
+        l: &crate::model::event::LcIssued,
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();
@@ -70,7 +70,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
     pub(super) fn documents_presented(
         &self,
         e: &Event,
-        p: &crate::event::DocumentsPresented,
+        p: &crate::model::event::DocumentsPresented,
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();
@@ -113,7 +113,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
     pub(super) fn payment_settled(
         &self,
         author: &str,
-        p: &crate::event::PaymentSettled,
+        p: &crate::model::event::PaymentSettled,
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let pkey = entity_key("payment", &p.payment_id);

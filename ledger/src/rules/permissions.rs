@@ -1,6 +1,6 @@
 //! Who may emit what: the permission matrix of docs/events.md, by participant role.
 
-use crate::genesis::Role;
+use crate::model::genesis::Role;
 
 /// Whether a role may emit a kind: the permission matrix of docs/events.md.
 pub fn role_permits(role: Role, kind: &str) -> bool {

@@ -5,15 +5,15 @@ use std::collections::HashSet;
 
 use super::{rej, ApplyError, BlockExecutor, Effects};
 use crate::error::RejectCode;
-use crate::event::{Event, Payload};
-use crate::genesis::Role;
-use crate::state::*;
+use crate::model::event::{Event, Payload};
+use crate::model::genesis::Role;
+use crate::rules::state::*;
 
 impl<S: StateRead> BlockExecutor<'_, S> {
     pub(super) fn shipment_booked(
         &self,
         e: &Event,
-        p: &crate::event::ShipmentBooked,
+        p: &crate::model::event::ShipmentBooked,
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();
@@ -102,7 +102,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
     pub(super) fn shipment_milestone(
         &self,
         e: &Event,
-        m: &crate::event::Milestone,
+        m: &crate::model::event::Milestone,
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();
@@ -162,7 +162,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
     pub(super) fn shipment_received(
         &self,
         e: &Event,
-        r: &crate::event::ShipmentReceived,
+        r: &crate::model::event::ShipmentReceived,
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();
@@ -198,7 +198,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
     pub(super) fn shipment_exception(
         &self,
         e: &Event,
-        x: &crate::event::ShipmentException,
+        x: &crate::model::event::ShipmentException,
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();

@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use tradeloop_crypto::SigningKey;
-use tradeloop_ledger::audit::{verify_data_dir, verify_export, AuditFailure};
-use tradeloop_ledger::block::{CertifiedBlock, CommitCertificate};
-use tradeloop_ledger::export::{write_to, ExportItem, ExportReader, ExportTrailer};
-use tradeloop_ledger::genesis::ValidatorSet;
+use tradeloop_ledger::evidence::audit::{verify_data_dir, verify_export, AuditFailure};
+use tradeloop_ledger::model::block::{CertifiedBlock, CommitCertificate};
+use tradeloop_ledger::export::binary::{write_to, ExportItem, ExportReader, ExportTrailer};
+use tradeloop_ledger::model::genesis::ValidatorSet;
 use tradeloop_ledger::sample::{trade_events, Cast};
-use tradeloop_ledger::{codec, Ledger};
+use tradeloop_ledger::{encoding::codec, Ledger};
 
 use crate::support::*;
 
@@ -45,7 +45,7 @@ fn chain() -> Chain {
         ledger.commit_block(&CertifiedBlock { block: built.block, certificate }).unwrap();
     }
     assert_eq!(ledger.tip().height, BLOCKS);
-    tradeloop_ledger::export::export(&ledger, &dir.path().join("chain.tlx")).unwrap();
+    tradeloop_ledger::export::binary::export(&ledger, &dir.path().join("chain.tlx")).unwrap();
     let blocks = (1..=BLOCKS).map(|h| ledger.block(h).unwrap()).collect();
     Chain { cast, dir, blocks }
 }

@@ -1,6 +1,6 @@
 //! A whole closed-loop trade, verified and exported.
 
-use tradeloop_ledger::audit::{verify_data_dir, verify_export};
+use tradeloop_ledger::evidence::audit::{verify_data_dir, verify_export};
 use tradeloop_ledger::sample::trade_events;
 
 use crate::support::*;
@@ -21,7 +21,7 @@ fn closed_loop_trade_commits_closes_and_verifies() {
     let order_trace = f.ledger.trace("order:PO-1").unwrap();
     assert_eq!(order_trace.len(), events.len(), "an order's trace shows the whole loop");
     let export = f.dir.path().join("chain.tlx");
-    tradeloop_ledger::export::export(&f.ledger, &export).unwrap();
+    tradeloop_ledger::export::binary::export(&f.ledger, &export).unwrap();
     let Fixture { ledger, cast, dir, .. } = f;
     drop(ledger);
     let report = verify_data_dir(&dir.path().join("data"), &cast.genesis, &mut |_, _| {}).unwrap();
@@ -45,7 +45,7 @@ fn proposals_are_validated_without_a_certificate() {
     // A proposal carrying an event the rules reject (acceptance before the order exists).
     let mut bad = f.ledger.build_block(&events[..1], T0 + 2000, &key).unwrap().block;
     bad.events = vec![events[1].clone()];
-    bad.header.events_root = tradeloop_ledger::block::events_root(&[events[1].id()]);
+    bad.header.events_root = tradeloop_ledger::model::block::events_root(&[events[1].id()]);
     let e = f.ledger.validate_proposal(&bad).unwrap_err().to_string();
     assert!(e.contains("UNKNOWN_ORDER"), "{e}");
     // A proposal for the wrong height.
@@ -58,7 +58,7 @@ fn proposals_are_validated_without_a_certificate() {
 fn remembered_signatures_spare_a_certificates_checks_but_never_pass_a_bad_one() {
     use std::sync::Arc;
     use tradeloop_crypto::VerifiedSignatures;
-    use tradeloop_ledger::block::{vote_sign_bytes, VoteType};
+    use tradeloop_ledger::model::block::{vote_sign_bytes, VoteType};
     use tradeloop_ledger::{check_event, CertifiedBlock, CommitCertificate};
 
     let mut f = Fixture::new(4);

@@ -217,7 +217,7 @@ fn formatting_does_not_change_the_event_id() {
 /// is what the ledger checks after: the same verdict and code on every body, good or bad.
 #[test]
 fn checks_before_signing_agree_with_the_ledger() {
-    use tradeloop_ledger::event::check_unsigned_body;
+    use tradeloop_ledger::model::event::check_unsigned_body;
     let f = Fixture::new(1);
     let key = f.cast.keys[IMPORTER].clone();
     let other = f.cast.keys[EXPORTER].clone();
@@ -245,7 +245,7 @@ fn checks_before_signing_agree_with_the_ledger() {
         assert_eq!(before, after, "{extra}");
     }
     // Strict parsing before signing refuses duplicate keys as the envelope parser does.
-    let r = tradeloop_ledger::event::parse_body_json(br#"{"amount":"1.00","amount":"9.00"}"#);
+    let r = tradeloop_ledger::model::event::parse_body_json(br#"{"amount":"1.00","amount":"9.00"}"#);
     assert_eq!(r.err().map(|r| r.code.as_str()).as_deref(), Some("MALFORMED_EVENT"));
 }
 

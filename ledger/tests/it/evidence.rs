@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
 use tradeloop_crypto::{Hash, SigningKey};
-use tradeloop_ledger::audit::verify_export;
-use tradeloop_ledger::block::{CertifiedBlock, CommitCertificate};
-use tradeloop_ledger::compare::{compare, Comparison, Side};
-use tradeloop_ledger::export::{open_export, ExportItem};
-use tradeloop_ledger::proof::{event_bundle, trade_bundle, verify_bundle, EvidenceBundle};
+use tradeloop_ledger::evidence::audit::verify_export;
+use tradeloop_ledger::model::block::{CertifiedBlock, CommitCertificate};
+use tradeloop_ledger::evidence::compare::{compare, Comparison, Side};
+use tradeloop_ledger::export::binary::{open_export, ExportItem};
+use tradeloop_ledger::evidence::proof::{event_bundle, trade_bundle, verify_bundle, EvidenceBundle};
 use tradeloop_ledger::sample::{trade_events, Cast};
 use tradeloop_ledger::{Genesis, Ledger, SignedEvent};
 
@@ -190,8 +190,8 @@ fn a_jsonl_export_verifies_like_the_binary_one_and_fails_the_same_way() {
     let (cast, dir, ledger) = four_validator_chain();
     let binary = dir.path().join("chain.tlx");
     let jsonl = dir.path().join("chain.jsonl");
-    tradeloop_ledger::export::export(&ledger, &binary).unwrap();
-    tradeloop_ledger::jsonl::export_jsonl(&ledger, &jsonl).unwrap();
+    tradeloop_ledger::export::binary::export(&ledger, &binary).unwrap();
+    tradeloop_ledger::export::jsonl::export_jsonl(&ledger, &jsonl).unwrap();
     let g = &cast.genesis;
     let a = verify_export(&binary, g, &mut |_, _| {}).unwrap();
     let b = verify_export(&jsonl, g, &mut |_, _| {}).unwrap();
@@ -322,9 +322,9 @@ fn compare_finds_same_prefix_and_a_split_view_naming_the_equivocator() {
     assert!(3 * split.equivocating_power > split.total_power, "a fork needs more than 1/3");
     // The signatures are the evidence: each verifies over its own block's precommit.
     for (p, header) in [(&e.in_a, &split.a.header), (&e.in_b, &split.b.header)] {
-        let bytes = tradeloop_ledger::block::vote_sign_bytes(
+        let bytes = tradeloop_ledger::model::block::vote_sign_bytes(
             &g.hash,
-            tradeloop_ledger::block::VoteType::Precommit,
+            tradeloop_ledger::model::block::VoteType::Precommit,
             header.height,
             p.round,
             Some(&header.hash()),

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use tradeloop_ledger::audit::{verify_data_dir, verify_export};
-use tradeloop_ledger::index::{Fault, FaultPlan, FaultyIndex};
-use tradeloop_ledger::restore::restore;
+use tradeloop_ledger::evidence::audit::{verify_data_dir, verify_export};
+use tradeloop_ledger::storage::index::{Fault, FaultPlan, FaultyIndex};
+use tradeloop_ledger::storage::restore::restore;
 use tradeloop_ledger::sample::trade_events;
 use tradeloop_ledger::{Ledger, LedgerError};
 
@@ -179,7 +179,7 @@ fn read_commands_never_write_and_a_mistyped_data_dir_is_an_error() {
     assert!(ledger.trade_status("PO-1").unwrap().closed);
     assert_eq!(ledger.trace("shipment:SHP-1").unwrap().len(), 12);
     let export = dir.path().join("chain.tlx");
-    assert_eq!(tradeloop_ledger::export::export(&ledger, &export).unwrap(), 19);
+    assert_eq!(tradeloop_ledger::export::binary::export(&ledger, &export).unwrap(), 19);
     drop(ledger);
     verify_data_dir(&data, &genesis, &mut |_, _| {}).unwrap();
     assert!(snapshot(&data) == before, "a read command changed the data dir");
@@ -239,7 +239,7 @@ fn restore_writes_a_verified_data_dir_and_never_overwrites_one() {
     let export = dir.path().join("backup.tlx");
     let ledger = Ledger::open_read_only(&data, genesis.clone()).unwrap();
     let tip = ledger.tip().clone();
-    tradeloop_ledger::export::export(&ledger, &export).unwrap();
+    tradeloop_ledger::export::binary::export(&ledger, &export).unwrap();
     drop(ledger);
     // Damage the data dir, then restore a new one from the backup.
     let mut bytes = std::fs::read(segment(&data)).unwrap();
@@ -284,7 +284,7 @@ fn events_that_do_not_fit_one_block_go_into_the_next_never_away() {
     // The default bound is left out of the file, so older genesis files keep their hash.
     assert!(!String::from_utf8(doc.to_json_bytes()).unwrap().contains("max_block_bytes"));
     doc.consensus.max_event_bytes = 4096;
-    for bad in [4096 + 100, tradeloop_ledger::blocklog::MAX_BLOCK_BYTES + 1] {
+    for bad in [4096 + 100, tradeloop_ledger::storage::blocklog::MAX_BLOCK_BYTES + 1] {
         let mut d = doc.clone();
         d.consensus.max_block_bytes = bad;
         assert!(tradeloop_ledger::Genesis::from_doc(d).is_err(), "{bad} accepted");
@@ -301,7 +301,7 @@ fn events_that_do_not_fit_one_block_go_into_the_next_never_away() {
     assert!(blocks.len() >= 3, "{} blocks", blocks.len());
     assert_eq!(blocks.iter().map(|b| b.block.events.len()).sum::<usize>(), events.len());
     for b in &blocks {
-        let n = tradeloop_ledger::codec::encoded_len(&b.block).unwrap();
+        let n = tradeloop_ledger::encoding::codec::encoded_len(&b.block).unwrap();
         assert!(n <= u64::from(cast.genesis.doc.consensus.max_block_bytes), "{n}");
     }
     drop(ledger);

@@ -1,7 +1,7 @@
 //! Member nodes in the genesis: who may connect to the network, and which of them vote.
 
 use tradeloop_crypto::SigningKey;
-use tradeloop_ledger::genesis::MemberNode;
+use tradeloop_ledger::model::genesis::MemberNode;
 use tradeloop_ledger::sample::{ids, Cast};
 use tradeloop_ledger::Genesis;
 

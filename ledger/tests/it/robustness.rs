@@ -1,9 +1,9 @@
 //! Bad input never panics: random and mutated bytes through every decoder and check.
 
 use proptest::prelude::*;
-use tradeloop_ledger::block::CertifiedBlock;
+use tradeloop_ledger::model::block::CertifiedBlock;
 use tradeloop_ledger::sample::{trade_events, Cast};
-use tradeloop_ledger::{check_event, check_event_batch, codec, frame, Genesis, SignedEvent};
+use tradeloop_ledger::{check_event, check_event_batch, encoding::codec, encoding::frame, Genesis, SignedEvent};
 
 use crate::support::T0;
 
@@ -22,7 +22,7 @@ proptest! {
         let _ = frame::read(&bytes, 0);
         let _ = frame::read_stream(&mut &bytes[..]);
         let _ = Genesis::from_json_bytes(&bytes);
-        let _ = tradeloop_ledger::canonical::Value::parse(&bytes);
+        let _ = tradeloop_ledger::encoding::canonical::Value::parse(&bytes);
         let _ = check_event(&cast().genesis, &SignedEvent { body: bytes.clone(), signature: tradeloop_crypto::Signature([0; 64]) });
     }
 

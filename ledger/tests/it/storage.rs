@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use tradeloop_ledger::audit::verify_data_dir;
+use tradeloop_ledger::evidence::audit::verify_data_dir;
 use tradeloop_ledger::sample::trade_events;
 use tradeloop_ledger::{Ledger, LedgerError};
 
@@ -133,12 +133,12 @@ fn a_damaged_index_is_detected_and_rebuilt_by_reindex() {
     // Logical damage: the index's tip record points at another block.
     {
         let db = sled::open(data.join("index")).unwrap();
-        let tree = db.open_tree(tradeloop_ledger::store::INDEX_TREE).unwrap();
+        let tree = db.open_tree(tradeloop_ledger::storage::store::INDEX_TREE).unwrap();
         let mut wrong = tip.clone();
         wrong.hash.0[0] ^= 1;
         tree.insert(
-            tradeloop_ledger::store::META_TIP_KEY,
-            tradeloop_ledger::codec::encode(&wrong).unwrap(),
+            tradeloop_ledger::storage::store::META_TIP_KEY,
+            tradeloop_ledger::encoding::codec::encode(&wrong).unwrap(),
         )
         .unwrap();
         db.flush().unwrap();

@@ -2,7 +2,7 @@
 
 use serde_json::Value as Json;
 use tradeloop_crypto::SigningKey;
-use tradeloop_ledger::genesis::Role;
+use tradeloop_ledger::model::genesis::Role;
 use tradeloop_ledger::sample::{trade_steps, Cast};
 use tradeloop_ledger::{Ledger, Rejection, SignedEvent};
 

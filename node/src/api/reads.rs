@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use tradeloop_crypto::Hash;
-use tradeloop_ledger::proof::{event_bundle, trade_bundle, ProofError};
+use tradeloop_ledger::evidence::proof::{event_bundle, trade_bundle, ProofError};
 use tradeloop_ledger::query::{CommittedEvent, LedgerView, ViewAt};
 use tradeloop_ledger::LedgerError;
 use utoipa::IntoParams;

@@ -636,14 +636,14 @@ async fn proofs_of_an_event_and_of_a_trade_verify_offline_against_the_genesis() 
     let (status, text) =
         call_text(&h.router, get(&format!("/v1/events/{}/proof", events[9].id()))).await;
     assert_eq!(status, StatusCode::OK, "{text}");
-    let report = tradeloop_ledger::proof::verify_bundle(text.as_bytes(), &cast.genesis);
+    let report = tradeloop_ledger::evidence::proof::verify_bundle(text.as_bytes(), &cast.genesis);
     assert!(report.ok(), "{:?}", report.failures);
     assert_eq!(report.events.len(), 1);
     assert_eq!(report.events[0].id, events[9].id());
 
     let (status, text) = call_text(&h.router, get("/v1/trades/PO-1/proof")).await;
     assert_eq!(status, StatusCode::OK, "{text}");
-    let report = tradeloop_ledger::proof::verify_bundle(text.as_bytes(), &cast.genesis);
+    let report = tradeloop_ledger::evidence::proof::verify_bundle(text.as_bytes(), &cast.genesis);
     assert!(report.ok(), "{:?}", report.failures);
     assert_eq!(report.events.len(), events.len());
 

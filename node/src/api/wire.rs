@@ -347,7 +347,7 @@ pub struct LegView {
 
 impl TradeView {
     /// The view of a trade status read at `height`.
-    pub fn new(s: tradeloop_ledger::store::TradeStatus, height: u64) -> TradeView {
+    pub fn new(s: tradeloop_ledger::storage::store::TradeStatus, height: u64) -> TradeView {
         TradeView {
             order_id: s.order_id,
             height,

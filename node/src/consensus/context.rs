@@ -13,7 +13,7 @@ use std::sync::Arc;
 use malachite_core_types as mc;
 use mc::{NilOrVal, Round, VoteType};
 use tradeloop_crypto::{Hash, PublicKey, Signature, SigningKey, VerifiedSignatures};
-use tradeloop_ledger::block::{vote_sign_bytes, VoteType as LedgerVoteType};
+use tradeloop_ledger::model::block::{vote_sign_bytes, VoteType as LedgerVoteType};
 use tradeloop_ledger::ValidatorSet as LedgerValidatorSet;
 
 /// Domain tag of proposal sign bytes.

@@ -19,8 +19,8 @@ use malachite_core_types::{
     Timeout, ValuePayload, VoteType,
 };
 use tradeloop_crypto::{Hash, PublicKey, SigningKey};
-use tradeloop_ledger::block::{Block, CommitCertificate as LedgerCertificate, CommitSig};
-use tradeloop_ledger::genesis::ConsensusParams;
+use tradeloop_ledger::model::block::{Block, CommitCertificate as LedgerCertificate, CommitSig};
+use tradeloop_ledger::model::genesis::ConsensusParams;
 
 use super::context::{Address, BlockHash, Height, TradeContext, Validators, Vote};
 use super::guard::{GuardError, Position, SignGuard, Step};

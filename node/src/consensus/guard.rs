@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tradeloop_crypto::{Hash, PublicKey};
-use tradeloop_ledger::frame::{self, FrameRead};
-use tradeloop_ledger::{codec, failpoint};
+use tradeloop_ledger::encoding::frame::{self, FrameRead};
+use tradeloop_ledger::{encoding::codec, storage::failpoint};
 
 /// What is being signed, in the order a validator signs them within a round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -123,7 +123,7 @@ impl PartAssembler {
         for p in stream.parts.into_iter().flatten() {
             whole.extend_from_slice(&p);
         }
-        let proposal: CompactBlock = tradeloop_ledger::codec::decode(&whole).ok()?;
+        let proposal: CompactBlock = tradeloop_ledger::encoding::codec::decode(&whole).ok()?;
         if proposal.header.hash() != key.2 || proposal.header.height != key.0 {
             return None;
         }

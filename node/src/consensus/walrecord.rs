@@ -25,7 +25,7 @@ use malachite_core_types::{
     Validity, ValueOrigin, VoteType,
 };
 use tradeloop_crypto::{Hash, PublicKey, Signature};
-use tradeloop_ledger::block::Block;
+use tradeloop_ledger::model::block::Block;
 
 use super::context::{Address, BlockHash, Height, Proposal, TradeContext, Vote};
 
@@ -154,7 +154,7 @@ impl WalRecord {
     /// The bytes of `WalRecord::Block(block)`, without cloning the block into a record.
     pub fn encode_block(block: &Block) -> Result<Vec<u8>, RecordError> {
         let mut out = vec![BLOCK];
-        tradeloop_ledger::codec::encode_into(&mut out, block)
+        tradeloop_ledger::encoding::codec::encode_into(&mut out, block)
             .map_err(|e| RecordError::Malformed(e.to_string()))?;
         Ok(out)
     }
@@ -243,7 +243,7 @@ impl WalRecord {
         let mut r = Reader(bytes);
         let record = match r.u8()? {
             BLOCK => {
-                let block: Block = tradeloop_ledger::codec::decode(r.0)
+                let block: Block = tradeloop_ledger::encoding::codec::decode(r.0)
                     .map_err(|e| RecordError::Malformed(format!("block: {e}")))?;
                 return Ok(WalRecord::Block(Box::new(block)));
             }
@@ -376,7 +376,7 @@ mod tests {
         let events = trade_events(&cast, 1, t);
         let built = ledger.build_block(&events[..3], t + 1000, &cast.validator_keys[0]).unwrap();
         let bytes = WalRecord::encode_block(&built.block).unwrap();
-        let encoded = tradeloop_ledger::codec::encode(&built.block).unwrap();
+        let encoded = tradeloop_ledger::encoding::codec::encode(&built.block).unwrap();
         assert_eq!(bytes, [vec![BLOCK], encoded].concat());
         assert_eq!(WalRecord::Block(Box::new(built.block.clone())).encode().unwrap(), bytes);
         match WalRecord::decode(&bytes).unwrap() {

@@ -40,7 +40,7 @@ use foldhash::{HashMap, HashMapExt, HashSet};
 
 use tradeloop_crypto::Hash;
 use tradeloop_ledger::rules::{ApplyError, BlockExecutor, Footprint};
-use tradeloop_ledger::state::StateRead;
+use tradeloop_ledger::rules::state::StateRead;
 use tradeloop_ledger::{Event, Genesis, LedgerError, RejectCode, Rejection, SignedEvent};
 
 /// The pending events' state writes: key -> the values written to it, each tagged with its
@@ -373,7 +373,7 @@ impl Mempool {
         if self.by_id.contains_key(&event.id) {
             return Err(Admission::AlreadyPending);
         }
-        let bytes = tradeloop_ledger::codec::encoded_len(signed).unwrap_or(u64::MAX);
+        let bytes = tradeloop_ledger::encoding::codec::encoded_len(signed).unwrap_or(u64::MAX);
         if self.order.len() >= self.limits.max_events
             || self.bytes.saturating_add(bytes) > self.limits.max_bytes
         {

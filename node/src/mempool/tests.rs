@@ -89,7 +89,7 @@ fn a_full_pool_refuses_without_dropping_what_it_holds() {
     assert_eq!(admit(&mut by_count, &f, &events[3]), Admission::Full);
     assert_eq!(relay(&mut by_count, &f, &events[3]), Admission::Full, "relayed: the same bounds");
     assert_eq!(by_count.len(), 3);
-    let one = tradeloop_ledger::codec::encoded_len(&events[0]).unwrap();
+    let one = tradeloop_ledger::encoding::codec::encoded_len(&events[0]).unwrap();
     let mut by_bytes = Mempool::new(MempoolLimits { max_bytes: one, ..limits() });
     assert_eq!(admit(&mut by_bytes, &f, &events[0]), Admission::Accepted);
     assert_eq!(admit(&mut by_bytes, &f, &events[1]), Admission::Full);
@@ -133,7 +133,7 @@ fn a_commit_removes_its_events_and_evicts_the_ones_it_made_invalid() {
     assert_eq!(admit(&mut pool, &f, &trade[4]), Admission::Accepted);
     let total: u64 = [&trade[2], &trade[3], &trade[4]]
         .iter()
-        .map(|e| tradeloop_ledger::codec::encoded_len(*e).unwrap())
+        .map(|e| tradeloop_ledger::encoding::codec::encoded_len(*e).unwrap())
         .sum();
     assert_eq!(pool.bytes(), total);
 }
@@ -203,7 +203,7 @@ fn a_relayed_event_gets_the_stateless_check_and_its_rules_run_on_the_block() {
     assert_eq!(pool.evict_refused(refused), 1);
     assert_eq!(pool.len(), 1);
     assert_eq!(pool.unchecked(), 1);
-    assert_eq!(pool.bytes(), tradeloop_ledger::codec::encoded_len(&trade[0]).unwrap());
+    assert_eq!(pool.bytes(), tradeloop_ledger::encoding::codec::encoded_len(&trade[0]).unwrap());
     // A checked event the build refused stays for the recheck after a commit to decide.
     let own = small_order(&f.cast, "PO-7", "own");
     assert_eq!(admit(&mut pool, &f, &own), Admission::Accepted);

@@ -200,7 +200,7 @@ fn invalid(x: &CompactBlock, rng: &mut Rng) -> CompactBlock {
         y.header.app_hash.0[0] ^= 1;
     } else {
         y.ids.push(y.ids[0]);
-        y.header.events_root = tradeloop_ledger::block::events_root(&y.ids);
+        y.header.events_root = tradeloop_ledger::model::block::events_root(&y.ids);
         y.header.event_count = u32::try_from(y.ids.len()).unwrap_or(u32::MAX);
     }
     y

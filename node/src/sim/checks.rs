@@ -140,9 +140,9 @@ pub(super) fn audit(
 ) -> Result<Option<Violation>, String> {
     let Some(worker) = node.worker() else { return Ok(None) };
     let path = dir.join(format!("audit-{i}.tlx"));
-    tradeloop_ledger::export::export(worker.ledger(), &path)
+    tradeloop_ledger::export::binary::export(worker.ledger(), &path)
         .map_err(|e| format!("export of validator {i}'s chain: {e}"))?;
-    let verdict = tradeloop_ledger::audit::verify_export(&path, genesis, &mut |_, _| {});
+    let verdict = tradeloop_ledger::evidence::audit::verify_export(&path, genesis, &mut |_, _| {});
     if let Some(keep) = keep {
         std::fs::copy(&path, keep).map_err(|e| format!("copy the export: {e}"))?;
     }

@@ -97,7 +97,7 @@ pub struct Crash {
     pub torn_tail: bool,
 }
 
-/// A fault of one validator's index storage (`tradeloop_ledger::index::FaultyIndex`).
+/// A fault of one validator's index storage (`tradeloop_ledger::storage::index::FaultyIndex`).
 #[derive(Clone, Copy, Debug)]
 pub struct DiskFault {
     /// Which validator.

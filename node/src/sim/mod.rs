@@ -39,7 +39,7 @@ use checks::{Checker, Violation};
 use config::Rng;
 use network::Msg;
 use node::{DiskStop, Shared, SimNode};
-use tradeloop_ledger::index::{Fault, FaultPlan};
+use tradeloop_ledger::storage::index::{Fault, FaultPlan};
 use workload::{Workload, RETRY_MS};
 
 /// Genesis time of simulated chains.
@@ -759,7 +759,7 @@ fn tear_block_log(data: &std::path::Path, rng: &mut Rng) -> Result<(), String> {
     segments.sort();
     let (Some(first), Some(last)) = (segments.first(), segments.last()) else { return Ok(()) };
     let bytes = std::fs::read(first).map_err(|e| e.to_string())?;
-    let magic = tradeloop_ledger::blocklog::SEGMENT_MAGIC.len();
+    let magic = tradeloop_ledger::storage::blocklog::SEGMENT_MAGIC.len();
     if bytes.len() <= magic + 16 {
         return Ok(());
     }

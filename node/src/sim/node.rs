@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, watch};
 use tradeloop_crypto::{Hash, PublicKey, SigningKey};
-use tradeloop_ledger::genesis::ConsensusParams;
-use tradeloop_ledger::index::{Fault, FaultPlan, FaultyIndex};
+use tradeloop_ledger::model::genesis::ConsensusParams;
+use tradeloop_ledger::storage::index::{Fault, FaultPlan, FaultyIndex};
 use tradeloop_ledger::{Genesis, Ledger, SignedEvent};
 
 use super::network::SimRequests;

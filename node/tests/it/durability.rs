@@ -69,7 +69,7 @@ fn record(i: u64) -> Vec<u8> {
 #[ignore = "run by the crash tests as a child process"]
 fn crash_child() {
     let Ok(spec) = std::env::var(CHILD_ENV) else { return };
-    let _failpoints = tradeloop_ledger::failpoint::from_env();
+    let _failpoints = tradeloop_ledger::storage::failpoint::from_env();
     let (what, dir) = spec.split_once(':').unwrap();
     let dir = Path::new(dir);
     let mut out = std::io::stdout();
@@ -207,7 +207,7 @@ fn a_wal_torn_at_any_byte_of_its_last_record_reopens_to_the_whole_records() {
     drop(wal);
     let path = dir.path().join(format!("wal-{WAL_HEIGHT:020}.log"));
     let whole = std::fs::read(&path).unwrap();
-    let last_len = record(3).len() + tradeloop_ledger::frame::FRAME_HEADER_BYTES;
+    let last_len = record(3).len() + tradeloop_ledger::encoding::frame::FRAME_HEADER_BYTES;
     for cut in 1..last_len {
         std::fs::write(&path, &whole[..whole.len() - cut]).unwrap();
         let (_, records) = Wal::open(dir.path(), WAL_HEIGHT).unwrap();

@@ -1,8 +1,8 @@
 //! One validator decides heights through Malachite, and the decisions commit through the ledger
 //! with certificates that `verify` accepts.
 
-use tradeloop_ledger::audit::verify_data_dir;
-use tradeloop_ledger::block::CertifiedBlock;
+use tradeloop_ledger::evidence::audit::verify_data_dir;
+use tradeloop_ledger::model::block::CertifiedBlock;
 use tradeloop_ledger::sample::{trade_events, Cast};
 use tradeloop_ledger::Ledger;
 use tradeloop_node::consensus::context::{TradeContext, Validators};

@@ -287,7 +287,7 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
             let mut ledger = Ledger::open(&dir.path().join("data"), cast.genesis.clone())?;
             fill_chain(&mut ledger, &cast, &signed, block_events)?;
             let export = dir.path().join("chain.tlx");
-            tradeloop_ledger::export::export(&ledger, &export)?;
+            tradeloop_ledger::export::binary::export(&ledger, &export)?;
             drop(ledger);
             let raw = raw_verify_rate();
             let limit = raw * cores as f64;

@@ -3,7 +3,7 @@
 //! Data dir layout:
 //!
 //! ```text
-//! DIR/blocks/blocks-00000000.log ...   the block log (crate::blocklog)
+//! DIR/blocks/blocks-00000000.log ...   the block log (crate::storage::blocklog)
 //! DIR/index/                           sled: one tree `ledger`, tables as key prefixes
 //! ```
 //!
@@ -17,33 +17,33 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use tradeloop_crypto::{Hash, SigningKey};
 
-use crate::block::{CertifiedBlock, CommitCertificate, Tip};
-use crate::blocklog::{Access, BlockLog, Location, TornTail};
-use crate::event::SignedEvent;
+use crate::model::block::{CertifiedBlock, CommitCertificate, Tip};
+use crate::storage::blocklog::{Access, BlockLog, Location, TornTail};
+use crate::model::event::SignedEvent;
 use crate::execute::{build_block, validate_block, BuiltBlock, ValidatedBlock};
-use crate::genesis::Genesis;
-use crate::index::{IndexBatch, IndexStore, SledIndex};
-use crate::state::*;
-use crate::{codec, LedgerError, Rejection};
+use crate::model::genesis::Genesis;
+use crate::storage::index::{IndexBatch, IndexStore, SledIndex};
+use crate::rules::state::*;
+use crate::{encoding::codec, LedgerError, Rejection};
 
 /// The index's tables (docs/formats.md, "Index"), each a one-byte key prefix in the single sled
 /// tree [`INDEX_TREE`]. One tree, because sled's only atomic write across trees is its transaction
 /// API, which tracks a read for every write and cost more CPU than all signature checks of a block;
 /// a `Batch` on one tree is atomic and cheap. See docs/formats.md.
 pub mod tables {
-    /// `'B' || height (u64 BE)` -> [`crate::blocklog::Location`]
+    /// `'B' || height (u64 BE)` -> [`crate::storage::blocklog::Location`]
     pub const BLOCKS: u8 = b'B';
     /// `'E' || event id (32)` -> height (u64 BE) || index (u32 BE)
     pub const EVENTS: u8 = b'E';
     /// `'R' || len (u16 BE) || entity key || height (u64 BE) || index (u32 BE)` -> event id
     pub const REFS: u8 = b'R';
-    /// `'S' || state key` -> state value (crate::state)
+    /// `'S' || state key` -> state value (crate::rules::state)
     pub const STATE: u8 = b'S';
-    /// `'M' || "genesis"` -> genesis hash; `'M' || "tip"` -> [`crate::block::Tip`]
+    /// `'M' || "genesis"` -> genesis hash; `'M' || "tip"` -> [`crate::model::block::Tip`]
     pub const META: u8 = b'M';
 }
 
-pub use crate::index::INDEX_TREE;
+pub use crate::storage::index::INDEX_TREE;
 /// Key of the tip record.
 pub const META_TIP_KEY: &[u8] = b"Mtip";
 const META_GENESIS_KEY: &[u8] = b"Mgenesis";
@@ -61,7 +61,7 @@ pub type LocalAppend = (Vec<CertifiedBlock>, Vec<(usize, Rejection)>);
 
 /// What [`Ledger::prepare_block`] gives: the block, its kept execution, and the candidates the
 /// checks or the rules refused (by index, with the reason).
-pub type PreparedBuild = (crate::block::Block, Prepared, Vec<(usize, Rejection)>);
+pub type PreparedBuild = (crate::model::block::Block, Prepared, Vec<(usize, Rejection)>);
 
 /// Called after each chunk of [`Ledger::append_local_stream`] with the chunk, the blocks it
 /// became, and its rejections.
@@ -315,7 +315,7 @@ pub struct ReindexReport {
     /// The height the old index recorded as committed, if it could be read.
     pub old_index_tip: Option<u64>,
     /// What `--discard-from` removed.
-    pub discarded: Option<crate::blocklog::Discarded>,
+    pub discarded: Option<crate::storage::blocklog::Discarded>,
 }
 
 impl Ledger<SledIndex> {
@@ -561,7 +561,7 @@ impl<S: IndexStore> Ledger<S> {
     }
 
     /// Validates a proposed block (without certificate) against this ledger's tip and state.
-    pub fn validate_proposal(&self, block: &crate::block::Block) -> Result<Hash, LedgerError> {
+    pub fn validate_proposal(&self, block: &crate::model::block::Block) -> Result<Hash, LedgerError> {
         crate::execute::validate_proposal(&self.genesis, self, &self.tip, block).map(|v| v.hash)
     }
 
@@ -575,7 +575,7 @@ impl<S: IndexStore> Ledger<S> {
     /// (`checks[i]` belongs to event `i`; see [`crate::execute::validate_proposal_checked`]).
     pub fn validate_proposal_checked(
         &self,
-        block: &crate::block::Block,
+        block: &crate::model::block::Block,
         checks: Vec<CheckResult>,
     ) -> Result<Hash, LedgerError> {
         crate::execute::validate_proposal_checked(
@@ -607,7 +607,7 @@ impl<S: IndexStore> Ledger<S> {
     /// ([`crate::execute::Memos`]).
     pub fn prepare_proposal(
         &self,
-        block: &crate::block::Block,
+        block: &crate::model::block::Block,
         checks: Vec<CheckResult>,
         memos: &crate::execute::Memos<'_>,
     ) -> Result<Prepared, LedgerError> {
@@ -740,14 +740,14 @@ impl<S: IndexStore> Ledger<S> {
     pub fn append_local_checked(
         &mut self,
         candidates: &[SignedEvent],
-        checked: Vec<Result<crate::event::Event, Rejection>>,
+        checked: Vec<Result<crate::model::event::Event, Rejection>>,
         time_ms: u64,
         validator: &SigningKey,
     ) -> Result<LocalAppend, LedgerError> {
         let mut blocks = Vec::new();
         let mut rejected = Vec::new();
         let mut pending: Vec<usize> = (0..candidates.len()).collect();
-        let mut checked: Vec<Option<Result<crate::event::Event, Rejection>>> =
+        let mut checked: Vec<Option<Result<crate::model::event::Event, Rejection>>> =
             checked.into_iter().map(Some).collect();
         while !pending.is_empty() {
             let round: Vec<SignedEvent> = pending.iter().map(|&i| candidates[i].clone()).collect();
@@ -780,7 +780,7 @@ impl<S: IndexStore> Ledger<S> {
             // What did not fit goes into the next block; its checks are still valid.
             let next: Vec<usize> = deferred.iter().map(|&j| pending[j]).collect();
             for (&j, &i) in deferred.iter().zip(&next) {
-                checked[i] = Some(crate::event::check_event(&self.genesis, &round[j]));
+                checked[i] = Some(crate::model::event::check_event(&self.genesis, &round[j]));
             }
             pending = next;
         }
@@ -794,7 +794,7 @@ impl<S: IndexStore> Ledger<S> {
     fn append_one_local(
         &mut self,
         candidates: &[SignedEvent],
-        checked: Vec<Result<crate::event::Event, Rejection>>,
+        checked: Vec<Result<crate::model::event::Event, Rejection>>,
         time_ms: u64,
         validator: &SigningKey,
     ) -> Result<(Option<CertifiedBlock>, Vec<(usize, Rejection)>, Vec<usize>), LedgerError> {
@@ -1009,7 +1009,7 @@ pub(crate) fn trade_status_of(
         }
     };
     let settled_all = !invoices.is_empty() && invoices.iter().all(|(_, i)| i.settled == i.amount);
-    let settled: crate::fields::Decimal =
+    let settled: crate::model::fields::Decimal =
         invoices.iter().fold(Default::default(), |a, (_, i)| a.plus(i.settled));
     let mut legs = vec![
         Leg {
@@ -1069,7 +1069,7 @@ pub(crate) fn trade_status_of(
     }
 }
 
-type CheckResult = Result<crate::event::Event, Rejection>;
+type CheckResult = Result<crate::model::event::Event, Rejection>;
 
 /// Events one thread of [`SharedChecks`] takes at a time (checked as one batch).
 const SHARED_CHECK_CHUNK: usize = 32;
@@ -1098,7 +1098,7 @@ impl<'a> SharedChecks<'a> {
                 return out;
             }
             let chunk = &chunk[..chunk.len().min(SHARED_CHECK_CHUNK)];
-            let results = crate::event::check_event_batch(self.genesis, chunk);
+            let results = crate::model::event::check_event_batch(self.genesis, chunk);
             out.extend(results.into_iter().enumerate().map(|(j, r)| (start + j, r)));
         }
     }
@@ -1156,7 +1156,7 @@ pub fn record_of(block: &CertifiedBlock, index: u32) -> Result<EventRecord, Ledg
 
 /// The record of event `signed` at position `index` of the block with `header`.
 pub fn record_from(
-    header: &crate::block::Header,
+    header: &crate::model::block::Header,
     signed: &SignedEvent,
     index: u32,
 ) -> Result<EventRecord, LedgerError> {

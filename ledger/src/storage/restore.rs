@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use tradeloop_crypto::Hash;
 
-use crate::export::{open_export, AnyExport, ExportItem};
-use crate::genesis::Genesis;
+use crate::export::binary::{open_export, AnyExport, ExportItem};
+use crate::model::genesis::Genesis;
 use crate::{Ledger, LedgerError};
 
 /// What a restore wrote.

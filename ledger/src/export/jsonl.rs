@@ -11,7 +11,7 @@
 //! with the body in the RFC 8785 form its author signed. A reader re-derives everything that is
 //! hashed from these fields (the header's bincode layout, `JCS(body)`), so re-indenting a line
 //! with a JSON tool changes nothing that is checked. It carries exactly what the binary export
-//! carries, and [`crate::export::open_export`] reads either.
+//! carries, and [`crate::export::binary::open_export`] reads either.
 
 use std::io::{BufRead, Read, Write};
 use std::path::Path;
@@ -19,11 +19,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::block::{Block, CertifiedBlock, CommitCertificate, Header};
-use crate::event::SignedEvent;
-use crate::export::{ExportItem, ExportTrailer, WriteError};
-use crate::genesis::Genesis;
-use crate::store::Ledger;
+use crate::model::block::{Block, CertifiedBlock, CommitCertificate, Header};
+use crate::model::event::SignedEvent;
+use crate::export::binary::{ExportItem, ExportTrailer, WriteError};
+use crate::model::genesis::Genesis;
+use crate::storage::store::Ledger;
 use crate::LedgerError;
 
 /// The `format` of the first line.
@@ -31,7 +31,7 @@ pub const JSONL_FORMAT: &str = "tradeloop/export-jsonl";
 /// The `version` of the first line.
 pub const JSONL_VERSION: u32 = 1;
 /// Longest line a reader accepts, in bytes: 96 MiB (a block of at most
-/// [`crate::blocklog::MAX_BLOCK_BYTES`] events, hex signatures and JSON punctuation, with room).
+/// [`crate::storage::blocklog::MAX_BLOCK_BYTES`] events, hex signatures and JSON punctuation, with room).
 pub const MAX_JSONL_LINE_BYTES: usize = 96 * 1024 * 1024;
 
 #[derive(Serialize, Deserialize)]
@@ -69,7 +69,7 @@ fn raw(text: String) -> Result<Box<RawValue>, WriteError> {
 }
 
 /// Writes the JSONL export of the chain of `genesis` made of `blocks` (in order from height 1)
-/// to `out`. Returns the block count. Like [`crate::export::write_to`], it checks nothing.
+/// to `out`. Returns the block count. Like [`crate::export::binary::write_to`], it checks nothing.
 pub fn write_jsonl<W: Write>(
     out: &mut W,
     genesis: &Genesis,
@@ -79,7 +79,7 @@ pub fn write_jsonl<W: Write>(
     let head =
         HeadLine { format: JSONL_FORMAT.into(), version: JSONL_VERSION, genesis: genesis_raw };
     write_line(out, &head)?;
-    let genesis_tip = crate::block::Tip::genesis(genesis);
+    let genesis_tip = crate::model::block::Tip::genesis(genesis);
     let mut trailer = ExportTrailer {
         block_count: 0,
         tip_hash: genesis_tip.hash,
@@ -111,11 +111,11 @@ fn write_line<W: Write, T: Serialize>(out: &mut W, value: &T) -> Result<(), Writ
 }
 
 /// Writes the JSONL export of `ledger` to `path` (a new file), fsynced. Returns the block count.
-pub fn export_jsonl<S: crate::index::IndexStore>(
+pub fn export_jsonl<S: crate::storage::index::IndexStore>(
     ledger: &Ledger<S>,
     path: &Path,
 ) -> Result<u64, LedgerError> {
-    crate::export::export_with(ledger, path, |out, genesis, blocks| {
+    crate::export::binary::export_with(ledger, path, |out, genesis, blocks| {
         write_jsonl(out, genesis, blocks)
     })
 }

@@ -1,7 +1,7 @@
 //! The block log: the source of truth (docs/formats.md, "Block log").
 //!
 //! Append-only segment files `blocks-NNNNNNNN.log` in one directory, each starting with the
-//! 8-byte magic `TLBLOG01` and followed by frames (see [`crate::frame`]) of kind BLOCK whose
+//! 8-byte magic `TLBLOG01` and followed by frames (see [`crate::encoding::frame`]) of kind BLOCK whose
 //! payload is a bincode [`CertifiedBlock`]. A block counts as committed once its frame is
 //! written and `fsync`ed (and, when a segment is created, the directory too).
 //!
@@ -13,10 +13,10 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::block::{CertifiedBlock, Header};
-use crate::event::SignedEvent;
-use crate::frame::{self, FrameRead};
-use crate::{codec, LedgerError};
+use crate::model::block::{CertifiedBlock, Header};
+use crate::model::event::SignedEvent;
+use crate::encoding::frame::{self, FrameRead};
+use crate::{encoding::codec, LedgerError};
 
 /// Magic bytes at the start of every segment.
 pub const SEGMENT_MAGIC: &[u8; 8] = b"TLBLOG01";
@@ -29,7 +29,7 @@ pub const MAX_SEGMENT_BYTES: u64 = 128 * 1024 * 1024;
 /// (at most `MAX_CERTIFICATE_SIGNATURES` signatures of about 110 bytes).
 pub const MAX_BLOCK_BYTES: u32 = 32 * 1024 * 1024;
 const _: () = assert!(
-    MAX_BLOCK_BYTES as usize + crate::block::MAX_CERTIFICATE_SIGNATURES * 256
+    MAX_BLOCK_BYTES as usize + crate::model::block::MAX_CERTIFICATE_SIGNATURES * 256
         <= frame::MAX_FRAME_PAYLOAD as usize
 );
 
@@ -765,9 +765,9 @@ impl BlockLog {
         let path = segment_path(&self.dir, *segment);
         let written = (|| -> Result<(), LedgerError> {
             let failed = io(format!("cannot append to {}", path.display()));
-            fail::fail_point!("blocklog::before-write", crate::failpoint::hit);
+            fail::fail_point!("blocklog::before-write", crate::storage::failpoint::hit);
             file.write_all(&bytes).map_err(failed)?;
-            fail::fail_point!("blocklog::after-write", crate::failpoint::hit);
+            fail::fail_point!("blocklog::after-write", crate::storage::failpoint::hit);
             file.sync_data().map_err(io(format!("cannot fsync {}", path.display())))
         })();
         if let Err(e) = written {
@@ -778,7 +778,7 @@ impl BlockLog {
             }
             return Err(e);
         }
-        fail::fail_point!("blocklog::after-fsync", crate::failpoint::hit);
+        fail::fail_point!("blocklog::after-fsync", crate::storage::failpoint::hit);
         *len += bytes.len() as u64;
         let loc = Location {
             segment: *segment,

@@ -7,7 +7,7 @@
 //! frame END      payload = bincode ExportTrailer { block_count, tip_hash, app_hash }
 //! ```
 //!
-//! Frames are those of [`crate::frame`]. The trailer lets a reader tell a complete export from
+//! Frames are those of [`crate::encoding::frame`]. The trailer lets a reader tell a complete export from
 //! one cut off at a frame boundary.
 
 use std::io::{BufWriter, Read, Write};
@@ -16,11 +16,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tradeloop_crypto::Hash;
 
-use crate::block::CertifiedBlock;
-use crate::frame::{self, StreamFrame};
-use crate::index::IndexStore;
-use crate::store::Ledger;
-use crate::{codec, LedgerError};
+use crate::model::block::CertifiedBlock;
+use crate::encoding::frame::{self, StreamFrame};
+use crate::storage::index::IndexStore;
+use crate::storage::store::Ledger;
+use crate::{encoding::codec, LedgerError};
 
 /// Magic at the start of an export.
 pub const EXPORT_MAGIC: &[u8; 8] = b"TLEXPORT";
@@ -45,13 +45,13 @@ pub fn export<S: IndexStore>(ledger: &Ledger<S>, path: &Path) -> Result<u64, Led
 }
 
 /// Writes the whole chain of `ledger` to `path` (a new file) with a format's writer (the
-/// binary [`write_to`] or [`crate::jsonl::write_jsonl`]), fsynced. Returns the block count.
+/// binary [`write_to`] or [`crate::export::jsonl::write_jsonl`]), fsynced. Returns the block count.
 pub(crate) fn export_with<S: IndexStore>(
     ledger: &Ledger<S>,
     path: &Path,
     write: impl FnOnce(
         &mut BufWriter<std::fs::File>,
-        &crate::genesis::Genesis,
+        &crate::model::genesis::Genesis,
         &mut dyn Iterator<Item = Result<CertifiedBlock, LedgerError>>,
     ) -> Result<u64, WriteError>,
 ) -> Result<u64, LedgerError> {
@@ -84,14 +84,14 @@ pub enum WriteError {
 /// block count.
 pub fn write_to<W: Write>(
     out: &mut W,
-    genesis: &crate::genesis::Genesis,
+    genesis: &crate::model::genesis::Genesis,
     blocks: impl IntoIterator<Item = Result<CertifiedBlock, LedgerError>>,
 ) -> Result<u64, WriteError> {
     out.write_all(EXPORT_MAGIC).map_err(WriteError::Io)?;
     out.write_all(&EXPORT_VERSION.to_be_bytes()).map_err(WriteError::Io)?;
     out.write_all(&frame::encode(frame::kind::GENESIS, &genesis.canonical))
         .map_err(WriteError::Io)?;
-    let genesis_tip = crate::block::Tip::genesis(genesis);
+    let genesis_tip = crate::model::block::Tip::genesis(genesis);
     let mut trailer = ExportTrailer {
         block_count: 0,
         tip_hash: genesis_tip.hash,
@@ -199,13 +199,13 @@ impl<R: Read> ExportReader<R> {
 }
 
 /// An export in either format, told apart by its first bytes: the binary format starts with
-/// [`EXPORT_MAGIC`], the JSONL format ([`crate::jsonl`]) with `{`.
+/// [`EXPORT_MAGIC`], the JSONL format ([`crate::export::jsonl`]) with `{`.
 #[derive(Debug)]
 pub enum AnyExport<R: std::io::BufRead> {
     /// The binary format.
     Binary(ExportReader<R>),
     /// The JSONL format.
-    Jsonl(crate::jsonl::JsonlReader<R>),
+    Jsonl(crate::export::jsonl::JsonlReader<R>),
 }
 
 impl<R: std::io::BufRead> AnyExport<R> {
@@ -220,7 +220,7 @@ impl<R: std::io::BufRead> AnyExport<R> {
             return Ok(AnyExport::Binary(ExportReader::new(reader)?));
         }
         if jsonl {
-            return Ok(AnyExport::Jsonl(crate::jsonl::JsonlReader::new(reader)?));
+            return Ok(AnyExport::Jsonl(crate::export::jsonl::JsonlReader::new(reader)?));
         }
         Err(LedgerError::Export(
             "not a tradeloop export: neither the binary format (it starts with TLEXPORT) nor the \

@@ -17,10 +17,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value as Json};
 
-use crate::block::CertifiedBlock;
-use crate::event::{check_unsigned_body, Condition, DocType, ExceptionType, Payload};
-use crate::fields::rfc3339_ms;
-use crate::genesis::Genesis;
+use crate::model::block::CertifiedBlock;
+use crate::model::event::{check_unsigned_body, Condition, DocType, ExceptionType, Payload};
+use crate::model::fields::rfc3339_ms;
+use crate::model::genesis::Genesis;
 
 /// The EPCIS 2.0 JSON-LD context.
 pub const EPCIS_CONTEXT: &str = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld";
@@ -367,7 +367,7 @@ impl<'g> EpcisBuilder<'g> {
         &mut self,
         e: &mut Map<String, Json>,
         payload: &Payload,
-        m: &crate::event::Milestone,
+        m: &crate::model::event::Milestone,
         first: &str,
     ) {
         let (step, read_point_only) = match payload {
@@ -402,7 +402,7 @@ impl<'g> EpcisBuilder<'g> {
     }
 
     /// The consignee's receipt: its condition as a disposition, at the destination.
-    fn received(&self, e: &mut Map<String, Json>, r: &crate::event::ShipmentReceived, first: &str) {
+    fn received(&self, e: &mut Map<String, Json>, r: &crate::model::event::ShipmentReceived, first: &str) {
         let disposition = match r.condition {
             Condition::Damaged => "damaged",
             Condition::Ok | Condition::Short => "in_progress",
@@ -439,9 +439,9 @@ impl<'g> EpcisBuilder<'g> {
             Payload::DocumentAnchored(d) => {
                 let mut out = Vec::new();
                 for r in &d.refs {
-                    let shipment = match crate::event::parse_ref(r) {
-                        Ok((crate::event::RefKind::Shipment, id)) => Some(id.to_string()),
-                        Ok((crate::event::RefKind::Declaration, id)) => {
+                    let shipment = match crate::model::event::parse_ref(r) {
+                        Ok((crate::model::event::RefKind::Shipment, id)) => Some(id.to_string()),
+                        Ok((crate::model::event::RefKind::Declaration, id)) => {
                             self.declarations.get(id).cloned()
                         }
                         _ => None,
@@ -495,7 +495,7 @@ fn step_disposition(e: &mut Map<String, Json>, step: &str, disposition: Option<&
 }
 
 /// A forwarder's exception: damage is an inspection finding, loss and delay are transport's.
-fn exception(e: &mut Map<String, Json>, x: &crate::event::ShipmentException, body: &Json) {
+fn exception(e: &mut Map<String, Json>, x: &crate::model::event::ShipmentException, body: &Json) {
     let (step, disposition) = match x.exception_type {
         ExceptionType::Damage => ("inspecting", Some("damaged")),
         ExceptionType::Loss => ("transporting", Some("unknown")),

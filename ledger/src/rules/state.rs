@@ -15,8 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Condition, Direction, DocType};
-use crate::fields::Decimal;
+use crate::model::event::{Condition, Direction, DocType};
+use crate::model::fields::Decimal;
 use crate::LedgerError;
 
 /// Reads committed state. Implemented by the sled index and by the in-memory replay of `verify`.
@@ -47,7 +47,7 @@ pub fn entity_key(prefix: &str, id: &str) -> Vec<u8> {
 }
 
 /// The state key of an author's nonce: `nonce/<author>\0<nonce state key>`.
-pub fn nonce_key(author: &str, nonce: &crate::event::Nonce) -> Vec<u8> {
+pub fn nonce_key(author: &str, nonce: &crate::model::event::Nonce) -> Vec<u8> {
     let mut key = Vec::with_capacity(6 + author.len() + 1 + 24);
     key.extend_from_slice(b"nonce/");
     key.extend_from_slice(author.as_bytes());

@@ -23,12 +23,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use tradeloop_crypto::{merkle, Hash, Signature};
 
-use crate::block::{CertifiedBlock, CommitCertificate, Header};
-use crate::event::{check_event, SignedEvent};
-use crate::genesis::Genesis;
+use crate::model::block::{CertifiedBlock, CommitCertificate, Header};
+use crate::model::event::{check_event, SignedEvent};
+use crate::model::genesis::Genesis;
 use crate::query::ChainRead;
-use crate::state::{entity_key, OrderState, ShipmentState};
-use crate::{codec, LedgerError, RejectCode};
+use crate::rules::state::{entity_key, OrderState, ShipmentState};
+use crate::{encoding::codec, LedgerError, RejectCode};
 
 /// The `format` field of every bundle.
 pub const BUNDLE_FORMAT: &str = "tradeloop/evidence";
@@ -200,7 +200,7 @@ pub fn trade_bundle<R: ChainRead>(
     order_id: &str,
 ) -> Result<EvidenceBundle, ProofError> {
     let order_key = entity_key("order", order_id);
-    let order: OrderState = match crate::state::StateRead::get_state(ledger, &order_key)? {
+    let order: OrderState = match crate::rules::state::StateRead::get_state(ledger, &order_key)? {
         Some(bytes) => codec::decode(&bytes).map_err(|e| {
             LedgerError::IndexInconsistent(format!(
                 "state of order {order_id} does not decode: {e}"
@@ -213,7 +213,7 @@ pub fn trade_bundle<R: ChainRead>(
     keys.extend(order.lcs.iter().map(|l| entity_key("lc", l)));
     for shipment in &order.shipments {
         let key = entity_key("shipment", shipment);
-        if let Some(bytes) = crate::state::StateRead::get_state(ledger, &key)? {
+        if let Some(bytes) = crate::rules::state::StateRead::get_state(ledger, &key)? {
             let state: ShipmentState = codec::decode(&bytes).map_err(|e| {
                 LedgerError::IndexInconsistent(format!(
                     "state of shipment {shipment} does not decode: {e}"

@@ -13,15 +13,15 @@ use std::path::Path;
 
 use tradeloop_crypto::Hash;
 
-use crate::block::{CertifiedBlock, Tip};
-use crate::blocklog::BlockLog;
-use crate::event::Event;
+use crate::model::block::{CertifiedBlock, Tip};
+use crate::storage::blocklog::BlockLog;
+use crate::model::event::Event;
 use crate::execute::{check_events, validate_checked, Refs};
-use crate::export::ExportItem;
-use crate::genesis::Genesis;
-use crate::index::{IndexStore, SledIndex};
-use crate::state::StateRead;
-use crate::{codec, LedgerError, Rejection};
+use crate::export::binary::ExportItem;
+use crate::model::genesis::Genesis;
+use crate::storage::index::{IndexStore, SledIndex};
+use crate::rules::state::StateRead;
+use crate::{encoding::codec, LedgerError, Rejection};
 
 /// Blocks are checked in batches of about this many events.
 pub const AUDIT_BATCH_EVENTS: usize = 4096;
@@ -245,7 +245,7 @@ pub fn verify_data_dir(
     genesis: &Genesis,
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<AuditReport, AuditFailure> {
-    crate::store::check_data_dir(dir)
+    crate::storage::store::check_data_dir(dir)
         .map_err(|e| AuditFailure { height: 0, reason: e.to_string() })?;
     let (log, report, damage) = BlockLog::open_for_audit(&dir.join("blocks"))
         .map_err(|e| AuditFailure { height: 0, reason: e.to_string() })?;
@@ -311,9 +311,9 @@ fn index_tip(dir: &Path) -> Result<Option<Tip>, AuditFailure> {
             "cannot read the index to confirm the block log is complete: {e}; or verify an export"
         ),
     };
-    let snapshot = crate::store::snapshot_index(&index).map_err(unreadable)?;
+    let snapshot = crate::storage::store::snapshot_index(&index).map_err(unreadable)?;
     let db = SledIndex::open(snapshot.path()).map_err(unreadable)?;
-    let Some(bytes) = db.get(crate::store::META_TIP_KEY).map_err(unreadable)? else {
+    let Some(bytes) = db.get(crate::storage::store::META_TIP_KEY).map_err(unreadable)? else {
         return Ok(None);
     };
     codec::decode::<Tip>(&bytes).map(Some).map_err(|e| AuditFailure {
@@ -357,7 +357,7 @@ pub fn verify_export(
     genesis: &Genesis,
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<AuditReport, AuditFailure> {
-    let mut reader = crate::export::open_export(path)
+    let mut reader = crate::export::binary::open_export(path)
         .map_err(|e| AuditFailure { height: 0, reason: e.to_string() })?;
     let embedded = Genesis::from_json_bytes(reader.genesis_json()).map_err(|e| AuditFailure {
         height: 0,

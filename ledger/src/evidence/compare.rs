@@ -20,8 +20,8 @@
 use serde::Serialize;
 use tradeloop_crypto::{Hash, PublicKey, Signature};
 
-use crate::block::{events_root, CertifiedBlock, Header};
-use crate::genesis::Genesis;
+use crate::model::block::{events_root, CertifiedBlock, Header};
+use crate::model::genesis::Genesis;
 
 /// One of the two copies compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

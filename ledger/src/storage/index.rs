@@ -168,15 +168,15 @@ impl IndexStore for SledIndex {
         for (k, v) in batch.writes {
             sled_batch.insert(k, v);
         }
-        fail::fail_point!("index::before-apply", crate::failpoint::hit);
+        fail::fail_point!("index::before-apply", crate::storage::failpoint::hit);
         self.tree.apply_batch(sled_batch).map_err(store_err)?;
-        fail::fail_point!("index::after-apply", crate::failpoint::hit);
+        fail::fail_point!("index::after-apply", crate::storage::failpoint::hit);
         Ok(())
     }
 
     fn flush(&self) -> Result<(), LedgerError> {
         self.db.flush().map_err(store_err)?;
-        fail::fail_point!("index::after-flush", crate::failpoint::hit);
+        fail::fail_point!("index::after-flush", crate::storage::failpoint::hit);
         Ok(())
     }
 }

@@ -15,13 +15,13 @@ use tradeloop_crypto::{
     domain_hash, finish_verify_batch, Hash, PendingSignature, PublicKey, Signature, SigningKey,
 };
 
-use crate::canonical::Value;
+use crate::encoding::canonical::Value;
 use crate::error::{reject, RejectCode, Rejection};
-use crate::fields::{
+use crate::model::fields::{
     check_container, check_country, check_currency, check_flight, check_hs_code, check_imo,
     check_locode, parse_date, DecimalString,
 };
-use crate::genesis::{Genesis, KeyEntry};
+use crate::model::genesis::{Genesis, KeyEntry};
 
 /// Domain tag of event signing bytes.
 pub const EVENT_DOMAIN: &[u8] = b"tradeloop/event/v1\0";

@@ -14,9 +14,9 @@ use tradeloop_crypto::{
     domain_hash, merkle, Hash, PublicKey, Signature, SigningKey, VerifiedSignatures,
 };
 
-use crate::codec;
-use crate::event::SignedEvent;
-use crate::genesis::{Genesis, ValidatorSet};
+use crate::encoding::codec;
+use crate::model::event::SignedEvent;
+use crate::model::genesis::{Genesis, ValidatorSet};
 
 /// Domain tag of the block hash.
 pub const BLOCK_DOMAIN: &[u8] = b"tradeloop/block/v1\0";
@@ -314,8 +314,8 @@ pub fn check_block_header(
             block.events.len()
         ));
     }
-    let max_bytes = genesis.doc.consensus.max_block_bytes.min(crate::blocklog::MAX_BLOCK_BYTES);
-    match crate::codec::encoded_len(block) {
+    let max_bytes = genesis.doc.consensus.max_block_bytes.min(crate::storage::blocklog::MAX_BLOCK_BYTES);
+    match crate::encoding::codec::encoded_len(block) {
         Ok(n) if n <= u64::from(max_bytes) => {}
         Ok(n) => return Err(format!("the block is {n} bytes; the limit is {max_bytes}")),
         Err(e) => return Err(format!("the block cannot be encoded: {e}")),

@@ -1,0 +1,6 @@
+//! Copies of the chain for other tools: the binary export file (the exit guarantee), JSONL,
+//! and EPCIS 2.0 JSON-LD for the shipment and customs events.
+
+pub mod binary;
+pub mod epcis;
+pub mod jsonl;
