@@ -26,4 +26,3 @@ pub use hexstr::{decode_hex_array, lower_hex};
 pub use keys::{PublicKey, Signature, SigningKey};
 pub use prepared::{finish_verify_batch, PendingSignature, PreparedKey};
 pub use verified::{VerifiedSignatures, MAX_VERIFIED_SIGNATURES};
-

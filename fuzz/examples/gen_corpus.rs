@@ -335,7 +335,7 @@ fn record_corpus(corpus: &Corpus, chain: &Chain, guard: &SignGuard) -> Result<()
             &codec::encode(&location).map_err(|e| e.to_string())?,
         )?;
     }
-    let trailer = tradeloop_ledger::export::binary::ExportTrailer {
+    let trailer = tradeloop_ledger::export::ExportTrailer {
         block_count: tip.height,
         tip_hash: tip.hash,
         app_hash: tip.app_hash,

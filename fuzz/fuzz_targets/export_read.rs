@@ -12,7 +12,8 @@ use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
 use tradeloop_ledger::evidence::audit;
-use tradeloop_ledger::export::binary::{ExportItem, ExportReader};
+use tradeloop_ledger::export::binary::ExportReader;
+use tradeloop_ledger::export::ExportItem;
 use tradeloop_ledger::encoding::frame::FRAME_HEADER_BYTES;
 
 fuzz_target!(|data: &[u8]| {

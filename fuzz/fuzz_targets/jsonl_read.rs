@@ -11,7 +11,7 @@ use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
 use tradeloop_ledger::evidence::audit;
-use tradeloop_ledger::export::binary::{AnyExport, ExportItem};
+use tradeloop_ledger::export::{AnyExport, ExportItem};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(mut reader) = AnyExport::new(Cursor::new(data)) else {

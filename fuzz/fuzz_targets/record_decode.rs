@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use serde::{de::DeserializeOwned, Serialize};
 use tradeloop_ledger::storage::blocklog::Location;
 use tradeloop_ledger::encoding::codec;
-use tradeloop_ledger::export::binary::ExportTrailer;
+use tradeloop_ledger::export::ExportTrailer;
 use tradeloop_ledger::Tip;
 use tradeloop_node::consensus::guard::SignRecord;
 

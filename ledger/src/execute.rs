@@ -6,8 +6,8 @@ use tradeloop_crypto::{Hash, SigningKey};
 use crate::model::block::{events_root, Block, CertifiedBlock, Header, Tip};
 use crate::model::event::{check_event_batch, Event, SignedEvent};
 use crate::model::genesis::Genesis;
-use crate::rules::{ApplyError, BlockExecutor, BlockOutcome};
 use crate::rules::state::StateRead;
+use crate::rules::{ApplyError, BlockExecutor, BlockOutcome};
 use crate::{LedgerError, Rejection};
 
 /// Events checked together by one thread ([`check_event_batch`]: their signatures share one
@@ -250,7 +250,8 @@ fn validate_body<S: StateRead>(
         .zip(&block.events)
         .map(|(check, signed)| check.as_ref().map_or_else(|_| signed.id(), |e| e.id))
         .collect();
-    let hash = crate::model::block::check_block_header(genesis, tip, block, &ids).map_err(invalid)?;
+    let hash =
+        crate::model::block::check_block_header(genesis, tip, block, &ids).map_err(invalid)?;
     if let Some(certificate) = certificate {
         certificate
             .verify(&genesis.hash, &genesis.validators, height, &hash)

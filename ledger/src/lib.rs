@@ -19,6 +19,7 @@ pub mod error;
 pub mod evidence;
 pub mod execute;
 pub mod export;
+pub mod limits;
 pub mod model;
 pub mod query;
 pub mod rules;

@@ -502,7 +502,8 @@ impl NodeConfig {
                 }
             }
         }
-        if c.block_linger_ms.is_some_and(|ms| ms > tradeloop_ledger::model::genesis::MAX_TIMEOUT_MS) {
+        if c.block_linger_ms.is_some_and(|ms| ms > tradeloop_ledger::model::genesis::MAX_TIMEOUT_MS)
+        {
             return Err(invalid(
                 "consensus.block_linger_ms",
                 format!(

@@ -13,6 +13,7 @@ pub mod chain;
 pub mod clock;
 pub mod config;
 pub mod consensus;
+pub mod hex_hash;
 pub mod mempool;
 pub mod metrics;
 pub mod outage;

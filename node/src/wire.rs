@@ -166,8 +166,8 @@ pub fn split_proposal(
     key: &SigningKey,
     chain: &Hash,
 ) -> Result<Vec<ProposalPart>, WireError> {
-    let bytes =
-        tradeloop_ledger::encoding::codec::encode(proposal).map_err(|e| WireError::Encode(e.to_string()))?;
+    let bytes = tradeloop_ledger::encoding::codec::encode(proposal)
+        .map_err(|e| WireError::Encode(e.to_string()))?;
     let block_hash = proposal.header.hash();
     let chunks: Vec<&[u8]> = bytes.chunks(MAX_PART_BYTES).collect();
     let count = u32::try_from(chunks.len()).ok().filter(|c| *c <= MAX_PARTS).ok_or_else(|| {
@@ -329,7 +329,8 @@ impl EventBatch {
                 "more than {MAX_BATCH_EVENTS} events in a batch"
             )));
         }
-        tradeloop_ledger::encoding::codec::encode(self).map_err(|e| WireError::Encode(e.to_string()))
+        tradeloop_ledger::encoding::codec::encode(self)
+            .map_err(|e| WireError::Encode(e.to_string()))
     }
 
     /// Parses a batch.
@@ -388,7 +389,8 @@ pub enum Response {
 impl Request {
     /// The request's bytes.
     pub fn encode(&self) -> Result<Vec<u8>, WireError> {
-        tradeloop_ledger::encoding::codec::encode(self).map_err(|e| WireError::Encode(e.to_string()))
+        tradeloop_ledger::encoding::codec::encode(self)
+            .map_err(|e| WireError::Encode(e.to_string()))
     }
     /// Parses a request.
     pub fn decode(bytes: &[u8]) -> Result<Request, WireError> {
@@ -399,7 +401,8 @@ impl Request {
 impl Response {
     /// The response's bytes.
     pub fn encode(&self) -> Result<Vec<u8>, WireError> {
-        tradeloop_ledger::encoding::codec::encode(self).map_err(|e| WireError::Encode(e.to_string()))
+        tradeloop_ledger::encoding::codec::encode(self)
+            .map_err(|e| WireError::Encode(e.to_string()))
     }
     /// Parses a response.
     pub fn decode(bytes: &[u8]) -> Result<Response, WireError> {

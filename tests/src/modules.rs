@@ -44,7 +44,8 @@ pub fn graph(crate_dir: &Path) -> Graph {
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
         let ast = syn::parse_file(&text)
             .unwrap_or_else(|e| panic!("cannot parse {}: {e}", file.display()));
-        let mut scan = Scan { module: module.clone(), children: BTreeSet::new(), ..Scan::default() };
+        let mut scan =
+            Scan { module: module.clone(), children: BTreeSet::new(), ..Scan::default() };
         for item in &ast.items {
             if let syn::Item::Mod(m) = item {
                 if m.content.is_none() && !is_test_only(&m.attrs) {
@@ -118,7 +119,8 @@ fn defining_module(graph: &Graph, mut path: ModPath) -> Option<ModPath> {
 
 fn is_test_only(attrs: &[syn::Attribute]) -> bool {
     attrs.iter().any(|a| {
-        a.path().is_ident("cfg") && a.meta.require_list().is_ok_and(|l| l.tokens.to_string() == "test")
+        a.path().is_ident("cfg")
+            && a.meta.require_list().is_ok_and(|l| l.tokens.to_string() == "test")
     })
 }
 
@@ -165,7 +167,9 @@ impl Scan {
                 (p, rest)
             }
             child if self.children.contains(child) => (self.module.clone(), segments),
-            alias if self.aliases.contains_key(alias) => (self.aliases[alias].clone(), &segments[1..]),
+            alias if self.aliases.contains_key(alias) => {
+                (self.aliases[alias].clone(), &segments[1..])
+            }
             _ => return None,
         };
         path.extend(rest.iter().cloned());
@@ -283,7 +287,8 @@ pub fn circles(graph: &Graph) -> Vec<Vec<String>> {
         }
         seen
     };
-    let reaches: BTreeMap<&ModPath, BTreeSet<ModPath>> = nodes.iter().map(|n| (*n, reach(n))).collect();
+    let reaches: BTreeMap<&ModPath, BTreeSet<ModPath>> =
+        nodes.iter().map(|n| (*n, reach(n))).collect();
     let mut done = BTreeSet::new();
     let mut out = Vec::new();
     for n in &nodes {
@@ -295,7 +300,11 @@ pub fn circles(graph: &Graph) -> Vec<Vec<String>> {
             .filter(|m| reaches[n].contains(**m) && reaches[**m].contains(*n))
             .map(|m| {
                 done.insert((*m).clone());
-                if m.is_empty() { "crate".to_string() } else { m.join("::") }
+                if m.is_empty() {
+                    "crate".to_string()
+                } else {
+                    m.join("::")
+                }
             })
             .collect();
         out.push(component);

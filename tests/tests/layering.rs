@@ -73,3 +73,20 @@ fn workspace_crates_depend_one_way() {
     let node = normal_closure(&meta, "tradeloop-node");
     assert!(!node.contains("tradeloop"), "node must not depend on the cli");
 }
+
+fn crate_dir(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name)
+}
+
+#[test]
+fn no_import_circles_between_files() {
+    let mut found = Vec::new();
+    for krate in ["crypto", "ledger", "node", "cli"] {
+        let graph = tradeloop_tests::modules::graph(&crate_dir(krate));
+        for circle in tradeloop_tests::modules::circles(&graph) {
+            let edges = tradeloop_tests::modules::edges_within(&graph, &circle);
+            found.push(format!("{krate}: {}\n    {}", circle.join(" <-> "), edges.join("\n    ")));
+        }
+    }
+    assert!(found.is_empty(), "import circles between files:\n{}", found.join("\n"));
+}

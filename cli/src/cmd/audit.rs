@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
-use tradeloop_ledger::evidence::audit::{verify_data_dir, verify_export, AuditFailure, AuditReport};
+use tradeloop_ledger::evidence::audit::{
+    verify_data_dir, verify_export, AuditFailure, AuditReport,
+};
 use tradeloop_ledger::Genesis;
 
 use super::load_genesis;

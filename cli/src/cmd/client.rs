@@ -16,6 +16,7 @@ use tradeloop_node::api::{
 };
 
 use super::append::MAX_EVENT_LINE_BYTES;
+use crate::cmd::args::NodeArgs;
 use crate::input::{BoundedLines, Line};
 use crate::output::{Diag, Out};
 
@@ -34,17 +35,6 @@ pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
 /// Time for one request without a commit wait, in milliseconds; with `--wait`, the wait is
 /// added to it.
 pub const REQUEST_TIMEOUT_MS: u64 = 60_000;
-
-#[derive(Debug, Args)]
-pub struct NodeArgs {
-    /// The node's API address, e.g. http://127.0.0.1:7071 (its `[api] listen`).
-    #[arg(long, value_name = "URL")]
-    pub node: String,
-    /// Bearer token, when the node requires one (its operator creates it with `tradeloop token
-    /// new`); read from TRADELOOP_TOKEN when not given.
-    #[arg(long, value_name = "TOKEN", env = "TRADELOOP_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-}
 
 #[derive(Debug, Args)]
 pub struct SubmitArgs {

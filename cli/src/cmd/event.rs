@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use tradeloop_ledger::encoding::canonical::Value;
-use tradeloop_ledger::model::event::{check_unsigned_body, parse_body_json, MAX_EVENT_BYTES};
+use tradeloop_ledger::limits::MAX_EVENT_BYTES;
+use tradeloop_ledger::model::event::{check_unsigned_body, parse_body_json};
 use tradeloop_ledger::{Rejection, SignedEvent};
 
 use super::{load_genesis, now_ms, open_ledger_read_only, read_key};

@@ -10,14 +10,14 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 use tradeloop_crypto::Hash;
-use tradeloop_ledger::model::block::CertifiedBlock;
 use tradeloop_ledger::evidence::compare::{compare, Comparison, ShownHeader, Side};
-use tradeloop_ledger::export::epcis::{default_base, EpcisBuilder, EpcisFilter};
-use tradeloop_ledger::export::binary::{open_export, ExportItem};
-use tradeloop_ledger::model::fields::rfc3339_ms;
 use tradeloop_ledger::evidence::proof::{
     event_bundle, trade_bundle, verify_bundle, BundleReport, EvidenceBundle, MAX_BUNDLE_BYTES,
 };
+use tradeloop_ledger::export::epcis::{default_base, EpcisBuilder, EpcisFilter};
+use tradeloop_ledger::export::{open_export, ExportItem};
+use tradeloop_ledger::model::block::CertifiedBlock;
+use tradeloop_ledger::model::fields::rfc3339_ms;
 use tradeloop_ledger::{Genesis, Ledger};
 
 use super::{load_genesis, now_ms, open_ledger_read_only, ChainArgs};
@@ -202,7 +202,7 @@ fn print_report(report: &BundleReport, genesis: &Genesis) -> Result<()> {
 /// Reads a copy of the chain, a data dir or an export of either format, block by block.
 enum ChainCopy {
     Ledger { ledger: Box<Ledger>, next: u64 },
-    Export(Box<tradeloop_ledger::export::binary::AnyExport<std::io::BufReader<std::fs::File>>>),
+    Export(Box<tradeloop_ledger::export::AnyExport<std::io::BufReader<std::fs::File>>>),
 }
 
 impl ChainCopy {

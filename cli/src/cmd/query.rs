@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use tradeloop_ledger::storage::store::EventRecord;
+use tradeloop_ledger::query::EventRecord;
 use tradeloop_node::api::{EventView, TraceView, TradeView};
 
 use super::client::{Client, REQUEST_TIMEOUT_MS};

@@ -46,11 +46,12 @@ pub fn reindex(chain: &ChainArgs, discard_from: Option<u64>) -> Result<ExitCode>
 pub fn restore(export: &Path, genesis: &Path, data_dir: &Path, json: bool) -> Result<ExitCode> {
     let genesis = load_genesis(genesis)?;
     let bar = super::audit::progress_bar(0);
-    let result = tradeloop_ledger::storage::restore::restore(export, &genesis, data_dir, &mut |h| {
-        if let Some(b) = &bar {
-            b.set_position(h);
-        }
-    });
+    let result =
+        tradeloop_ledger::storage::restore::restore(export, &genesis, data_dir, &mut |h| {
+            if let Some(b) = &bar {
+                b.set_position(h);
+            }
+        });
     if let Some(b) = bar {
         b.finish_and_clear();
     }

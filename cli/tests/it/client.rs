@@ -222,7 +222,7 @@ fn batches_answered_409_or_422_are_printed_event_by_event() {
             } else if e.id() == known {
                 Verdict::AlreadyCommitted {
                     id: e.id(),
-                    at: tradeloop_node::api::Committed {
+                    at: tradeloop_node::chain::Committed {
                         height: 3,
                         block_hash: fake_block_hash(3),
                         index: 0,

@@ -13,14 +13,14 @@ use std::path::Path;
 
 use tradeloop_crypto::Hash;
 
-use crate::model::block::{CertifiedBlock, Tip};
-use crate::storage::blocklog::BlockLog;
-use crate::model::event::Event;
 use crate::execute::{check_events, validate_checked, Refs};
-use crate::export::binary::ExportItem;
+use crate::export::ExportItem;
+use crate::model::block::{CertifiedBlock, Tip};
+use crate::model::event::Event;
 use crate::model::genesis::Genesis;
-use crate::storage::index::{IndexStore, SledIndex};
 use crate::rules::state::StateRead;
+use crate::storage::blocklog::BlockLog;
+use crate::storage::index::{IndexStore, SledIndex};
 use crate::{encoding::codec, LedgerError, Rejection};
 
 /// Blocks are checked in batches of about this many events.
@@ -313,7 +313,7 @@ fn index_tip(dir: &Path) -> Result<Option<Tip>, AuditFailure> {
     };
     let snapshot = crate::storage::store::snapshot_index(&index).map_err(unreadable)?;
     let db = SledIndex::open(snapshot.path()).map_err(unreadable)?;
-    let Some(bytes) = db.get(crate::storage::store::META_TIP_KEY).map_err(unreadable)? else {
+    let Some(bytes) = db.get(crate::storage::schema::META_TIP_KEY).map_err(unreadable)? else {
         return Ok(None);
     };
     codec::decode::<Tip>(&bytes).map(Some).map_err(|e| AuditFailure {
@@ -357,7 +357,7 @@ pub fn verify_export(
     genesis: &Genesis,
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<AuditReport, AuditFailure> {
-    let mut reader = crate::export::binary::open_export(path)
+    let mut reader = crate::export::open_export(path)
         .map_err(|e| AuditFailure { height: 0, reason: e.to_string() })?;
     let embedded = Genesis::from_json_bytes(reader.genesis_json()).map_err(|e| AuditFailure {
         height: 0,

@@ -10,14 +10,12 @@
 //! Frames are those of [`crate::encoding::frame`]. The trailer lets a reader tell a complete export from
 //! one cut off at a frame boundary.
 
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-use tradeloop_crypto::Hash;
-
-use crate::model::block::CertifiedBlock;
 use crate::encoding::frame::{self, StreamFrame};
+use crate::export::file::{export_with, ExportItem, ExportTrailer, WriteError};
+use crate::model::block::CertifiedBlock;
 use crate::storage::index::IndexStore;
 use crate::storage::store::Ledger;
 use crate::{encoding::codec, LedgerError};
@@ -27,55 +25,9 @@ pub const EXPORT_MAGIC: &[u8; 8] = b"TLEXPORT";
 /// Export format version.
 pub const EXPORT_VERSION: u32 = 1;
 
-/// The last frame of an export.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExportTrailer {
-    /// Number of blocks exported.
-    pub block_count: u64,
-    /// Hash of the last block.
-    pub tip_hash: Hash,
-    /// App hash after the last block.
-    pub app_hash: Hash,
-}
-
 /// Writes the whole chain of `ledger` to `path` (a new file), fsynced. Returns the block count.
 pub fn export<S: IndexStore>(ledger: &Ledger<S>, path: &Path) -> Result<u64, LedgerError> {
     export_with(ledger, path, |out, genesis, blocks| write_to(out, genesis, blocks))
-}
-
-/// Writes the whole chain of `ledger` to `path` (a new file) with a format's writer (the
-/// binary [`write_to`] or [`crate::export::jsonl::write_jsonl`]), fsynced. Returns the block count.
-pub(crate) fn export_with<S: IndexStore>(
-    ledger: &Ledger<S>,
-    path: &Path,
-    write: impl FnOnce(
-        &mut BufWriter<std::fs::File>,
-        &crate::model::genesis::Genesis,
-        &mut dyn Iterator<Item = Result<CertifiedBlock, LedgerError>>,
-    ) -> Result<u64, WriteError>,
-) -> Result<u64, LedgerError> {
-    let io = |e| LedgerError::io(format!("cannot write export {}", path.display()), e);
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(io)?;
-    let mut out = BufWriter::new(file);
-    let tip = ledger.tip().height;
-    let mut blocks = (1..=tip).map(|h| ledger.block(h));
-    let count = write(&mut out, ledger.genesis(), &mut blocks).map_err(|e| match e {
-        WriteError::Io(e) => io(e),
-        WriteError::Ledger(e) => e,
-    })?;
-    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
-    Ok(count)
-}
-
-/// Why [`write_to`] stopped.
-#[derive(Debug)]
-pub enum WriteError {
-    /// Writing failed.
-    Io(std::io::Error),
-    /// Reading a block failed.
-    Ledger(LedgerError),
 }
 
 /// Writes an export of the chain of `genesis` made of `blocks` (in order from height 1) to
@@ -123,15 +75,6 @@ pub struct ExportReader<R: Read> {
     pub genesis_json: Vec<u8>,
     next_height: u64,
     trailer: Option<ExportTrailer>,
-}
-
-/// What the reader found next.
-#[derive(Debug)]
-pub enum ExportItem {
-    /// A block.
-    Block(Box<CertifiedBlock>),
-    /// The trailer; nothing follows.
-    End(ExportTrailer),
 }
 
 impl<R: Read> ExportReader<R> {
@@ -196,69 +139,4 @@ impl<R: Read> ExportReader<R> {
             StreamFrame::Corrupt(detail) => Err((height, detail)),
         }
     }
-}
-
-/// An export in either format, told apart by its first bytes: the binary format starts with
-/// [`EXPORT_MAGIC`], the JSONL format ([`crate::export::jsonl`]) with `{`.
-#[derive(Debug)]
-pub enum AnyExport<R: std::io::BufRead> {
-    /// The binary format.
-    Binary(ExportReader<R>),
-    /// The JSONL format.
-    Jsonl(crate::export::jsonl::JsonlReader<R>),
-}
-
-impl<R: std::io::BufRead> AnyExport<R> {
-    /// Reads the start of an export of either format (its header and genesis).
-    pub fn new(mut reader: R) -> Result<Self, LedgerError> {
-        let (binary, jsonl) = {
-            let head = reader.fill_buf().map_err(|e| LedgerError::io("reading export", e))?;
-            let n = head.len().min(EXPORT_MAGIC.len());
-            (n > 0 && head[..n] == EXPORT_MAGIC[..n], head.first() == Some(&b'{'))
-        };
-        if binary {
-            return Ok(AnyExport::Binary(ExportReader::new(reader)?));
-        }
-        if jsonl {
-            return Ok(AnyExport::Jsonl(crate::export::jsonl::JsonlReader::new(reader)?));
-        }
-        Err(LedgerError::Export(
-            "not a tradeloop export: neither the binary format (it starts with TLEXPORT) nor the \
-             JSONL format (a JSON object on each line); give a file written by `tradeloop export`"
-                .into(),
-        ))
-    }
-
-    /// The genesis JSON the export carries.
-    pub fn genesis_json(&self) -> &[u8] {
-        match self {
-            AnyExport::Binary(r) => &r.genesis_json,
-            AnyExport::Jsonl(r) => &r.genesis_json,
-        }
-    }
-
-    /// The format's name, `binary` or `jsonl`.
-    pub fn format(&self) -> &'static str {
-        match self {
-            AnyExport::Binary(_) => "binary",
-            AnyExport::Jsonl(_) => "jsonl",
-        }
-    }
-
-    /// The next block or the trailer (see [`ExportReader::next_item`]).
-    pub fn next_item(&mut self) -> Result<ExportItem, (u64, String)> {
-        match self {
-            AnyExport::Binary(r) => r.next_item(),
-            AnyExport::Jsonl(r) => r.next_item(),
-        }
-    }
-}
-
-/// Opens an export file of either format.
-pub fn open_export(
-    path: &Path,
-) -> Result<AnyExport<std::io::BufReader<std::fs::File>>, LedgerError> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| LedgerError::io(format!("cannot open {}", path.display()), e))?;
-    AnyExport::new(std::io::BufReader::with_capacity(1 << 20, file))
 }

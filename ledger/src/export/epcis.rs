@@ -402,7 +402,12 @@ impl<'g> EpcisBuilder<'g> {
     }
 
     /// The consignee's receipt: its condition as a disposition, at the destination.
-    fn received(&self, e: &mut Map<String, Json>, r: &crate::model::event::ShipmentReceived, first: &str) {
+    fn received(
+        &self,
+        e: &mut Map<String, Json>,
+        r: &crate::model::event::ShipmentReceived,
+        first: &str,
+    ) {
         let disposition = match r.condition {
             Condition::Damaged => "damaged",
             Condition::Ok | Condition::Short => "in_progress",

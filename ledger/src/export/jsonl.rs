@@ -11,7 +11,7 @@
 //! with the body in the RFC 8785 form its author signed. A reader re-derives everything that is
 //! hashed from these fields (the header's bincode layout, `JCS(body)`), so re-indenting a line
 //! with a JSON tool changes nothing that is checked. It carries exactly what the binary export
-//! carries, and [`crate::export::binary::open_export`] reads either.
+//! carries, and [`crate::export::open_export`] reads either.
 
 use std::io::{BufRead, Read, Write};
 use std::path::Path;
@@ -19,9 +19,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::export::file::{export_with, ExportItem, ExportTrailer, WriteError};
 use crate::model::block::{Block, CertifiedBlock, CommitCertificate, Header};
 use crate::model::event::SignedEvent;
-use crate::export::binary::{ExportItem, ExportTrailer, WriteError};
 use crate::model::genesis::Genesis;
 use crate::storage::store::Ledger;
 use crate::LedgerError;
@@ -31,7 +31,7 @@ pub const JSONL_FORMAT: &str = "tradeloop/export-jsonl";
 /// The `version` of the first line.
 pub const JSONL_VERSION: u32 = 1;
 /// Longest line a reader accepts, in bytes: 96 MiB (a block of at most
-/// [`crate::storage::blocklog::MAX_BLOCK_BYTES`] events, hex signatures and JSON punctuation, with room).
+/// [`crate::limits::MAX_BLOCK_BYTES`] events, hex signatures and JSON punctuation, with room).
 pub const MAX_JSONL_LINE_BYTES: usize = 96 * 1024 * 1024;
 
 #[derive(Serialize, Deserialize)]
@@ -115,9 +115,7 @@ pub fn export_jsonl<S: crate::storage::index::IndexStore>(
     ledger: &Ledger<S>,
     path: &Path,
 ) -> Result<u64, LedgerError> {
-    crate::export::binary::export_with(ledger, path, |out, genesis, blocks| {
-        write_jsonl(out, genesis, blocks)
-    })
+    export_with(ledger, path, |out, genesis, blocks| write_jsonl(out, genesis, blocks))
 }
 
 /// Reads a JSONL export line by line, each line read with a cap of [`MAX_JSONL_LINE_BYTES`].

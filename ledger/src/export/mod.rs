@@ -3,4 +3,9 @@
 
 pub mod binary;
 pub mod epcis;
+pub mod file;
 pub mod jsonl;
+pub mod reader;
+
+pub use file::{ExportItem, ExportTrailer, WriteError};
+pub use reader::{open_export, AnyExport};

@@ -15,6 +15,7 @@ use tradeloop_crypto::{
 };
 
 use crate::encoding::codec;
+use crate::limits::{MAX_BLOCK_BYTES, MAX_BLOCK_EVENTS, MAX_CERTIFICATE_SIGNATURES};
 use crate::model::event::SignedEvent;
 use crate::model::genesis::{Genesis, ValidatorSet};
 
@@ -22,10 +23,6 @@ use crate::model::genesis::{Genesis, ValidatorSet};
 pub const BLOCK_DOMAIN: &[u8] = b"tradeloop/block/v1\0";
 /// Domain tag of consensus vote sign bytes.
 pub const VOTE_DOMAIN: &[u8] = b"tradeloop/vote/v1\0";
-/// Hard upper bound on events in one block, whatever the genesis says.
-pub const MAX_BLOCK_EVENTS: u32 = 10_000;
-/// Hard upper bound on signatures in one certificate.
-pub const MAX_CERTIFICATE_SIGNATURES: usize = 1_000;
 
 /// A block header. Its bincode encoding is hashed; see docs/formats.md for the byte layout.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -314,7 +311,7 @@ pub fn check_block_header(
             block.events.len()
         ));
     }
-    let max_bytes = genesis.doc.consensus.max_block_bytes.min(crate::storage::blocklog::MAX_BLOCK_BYTES);
+    let max_bytes = genesis.doc.consensus.max_block_bytes.min(MAX_BLOCK_BYTES);
     match crate::encoding::codec::encoded_len(block) {
         Ok(n) if n <= u64::from(max_bytes) => {}
         Ok(n) => return Err(format!("the block is {n} bytes; the limit is {max_bytes}")),

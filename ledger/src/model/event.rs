@@ -17,6 +17,7 @@ use tradeloop_crypto::{
 
 use crate::encoding::canonical::Value;
 use crate::error::{reject, RejectCode, Rejection};
+use crate::limits::MAX_EVENT_BYTES;
 use crate::model::fields::{
     check_container, check_country, check_currency, check_flight, check_hs_code, check_imo,
     check_locode, parse_date, DecimalString,
@@ -25,8 +26,6 @@ use crate::model::genesis::{Genesis, KeyEntry};
 
 /// Domain tag of event signing bytes.
 pub const EVENT_DOMAIN: &[u8] = b"tradeloop/event/v1\0";
-/// Hard upper bound on a canonical event body, whatever the genesis says: 256 KiB.
-pub const MAX_EVENT_BYTES: u32 = 256 * 1024;
 /// Longest entity id (order, invoice, shipment, ...), in bytes.
 pub const MAX_ENTITY_ID_BYTES: usize = 128;
 /// Most entries in any list field (order lines, containers, HS codes, refs, doc ids).

@@ -89,7 +89,7 @@ pub struct ConsensusParams {
     #[serde(default = "default_max_event_bytes")]
     pub max_event_bytes: u32,
     /// Largest encoded block (header and events, without its certificate), in bytes; at most
-    /// [`crate::storage::blocklog::MAX_BLOCK_BYTES`]. Left out of the file when it is the default, so
+    /// [`crate::limits::MAX_BLOCK_BYTES`]. Left out of the file when it is the default, so
     /// genesis files written before the field existed keep their hash.
     #[serde(
         default = "default_max_block_bytes",
@@ -420,10 +420,10 @@ fn check_doc(doc: &GenesisDoc, require_validator: bool) -> Result<CheckedDoc, Le
         nodes.push(m.node_key);
     }
     let c = &doc.consensus;
-    if c.max_block_events == 0 || c.max_block_events > crate::model::block::MAX_BLOCK_EVENTS {
+    if c.max_block_events == 0 || c.max_block_events > crate::limits::MAX_BLOCK_EVENTS {
         return bad(format!(
             "consensus.max_block_events must be 1..={}",
-            crate::model::block::MAX_BLOCK_EVENTS
+            crate::limits::MAX_BLOCK_EVENTS
         ));
     }
     for (name, ms) in [
@@ -435,20 +435,20 @@ fn check_doc(doc: &GenesisDoc, require_validator: bool) -> Result<CheckedDoc, Le
             return bad(format!("consensus.{name} must be 1..={MAX_TIMEOUT_MS} (milliseconds)"));
         }
     }
-    if c.max_event_bytes < 256 || c.max_event_bytes > crate::model::event::MAX_EVENT_BYTES {
+    if c.max_event_bytes < 256 || c.max_event_bytes > crate::limits::MAX_EVENT_BYTES {
         return bad(format!(
             "consensus.max_event_bytes must be 256..={}",
-            crate::model::event::MAX_EVENT_BYTES
+            crate::limits::MAX_EVENT_BYTES
         ));
     }
     // A block's frame must hold the largest block plus its certificate; the smallest bound must
     // still fit one largest event.
     let min_block_bytes = c.max_event_bytes.saturating_add(64 * 1024);
-    if c.max_block_bytes < min_block_bytes || c.max_block_bytes > crate::storage::blocklog::MAX_BLOCK_BYTES {
+    if c.max_block_bytes < min_block_bytes || c.max_block_bytes > crate::limits::MAX_BLOCK_BYTES {
         return bad(format!(
             "consensus.max_block_bytes must be {min_block_bytes}..={} (room for one event of \
              max_event_bytes, and a block log frame must hold the block and its certificate)",
-            crate::storage::blocklog::MAX_BLOCK_BYTES
+            crate::limits::MAX_BLOCK_BYTES
         ));
     }
     Ok((participants, key_owner, set))

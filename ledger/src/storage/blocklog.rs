@@ -13,25 +13,15 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::encoding::frame::{self, FrameRead};
 use crate::model::block::{CertifiedBlock, Header};
 use crate::model::event::SignedEvent;
-use crate::encoding::frame::{self, FrameRead};
 use crate::{encoding::codec, LedgerError};
 
 /// Magic bytes at the start of every segment.
 pub const SEGMENT_MAGIC: &[u8; 8] = b"TLBLOG01";
 /// A new segment is started once the current one exceeds this size: 128 MiB.
 pub const MAX_SEGMENT_BYTES: u64 = 128 * 1024 * 1024;
-/// Hard upper bound on an encoded block (header and events, without the certificate), in
-/// bytes: 32 MiB, whatever the genesis says (`consensus.max_block_bytes` is at most this).
-/// Proposers build blocks within the genesis bound, validation refuses larger ones, and a frame
-/// ([`frame::MAX_FRAME_PAYLOAD`], 64 MiB) holds the largest block with its largest certificate
-/// (at most `MAX_CERTIFICATE_SIGNATURES` signatures of about 110 bytes).
-pub const MAX_BLOCK_BYTES: u32 = 32 * 1024 * 1024;
-const _: () = assert!(
-    MAX_BLOCK_BYTES as usize + crate::model::block::MAX_CERTIFICATE_SIGNATURES * 256
-        <= frame::MAX_FRAME_PAYLOAD as usize
-);
 
 /// Where a block's frame lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

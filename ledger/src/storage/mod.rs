@@ -5,4 +5,5 @@ pub mod blocklog;
 pub mod failpoint;
 pub mod index;
 pub mod restore;
+pub mod schema;
 pub mod store;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use tradeloop_crypto::Hash;
 
-use crate::export::binary::{open_export, AnyExport, ExportItem};
+use crate::export::{open_export, AnyExport, ExportItem};
 use crate::model::genesis::Genesis;
 use crate::{Ledger, LedgerError};
 

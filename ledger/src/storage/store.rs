@@ -14,46 +14,17 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use tradeloop_crypto::{Hash, SigningKey};
 
-use crate::model::block::{CertifiedBlock, CommitCertificate, Tip};
-use crate::storage::blocklog::{Access, BlockLog, Location, TornTail};
-use crate::model::event::SignedEvent;
 use crate::execute::{build_block, validate_block, BuiltBlock, ValidatedBlock};
+use crate::model::block::{CertifiedBlock, CommitCertificate, Tip};
+use crate::model::event::SignedEvent;
 use crate::model::genesis::Genesis;
-use crate::storage::index::{IndexBatch, IndexStore, SledIndex};
 use crate::rules::state::*;
+use crate::storage::blocklog::{Access, BlockLog, Location, TornTail};
+use crate::storage::index::{IndexBatch, IndexStore, SledIndex};
+use crate::storage::schema::{ref_prefix, table_key, tables, META_GENESIS_KEY, META_TIP_KEY};
 use crate::{encoding::codec, LedgerError, Rejection};
-
-/// The index's tables (docs/formats.md, "Index"), each a one-byte key prefix in the single sled
-/// tree [`INDEX_TREE`]. One tree, because sled's only atomic write across trees is its transaction
-/// API, which tracks a read for every write and cost more CPU than all signature checks of a block;
-/// a `Batch` on one tree is atomic and cheap. See docs/formats.md.
-pub mod tables {
-    /// `'B' || height (u64 BE)` -> [`crate::storage::blocklog::Location`]
-    pub const BLOCKS: u8 = b'B';
-    /// `'E' || event id (32)` -> height (u64 BE) || index (u32 BE)
-    pub const EVENTS: u8 = b'E';
-    /// `'R' || len (u16 BE) || entity key || height (u64 BE) || index (u32 BE)` -> event id
-    pub const REFS: u8 = b'R';
-    /// `'S' || state key` -> state value (crate::rules::state)
-    pub const STATE: u8 = b'S';
-    /// `'M' || "genesis"` -> genesis hash; `'M' || "tip"` -> [`crate::model::block::Tip`]
-    pub const META: u8 = b'M';
-}
-
-pub use crate::storage::index::INDEX_TREE;
-/// Key of the tip record.
-pub const META_TIP_KEY: &[u8] = b"Mtip";
-const META_GENESIS_KEY: &[u8] = b"Mgenesis";
-
-pub(crate) fn table_key(table: u8, key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + key.len());
-    out.push(table);
-    out.extend_from_slice(key);
-    out
-}
 
 /// What appending local candidates produced: the committed blocks (none if no candidate was
 /// valid; more than one if they did not fit in one block) and the rejected candidates by index.
@@ -189,57 +160,6 @@ impl StateCache {
             }
         }
     }
-}
-
-/// An event as found on the ledger.
-#[derive(Clone, Debug, Serialize)]
-pub struct EventRecord {
-    /// Event id.
-    pub id: Hash,
-    /// Block height.
-    pub height: u64,
-    /// Position in the block.
-    pub index: u32,
-    /// Hash of the block.
-    pub block_hash: Hash,
-    /// The block's time.
-    pub block_time_ms: u64,
-    /// Kind.
-    pub kind: String,
-    /// Author.
-    pub author: String,
-    /// The body as signed (canonical JSON).
-    pub body: serde_json::Value,
-    /// Signature (hex).
-    pub signature: String,
-}
-
-/// One leg of a trade's closed loop.
-#[derive(Clone, Debug, Serialize)]
-pub struct Leg {
-    /// Leg name, e.g. `export_cleared`.
-    pub leg: &'static str,
-    /// Whether it is done.
-    pub done: bool,
-    /// Detail for a person.
-    pub detail: String,
-}
-
-/// Where a trade (an order and everything hanging off it) stands.
-#[derive(Clone, Debug, Serialize)]
-pub struct TradeStatus {
-    /// The order.
-    pub order_id: String,
-    /// Buyer.
-    pub buyer: String,
-    /// Seller.
-    pub seller: String,
-    /// Whether the loop is closed: goods received, import cleared, invoices fully settled.
-    pub closed: bool,
-    /// Every leg in order.
-    pub legs: Vec<Leg>,
-    /// Names of legs still open.
-    pub open_legs: Vec<&'static str>,
 }
 
 /// Checks that `dir` is a data dir (it has `blocks/`), without creating anything.
@@ -545,6 +465,11 @@ impl<S: IndexStore> Ledger<S> {
         &self.tip
     }
 
+    /// The index (sled unless a test passes another [`IndexStore`]).
+    pub fn index(&self) -> &S {
+        &self.index
+    }
+
     /// The block log.
     pub fn log(&self) -> &BlockLog {
         &self.log
@@ -561,7 +486,10 @@ impl<S: IndexStore> Ledger<S> {
     }
 
     /// Validates a proposed block (without certificate) against this ledger's tip and state.
-    pub fn validate_proposal(&self, block: &crate::model::block::Block) -> Result<Hash, LedgerError> {
+    pub fn validate_proposal(
+        &self,
+        block: &crate::model::block::Block,
+    ) -> Result<Hash, LedgerError> {
         crate::execute::validate_proposal(&self.genesis, self, &self.tip, block).map(|v| v.hash)
     }
 
@@ -936,137 +864,6 @@ impl<S: IndexStore> Ledger<S> {
     pub fn block(&self, height: u64) -> Result<CertifiedBlock, LedgerError> {
         self.log.read(height)
     }
-
-    /// An event by id.
-    pub fn event(&self, id: &Hash) -> Result<Option<EventRecord>, LedgerError> {
-        crate::query::event(self, id)
-    }
-
-    /// Every event that touches an entity (`order`, `invoice`, `shipment`, `declaration`,
-    /// `lc`, `document`, `payment`), in ledger order.
-    pub fn trace_entity(&self, entity: &[u8]) -> Result<Vec<EventRecord>, LedgerError> {
-        crate::query::trace_entity(self, entity)
-    }
-
-    /// A trace by reference `shipment:ID`, `order:ID`, `declaration:ID`, `lc:ID` or
-    /// `invoice:ID`. An order's trace includes the events of its shipments and declarations, so
-    /// it shows the whole closed loop.
-    pub fn trace(&self, reference: &str) -> Result<Vec<EventRecord>, LedgerError> {
-        crate::query::trace(self, reference)
-    }
-
-    /// Where the trade of an order stands: which legs of the closed loop are done.
-    pub fn trade_status(&self, order_id: &str) -> Result<TradeStatus, LedgerError> {
-        crate::query::trade_status(self, order_id)
-    }
-
-    /// A read view of this ledger for other threads (the node's HTTP API): it answers from
-    /// the index and the block log as committed, concurrently with this ledger's commits.
-    pub fn view(&self) -> crate::query::LedgerView
-    where
-        S: crate::query::ViewIndex,
-    {
-        crate::query::LedgerView::new(self.genesis.clone(), self.log.dir(), self.index.view_index())
-    }
-}
-
-impl<S: IndexStore> crate::query::ChainRead for Ledger<S> {
-    type Index = S;
-    fn genesis(&self) -> &Genesis {
-        &self.genesis
-    }
-    fn index(&self) -> &S {
-        &self.index
-    }
-    fn block(&self, height: u64) -> Result<CertifiedBlock, LedgerError> {
-        self.log.read(height)
-    }
-    fn visible_height(&self) -> u64 {
-        self.tip.height
-    }
-}
-
-pub(crate) fn trade_status_of(
-    order_id: &str,
-    order: &OrderState,
-    invoices: &[(String, InvoiceState)],
-    shipments: &[(String, ShipmentState)],
-) -> TradeStatus {
-    use ShipmentStatus::*;
-    let all = |f: &dyn Fn(&ShipmentState) -> bool| {
-        !shipments.is_empty() && shipments.iter().all(|(_, s)| f(s))
-    };
-    let reached = |s: &ShipmentState, at: &[ShipmentStatus]| at.contains(&s.status);
-    let names = |f: &dyn Fn(&ShipmentState) -> bool| -> String {
-        let open: Vec<&str> =
-            shipments.iter().filter(|(_, s)| !f(s)).map(|(id, _)| id.as_str()).collect();
-        if shipments.is_empty() {
-            "no shipment booked".into()
-        } else if open.is_empty() {
-            format!("all {} shipment(s)", shipments.len())
-        } else {
-            format!("open: {}", open.join(", "))
-        }
-    };
-    let settled_all = !invoices.is_empty() && invoices.iter().all(|(_, i)| i.settled == i.amount);
-    let settled: crate::model::fields::Decimal =
-        invoices.iter().fold(Default::default(), |a, (_, i)| a.plus(i.settled));
-    let mut legs = vec![
-        Leg {
-            leg: "order_placed",
-            done: true,
-            detail: format!(
-                "{} {} from {} to {}",
-                order.amount, order.currency, order.buyer, order.seller
-            ),
-        },
-        Leg {
-            leg: "order_accepted",
-            done: order.accepted,
-            detail: if order.accepted {
-                "accepted by the seller".into()
-            } else {
-                "awaiting the seller".into()
-            },
-        },
-        Leg {
-            leg: "invoiced",
-            done: !invoices.is_empty(),
-            detail: format!("{} of {} {} invoiced", order.invoiced, order.amount, order.currency),
-        },
-        Leg {
-            leg: "booked",
-            done: !shipments.is_empty(),
-            detail: format!("{} shipment(s)", shipments.len()),
-        },
-    ];
-    type LegTest<'t> = &'t dyn Fn(&ShipmentState) -> bool;
-    let shipment_legs: [(&'static str, LegTest<'_>); 6] = [
-        ("export_cleared", &|s| s.export_cleared),
-        ("departed", &|s| reached(s, &[Departed, Arrived, Delivered, Received])),
-        ("arrived", &|s| reached(s, &[Arrived, Delivered, Received])),
-        ("import_cleared", &|s| s.import_cleared),
-        ("delivered", &|s| reached(s, &[Delivered, Received])),
-        ("received", &|s| s.status == Received),
-    ];
-    for (leg, f) in shipment_legs {
-        legs.push(Leg { leg, done: all(f), detail: names(f) });
-    }
-    legs.push(Leg {
-        leg: "paid",
-        done: settled_all,
-        detail: format!("{settled} of {} {} invoiced settled", order.invoiced, order.currency),
-    });
-    let closed = all(&|s| s.status == Received) && all(&|s| s.import_cleared) && settled_all;
-    let open_legs = legs.iter().filter(|l| !l.done).map(|l| l.leg).collect();
-    TradeStatus {
-        order_id: order_id.into(),
-        buyer: order.buyer.clone(),
-        seller: order.seller.clone(),
-        closed,
-        legs,
-        open_legs,
-    }
 }
 
 type CheckResult = Result<crate::model::event::Event, Rejection>;
@@ -1122,53 +919,6 @@ impl<'a> SharedChecks<'a> {
             })
             .collect()
     }
-}
-
-pub(crate) fn ref_prefix(entity: &[u8]) -> Vec<u8> {
-    let len = u16::try_from(entity.len()).unwrap_or(u16::MAX);
-    let mut key = Vec::with_capacity(2 + entity.len() + 12);
-    key.extend_from_slice(&len.to_be_bytes());
-    key.extend_from_slice(entity);
-    key
-}
-
-pub(crate) fn decode_position(bytes: &[u8]) -> Result<(u64, u32), LedgerError> {
-    if bytes.len() != 12 {
-        return Err(LedgerError::IndexInconsistent("event position is not 12 bytes".into()));
-    }
-    let mut h = [0u8; 8];
-    h.copy_from_slice(&bytes[..8]);
-    let mut i = [0u8; 4];
-    i.copy_from_slice(&bytes[8..]);
-    Ok((u64::from_be_bytes(h), u32::from_be_bytes(i)))
-}
-
-/// An event of a block as a record for display.
-pub fn record_of(block: &CertifiedBlock, index: u32) -> Result<EventRecord, LedgerError> {
-    let height = block.block.header.height;
-    let signed = block.block.events.get(index as usize).ok_or_else(|| {
-        LedgerError::IndexInconsistent(format!(
-            "index points at event {index} of block {height}, which has fewer"
-        ))
-    })?;
-    record_from(&block.block.header, signed, index)
-}
-
-/// The record of event `signed` at position `index` of the block with `header`.
-pub fn record_from(
-    header: &crate::model::block::Header,
-    signed: &SignedEvent,
-    index: u32,
-) -> Result<EventRecord, LedgerError> {
-    crate::query::CommittedEvent {
-        id: signed.id(),
-        height: header.height,
-        index,
-        block_hash: header.hash(),
-        block_time_ms: header.time_ms,
-        event: signed.clone(),
-    }
-    .record()
 }
 
 /// A block executed against a tip and not yet committed: what [`Ledger::commit_prepared`]

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use tradeloop_crypto::SigningKey;
 use tradeloop_ledger::evidence::audit::{verify_data_dir, verify_export, AuditFailure};
+use tradeloop_ledger::export::binary::{write_to, ExportReader};
+use tradeloop_ledger::export::{ExportItem, ExportTrailer};
 use tradeloop_ledger::model::block::{CertifiedBlock, CommitCertificate};
-use tradeloop_ledger::export::binary::{write_to, ExportItem, ExportReader, ExportTrailer};
 use tradeloop_ledger::model::genesis::ValidatorSet;
 use tradeloop_ledger::sample::{trade_events, Cast};
 use tradeloop_ledger::{encoding::codec, Ledger};

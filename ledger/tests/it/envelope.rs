@@ -245,7 +245,8 @@ fn checks_before_signing_agree_with_the_ledger() {
         assert_eq!(before, after, "{extra}");
     }
     // Strict parsing before signing refuses duplicate keys as the envelope parser does.
-    let r = tradeloop_ledger::model::event::parse_body_json(br#"{"amount":"1.00","amount":"9.00"}"#);
+    let r =
+        tradeloop_ledger::model::event::parse_body_json(br#"{"amount":"1.00","amount":"9.00"}"#);
     assert_eq!(r.err().map(|r| r.code.as_str()).as_deref(), Some("MALFORMED_EVENT"));
 }
 

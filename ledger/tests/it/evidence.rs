@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 use serde_json::Value as Json;
 use tradeloop_crypto::{Hash, SigningKey};
 use tradeloop_ledger::evidence::audit::verify_export;
-use tradeloop_ledger::model::block::{CertifiedBlock, CommitCertificate};
 use tradeloop_ledger::evidence::compare::{compare, Comparison, Side};
-use tradeloop_ledger::export::binary::{open_export, ExportItem};
-use tradeloop_ledger::evidence::proof::{event_bundle, trade_bundle, verify_bundle, EvidenceBundle};
+use tradeloop_ledger::evidence::proof::{
+    event_bundle, trade_bundle, verify_bundle, EvidenceBundle,
+};
+use tradeloop_ledger::export::{open_export, ExportItem};
+use tradeloop_ledger::model::block::{CertifiedBlock, CommitCertificate};
 use tradeloop_ledger::sample::{trade_events, Cast};
 use tradeloop_ledger::{Genesis, Ledger, SignedEvent};
 

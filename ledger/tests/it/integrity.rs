@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use tradeloop_ledger::evidence::audit::{verify_data_dir, verify_export};
+use tradeloop_ledger::sample::trade_events;
 use tradeloop_ledger::storage::index::{Fault, FaultPlan, FaultyIndex};
 use tradeloop_ledger::storage::restore::restore;
-use tradeloop_ledger::sample::trade_events;
 use tradeloop_ledger::{Ledger, LedgerError};
 
 use crate::support::*;
@@ -284,7 +284,7 @@ fn events_that_do_not_fit_one_block_go_into_the_next_never_away() {
     // The default bound is left out of the file, so older genesis files keep their hash.
     assert!(!String::from_utf8(doc.to_json_bytes()).unwrap().contains("max_block_bytes"));
     doc.consensus.max_event_bytes = 4096;
-    for bad in [4096 + 100, tradeloop_ledger::storage::blocklog::MAX_BLOCK_BYTES + 1] {
+    for bad in [4096 + 100, tradeloop_ledger::limits::MAX_BLOCK_BYTES + 1] {
         let mut d = doc.clone();
         d.consensus.max_block_bytes = bad;
         assert!(tradeloop_ledger::Genesis::from_doc(d).is_err(), "{bad} accepted");

@@ -3,7 +3,9 @@
 use proptest::prelude::*;
 use tradeloop_ledger::model::block::CertifiedBlock;
 use tradeloop_ledger::sample::{trade_events, Cast};
-use tradeloop_ledger::{check_event, check_event_batch, encoding::codec, encoding::frame, Genesis, SignedEvent};
+use tradeloop_ledger::{
+    check_event, check_event_batch, encoding::codec, encoding::frame, Genesis, SignedEvent,
+};
 
 use crate::support::T0;
 

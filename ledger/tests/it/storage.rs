@@ -133,11 +133,11 @@ fn a_damaged_index_is_detected_and_rebuilt_by_reindex() {
     // Logical damage: the index's tip record points at another block.
     {
         let db = sled::open(data.join("index")).unwrap();
-        let tree = db.open_tree(tradeloop_ledger::storage::store::INDEX_TREE).unwrap();
+        let tree = db.open_tree(tradeloop_ledger::storage::index::INDEX_TREE).unwrap();
         let mut wrong = tip.clone();
         wrong.hash.0[0] ^= 1;
         tree.insert(
-            tradeloop_ledger::storage::store::META_TIP_KEY,
+            tradeloop_ledger::storage::schema::META_TIP_KEY,
             tradeloop_ledger::encoding::codec::encode(&wrong).unwrap(),
         )
         .unwrap();

@@ -17,10 +17,16 @@ use tradeloop_crypto::Hash;
 use tradeloop_ledger::{Rejection, SignedEvent};
 use utoipa::IntoParams;
 
-use super::openapi::{StatusProblems, SubmitBody, SubmitProblems};
+use axum::http::{header, HeaderValue};
+
 use super::problem::{retry_after_seconds, Problem, ProblemCode};
-use super::wire::{EventResult, SubmitResponse};
-use super::{ApiCommand, ApiState, CommitNotice, Committed, Verdict};
+use crate::api::command::{ApiCommand, NodeStatus, Verdict};
+use crate::api::dto::SubmitBody;
+use crate::api::dto::{EventResult, SubmitResponse};
+use crate::api::limits::{NOT_SYNCED_LAG_BLOCKS, NOT_SYNCED_RETRY_MS};
+use crate::api::problems::{DocumentProblems, StatusProblems, SubmitProblems};
+use crate::api::state::ApiState;
+use crate::chain::notice::{CommitNotice, Committed};
 
 /// How long the last `Lookup` may take when a wait ends with a lookup still owed: 1 s.
 const FINAL_LOOKUP_MS: u64 = 1_000;
@@ -36,12 +42,12 @@ pub struct SubmitQuery {
 }
 
 /// Documented as one parameter: the two fields depend on each other (see
-/// [`super::openapi::submit_query_parameter`]).
+/// [`crate::api::dto::submit_query_parameter`]).
 impl IntoParams for SubmitQuery {
     fn into_params(
         _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
     ) -> Vec<utoipa::openapi::path::Parameter> {
-        vec![super::openapi::submit_query_parameter()]
+        vec![crate::api::dto::submit_query_parameter()]
     }
 }
 
@@ -83,7 +89,7 @@ async fn submit(
 ) -> Result<Response, Problem> {
     let wait_ms = wait_ms(state, query)?;
     let lag = state.metrics.sync_lag();
-    if lag > super::NOT_SYNCED_LAG_BLOCKS {
+    if lag > NOT_SYNCED_LAG_BLOCKS {
         return Err(Problem::new(
             ProblemCode::NotSynced,
             format!(
@@ -92,7 +98,7 @@ async fn submit(
                  to another node)"
             ),
         )
-        .retry_after_ms(super::NOT_SYNCED_RETRY_MS));
+        .retry_after_ms(NOT_SYNCED_RETRY_MS));
     }
     let body = body.map_err(|e| body_problem(state, e))?;
     let elements = split_envelopes(&body, state.limits.max_events_per_request)?;
@@ -493,7 +499,7 @@ fn mark(results: &mut [EventResult], slots: &[usize], id: Hash, at: Committed) {
     path = "/v1/status",
     tag = "node",
     responses(
-        (status = 200, description = "The node's status", body = super::NodeStatus),
+        (status = 200, description = "The node's status", body = NodeStatus),
         StatusProblems,
     ),
     security(("bearer" = ["read"])),
@@ -539,4 +545,35 @@ pub async fn not_found() -> Problem {
         ProblemCode::NotFound,
         "no such endpoint; GET /v1/openapi.json describes every endpoint of this API (docs/api.md)",
     )
+}
+
+/// This document
+///
+/// The API's OpenAPI 3.1 document, generated from the node's own types.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "node",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document of this API", body = Object),
+        DocumentProblems,
+    ),
+    security(("bearer" = ["read"])),
+)]
+pub(crate) async fn openapi_json(State(state): State<Arc<ApiState>>) -> Response {
+    let text = match &state.document {
+        Ok(text) => text,
+        Err(e) => {
+            return Problem::new(
+                ProblemCode::Internal,
+                format!("the OpenAPI document could not be serialised: {e}"),
+            )
+            .into_response()
+        }
+    };
+    let mut response = text.clone().into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }

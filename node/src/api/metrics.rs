@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::oneshot;
 
 use super::problem::{Problem, ProblemCode};
-use super::{ApiCommand, ApiState};
+use crate::api::command::ApiCommand;
+use crate::api::state::ApiState;
 use crate::metrics::{gauge_value, Metrics, CONTENT_TYPE};
 
 /// How long a scrape waits for the runtime's status before answering with the gauges it last

@@ -15,25 +15,15 @@
 //! documented operation from the real router and compares the router's own list of routes
 //! ([`super::routes`]) with the document's.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use axum::extract::State;
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
-use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
-use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{
-    AdditionalProperties, AnyOfBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType,
-};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{AdditionalProperties, Schema, SchemaType};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Object, Ref, RefOr, Required, Type};
-use utoipa::{Modify, Number, OpenApi, ToSchema};
+use utoipa::openapi::{Object, RefOr, Type};
+use utoipa::{Modify, Number, OpenApi};
 
-use super::problem::{Problem, ProblemCode};
-use super::wire::{Envelope, EventView, StreamTooSlow};
-use super::{ApiLimits, ApiState};
+use crate::api::dto::{EventView, ProblemDetails, StreamTooSlow, PARAMETER_MAX};
+use crate::api::limits::ApiLimits;
+use crate::api::problems::MetricsProblems;
 
 /// Name of the bearer-token security scheme in the document.
 pub const BEARER: &str = "bearer";
@@ -60,7 +50,7 @@ pub const BEARER: &str = "bearer";
         super::reads::get_trade_proof,
         super::reads::participants,
         super::stream::stream,
-        openapi_json,
+        super::handlers::openapi_json,
         metrics,
     ),
     components(schemas(ProblemDetails, EventView, StreamTooSlow)),
@@ -113,37 +103,6 @@ pub fn openapi_pretty_json() -> Result<String, serde_json::Error> {
     })
 }
 
-/// This document
-///
-/// The API's OpenAPI 3.1 document, generated from the node's own types.
-#[utoipa::path(
-    get,
-    path = "/v1/openapi.json",
-    tag = "node",
-    responses(
-        (status = 200, description = "The OpenAPI 3.1 document of this API", body = Object),
-        DocumentProblems,
-    ),
-    security(("bearer" = ["read"])),
-)]
-pub(super) async fn openapi_json(State(state): State<Arc<ApiState>>) -> Response {
-    let text = match &state.document {
-        Ok(text) => text,
-        Err(e) => {
-            return Problem::new(
-                ProblemCode::Internal,
-                format!("the OpenAPI document could not be serialised: {e}"),
-            )
-            .into_response()
-        }
-    };
-    let mut response = text.clone().into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
 /// The node's metrics
 ///
 /// Prometheus metrics in the OpenMetrics text format: API requests by route and status, the
@@ -187,9 +146,6 @@ impl Modify for BearerScheme {
             .add_security_scheme(BEARER, SecurityScheme::Http(scheme));
     }
 }
-
-/// The largest value of an integer parameter: the handlers read each into a `u64` or `usize`.
-pub const PARAMETER_MAX: u64 = u64::MAX;
 
 /// Every operation of the document.
 fn operations_mut(doc: &mut utoipa::openapi::OpenApi) -> impl Iterator<Item = &mut Operation> {
@@ -236,14 +192,6 @@ fn bound_unsigned(schema: &mut Object) {
     }
 }
 
-/// An unsigned integer of `minimum` to [`PARAMETER_MAX`].
-fn unsigned(minimum: u64) -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(Type::Integer)
-        .minimum(Some(minimum))
-        .maximum(Some(PARAMETER_MAX))
-}
-
 /// `POST /v1/events` takes one envelope or an array of 1 to `max_events` of them (400
 /// `NO_EVENTS` below, 413 `TOO_MANY_EVENTS` above); an envelope has exactly `body` and
 /// `signature` (the ledger's parser refuses any other member; the wire type itself stays
@@ -281,276 +229,6 @@ fn open_security(doc: &mut utoipa::openapi::OpenApi) {
     doc.info.description = Some(description + OPEN_NODE_NOTE);
 }
 
-/// The query of `POST /v1/events` as one parameter whose properties are the query's parameters
-/// (`style: form`, `explode: true`). OpenAPI cannot tie two parameters together, and the node
-/// does: `timeout_ms` is the length of a commit wait, so it comes only with `wait=commit` (400
-/// `BAD_QUERY` otherwise); `wait=none`, or no query, waits for nothing.
-pub(super) fn submit_query_parameter() -> Parameter {
-    let wait = |value: &str, description: &str| {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some([value]))
-            .description(Some(description))
-    };
-    let commit = ObjectBuilder::new()
-        .schema_type(Type::Object)
-        .title(Some("Wait for the commit"))
-        .property(
-            "wait",
-            wait("commit", "Wait until every accepted event is committed, or the wait ends."),
-        )
-        .required("wait")
-        .property(
-            "timeout_ms",
-            unsigned(0).description(Some(
-                "How long to wait, in milliseconds (default `default_wait_ms`, capped by \
-                 `max_wait_ms`).",
-            )),
-        )
-        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
-    let no_wait = ObjectBuilder::new()
-        .schema_type(Type::Object)
-        .title(Some("No wait"))
-        .property("wait", wait("none", "Answer once the events are admitted (the default)."))
-        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
-    let query = AnyOfBuilder::new().schema_type(Type::Object).item(commit).item(no_wait);
-    ParameterBuilder::new()
-        .name("wait")
-        .parameter_in(ParameterIn::Query)
-        .required(Required::False)
-        .style(Some(ParameterStyle::Form))
-        .explode(Some(true))
-        .description(Some(
-            "`wait=commit` to wait for the events to be committed, with `timeout_ms=N` to bound \
-             the wait; `wait=none` (the default) not to. `timeout_ms` without `wait=commit` is \
-             400 `BAD_QUERY`; so is any other parameter.",
-        ))
-        .schema(Some(query))
-        .example(Some(serde_json::json!({"wait": "commit", "timeout_ms": 5000})))
-        .build()
-}
-
-/// An RFC 9457 problem, the body of every whole-request error (`application/problem+json`).
-#[derive(ToSchema)]
-#[schema(as = Problem)]
-#[allow(dead_code)] // a schema only: `Problem` writes the same members
-struct ProblemDetails {
-    /// `urn:tradeloop:problem:CODE`.
-    #[serde(rename = "type")]
-    #[schema(example = "urn:tradeloop:problem:TOO_MANY_EVENTS")]
-    kind: String,
-    /// A short summary of the code, the same for every occurrence.
-    #[schema(example = "Too many events in one request")]
-    title: String,
-    /// The HTTP status.
-    #[schema(example = 413)]
-    status: u16,
-    /// What was wrong in this request and what to do.
-    detail: String,
-    /// The stable code (docs/api.md); codes are never renamed, only added.
-    #[schema(example = "TOO_MANY_EVENTS")]
-    code: String,
-    /// How long to wait before retrying, in milliseconds (with `MEMPOOL_FULL`).
-    #[schema(nullable = false)]
-    retry_after_ms: Option<u64>,
-    /// With a `POST /v1/events` that admitted no event (409, 422, 429): one result per event,
-    /// in request order, as a 200 answer has them.
-    #[schema(nullable = false)]
-    results: Option<Vec<super::wire::EventResult>>,
-}
-
-/// The body of `POST /v1/events`.
-#[derive(ToSchema)]
-#[serde(untagged)]
-#[allow(dead_code)] // a schema only: the handler reads each element's exact bytes
-pub(super) enum SubmitBody {
-    /// One envelope.
-    One(Envelope),
-    /// An array of envelopes, answered in order.
-    Many(Vec<Envelope>),
-}
-
-/// An evidence bundle (docs/formats.md, "Evidence bundle"): one event, or every event of a
-/// trade, with the block headers and commit certificates that let a third party check it
-/// offline with the genesis alone (`tradeloop verify-proof`). Every byte string is lower-case
-/// hex; every object has exactly the fields the format names.
-#[derive(ToSchema)]
-#[allow(dead_code)] // a schema only: the ledger writes the bundle (`EvidenceBundle::to_json`)
-pub(super) struct EvidenceBundle {
-    /// `tradeloop/evidence`.
-    #[schema(example = "tradeloop/evidence")]
-    format: String,
-    /// The format's version.
-    #[schema(example = 1)]
-    version: u32,
-    /// The genesis hash.
-    #[schema(pattern = "^[0-9a-f]{64}$")]
-    chain: String,
-    /// Each block holding an event of the bundle, once, by height: `header` and `certificate`.
-    #[schema(value_type = Vec<Object>)]
-    blocks: Vec<serde_json::Value>,
-    /// The events in ledger order: height, index, id, body (hex of the canonical bytes),
-    /// signature and Merkle proof.
-    #[schema(value_type = Vec<Object>)]
-    events: Vec<serde_json::Value>,
-}
-
-/// One server-sent event of `GET /v1/stream`, as OpenAPI 3.1 tools read a `text/event-stream`
-/// answer's schema (each event's fields; OpenAPI 3.2 calls it `itemSchema`): an `event` with an
-/// `EventView` as JSON data and its position as id, or the last `too_slow` with a
-/// `StreamTooSlow`. Heartbeats are comments, not events.
-pub(super) struct StreamEvent;
-
-impl utoipa::PartialSchema for StreamEvent {
-    fn schema() -> RefOr<Schema> {
-        let json = |schema: &str| {
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .content_media_type("application/json")
-                .content_schema(Some(Ref::from_schema_name(schema)))
-        };
-        let name =
-            |name: &str| ObjectBuilder::new().schema_type(Type::String).enum_values(Some([name]));
-        let event = ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .title(Some("A committed event"))
-            .property("event", name(super::stream::EVENT_NAME))
-            .required("event")
-            .property(
-                "id",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some("^[0-9]+:[0-9]+$"))
-                    .description(Some("`HEIGHT:INDEX`, for `Last-Event-ID`")),
-            )
-            .required("id")
-            .property("data", json("EventView"))
-            .required("data");
-        let too_slow = ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .title(Some("The last event to a client too slow to take its events"))
-            .property("event", name(super::stream::TOO_SLOW_NAME))
-            .required("event")
-            .property("data", json("StreamTooSlow"))
-            .required("data");
-        RefOr::T(Schema::OneOf(OneOfBuilder::new().item(event).item(too_slow).build()))
-    }
-}
-
-impl ToSchema for StreamEvent {}
-
-/// Codes every operation can answer: the token check, the concurrency limit, the timeout and a
-/// failure inside the node.
-const COMMON: &[ProblemCode] = &[
-    ProblemCode::Unauthorized,
-    ProblemCode::Forbidden,
-    ProblemCode::Overloaded,
-    ProblemCode::Timeout,
-    ProblemCode::Internal,
-];
-
-/// The problem answers of an operation that can answer `codes` (and [`COMMON`]), one response
-/// per HTTP status, each naming its codes.
-fn problem_responses(codes: &[ProblemCode]) -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
-    let mut by_status: BTreeMap<u16, Vec<&'static str>> = BTreeMap::new();
-    for code in codes.iter().chain(COMMON) {
-        let names = by_status.entry(code.status().as_u16()).or_default();
-        if !names.contains(&code.as_str()) {
-            names.push(code.as_str());
-        }
-    }
-    by_status
-        .into_iter()
-        .map(|(status, mut names)| {
-            names.sort_unstable();
-            let list = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
-            let description = if status == 422 {
-                format!(
-                    "No event was admitted and the ledger's checks or rules refused at least one; \
-                     `code` is that rejection code (docs/events.md) when every refused event has \
-                     the same one, else {list}; `results` has each event's result"
-                )
-            } else if names.len() == 1 {
-                format!("A problem with `code` {list}")
-            } else {
-                format!("A problem; `code` is one of {list}")
-            };
-            let content =
-                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
-            let mut response = ResponseBuilder::new()
-                .description(description)
-                .content("application/problem+json", content);
-            if status == 401 {
-                response = response.header(
-                    "WWW-Authenticate",
-                    HeaderBuilder::new()
-                        .schema(Some(Object::with_type(Type::String)))
-                        .description(Some("`Bearer`"))
-                        .build(),
-                );
-            }
-            if status == 429 || status == 503 {
-                response = response.header(
-                    "Retry-After",
-                    HeaderBuilder::new()
-                        .schema(Some(Object::with_type(Type::Integer)))
-                        .description(Some(
-                            "Seconds to wait before retrying, when the node knows (whole \
-                             seconds, rounded up, at least 1)",
-                        ))
-                        .build(),
-                );
-            }
-            (status.to_string(), RefOr::T(response.build()))
-        })
-        .collect()
-}
-
-/// Declares a type whose `IntoResponses` are the problem answers of some codes.
-macro_rules! problems {
-    ($($(#[$doc:meta])* $name:ident: [$($code:ident),* $(,)?];)*) => {$(
-        $(#[$doc])*
-        pub(super) struct $name;
-
-        impl utoipa::IntoResponses for $name {
-            fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
-                problem_responses(&[$(ProblemCode::$code),*])
-            }
-        }
-    )*};
-}
-
-problems! {
-    /// Problems of `POST /v1/events`.
-    SubmitProblems: [MalformedJson, NotEvents, NoEvents, BadQuery, AlreadyCommitted,
-        EventsRejected, BodyTooLarge, TooManyEvents, MempoolFull, NodeUnavailable, NodeBusy,
-        NotSynced];
-    /// Problems of `GET /v1/status`.
-    StatusProblems: [NodeUnavailable, NodeBusy];
-    /// Problems of `GET /v1/events/{id}`.
-    EventProblems: [BadPath, EventNotFound, Storage];
-    /// Problems of `GET /v1/events/{id}/proof`.
-    EventProofProblems: [BadPath, EventNotFound, NotOnLedger, TooManyEvents, Storage];
-    /// Problems of `GET /v1/blocks`.
-    BlocksProblems: [BadQuery, Storage];
-    /// Problems of `GET /v1/blocks/{height}`.
-    BlockProblems: [BadPath, BlockNotFound, Storage];
-    /// Problems of `GET /v1/trace/{reference}`.
-    TraceProblems: [BadPath, BadQuery, NotOnLedger, Storage];
-    /// Problems of `GET /v1/trades/{order_id}`.
-    TradeProblems: [BadPath, NotOnLedger, Storage];
-    /// Problems of `GET /v1/trades/{order_id}/proof`.
-    TradeProofProblems: [BadPath, NotOnLedger, TooManyEvents, Storage];
-    /// Problems of `GET /v1/participants`.
-    ParticipantsProblems: [];
-    /// Problems of `GET /v1/stream`.
-    StreamProblems: [BadQuery, TooManyStreams, Storage];
-    /// Problems of `GET /v1/openapi.json`.
-    DocumentProblems: [];
-    /// Problems of `GET /metrics`.
-    MetricsProblems: [NodeUnavailable];
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -568,7 +246,13 @@ mod tests {
     use super::*;
     use crate::api::auth::{Access, Scope, TokenEntry};
     use crate::api::testing::{empty_ledger, run_fake_runtime, FakeRuntime};
-    use crate::api::{router_with_shared, routes, ApiLimits, ApiShared};
+    use axum::http::header;
+
+    use axum::response::IntoResponse;
+
+    use crate::api::problem::{Problem, ProblemCode};
+    use crate::api::router::routes;
+    use crate::api::{router_with_shared, ApiLimits, ApiShared};
 
     /// No request of these tests takes longer.
     const DEADLINE: Duration = Duration::from_secs(10);

@@ -17,15 +17,16 @@ use tradeloop_ledger::query::{CommittedEvent, LedgerView, ViewAt};
 use tradeloop_ledger::LedgerError;
 use utoipa::IntoParams;
 
-use super::openapi::{
-    BlockProblems, BlocksProblems, EventProblems, EventProofProblems, EvidenceBundle,
-    ParticipantsProblems, TraceProblems, TradeProblems, TradeProofProblems,
-};
 use super::problem::{Problem, ProblemCode};
-use super::wire::{
+use crate::api::dto::EvidenceBundle;
+use crate::api::dto::{
     BlockView, BlocksPage, EventView, ParticipantView, ParticipantsView, TraceView, TradeView,
 };
-use super::ApiState;
+use crate::api::problems::{
+    BlockProblems, BlocksProblems, EventProblems, EventProofProblems, ParticipantsProblems,
+    TraceProblems, TradeProblems, TradeProofProblems,
+};
+use crate::api::state::ApiState;
 
 /// Runs `f` on the blocking pool against the view at the current tip.
 pub(super) async fn read<T: Send + 'static>(

@@ -30,16 +30,13 @@ use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit};
 use tradeloop_ledger::query::CommittedEvent;
 use utoipa::IntoParams;
 
-use super::openapi::{StreamEvent, StreamProblems};
 use super::problem::{Problem, ProblemCode};
 use super::reads::{storage, view_of};
-use super::wire::{EventView, StreamTooSlow};
-use super::{ApiState, CommitNotice};
-
-/// The SSE event name of a committed event.
-pub const EVENT_NAME: &str = "event";
-/// The SSE event name of the last message to a client that was too slow.
-pub const TOO_SLOW_NAME: &str = "too_slow";
+use crate::api::dto::{EventView, StreamTooSlow};
+use crate::api::dto::{StreamEvent, STREAM_EVENT_NAME, STREAM_TOO_SLOW_NAME};
+use crate::api::problems::StreamProblems;
+use crate::api::state::ApiState;
+use crate::chain::notice::CommitNotice;
 
 /// Query of `GET /v1/stream`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -217,7 +214,8 @@ async fn produce(
             let Ok(events) = events else { return };
             for view in events {
                 let id = format!("{}:{}", view.height, view.index);
-                let Ok(event) = Event::default().id(id).event(EVENT_NAME).json_data(&view) else {
+                let Ok(event) = Event::default().id(id).event(STREAM_EVENT_NAME).json_data(&view)
+                else {
                     return;
                 };
                 let sent = tokio::select! {
@@ -264,9 +262,9 @@ fn too_slow_word(next: &EventView, stall: Duration) -> Event {
         next_event: format!("{}:{}", next.height, next.index),
     };
     Event::default()
-        .event(TOO_SLOW_NAME)
+        .event(STREAM_TOO_SLOW_NAME)
         .json_data(&word)
-        .unwrap_or_else(|_| Event::default().event(TOO_SLOW_NAME).data("STREAM_TOO_SLOW"))
+        .unwrap_or_else(|_| Event::default().event(STREAM_TOO_SLOW_NAME).data("STREAM_TOO_SLOW"))
 }
 
 #[cfg(test)]

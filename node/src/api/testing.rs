@@ -14,7 +14,8 @@ use tradeloop_ledger::query::LedgerView;
 use tradeloop_ledger::sample::Cast;
 use tradeloop_ledger::{Ledger, SignedEvent};
 
-use super::{ApiCommand, ApiLimits, CommitNotice, Committed, NodeStatus, Verdict};
+use super::{ApiCommand, ApiLimits, NodeStatus, Verdict};
+use crate::chain::notice::{CommitNotice, Committed};
 
 /// Capacity of the fake's commit broadcast.
 pub const FAKE_COMMIT_BROADCAST: usize = 64;

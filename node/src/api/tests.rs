@@ -17,6 +17,7 @@ use tradeloop_ledger::SignedEvent;
 
 use super::testing::{fake_block_hash, run_fake_runtime, sample_status, FakeRuntime};
 use super::*;
+use crate::chain::notice::{CommitNotice, Committed, Evicted};
 
 /// No test waits longer than this for anything.
 const TEST_DEADLINE: Duration = Duration::from_secs(10);

@@ -12,8 +12,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use tradeloop_ledger::storage::failpoint;
 use tradeloop_ledger::encoding::frame::{self, FrameRead};
+use tradeloop_ledger::storage::failpoint;
 
 /// Magic bytes at the start of every WAL file.
 pub const WAL_MAGIC: &[u8; 8] = b"TLWAL001";

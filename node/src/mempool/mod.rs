@@ -39,8 +39,8 @@ use std::collections::{BTreeMap, VecDeque};
 use foldhash::{HashMap, HashMapExt, HashSet};
 
 use tradeloop_crypto::Hash;
-use tradeloop_ledger::rules::{ApplyError, BlockExecutor, Footprint};
 use tradeloop_ledger::rules::state::StateRead;
+use tradeloop_ledger::rules::{ApplyError, BlockExecutor, Footprint};
 use tradeloop_ledger::{Event, Genesis, LedgerError, RejectCode, Rejection, SignedEvent};
 
 /// The pending events' state writes: key -> the values written to it, each tagged with its

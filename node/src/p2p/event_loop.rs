@@ -23,9 +23,12 @@ use tokio::time::Instant;
 use tradeloop_crypto::PublicKey;
 
 use super::codec::ByteCodec;
-use super::{
-    peer_id, public_key, topic_of, GossipId, P2pConfig, P2pError, P2pEvent, P2pHandle, P2pLimits,
-    P2pStats, Responder, Topic, Verdict, GOSSIP_FRAMING_BYTES,
+use crate::p2p::command::Command;
+use crate::p2p::config::{P2pConfig, P2pLimits, GOSSIP_FRAMING_BYTES};
+use crate::p2p::handle::P2pHandle;
+use crate::p2p::protocol::{
+    peer_id, public_key, topic_of, GossipId, P2pError, P2pEvent, P2pStats, Responder, Topic,
+    Verdict,
 };
 
 /// Weight of gossipsub's invalid-message term (P4): a peer's topic score is this times the
@@ -42,18 +45,6 @@ const TICK_MS: u64 = 100;
 const GOSSIP_FRAME_FACTOR: usize = 2;
 /// Identify protocol version string.
 const IDENTIFY_PROTOCOL: &str = "/tradeloop/id/1";
-
-/// A handle's request to the event loop, with its one-shot reply.
-#[derive(Debug)]
-pub(crate) enum Command {
-    Publish { topic: Topic, data: Vec<u8>, reply: oneshot::Sender<Result<(), P2pError>> },
-    Request { peer: PublicKey, data: Vec<u8>, reply: oneshot::Sender<Result<Vec<u8>, P2pError>> },
-    Report { id: GossipId, verdict: Verdict },
-    Peers(oneshot::Sender<Vec<PublicKey>>),
-    PeerScore { peer: PublicKey, reply: oneshot::Sender<Option<f64>> },
-    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
-    Shutdown(oneshot::Sender<()>),
-}
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {

@@ -273,7 +273,8 @@ fn clocks_further_apart_than_the_window_cost_rounds_not_safety() {
 #[test]
 fn a_simulated_chain_verifies_offline_and_a_tampered_certificate_does_not() {
     use tradeloop_ledger::evidence::audit::verify_export;
-    use tradeloop_ledger::export::binary::{write_to, ExportItem, ExportReader};
+    use tradeloop_ledger::export::binary::{write_to, ExportReader};
+    use tradeloop_ledger::export::ExportItem;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sim.tlx");
     let config = SimConfig { export_to: Some(path.clone()), ..scenario("lossy", 4, 5) };

@@ -91,7 +91,7 @@ fn latency(mut samples: Vec<Duration>, wall: Duration) -> Latency {
 }
 
 pub fn run(args: ApiArgs) -> Result<()> {
-    let (_temp, dir) = super::devnet_dir(args.keep.as_deref())?;
+    let (_temp, dir) = super::host::devnet_dir(args.keep.as_deref())?;
     let clients = usize::try_from(args.clients)?;
     let events = usize::try_from(args.events)?;
     let nodes = devnet::init(&devnet::InitArgs {
@@ -114,7 +114,7 @@ pub fn run(args: ApiArgs) -> Result<()> {
     writeln!(
         Out,
         "bench api: {} cores, {clients} clients, {} events a phase ({trades_per_phase} trades of {per_trade}), {rounds} rounds",
-        super::cores(),
+        super::host::cores(),
         trades_per_phase * per_trade as u64
     )?;
     let ingress =

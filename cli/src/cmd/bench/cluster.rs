@@ -84,7 +84,7 @@ struct Sample {
 }
 
 pub fn run(args: ClusterArgs) -> Result<()> {
-    let (_temp, dir) = super::devnet_dir(args.keep.as_deref())?;
+    let (_temp, dir) = super::host::devnet_dir(args.keep.as_deref())?;
     // The reference is measured three times: once before the network starts and twice after
     // it stops, on fresh ledgers, and its median used. One run of a few seconds moved by
     // +-20% on this machine from one minute to the next; the network's phases take a minute.
@@ -94,7 +94,7 @@ pub fn run(args: ClusterArgs) -> Result<()> {
             Diag,
             "measuring the single-validator append rate ({n} events, run 1 of {APPEND_RUNS})..."
         );
-        let bench = super::AppendBench::new(n, 1000)?;
+        let bench = super::append::AppendBench::new(n, 1000)?;
         let first = bench.measure()?;
         Some((n, bench, first))
     } else {
@@ -121,7 +121,7 @@ pub fn run(args: ClusterArgs) -> Result<()> {
         "bench cluster: {} validators + {} member nodes as processes on loopback, {} cores",
         args.validators,
         args.full_nodes,
-        super::cores()
+        super::host::cores()
     )?;
     if args.events == 0 {
         empty_heights(&agent, &nodes)?;
@@ -167,7 +167,7 @@ struct Measured {
     /// Node CPU seconds before and after the saturation phase, and this process's in it.
     cpu: (Option<f64>, Option<f64>, Option<f64>),
     /// Host ticks at the start, between the phases and at the end.
-    host: [Option<super::HostTicks>; 3],
+    host: [Option<super::host::HostTicks>; 3],
 }
 
 impl Bench<'_> {
@@ -180,18 +180,18 @@ impl Bench<'_> {
         let wire0 = wire_bytes(self.nodes);
         let h_start = height(self.agent, &self.nodes[0])?;
         let cpu0 = nodes_cpu(running);
-        let bench_cpu0 = super::cpu_seconds("self");
-        let host0 = super::HostTicks::now();
+        let bench_cpu0 = super::host::cpu_seconds("self");
+        let host0 = super::host::HostTicks::now();
         let saturated = self.saturation(&signed)?;
         let cpu1 = nodes_cpu(running);
-        let bench_cpu = super::cpu_seconds("self").zip(bench_cpu0).map(|(b, a)| b - a);
-        let host1 = super::HostTicks::now();
+        let bench_cpu = super::host::cpu_seconds("self").zip(bench_cpu0).map(|(b, a)| b - a);
+        let host1 = super::host::HostTicks::now();
         if saturated.committed == 0 {
             bail!("nothing committed in the saturation phase: {}", saturated.problem);
         }
         let h_mid = height(self.agent, &self.nodes[0])?;
         let halfway = self.half_rate(saturated.rate / 2.0, trades + 1)?;
-        let host2 = super::HostTicks::now();
+        let host2 = super::host::HostTicks::now();
         let wire1 = wire_bytes(self.nodes);
         let h_end = height(self.agent, &self.nodes[0])?;
         Ok(Measured {
@@ -302,7 +302,7 @@ fn client_bodies(
 }
 
 /// The single-validator append bench: its event count, the bench and its first run.
-type AppendRef = Option<(u64, super::AppendBench, super::AppendRate)>;
+type AppendRef = Option<(u64, super::append::AppendBench, super::append::AppendRate)>;
 
 impl Measured {
     /// Blocks, p2p bytes, steal, CPU, and the reference (the append rate measured again).
@@ -325,7 +325,7 @@ impl Measured {
             _ => writeln!(Out, "  p2p bytes sent: not measured (`ss -tinH` gave no byte counters)")?,
         }
         // A VM's hypervisor may run other guests on its cores: time this machine did not get.
-        let steal = |from: Option<super::HostTicks>, to: Option<super::HostTicks>| {
+        let steal = |from: Option<super::host::HostTicks>, to: Option<super::host::HostTicks>| {
             from.zip(to)
                 .and_then(|(a, b)| b.steal_since(a))
                 .map_or_else(|| "not measured".to_string(), |s| format!("{:.0}%", s * 100.0))
@@ -352,7 +352,7 @@ impl Measured {
         writeln!(Out, "  node CPU (saturation): {per_event:.0} us per committed event, all nodes; {per_node:.0} us a node")?;
         if let Some(own) = bench_cpu {
             let secs = saturated.secs;
-            writeln!(Out, "  beside them: this process (the {} HTTP clients) {:.0} us per committed event; {:.0}% of the cores' time in the phase", bench.args.clients, own * 1e6 / saturated.committed as f64, own * 100.0 / (secs * super::cores() as f64))?;
+            writeln!(Out, "  beside them: this process (the {} HTTP clients) {:.0} us per committed event; {:.0}% of the cores' time in the phase", bench.args.clients, own * 1e6 / saturated.committed as f64, own * 100.0 / (secs * super::host::cores() as f64))?;
         }
         Ok(Some(per_node))
     }
@@ -366,8 +366,8 @@ fn report_reference(
     halfway: &Summary,
     node_cpu: Option<f64>,
     n: u64,
-    bench: &super::AppendBench,
-    first: super::AppendRate,
+    bench: &super::append::AppendBench,
+    first: super::append::AppendRate,
 ) -> Result<()> {
     let mut runs = vec![first];
     for i in 2..=APPEND_RUNS {
@@ -402,7 +402,11 @@ fn report_reference(
 
 /// CPU seconds used so far by all node processes.
 fn nodes_cpu(running: &devnet::Running) -> Option<f64> {
-    running.children.iter().map(|(_, child)| super::cpu_seconds(&child.id().to_string())).sum()
+    running
+        .children
+        .iter()
+        .map(|(_, child)| super::host::cpu_seconds(&child.id().to_string()))
+        .sum()
 }
 
 /// The sample trades numbered `range`, signed in parallel.

@@ -18,8 +18,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::clock::{ClockChange, ClockWatch};
 use tradeloop_crypto::{Hash, SigningKey};
-use tradeloop_ledger::model::block::Tip;
 use tradeloop_ledger::execute::{check_events, CHECK_CHUNK_EVENTS};
+use tradeloop_ledger::model::block::Tip;
 use tradeloop_ledger::storage::index::{IndexStore, SledIndex};
 use tradeloop_ledger::storage::store::Prepared;
 use tradeloop_ledger::{
@@ -52,7 +52,9 @@ fn collect_index_garbage() {
     }
 }
 
-pub use crate::api::{CommitNotice, Committed, Evicted};
+pub mod notice;
+
+pub use notice::{CommitNotice, Committed, Evicted};
 
 /// Where the chain worker runs the stateless checks (signature included) of the events it
 /// has not checked before (`[runtime] verify_threads`, docs/operations.md).

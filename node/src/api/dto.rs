@@ -5,9 +5,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tradeloop_crypto::Hash;
 use tradeloop_ledger::query::CommittedEvent;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
+use utoipa::openapi::schema::{
+    AdditionalProperties, AnyOfBuilder, ObjectBuilder, OneOfBuilder, Schema,
+};
+use utoipa::openapi::{Ref, RefOr, Required, Type};
 use utoipa::ToSchema;
 
-use super::{hex_hash, Committed, Verdict};
+use crate::api::command::Verdict;
+use crate::chain::notice::Committed;
+use crate::hex_hash;
 
 /// The body of a 200 answer to `POST /v1/events`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -347,7 +354,7 @@ pub struct LegView {
 
 impl TradeView {
     /// The view of a trade status read at `height`.
-    pub fn new(s: tradeloop_ledger::storage::store::TradeStatus, height: u64) -> TradeView {
+    pub fn new(s: tradeloop_ledger::query::TradeStatus, height: u64) -> TradeView {
         TradeView {
             order_id: s.order_id,
             height,
@@ -414,4 +421,178 @@ pub struct StreamTooSlow {
     pub detail: String,
     /// Id (`HEIGHT:INDEX`) of the first event the client did not get.
     pub next_event: String,
+}
+
+/// The SSE event name of a committed event on `GET /v1/stream`.
+pub const STREAM_EVENT_NAME: &str = "event";
+/// The SSE event name of the last message of a stream that fell behind.
+pub const STREAM_TOO_SLOW_NAME: &str = "too_slow";
+
+/// An RFC 9457 problem, the body of every whole-request error (`application/problem+json`).
+#[derive(ToSchema)]
+#[schema(as = Problem)]
+#[allow(dead_code)] // a schema only: `Problem` writes the same members
+pub(crate) struct ProblemDetails {
+    /// `urn:tradeloop:problem:CODE`.
+    #[serde(rename = "type")]
+    #[schema(example = "urn:tradeloop:problem:TOO_MANY_EVENTS")]
+    kind: String,
+    /// A short summary of the code, the same for every occurrence.
+    #[schema(example = "Too many events in one request")]
+    title: String,
+    /// The HTTP status.
+    #[schema(example = 413)]
+    status: u16,
+    /// What was wrong in this request and what to do.
+    detail: String,
+    /// The stable code (docs/api.md); codes are never renamed, only added.
+    #[schema(example = "TOO_MANY_EVENTS")]
+    code: String,
+    /// How long to wait before retrying, in milliseconds (with `MEMPOOL_FULL`).
+    #[schema(nullable = false)]
+    retry_after_ms: Option<u64>,
+    /// With a `POST /v1/events` that admitted no event (409, 422, 429): one result per event,
+    /// in request order, as a 200 answer has them.
+    #[schema(nullable = false)]
+    results: Option<Vec<EventResult>>,
+}
+
+/// The body of `POST /v1/events`.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // a schema only: the handler reads each element's exact bytes
+pub(crate) enum SubmitBody {
+    /// One envelope.
+    One(Envelope),
+    /// An array of envelopes, answered in order.
+    Many(Vec<Envelope>),
+}
+
+/// An evidence bundle (docs/formats.md, "Evidence bundle"): one event, or every event of a
+/// trade, with the block headers and commit certificates that let a third party check it
+/// offline with the genesis alone (`tradeloop verify-proof`). Every byte string is lower-case
+/// hex; every object has exactly the fields the format names.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a schema only: the ledger writes the bundle (`EvidenceBundle::to_json`)
+pub(crate) struct EvidenceBundle {
+    /// `tradeloop/evidence`.
+    #[schema(example = "tradeloop/evidence")]
+    format: String,
+    /// The format's version.
+    #[schema(example = 1)]
+    version: u32,
+    /// The genesis hash.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    chain: String,
+    /// Each block holding an event of the bundle, once, by height: `header` and `certificate`.
+    #[schema(value_type = Vec<Object>)]
+    blocks: Vec<serde_json::Value>,
+    /// The events in ledger order: height, index, id, body (hex of the canonical bytes),
+    /// signature and Merkle proof.
+    #[schema(value_type = Vec<Object>)]
+    events: Vec<serde_json::Value>,
+}
+
+/// One server-sent event of `GET /v1/stream`, as OpenAPI 3.1 tools read a `text/event-stream`
+/// answer's schema (each event's fields; OpenAPI 3.2 calls it `itemSchema`): an `event` with an
+/// `EventView` as JSON data and its position as id, or the last `too_slow` with a
+/// `StreamTooSlow`. Heartbeats are comments, not events.
+pub(crate) struct StreamEvent;
+
+impl utoipa::PartialSchema for StreamEvent {
+    fn schema() -> RefOr<Schema> {
+        let json = |schema: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .content_media_type("application/json")
+                .content_schema(Some(Ref::from_schema_name(schema)))
+        };
+        let name =
+            |name: &str| ObjectBuilder::new().schema_type(Type::String).enum_values(Some([name]));
+        let event = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .title(Some("A committed event"))
+            .property("event", name(STREAM_EVENT_NAME))
+            .required("event")
+            .property(
+                "id",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[0-9]+:[0-9]+$"))
+                    .description(Some("`HEIGHT:INDEX`, for `Last-Event-ID`")),
+            )
+            .required("id")
+            .property("data", json("EventView"))
+            .required("data");
+        let too_slow = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .title(Some("The last event to a client too slow to take its events"))
+            .property("event", name(STREAM_TOO_SLOW_NAME))
+            .required("event")
+            .property("data", json("StreamTooSlow"))
+            .required("data");
+        RefOr::T(Schema::OneOf(OneOfBuilder::new().item(event).item(too_slow).build()))
+    }
+}
+
+impl ToSchema for StreamEvent {}
+
+/// The query of `POST /v1/events` as one parameter whose properties are the query's parameters
+/// (`style: form`, `explode: true`). OpenAPI cannot tie two parameters together, and the node
+/// does: `timeout_ms` is the length of a commit wait, so it comes only with `wait=commit` (400
+/// `BAD_QUERY` otherwise); `wait=none`, or no query, waits for nothing.
+pub(crate) fn submit_query_parameter() -> Parameter {
+    let wait = |value: &str, description: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some([value]))
+            .description(Some(description))
+    };
+    let commit = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .title(Some("Wait for the commit"))
+        .property(
+            "wait",
+            wait("commit", "Wait until every accepted event is committed, or the wait ends."),
+        )
+        .required("wait")
+        .property(
+            "timeout_ms",
+            unsigned(0).description(Some(
+                "How long to wait, in milliseconds (default `default_wait_ms`, capped by \
+                 `max_wait_ms`).",
+            )),
+        )
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    let no_wait = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .title(Some("No wait"))
+        .property("wait", wait("none", "Answer once the events are admitted (the default)."))
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    let query = AnyOfBuilder::new().schema_type(Type::Object).item(commit).item(no_wait);
+    ParameterBuilder::new()
+        .name("wait")
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .style(Some(ParameterStyle::Form))
+        .explode(Some(true))
+        .description(Some(
+            "`wait=commit` to wait for the events to be committed, with `timeout_ms=N` to bound \
+             the wait; `wait=none` (the default) not to. `timeout_ms` without `wait=commit` is \
+             400 `BAD_QUERY`; so is any other parameter.",
+        ))
+        .schema(Some(query))
+        .example(Some(serde_json::json!({"wait": "commit", "timeout_ms": 5000})))
+        .build()
+}
+
+/// The largest value of an integer parameter: the handlers read each into a `u64` or `usize`.
+pub const PARAMETER_MAX: u64 = u64::MAX;
+
+/// An unsigned integer of `minimum` to [`PARAMETER_MAX`].
+pub(crate) fn unsigned(minimum: u64) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(minimum))
+        .maximum(Some(PARAMETER_MAX))
 }
