@@ -21,7 +21,7 @@ use tradeloop_node::consensus::context::{Address, BlockHash, Height, Proposal, V
 use tradeloop_node::consensus::guard::{Position, SignGuard, Step};
 use tradeloop_node::consensus::wal::Wal;
 use tradeloop_node::consensus::walrecord::WalRecord;
-use tradeloop_node::wire;
+use tradeloop_node::net::message;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 

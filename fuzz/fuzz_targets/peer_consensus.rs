@@ -9,7 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use tradeloop_node::consensus::parts::PartAssembler;
-use tradeloop_node::wire::{self, ConsensusWire};
+use tradeloop_node::net::message::{self, ConsensusWire};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(message) = wire::gossip_unframe(data) else {

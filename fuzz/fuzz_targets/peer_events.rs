@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tradeloop_node::wire::{EventBatch, MAX_BATCH_EVENTS};
+use tradeloop_node::net::message::{EventBatch, MAX_BATCH_EVENTS};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(batch) = EventBatch::decode(data) else {

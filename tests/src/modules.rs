@@ -327,3 +327,24 @@ pub fn edges_within(graph: &Graph, circle: &[String]) -> Vec<String> {
     }
     out
 }
+
+/// Every module `start` reaches through its imports, itself included, each with the path of
+/// imports that reaches it (for a failure message).
+#[must_use]
+pub fn reachable(graph: &Graph, start: &ModPath) -> BTreeMap<ModPath, Vec<String>> {
+    let name = |m: &ModPath| if m.is_empty() { "crate".to_string() } else { m.join("::") };
+    let mut seen = BTreeMap::from([(start.clone(), vec![name(start)])]);
+    let mut stack = vec![start.clone()];
+    while let Some(module) = stack.pop() {
+        let path = seen[&module].clone();
+        for next in graph.edges.get(&module).into_iter().flatten() {
+            if !seen.contains_key(next) {
+                let mut longer = path.clone();
+                longer.push(name(next));
+                seen.insert(next.clone(), longer);
+                stack.push(next.clone());
+            }
+        }
+    }
+    seen
+}

@@ -326,14 +326,14 @@ fn kill_loop_under_load_loses_nothing_acknowledged() {
 }
 
 /// The multiaddr (with `/p2p/<peer id>`) node `i` listens on, from its node.toml.
-fn p2p_addr(cluster: &Cluster, i: usize) -> tradeloop_node::p2p::Multiaddr {
+fn p2p_addr(cluster: &Cluster, i: usize) -> tradeloop_node::net::p2p::Multiaddr {
     let toml = std::fs::read_to_string(cluster.nodes[i].dir.join("node.toml")).unwrap();
     let listen = toml
         .lines()
         .find_map(|l| l.strip_prefix("listen = [\"").and_then(|r| r.split('"').next()))
         .expect("node.toml has a p2p listen address");
     let key = cluster.genesis.member_nodes()[i].node_key;
-    format!("{listen}/p2p/{}", tradeloop_node::p2p::peer_id(&key)).parse().unwrap()
+    format!("{listen}/p2p/{}", tradeloop_node::net::p2p::peer_id(&key)).parse().unwrap()
 }
 
 /// Polls node `i`'s status until `field` exceeds `above` (bounded).
@@ -354,7 +354,7 @@ fn wait_counter(cluster: &Cluster, i: usize, field: &str, above: u64) -> u64 {
 /// committing.
 #[test]
 fn a_stranger_is_refused_and_garbage_gossip_from_a_member_does_not_stop_the_node() {
-    use tradeloop_node::p2p::{self, P2pConfig, P2pLimits, Topic};
+    use tradeloop_node::net::p2p::{self, P2pConfig, P2pLimits, Topic};
     let mut cluster = Cluster::start(4, 1).unwrap();
     let member = cluster.nodes.iter().position(|n| !n.validator).unwrap();
     // The hostile member speaks with the member node's key, so that node is stopped first.
@@ -415,7 +415,7 @@ fn a_stranger_is_refused_and_garbage_gossip_from_a_member_does_not_stop_the_node
     }
     wait_counter(&cluster, target, "rejected_gossip", rejected + 1);
     // Above the node's bound (1 MiB) and within its frame bound: dropped, the node goes on.
-    let oversize = tradeloop_node::p2p::DEFAULT_MAX_GOSSIP_BYTES * 3 / 2;
+    let oversize = tradeloop_node::net::p2p::DEFAULT_MAX_GOSSIP_BYTES * 3 / 2;
     let _ = runtime.block_on(hostile.publish(Topic::Events, vec![7u8; oversize]));
 
     // The node still takes and commits events, and so does the cluster.

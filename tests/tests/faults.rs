@@ -308,7 +308,7 @@ fn clocks_off_by_seconds_are_ridden_through_and_reported() {
 /// node's clients, its own included, see their events committed.
 #[test]
 fn a_flood_of_stranger_connections_changes_nothing_for_members() {
-    use tradeloop_node::p2p::{self, P2pConfig, P2pLimits};
+    use tradeloop_node::net::p2p::{self, P2pConfig, P2pLimits};
     let _one = one_at_a_time();
     let cluster = Cluster::start(4, 1).unwrap();
     let load = Load::start(&cluster.urls(), cluster.signer(), 1);

@@ -90,3 +90,28 @@ fn no_import_circles_between_files() {
     }
     assert!(found.is_empty(), "import circles between files:\n{}", found.join("\n"));
 }
+
+/// The consensus core and the mempool are pure: no async runtime, no network, no HTTP, neither
+/// in their own files nor in any file of the node they import, directly or not. The node's
+/// runtime drives them (docs/architecture.md).
+#[test]
+fn consensus_and_mempool_reach_no_runtime_network_or_http() {
+    const IMPURE: [&str; 6] = ["tokio", "libp2p", "axum", "hyper", "tower", "futures"];
+    let graph = tradeloop_tests::modules::graph(&crate_dir("node"));
+    let mut found = Vec::new();
+    let pure = graph
+        .files
+        .keys()
+        .filter(|m| matches!(m.first().map(String::as_str), Some("consensus" | "mempool")));
+    for start in pure {
+        for (module, path) in tradeloop_tests::modules::reachable(&graph, start) {
+            for krate in graph.external.get(&module).into_iter().flatten() {
+                if IMPURE.contains(&krate.as_str()) {
+                    found.push(format!("{} uses {krate}", path.join(" -> ")));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    assert!(graph.files.keys().any(|m| m.first().is_some_and(|f| f == "consensus")));
+}

@@ -179,7 +179,7 @@ pub fn init(args: &InitArgs) -> Result<Vec<DevnetNode>> {
     let verify_threads = verify_threads_per_node(names.len());
     let mut nodes = Vec::new();
     for (i, name) in names.iter().enumerate() {
-        let peer = tradeloop_node::p2p::peer_id(&keys[i].public_key());
+        let peer = tradeloop_node::net::p2p::peer_id(&keys[i].public_key());
         nodes.push(DevnetNode {
             name: name.clone(),
             validator: members[i].power > 0,

@@ -27,7 +27,7 @@ use tradeloop_ledger::{
 };
 
 use crate::mempool::{Admission, Mempool, MempoolLimits, WrittenKeys};
-use crate::wire::CompactBlock;
+use crate::net::message::CompactBlock;
 
 /// Bound on commands other than admissions waiting for the chain worker (consensus, sync and
 /// reads; served first).

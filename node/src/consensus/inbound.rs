@@ -5,7 +5,7 @@ use malachite_core_consensus::SignedConsensusMsg;
 use tradeloop_crypto::PublicKey;
 
 use super::context::{TradeContext, Validators};
-use crate::wire::ConsensusWire;
+use crate::net::message::ConsensusWire;
 
 /// The stateless checks of a consensus message, before it is forwarded: its signer is a
 /// validator (for a part, the round's proposer) and its signature holds.

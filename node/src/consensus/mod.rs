@@ -4,8 +4,6 @@
 
 pub mod context;
 pub mod core;
-pub mod driver;
-pub mod fetch;
 pub mod guard;
 pub mod inbound;
 pub mod parts;

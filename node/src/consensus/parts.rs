@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tradeloop_crypto::{Hash, PublicKey};
 
-use crate::wire::{CompactBlock, ProposalPart, MAX_PARTS};
+use crate::net::message::{CompactBlock, ProposalPart, MAX_PARTS};
 use malachite_core_types::Round;
 
 /// Most streams being reassembled at once (rounds of the current and the next heights).

@@ -1,7 +1,7 @@
 //! The blocks this validator has streamed as proposals, kept so that a validator missing
-//! some of a proposal's events can fetch them from its proposer ([`crate::wire::Request::Events`]).
+//! some of a proposal's events can fetch them from its proposer ([`crate::net::message::Request::Events`]).
 //!
-//! A proposal carries event ids ([`crate::wire::CompactBlock`]); the events travel once, by
+//! A proposal carries event ids ([`crate::net::message::CompactBlock`]); the events travel once, by
 //! mempool gossip. A validator that did not get some of them (it restarted with an empty
 //! mempool, or gossip lost them) asks the proposer, which answers from here: the driver adds
 //! every block it streams (built, re-proposed from its lock, or recovered from its WAL), and

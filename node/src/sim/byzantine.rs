@@ -12,7 +12,7 @@ use tradeloop_crypto::{Hash, SigningKey};
 use super::config::{Attack, Rng};
 use crate::consensus::context::{BlockHash, Height, Proposal, TradeContext, Vote};
 use crate::consensus::parts::PartAssembler;
-use crate::wire::{encode_consensus, split_proposal, CompactBlock, ConsensusWire};
+use crate::net::message::{encode_consensus, split_proposal, CompactBlock, ConsensusWire};
 
 /// Where a rewritten message goes.
 pub(super) enum To {
@@ -55,7 +55,7 @@ impl Adversary {
         forks: &mut Forks,
         rng: &mut Rng,
     ) -> Vec<(To, Vec<u8>)> {
-        let Ok(msg) = crate::wire::decode_consensus(&bytes) else { return Vec::new() };
+        let Ok(msg) = crate::net::message::decode_consensus(&bytes) else { return Vec::new() };
         match msg {
             ConsensusWire::Part(part) => match self.parts.add(part.height, part) {
                 Some(a) => self.own_block(a.proposal, a.round, a.valid_round, forks, rng),

@@ -10,7 +10,7 @@ use malachite_core_types::{NilOrVal, VoteType};
 use tradeloop_crypto::Hash;
 
 use super::node::SimNode;
-use crate::wire::ConsensusWire;
+use crate::net::message::ConsensusWire;
 
 /// A violated property: its name and what happened.
 pub(super) type Violation = (String, String);
@@ -30,7 +30,9 @@ pub(super) struct Checker {
 impl Checker {
     /// Records a consensus message an honest validator sent.
     pub(super) fn sent(&mut self, i: usize, bytes: &[u8], now: u64) {
-        let Ok(ConsensusWire::Signed(msg)) = crate::wire::decode_consensus(bytes) else { return };
+        let Ok(ConsensusWire::Signed(msg)) = crate::net::message::decode_consensus(bytes) else {
+            return;
+        };
         let (key, value) = match &msg {
             SignedConsensusMsg::Vote(v) => {
                 let m = &v.message;

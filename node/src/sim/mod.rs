@@ -425,7 +425,7 @@ impl Sim {
     fn deliver(&mut self, from: usize, to: usize, msg: Msg) -> Result<(), String> {
         let result = match msg {
             Msg::Consensus(bytes) => {
-                let checked = crate::wire::decode_consensus(&bytes)
+                let checked = crate::net::message::decode_consensus(&bytes)
                     .map_err(|e| e.to_string())
                     .and_then(|m| {
                         crate::consensus::inbound::check_consensus(

@@ -10,23 +10,23 @@ use tokio::sync::oneshot;
 use tradeloop_crypto::PublicKey;
 use tradeloop_ledger::SignedEvent;
 
-use crate::p2p::PeerRequests;
+use crate::net::p2p::PeerRequests;
 
 /// What one validator sends another.
 #[derive(Clone, Debug)]
 pub(super) enum Msg {
-    /// Gossip on the consensus topic: an encoded [`crate::wire::ConsensusWire`].
+    /// Gossip on the consensus topic: an encoded [`crate::net::message::ConsensusWire`].
     Consensus(Vec<u8>),
     /// Gossip on the events topic: events a client submitted to the sender.
     Events(Vec<SignedEvent>),
-    /// A request ([`crate::wire::Request`], encoded).
+    /// A request ([`crate::net::message::Request`], encoded).
     Request {
         /// The requester's id for it.
         id: u64,
         /// The request.
         data: Vec<u8>,
     },
-    /// The answer to a request ([`crate::wire::Response`], encoded).
+    /// The answer to a request ([`crate::net::message::Response`], encoded).
     Response {
         /// The requester's id for it.
         id: u64,

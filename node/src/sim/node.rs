@@ -26,16 +26,16 @@ use super::network::SimRequests;
 use crate::chain::{self, ChainHandle, CommitNotice, LocalWorker, MempoolStats, PlantedFaults};
 use crate::consensus::context::{TradeContext, Validators};
 use crate::consensus::core::ConsensusCore;
-use crate::consensus::driver::{
-    self, Driver, DriverConfig, DriverError, DriverInput, DriverLinks, Outbound,
-};
-use crate::consensus::fetch::{self, FETCH_DEADLINE};
 use crate::consensus::guard::SignGuard;
 use crate::consensus::parts::Assembled;
 use crate::consensus::streamed::StreamedBlocks;
 use crate::consensus::walrecord::WalRecord;
 use crate::mempool::MempoolLimits;
-use crate::sync::{self, SyncedTo};
+use crate::net::sync::{self, SyncedTo};
+use crate::runtime::driver::{
+    self, Driver, DriverConfig, DriverError, DriverInput, DriverLinks, Outbound,
+};
+use crate::runtime::fetch::{self, FETCH_DEADLINE};
 use crate::time::{Clock, VirtualClock};
 
 /// Bound on a simulated validator's mempool (far above what a run submits).
@@ -307,7 +307,10 @@ impl SimNode {
     }
 
     /// A consensus message from a peer, already checked.
-    pub(super) fn consensus(&mut self, msg: crate::wire::ConsensusWire) -> Result<(), String> {
+    pub(super) fn consensus(
+        &mut self,
+        msg: crate::net::message::ConsensusWire,
+    ) -> Result<(), String> {
         self.call(Call::Handle(DriverInput::Consensus(Box::new(msg))))
     }
 
@@ -342,7 +345,7 @@ impl SimNode {
     /// Answers a peer's request with the node's own answer.
     pub(super) fn answer(&mut self, genesis_hash: Hash, data: &[u8]) -> Option<Vec<u8>> {
         let r = self.run.as_mut()?;
-        let asked = crate::serve::answer(&r.chain, &r.streamed, genesis_hash, data);
+        let asked = crate::net::serve::answer(&r.chain, &r.streamed, genesis_hash, data);
         let response = complete(asked, &mut r.worker, &mut r.out, &mut r.outbound)?;
         response.encode().ok()
     }

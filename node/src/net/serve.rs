@@ -3,7 +3,7 @@
 
 use crate::chain::ChainHandle;
 use crate::consensus::streamed::StreamedBlocks;
-use crate::wire::{self, Request, Response};
+use crate::net::message::{self, Request, Response};
 
 /// The answer to one request from a peer.
 pub async fn answer(
@@ -21,8 +21,8 @@ pub async fn answer(
             Err(e) => Response::Error(e.to_string()),
         },
         Ok(Request::Blocks { from, count }) => {
-            let count = count.min(wire::MAX_SYNC_BLOCKS);
-            match chain.blocks(from, count, wire::MAX_SYNC_RESPONSE_BYTES).await {
+            let count = count.min(message::MAX_SYNC_BLOCKS);
+            match chain.blocks(from, count, message::MAX_SYNC_RESPONSE_BYTES).await {
                 Ok(blocks) => Response::Blocks(blocks),
                 Err(e) => Response::Error(e.to_string()),
             }
@@ -33,14 +33,14 @@ pub async fn answer(
 
 /// The answer to a fetch of a proposal's events: those this node streamed, within the bounds.
 fn answer_events(streamed: &StreamedBlocks, ids: &[tradeloop_crypto::Hash]) -> Response {
-    if ids.len() > wire::MAX_FETCH_IDS {
+    if ids.len() > message::MAX_FETCH_IDS {
         return Response::Error(format!(
             "{} event ids asked; at most {} a request",
             ids.len(),
-            wire::MAX_FETCH_IDS
+            message::MAX_FETCH_IDS
         ));
     }
-    Response::Events(streamed.events(ids, wire::MAX_FETCH_RESPONSE_BYTES))
+    Response::Events(streamed.events(ids, message::MAX_FETCH_RESPONSE_BYTES))
 }
 
 #[cfg(test)]
@@ -77,11 +77,11 @@ mod tests {
         let asked = vec![ids[4], Hash([9; 32]), ids[0]];
         let Response::Events(got) = answer_events(&streamed, &asked) else { panic!("events") };
         assert_eq!(got, vec![events[4].clone(), events[0].clone()]);
-        let too_many = vec![ids[0]; wire::MAX_FETCH_IDS + 1];
+        let too_many = vec![ids[0]; message::MAX_FETCH_IDS + 1];
         assert!(matches!(answer_events(&streamed, &too_many), Response::Error(_)));
         assert!(matches!(
-            answer_events(&streamed, &too_many[..wire::MAX_FETCH_IDS]),
-            Response::Events(e) if e.len() == wire::MAX_FETCH_IDS
+            answer_events(&streamed, &too_many[..message::MAX_FETCH_IDS]),
+            Response::Events(e) if e.len() == message::MAX_FETCH_IDS
         ));
     }
 }

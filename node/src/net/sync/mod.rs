@@ -20,10 +20,10 @@ use tradeloop_crypto::{Hash, PublicKey};
 pub mod decisions;
 
 use crate::chain::{ChainError, ChainHandle};
-use crate::consensus::driver::DriverInput;
-use crate::p2p::{P2pHandle, PeerRequests};
+use crate::net::message::{Request, Response, MAX_SYNC_BLOCKS};
+use crate::net::p2p::{P2pHandle, PeerRequests};
+use crate::runtime::driver::DriverInput;
 use crate::time::Clock;
-use crate::wire::{Request, Response, MAX_SYNC_BLOCKS};
 use tradeloop_ledger::CertifiedBlock;
 
 /// How often connected peers are asked for their tip.

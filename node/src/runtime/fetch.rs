@@ -12,9 +12,9 @@ use tradeloop_crypto::{Hash, PublicKey};
 use tradeloop_ledger::SignedEvent;
 
 use super::driver::{DriverInput, MAX_FETCHES_IN_FLIGHT};
-use super::parts::Assembled;
-use crate::p2p::PeerRequests;
-use crate::wire::{Request, Response, MAX_FETCH_IDS};
+use crate::consensus::parts::Assembled;
+use crate::net::message::{Request, Response, MAX_FETCH_IDS};
+use crate::net::p2p::PeerRequests;
 
 /// Most fetch requests for one proposal (each answers up to [`MAX_FETCH_IDS`] events, or fewer
 /// when its byte bound stops it).

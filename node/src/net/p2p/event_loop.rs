@@ -23,10 +23,10 @@ use tokio::time::Instant;
 use tradeloop_crypto::PublicKey;
 
 use super::codec::ByteCodec;
-use crate::p2p::command::Command;
-use crate::p2p::config::{P2pConfig, P2pLimits, GOSSIP_FRAMING_BYTES};
-use crate::p2p::handle::P2pHandle;
-use crate::p2p::protocol::{
+use crate::net::p2p::command::Command;
+use crate::net::p2p::config::{P2pConfig, P2pLimits, GOSSIP_FRAMING_BYTES};
+use crate::net::p2p::handle::P2pHandle;
+use crate::net::p2p::protocol::{
     peer_id, public_key, topic_of, GossipId, P2pError, P2pEvent, P2pStats, Responder, Topic,
     Verdict,
 };

@@ -3,9 +3,9 @@
 use tokio::sync::{mpsc, oneshot, watch};
 use tradeloop_crypto::PublicKey;
 
-use crate::p2p::command::Command;
-use crate::p2p::config::P2pLimits;
-use crate::p2p::protocol::{GossipId, P2pError, P2pStats, Topic, Verdict};
+use crate::net::p2p::command::Command;
+use crate::net::p2p::config::P2pLimits;
+use crate::net::p2p::protocol::{GossipId, P2pError, P2pStats, Topic, Verdict};
 use libp2p::Multiaddr;
 
 /// The one network operation the consensus driver's fetches and block sync need: a request to

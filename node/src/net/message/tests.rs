@@ -200,7 +200,7 @@ fn batches_and_requests_round_trip_within_their_bounds() {
     let ids: Vec<Hash> = events.iter().map(SignedEvent::id).collect();
     let most = Request::Events { ids: vec![Hash([7; 32]); MAX_FETCH_IDS] };
     assert!(
-        most.encode().unwrap().len() <= crate::p2p::DEFAULT_MAX_REQUEST_BYTES,
+        most.encode().unwrap().len() <= crate::net::p2p::DEFAULT_MAX_REQUEST_BYTES,
         "a fetch of MAX_FETCH_IDS ids fits the request bound"
     );
     for r in [Request::Status, Request::Blocks { from: 3, count: 9 }, Request::Events { ids }, most]

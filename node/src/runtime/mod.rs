@@ -15,6 +15,9 @@
 //! its WAL and sign-state), the network closes, and the chain worker finishes its command and
 //! closes the ledger.
 
+pub mod driver;
+pub mod fetch;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,18 +34,18 @@ use crate::chain::{self, AdmitResult, ChainHandle, CommitNotice, MempoolStats};
 use crate::config::NodeConfig;
 use crate::consensus::context::{TradeContext, Validators};
 use crate::consensus::core::ConsensusCore;
-use crate::consensus::driver::{self, DriverConfig, DriverInput, Outbound};
 use crate::consensus::guard::SignGuard;
 use crate::consensus::inbound::{check_consensus, consensus_height};
 use crate::consensus::streamed::StreamedBlocks;
 use crate::mempool::MempoolLimits;
 use crate::metrics::Metrics;
-use crate::p2p::{self, P2pConfig, P2pEvent, P2pHandle, P2pLimits, Topic, Verdict as Gossip};
-use crate::serve::answer;
-use crate::sync::decisions::DecisionWatch;
-use crate::sync::{self, SyncContext, SyncHint};
+use crate::net::message::{self, ConsensusWire, EventBatch};
+use crate::net::p2p::{self, P2pConfig, P2pEvent, P2pHandle, P2pLimits, Topic, Verdict as Gossip};
+use crate::net::serve::answer;
+use crate::net::sync::decisions::DecisionWatch;
+use crate::net::sync::{self, SyncContext, SyncHint};
 use crate::time::now_ms;
-use crate::wire::{self, ConsensusWire, EventBatch};
+use driver::{DriverConfig, DriverInput, Outbound};
 
 /// Bound on commit notices buffered for slow listeners (they then look up instead).
 pub const COMMIT_NOTICE_CHANNEL: usize = 1024;
@@ -100,7 +103,7 @@ pub enum NodeError {
     },
     /// The consensus driver stopped with an error.
     #[error(transparent)]
-    Driver(#[from] crate::consensus::driver::DriverError),
+    Driver(#[from] crate::runtime::driver::DriverError),
     /// A write to the data dir failed (a full disk, an I/O error): the node stopped before
     /// anything could be half done. [`crate::outage`] waits for the disk, then it starts again.
     #[error("the node's storage failed: {0}")]
@@ -113,7 +116,7 @@ impl NodeError {
     /// all-or-nothing (block log frames, the index batch, the WAL, the sign-state).
     pub fn is_storage(&self) -> bool {
         use crate::consensus::core::CoreError;
-        use crate::consensus::driver::DriverError;
+        use crate::runtime::driver::DriverError;
         match self {
             NodeError::Storage(_) => true,
             NodeError::Ledger(e) => chain::is_storage_failure(e),
@@ -597,7 +600,7 @@ async fn outbound(
     sync: mpsc::Sender<SyncHint>,
     driver: mpsc::Sender<DriverInput>,
 ) {
-    let mut fetches = crate::consensus::fetch::Fetches::default();
+    let mut fetches = crate::runtime::fetch::Fetches::default();
     // Starts at the clock so that a restarted node's counter does not repeat its earlier ones.
     let mut counter = now_ms().saturating_mul(1000);
     while let Some(msg) = rx.recv().await {
@@ -605,7 +608,7 @@ async fn outbound(
             Outbound::Consensus(bytes) => {
                 counter += 1;
                 if let Err(e) =
-                    p2p.publish(Topic::Consensus, wire::gossip_frame(counter, &bytes)).await
+                    p2p.publish(Topic::Consensus, message::gossip_frame(counter, &bytes)).await
                 {
                     tracing::debug!(code = e.code(), "consensus message not published: {e}");
                 }
@@ -621,14 +624,14 @@ async fn outbound(
     }
 }
 
-/// Gossips accepted events in batches: up to [`wire::MAX_BATCH_EVENTS`] events or
+/// Gossips accepted events in batches: up to [`message::MAX_BATCH_EVENTS`] events or
 /// [`MAX_BATCH_BYTES`], waiting at most [`GOSSIP_LINGER`] for more.
 async fn gossip_batcher(mut rx: mpsc::Receiver<SignedEvent>, p2p: P2pHandle) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let mut bytes = batch[0].body.len() + 72;
         let deadline = tokio::time::Instant::now() + GOSSIP_LINGER;
-        while batch.len() < wire::MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES {
+        while batch.len() < message::MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(e)) => {
                     bytes += e.body.len() + 72;
@@ -680,8 +683,8 @@ async fn network(n: NetworkCtx, mut events: mpsc::Receiver<P2pEvent>) {
                 n.p2p.report(id, verdict);
             }
             P2pEvent::Gossip { topic: Topic::Consensus, from, id, data } => {
-                let checked = wire::gossip_unframe(&data)
-                    .and_then(wire::decode_consensus)
+                let checked = message::gossip_unframe(&data)
+                    .and_then(message::decode_consensus)
                     .map_err(|e| e.to_string())
                     .and_then(|m| check_consensus(&n.ctx, &n.validators, m));
                 match checked {
@@ -1050,7 +1053,7 @@ mod tests {
             cast.validator_keys.iter().find(|s| s.public_key() == *k).unwrap().clone()
         };
         let other = cast.validator_keys.iter().find(|s| s.public_key() != proposer).unwrap();
-        let right = crate::wire::split_block(
+        let right = crate::net::message::split_block(
             &block,
             Round::new(0),
             Round::Nil,
@@ -1059,7 +1062,8 @@ mod tests {
         )
         .unwrap();
         let wrong =
-            crate::wire::split_block(&block, Round::new(0), Round::Nil, other, &ctx.chain).unwrap();
+            crate::net::message::split_block(&block, Round::new(0), Round::Nil, other, &ctx.chain)
+                .unwrap();
         assert!(check(ConsensusWire::Part(right[0].clone())).is_ok());
         assert!(check(ConsensusWire::Part(wrong[0].clone())).is_err());
     }

@@ -31,13 +31,15 @@ use tokio::sync::{mpsc, watch};
 use tradeloop_crypto::{Hash, PublicKey, SigningKey};
 use tradeloop_ledger::{Block, CertifiedBlock, CommitCertificate, SignedEvent};
 
-use super::context::TradeContext;
-use super::core::{from_peer, propose, received_block, Action, ConsensusCore, CoreError};
-use super::parts::{Assembled, PartAssembler};
-use super::streamed::StreamedBlocks;
 use crate::chain::{ChainHandle, MempoolStats, Resolved};
+use crate::consensus::context::TradeContext;
+use crate::consensus::core::{
+    from_peer, propose, received_block, Action, ConsensusCore, CoreError,
+};
+use crate::consensus::parts::{Assembled, PartAssembler};
+use crate::consensus::streamed::StreamedBlocks;
+use crate::net::message::{split_proposal, CompactBlock, ConsensusWire, ProposalPart};
 use crate::time::Clock;
-use crate::wire::{split_proposal, CompactBlock, ConsensusWire, ProposalPart};
 
 /// Bound on inputs waiting for the driver.
 pub const DRIVER_INPUT_CHANNEL: usize = 1024;
@@ -213,7 +215,7 @@ pub struct Driver {
 /// replay.
 pub async fn run(
     mut d: Driver,
-    records: Vec<super::walrecord::WalRecord>,
+    records: Vec<crate::consensus::walrecord::WalRecord>,
     mut inputs: mpsc::Receiver<DriverInput>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), DriverError> {
@@ -338,7 +340,7 @@ impl Driver {
     /// had), then re-sends the last vote the sign-state holds.
     pub async fn recover(
         &mut self,
-        records: Vec<super::walrecord::WalRecord>,
+        records: Vec<crate::consensus::walrecord::WalRecord>,
     ) -> Result<(), DriverError> {
         let tip = self.chain.tip().await.map_err(|_| DriverError::ChainStopped)?;
         self.parent_time_ms = tip.time_ms;
@@ -462,7 +464,7 @@ impl Driver {
     }
 
     async fn publish(&self, msg: ConsensusWire) {
-        match crate::wire::encode_consensus(&msg) {
+        match crate::net::message::encode_consensus(&msg) {
             Ok(bytes) => {
                 // The network task being gone means the node is stopping.
                 let _ = self.out.send(Outbound::Consensus(bytes)).await;
@@ -539,7 +541,7 @@ impl Driver {
         Ok(None)
     }
 
-    fn on_evidence(&mut self, evidence: &super::core::Evidence) {
+    fn on_evidence(&mut self, evidence: &crate::consensus::core::Evidence) {
         if !evidence.verify(&self.config.ctx) {
             return;
         }

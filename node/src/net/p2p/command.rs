@@ -3,7 +3,7 @@
 use tokio::sync::oneshot;
 use tradeloop_crypto::PublicKey;
 
-use crate::p2p::protocol::{GossipId, P2pError, Topic, Verdict};
+use crate::net::p2p::protocol::{GossipId, P2pError, Topic, Verdict};
 use libp2p::Multiaddr;
 
 /// A handle's request to the event loop, with its one-shot reply.
