@@ -115,3 +115,22 @@ fn consensus_and_mempool_reach_no_runtime_network_or_http() {
     assert!(found.is_empty(), "{}", found.join("\n"));
     assert!(graph.files.keys().any(|m| m.first().is_some_and(|f| f == "consensus")));
 }
+
+/// The binary's build carries no test support: no workspace crate is built for it with its
+/// `testing` feature (the fake runtimes of the API tests), whatever the tests turn on.
+#[test]
+fn the_binary_is_built_without_test_support() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["tree", "--locked", "-p", "tradeloop", "-e", "normal", "--prefix", "none"])
+        .args(["-f", "{p} [{f}]", "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"))
+        .output()
+        .expect("cargo tree runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tree = String::from_utf8(out.stdout).unwrap();
+    let ours: Vec<&str> = tree.lines().filter(|l| l.starts_with("tradeloop")).collect();
+    assert!(ours.iter().any(|l| l.starts_with("tradeloop-node ")), "{tree}");
+    let with_testing: Vec<&&str> = ours.iter().filter(|l| l.contains("testing")).collect();
+    assert!(with_testing.is_empty(), "built with test support: {with_testing:?}");
+}

@@ -34,11 +34,10 @@ mod server;
 pub mod state;
 mod stream;
 
-#[doc(hidden)]
+/// Fake runtimes and an empty ledger for the API's tests; only in test builds and with the
+/// `testing` feature, never in a release build.
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
-
-#[cfg(test)]
-mod tests;
 
 pub use command::{ApiCommand, NodeStatus, Verdict};
 pub use dto::{

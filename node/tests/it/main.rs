@@ -2,6 +2,7 @@
 //! whole dependency tree instead of one per file).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api;
 mod durability;
 mod round_scenarios;
 mod sim;

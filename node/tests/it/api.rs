@@ -1,6 +1,5 @@
 //! The API driven through its router (and once through a real socket) against fake runtimes
 //! that answer [`ApiCommand`]s from a script. Every wait is bounded by [`TEST_DEADLINE`].
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,9 +14,9 @@ use tower::ServiceExt;
 use tradeloop_crypto::{Hash, SigningKey};
 use tradeloop_ledger::SignedEvent;
 
-use super::testing::{fake_block_hash, run_fake_runtime, sample_status, FakeRuntime};
-use super::*;
-use crate::chain::notice::{CommitNotice, Committed, Evicted};
+use tradeloop_node::api::testing::{fake_block_hash, run_fake_runtime, sample_status, FakeRuntime};
+use tradeloop_node::api::*;
+use tradeloop_node::chain::notice::{CommitNotice, Committed, Evicted};
 
 /// No test waits longer than this for anything.
 const TEST_DEADLINE: Duration = Duration::from_secs(10);
@@ -44,7 +43,7 @@ struct Harness {
 }
 
 fn harness(limits: ApiLimits) -> Harness {
-    let (dir, ledger) = super::testing::empty_ledger().unwrap();
+    let (dir, ledger) = tradeloop_node::api::testing::empty_ledger().unwrap();
     harness_on(limits, dir, ledger)
 }
 
@@ -309,7 +308,7 @@ async fn wait_commit_after_a_lag_is_answered_through_lookup() {
     // Room for 2 notices: the runtime sends 4 before the handler reads any, so it lags and the
     // notice with its event is gone.
     let (commits, _) = broadcast::channel(2);
-    let (_dir, ledger) = super::testing::empty_ledger().unwrap();
+    let (_dir, ledger) = tradeloop_node::api::testing::empty_ledger().unwrap();
     let router = router(tx, commits.clone(), ledger.view(), limits);
     let lookups = Arc::new(Mutex::new(0usize));
     let lookups_seen = lookups.clone();
@@ -366,7 +365,7 @@ async fn an_event_evicted_by_a_commit_answers_rejected_to_its_waiter() {
     let limits = ApiLimits::default();
     let (tx, mut rx) = mpsc::channel(limits.command_channel);
     let (commits, _) = broadcast::channel(16);
-    let (_dir, ledger) = super::testing::empty_ledger().unwrap();
+    let (_dir, ledger) = tradeloop_node::api::testing::empty_ledger().unwrap();
     let router = router(tx, commits.clone(), ledger.view(), limits);
     let (kept, lost) = (event(1), event(2));
     let lost_id = lost.id();
@@ -462,7 +461,7 @@ async fn status_round_trips_over_a_real_socket_and_serve_shuts_down() {
     let (commits, _) = broadcast::channel(16);
     tokio::spawn(run_fake_runtime(FakeRuntime::accept_all(false), rx, commits.clone()));
     let (stop, stopped) = oneshot::channel::<()>();
-    let (_dir, ledger) = super::testing::empty_ledger().unwrap();
+    let (_dir, ledger) = tradeloop_node::api::testing::empty_ledger().unwrap();
     let server = tokio::spawn(serve(
         listener,
         tx,
@@ -500,7 +499,7 @@ async fn serve_refuses_limits_that_cannot_work() {
     let (tx, _rx) = mpsc::channel(1);
     let (commits, _) = broadcast::channel(1);
     let limits = ApiLimits { request_timeout_ms: 1000, ..ApiLimits::default() };
-    let (_dir, ledger) = super::testing::empty_ledger().unwrap();
+    let (_dir, ledger) = tradeloop_node::api::testing::empty_ledger().unwrap();
     let err = serve(listener, tx, commits, ledger.view(), limits, ApiShared::open(), async {})
         .await
         .unwrap_err();
@@ -545,7 +544,7 @@ async fn a_full_command_queue_is_503_with_retry_after() {
     let (filler, _) = oneshot::channel();
     tx.try_send(ApiCommand::Status { reply: filler }).unwrap();
     let (commits, _) = broadcast::channel(1);
-    let (_dir, ledger) = super::testing::empty_ledger().unwrap();
+    let (_dir, ledger) = tradeloop_node::api::testing::empty_ledger().unwrap();
     let router = router(tx, commits, ledger.view(), limits);
     let answer = call(&router, post("/v1/events", event(1).to_envelope_json())).await;
     assert_problem(&answer, 503, "NODE_BUSY");
@@ -586,7 +585,7 @@ async fn requests_over_the_concurrency_limit_are_shed_and_slow_ones_time_out() {
 /// events), behind the harness.
 fn trade_harness() -> (Harness, tradeloop_ledger::sample::Cast, Vec<SignedEvent>) {
     use tradeloop_ledger::sample::{trade_events, Cast};
-    let t0 = super::testing::SAMPLE_GENESIS_MS;
+    let t0 = tradeloop_node::api::testing::SAMPLE_GENESIS_MS;
     let cast = Cast::deterministic(1, t0).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut ledger =
@@ -857,7 +856,7 @@ async fn a_live_stream_delivers_the_blocks_committed_after_it_opened() {
     let (mut h, cast, _events) = trade_harness();
     // No `from`: the stream starts with the next block.
     let mut stream = SseReader::open(&h.router, stream_from("", None)).await;
-    let t0 = super::testing::SAMPLE_GENESIS_MS;
+    let t0 = tradeloop_node::api::testing::SAMPLE_GENESIS_MS;
     let more = tradeloop_ledger::sample::trade_events(&cast, 2, t0 + 10_000);
     let key = cast.validator_keys[0].clone();
     for (n, chunk) in more.chunks(10).enumerate() {
@@ -938,7 +937,7 @@ async fn an_open_stream_does_not_keep_the_server_from_shutting_down() {
     let (tx, _rx) = mpsc::channel(limits.command_channel);
     let (commits, _) = broadcast::channel(16);
     let (stop, stopped) = oneshot::channel::<()>();
-    let (_dir, ledger) = super::testing::empty_ledger().unwrap();
+    let (_dir, ledger) = tradeloop_node::api::testing::empty_ledger().unwrap();
     let server = tokio::spawn(serve(
         listener,
         tx,
@@ -964,7 +963,7 @@ async fn an_open_stream_does_not_keep_the_server_from_shutting_down() {
 }
 
 fn harness_shared(shared: ApiShared) -> Harness {
-    let (dir, ledger) = super::testing::empty_ledger().unwrap();
+    let (dir, ledger) = tradeloop_node::api::testing::empty_ledger().unwrap();
     let limits = ApiLimits::default();
     let (tx, rx) = mpsc::channel(limits.command_channel);
     let (commits, _) = broadcast::channel(16);
@@ -1045,7 +1044,7 @@ async fn metrics_show_the_status_gauges_and_count_requests_by_route_and_status()
     assert_eq!(call(r, get("/v1/nothing/here")).await.status, 404);
     let (status, headers, text) = text_of(r, get("/metrics")).await;
     assert_eq!(status, 200);
-    assert_eq!(headers[header::CONTENT_TYPE], crate::metrics::CONTENT_TYPE);
+    assert_eq!(headers[header::CONTENT_TYPE], tradeloop_node::metrics::CONTENT_TYPE);
     let peers = sample_status().connected_peers.len();
     for line in [
         format!("tradeloop_peers {peers}"),
@@ -1070,7 +1069,7 @@ async fn real_server(limits: ApiLimits) -> (std::net::SocketAddr, oneshot::Sende
     let (commits, _) = broadcast::channel(16);
     tokio::spawn(run_fake_runtime(FakeRuntime::accept_all(false), rx, commits.clone()));
     let (stop, stopped) = oneshot::channel::<()>();
-    let (dir, ledger) = super::testing::empty_ledger().unwrap();
+    let (dir, ledger) = tradeloop_node::api::testing::empty_ledger().unwrap();
     tokio::spawn(async move {
         let _dir = dir;
         let _ = serve(listener, tx, commits, ledger.view(), limits, ApiShared::open(), async {
@@ -1216,7 +1215,7 @@ async fn a_request_that_admits_nothing_is_a_problem_with_every_result() {
 
 #[tokio::test]
 async fn a_node_far_behind_its_peers_refuses_submissions_until_it_catches_up() {
-    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let metrics = Arc::new(tradeloop_node::metrics::Metrics::new());
     let h = harness_shared(ApiShared { access: Default::default(), metrics: metrics.clone() })
         .with_fake(FakeRuntime::accept_all(false));
     let body = envelopes(&[event(1)]);
