@@ -29,7 +29,7 @@ pub enum CryptoError {
     },
     /// The operating system's random number generator failed.
     #[error("the operating system's random number generator failed: {0}")]
-    Random(String),
+    Random(#[source] getrandom::Error),
     /// A Merkle proof was malformed or did not verify.
     #[error("merkle proof rejected: {0}")]
     BadProof(&'static str),

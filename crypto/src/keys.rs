@@ -96,7 +96,7 @@ impl SigningKey {
     /// A new key from the operating system's random number generator.
     pub fn generate() -> Result<SigningKey, CryptoError> {
         let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| CryptoError::Random(e.to_string()))?;
+        getrandom::fill(&mut secret).map_err(CryptoError::Random)?;
         Ok(SigningKey::from_secret(secret))
     }
 

@@ -167,9 +167,12 @@ pub enum LedgerError {
     /// The sled index disagrees with the block log or cannot be read.
     #[error("index inconsistent with the block log: {0}. Run `tradeloop reindex --data-dir DIR --genesis FILE` to rebuild it from the log")]
     IndexInconsistent(String),
-    /// sled reported an error.
+    /// The index store failed in a way of its own (an injected fault, a lost thread).
     #[error("index store error: {0}")]
     Store(String),
+    /// sled reported an error.
+    #[error("index store error: {0}")]
+    Index(#[source] sled::Error),
     /// A block or certificate failed validation.
     #[error("block at height {height} is invalid: {detail}")]
     InvalidBlock {
@@ -219,7 +222,7 @@ impl LedgerError {
             LedgerError::NotADataDir(_) => "NOT_A_DATA_DIR",
             LedgerError::IndexInUse { .. } => "INDEX_IN_USE",
             LedgerError::DataDirNotEmpty(_) => "DATA_DIR_NOT_EMPTY",
-            LedgerError::Store(_) => "STORE",
+            LedgerError::Store(_) | LedgerError::Index(_) => "STORE",
             LedgerError::InvalidBlock { .. } => "BLOCK_INVALID",
             LedgerError::RejectedEvent { .. } => "BLOCK_EVENT_REJECTED",
             LedgerError::WrongChain { .. } => "WRONG_CHAIN",

@@ -68,8 +68,8 @@ pub trait IndexStore: Debug + Send + Sync {
     fn flush(&self) -> Result<(), LedgerError>;
 }
 
-fn store_err(e: impl std::fmt::Display) -> LedgerError {
-    LedgerError::Store(e.to_string())
+fn store_err(e: sled::Error) -> LedgerError {
+    LedgerError::Index(e)
 }
 
 /// The name of the sled tree that holds every table.

@@ -24,8 +24,8 @@ use tradeloop_ledger::model::genesis::ConsensusParams;
 
 use super::context::{Address, BlockHash, Height, TradeContext, Validators, Vote};
 use super::guard::{GuardError, Position, SignGuard, Step};
-use super::wal::Wal;
-use super::walrecord::WalRecord;
+use super::wal::{Wal, WalError};
+use super::walrecord::{RecordError, WalRecord};
 
 /// Bound on inputs Malachite may queue for future rounds and heights.
 pub const INPUT_QUEUE_CAPACITY: usize = 1024;
@@ -159,7 +159,17 @@ pub enum CoreError {
     Consensus(String),
     /// The WAL could not be written or read; nothing that depended on it was done.
     #[error("consensus WAL: {0}")]
-    Wal(String),
+    Wal(#[from] WalError),
+    /// A block could not be encoded as a WAL record; nothing was written.
+    #[error("consensus WAL record: {0}")]
+    WalRecord(#[from] RecordError),
+    /// A WAL write failed inside a step, which stopped before anything was signed; the step
+    /// answers with that failure ([`CoreError::Wal`] or [`CoreError::WalRecord`]), not this.
+    #[error("consensus WAL: a write failed and the step stopped before signing")]
+    WalStopped,
+    /// The core has no open WAL: it was asked to record before starting a height.
+    #[error("consensus WAL: none is open; the core records only after it has started a height")]
+    WalNotOpen,
 }
 
 impl CoreError {
@@ -168,7 +178,10 @@ impl CoreError {
         match self {
             CoreError::Guard(e) => e.code(),
             CoreError::Consensus(_) => "CONSENSUS",
-            CoreError::Wal(_) => "WAL",
+            CoreError::Wal(_)
+            | CoreError::WalRecord(_)
+            | CoreError::WalStopped
+            | CoreError::WalNotOpen => "WAL",
         }
     }
 }
@@ -323,13 +336,9 @@ impl ConsensusCore {
     /// Attaches the write-ahead log kept in `dir`: opens the file of this core's height and
     /// returns the records already in it (empty on a fresh start), for [`Self::recover`].
     pub fn with_wal(mut self, dir: &Path) -> Result<(Self, Vec<WalRecord>), CoreError> {
-        let (wal, raw) =
-            Wal::open(dir, self.state.height().0).map_err(|e| CoreError::Wal(e.to_string()))?;
-        let records = raw
-            .iter()
-            .map(|bytes| WalRecord::decode(bytes))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| CoreError::Wal(e.to_string()))?;
+        let (wal, raw) = Wal::open(dir, self.state.height().0)?;
+        let records =
+            raw.iter().map(|bytes| WalRecord::decode(bytes)).collect::<Result<Vec<_>, _>>()?;
         self.wal = Some(wal);
         Ok((self, records))
     }
@@ -342,8 +351,8 @@ impl ConsensusCore {
         let Some(wal) = self.wal.as_mut().filter(|w| w.height() == block.header.height) else {
             return Ok(());
         };
-        let bytes = WalRecord::encode_block(block).map_err(|e| CoreError::Wal(e.to_string()))?;
-        wal.write(&bytes).map_err(|e| CoreError::Wal(e.to_string()))
+        let bytes = WalRecord::encode_block(block)?;
+        Ok(wal.write(&bytes)?)
     }
 
     /// After a restart at `height`: starts the height and feeds every WAL record back in order,
@@ -461,8 +470,8 @@ impl ConsensusCore {
             if wal.height() != height.0 {
                 // The previous height's block is committed (the caller's contract): its WAL
                 // file goes, this height's begins.
-                let wal = self.wal.take().ok_or_else(|| CoreError::Wal("no WAL".into()))?;
-                self.wal = Some(wal.advance(height.0).map_err(|e| CoreError::Wal(e.to_string()))?);
+                let wal = self.wal.take().ok_or(CoreError::WalNotOpen)?;
+                self.wal = Some(wal.advance(height.0)?);
             }
         }
         // While Malachite replays the WAL, what it asks to persist is already there.
@@ -487,7 +496,7 @@ impl ConsensusCore {
             return Err(CoreError::Guard(e));
         }
         if let Some(e) = io.wal_error {
-            return Err(CoreError::Wal(e));
+            return Err(e);
         }
         result.map_err(|e: mcc::Error<TradeContext>| CoreError::Consensus(e.to_string()))?;
         self.collect_evidence(&mut actions);
@@ -527,7 +536,8 @@ struct EffectIo<'a> {
     wal: Option<&'a mut Wal>,
     actions: &'a mut Vec<Action>,
     guard_error: Option<GuardError>,
-    wal_error: Option<String>,
+    /// The WAL failure that stopped the step (the effect's own error only says it stopped).
+    wal_error: Option<CoreError>,
 }
 
 /// Fsyncs the WAL's written inputs (if any) before a signature: every vote or proposal this
@@ -535,8 +545,8 @@ struct EffectIo<'a> {
 fn sync_wal(io: &mut EffectIo<'_>) -> Result<(), CoreError> {
     if let Some(wal) = io.wal.as_deref_mut() {
         if let Err(e) = wal.sync() {
-            io.wal_error = Some(e.to_string());
-            return Err(CoreError::Wal("WAL fsync failed; nothing was signed".into()));
+            io.wal_error = Some(CoreError::Wal(e));
+            return Err(CoreError::WalStopped);
         }
     }
     Ok(())
@@ -697,11 +707,11 @@ fn wal_append(
     if let Some(wal) = io.wal.as_deref_mut().filter(|w| w.height() == height) {
         let written = WalRecord::Input(input)
             .encode()
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| wal.write(&bytes).map_err(|e| e.to_string()));
+            .map_err(CoreError::WalRecord)
+            .and_then(|bytes| wal.write(&bytes).map_err(CoreError::Wal));
         if let Err(e) = written {
             io.wal_error = Some(e);
-            return Err(CoreError::Wal("WAL append failed".into()));
+            return Err(CoreError::WalStopped);
         }
     }
     Ok(())

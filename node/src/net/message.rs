@@ -46,6 +46,9 @@ pub enum WireError {
     /// Not a message of this protocol version.
     #[error("malformed network message: {0}")]
     Malformed(String),
+    /// A signed consensus message that does not decode.
+    #[error("malformed consensus message: {0}")]
+    Record(#[from] crate::consensus::walrecord::RecordError),
     /// Could not be encoded (a bound was exceeded).
     #[error("cannot encode network message: {0}")]
     Encode(String),
@@ -55,7 +58,7 @@ impl WireError {
     /// A stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            WireError::Malformed(_) => "WIRE_MALFORMED",
+            WireError::Malformed(_) | WireError::Record(_) => "WIRE_MALFORMED",
             WireError::Encode(_) => "WIRE_ENCODE",
         }
     }
@@ -228,18 +231,16 @@ pub fn decode_consensus(bytes: &[u8]) -> Result<ConsensusWire, WireError> {
     match bytes.first() {
         None => Err(malformed("empty message")),
         Some(&PART) => decode_part(&bytes[1..]),
-        Some(_) => {
-            match WalRecord::decode(bytes).map_err(|e| WireError::Malformed(e.to_string()))? {
-                WalRecord::Input(Input::Vote(v)) => {
-                    Ok(ConsensusWire::Signed(SignedConsensusMsg::Vote(v)))
-                }
-                WalRecord::Input(Input::Proposal(p)) => {
-                    Ok(ConsensusWire::Signed(SignedConsensusMsg::Proposal(p)))
-                }
-                WalRecord::Input(Input::PolkaCertificate(c)) => Ok(ConsensusWire::Polka(c)),
-                _ => Err(malformed("not a consensus message kind")),
+        Some(_) => match WalRecord::decode(bytes)? {
+            WalRecord::Input(Input::Vote(v)) => {
+                Ok(ConsensusWire::Signed(SignedConsensusMsg::Vote(v)))
             }
-        }
+            WalRecord::Input(Input::Proposal(p)) => {
+                Ok(ConsensusWire::Signed(SignedConsensusMsg::Proposal(p)))
+            }
+            WalRecord::Input(Input::PolkaCertificate(c)) => Ok(ConsensusWire::Polka(c)),
+            _ => Err(malformed("not a consensus message kind")),
+        },
     }
 }
 
