@@ -246,17 +246,51 @@ pub fn container_number(serial: u64) -> String {
 /// One step of the sample trade: author, kind and fields.
 pub type Step = (&'static str, &'static str, Json);
 
+/// The references of sample trade number `n`: its order, invoice, shipment, letter of credit,
+/// declarations and documents.
+struct TradeRefs {
+    n: u64,
+    po: String,
+    inv: String,
+    shp: String,
+    lc: String,
+    exp: String,
+    imp: String,
+    bl: String,
+    ci: String,
+}
+
+impl TradeRefs {
+    fn new(n: u64) -> TradeRefs {
+        TradeRefs {
+            n,
+            po: format!("PO-{n}"),
+            inv: format!("INV-{n}"),
+            shp: format!("SHP-{n}"),
+            lc: format!("LC-{n}"),
+            exp: format!("EXD-CN-{n}"),
+            imp: format!("IMD-DE-{n}"),
+            bl: format!("BL-{n}"),
+            ci: format!("CI-{n}"),
+        }
+    }
+}
+
 /// The steps of sample trade number `n`, in an order the rules accept.
 pub fn trade_steps(n: u64) -> Vec<Step> {
+    let refs = TradeRefs::new(n);
+    let mut steps = contract_steps(&refs);
+    steps.extend(export_steps(&refs));
+    steps.extend(import_and_payment_steps(&refs));
+    steps
+}
+
+/// The order, its acceptance, the letter of credit, the invoice, the booking and the
+/// commercial invoice.
+fn contract_steps(r: &TradeRefs) -> Vec<Step> {
     use ids::*;
-    let po = format!("PO-{n}");
-    let inv = format!("INV-{n}");
-    let shp = format!("SHP-{n}");
-    let lc = format!("LC-{n}");
-    let exp = format!("EXD-CN-{n}");
-    let imp = format!("IMD-DE-{n}");
-    let bl = format!("BL-{n}");
-    let ci = format!("CI-{n}");
+    let TradeRefs { n, po, inv, shp, lc, ci, .. } = r;
+    let n = *n;
     vec![
         (
             IMPORTER,
@@ -304,6 +338,14 @@ pub fn trade_steps(n: u64) -> Vec<Step> {
                 "refs": [format!("order:{po}"), format!("invoice:{inv}")]
             }),
         ),
+    ]
+}
+
+/// Export clearance, pick-up, departure and the bill of lading.
+fn export_steps(r: &TradeRefs) -> Vec<Step> {
+    use ids::*;
+    let TradeRefs { shp, exp, bl, .. } = r;
+    vec![
         (
             FORWARDER,
             "customs.declaration_filed",
@@ -334,6 +376,15 @@ pub fn trade_steps(n: u64) -> Vec<Step> {
                 "refs": [format!("shipment:{shp}")]
             }),
         ),
+    ]
+}
+
+/// Import clearance, arrival, delivery, receipt, and payment under the letter of credit.
+fn import_and_payment_steps(r: &TradeRefs) -> Vec<Step> {
+    use ids::*;
+    let TradeRefs { n, inv, shp, lc, imp, bl, ci, .. } = r;
+    let n = *n;
+    vec![
         (
             IMPORTER,
             "customs.declaration_filed",

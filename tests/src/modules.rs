@@ -348,3 +348,62 @@ pub fn reachable(graph: &Graph, start: &ModPath) -> BTreeMap<ModPath, Vec<String
     }
     seen
 }
+
+/// Every non-test function of the crate at `crate_dir` longer than `max_lines` lines (its
+/// signature and body), as `file:line name (lines)`.
+///
+/// # Panics
+/// When a file cannot be read or parsed.
+#[must_use]
+pub fn long_functions(crate_dir: &Path, max_lines: usize) -> Vec<String> {
+    let graph = graph(crate_dir);
+    let mut out = Vec::new();
+    for file in graph.files.values() {
+        let text =
+            std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let ast = syn::parse_file(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let mut lengths = Lengths { max_lines, found: Vec::new() };
+        lengths.visit_file(&ast);
+        for (line, name, len) in lengths.found {
+            out.push(format!("{}:{line} {name} ({len} lines)", file.display()));
+        }
+    }
+    out
+}
+
+struct Lengths {
+    max_lines: usize,
+    found: Vec<(usize, String, usize)>,
+}
+
+impl Lengths {
+    fn check(&mut self, name: &syn::Ident, span: proc_macro2::Span) {
+        let (start, end) = (span.start().line, span.end().line);
+        let len = end.saturating_sub(start) + 1;
+        if len > self.max_lines {
+            self.found.push((start, name.to_string(), len));
+        }
+    }
+}
+
+impl<'ast> Visit<'ast> for Lengths {
+    fn visit_item(&mut self, item: &'ast syn::Item) {
+        if !item_attrs(item).is_some_and(is_test_only) {
+            syn::visit::visit_item(self, item);
+        }
+    }
+
+    fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
+        let span = syn::spanned::Spanned::span(f);
+        self.check(&f.sig.ident, span);
+        syn::visit::visit_item_fn(self, f);
+    }
+
+    fn visit_impl_item_fn(&mut self, f: &'ast syn::ImplItemFn) {
+        if !is_test_only(&f.attrs) {
+            let span = syn::spanned::Spanned::span(f);
+            self.check(&f.sig.ident, span);
+            syn::visit::visit_impl_item_fn(self, f);
+        }
+    }
+}

@@ -134,3 +134,13 @@ fn the_binary_is_built_without_test_support() {
     let with_testing: Vec<&&str> = ours.iter().filter(|l| l.contains("testing")).collect();
     assert!(with_testing.is_empty(), "built with test support: {with_testing:?}");
 }
+
+/// No function of the crates' source is over 120 lines: a reader sees each step by name.
+#[test]
+fn no_function_is_over_120_lines() {
+    let mut found = Vec::new();
+    for krate in ["crypto", "ledger", "node", "cli"] {
+        found.extend(tradeloop_tests::modules::long_functions(&crate_dir(krate), 120));
+    }
+    assert!(found.is_empty(), "functions over 120 lines:\n{}", found.join("\n"));
+}

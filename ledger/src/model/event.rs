@@ -563,28 +563,51 @@ fn check_positive(kind: &str, field: &str, amount: &DecimalString) -> Result<(),
     Ok(())
 }
 
+/// The fields of an order: its id, currency, a positive amount, and each line.
+fn check_order_placed(k: &'static str, o: &OrderPlaced) -> Result<(), Rejection> {
+    let f = |r: Result<(), String>| r.map_err(|e| field_err(k, e));
+    check_id(k, "order_id", &o.order_id)?;
+    f(check_currency(&o.currency))?;
+    check_positive(k, "amount", &o.amount)?;
+    check_list(k, "lines", &o.lines, false)?;
+    for line in &o.lines {
+        check_id(k, "lines[].sku", &line.sku)?;
+        check_text(k, "lines[].description", &line.description)?;
+        f(check_hs_code(&line.hs_code))?;
+        check_positive(k, "lines[].quantity", &line.quantity)?;
+        check_id(k, "lines[].unit", &line.unit)?;
+    }
+    if let Some(ucr) = &o.ucr {
+        check_id(k, "ucr", ucr)?;
+    }
+    Ok(())
+}
+
+/// The fields of a transport milestone: shipment, location, and the voyage, vessel (IMO check
+/// digit) or flight (IATA form) when given.
+fn check_milestone(k: &'static str, m: &Milestone) -> Result<(), Rejection> {
+    let f = |r: Result<(), String>| r.map_err(|e| field_err(k, e));
+    check_id(k, "shipment_id", &m.shipment_id)?;
+    f(check_locode("location", &m.location))?;
+    if let Some(v) = &m.voyage {
+        check_id(k, "voyage", v)?;
+    }
+    if let Some(imo) = &m.vessel_imo {
+        f(check_imo(imo))?;
+    }
+    if let Some(flight) = &m.flight {
+        f(check_flight(flight))?;
+    }
+    Ok(())
+}
+
 impl Payload {
     /// Field-level syntax checks that need no state.
     fn check_fields(&self) -> Result<(), Rejection> {
         let k = self.kind();
         let f = |r: Result<(), String>| r.map_err(|e| field_err(k, e));
         match self {
-            Payload::OrderPlaced(o) => {
-                check_id(k, "order_id", &o.order_id)?;
-                f(check_currency(&o.currency))?;
-                check_positive(k, "amount", &o.amount)?;
-                check_list(k, "lines", &o.lines, false)?;
-                for line in &o.lines {
-                    check_id(k, "lines[].sku", &line.sku)?;
-                    check_text(k, "lines[].description", &line.description)?;
-                    f(check_hs_code(&line.hs_code))?;
-                    check_positive(k, "lines[].quantity", &line.quantity)?;
-                    check_id(k, "lines[].unit", &line.unit)?;
-                }
-                if let Some(ucr) = &o.ucr {
-                    check_id(k, "ucr", ucr)?;
-                }
-            }
+            Payload::OrderPlaced(o) => check_order_placed(k, o)?,
             Payload::OrderAccepted(o) => check_id(k, "order_id", &o.order_id)?,
             Payload::InvoiceIssued(i) => {
                 check_id(k, "invoice_id", &i.invoice_id)?;
@@ -609,19 +632,7 @@ impl Payload {
             Payload::ShipmentPickedUp(m)
             | Payload::ShipmentDeparted(m)
             | Payload::ShipmentArrived(m)
-            | Payload::ShipmentDelivered(m) => {
-                check_id(k, "shipment_id", &m.shipment_id)?;
-                f(check_locode("location", &m.location))?;
-                if let Some(v) = &m.voyage {
-                    check_id(k, "voyage", v)?;
-                }
-                if let Some(imo) = &m.vessel_imo {
-                    f(check_imo(imo))?;
-                }
-                if let Some(flight) = &m.flight {
-                    f(check_flight(flight))?;
-                }
-            }
+            | Payload::ShipmentDelivered(m) => check_milestone(k, m)?,
             Payload::ShipmentReceived(r) => {
                 check_id(k, "shipment_id", &r.shipment_id)?;
                 check_text(k, "note", r.note.as_deref().unwrap_or(""))?;

@@ -25,7 +25,7 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use malachite_core_consensus::SignedConsensusMsg;
 use tokio::sync::{broadcast, mpsc, watch};
-use tradeloop_crypto::PublicKey;
+use tradeloop_crypto::{PublicKey, SigningKey};
 use tradeloop_ledger::model::genesis::ConsensusParams;
 use tradeloop_ledger::{Genesis, Ledger, LedgerError, SignedEvent};
 
@@ -159,12 +159,9 @@ pub struct Started {
     pub api: std::net::SocketAddr,
 }
 
-/// Runs a member node until `stop` completes. `on_started` is called once everything listens.
-pub async fn run(
-    config: NodeConfig,
-    stop: impl Future<Output = ()> + Send + 'static,
-    on_started: impl FnOnce(&Started) + Send,
-) -> Result<(), NodeError> {
+/// The node's genesis and key, and whether the key is a validator's; refused when the key is
+/// not a member node of the genesis.
+fn member_identity(config: &NodeConfig) -> Result<(Genesis, SigningKey, bool), NodeError> {
     let genesis = Genesis::load(&config.genesis)?;
     let key = tradeloop_crypto::keyfile::read_key_file(&config.node_key)?;
     let me = genesis.member_node(&key.public_key()).ok_or_else(|| NodeError::NotAMember {
@@ -172,6 +169,16 @@ pub async fn run(
         genesis: config.genesis.display().to_string(),
     })?;
     let validator = me.power > 0;
+    Ok((genesis, key, validator))
+}
+
+/// Runs a member node until `stop` completes. `on_started` is called once everything listens.
+pub async fn run(
+    config: NodeConfig,
+    stop: impl Future<Output = ()> + Send + 'static,
+    on_started: impl FnOnce(&Started) + Send,
+) -> Result<(), NodeError> {
+    let (genesis, key, validator) = member_identity(&config)?;
     let (guard, ledger, ctx) = open_data_dir(&config, &genesis, &key, validator)?;
     let tip = ledger.tip().clone();
     let view = ledger.view();
@@ -261,12 +268,8 @@ pub async fn run(
         api_rx,
     ));
 
-    let started = Started {
-        node_key: key.public_key(),
-        validator,
-        p2p: p2p.listen_addrs().await.unwrap_or_default(),
-        api: api_addr,
-    };
+    let p2p_addrs = p2p.listen_addrs().await.unwrap_or_default();
+    let started = Started { node_key: key.public_key(), validator, p2p: p2p_addrs, api: api_addr };
     tracing::info!(api = %started.api, p2p = ?started.p2p, "node started");
     on_started(&started);
 
