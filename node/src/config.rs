@@ -37,10 +37,6 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 128;
 pub const DEFAULT_MEMPOOL_MAX_EVENTS: usize = 100_000;
 /// Default bound on the bytes of events waiting in the mempool: 256 MiB.
 pub const DEFAULT_MEMPOOL_MAX_BYTES: u64 = 256 * 1024 * 1024;
-/// Default bound on the body of one HTTP request: 8 MiB.
-pub const DEFAULT_API_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
-/// Default bound on events in one `POST /v1/events`.
-pub const DEFAULT_API_MAX_EVENTS_PER_REQUEST: usize = 1000;
 /// Longest wait a proposer makes for events before proposing an empty block, by default: an
 /// empty chain does not spin heights as fast as the network allows.
 pub const DEFAULT_EMPTY_BLOCK_WAIT_MS: u64 = 1000;
@@ -144,7 +140,9 @@ impl Default for P2pSection {
     }
 }
 
-/// `[api]`.
+/// `[api]`. Its bounds mirror [`crate::api::ApiLimits`] field for field, so that `node.toml`
+/// refuses a key it does not know (serde cannot flatten a struct into one that denies unknown
+/// fields); every default comes from `ApiLimits::default` alone.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSection {
@@ -197,8 +195,8 @@ impl Default for ApiSection {
         let limits = crate::api::ApiLimits::default();
         ApiSection {
             listen: DEFAULT_API_LISTEN.parse().unwrap_or_else(|_| unreachable_default()),
-            max_body_bytes: DEFAULT_API_MAX_BODY_BYTES,
-            max_events_per_request: DEFAULT_API_MAX_EVENTS_PER_REQUEST,
+            max_body_bytes: limits.max_body_bytes,
+            max_events_per_request: limits.max_events_per_request,
             max_concurrent_requests: limits.max_concurrent_requests,
             request_timeout_ms: limits.request_timeout_ms,
             max_wait_ms: limits.max_wait_ms,
@@ -572,6 +570,12 @@ fn check_multiaddr(text: &str, needs_peer: bool) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_api_section_defaults_are_the_api_limits_defaults() {
+        assert_eq!(ApiSection::default().limits(), crate::api::ApiLimits::default());
+    }
+
     use super::*;
 
     const MINIMAL: &str = "data_dir = \"data\"\ngenesis = \"g.json\"\nnode_key = \"k.json\"\n";

@@ -1,8 +1,9 @@
 //! Every bound of the API, with its default ([`ApiLimits`]).
 
-/// Default [`ApiLimits::max_body_bytes`]: 4 MiB, room for eight envelopes of the largest body
-/// the ledger accepts (256 KiB canonical, up to twice that as submitted JSON).
-pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Default [`ApiLimits::max_body_bytes`]: 8 MiB, room for sixteen envelopes of the largest body
+/// the ledger accepts (256 KiB canonical, up to twice that as submitted JSON), and for a full
+/// batch of [`DEFAULT_MAX_EVENTS_PER_REQUEST`] events of a few KiB each.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// Default [`ApiLimits::max_events_per_request`].
 pub const DEFAULT_MAX_EVENTS_PER_REQUEST: usize = 1000;
 /// Default [`ApiLimits::max_wait_ms`]: 30 s.
