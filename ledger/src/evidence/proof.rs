@@ -27,7 +27,7 @@ use crate::model::block::{CertifiedBlock, CommitCertificate, Header};
 use crate::model::event::{check_event, SignedEvent};
 use crate::model::genesis::Genesis;
 use crate::query::ChainRead;
-use crate::rules::state::{entity_key, OrderState, ShipmentState};
+use crate::rules::state::{Entity, OrderState, ShipmentState};
 use crate::{encoding::codec, LedgerError, RejectCode};
 
 /// The `format` field of every bundle.
@@ -199,7 +199,7 @@ pub fn trade_bundle<R: ChainRead>(
     ledger: &R,
     order_id: &str,
 ) -> Result<EvidenceBundle, ProofError> {
-    let order_key = entity_key("order", order_id);
+    let order_key = Entity::Order.key(order_id);
     let order: OrderState = match crate::rules::state::StateRead::get_state(ledger, &order_key)? {
         Some(bytes) => codec::decode(&bytes).map_err(|e| {
             LedgerError::IndexInconsistent(format!(
@@ -209,17 +209,17 @@ pub fn trade_bundle<R: ChainRead>(
         None => return Err(ProofError::NotFound(format!("order {order_id}"))),
     };
     let mut keys = vec![order_key];
-    keys.extend(order.invoices.iter().map(|i| entity_key("invoice", i)));
-    keys.extend(order.lcs.iter().map(|l| entity_key("lc", l)));
+    keys.extend(order.invoices.iter().map(|i| Entity::Invoice.key(i)));
+    keys.extend(order.lcs.iter().map(|l| Entity::Lc.key(l)));
     for shipment in &order.shipments {
-        let key = entity_key("shipment", shipment);
+        let key = Entity::Shipment.key(shipment);
         if let Some(bytes) = crate::rules::state::StateRead::get_state(ledger, &key)? {
             let state: ShipmentState = codec::decode(&bytes).map_err(|e| {
                 LedgerError::IndexInconsistent(format!(
                     "state of shipment {shipment} does not decode: {e}"
                 ))
             })?;
-            keys.extend(state.declarations.iter().map(|d| entity_key("declaration", d)));
+            keys.extend(state.declarations.iter().map(|d| Entity::Declaration.key(d)));
         }
         keys.push(key);
     }

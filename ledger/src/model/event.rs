@@ -168,10 +168,35 @@ macro_rules! kinds {
         /// Every kind name of the v1 catalogue.
         pub const KINDS: &[&str] = &[$( $name, )*];
 
+        /// An event kind of the v1 catalogue as a type; [`Kind::name`] is its name on the wire.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[allow(missing_docs)]
+        pub enum Kind { $( $variant, )* }
+
+        impl Kind {
+            /// Every kind of the v1 catalogue, in catalogue order.
+            pub const ALL: &[Kind] = &[$( Kind::$variant, )*];
+
+            /// The kind's name, e.g. `shipment.departed`.
+            pub fn name(self) -> &'static str {
+                match self { $( Kind::$variant => $name, )* }
+            }
+
+            /// The kind of a name; `None` for a name outside the catalogue.
+            pub fn from_name(name: &str) -> Option<Kind> {
+                match name { $( $name => Some(Kind::$variant), )* _ => None }
+            }
+        }
+
         impl Payload {
             /// The kind name, e.g. `shipment.departed`.
             pub fn kind(&self) -> &'static str {
-                match self { $( Payload::$variant(_) => $name, )* }
+                self.event_kind().name()
+            }
+
+            /// The kind as a type.
+            pub fn event_kind(&self) -> Kind {
+                match self { $( Payload::$variant(_) => Kind::$variant, )* }
             }
 
             fn from_fields(kind: &str, fields: Value) -> Result<Payload, Rejection> {

@@ -8,7 +8,7 @@ use crate::model::event::SignedEvent;
 use crate::model::event::{parse_ref, RefKind};
 use crate::model::genesis::Genesis;
 use crate::query::record::{trade_status_of, CommittedEvent, EventRecord, TradeStatus};
-use crate::rules::state::{entity_key, InvoiceState, OrderState, ShipmentState, StateRead};
+use crate::rules::state::{Entity, InvoiceState, OrderState, ShipmentState, StateRead};
 use crate::storage::index::IndexStore;
 use crate::storage::schema::{decode_position, ref_prefix, table_key, tables};
 use crate::storage::store::Ledger;
@@ -142,14 +142,7 @@ pub fn trace_committed<R: ChainRead>(
     reference: &str,
 ) -> Result<Vec<CommittedEvent>, LedgerError> {
     let (kind, id) = parse_ref(reference).map_err(LedgerError::NotFound)?;
-    let prefix = match kind {
-        RefKind::Order => "order",
-        RefKind::Invoice => "invoice",
-        RefKind::Shipment => "shipment",
-        RefKind::Declaration => "declaration",
-        RefKind::Lc => "lc",
-    };
-    let key = entity_key(prefix, id);
+    let key = Entity::from(kind).key(id);
     let Some(state) = r.get_state(&key)? else {
         return Err(LedgerError::NotFound(format!("{reference} on this ledger")));
     };
@@ -160,7 +153,7 @@ pub fn trace_committed<R: ChainRead>(
             LedgerError::IndexInconsistent(format!("state value does not decode: {e}"))
         })?;
         for shipment in &order.shipments {
-            positions.extend(positions_of(r, &entity_key("shipment", shipment))?);
+            positions.extend(positions_of(r, &Entity::Shipment.key(shipment))?);
         }
     }
     committed_at(r, positions)
@@ -180,14 +173,14 @@ pub(crate) fn load<R: StateRead, T: serde::de::DeserializeOwned>(
 
 /// Where the trade of an order stands: which legs of the closed loop are done.
 pub fn trade_status<R: ChainRead>(r: &R, order_id: &str) -> Result<TradeStatus, LedgerError> {
-    let order: OrderState = load(r, &entity_key("order", order_id))?;
+    let order: OrderState = load(r, &Entity::Order.key(order_id))?;
     let mut invoices = Vec::new();
     for id in &order.invoices {
-        invoices.push((id.clone(), load::<_, InvoiceState>(r, &entity_key("invoice", id))?));
+        invoices.push((id.clone(), load::<_, InvoiceState>(r, &Entity::Invoice.key(id))?));
     }
     let mut shipments = Vec::new();
     for id in &order.shipments {
-        shipments.push((id.clone(), load::<_, ShipmentState>(r, &entity_key("shipment", id))?));
+        shipments.push((id.clone(), load::<_, ShipmentState>(r, &Entity::Shipment.key(id))?));
     }
     Ok(trade_status_of(order_id, &order, &invoices, &shipments))
 }

@@ -34,7 +34,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
         d: &crate::model::event::DeclarationFiled,
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
-        let skey = entity_key("shipment", &d.shipment_id);
+        let skey = Entity::Shipment.key(&d.shipment_id);
         let mut s: ShipmentState =
             self.need(&skey, RejectCode::UnknownShipment, "shipment", &d.shipment_id)?;
         let declarant_ok = match self.role_of(author) {
@@ -61,7 +61,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
                 ),
             );
         }
-        let key = entity_key("declaration", &d.declaration_id);
+        let key = Entity::Declaration.key(&d.declaration_id);
         let refiling = match self.get::<DeclarationState>(&key)? {
             None => false,
             Some(old)
@@ -83,7 +83,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
                 continue;
             }
             let od: DeclarationState = self.need(
-                &entity_key("declaration", other),
+                &Entity::Declaration.key(other),
                 RejectCode::UnknownDeclaration,
                 "declaration",
                 other,
@@ -125,7 +125,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();
-        let key = entity_key("declaration", &c.declaration_id);
+        let key = Entity::Declaration.key(&c.declaration_id);
         let mut d = self.customs_declaration(author, &key, &c.declaration_id)?;
         match (&e.payload, d.status) {
             (_, DeclarationStatus::Cleared) => {
@@ -151,7 +151,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
             }
             _ => {}
         }
-        let skey = entity_key("shipment", &d.shipment_id);
+        let skey = Entity::Shipment.key(&d.shipment_id);
         if matches!(e.payload, Payload::CustomsCleared(_)) {
             d.status = DeclarationStatus::Cleared;
             let mut s: ShipmentState =
@@ -178,13 +178,13 @@ impl<S: StateRead> BlockExecutor<'_, S> {
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();
-        let key = entity_key("declaration", &a.declaration_id);
+        let key = Entity::Declaration.key(&a.declaration_id);
         let mut d = self.customs_declaration(author, &key, &a.declaration_id)?;
         match d.duties.iter_mut().find(|(c, _)| *c == a.currency) {
             Some((_, total)) => *total = total.plus(a.amount.value),
             None => d.duties.push((a.currency.clone(), a.amount.value)),
         }
-        let skey = entity_key("shipment", &d.shipment_id);
+        let skey = Entity::Shipment.key(&d.shipment_id);
         fx.put(key.clone(), &d);
         fx.refer(key);
         fx.refer(skey);

@@ -13,7 +13,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
         d: &crate::model::event::DocumentAnchored,
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
-        let key = entity_key("document", &d.doc_id);
+        let key = Entity::Document.key(&d.doc_id);
         if self.exists(&key)? {
             return rej(
                 RejectCode::DuplicateDocument,
@@ -25,37 +25,29 @@ impl<S: StateRead> BlockExecutor<'_, S> {
         for r in &d.refs {
             let (kind, id) =
                 parse_ref(r).map_err(|m| Rejection::new(RejectCode::InvalidField, m))?;
-            let (prefix, parties): (&str, Vec<String>) = match kind {
+            let parties: Vec<String> = match kind {
                 RefKind::Order => {
-                    let o: Option<OrderState> = self.get(&entity_key("order", id))?;
-                    ("order", o.map(|o| vec![o.buyer, o.seller]).unwrap_or_default())
+                    let o: Option<OrderState> = self.get(&Entity::Order.key(id))?;
+                    o.map(|o| vec![o.buyer, o.seller]).unwrap_or_default()
                 }
                 RefKind::Invoice => {
-                    let i: Option<InvoiceState> = self.get(&entity_key("invoice", id))?;
+                    let i: Option<InvoiceState> = self.get(&Entity::Invoice.key(id))?;
                     let o: Option<OrderState> = match &i {
-                        Some(i) => self.get(&entity_key("order", &i.order_id))?,
+                        Some(i) => self.get(&Entity::Order.key(&i.order_id))?,
                         None => None,
                     };
-                    (
-                        "invoice",
-                        o.filter(|_| i.is_some())
-                            .map(|o| vec![o.buyer, o.seller])
-                            .unwrap_or_default(),
-                    )
+                    o.filter(|_| i.is_some()).map(|o| vec![o.buyer, o.seller]).unwrap_or_default()
                 }
                 RefKind::Shipment => {
-                    let s: Option<ShipmentState> = self.get(&entity_key("shipment", id))?;
-                    (
-                        "shipment",
-                        s.map(|s| vec![s.buyer, s.seller, s.forwarder]).unwrap_or_default(),
-                    )
+                    let s: Option<ShipmentState> = self.get(&Entity::Shipment.key(id))?;
+                    s.map(|s| vec![s.buyer, s.seller, s.forwarder]).unwrap_or_default()
                 }
                 RefKind::Declaration => {
-                    let dc: Option<DeclarationState> = self.get(&entity_key("declaration", id))?;
+                    let dc: Option<DeclarationState> = self.get(&Entity::Declaration.key(id))?;
                     let mut parties = Vec::new();
                     if let Some(dc) = &dc {
                         if let Some(s) =
-                            self.get::<ShipmentState>(&entity_key("shipment", &dc.shipment_id))?
+                            self.get::<ShipmentState>(&Entity::Shipment.key(&dc.shipment_id))?
                         {
                             parties = vec![s.buyer, s.seller, s.forwarder];
                         }
@@ -65,10 +57,10 @@ impl<S: StateRead> BlockExecutor<'_, S> {
                             parties.push(author.into());
                         }
                     }
-                    ("declaration", parties)
+                    parties
                 }
                 RefKind::Lc => {
-                    let l: Option<LcState> = self.get(&entity_key("lc", id))?;
+                    let l: Option<LcState> = self.get(&Entity::Lc.key(id))?;
                     let mut parties = l
                         .map(|l| vec![l.applicant, l.beneficiary, l.issuing_bank])
                         .unwrap_or_default();
@@ -78,7 +70,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
                             parties.push(author.into());
                         }
                     }
-                    ("lc", parties)
+                    parties
                 }
             };
             if parties.is_empty() {
@@ -88,7 +80,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
                 );
             }
             is_party |= parties.iter().any(|p| p == author);
-            ref_keys.push(entity_key(prefix, id));
+            ref_keys.push(Entity::from(kind).key(id));
         }
         if !is_party {
             return rej(RejectCode::NotAParty, format!(

@@ -349,7 +349,7 @@ impl<'a, S: StateRead> BlockExecutor<'a, S> {
             .role_of(&event.author)
             .ok_or_else(|| Rejection::new(RejectCode::UnknownParticipant, "unknown author"))?;
         let kind = event.payload.kind();
-        if !role_permits(role, kind) {
+        if !role_permits(role, event.payload.event_kind()) {
             return rej(
                 RejectCode::RoleNotPermitted,
                 format!(

@@ -16,7 +16,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();
-        let key = entity_key("order", &p.order_id);
+        let key = Entity::Order.key(&p.order_id);
         if self.exists(&key)? {
             return rej(RejectCode::DuplicateOrder, format!("order {} already exists", p.order_id));
         }
@@ -59,7 +59,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();
-        let key = entity_key("order", &p.order_id);
+        let key = Entity::Order.key(&p.order_id);
         let mut order: OrderState =
             self.need(&key, RejectCode::UnknownOrder, "order", &p.order_id)?;
         if order.seller != author {
@@ -88,8 +88,8 @@ impl<S: StateRead> BlockExecutor<'_, S> {
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();
-        let okey = entity_key("order", &p.order_id);
-        let ikey = entity_key("invoice", &p.invoice_id);
+        let okey = Entity::Order.key(&p.order_id);
+        let ikey = Entity::Invoice.key(&p.invoice_id);
         let mut order: OrderState =
             self.need(&okey, RejectCode::UnknownOrder, "order", &p.order_id)?;
         if self.exists(&ikey)? {

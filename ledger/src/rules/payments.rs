@@ -16,14 +16,14 @@ impl<S: StateRead> BlockExecutor<'_, S> {
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();
-        let key = entity_key("lc", &l.lc_id);
+        let key = Entity::Lc.key(&l.lc_id);
         if self.exists(&key)? {
             return rej(
                 RejectCode::DuplicateLc,
                 format!("letter of credit {} already exists", l.lc_id),
             );
         }
-        let okey = entity_key("order", &l.order_id);
+        let okey = Entity::Order.key(&l.order_id);
         let mut order: OrderState =
             self.need(&okey, RejectCode::UnknownOrder, "order", &l.order_id)?;
         if l.applicant != order.buyer || l.beneficiary != order.seller {
@@ -74,7 +74,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();
-        let key = entity_key("lc", &p.lc_id);
+        let key = Entity::Lc.key(&p.lc_id);
         let mut lc: LcState =
             self.need(&key, RejectCode::UnknownLc, "letter of credit", &p.lc_id)?;
         let allowed = author == lc.beneficiary
@@ -94,7 +94,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
             return rej(RejectCode::LcExpired, format!("letter of credit {} has expired", p.lc_id));
         }
         for doc in &p.doc_ids {
-            if !self.exists(&entity_key("document", doc))? {
+            if !self.exists(&Entity::Document.key(doc))? {
                 return rej(
                     RejectCode::UnknownDocument,
                     format!(
@@ -106,7 +106,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
         lc.presented = true;
         fx.put(key.clone(), &lc);
         fx.refer(key);
-        fx.refer(entity_key("order", &lc.order_id));
+        fx.refer(Entity::Order.key(&lc.order_id));
         Ok(())
     }
 
@@ -116,17 +116,17 @@ impl<S: StateRead> BlockExecutor<'_, S> {
         p: &crate::model::event::PaymentSettled,
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
-        let pkey = entity_key("payment", &p.payment_id);
+        let pkey = Entity::Payment.key(&p.payment_id);
         if self.exists(&pkey)? {
             return rej(
                 RejectCode::DuplicatePayment,
                 format!("payment {} is already recorded", p.payment_id),
             );
         }
-        let ikey = entity_key("invoice", &p.invoice_id);
+        let ikey = Entity::Invoice.key(&p.invoice_id);
         let mut invoice: InvoiceState =
             self.need(&ikey, RejectCode::UnknownInvoice, "invoice", &p.invoice_id)?;
-        let okey = entity_key("order", &invoice.order_id);
+        let okey = Entity::Order.key(&invoice.order_id);
         let order: OrderState =
             self.need(&okey, RejectCode::UnknownOrder, "order", &invoice.order_id)?;
         if p.payer != order.buyer || p.payee != order.seller {
@@ -158,7 +158,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
             );
         }
         if let Some(lc_id) = &p.lc_id {
-            let lkey = entity_key("lc", lc_id);
+            let lkey = Entity::Lc.key(lc_id);
             let mut lc: LcState =
                 self.need(&lkey, RejectCode::UnknownLc, "letter of credit", lc_id)?;
             if lc.order_id != invoice.order_id {

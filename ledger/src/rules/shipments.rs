@@ -17,7 +17,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();
-        let key = entity_key("shipment", &p.shipment_id);
+        let key = Entity::Shipment.key(&p.shipment_id);
         if self.exists(&key)? {
             return rej(
                 RejectCode::DuplicateShipment,
@@ -43,7 +43,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
             if !seen.insert(id) {
                 return rej(RejectCode::InvalidField, format!("order {id} is listed twice"));
             }
-            let okey = entity_key("order", id);
+            let okey = Entity::Order.key(id);
             let order: OrderState = self.need(&okey, RejectCode::UnknownOrder, "order", id)?;
             if !order.accepted {
                 return rej(
@@ -106,7 +106,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();
-        let key = entity_key("shipment", &m.shipment_id);
+        let key = Entity::Shipment.key(&m.shipment_id);
         let mut s: ShipmentState =
             self.need(&key, RejectCode::UnknownShipment, "shipment", &m.shipment_id)?;
         if s.forwarder != author {
@@ -166,7 +166,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();
-        let key = entity_key("shipment", &r.shipment_id);
+        let key = Entity::Shipment.key(&r.shipment_id);
         let mut s: ShipmentState =
             self.need(&key, RejectCode::UnknownShipment, "shipment", &r.shipment_id)?;
         if s.buyer != author {
@@ -202,7 +202,7 @@ impl<S: StateRead> BlockExecutor<'_, S> {
         fx: &mut Effects,
     ) -> Result<(), ApplyError> {
         let author = e.author.as_str();
-        let key = entity_key("shipment", &x.shipment_id);
+        let key = Entity::Shipment.key(&x.shipment_id);
         let mut s: ShipmentState =
             self.need(&key, RejectCode::UnknownShipment, "shipment", &x.shipment_id)?;
         if s.forwarder != author {

@@ -15,7 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::event::{Condition, Direction, DocType};
+use crate::model::event::{Condition, Direction, DocType, RefKind};
 use crate::model::fields::Decimal;
 use crate::LedgerError;
 
@@ -37,8 +37,59 @@ pub trait StateRead {
     }
 }
 
-/// The state key of an entity.
-pub fn entity_key(prefix: &str, id: &str) -> Vec<u8> {
+/// The kinds of entity the rules keep a record of, each under a state key prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Entity {
+    /// `order/<order_id>`.
+    Order,
+    /// `invoice/<invoice_id>`.
+    Invoice,
+    /// `shipment/<shipment_id>`.
+    Shipment,
+    /// `declaration/<declaration_id>`.
+    Declaration,
+    /// `lc/<lc_id>`.
+    Lc,
+    /// `document/<doc_id>`.
+    Document,
+    /// `payment/<payment_id>`.
+    Payment,
+}
+
+impl Entity {
+    /// The state key prefix, e.g. `order`.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Entity::Order => "order",
+            Entity::Invoice => "invoice",
+            Entity::Shipment => "shipment",
+            Entity::Declaration => "declaration",
+            Entity::Lc => "lc",
+            Entity::Document => "document",
+            Entity::Payment => "payment",
+        }
+    }
+
+    /// The state key of the entity `id` of this kind.
+    pub fn key(self, id: &str) -> Vec<u8> {
+        entity_key(self.prefix(), id)
+    }
+}
+
+impl From<RefKind> for Entity {
+    fn from(kind: RefKind) -> Entity {
+        match kind {
+            RefKind::Order => Entity::Order,
+            RefKind::Invoice => Entity::Invoice,
+            RefKind::Shipment => Entity::Shipment,
+            RefKind::Declaration => Entity::Declaration,
+            RefKind::Lc => Entity::Lc,
+        }
+    }
+}
+
+/// The state key of an entity by its prefix ([`Entity::prefix`]).
+fn entity_key(prefix: &str, id: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(prefix.len() + 1 + id.len());
     key.extend_from_slice(prefix.as_bytes());
     key.push(b'/');

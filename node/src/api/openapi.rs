@@ -106,7 +106,7 @@ pub fn openapi_pretty_json() -> Result<String, serde_json::Error> {
 /// The node's metrics
 ///
 /// Prometheus metrics in the OpenMetrics text format: API requests by route and status, the
-/// chain, the mempool, peers and sync. The handler is `api::metrics`; this function only
+/// chain, the mempool, peers and sync. The handler is `api::scrape::metrics`; this function only
 /// carries its description (the route test checks that the router serves it).
 #[utoipa::path(
     get,

@@ -18,7 +18,7 @@ use tradeloop_ledger::query::LedgerView;
 use crate::api::command::ApiCommand;
 use crate::api::limits::ApiLimits;
 use crate::api::state::{ApiShared, ApiState};
-use crate::api::{auth, handlers, metrics, openapi, problem, reads, server, stream};
+use crate::api::{auth, handlers, openapi, problem, reads, scrape, server, stream};
 use crate::chain::notice::CommitNotice;
 
 /// The API's routes with every bound applied (for tests and for [`serve`]).
@@ -93,7 +93,7 @@ pub(crate) fn routes() -> Routes {
         .get("/v1/participants", reads::participants)
         .get("/v1/stream", stream::stream)
         .get("/v1/openapi.json", handlers::openapi_json)
-        .get("/metrics", metrics::metrics)
+        .get("/metrics", scrape::metrics)
 }
 
 fn router_with(
@@ -145,7 +145,7 @@ fn router_with(
         // Outermost: a request without the token it needs is refused before it takes a place.
         .layer(axum::middleware::from_fn_with_state(Arc::new(access), auth::require))
         // Outside the token check: refused requests are counted too.
-        .layer(axum::middleware::from_fn_with_state(metrics, metrics::count))
+        .layer(axum::middleware::from_fn_with_state(metrics, scrape::count))
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets requests in flight finish

@@ -35,12 +35,12 @@ use crate::config::NodeConfig;
 use crate::consensus::context::{TradeContext, Validators};
 use crate::consensus::core::ConsensusCore;
 use crate::consensus::guard::SignGuard;
-use crate::consensus::inbound::{check_consensus, consensus_height};
+use crate::consensus::inbound::{check_consensus, consensus_height, InboundError};
 use crate::consensus::streamed::StreamedBlocks;
 use crate::mempool::MempoolLimits;
 use crate::metrics::Metrics;
 use crate::net::message::{self, ConsensusWire, EventBatch};
-use crate::net::p2p::{self, P2pConfig, P2pEvent, P2pHandle, P2pLimits, Topic, Verdict as Gossip};
+use crate::net::p2p::{self, GossipVerdict, P2pConfig, P2pEvent, P2pHandle, P2pLimits, Topic};
 use crate::net::serve::answer;
 use crate::net::sync::decisions::DecisionWatch;
 use crate::net::sync::{self, SyncContext, SyncHint};
@@ -676,10 +676,10 @@ async fn network(n: NetworkCtx, mut events: mpsc::Receiver<P2pEvent>) {
                 let verdict = match EventBatch::decode(&data) {
                     Err(e) => {
                         tracing::debug!(%from, "malformed event batch: {e}");
-                        Gossip::Reject
+                        GossipVerdict::Reject
                     }
                     Ok(batch) => match n.chain.relay(batch.events, now_ms()).await {
-                        Err(_) => Gossip::Ignore,
+                        Err(_) => GossipVerdict::Ignore,
                         Ok(results) => batch_verdict(&results),
                     },
                 };
@@ -688,15 +688,15 @@ async fn network(n: NetworkCtx, mut events: mpsc::Receiver<P2pEvent>) {
             P2pEvent::Gossip { topic: Topic::Consensus, from, id, data } => {
                 let checked = message::gossip_unframe(&data)
                     .and_then(message::decode_consensus)
-                    .map_err(|e| e.to_string())
+                    .map_err(InboundError::from)
                     .and_then(|m| check_consensus(&n.ctx, &n.validators, m));
                 match checked {
                     Err(detail) => {
                         tracing::debug!(%from, "consensus message refused: {detail}");
-                        n.p2p.report(id, Gossip::Reject);
+                        n.p2p.report(id, GossipVerdict::Reject);
                     }
                     Ok(msg) => {
-                        n.p2p.report(id, Gossip::Accept);
+                        n.p2p.report(id, GossipVerdict::Accept);
                         match &n.driver {
                             // A full driver queue drops the message; rebroadcasts make up for it.
                             Some(driver) => {
@@ -755,7 +755,7 @@ fn follow(
     let _ = n.sync.try_send(hint);
 }
 
-fn batch_verdict(results: &[AdmitResult]) -> Gossip {
+fn batch_verdict(results: &[AdmitResult]) -> GossipVerdict {
     // A bad signature or envelope is the sender's fault; a rule refusal may be ordering (an
     // event that depends on one this node has not seen yet) and is not penalised.
     let forged = results.iter().any(|r| {
@@ -769,11 +769,11 @@ fn batch_verdict(results: &[AdmitResult]) -> Gossip {
             | tradeloop_ledger::RejectCode::EventTooLarge))
     });
     if forged {
-        Gossip::Reject
+        GossipVerdict::Reject
     } else if results.iter().any(|r| matches!(r, AdmitResult::Accepted(_))) {
-        Gossip::Accept
+        GossipVerdict::Accept
     } else {
-        Gossip::Ignore
+        GossipVerdict::Ignore
     }
 }
 

@@ -426,7 +426,7 @@ impl Sim {
         let result = match msg {
             Msg::Consensus(bytes) => {
                 let checked = crate::net::message::decode_consensus(&bytes)
-                    .map_err(|e| e.to_string())
+                    .map_err(crate::consensus::inbound::InboundError::from)
                     .and_then(|m| {
                         crate::consensus::inbound::check_consensus(
                             &self.shared.ctx,

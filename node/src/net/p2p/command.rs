@@ -3,7 +3,7 @@
 use tokio::sync::oneshot;
 use tradeloop_crypto::PublicKey;
 
-use crate::net::p2p::protocol::{GossipId, P2pError, Topic, Verdict};
+use crate::net::p2p::protocol::{GossipId, GossipVerdict, P2pError, Topic};
 use libp2p::Multiaddr;
 
 /// A handle's request to the event loop, with its one-shot reply.
@@ -12,7 +12,7 @@ use libp2p::Multiaddr;
 pub(crate) enum Command {
     Publish { topic: Topic, data: Vec<u8>, reply: oneshot::Sender<Result<(), P2pError>> },
     Request { peer: PublicKey, data: Vec<u8>, reply: oneshot::Sender<Result<Vec<u8>, P2pError>> },
-    Report { id: GossipId, verdict: Verdict },
+    Report { id: GossipId, verdict: GossipVerdict },
     Peers(oneshot::Sender<Vec<PublicKey>>),
     PeerScore { peer: PublicKey, reply: oneshot::Sender<Option<f64>> },
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),

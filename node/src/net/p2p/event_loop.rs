@@ -27,8 +27,8 @@ use crate::net::p2p::command::Command;
 use crate::net::p2p::config::{P2pConfig, P2pLimits, GOSSIP_FRAMING_BYTES};
 use crate::net::p2p::handle::P2pHandle;
 use crate::net::p2p::protocol::{
-    peer_id, public_key, topic_of, GossipId, P2pError, P2pEvent, P2pStats, Responder, Topic,
-    Verdict,
+    peer_id, public_key, topic_of, GossipId, GossipVerdict, P2pError, P2pEvent, P2pStats,
+    Responder, Topic,
 };
 
 /// Weight of gossipsub's invalid-message term (P4): a peer's topic score is this times the
@@ -410,14 +410,14 @@ impl EventLoop {
         self.requests.insert(id, (peer, reply));
     }
 
-    fn report(&mut self, id: &GossipId, verdict: Verdict) {
+    fn report(&mut self, id: &GossipId, verdict: GossipVerdict) {
         let acceptance = match verdict {
-            Verdict::Accept => MessageAcceptance::Accept,
-            Verdict::Reject => {
+            GossipVerdict::Accept => MessageAcceptance::Accept,
+            GossipVerdict::Reject => {
                 self.rejected_messages = self.rejected_messages.saturating_add(1);
                 MessageAcceptance::Reject
             }
-            Verdict::Ignore => MessageAcceptance::Ignore,
+            GossipVerdict::Ignore => MessageAcceptance::Ignore,
         };
         // `false` means the message already left the cache (reported twice, or expired): nothing
         // to do.
@@ -493,13 +493,13 @@ impl EventLoop {
         let (Some(topic), Some(from)) =
             (topic_of(&message.topic, &self.topics), public_key(&propagation_source))
         else {
-            self.report(&id, Verdict::Ignore);
+            self.report(&id, GossipVerdict::Ignore);
             return;
         };
         let event = P2pEvent::Gossip { topic, from, id: id.clone(), data: message.data };
         if !self.emit(event) {
             // Not judged, so not forwarded; Ignore frees it from the cache now.
-            self.report(&id, Verdict::Ignore);
+            self.report(&id, GossipVerdict::Ignore);
         }
     }
 

@@ -5,7 +5,7 @@ use tradeloop_crypto::PublicKey;
 
 use crate::net::p2p::command::Command;
 use crate::net::p2p::config::P2pLimits;
-use crate::net::p2p::protocol::{GossipId, P2pError, P2pStats, Topic, Verdict};
+use crate::net::p2p::protocol::{GossipId, GossipVerdict, P2pError, P2pStats, Topic};
 use libp2p::Multiaddr;
 
 /// The one network operation the consensus driver's fetches and block sync need: a request to
@@ -80,7 +80,7 @@ impl P2pHandle {
     /// and the message, never accepted, is not forwarded (it expires from gossipsub's cache).
     /// Report within a few seconds: gossipsub keeps an unjudged message for its message-cache
     /// history (5 heartbeats of 1 s); a later `Accept` finds nothing to forward.
-    pub fn report(&self, id: GossipId, verdict: Verdict) {
+    pub fn report(&self, id: GossipId, verdict: GossipVerdict) {
         // Dropping is safe in the direction that matters: an unreported message is never
         // forwarded.
         let _ = self.commands.try_send(Command::Report { id, verdict });

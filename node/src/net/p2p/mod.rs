@@ -34,7 +34,7 @@
 //! The message id is derived from the content, SHA-256 of `len(topic) as u32 BE ‖ topic ‖ data`
 //! (the default id of an anonymous message is empty, which would make every message a
 //! duplicate). With `validate_messages()` nothing is forwarded until the runtime reports
-//! [`Verdict::Accept`] through [`P2pHandle::report`]; `Reject` removes the message and counts an
+//! [`GossipVerdict::Accept`] through [`P2pHandle::report`]; `Reject` removes the message and counts an
 //! invalid delivery against the peer that sent it; `Ignore` removes it without penalty (use it
 //! for messages that are merely late or duplicate).
 //!
@@ -84,7 +84,7 @@ pub use config::*;
 pub use handle::{P2pHandle, PeerRequests};
 pub use libp2p::{Multiaddr, PeerId};
 pub use protocol::{
-    peer_id, public_key, GossipId, P2pError, P2pEvent, P2pStats, Responder, Topic, Verdict,
+    peer_id, public_key, GossipId, GossipVerdict, P2pError, P2pEvent, P2pStats, Responder, Topic,
 };
 use tokio::sync::mpsc;
 

@@ -46,7 +46,7 @@ impl GossipId {
 
 /// The runtime's judgement of a gossip message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum GossipVerdict {
     /// Valid: forward it to the mesh.
     Accept,
     /// Invalid (bad signature or syntax): drop it and penalise the peer that sent it.
@@ -58,7 +58,7 @@ pub enum Verdict {
 /// What the network layer tells the runtime.
 #[derive(Debug)]
 pub enum P2pEvent {
-    /// A gossip message awaiting a [`Verdict`] (nothing is forwarded before `Accept`).
+    /// A gossip message awaiting a [`GossipVerdict`] (nothing is forwarded before `Accept`).
     Gossip {
         /// The topic it arrived on.
         topic: Topic,

@@ -174,10 +174,10 @@ async fn gossip_is_forwarded_only_after_accept() {
     within(a.handle.publish(Topic::Events, b"first".to_vec())).await.unwrap();
     let (topic, from, id, data) = next_gossip(&mut b.events).await;
     assert_eq!((topic, from, data.as_slice()), (Topic::Events, a.key, &b"first"[..]));
-    b.handle.report(id, Verdict::Accept);
+    b.handle.report(id, GossipVerdict::Accept);
     let (topic, from, id, data) = next_gossip(&mut c.events).await;
     assert_eq!((topic, from, data.as_slice()), (Topic::Events, b.key, &b"first"[..]));
-    c.handle.report(id, Verdict::Accept);
+    c.handle.report(id, GossipVerdict::Accept);
     // Content-derived ids: the same bytes again are a duplicate, on the same topic only.
     let err = within(a.handle.publish(Topic::Events, b"first".to_vec())).await.unwrap_err();
     assert_eq!(err.code(), "P2P_DUPLICATE");
@@ -186,7 +186,7 @@ async fn gossip_is_forwarded_only_after_accept() {
     let (_, _, id, data) = next_gossip(&mut b.events).await;
     assert_eq!(data, b"bad");
     let before = within(b.handle.peer_score(a.key)).await.unwrap().unwrap();
-    b.handle.report(id, Verdict::Reject);
+    b.handle.report(id, GossipVerdict::Reject);
     wait_stats(&b, |s| s.rejected_messages == 1).await;
     // The reject is charged to A, the peer that sent it: one invalid delivery costs -1 (n²).
     let after = within(b.handle.peer_score(a.key)).await.unwrap().unwrap();
@@ -195,7 +195,7 @@ async fn gossip_is_forwarded_only_after_accept() {
     within(a.handle.publish(Topic::Events, b"third".to_vec())).await.unwrap();
     let (_, _, id, data) = next_gossip(&mut b.events).await;
     assert_eq!(data, b"third");
-    b.handle.report(id, Verdict::Accept);
+    b.handle.report(id, GossipVerdict::Accept);
     // Same path, same order: had B forwarded "bad", C would see it before "third".
     let (_, _, _, data) = next_gossip(&mut c.events).await;
     assert_eq!(data, b"third", "a rejected message must not be forwarded");
@@ -204,11 +204,11 @@ async fn gossip_is_forwarded_only_after_accept() {
     within(a.handle.publish(Topic::Events, b"late".to_vec())).await.unwrap();
     let (_, _, id, data) = next_gossip(&mut b.events).await;
     assert_eq!(data, b"late");
-    b.handle.report(id, Verdict::Ignore);
+    b.handle.report(id, GossipVerdict::Ignore);
     within(a.handle.publish(Topic::Events, b"fourth".to_vec())).await.unwrap();
     let (_, _, id, data) = next_gossip(&mut b.events).await;
     assert_eq!(data, b"fourth");
-    b.handle.report(id, Verdict::Accept);
+    b.handle.report(id, GossipVerdict::Accept);
     let (_, _, _, data) = next_gossip(&mut c.events).await;
     assert_eq!(data, b"fourth", "an ignored message must not be forwarded");
     let ignored = within(b.handle.peer_score(a.key)).await.unwrap().unwrap();
@@ -497,7 +497,7 @@ async fn gossip_throughput() {
         tokio::select! {
             event = b.events.recv() => {
                 if let Some(P2pEvent::Gossip { id, .. }) = event {
-                    b.handle.report(id, Verdict::Accept);
+                    b.handle.report(id, GossipVerdict::Accept);
                     received += 1;
                 }
             }
@@ -510,7 +510,7 @@ async fn gossip_throughput() {
     while received + refused + u32::try_from(dropped()).unwrap() < MESSAGES {
         match tokio::time::timeout_at(deadline, b.events.recv()).await {
             Ok(Some(P2pEvent::Gossip { id, .. })) => {
-                b.handle.report(id, Verdict::Accept);
+                b.handle.report(id, GossipVerdict::Accept);
                 received += 1;
             }
             Ok(_) => {}
