@@ -16,7 +16,9 @@ use malachite_core_types::{
 use tradeloop_crypto::merkle;
 use tradeloop_crypto::{Hash, Signature};
 use tradeloop_ledger::sample::trade_events;
-use tradeloop_ledger::{encoding::codec, export::binary, encoding::frame, CertifiedBlock, Ledger, SignedEvent};
+use tradeloop_ledger::encoding::{codec, frame};
+use tradeloop_ledger::export::binary;
+use tradeloop_ledger::{CertifiedBlock, Ledger, SignedEvent};
 use tradeloop_node::consensus::context::{Address, BlockHash, Height, Proposal, Vote};
 use tradeloop_node::consensus::guard::{Position, SignGuard, Step};
 use tradeloop_node::consensus::wal::Wal;
@@ -189,7 +191,7 @@ fn block_corpus(corpus: &Corpus, chain: &Chain) -> Result<()> {
     corpus.put("frame_read", "length-too-big", &[2, 0x04, 0, 0, 1, 0, 0, 0, 0, 7])?;
 
     let export_path = scratch.path().join("chain.tlx");
-    export::export(ledger, &export_path)?;
+    binary::export(ledger, &export_path)?;
     let exported = std::fs::read(&export_path)?;
     tradeloop_ledger::evidence::audit::verify_export(&export_path, genesis, &mut |_, _| {})
         .map_err(|f| format!("the sample export does not verify: {}", f.reason))?;
@@ -198,7 +200,7 @@ fn block_corpus(corpus: &Corpus, chain: &Chain) -> Result<()> {
     corpus.put("frame_read", "export-frames", &exported[12..])?;
     let empty_path = scratch.path().join("empty.tlx");
     let empty = Ledger::open(&scratch.path().join("empty"), (*genesis).clone())?;
-    export::export(&empty, &empty_path)?;
+    binary::export(&empty, &empty_path)?;
     corpus.put("export_read", "no-blocks", &std::fs::read(&empty_path)?)?;
     Ok(())
 }
@@ -391,19 +393,19 @@ fn peer_corpus(
     chain: &Chain,
     records: &[(&'static str, WalRecord)],
 ) -> Result<()> {
-    let frame = |counter: u64, message: &[u8]| wire::gossip_frame(counter, message);
+    let frame = |counter: u64, message: &[u8]| message::gossip_frame(counter, message);
     for (name, record) in records {
         let message = record.encode()?;
-        if wire::decode_consensus(&message).is_ok() {
+        if message::decode_consensus(&message).is_ok() {
             corpus.put("peer_consensus", name, &frame(7, &message))?;
         }
     }
     let validator = &chain.cast.validator_keys[0];
     for (i, b) in chain.blocks.iter().enumerate() {
         let parts =
-            wire::split_block(&b.block, Round::new(0), Round::Nil, validator, &chain.genesis.hash)?;
+            message::split_block(&b.block, Round::new(0), Round::Nil, validator, &chain.genesis.hash)?;
         for part in &parts {
-            let message = wire::encode_consensus(&wire::ConsensusWire::Part(part.clone()))?;
+            let message = message::encode_consensus(&message::ConsensusWire::Part(part.clone()))?;
             corpus.put(
                 "peer_consensus",
                 &format!("part-{i}-{}", part.index),
@@ -413,15 +415,15 @@ fn peer_corpus(
     }
     corpus.put("peer_consensus", "counter-only", &frame(3, &[]))?;
     for (i, events) in chain.events.chunks(8).enumerate() {
-        let batch = wire::EventBatch { events: events.to_vec() };
+        let batch = message::EventBatch { events: events.to_vec() };
         corpus.put("peer_events", &format!("batch-{i}"), &batch.encode()?)?;
     }
     let tip = chain.ledger.tip();
     let ids = chain.events.iter().take(3).map(SignedEvent::id).collect();
     let requests = [
-        ("status", wire::Request::Status),
-        ("blocks", wire::Request::Blocks { from: 1, count: wire::MAX_SYNC_BLOCKS }),
-        ("events", wire::Request::Events { ids }),
+        ("status", message::Request::Status),
+        ("blocks", message::Request::Blocks { from: 1, count: message::MAX_SYNC_BLOCKS }),
+        ("events", message::Request::Events { ids }),
     ];
     for (name, request) in requests {
         corpus.put(
@@ -433,15 +435,15 @@ fn peer_corpus(
     let responses = [
         (
             "status",
-            wire::Response::Status {
+            message::Response::Status {
                 chain: chain.genesis.hash,
                 height: tip.height,
                 tip_hash: tip.hash,
             },
         ),
-        ("blocks", wire::Response::Blocks(chain.blocks.iter().take(2).cloned().collect())),
-        ("events", wire::Response::Events(chain.events.iter().take(3).cloned().collect())),
-        ("error", wire::Response::Error("no such height".into())),
+        ("blocks", message::Response::Blocks(chain.blocks.iter().take(2).cloned().collect())),
+        ("events", message::Response::Events(chain.events.iter().take(3).cloned().collect())),
+        ("error", message::Response::Error("no such height".into())),
     ];
     for (name, response) in responses {
         corpus.put(

@@ -1,5 +1,5 @@
-//! The consensus topic as a peer sends it: `wire::gossip_unframe`, then
-//! `wire::decode_consensus` (votes, proposals and polka certificates in the WAL records'
+//! The consensus topic as a peer sends it: `message::gossip_unframe`, then
+//! `message::decode_consensus` (votes, proposals and polka certificates in the WAL records'
 //! layouts; proposal parts in their own), then a decoded part through a `PartAssembler`.
 //!
 //! Asserts: no panic and no allocation beyond the message bounds; whatever decodes re-encodes to
@@ -12,13 +12,13 @@ use tradeloop_node::consensus::parts::PartAssembler;
 use tradeloop_node::net::message::{self, ConsensusWire};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(message) = wire::gossip_unframe(data) else {
+    let Ok(message) = message::gossip_unframe(data) else {
         return;
     };
-    let Ok(decoded) = wire::decode_consensus(message) else {
+    let Ok(decoded) = message::decode_consensus(message) else {
         return;
     };
-    match wire::encode_consensus(&decoded) {
+    match message::encode_consensus(&decoded) {
         Ok(bytes) => assert_eq!(bytes, message, "{decoded:?} re-encodes differently"),
         Err(e) => panic!("a decoded message does not encode: {e} ({decoded:?})"),
     }

@@ -27,6 +27,11 @@ fn options() -> impl Options {
 #[error("cannot encode: {0}")]
 pub struct EncodeError(pub String);
 
+/// Why bytes do not decode to a value: bincode's error, kept as the cause.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DecodeError(#[from] bincode::Error);
+
 /// Encodes a value. Fails (instead of returning an empty buffer that could then be stored or
 /// hashed) when the value is larger than [`MAX_DECODE_BYTES`], since it could never be decoded.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> {
@@ -57,19 +62,18 @@ pub(crate) fn encode_small<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 
 /// Decodes a value at the start of `bytes`; the value and the bytes it took. For reading one
 /// part of a larger encoding (one event of a stored block) without decoding the rest.
-pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), DecodeError> {
     let mut cursor = std::io::Cursor::new(bytes);
-    let value = options()
-        .allow_trailing_bytes()
-        .deserialize_from(&mut cursor)
-        .map_err(|e| e.to_string())?;
-    let used = usize::try_from(cursor.position()).map_err(|e| e.to_string())?;
+    let value = options().allow_trailing_bytes().deserialize_from(&mut cursor)?;
+    // The cursor is over `bytes`, so its position fits in a usize.
+    let used = usize::try_from(cursor.position())
+        .map_err(|_| DecodeError(Box::new(bincode::ErrorKind::SizeLimit)))?;
     Ok((value, used))
 }
 
 /// Decodes a value, refusing trailing bytes and sizes over [`MAX_DECODE_BYTES`].
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    options().deserialize(bytes).map_err(|e| e.to_string())
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    Ok(options().deserialize(bytes)?)
 }
 
 #[cfg(test)]

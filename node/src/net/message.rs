@@ -46,6 +46,9 @@ pub enum WireError {
     /// Not a message of this protocol version.
     #[error("malformed network message: {0}")]
     Malformed(String),
+    /// Bytes that do not decode to the message they are framed as.
+    #[error("malformed network message: {0}")]
+    Decode(#[from] tradeloop_ledger::encoding::codec::DecodeError),
     /// A signed consensus message that does not decode.
     #[error("malformed consensus message: {0}")]
     Record(#[from] crate::consensus::walrecord::RecordError),
@@ -58,7 +61,9 @@ impl WireError {
     /// A stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            WireError::Malformed(_) | WireError::Record(_) => "WIRE_MALFORMED",
+            WireError::Malformed(_) | WireError::Decode(_) | WireError::Record(_) => {
+                "WIRE_MALFORMED"
+            }
             WireError::Encode(_) => "WIRE_ENCODE",
         }
     }
@@ -337,7 +342,7 @@ impl EventBatch {
     /// Parses a batch.
     pub fn decode(bytes: &[u8]) -> Result<EventBatch, WireError> {
         let batch: EventBatch =
-            tradeloop_ledger::encoding::codec::decode(bytes).map_err(WireError::Malformed)?;
+            tradeloop_ledger::encoding::codec::decode(bytes).map_err(WireError::Decode)?;
         if batch.events.is_empty() || batch.events.len() > MAX_BATCH_EVENTS {
             return Err(WireError::Malformed(format!(
                 "a batch holds 1..={MAX_BATCH_EVENTS} events, this one {}",
@@ -395,7 +400,7 @@ impl Request {
     }
     /// Parses a request.
     pub fn decode(bytes: &[u8]) -> Result<Request, WireError> {
-        tradeloop_ledger::encoding::codec::decode(bytes).map_err(WireError::Malformed)
+        tradeloop_ledger::encoding::codec::decode(bytes).map_err(WireError::Decode)
     }
 }
 
@@ -407,7 +412,7 @@ impl Response {
     }
     /// Parses a response.
     pub fn decode(bytes: &[u8]) -> Result<Response, WireError> {
-        tradeloop_ledger::encoding::codec::decode(bytes).map_err(WireError::Malformed)
+        tradeloop_ledger::encoding::codec::decode(bytes).map_err(WireError::Decode)
     }
 }
 
