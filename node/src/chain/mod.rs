@@ -309,7 +309,7 @@ impl ChainHandle {
 /// Whether a ledger error means the data dir could not be read or written (rather than bad
 /// input or a damaged copy): the node then stops and waits for its disk (`crate::outage`).
 pub fn is_storage_failure(e: &LedgerError) -> bool {
-    matches!(e, LedgerError::Io { .. } | LedgerError::Store(_))
+    matches!(e, LedgerError::Io { .. } | LedgerError::Store(_) | LedgerError::Index(_))
 }
 
 /// Where the chain worker reports what it does.
@@ -836,6 +836,18 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    /// A failing disk stops the node to wait for it, whichever layer reports it: the block
+    /// log (I/O), sled (its own error) or an injected fault.
+    #[test]
+    fn every_kind_of_disk_failure_is_a_storage_failure() {
+        let full = || std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let context = "writing the block log".to_string();
+        assert!(is_storage_failure(&LedgerError::Io { context, error: full() }));
+        assert!(is_storage_failure(&LedgerError::Index(sled::Error::Io(full()))));
+        assert!(is_storage_failure(&LedgerError::Store("injected fault".into())));
+        assert!(!is_storage_failure(&LedgerError::NotFound("order:PO-1".into())));
+    }
     use tradeloop_ledger::sample::{trade_events, Cast};
 
     fn worker(cast: &Cast, dir: &std::path::Path) -> ChainHandle {
