@@ -43,12 +43,7 @@ pub fn write_to<W: Write>(
     out.write_all(&EXPORT_VERSION.to_be_bytes()).map_err(WriteError::Io)?;
     out.write_all(&frame::encode(frame::kind::GENESIS, &genesis.canonical))
         .map_err(WriteError::Io)?;
-    let genesis_tip = crate::model::block::Tip::genesis(genesis);
-    let mut trailer = ExportTrailer {
-        block_count: 0,
-        tip_hash: genesis_tip.hash,
-        app_hash: genesis_tip.app_hash,
-    };
+    let mut trailer = ExportTrailer::at_genesis(genesis);
     for block in blocks {
         let block = block.map_err(WriteError::Ledger)?;
         let payload = codec::encode(&block).map_err(|e| {
@@ -58,9 +53,7 @@ pub fn write_to<W: Write>(
             })
         })?;
         out.write_all(&frame::encode(frame::kind::BLOCK, &payload)).map_err(WriteError::Io)?;
-        trailer.block_count += 1;
-        trailer.tip_hash = block.block.header.hash();
-        trailer.app_hash = block.block.header.app_hash;
+        trailer.follow(&block);
     }
     out.write_all(&frame::encode(frame::kind::END, &codec::encode_small(&trailer)))
         .map_err(WriteError::Io)?;

@@ -24,6 +24,21 @@ pub struct ExportTrailer {
     pub app_hash: Hash,
 }
 
+impl ExportTrailer {
+    /// The trailer of an export with no block yet: it names the genesis tip.
+    pub fn at_genesis(genesis: &crate::model::genesis::Genesis) -> ExportTrailer {
+        let tip = crate::model::block::Tip::genesis(genesis);
+        ExportTrailer { block_count: 0, tip_hash: tip.hash, app_hash: tip.app_hash }
+    }
+
+    /// Counts `block` as the export's last block so far.
+    pub fn follow(&mut self, block: &CertifiedBlock) {
+        self.block_count += 1;
+        self.tip_hash = block.block.header.hash();
+        self.app_hash = block.block.header.app_hash;
+    }
+}
+
 /// What the reader found next.
 #[derive(Debug)]
 pub enum ExportItem {

@@ -79,12 +79,7 @@ pub fn write_jsonl<W: Write>(
     let head =
         HeadLine { format: JSONL_FORMAT.into(), version: JSONL_VERSION, genesis: genesis_raw };
     write_line(out, &head)?;
-    let genesis_tip = crate::model::block::Tip::genesis(genesis);
-    let mut trailer = ExportTrailer {
-        block_count: 0,
-        tip_hash: genesis_tip.hash,
-        app_hash: genesis_tip.app_hash,
-    };
+    let mut trailer = ExportTrailer::at_genesis(genesis);
     for block in blocks {
         let block = block.map_err(WriteError::Ledger)?;
         let events = block
@@ -96,9 +91,7 @@ pub fn write_jsonl<W: Write>(
         let line =
             BlockLine { header: &block.block.header, certificate: &block.certificate, events };
         write_line(out, &line)?;
-        trailer.block_count += 1;
-        trailer.tip_hash = block.block.header.hash();
-        trailer.app_hash = block.block.header.app_hash;
+        trailer.follow(&block);
     }
     write_line(out, &EndLine { end: &trailer })?;
     Ok(trailer.block_count)
