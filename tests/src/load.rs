@@ -150,13 +150,18 @@ impl Report {
             .collect()
     }
 
-    /// The submissions to `node` sent within `[from, to)`.
+    /// The submissions to `node` sent within `[from, to)` or still waiting for their answer at
+    /// `from` (a fault that begins while a submission waits is that submission's fault too).
     pub fn of(&self, node: usize, from: Instant, to: Instant) -> Vec<&Sample> {
-        self.samples.iter().filter(|s| s.node == node && s.sent >= from && s.sent < to).collect()
+        self.samples
+            .iter()
+            .filter(|s| s.node == node && s.sent < to && s.sent + s.latency > from)
+            .collect()
     }
 
-    /// Checks that every submission to the nodes in `nodes` sent within `[from, to)` was
-    /// committed within `bound`, and that there was at least one; the per-node summaries.
+    /// Checks that every submission to the nodes in `nodes` sent within `[from, to)`, or waiting
+    /// at `from`, was committed within `bound`, and that there was at least one; the per-node
+    /// summaries.
     pub fn expect_committed(
         &self,
         nodes: &[usize],
@@ -175,9 +180,9 @@ impl Report {
                 .find(|s| !matches!(s.outcome, Outcome::Committed(..)) || s.latency > bound)
             {
                 bail!(
-                    "node {node}: a submission sent {:?} into the window was not committed \
+                    "node {node}: a submission sent {} ms into the window was not committed \
                      within {bound:?}: {:?} after {:?}",
-                    bad.sent - from,
+                    offset_ms(from, bad.sent),
                     bad.outcome,
                     bad.latency
                 );
@@ -185,6 +190,14 @@ impl Report {
             summaries.push(Latencies::of(node, &samples));
         }
         Ok(summaries)
+    }
+}
+
+/// Milliseconds from `from` to `at`, negative if `at` is earlier.
+fn offset_ms(from: Instant, at: Instant) -> i128 {
+    match at.checked_duration_since(from) {
+        Some(after) => after.as_millis() as i128,
+        None => -(from.duration_since(at).as_millis() as i128),
     }
 }
 

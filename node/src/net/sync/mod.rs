@@ -8,7 +8,9 @@
 //! It learns that it is behind from hints (a consensus message of a later height, a new
 //! connection) and from a periodic status poll of the connected peers. One fetch at a time;
 //! status queries run beside it with a short timeout, so a silent peer never delays a fetch
-//! from a live one.
+//! from a live one. A fetch whose peer has not answered within [`HEDGE_AFTER`] is hedged: other
+//! connected peers are asked as well and the first to deliver wins, so a peer that falls silent
+//! just as it is asked (paused, cut off) costs that delay, not the block request's timeout.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,6 +47,12 @@ pub const DECIDED_RETRY: Duration = Duration::from_millis(20);
 pub const DECIDED_RETRIES: u8 = 25;
 /// How long a peer's reported tip is used to choose whom to ask.
 pub const PEER_HEIGHT_FRESH: Duration = Duration::from_secs(5);
+/// How long a block request may go unanswered before other peers are asked as well. Peers on
+/// one network answer a block request in milliseconds; a full 64-block answer on a slow link
+/// may take longer, and then the hedge only costs one duplicate request.
+pub const HEDGE_AFTER: Duration = Duration::from_millis(500);
+/// Most peers a hedged fetch asks besides the first.
+pub const MAX_HEDGE_PEERS: usize = 3;
 
 /// Something that suggests this node is behind.
 #[derive(Clone, Copy, Debug)]
@@ -137,23 +145,91 @@ pub async fn run(
         if height <= tip.height {
             continue;
         }
+        let others = peers.others(peer, ctx.p2p.peers().await.unwrap_or_default());
         let _ = ctx.syncing.send(true);
-        let outcome = fetch(&ctx, peer, height).await;
+        let raced = race_with_hedge(
+            fetch(&ctx, peer, height),
+            fetch_from(&ctx, others, height),
+            HEDGE_AFTER,
+        )
+        .await;
         let _ = ctx.syncing.send(false);
+        let outcome = match raced {
+            Raced::First(outcome) => outcome,
+            Raced::Others => {
+                tracing::debug!(%peer, "sync: another peer delivered first; asking others for {}s", SLOW_PEER_BACKOFF.as_secs());
+                peers.set_aside(peer, SLOW_PEER_BACKOFF);
+                Ok(())
+            }
+        };
         match outcome {
             Ok(()) => ask_again_if_decided(&ctx, hint, learned_tx.clone()).await,
             Err(FetchError::Stopped) => break,
-            Err(FetchError::BadPeer(detail)) => {
-                tracing::warn!(%peer, "sync: peer sent a block that does not verify ({detail}); not asking it for {}s", BAD_PEER_BACKOFF.as_secs());
-                peers.set_aside(peer, BAD_PEER_BACKOFF);
-            }
-            Err(FetchError::Unreachable(detail)) => {
-                tracing::debug!(%peer, "sync: {detail}; asking others for {}s", SLOW_PEER_BACKOFF.as_secs());
-                peers.set_aside(peer, SLOW_PEER_BACKOFF);
-            }
+            Err(e) => peers.fault(peer, &e),
         }
     }
     poller.abort();
+}
+
+/// How a hedged fetch ended.
+#[derive(Debug)]
+enum Raced {
+    /// The fetch from the first peer ended (before the others delivered, or after they failed).
+    First(Result<(), FetchError>),
+    /// The other peers delivered while the first had still not answered.
+    Others,
+}
+
+/// Runs `first`; if it has not ended within `after`, runs `others` beside it. Ends with the
+/// first to succeed, or with `first` if `others` fails.
+async fn race_with_hedge(
+    first: impl std::future::Future<Output = Result<(), FetchError>>,
+    others: impl std::future::Future<Output = Result<(), FetchError>>,
+    after: Duration,
+) -> Raced {
+    tokio::pin!(first);
+    tokio::select! {
+        outcome = &mut first => return Raced::First(outcome),
+        () = tokio::time::sleep(after) => {}
+    }
+    tokio::pin!(others);
+    let mut others_failed = false;
+    loop {
+        tokio::select! {
+            outcome = &mut first => return Raced::First(outcome),
+            outcome = &mut others, if !others_failed => match outcome {
+                Ok(()) => return Raced::Others,
+                Err(_) => others_failed = true,
+            },
+        }
+    }
+}
+
+/// Fetches up to `target` from `peers` in turn until one brings the tip there, and again every
+/// [`DECIDED_RETRY`] (a decided block reaches the peers' chains a moment after the decision), at
+/// most [`DECIDED_RETRIES`] rounds.
+async fn fetch_from(
+    ctx: &SyncContext,
+    peers: Vec<PublicKey>,
+    target: u64,
+) -> Result<(), FetchError> {
+    if peers.is_empty() {
+        return Err(FetchError::Unreachable("no other peer to ask".into()));
+    }
+    for _ in 0..DECIDED_RETRIES {
+        for &peer in &peers {
+            match fetch(ctx, peer, target).await {
+                Err(FetchError::Stopped) => return Err(FetchError::Stopped),
+                Err(e) => tracing::debug!(%peer, "sync: hedged fetch: {e}"),
+                Ok(()) => {}
+            }
+            if ctx.chain.tip().await.map_err(|_| FetchError::Stopped)?.height >= target {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(DECIDED_RETRY).await;
+    }
+    Err(FetchError::Unreachable(format!("no other peer had height {target}")))
 }
 
 /// After a fetch for a [`SyncHint::Decided`] that left the tip below the decided height (the
@@ -205,6 +281,41 @@ impl PeerStanding {
 
     fn set_aside(&mut self, peer: PublicKey, how_long: Duration) {
         self.aside.insert(peer, Instant::now() + how_long);
+    }
+
+    /// Sets `peer` aside for what its fetch did wrong.
+    fn fault(&mut self, peer: PublicKey, error: &FetchError) {
+        match error {
+            FetchError::BadPeer(detail) => {
+                tracing::warn!(%peer, "sync: peer sent a block that does not verify ({detail}); not asking it for {}s", BAD_PEER_BACKOFF.as_secs());
+                self.set_aside(peer, BAD_PEER_BACKOFF);
+            }
+            FetchError::Unreachable(detail) => {
+                tracing::debug!(%peer, "sync: {detail}; asking others for {}s", SLOW_PEER_BACKOFF.as_secs());
+                self.set_aside(peer, SLOW_PEER_BACKOFF);
+            }
+            FetchError::Stopped => {}
+        }
+    }
+
+    /// The peers of `connected` a hedged fetch from `first` asks besides it: not set aside,
+    /// highest recently reported tip first (unknown tips last), at most [`MAX_HEDGE_PEERS`].
+    fn others(&mut self, first: PublicKey, connected: Vec<PublicKey>) -> Vec<PublicKey> {
+        let now = Instant::now();
+        self.aside.retain(|_, until| *until > now);
+        let mut others: Vec<(Option<u64>, PublicKey)> = connected
+            .into_iter()
+            .filter(|p| *p != first && !self.aside.contains_key(p))
+            .map(|p| {
+                let fresh = self
+                    .heights
+                    .get(&p)
+                    .filter(|(_, at)| now.duration_since(*at) < PEER_HEIGHT_FRESH);
+                (fresh.map(|(h, _)| *h), p)
+            })
+            .collect();
+        others.sort_by(|a, b| b.0.cmp(&a.0));
+        others.into_iter().take(MAX_HEDGE_PEERS).map(|(_, p)| p).collect()
     }
 
     /// The askable peer heard from within [`PEER_HEIGHT_FRESH`] with the highest tip, if that
@@ -367,4 +478,65 @@ async fn commit_blocks(
         }
     }
     Ok(committed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok_after(ms: u64) -> impl std::future::Future<Output = Result<(), FetchError>> {
+        async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(())
+        }
+    }
+
+    fn fails_after(ms: u64) -> impl std::future::Future<Output = Result<(), FetchError>> {
+        async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Err(FetchError::Unreachable("no answer".into()))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_peer_that_answers_in_time_is_not_hedged() {
+        let asked_others = std::sync::atomic::AtomicBool::new(false);
+        let others = async {
+            asked_others.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        };
+        let raced = race_with_hedge(ok_after(100), others, HEDGE_AFTER).await;
+        assert!(matches!(raced, Raced::First(Ok(()))), "{raced:?}");
+        assert!(!asked_others.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_first_peer_costs_the_hedge_delay_not_its_timeout() {
+        let started = tokio::time::Instant::now();
+        let silent = fails_after(BLOCKS_TIMEOUT.as_millis() as u64);
+        let raced = race_with_hedge(silent, ok_after(10), HEDGE_AFTER).await;
+        assert!(matches!(raced, Raced::Others), "{raced:?}");
+        assert_eq!(started.elapsed(), HEDGE_AFTER + Duration::from_millis(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn when_the_others_fail_the_first_peer_is_waited_for() {
+        let raced = race_with_hedge(ok_after(2000), fails_after(10), HEDGE_AFTER).await;
+        assert!(matches!(raced, Raced::First(Ok(()))), "{raced:?}");
+        let raced = race_with_hedge(fails_after(2000), fails_after(10), HEDGE_AFTER).await;
+        assert!(matches!(raced, Raced::First(Err(FetchError::Unreachable(_)))), "{raced:?}");
+    }
+
+    #[test]
+    fn hedged_fetches_ask_fresh_high_peers_first_and_skip_those_set_aside() {
+        let key = |b: u8| tradeloop_crypto::SigningKey::from_secret([b; 32]).public_key();
+        let (first, high, low, unknown, aside) = (key(1), key(2), key(3), key(4), key(5));
+        let mut standing = PeerStanding::default();
+        standing.heard(high, 90);
+        standing.heard(low, 40);
+        standing.heard(aside, 99);
+        standing.set_aside(aside, SLOW_PEER_BACKOFF);
+        let others = standing.others(first, vec![unknown, low, first, aside, high]);
+        assert_eq!(others, vec![high, low, unknown]);
+    }
 }
