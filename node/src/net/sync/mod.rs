@@ -314,7 +314,7 @@ impl PeerStanding {
                 (fresh.map(|(h, _)| *h), p)
             })
             .collect();
-        others.sort_by(|a, b| b.0.cmp(&a.0));
+        others.sort_by_key(|(height, _)| std::cmp::Reverse(*height));
         others.into_iter().take(MAX_HEDGE_PEERS).map(|(_, p)| p).collect()
     }
 
