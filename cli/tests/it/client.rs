@@ -14,7 +14,7 @@ use tradeloop_ledger::SignedEvent;
 use tradeloop_node::api::testing::{
     fake_block_hash, sample_status, spawn_fake_node, FakeNode, FakeRuntime,
 };
-use tradeloop_node::api::{ApiLimits, NodeStatus, Verdict};
+use tradeloop_node::api::{ApiLimits, EventResult, NodeStatus};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tradeloop"))
@@ -69,13 +69,13 @@ fn a_rejection_or_a_bad_line_is_printed_and_exits_1() {
     let fake = FakeRuntime {
         verdict: Box::new(move |e| {
             if e.id() == bad {
-                Verdict::Rejected {
+                EventResult::Rejected {
                     id: Some(e.id()),
                     code: "DUPLICATE_NONCE".into(),
                     message: "nonce 2 was used before; sign the event with a new nonce".into(),
                 }
             } else {
-                Verdict::Accepted { id: e.id() }
+                EventResult::Accepted { id: e.id() }
             }
         }),
         commit_accepted: false,
@@ -129,9 +129,9 @@ fn a_full_mempool_is_waited_out_and_the_batch_sent_again() {
         // The first two events the runtime sees find it full: one whole request, so 429.
         verdict: Box::new(move |e| {
             if seen.fetch_add(1, Ordering::SeqCst) < 2 {
-                Verdict::MempoolFull { id: e.id(), retry_after_ms: 20 }
+                EventResult::Full { id: e.id(), retry_after_ms: 20 }
             } else {
-                Verdict::Accepted { id: e.id() }
+                EventResult::Accepted { id: e.id() }
             }
         }),
         commit_accepted: false,
@@ -152,7 +152,7 @@ fn a_full_mempool_is_waited_out_and_the_batch_sent_again() {
 #[test]
 fn a_mempool_that_stays_full_ends_in_full_lines_and_exit_1() {
     let fake = FakeRuntime {
-        verdict: Box::new(|e| Verdict::MempoolFull { id: e.id(), retry_after_ms: 1 }),
+        verdict: Box::new(|e| EventResult::Full { id: e.id(), retry_after_ms: 1 }),
         commit_accepted: false,
         status: sample_status(),
     };
@@ -214,22 +214,22 @@ fn batches_answered_409_or_422_are_printed_event_by_event() {
     let fake = FakeRuntime {
         verdict: Box::new(move |e| {
             if e.id() == refused {
-                Verdict::Rejected {
+                EventResult::Rejected {
                     id: Some(e.id()),
                     code: "EXPORT_NOT_CLEARED".into(),
                     message: "shipment SHP-1 has no export clearance".into(),
                 }
             } else if e.id() == known {
-                Verdict::AlreadyCommitted {
-                    id: e.id(),
-                    at: tradeloop_node::chain::Committed {
+                EventResult::committed(
+                    e.id(),
+                    tradeloop_node::chain::Committed {
                         height: 3,
                         block_hash: fake_block_hash(3),
                         index: 0,
                     },
-                }
+                )
             } else {
-                Verdict::Accepted { id: e.id() }
+                EventResult::Accepted { id: e.id() }
             }
         }),
         commit_accepted: false,

@@ -5,18 +5,20 @@ use tokio::sync::oneshot;
 use tradeloop_crypto::Hash;
 use tradeloop_ledger::SignedEvent;
 
+use crate::api::dto::EventResult;
 use crate::chain::notice::Committed;
 use crate::hex_hash;
 
 /// A request from the API to the runtime, answered on its one-shot channel.
 #[derive(Debug)]
 pub enum ApiCommand {
-    /// Admit events into the mempool; one verdict per event, in order.
+    /// Admit events into the mempool; one result per event, in order.
     Submit {
         /// The parsed events, in request order.
         events: Vec<SignedEvent>,
-        /// Exactly `events.len()` verdicts, in the same order.
-        reply: oneshot::Sender<Vec<Verdict>>,
+        /// Exactly `events.len()` results, in the same order (never `Pending`: the API
+        /// waits for commits itself).
+        reply: oneshot::Sender<Vec<EventResult>>,
     },
     /// Where these events are committed, if they are (for wait=commit after a missed notice).
     Lookup {
@@ -29,40 +31,6 @@ pub enum ApiCommand {
     Status {
         /// The answer.
         reply: oneshot::Sender<NodeStatus>,
-    },
-}
-
-/// The runtime's verdict on one submitted event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Admitted into the mempool.
-    Accepted {
-        /// The event id.
-        id: Hash,
-    },
-    /// Already on the chain (a resubmission): nothing was added.
-    AlreadyCommitted {
-        /// The event id.
-        id: Hash,
-        /// Where it is.
-        at: Committed,
-    },
-    /// Refused by the checks or the rules; `code` is a stable [`tradeloop_ledger::RejectCode`]
-    /// string.
-    Rejected {
-        /// The event id, when the event parsed far enough to have one.
-        id: Option<Hash>,
-        /// Stable machine-readable code, e.g. `BAD_SIGNATURE`.
-        code: String,
-        /// What was wrong and what to do, for a person.
-        message: String,
-    },
-    /// The mempool has no room; submit again after `retry_after_ms`.
-    MempoolFull {
-        /// The event id.
-        id: Hash,
-        /// How long to wait before submitting again, in milliseconds.
-        retry_after_ms: u64,
     },
 }
 

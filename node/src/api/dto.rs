@@ -12,7 +12,6 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::{Ref, RefOr, Required, Type};
 use utoipa::ToSchema;
 
-use crate::api::command::Verdict;
 use crate::chain::notice::Committed;
 use crate::hex_hash;
 
@@ -87,17 +86,6 @@ impl EventResult {
     /// The result for a committed event.
     pub fn committed(id: Hash, at: Committed) -> EventResult {
         EventResult::Committed { id, height: at.height, block_hash: at.block_hash, index: at.index }
-    }
-}
-
-impl From<Verdict> for EventResult {
-    fn from(verdict: Verdict) -> EventResult {
-        match verdict {
-            Verdict::Accepted { id } => EventResult::Accepted { id },
-            Verdict::AlreadyCommitted { id, at } => EventResult::committed(id, at),
-            Verdict::Rejected { id, code, message } => EventResult::Rejected { id, code, message },
-            Verdict::MempoolFull { id, retry_after_ms } => EventResult::Full { id, retry_after_ms },
-        }
     }
 }
 

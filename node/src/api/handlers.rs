@@ -20,7 +20,7 @@ use utoipa::IntoParams;
 use axum::http::{header, HeaderValue};
 
 use super::problem::{retry_after_seconds, Problem, ProblemCode};
-use crate::api::command::{ApiCommand, NodeStatus, Verdict};
+use crate::api::command::{ApiCommand, NodeStatus};
 use crate::api::dto::SubmitBody;
 use crate::api::dto::{EventResult, SubmitResponse};
 use crate::api::limits::{NOT_SYNCED_LAG_BLOCKS, NOT_SYNCED_RETRY_MS};
@@ -135,17 +135,17 @@ async fn submit(
             Err(r) => EventResult::Rejected { id: None, code: r.code.as_str(), message: r.message },
         })
         .collect();
-    let admitted = verdicts.iter().any(|v| matches!(v, Verdict::Accepted { .. }));
+    let admitted = verdicts.iter().any(|v| matches!(v, EventResult::Accepted { .. }));
     let longest_full = verdicts
         .iter()
         .filter_map(|v| match v {
-            Verdict::MempoolFull { retry_after_ms, .. } => Some(*retry_after_ms),
+            EventResult::Full { retry_after_ms, .. } => Some(*retry_after_ms),
             _ => None,
         })
         .max();
     for (slot, verdict) in slots.into_iter().zip(verdicts) {
         if let Some(result) = results.get_mut(slot) {
-            *result = verdict.into();
+            *result = verdict;
         }
     }
     if !admitted {
@@ -296,7 +296,7 @@ impl<'de> serde::de::Visitor<'de> for BoundedArray<'_> {
 async fn submit_to_runtime(
     state: &ApiState,
     events: Vec<SignedEvent>,
-) -> Result<Vec<Verdict>, Problem> {
+) -> Result<Vec<EventResult>, Problem> {
     let (reply, answer) = oneshot::channel();
     send_command(&state.commands, ApiCommand::Submit { events, reply })?;
     answer.await.map_err(|_| runtime_gone())

@@ -39,7 +39,7 @@ mod stream;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use command::{ApiCommand, NodeStatus, Verdict};
+pub use command::{ApiCommand, NodeStatus};
 pub use dto::{
     BlockView, BlocksPage, CertificateView, CommitSigView, Envelope, EventResult, EventView,
     HeaderView, LegView, ParticipantView, ParticipantsView, StreamTooSlow, SubmitResponse,

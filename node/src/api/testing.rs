@@ -14,14 +14,14 @@ use tradeloop_ledger::query::LedgerView;
 use tradeloop_ledger::sample::Cast;
 use tradeloop_ledger::{Ledger, SignedEvent};
 
-use super::{ApiCommand, ApiLimits, NodeStatus, Verdict};
+use super::{ApiCommand, ApiLimits, EventResult, NodeStatus};
 use crate::chain::notice::{CommitNotice, Committed};
 
 /// Capacity of the fake's commit broadcast.
 pub const FAKE_COMMIT_BROADCAST: usize = 64;
 
 /// Decides the verdict on one event.
-pub type Script = Box<dyn FnMut(&SignedEvent) -> Verdict + Send>;
+pub type Script = Box<dyn FnMut(&SignedEvent) -> EventResult + Send>;
 
 /// How the fake runtime answers.
 pub struct FakeRuntime {
@@ -47,7 +47,7 @@ impl FakeRuntime {
     /// Accepts every event; commits them when `commit_accepted`.
     pub fn accept_all(commit_accepted: bool) -> FakeRuntime {
         FakeRuntime {
-            verdict: Box::new(|e| Verdict::Accepted { id: e.id() }),
+            verdict: Box::new(|e| EventResult::Accepted { id: e.id() }),
             commit_accepted,
             status: sample_status(),
         }
@@ -87,11 +87,11 @@ pub async fn run_fake_runtime(
     while let Some(command) = commands.recv().await {
         match command {
             ApiCommand::Submit { events, reply } => {
-                let verdicts: Vec<Verdict> = events.iter().map(&mut runtime.verdict).collect();
+                let verdicts: Vec<EventResult> = events.iter().map(&mut runtime.verdict).collect();
                 let accepted: Vec<Hash> = verdicts
                     .iter()
                     .filter_map(|v| match v {
-                        Verdict::Accepted { id } => Some(*id),
+                        EventResult::Accepted { id } => Some(*id),
                         _ => None,
                     })
                     .collect();

@@ -104,17 +104,18 @@ impl Verifier {
 
 /// What admission said about one event, for the caller to answer and gossip.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AdmitResult {
-    /// Newly in this node's mempool: gossip it.
-    Accepted(Hash),
-    /// Already pending here.
-    AlreadyPending(Hash),
-    /// Already in a committed block.
-    AlreadyCommitted(Hash, Committed),
-    /// The mempool is full; retry later.
-    Full(Hash),
-    /// Refused by the checks or rules.
-    Rejected(Hash, Rejection),
+pub struct Admitted {
+    /// The event's id.
+    pub id: Hash,
+    /// The verdict: `Accepted` is newly in this node's mempool (gossip it).
+    pub admission: Admission,
+}
+
+impl Admitted {
+    /// Whether the event is newly in this node's mempool.
+    pub fn is_accepted(&self) -> bool {
+        self.admission == Admission::Accepted
+    }
 }
 
 /// A proposal rebuilt from its compact form ([`ChainHandle::resolve`]).
@@ -169,7 +170,7 @@ enum Command {
         now_ms: u64,
         /// From a peer (the rules wait for the block) rather than this node's clients.
         relayed: bool,
-        reply: Reply<Result<Vec<AdmitResult>, LedgerError>>,
+        reply: Reply<Result<Vec<Admitted>, LedgerError>>,
     },
     Build {
         time_ms: u64,
@@ -239,7 +240,7 @@ impl ChainHandle {
         &self,
         events: Vec<SignedEvent>,
         now_ms: u64,
-    ) -> Result<Vec<AdmitResult>, ChainError> {
+    ) -> Result<Vec<Admitted>, ChainError> {
         Ok(self.ask(|reply| Command::Admit { events, now_ms, relayed: false, reply }).await??)
     }
 
@@ -249,7 +250,7 @@ impl ChainHandle {
         &self,
         events: Vec<SignedEvent>,
         now_ms: u64,
-    ) -> Result<Vec<AdmitResult>, ChainError> {
+    ) -> Result<Vec<Admitted>, ChainError> {
         Ok(self.ask(|reply| Command::Admit { events, now_ms, relayed: true, reply }).await??)
     }
 
@@ -555,8 +556,8 @@ impl<S: IndexStore> Worker<S> {
         events: Vec<SignedEvent>,
         now_ms: u64,
         relayed: bool,
-    ) -> Result<Vec<AdmitResult>, LedgerError> {
-        let mut results: Vec<Option<AdmitResult>> = vec![None; events.len()];
+    ) -> Result<Vec<Admitted>, LedgerError> {
+        let mut results: Vec<Option<Admitted>> = vec![None; events.len()];
         // Pending duplicates first, before any cryptography. A committed event is found by
         // the rules' replay check (one state read, which admission makes anyway), and only
         // then located in the index: a fresh event costs no index read.
@@ -565,7 +566,7 @@ impl<S: IndexStore> Worker<S> {
         for (i, e) in events.into_iter().enumerate() {
             let id = e.id();
             if self.mempool.contains(&id) {
-                results[i] = Some(AdmitResult::AlreadyPending(id));
+                results[i] = Some(Admitted { id, admission: Admission::AlreadyPending });
             } else {
                 fresh.push((i, id));
                 candidates.push(e);
@@ -579,18 +580,16 @@ impl<S: IndexStore> Worker<S> {
             } else {
                 self.mempool.admit(&genesis, &self.ledger, now_ms, signed, check)?
             };
-            results[i] = Some(match admission {
-                Admission::Accepted => AdmitResult::Accepted(id),
-                Admission::AlreadyPending => AdmitResult::AlreadyPending(id),
-                Admission::Full => AdmitResult::Full(id),
+            let admission = match admission {
                 Admission::Rejected(r) if r.code == RejectCode::DuplicateEvent => {
                     match self.committed(&id)? {
-                        Some(at) => AdmitResult::AlreadyCommitted(id, at),
-                        None => AdmitResult::Rejected(id, r),
+                        Some(at) => Admission::AlreadyCommitted(at),
+                        None => Admission::Rejected(r),
                     }
                 }
-                Admission::Rejected(r) => AdmitResult::Rejected(id, r),
-            });
+                other => other,
+            };
+            results[i] = Some(Admitted { id, admission });
         }
         Ok(results.into_iter().map(|r| r.unwrap_or_else(unreachable_result)).collect())
     }
@@ -827,8 +826,9 @@ impl<S: IndexStore> Worker<S> {
     }
 }
 
-fn unreachable_result() -> AdmitResult {
-    AdmitResult::Rejected(Hash::ZERO, Rejection::new(RejectCode::MalformedEvent, "not checked"))
+fn unreachable_result() -> Admitted {
+    let admission = Admission::Rejected(Rejection::new(RejectCode::MalformedEvent, "not checked"));
+    Admitted { id: Hash::ZERO, admission }
 }
 
 #[cfg(test)]
@@ -926,7 +926,7 @@ mod tests {
         assert_eq!(read.await.unwrap().events, 0, "the read was served before the admissions");
         for answer in admitted {
             let results = answer.await.unwrap().unwrap();
-            assert!(matches!(results[..], [AdmitResult::Accepted(_)]), "{results:?}");
+            assert!(matches!(&results[..], [a] if a.is_accepted()), "{results:?}");
         }
         assert_eq!(handle.stats().await.unwrap().events, 3);
         drop(handle);
@@ -945,7 +945,7 @@ mod tests {
             (worker(&cast, &dir.path().join("a")), worker(&cast, &dir.path().join("b")));
         let events = trade_events(&cast, 1, t);
         let admitted = proposer.admit(events.clone(), t).await.unwrap();
-        assert!(admitted.iter().all(|r| matches!(r, AdmitResult::Accepted(_))), "{admitted:?}");
+        assert!(admitted.iter().all(Admitted::is_accepted), "{admitted:?}");
         let block = proposer.build(t).await.unwrap();
         assert_eq!(block.events, events);
         let proposal = CompactBlock::of(&block);

@@ -43,6 +43,8 @@ use tradeloop_ledger::rules::state::StateRead;
 use tradeloop_ledger::rules::{ApplyError, BlockExecutor, Footprint};
 use tradeloop_ledger::{Event, Genesis, LedgerError, RejectCode, Rejection, SignedEvent};
 
+use crate::chain::notice::Committed;
+
 /// The pending events' state writes: key -> the values written to it, each tagged with its
 /// writer's arrival number, in arrival order (a key is written by a handful of pending events
 /// at most: an entity's next steps).
@@ -168,13 +170,18 @@ pub struct MempoolLimits {
     pub max_bytes: u64,
 }
 
-/// What admission decided for one event.
+/// What admission decided for one event: the pool's verdict, and the chain worker's answer
+/// to a submission ([`crate::chain::Admitted`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admission {
     /// In the pool now.
     Accepted,
     /// Already in the pool (accepted earlier, by this node or through gossip).
     AlreadyPending,
+    /// Already in a committed block, there. The pool itself answers `Rejected` with
+    /// `DUPLICATE_EVENT` for such an event; the chain worker, which can read the index, locates
+    /// it and answers this instead.
+    AlreadyCommitted(Committed),
     /// The pool is at its bound; the event was not taken and may be sent again later.
     Full,
     /// Refused by the checks or the rules.

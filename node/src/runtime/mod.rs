@@ -29,14 +29,15 @@ use tradeloop_crypto::{PublicKey, SigningKey};
 use tradeloop_ledger::model::genesis::ConsensusParams;
 use tradeloop_ledger::{Genesis, Ledger, LedgerError, SignedEvent};
 
-use crate::api::{ApiCommand, NodeStatus, Verdict};
-use crate::chain::{self, AdmitResult, ChainHandle, CommitNotice, MempoolStats};
+use crate::api::{ApiCommand, EventResult, NodeStatus};
+use crate::chain::{self, Admitted, ChainHandle, CommitNotice, MempoolStats};
 use crate::config::NodeConfig;
 use crate::consensus::context::{TradeContext, Validators};
 use crate::consensus::core::ConsensusCore;
 use crate::consensus::guard::SignGuard;
 use crate::consensus::inbound::{check_consensus, consensus_height, InboundError};
 use crate::consensus::streamed::StreamedBlocks;
+use crate::mempool::Admission;
 use crate::mempool::MempoolLimits;
 use crate::metrics::Metrics;
 use crate::net::message::{self, ConsensusWire, EventBatch};
@@ -755,11 +756,11 @@ fn follow(
     let _ = n.sync.try_send(hint);
 }
 
-fn batch_verdict(results: &[AdmitResult]) -> GossipVerdict {
+fn batch_verdict(results: &[Admitted]) -> GossipVerdict {
     // A bad signature or envelope is the sender's fault; a rule refusal may be ordering (an
     // event that depends on one this node has not seen yet) and is not penalised.
     let forged = results.iter().any(|r| {
-        matches!(r, AdmitResult::Rejected(_, rej) if matches!(rej.code,
+        matches!(&r.admission, Admission::Rejected(rej) if matches!(rej.code,
             tradeloop_ledger::RejectCode::BadSignature
             | tradeloop_ledger::RejectCode::MalformedEvent
             | tradeloop_ledger::RejectCode::WrongChain
@@ -770,7 +771,7 @@ fn batch_verdict(results: &[AdmitResult]) -> GossipVerdict {
     });
     if forged {
         GossipVerdict::Reject
-    } else if results.iter().any(|r| matches!(r, AdmitResult::Accepted(_))) {
+    } else if results.iter().any(Admitted::is_accepted) {
         GossipVerdict::Accept
     } else {
         GossipVerdict::Ignore
@@ -789,17 +790,30 @@ struct ApiCtx {
     metrics: std::sync::Arc<Metrics>,
 }
 
+/// The answer to a client for one admitted event: pending in the mempool (newly or already)
+/// is `accepted`.
+fn event_result(Admitted { id, admission }: Admitted) -> EventResult {
+    match admission {
+        Admission::Accepted | Admission::AlreadyPending => EventResult::Accepted { id },
+        Admission::AlreadyCommitted(at) => EventResult::committed(id, at),
+        Admission::Full => EventResult::Full { id, retry_after_ms: FULL_RETRY_AFTER_MS },
+        Admission::Rejected(r) => {
+            EventResult::Rejected { id: Some(id), code: r.code.as_str(), message: r.message }
+        }
+    }
+}
+
 /// Admits one coalesced batch and answers each request its share of the verdicts, in order;
 /// accepted events go to gossip.
 async fn admit_and_answer(
     a: std::sync::Arc<ApiCtx>,
     events: Vec<SignedEvent>,
-    replies: Vec<(usize, tokio::sync::oneshot::Sender<Vec<Verdict>>)>,
+    replies: Vec<(usize, tokio::sync::oneshot::Sender<Vec<EventResult>>)>,
 ) {
     let verdicts = match a.chain.admit(events.clone(), now_ms()).await {
         Err(e) => events
             .iter()
-            .map(|ev| Verdict::Rejected {
+            .map(|ev| EventResult::Rejected {
                 id: Some(ev.id()),
                 code: e.code().into(),
                 message: e.to_string(),
@@ -808,34 +822,22 @@ async fn admit_and_answer(
         Ok(results) => {
             let mut verdicts = Vec::with_capacity(results.len());
             for (result, event) in results.into_iter().zip(events) {
-                verdicts.push(match result {
-                    AdmitResult::Accepted(id) => {
-                        // A full gossip queue leaves the event to this node's own
-                        // proposals (or the next proposer's validation).
-                        let _ = a.gossip.try_send(event);
-                        Verdict::Accepted { id }
-                    }
-                    AdmitResult::AlreadyPending(id) => Verdict::Accepted { id },
-                    AdmitResult::AlreadyCommitted(id, at) => Verdict::AlreadyCommitted { id, at },
-                    AdmitResult::Full(id) => {
-                        Verdict::MempoolFull { id, retry_after_ms: FULL_RETRY_AFTER_MS }
-                    }
-                    AdmitResult::Rejected(id, r) => Verdict::Rejected {
-                        id: Some(id),
-                        code: r.code.as_str(),
-                        message: r.message,
-                    },
-                });
+                if result.is_accepted() {
+                    // A full gossip queue leaves the event to this node's own proposals (or
+                    // the next proposer's validation).
+                    let _ = a.gossip.try_send(event);
+                }
+                verdicts.push(event_result(result));
             }
             verdicts
         }
     };
     for v in &verdicts {
         match v {
-            Verdict::Accepted { .. } => a.metrics.on_submitted(None),
-            Verdict::Rejected { code, .. } => a.metrics.on_submitted(Some(code)),
-            Verdict::MempoolFull { .. } => a.metrics.on_submitted(Some("MEMPOOL_FULL")),
-            Verdict::AlreadyCommitted { .. } => {}
+            EventResult::Accepted { .. } => a.metrics.on_submitted(None),
+            EventResult::Rejected { code, .. } => a.metrics.on_submitted(Some(code)),
+            EventResult::Full { .. } => a.metrics.on_submitted(Some("MEMPOOL_FULL")),
+            EventResult::Committed { .. } | EventResult::Pending { .. } => {}
         }
     }
     let mut verdicts = verdicts.into_iter();

@@ -595,7 +595,7 @@ impl Sim {
         let accepted: Vec<_> = events
             .into_iter()
             .zip(verdicts)
-            .filter(|(_, v)| matches!(v, crate::chain::AdmitResult::Accepted(_)))
+            .filter(|(_, v)| v.is_accepted())
             .map(|(e, _)| e)
             .collect();
         if !accepted.is_empty() {

@@ -324,7 +324,7 @@ impl SimNode {
         &mut self,
         events: Vec<SignedEvent>,
         relayed: bool,
-    ) -> Result<Vec<chain::AdmitResult>, String> {
+    ) -> Result<Vec<chain::Admitted>, String> {
         let now = Clock::Virtual(self.clock.clone()).unix_ms();
         let Some(r) = self.run.as_mut() else { return Ok(Vec::new()) };
         let chain = r.chain.clone();

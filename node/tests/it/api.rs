@@ -130,14 +130,14 @@ async fn a_mixed_batch_gets_one_verdict_per_event_in_order() {
             let id = e.id();
             script_seen.lock().unwrap().push(id);
             match script_ids.iter().position(|i| *i == id) {
-                Some(0) => Verdict::Accepted { id },
-                Some(1) => Verdict::Rejected {
+                Some(0) => EventResult::Accepted { id },
+                Some(1) => EventResult::Rejected {
                     id: Some(id),
                     code: "BAD_SIGNATURE".into(),
                     message: "the signature does not verify".into(),
                 },
-                Some(2) => Verdict::AlreadyCommitted { id, at },
-                _ => Verdict::MempoolFull { id, retry_after_ms: 250 },
+                Some(2) => EventResult::committed(id, at),
+                _ => EventResult::Full { id, retry_after_ms: 250 },
             }
         }),
         commit_accepted: false,
@@ -251,7 +251,7 @@ async fn more_events_than_allowed_is_413_and_nothing_is_submitted() {
     let fake = FakeRuntime {
         verdict: Box::new(move |e| {
             *counted.lock().unwrap() += 1;
-            Verdict::Accepted { id: e.id() }
+            EventResult::Accepted { id: e.id() }
         }),
         commit_accepted: false,
         status: sample_status(),
@@ -273,7 +273,7 @@ async fn more_events_than_allowed_is_413_and_nothing_is_submitted() {
 #[tokio::test]
 async fn all_full_is_429_with_retry_after() {
     let fake = FakeRuntime {
-        verdict: Box::new(|e| Verdict::MempoolFull { id: e.id(), retry_after_ms: 1500 }),
+        verdict: Box::new(|e| EventResult::Full { id: e.id(), retry_after_ms: 1500 }),
         commit_accepted: false,
         status: sample_status(),
     };
@@ -336,7 +336,7 @@ async fn wait_commit_after_a_lag_is_answered_through_lookup() {
                         commits.send(filler).unwrap();
                     }
                     let verdicts =
-                        committed.iter().map(|id| Verdict::Accepted { id: *id }).collect();
+                        committed.iter().map(|id| EventResult::Accepted { id: *id }).collect();
                     reply.send(verdicts).unwrap();
                 }
                 ApiCommand::Lookup { ids, reply } => {
@@ -372,7 +372,8 @@ async fn an_event_evicted_by_a_commit_answers_rejected_to_its_waiter() {
     tokio::spawn(async move {
         while let Some(command) = rx.recv().await {
             if let ApiCommand::Submit { events, reply } = command {
-                let verdicts = events.iter().map(|e| Verdict::Accepted { id: e.id() }).collect();
+                let verdicts =
+                    events.iter().map(|e| EventResult::Accepted { id: e.id() }).collect();
                 reply.send(verdicts).unwrap();
                 let notice = CommitNotice {
                     height: 7,
@@ -411,13 +412,13 @@ async fn a_wait_that_times_out_answers_pending_and_timed_out() {
     let fake = FakeRuntime {
         verdict: Box::new(|e| {
             if e.id() == event(2).id() {
-                Verdict::Rejected {
+                EventResult::Rejected {
                     id: Some(e.id()),
                     code: "DUPLICATE_NONCE".into(),
                     message: "m".into(),
                 }
             } else {
-                Verdict::Accepted { id: e.id() }
+                EventResult::Accepted { id: e.id() }
             }
         }),
         commit_accepted: false,
@@ -1156,22 +1157,22 @@ fn by_nonce() -> FakeRuntime {
         let body: Value = serde_json::from_slice(&e.body).unwrap();
         let id = e.id();
         match body["nonce"].as_u64().unwrap() {
-            0..=9 => Verdict::Accepted { id },
-            10..=19 => Verdict::AlreadyCommitted {
+            0..=9 => EventResult::Accepted { id },
+            10..=19 => EventResult::committed(
                 id,
-                at: Committed { height: 7, block_hash: fake_block_hash(7), index: 2 },
-            },
-            20..=29 => Verdict::Rejected {
+                Committed { height: 7, block_hash: fake_block_hash(7), index: 2 },
+            ),
+            20..=29 => EventResult::Rejected {
                 id: Some(id),
                 code: "RULE_A".into(),
                 message: "rule a says no".into(),
             },
-            30..=39 => Verdict::Rejected {
+            30..=39 => EventResult::Rejected {
                 id: Some(id),
                 code: "RULE_B".into(),
                 message: "rule b says no".into(),
             },
-            _ => Verdict::MempoolFull { id, retry_after_ms: 1500 },
+            _ => EventResult::Full { id, retry_after_ms: 1500 },
         }
     });
     fake

@@ -22,7 +22,6 @@ use clap::Args;
 use rand::Rng;
 use tradeloop_ledger::sample::{trade_steps, Cast};
 use tradeloop_ledger::{Ledger, SignedEvent};
-use tradeloop_node::chain::AdmitResult;
 
 use super::cluster::sign_trades;
 use super::load;
@@ -402,7 +401,7 @@ fn in_process(
                     let results =
                         chain.admit(events, now_ms()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
                     for r in results {
-                        if !matches!(r, AdmitResult::Accepted(_)) {
+                        if !r.is_accepted() {
                             refused += 1;
                             first.get_or_insert_with(|| format!("{r:?}"));
                         }
