@@ -47,7 +47,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            output::Diag.write_fmt(format_args!("error: {e:#}\n"));
+            output::Diag.write_fmt(format_args!("error: {}\n", output::error_chain(&e)));
             ExitCode::FAILURE
         }
     }

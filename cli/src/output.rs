@@ -35,6 +35,25 @@ impl Diag {
     }
 }
 
+/// An error and its causes on one line, `error: cause: cause's cause`, the way anyhow's `{:#}`
+/// prints them, except that a cause whose text the message before it already ends with is not
+/// repeated. The libraries' messages are complete on their own (a node's log and the HTTP API
+/// show only the message), and many of them also keep their cause as `source()`.
+pub fn error_chain(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// Writing to standard output failed.
 #[derive(Debug)]
 pub struct StdoutError(pub io::Error);
@@ -57,4 +76,31 @@ impl std::error::Error for StdoutError {}
 /// The [`StdoutError`] in an error chain, if writing to standard output is what failed.
 pub fn stdout_error(e: &anyhow::Error) -> Option<&StdoutError> {
     e.chain().find_map(|cause| cause.downcast_ref::<StdoutError>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("index store error: {0}")]
+    struct Shows(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("index store error")]
+    struct Names(#[source] std::io::Error);
+
+    fn disk_full() -> std::io::Error {
+        std::io::Error::other("no space left on device")
+    }
+
+    #[test]
+    fn a_cause_is_printed_once_whether_or_not_the_message_shows_it() {
+        let shows = anyhow::Error::from(Shows(disk_full())).context("commit failed");
+        let names = anyhow::Error::from(Names(disk_full())).context("commit failed");
+        let expected = "commit failed: index store error: no space left on device";
+        assert_eq!(error_chain(&shows), expected);
+        assert_eq!(error_chain(&names), expected);
+        assert_eq!(format!("{shows:#}"), format!("{expected}: no space left on device"));
+    }
 }

@@ -13,6 +13,16 @@ pub enum CryptoError {
         /// What went wrong.
         detail: String,
     },
+    /// Bytes of the wrong length for what they should hold.
+    #[error("{what} is {expected} bytes, not {found}")]
+    Length {
+        /// What the bytes should hold, e.g. "a signature".
+        what: &'static str,
+        /// Its length in bytes.
+        expected: usize,
+        /// The length given.
+        found: usize,
+    },
     /// 32 bytes that are not a valid ed25519 public key.
     #[error("invalid ed25519 public key: the 32 bytes are not a point on the curve")]
     InvalidPublicKey,
@@ -40,6 +50,7 @@ impl CryptoError {
     pub fn code(&self) -> &'static str {
         match self {
             CryptoError::InvalidHex { .. } => "INVALID_HEX",
+            CryptoError::Length { .. } => "BAD_LENGTH",
             CryptoError::InvalidPublicKey => "INVALID_PUBLIC_KEY",
             CryptoError::BadSignature => "BAD_SIGNATURE",
             CryptoError::KeyFile { .. } => "KEY_FILE",

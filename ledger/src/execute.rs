@@ -250,8 +250,8 @@ fn validate_body<S: StateRead>(
         .zip(&block.events)
         .map(|(check, signed)| check.as_ref().map_or_else(|_| signed.id(), |e| e.id))
         .collect();
-    let hash =
-        crate::model::block::check_block_header(genesis, tip, block, &ids).map_err(invalid)?;
+    let hash = crate::model::block::check_block_header(genesis, tip, block, &ids)
+        .map_err(|e| invalid(e.to_string()))?;
     if let Some(certificate) = certificate {
         certificate
             .verify(&genesis.hash, &genesis.validators, height, &hash)

@@ -208,6 +208,32 @@ impl Cast {
         Cast::new(validators, genesis_time_ms, &mut |label| Ok(SigningKey::from_seed_label(label)))
     }
 
+    /// Builds a block of `events` at `time_ms`, proposed by validator `proposer`, and commits
+    /// it to `ledger` with a commit certificate signed by the validators `signers` (indexes into
+    /// [`Cast::validator_keys`]): the chain a network of these validators writes, for tests and
+    /// benchmarks. Every event must pass the rules; the first refused one is the error. The
+    /// block's hash.
+    pub fn commit(
+        &self,
+        ledger: &mut crate::Ledger,
+        events: &[SignedEvent],
+        time_ms: u64,
+        proposer: usize,
+        signers: &[usize],
+    ) -> Result<tradeloop_crypto::Hash, LedgerError> {
+        let built = ledger.build_block(events, time_ms, &self.validator_keys[proposer])?;
+        let height = built.block.header.height;
+        if let Some((index, rejection)) = built.rejected.into_iter().next() {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            return Err(LedgerError::RejectedEvent { height, index, rejection });
+        }
+        let keys: Vec<&SigningKey> = signers.iter().map(|&i| &self.validator_keys[i]).collect();
+        let certificate =
+            crate::CommitCertificate::sign(&self.genesis.hash, height, 0, built.hash, &keys);
+        ledger.commit_block(&crate::CertifiedBlock { block: built.block, certificate })?;
+        Ok(built.hash)
+    }
+
     /// Signs an event of `kind` by `author` with the given kind fields.
     pub fn sign(
         &self,

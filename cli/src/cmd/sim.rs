@@ -44,9 +44,10 @@ fn run_seeds(
     seeds
         .par_iter()
         .map(|&seed| {
-            make(seed)
-                .ok_or_else(|| "unknown scenario".to_string())
-                .and_then(|config| tradeloop_node::sim::run(&config))
+            make(seed).ok_or_else(|| "unknown scenario".to_string()).and_then(|config| {
+                tradeloop_node::sim::run(&config)
+                    .map_err(|e| format!("{:#}", anyhow::Error::from(e)))
+            })
         })
         .collect()
 }

@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use tradeloop_crypto::SigningKey;
-use tradeloop_ledger::model::block::{CertifiedBlock, CommitCertificate};
 use tradeloop_ledger::sample::{trade_events, Cast};
 use tradeloop_ledger::{Genesis, Ledger, SignedEvent};
 
@@ -27,26 +25,6 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-fn commit(
-    ledger: &mut Ledger,
-    cast: &Cast,
-    events: &[SignedEvent],
-    time_ms: u64,
-    signers: &[usize],
-) {
-    let built = ledger.build_block(events, time_ms, &cast.validator_keys[0]).unwrap();
-    assert!(built.rejected.is_empty(), "{:?}", built.rejected);
-    let keys: Vec<&SigningKey> = signers.iter().map(|&i| &cast.validator_keys[i]).collect();
-    let certificate = CommitCertificate::sign(
-        &cast.genesis.hash,
-        built.block.header.height,
-        0,
-        built.hash,
-        &keys,
-    );
-    ledger.commit_block(&CertifiedBlock { block: built.block, certificate }).unwrap();
-}
-
 /// A 4-validator chain of sample trade 1 (3 events a block, certified by validators 1..=3) in
 /// `dir/data`, its genesis in `dir/genesis.json`.
 fn chain(dir: &Path) -> (Cast, Vec<SignedEvent>) {
@@ -55,7 +33,7 @@ fn chain(dir: &Path) -> (Cast, Vec<SignedEvent>) {
     let mut ledger = Ledger::open(&dir.join("data"), cast.genesis.clone()).unwrap();
     let events = trade_events(&cast, 1, T0);
     for (i, chunk) in events.chunks(3).enumerate() {
-        commit(&mut ledger, &cast, chunk, T0 + 1000 * i as u64, &[1, 2, 3]);
+        cast.commit(&mut ledger, chunk, T0 + 1000 * i as u64, 0, &[1, 2, 3]).unwrap();
     }
     (cast, events)
 }
@@ -304,12 +282,12 @@ fn compare_says_same_prefix_or_split_view_with_the_equivocator() {
     let mut a = Ledger::open(&d.join("a"), cast.genesis.clone()).unwrap();
     let mut b = Ledger::open(&d.join("b"), cast.genesis.clone()).unwrap();
     for (i, chunk) in events[..6].chunks(2).enumerate() {
-        commit(&mut a, &cast, chunk, T0 + 1000 * i as u64, &[0, 2]);
-        commit(&mut b, &cast, chunk, T0 + 1000 * i as u64, &[0, 2]);
+        cast.commit(&mut a, chunk, T0 + 1000 * i as u64, 0, &[0, 2]).unwrap();
+        cast.commit(&mut b, chunk, T0 + 1000 * i as u64, 0, &[0, 2]).unwrap();
     }
     tradeloop_ledger::export::binary::export(&a, &d.join("a3.tlx")).unwrap();
-    commit(&mut a, &cast, &events[6..8], T0 + 10_000, &[0, 2]);
-    commit(&mut b, &cast, &events[6..7], T0 + 10_000, &[1, 2]);
+    cast.commit(&mut a, &events[6..8], T0 + 10_000, 0, &[0, 2]).unwrap();
+    cast.commit(&mut b, &events[6..7], T0 + 10_000, 0, &[1, 2]).unwrap();
     tradeloop_ledger::export::jsonl::export_jsonl(&a, &d.join("a.jsonl")).unwrap();
     drop((a, b));
     let cmp = |x: &str, y: &str, g: &str| {

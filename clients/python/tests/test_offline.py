@@ -102,6 +102,30 @@ def test_the_evidence_vector_verifies_and_tampering_fails() -> None:
     assert verify_bundle(genesis, dup).codes == ["BUNDLE_MALFORMED"]
 
 
+def test_offline_verification_needs_no_http_library() -> None:
+    """Signing and `python -m tradeloop_client.verify` run where httpx is not installed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['httpx'] = None\n"
+        "import tradeloop_client, tradeloop_client.verify\n"
+        "assert 'tradeloop_client.client' not in sys.modules\n"
+        "from tradeloop_client.verify import main\n"
+        "sys.exit(main(['--genesis', sys.argv[1], sys.argv[2]]))\n"
+    )
+    evidence = TESTDATA / "evidence"
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(evidence / "genesis.json"), str(evidence / "bundle-v1.json")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("OK: 1 event(s) certified"), run.stdout
+    assert tradeloop_client.Client is Client
+
+
 # -- SSE ---------------------------------------------------------------------------------------
 
 

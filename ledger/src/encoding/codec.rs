@@ -22,10 +22,11 @@ fn options() -> impl Options {
         .with_limit(MAX_DECODE_BYTES)
 }
 
-/// Why a value could not be encoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a value could not be encoded (larger than [`MAX_DECODE_BYTES`]): bincode's error, kept as
+/// the cause.
+#[derive(Debug, thiserror::Error)]
 #[error("cannot encode: {0}")]
-pub struct EncodeError(pub String);
+pub struct EncodeError(#[from] bincode::Error);
 
 /// Why bytes do not decode to a value: bincode's error, kept as the cause.
 #[derive(Debug, thiserror::Error)]
@@ -35,20 +36,20 @@ pub struct DecodeError(#[from] bincode::Error);
 /// Encodes a value. Fails (instead of returning an empty buffer that could then be stored or
 /// hashed) when the value is larger than [`MAX_DECODE_BYTES`], since it could never be decoded.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> {
-    options().serialize(value).map_err(|e| EncodeError(e.to_string()))
+    Ok(options().serialize(value)?)
 }
 
 /// Appends a value's encoding to `out` (as [`encode`] would return it), so that a caller
 /// that frames it saves a copy.
 pub fn encode_into<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), EncodeError> {
     let len = encoded_len(value)?;
-    out.reserve(usize::try_from(len).map_err(|e| EncodeError(e.to_string()))?);
-    options().serialize_into(out, value).map_err(|e| EncodeError(e.to_string()))
+    out.reserve(usize::try_from(len).map_err(|_| Box::new(bincode::ErrorKind::SizeLimit))?);
+    Ok(options().serialize_into(out, value)?)
 }
 
 /// The encoded length of a value, without encoding it.
 pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<u64, EncodeError> {
-    options().serialized_size(value).map_err(|e| EncodeError(e.to_string()))
+    Ok(options().serialized_size(value)?)
 }
 
 /// Encodes a fixed-size value of our own (a header, a tip, a location, a small record) whose

@@ -247,6 +247,7 @@ fn split(genesis: &Genesis, a: &CertifiedBlock, b: &CertifiedBlock) -> SplitView
             .certificate
             .verify(&genesis.hash, &genesis.validators, height, &block.block.header.hash())
             .err()
+            .map(|e| e.to_string())
     };
     let a_certificate_error = verify(a);
     let b_certificate_error = verify(b);

@@ -46,9 +46,6 @@ pub enum EpcisError {
     /// The base URI is not an absolute `https://` URI ending in `/`.
     #[error("--base-uri {0:?} must be an https:// URI of ASCII characters without spaces, ending in '/', e.g. https://id.example.org/tradeloop/demo/")]
     BadBase(String),
-    /// Reading the blocks failed.
-    #[error("{0}")]
-    Source(String),
     /// Nothing matched the filter.
     #[error("{0} is not on this chain (no shipment.booked names it); check the id")]
     NotFound(String),
@@ -59,7 +56,6 @@ impl EpcisError {
     pub fn code(&self) -> &'static str {
         match self {
             EpcisError::BadBase(_) => "EPCIS_BAD_BASE_URI",
-            EpcisError::Source(_) => "EPCIS_SOURCE",
             EpcisError::NotFound(_) => "NOT_FOUND",
         }
     }

@@ -167,7 +167,7 @@ impl CommitCertificate {
         validators: &ValidatorSet,
         height: u64,
         block_hash: &Hash,
-    ) -> Result<(), String> {
+    ) -> Result<(), CertificateError> {
         self.verify_with(chain, validators, height, block_hash, None)
     }
 
@@ -180,15 +180,15 @@ impl CommitCertificate {
         height: u64,
         block_hash: &Hash,
         memo: Option<&VerifiedSignatures>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CertificateError> {
         if self.height != height {
-            return Err(format!("certificate is for height {}, not {height}", self.height));
+            return Err(CertificateError::Height { certified: self.height, block: height });
         }
         if self.block_hash != *block_hash {
-            return Err(format!("certificate is for block {}, not {block_hash}", self.block_hash));
+            return Err(CertificateError::Block { certified: self.block_hash, block: *block_hash });
         }
         if self.signatures.len() > MAX_CERTIFICATE_SIGNATURES {
-            return Err("certificate has too many signatures".into());
+            return Err(CertificateError::TooManySignatures(self.signatures.len()));
         }
         let bytes =
             vote_sign_bytes(chain, VoteType::Precommit, height, self.round, Some(block_hash));
@@ -196,32 +196,154 @@ impl CommitCertificate {
         let mut previous: Option<&PublicKey> = None;
         for sig in &self.signatures {
             if previous.is_some_and(|p| *p >= sig.validator) {
-                return Err(format!(
-                    "signatures are not in strictly ascending validator order at {} (duplicate or reordered)",
-                    sig.validator
-                ));
+                return Err(CertificateError::Order(Box::new(sig.validator)));
             }
             previous = Some(&sig.validator);
             let Some(p) = validators.power_of(&sig.validator) else {
-                return Err(format!("signer {} is not in the validator set", sig.validator));
+                return Err(CertificateError::NotValidator(Box::new(sig.validator)));
             };
             let verified = match memo {
                 Some(memo) => memo.verify(&sig.validator, &bytes, &sig.signature),
                 None => sig.validator.verify(&bytes, &sig.signature),
             };
-            verified.map_err(|_| {
-                format!("precommit signature of validator {} does not verify", sig.validator)
+            verified.map_err(|source| CertificateError::Signature {
+                validator: Box::new(sig.validator),
+                source,
             })?;
             power = power.saturating_add(p);
         }
         if !validators.is_quorum(power) {
-            return Err(format!(
-                "signers hold {power} of {} voting power; more than 2/3 is required",
-                validators.total_power
-            ));
+            return Err(CertificateError::NoQuorum { power, total: validators.total_power });
         }
         Ok(())
     }
+}
+
+/// Why a commit certificate does not certify a block.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    /// It certifies another height.
+    #[error("certificate is for height {certified}, not {block}")]
+    Height {
+        /// The height it certifies.
+        certified: u64,
+        /// The block's.
+        block: u64,
+    },
+    /// It certifies another block.
+    #[error("certificate is for block {certified}, not {block}")]
+    Block {
+        /// The block it certifies.
+        certified: Hash,
+        /// This block's hash.
+        block: Hash,
+    },
+    /// More signatures than any validator set has.
+    #[error("certificate has {0} signatures, more than the {MAX_CERTIFICATE_SIGNATURES} allowed")]
+    TooManySignatures(usize),
+    /// A signer out of order (listed twice, or the list reordered).
+    #[error(
+        "signatures are not in strictly ascending validator order at {0} (duplicate or reordered)"
+    )]
+    Order(Box<PublicKey>),
+    /// A signer outside the validator set.
+    #[error("signer {0} is not in the validator set")]
+    NotValidator(Box<PublicKey>),
+    /// A precommit signature that does not verify.
+    #[error("precommit signature of validator {validator} does not verify")]
+    Signature {
+        /// The validator.
+        validator: Box<PublicKey>,
+        /// The verifier's reason.
+        #[source]
+        source: tradeloop_crypto::CryptoError,
+    },
+    /// Signers holding 2/3 of the power or less.
+    #[error("signers hold {power} of {total} voting power; more than 2/3 is required")]
+    NoQuorum {
+        /// Their power.
+        power: u64,
+        /// The validator set's.
+        total: u64,
+    },
+}
+
+/// Why a block's header does not follow its parent under the genesis
+/// ([`check_block_header`]).
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    /// Another chain's block.
+    #[error("block belongs to chain {block}, the genesis names chain {genesis}")]
+    Chain {
+        /// The header's chain.
+        block: Hash,
+        /// The genesis hash.
+        genesis: Hash,
+    },
+    /// Not the height after the parent's.
+    #[error("height is {height} but {} was expected after {parent}", parent + 1)]
+    Height {
+        /// The header's height.
+        height: u64,
+        /// The parent's.
+        parent: u64,
+    },
+    /// Not linked to the parent.
+    #[error("prev_hash {prev_hash} does not match the previous block's hash {parent}")]
+    PrevHash {
+        /// The header's link.
+        prev_hash: Hash,
+        /// The parent's hash.
+        parent: Hash,
+    },
+    /// Earlier than the parent.
+    #[error("time_ms {time_ms} is before the previous block's {parent}")]
+    Time {
+        /// The header's time.
+        time_ms: u64,
+        /// The parent's.
+        parent: u64,
+    },
+    /// Another validator set.
+    #[error("validators_hash {header} is not the genesis validator set {genesis}")]
+    Validators {
+        /// The header's.
+        header: Hash,
+        /// The genesis set's.
+        genesis: Hash,
+    },
+    /// A proposer outside the validator set.
+    #[error("proposer {0} is not a validator")]
+    Proposer(Box<PublicKey>),
+    /// A count that is not the events carried, or above the limit.
+    #[error("event_count {count} does not match the {carried} events carried (limit {limit})")]
+    EventCount {
+        /// The header's count.
+        count: u32,
+        /// The events carried.
+        carried: usize,
+        /// The limit.
+        limit: u32,
+    },
+    /// Larger than the limit.
+    #[error("the block is {bytes} bytes; the limit is {max}")]
+    TooLarge {
+        /// Its encoded size.
+        bytes: u64,
+        /// The limit.
+        max: u32,
+    },
+    /// Not encodable.
+    #[error("the block cannot be encoded")]
+    Encode(#[source] crate::encoding::codec::EncodeError),
+    /// A root that is not the events'.
+    #[error("events_root {header} does not match the events carried ({carried})")]
+    EventsRoot {
+        /// The header's.
+        header: Hash,
+        /// The events'.
+        carried: Hash,
+    },
 }
 
 /// A block with its certificate: one record of the block log and of an export.
@@ -266,63 +388,40 @@ pub fn check_block_header(
     parent: &Tip,
     block: &Block,
     event_ids: &[Hash],
-) -> Result<Hash, String> {
+) -> Result<Hash, HeaderError> {
     let h = &block.header;
     if h.chain != genesis.hash {
-        return Err(format!(
-            "block belongs to chain {}, the genesis names chain {}",
-            h.chain, genesis.hash
-        ));
+        return Err(HeaderError::Chain { block: h.chain, genesis: genesis.hash });
     }
     if h.height != parent.height + 1 {
-        return Err(format!(
-            "height is {} but {} was expected after {}",
-            h.height,
-            parent.height + 1,
-            parent.height
-        ));
+        return Err(HeaderError::Height { height: h.height, parent: parent.height });
     }
     if h.prev_hash != parent.hash {
-        return Err(format!(
-            "prev_hash {} does not match the previous block's hash {}",
-            h.prev_hash, parent.hash
-        ));
+        return Err(HeaderError::PrevHash { prev_hash: h.prev_hash, parent: parent.hash });
     }
     if h.time_ms < parent.time_ms {
-        return Err(format!(
-            "time_ms {} is before the previous block's {}",
-            h.time_ms, parent.time_ms
-        ));
+        return Err(HeaderError::Time { time_ms: h.time_ms, parent: parent.time_ms });
     }
     if h.validators_hash != genesis.validators.hash {
-        return Err(format!(
-            "validators_hash {} is not the genesis validator set {}",
-            h.validators_hash, genesis.validators.hash
-        ));
+        let (header, genesis) = (h.validators_hash, genesis.validators.hash);
+        return Err(HeaderError::Validators { header, genesis });
     }
     if genesis.validators.power_of(&h.proposer).is_none() {
-        return Err(format!("proposer {} is not a validator", h.proposer));
+        return Err(HeaderError::Proposer(Box::new(h.proposer)));
     }
     let limit = genesis.doc.consensus.max_block_events.min(MAX_BLOCK_EVENTS);
     if block.events.len() != h.event_count as usize || h.event_count > limit {
-        return Err(format!(
-            "event_count {} does not match the {} events carried (limit {limit})",
-            h.event_count,
-            block.events.len()
-        ));
+        let carried = block.events.len();
+        return Err(HeaderError::EventCount { count: h.event_count, carried, limit });
     }
-    let max_bytes = genesis.doc.consensus.max_block_bytes.min(MAX_BLOCK_BYTES);
-    match crate::encoding::codec::encoded_len(block) {
-        Ok(n) if n <= u64::from(max_bytes) => {}
-        Ok(n) => return Err(format!("the block is {n} bytes; the limit is {max_bytes}")),
-        Err(e) => return Err(format!("the block cannot be encoded: {e}")),
+    let max = genesis.doc.consensus.max_block_bytes.min(MAX_BLOCK_BYTES);
+    let bytes = crate::encoding::codec::encoded_len(block).map_err(HeaderError::Encode)?;
+    if bytes > u64::from(max) {
+        return Err(HeaderError::TooLarge { bytes, max });
     }
-    let root = events_root(event_ids);
-    if root != h.events_root {
-        return Err(format!(
-            "events_root {} does not match the events carried ({root})",
-            h.events_root
-        ));
+    let carried = events_root(event_ids);
+    if carried != h.events_root {
+        return Err(HeaderError::EventsRoot { header: h.events_root, carried });
     }
     Ok(h.hash())
 }

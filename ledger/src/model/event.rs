@@ -20,7 +20,7 @@ use crate::error::{reject, RejectCode, Rejection};
 use crate::limits::MAX_EVENT_BYTES;
 use crate::model::fields::{
     check_container, check_country, check_currency, check_flight, check_hs_code, check_imo,
-    check_locode, parse_date, DecimalString,
+    check_locode, parse_date, DecimalString, FieldError,
 };
 use crate::model::genesis::{Genesis, KeyEntry};
 
@@ -549,7 +549,7 @@ pub struct PaymentSettled {
     pub fx_rate: Option<DecimalString>,
 }
 
-fn field_err(kind: &str, e: String) -> Rejection {
+fn field_err(kind: &str, e: impl std::fmt::Display) -> Rejection {
     Rejection::new(RejectCode::InvalidField, format!("{kind}: {e}"))
 }
 
@@ -590,7 +590,7 @@ fn check_positive(kind: &str, field: &str, amount: &DecimalString) -> Result<(),
 
 /// The fields of an order: its id, currency, a positive amount, and each line.
 fn check_order_placed(k: &'static str, o: &OrderPlaced) -> Result<(), Rejection> {
-    let f = |r: Result<(), String>| r.map_err(|e| field_err(k, e));
+    let f = |r: Result<(), FieldError>| r.map_err(|e| field_err(k, e));
     check_id(k, "order_id", &o.order_id)?;
     f(check_currency(&o.currency))?;
     check_positive(k, "amount", &o.amount)?;
@@ -611,7 +611,7 @@ fn check_order_placed(k: &'static str, o: &OrderPlaced) -> Result<(), Rejection>
 /// The fields of a transport milestone: shipment, location, and the voyage, vessel (IMO check
 /// digit) or flight (IATA form) when given.
 fn check_milestone(k: &'static str, m: &Milestone) -> Result<(), Rejection> {
-    let f = |r: Result<(), String>| r.map_err(|e| field_err(k, e));
+    let f = |r: Result<(), FieldError>| r.map_err(|e| field_err(k, e));
     check_id(k, "shipment_id", &m.shipment_id)?;
     f(check_locode("location", &m.location))?;
     if let Some(v) = &m.voyage {
@@ -630,7 +630,7 @@ impl Payload {
     /// Field-level syntax checks that need no state.
     fn check_fields(&self) -> Result<(), Rejection> {
         let k = self.kind();
-        let f = |r: Result<(), String>| r.map_err(|e| field_err(k, e));
+        let f = |r: Result<(), FieldError>| r.map_err(|e| field_err(k, e));
         match self {
             Payload::OrderPlaced(o) => check_order_placed(k, o)?,
             Payload::OrderAccepted(o) => check_id(k, "order_id", &o.order_id)?,
@@ -669,7 +669,7 @@ impl Payload {
             Payload::DocumentAnchored(d) => {
                 check_id(k, "doc_id", &d.doc_id)?;
                 if d.sha256.len() != 64 || !d.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(field_err(k, "sha256 must be 64 hex characters".into()));
+                    return Err(field_err(k, "sha256 must be 64 hex characters"));
                 }
                 check_list(k, "refs", &d.refs, false)?;
                 for r in &d.refs {
@@ -692,7 +692,7 @@ impl Payload {
                 if matches!(self, Payload::CustomsHeld(_))
                     && c.reason.as_deref().is_none_or(str::is_empty)
                 {
-                    return Err(field_err(k, "a hold needs a reason".into()));
+                    return Err(field_err(k, "a hold needs a reason"));
                 }
             }
             Payload::DutiesAssessed(d) => {
@@ -739,24 +739,18 @@ pub enum RefKind {
 }
 
 /// Parses `order:ID`, `invoice:ID`, `shipment:ID`, `declaration:ID` or `lc:ID`.
-pub fn parse_ref(text: &str) -> Result<(RefKind, &str), String> {
-    let (kind, id) = text.split_once(':').ok_or_else(|| {
-        format!("ref \"{text}\" must look like \"shipment:ID\" (order, invoice, shipment, declaration, lc)")
-    })?;
+pub fn parse_ref(text: &str) -> Result<(RefKind, &str), FieldError> {
+    let (kind, id) = text.split_once(':').ok_or_else(|| FieldError::Ref(text.into()))?;
     let kind = match kind {
         "order" => RefKind::Order,
         "invoice" => RefKind::Invoice,
         "shipment" => RefKind::Shipment,
         "declaration" => RefKind::Declaration,
         "lc" => RefKind::Lc,
-        other => {
-            return Err(format!(
-                "ref kind \"{other}\" is not one of order, invoice, shipment, declaration, lc"
-            ))
-        }
+        other => return Err(FieldError::RefKind(other.into())),
     };
     if id.is_empty() || id.len() > MAX_ENTITY_ID_BYTES {
-        return Err(format!("ref \"{text}\" has an empty or too long id"));
+        return Err(FieldError::RefId(text.into()));
     }
     Ok((kind, id))
 }

@@ -10,6 +10,72 @@ const SCALE_FACTOR: u128 = 1_000_000;
 /// Most integer digits in a decimal string (keeps every value far inside `u128`).
 pub const MAX_INTEGER_DIGITS: usize = 24;
 
+/// Why a field's text is not of its type; each message names the field's value and the form
+/// it must take.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    /// Not digits with an optional fraction.
+    #[error("\"{0}\" is not a decimal: write digits with an optional fraction, e.g. \"12500.00\"")]
+    NotDecimal(String),
+    /// A fraction of no digit, or of more than [`DECIMAL_SCALE`].
+    #[error("\"{0}\" has a bad fraction: use 1 to {DECIMAL_SCALE} digits after the point")]
+    BadFraction(String),
+    /// Not an ISO 4217 code.
+    #[error("currency \"{0}\" is not an ISO 4217 code such as \"USD\"")]
+    Currency(String),
+    /// Not an ISO 3166-1 alpha-2 code.
+    #[error("country \"{0}\" is not an ISO 3166-1 alpha-2 code such as \"DE\"")]
+    Country(String),
+    /// Not a UN/LOCODE.
+    #[error("{field} \"{value}\" is not a UN/LOCODE such as \"CNSHA\" or \"DEHAM\"")]
+    Locode {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// Not seven digits.
+    #[error("vessel_imo \"{0}\" is not an IMO number: seven digits such as \"9074729\"")]
+    Imo(String),
+    /// Seven digits whose check digit is wrong.
+    #[error("vessel_imo \"{value}\" has a wrong check digit (expected {expected}); check the number with the vessel's registry entry")]
+    ImoCheckDigit {
+        /// The number.
+        value: String,
+        /// The check digit its first six digits give.
+        expected: u32,
+    },
+    /// Not an IATA flight designator.
+    #[error("flight \"{0}\" is not an IATA flight designator: airline code and flight number, such as \"LH400\"")]
+    Flight(String),
+    /// Not 6 to 10 digits.
+    #[error("HS code \"{0}\" must be 6 to 10 digits, e.g. \"851713\"")]
+    HsCode(String),
+    /// Not of the ISO 6346 shape.
+    #[error("container \"{0}\" is not an ISO 6346 number (owner code, category U/J/Z, 6 digits, check digit)")]
+    Container(String),
+    /// Of the ISO 6346 shape, with a wrong check digit.
+    #[error("container \"{0}\" has a wrong ISO 6346 check digit")]
+    ContainerCheckDigit(String),
+    /// Not a calendar date `YYYY-MM-DD`.
+    #[error("date \"{0}\" is not YYYY-MM-DD")]
+    Date(String),
+    /// A reference without a `kind:` prefix.
+    #[error(
+        "ref \"{0}\" must look like \"shipment:ID\" (order, invoice, shipment, declaration, lc)"
+    )]
+    Ref(String),
+    /// A reference to a kind of entity there is none of.
+    #[error("ref kind \"{0}\" is not one of order, invoice, shipment, declaration, lc")]
+    RefKind(String),
+    /// A reference with an empty or too long id.
+    #[error("ref \"{0}\" has an empty or too long id")]
+    RefId(String),
+    /// A participant id of other characters or length.
+    #[error("participant id \"{0}\" must be 1 to {max} characters of a-z, 0-9, '-', '.', '_'", max = crate::model::genesis::MAX_ID_BYTES)]
+    ParticipantId(String),
+}
+
 /// A non-negative decimal with up to six places, written in JSON as a string such as
 /// `"12500.00"` and held as an integer count of millionths, so arithmetic is exact.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
@@ -17,7 +83,7 @@ pub struct Decimal(pub u128);
 
 impl Decimal {
     /// Parses `^(0|[1-9][0-9]{0,23})(\.[0-9]{1,6})?$`.
-    pub fn parse(text: &str) -> Result<Decimal, String> {
+    pub fn parse(text: &str) -> Result<Decimal, FieldError> {
         let (int_part, frac_part) = match text.split_once('.') {
             Some((i, f)) => (i, Some(f)),
             None => (text, None),
@@ -27,18 +93,14 @@ impl Decimal {
             || int_part.len() > MAX_INTEGER_DIGITS
             || (int_part.len() > 1 && int_part.starts_with('0'))
         {
-            return Err(format!(
-                "\"{text}\" is not a decimal: write digits with an optional fraction, e.g. \"12500.00\""
-            ));
+            return Err(FieldError::NotDecimal(text.into()));
         }
         let mut value: u128 =
             int_part.bytes().fold(0u128, |acc, b| acc * 10 + u128::from(b - b'0'));
         value *= SCALE_FACTOR;
         if let Some(frac) = frac_part {
             if !digits(frac) || frac.len() > DECIMAL_SCALE as usize {
-                return Err(format!(
-                    "\"{text}\" has a bad fraction: use 1 to {DECIMAL_SCALE} digits after the point"
-                ));
+                return Err(FieldError::BadFraction(text.into()));
             }
             let mut scale = SCALE_FACTOR;
             for b in frac.bytes() {
@@ -102,26 +164,26 @@ fn all_upper_alpha(s: &str) -> bool {
 }
 
 /// ISO 4217 currency: three upper-case letters.
-pub fn check_currency(s: &str) -> Result<(), String> {
+pub fn check_currency(s: &str) -> Result<(), FieldError> {
     if s.len() == 3 && all_upper_alpha(s) {
         Ok(())
     } else {
-        Err(format!("currency \"{s}\" is not an ISO 4217 code such as \"USD\""))
+        Err(FieldError::Currency(s.into()))
     }
 }
 
 /// ISO 3166-1 alpha-2 country: two upper-case letters.
-pub fn check_country(s: &str) -> Result<(), String> {
+pub fn check_country(s: &str) -> Result<(), FieldError> {
     if s.len() == 2 && all_upper_alpha(s) {
         Ok(())
     } else {
-        Err(format!("country \"{s}\" is not an ISO 3166-1 alpha-2 code such as \"DE\""))
+        Err(FieldError::Country(s.into()))
     }
 }
 
 /// UN/LOCODE: country (2 letters) + location (3 letters or digits 2-9), e.g. `CNSHA`, `DEHAM`;
 /// `field` names it in the message.
-pub fn check_locode(field: &str, s: &str) -> Result<(), String> {
+pub fn check_locode(field: &'static str, s: &str) -> Result<(), FieldError> {
     let b = s.as_bytes();
     let ok = b.len() == 5
         && b[..2].iter().all(u8::is_ascii_uppercase)
@@ -129,25 +191,20 @@ pub fn check_locode(field: &str, s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{field} \"{s}\" is not a UN/LOCODE such as \"CNSHA\" or \"DEHAM\""))
+        Err(FieldError::Locode { field, value: s.into() })
     }
 }
 
 /// IMO ship identification number: seven digits, the last a check digit (the sum of the first
 /// six weighted 7 down to 2, modulo 10), e.g. `9074729`.
-pub fn check_imo(s: &str) -> Result<(), String> {
+pub fn check_imo(s: &str) -> Result<(), FieldError> {
     let b = s.as_bytes();
     if b.len() != 7 || !b.iter().all(u8::is_ascii_digit) {
-        return Err(format!(
-            "vessel_imo \"{s}\" is not an IMO number: seven digits such as \"9074729\""
-        ));
+        return Err(FieldError::Imo(s.into()));
     }
     let sum: u32 = b[..6].iter().zip((2..=7).rev()).map(|(d, w)| u32::from(d - b'0') * w).sum();
     if sum % 10 != u32::from(b[6] - b'0') {
-        return Err(format!(
-            "vessel_imo \"{s}\" has a wrong check digit (expected {}); check the number with the vessel's registry entry",
-            sum % 10
-        ));
+        return Err(FieldError::ImoCheckDigit { value: s.into(), expected: sum % 10 });
     }
     Ok(())
 }
@@ -155,7 +212,7 @@ pub fn check_imo(s: &str) -> Result<(), String> {
 /// IATA flight designator: the airline's two-character code (letters or digits, not two
 /// digits) or three-letter ICAO code, a flight number of one to four digits, and an optional
 /// operational suffix letter, e.g. `LH400`, `CA931`, `5X76A`.
-pub fn check_flight(s: &str) -> Result<(), String> {
+pub fn check_flight(s: &str) -> Result<(), FieldError> {
     let b = s.as_bytes();
     let airline = |n: usize| {
         b.len() > n
@@ -176,35 +233,31 @@ pub fn check_flight(s: &str) -> Result<(), String> {
     if (airline(3) && number(&b[3..])) || (airline(2) && number(&b[2..])) {
         Ok(())
     } else {
-        Err(format!(
-            "flight \"{s}\" is not an IATA flight designator: airline code and flight number, such as \"LH400\""
-        ))
+        Err(FieldError::Flight(s.into()))
     }
 }
 
 /// Harmonized System code: 6 to 10 digits.
-pub fn check_hs_code(s: &str) -> Result<(), String> {
+pub fn check_hs_code(s: &str) -> Result<(), FieldError> {
     if (6..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) {
         Ok(())
     } else {
-        Err(format!("HS code \"{s}\" must be 6 to 10 digits, e.g. \"851713\""))
+        Err(FieldError::HsCode(s.into()))
     }
 }
 
 /// ISO 6346 container number with its check digit, e.g. `MSCU1234566`.
-pub fn check_container(s: &str) -> Result<(), String> {
+pub fn check_container(s: &str) -> Result<(), FieldError> {
     let b = s.as_bytes();
     let shape = b.len() == 11
         && b[..3].iter().all(u8::is_ascii_uppercase)
         && matches!(b[3], b'U' | b'J' | b'Z')
         && b[4..].iter().all(u8::is_ascii_digit);
     if !shape {
-        return Err(format!(
-            "container \"{s}\" is not an ISO 6346 number (owner code, category U/J/Z, 6 digits, check digit)"
-        ));
+        return Err(FieldError::Container(s.into()));
     }
     if iso6346_check_digit(&b[..10]) != u32::from(b[10] - b'0') {
-        return Err(format!("container \"{s}\" has a wrong ISO 6346 check digit"));
+        return Err(FieldError::ContainerCheckDigit(s.into()));
     }
     Ok(())
 }
@@ -232,13 +285,13 @@ pub fn iso6346_check_digit(first_ten: &[u8]) -> u32 {
 }
 
 /// A calendar date `YYYY-MM-DD`, held as days since 1970-01-01.
-pub fn parse_date(s: &str) -> Result<i64, String> {
-    let err = || format!("date \"{s}\" is not YYYY-MM-DD");
+pub fn parse_date(s: &str) -> Result<i64, FieldError> {
+    let err = || FieldError::Date(s.into());
     let b = s.as_bytes();
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return Err(err());
     }
-    let num = |r: std::ops::Range<usize>| -> Result<i64, String> {
+    let num = |r: std::ops::Range<usize>| -> Result<i64, FieldError> {
         s[r].parse::<i64>().map_err(|_| err())
     };
     let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
@@ -332,7 +385,11 @@ mod tests {
     fn codes_and_dates() {
         assert!(check_imo("9074729").is_ok());
         assert!(check_imo("9811000").is_ok());
-        assert!(check_imo("9074728").unwrap_err().contains("check digit"));
+        assert_eq!(
+            check_imo("9074728"),
+            Err(FieldError::ImoCheckDigit { value: "9074728".into(), expected: 9 })
+        );
+        assert!(check_imo("9074728").unwrap_err().to_string().contains("check digit"));
         for bad in ["abc", "907472", "90747290", "IMO9074"] {
             assert!(check_imo(bad).is_err(), "{bad}");
         }

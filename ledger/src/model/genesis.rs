@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tradeloop_crypto::{domain_hash, Hash, PreparedKey, PublicKey};
 
 use crate::encoding::canonical::Value;
-use crate::model::fields::check_country;
+use crate::model::fields::{check_country, FieldError};
 use crate::{encoding::codec, LedgerError};
 
 /// Domain tag of the genesis hash.
@@ -364,7 +364,7 @@ fn check_doc(doc: &GenesisDoc, require_validator: bool) -> Result<CheckedDoc, Le
     let mut participants = BTreeMap::new();
     let mut key_owner = HashMap::new();
     for p in &doc.participants {
-        check_participant_id(&p.id).map_err(LedgerError::Genesis)?;
+        check_participant_id(&p.id).map_err(|e| LedgerError::Genesis(e.to_string()))?;
         check_country(&p.country)
             .map_err(|e| LedgerError::Genesis(format!("participant {}: {e}", p.id)))?;
         if p.keys.is_empty() && p.role != Role::Auditor {
@@ -539,15 +539,13 @@ impl GenesisDoc {
 }
 
 /// Participant ids: 1..=64 bytes of `a-z 0-9 - . _`.
-pub fn check_participant_id(id: &str) -> Result<(), String> {
+pub fn check_participant_id(id: &str) -> Result<(), FieldError> {
     let ok = !id.is_empty()
         && id.len() <= MAX_ID_BYTES
         && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "participant id \"{id}\" must be 1 to {MAX_ID_BYTES} characters of a-z, 0-9, '-', '.', '_'"
-        ))
+        Err(FieldError::ParticipantId(id.into()))
     }
 }

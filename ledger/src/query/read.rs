@@ -141,7 +141,7 @@ pub fn trace_committed<R: ChainRead>(
     r: &R,
     reference: &str,
 ) -> Result<Vec<CommittedEvent>, LedgerError> {
-    let (kind, id) = parse_ref(reference).map_err(LedgerError::NotFound)?;
+    let (kind, id) = parse_ref(reference).map_err(|e| LedgerError::NotFound(e.to_string()))?;
     let key = Entity::from(kind).key(id);
     let Some(state) = r.get_state(&key)? else {
         return Err(LedgerError::NotFound(format!("{reference} on this ledger")));

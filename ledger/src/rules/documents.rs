@@ -23,8 +23,8 @@ impl<S: StateRead> BlockExecutor<'_, S> {
         let mut is_party = false;
         let mut ref_keys = Vec::new();
         for r in &d.refs {
-            let (kind, id) =
-                parse_ref(r).map_err(|m| Rejection::new(RejectCode::InvalidField, m))?;
+            let (kind, id) = parse_ref(r)
+                .map_err(|e| Rejection::new(RejectCode::InvalidField, e.to_string()))?;
             let parties: Vec<String> = match kind {
                 RefKind::Order => {
                     let o: Option<OrderState> = self.get(&Entity::Order.key(id))?;

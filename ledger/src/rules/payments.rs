@@ -44,8 +44,8 @@ impl<S: StateRead> BlockExecutor<'_, S> {
                 ),
             );
         }
-        let expiry_day =
-            parse_date(&l.expiry).map_err(|m| Rejection::new(RejectCode::InvalidField, m))?;
+        let expiry_day = parse_date(&l.expiry)
+            .map_err(|e| Rejection::new(RejectCode::InvalidField, e.to_string()))?;
         order.lcs.push(l.lc_id.clone());
         let lc = LcState {
             order_id: l.order_id.clone(),

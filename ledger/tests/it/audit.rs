@@ -32,18 +32,7 @@ fn chain() -> Chain {
     events.extend(trade_events(&cast, 2, T0));
     let per_block = 3;
     for (i, chunk) in events.chunks(per_block).enumerate() {
-        let proposer = &cast.validator_keys[i % 4];
-        let built = ledger.build_block(chunk, T0 + 1000 * i as u64, proposer).unwrap();
-        assert!(built.rejected.is_empty());
-        let signers: Vec<&SigningKey> = cast.validator_keys.iter().skip(1).collect();
-        let certificate = CommitCertificate::sign(
-            &cast.genesis.hash,
-            built.block.header.height,
-            0,
-            built.hash,
-            &signers,
-        );
-        ledger.commit_block(&CertifiedBlock { block: built.block, certificate }).unwrap();
+        cast.commit(&mut ledger, chunk, T0 + 1000 * i as u64, i % 4, &[1, 2, 3]).unwrap();
     }
     assert_eq!(ledger.tip().height, BLOCKS);
     tradeloop_ledger::export::binary::export(&ledger, &dir.path().join("chain.tlx")).unwrap();

@@ -12,7 +12,7 @@ use tradeloop_ledger::evidence::proof::{
     event_bundle, trade_bundle, verify_bundle, EvidenceBundle,
 };
 use tradeloop_ledger::export::{open_export, ExportItem};
-use tradeloop_ledger::model::block::{CertifiedBlock, CommitCertificate};
+use tradeloop_ledger::model::block::CertifiedBlock;
 use tradeloop_ledger::sample::{trade_events, Cast};
 use tradeloop_ledger::{Genesis, Ledger, SignedEvent};
 
@@ -30,29 +30,9 @@ fn four_validator_chain() -> (Cast, tempfile::TempDir, Ledger) {
     let mut ledger = Ledger::open(&dir.path().join("data"), cast.genesis.clone()).unwrap();
     let events = trade_events(&cast, 1, T0);
     for (i, chunk) in events.chunks(3).enumerate() {
-        commit(&mut ledger, &cast, chunk, T0 + 1000 * i as u64, &[1, 2, 3]);
+        cast.commit(&mut ledger, chunk, T0 + 1000 * i as u64, 0, &[1, 2, 3]).unwrap();
     }
     (cast, dir, ledger)
-}
-
-fn commit(
-    ledger: &mut Ledger,
-    cast: &Cast,
-    events: &[SignedEvent],
-    time_ms: u64,
-    signers: &[usize],
-) {
-    let built = ledger.build_block(events, time_ms, &cast.validator_keys[0]).unwrap();
-    assert!(built.rejected.is_empty(), "{:?}", built.rejected);
-    let keys: Vec<&SigningKey> = signers.iter().map(|&i| &cast.validator_keys[i]).collect();
-    let certificate = CommitCertificate::sign(
-        &cast.genesis.hash,
-        built.block.header.height,
-        0,
-        built.hash,
-        &keys,
-    );
-    ledger.commit_block(&CertifiedBlock { block: built.block, certificate }).unwrap();
 }
 
 fn codes(bundle: &EvidenceBundle, genesis: &Genesis) -> Vec<&'static str> {
@@ -271,13 +251,13 @@ pub fn forked_chains(cast: &Cast, root: &Path, common: usize) -> (PathBuf, PathB
     let events = trade_events(cast, 1, T0);
     for (i, chunk) in events[..common * 2].chunks(2).enumerate() {
         for ledger in [&mut a, &mut b] {
-            commit(ledger, cast, chunk, T0 + 1000 * i as u64, &[0, 2]);
+            cast.commit(ledger, chunk, T0 + 1000 * i as u64, 0, &[0, 2]).unwrap();
         }
     }
     // The shared key signs both sides of the fork: A with validator 0, B with validator 1.
     let next = &events[common * 2..common * 2 + 2];
-    commit(&mut a, cast, next, T0 + 100_000, &[0, 2]);
-    commit(&mut b, cast, &next[..1], T0 + 100_000, &[1, 2]);
+    cast.commit(&mut a, next, T0 + 100_000, 0, &[0, 2]).unwrap();
+    cast.commit(&mut b, &next[..1], T0 + 100_000, 0, &[1, 2]).unwrap();
     (a_dir, b_dir)
 }
 

@@ -51,14 +51,47 @@ pub(super) fn storage(e: LedgerError) -> Problem {
     )
 }
 
-fn path_problem(e: PathRejection, what: &str) -> Problem {
-    Problem::new(ProblemCode::BadPath, format!("{}; the path takes {what}", e.body_text()))
+/// The path's parameter, or a 400 that says what the path takes.
+fn path<T>(path: Result<Path<T>, PathRejection>, what: &str) -> Result<T, Problem> {
+    path.map(|Path(value)| value).map_err(|e| {
+        Problem::new(ProblemCode::BadPath, format!("{}; the path takes {what}", e.body_text()))
+    })
 }
 
-fn query_problem(e: QueryRejection, parameters: &str) -> Problem {
+/// The query, or a 400 that names the parameters.
+fn query<T>(query: Result<Query<T>, QueryRejection>, parameters: &str) -> Result<T, Problem> {
+    query.map(|Query(value)| value).map_err(|e| {
+        Problem::new(
+            ProblemCode::BadQuery,
+            format!("{}; the parameters are {parameters}", e.body_text()),
+        )
+    })
+}
+
+/// A page's size: `limit` up to `cap` (the default); `limit=0` is refused.
+fn page_limit(limit: Option<usize>, cap: usize) -> Result<usize, Problem> {
+    match limit {
+        None => Ok(cap),
+        Some(0) => {
+            Err(Problem::new(ProblemCode::BadQuery, "limit=0 asks for nothing; give 1 or more"))
+        }
+        Some(n) => Ok(n.min(cap)),
+    }
+}
+
+/// The event id of the path.
+fn event_id_path(id: Result<Path<String>, PathRejection>) -> Result<Hash, Problem> {
+    event_id(&path(id, "an event id (64 hex characters)")?)
+}
+
+/// A 404 for a name no committed event carries; the name is cut at 200 characters.
+fn not_on_ledger(name: &str, what_to_do: &str) -> Problem {
     Problem::new(
-        ProblemCode::BadQuery,
-        format!("{}; the parameters are {parameters}", e.body_text()),
+        ProblemCode::NotOnLedger,
+        format!(
+            "{} is not on this ledger: {what_to_do}",
+            name.chars().take(200).collect::<String>()
+        ),
     )
 }
 
@@ -113,8 +146,7 @@ pub async fn get_event(
     id: Result<Path<String>, PathRejection>,
 ) -> Response {
     let result = async {
-        let Path(id) = id.map_err(|e| path_problem(e, "an event id (64 hex characters)"))?;
-        let id = event_id(&id)?;
+        let id = event_id_path(id)?;
         read(&state, move |at| match at.committed_event(&id).map_err(storage)? {
             Some(committed) => view_of(committed),
             None => Err(event_not_found(&id, at)),
@@ -155,8 +187,7 @@ pub async fn get_event_proof(
     id: Result<Path<String>, PathRejection>,
 ) -> Response {
     let result = async {
-        let Path(id) = id.map_err(|e| path_problem(e, "an event id (64 hex characters)"))?;
-        let id = event_id(&id)?;
+        let id = event_id_path(id)?;
         read(&state, move |at| match event_bundle(at, &id) {
             Ok(bundle) => Ok(bundle.to_json()),
             Err(ProofError::NotFound(_)) => Err(event_not_found(&id, at)),
@@ -215,7 +246,7 @@ pub async fn get_trade_proof(
     order: Result<Path<String>, PathRejection>,
 ) -> Response {
     let result = async {
-        let Path(order) = order.map_err(|e| path_problem(e, "an order id"))?;
+        let order = path(order, "an order id")?;
         read(&state, move |at| match trade_bundle(at, &order) {
             Ok(bundle) => Ok(bundle.to_json()),
             Err(ProofError::NotFound(_)) => Err(order_not_found(&order)),
@@ -227,13 +258,9 @@ pub async fn get_trade_proof(
 }
 
 fn order_not_found(order: &str) -> Problem {
-    Problem::new(
-        ProblemCode::NotOnLedger,
-        format!(
-            "order {} is not on this ledger; check the id (the `order_id` of its \
-             trade.order_placed event)",
-            order.chars().take(200).collect::<String>()
-        ),
+    not_on_ledger(
+        &format!("order {order}"),
+        "check the id (the `order_id` of its trade.order_placed event)",
     )
 }
 
@@ -268,18 +295,8 @@ pub async fn list_blocks(
     query: Result<Query<BlocksQuery>, QueryRejection>,
 ) -> Response {
     let result = async {
-        let Query(query) = query.map_err(|e| query_problem(e, "from=HEIGHT and limit=N"))?;
-        let cap = state.limits.max_page_blocks;
-        let limit = match query.limit {
-            None => cap,
-            Some(0) => {
-                return Err(Problem::new(
-                    ProblemCode::BadQuery,
-                    "limit=0 asks for nothing; give 1 or more",
-                ))
-            }
-            Some(n) => n.min(cap),
-        };
+        let query = self::query(query, "from=HEIGHT and limit=N")?;
+        let limit = page_limit(query.limit, state.limits.max_page_blocks)?;
         let from = query.from.unwrap_or(1).max(1);
         read(&state, move |at| {
             let headers = at.headers(from, limit).map_err(storage)?;
@@ -314,7 +331,7 @@ pub async fn get_block(
     height: Result<Path<u64>, PathRejection>,
 ) -> Response {
     let result = async {
-        let Path(height) = height.map_err(|e| path_problem(e, "a block height (1 or more)"))?;
+        let height = path(height, "a block height (1 or more)")?;
         read(&state, move |at| {
             if height == 0 || height > at.tip().height {
                 return Err(Problem::new(
@@ -368,31 +385,16 @@ pub async fn get_trace(
     query: Result<Query<TraceQuery>, QueryRejection>,
 ) -> Response {
     let result = async {
-        let Path(reference) = reference
-            .map_err(|e| path_problem(e, "a reference such as order:PO-1 or shipment:SHP-1"))?;
-        let Query(query) = query.map_err(|e| query_problem(e, "offset=N and limit=N"))?;
-        let cap = state.limits.max_page_events;
-        let limit = match query.limit {
-            None => cap,
-            Some(0) => {
-                return Err(Problem::new(
-                    ProblemCode::BadQuery,
-                    "limit=0 asks for nothing; give 1 or more",
-                ))
-            }
-            Some(n) => n.min(cap),
-        };
+        let reference = path(reference, "a reference such as order:PO-1 or shipment:SHP-1")?;
+        let query = self::query(query, "offset=N and limit=N")?;
+        let limit = page_limit(query.limit, state.limits.max_page_events)?;
         let offset = query.offset.unwrap_or(0);
         check_reference(&reference)?;
         read(&state, move |at| {
             let records = at.trace_committed(&reference).map_err(|e| match e {
-                LedgerError::NotFound(_) => Problem::new(
-                    ProblemCode::NotOnLedger,
-                    format!(
-                        "{} is not on this ledger: no committed event names it; check the id",
-                        reference.chars().take(200).collect::<String>()
-                    ),
-                ),
+                LedgerError::NotFound(_) => {
+                    not_on_ledger(&reference, "no committed event names it; check the id")
+                }
                 other => storage(other),
             })?;
             let total = records.len();
@@ -460,7 +462,7 @@ pub async fn get_trade(
     order: Result<Path<String>, PathRejection>,
 ) -> Response {
     let result = async {
-        let Path(order) = order.map_err(|e| path_problem(e, "an order id"))?;
+        let order = path(order, "an order id")?;
         read(&state, move |at| match at.trade_status(&order) {
             Ok(status) => Ok(TradeView::new(status, at.tip().height)),
             Err(LedgerError::NotFound(_)) => Err(order_not_found(&order)),

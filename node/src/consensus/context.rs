@@ -253,25 +253,31 @@ impl mc::Extension for NoExtension {
 pub struct Ed25519;
 
 impl mc::SigningScheme for Ed25519 {
-    type DecodingError = String;
+    type DecodingError = tradeloop_crypto::CryptoError;
     type Signature = Signature;
     type PublicKey = PublicKey;
     type PrivateKey = SigningKey;
 
-    fn decode_signature(bytes: &[u8]) -> Result<Signature, String> {
-        let array: [u8; 64] = bytes
-            .try_into()
-            .map_err(|_| format!("a signature is 64 bytes, not {}", bytes.len()))?;
+    fn decode_signature(bytes: &[u8]) -> Result<Signature, Self::DecodingError> {
+        let array: [u8; 64] =
+            bytes.try_into().map_err(|_| tradeloop_crypto::CryptoError::Length {
+                what: "a signature",
+                expected: 64,
+                found: bytes.len(),
+            })?;
         Ok(Signature(array))
     }
     fn encode_signature(signature: &Signature) -> Vec<u8> {
         signature.0.to_vec()
     }
-    fn decode_public_key(bytes: &[u8]) -> Result<PublicKey, String> {
-        let array: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| format!("a public key is 32 bytes, not {}", bytes.len()))?;
-        PublicKey::from_bytes(array).map_err(|e| e.to_string())
+    fn decode_public_key(bytes: &[u8]) -> Result<PublicKey, Self::DecodingError> {
+        let array: [u8; 32] =
+            bytes.try_into().map_err(|_| tradeloop_crypto::CryptoError::Length {
+                what: "a public key",
+                expected: 32,
+                found: bytes.len(),
+            })?;
+        PublicKey::from_bytes(array)
     }
     fn encode_public_key(public_key: &PublicKey) -> Vec<u8> {
         public_key.as_bytes().to_vec()

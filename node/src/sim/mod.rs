@@ -127,22 +127,38 @@ struct Sim {
     dir: tempfile::TempDir,
 }
 
+/// Why a simulation could not run to its end. What it finds in the node's code is not an error:
+/// it is the report's [`Violation`].
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The cast of validators could not be made.
+    #[error("the simulation's validators could not be made")]
+    Cast(#[source] tradeloop_ledger::LedgerError),
+    /// The scratch directory for the validators' data could not be made.
+    #[error("the simulation's scratch directory could not be made (in /dev/shm, or the system's temporary directory)")]
+    Scratch(#[source] std::io::Error),
+    /// A validator's code stopped in a way the simulation cannot go on from (a chain worker or
+    /// driver that failed to start or answer); the message names the validator and the failure.
+    #[error("the simulation stopped: {0}")]
+    Stopped(String),
+}
+
 /// Runs one simulation.
-pub fn run(config: &SimConfig) -> Result<SimReport, String> {
+pub fn run(config: &SimConfig) -> Result<SimReport, SimError> {
     let mut sim = Sim::new(config.clone())?;
-    let violation = sim.run()?;
+    let violation = sim.run().map_err(SimError::Stopped)?;
     Ok(sim.report(violation))
 }
 
 impl Sim {
-    fn new(config: SimConfig) -> Result<Sim, String> {
+    fn new(config: SimConfig) -> Result<Sim, SimError> {
         let n = config.validators;
-        let cast = Cast::deterministic(n, T0 - 1000).map_err(|e| e.to_string())?;
+        let cast = Cast::deterministic(n, T0 - 1000).map_err(SimError::Cast)?;
         // The simulation exercises the real ledger and guard code but needs no durability
         // against power loss: on tmpfs their fsyncs cost nothing.
         let shm = std::path::Path::new("/dev/shm");
         let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }
-            .map_err(|e| e.to_string())?;
+            .map_err(SimError::Scratch)?;
         let ctx = crate::consensus::context::TradeContext::new(cast.genesis.hash);
         let validators =
             crate::consensus::context::Validators::from_ledger(&cast.genesis.validators);

@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 use tradeloop_node::sim::{
-    run, DiskFault, DiskFaultKind, SimConfig, SimReport, CONTROLS, SCENARIOS,
+    run, DiskFault, DiskFaultKind, SimConfig, SimError, SimReport, CONTROLS, SCENARIOS,
 };
 
 /// Seeds per scenario with n = 4: 13 scenarios x 64 = 832 runs.
@@ -21,7 +21,7 @@ fn scenario(name: &str, n: usize, seed: u64) -> SimConfig {
 /// Runs `scenario` for `seeds` seeds with `n` validators, in parallel; panics with the replay
 /// command of the first failing seed.
 fn all_pass(name: &str, n: usize, seeds: std::ops::RangeInclusive<u64>) -> Vec<SimReport> {
-    let results: Vec<(u64, Result<SimReport, String>)> =
+    let results: Vec<(u64, Result<SimReport, SimError>)> =
         seeds.into_par_iter().map(|seed| (seed, run(&scenario(name, n, seed)))).collect();
     results
         .into_iter()

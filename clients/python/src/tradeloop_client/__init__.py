@@ -15,7 +15,8 @@
 ...                              wait=True)
 """
 
-from .client import Client, EventStream, Submittable
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     Failure,
     KeyFileError,
@@ -62,9 +63,25 @@ from .signing import (
     sign_body,
 )
 from .sse import ServerSentEvent, SSEParser
-from .verify import Genesis, ProvenEvent, Report, verify_bundle
+from .verify import ExportReport, Genesis, ProvenEvent, Report, verify_bundle, verify_export
+
+if TYPE_CHECKING:
+    from .client import Client, EventStream, Submittable
 
 __version__ = "0.1.0"
+
+# The HTTP client is imported on first use, so that signing and offline verification
+# (`python -m tradeloop_client.verify`) need neither httpx nor a network.
+_CLIENT_NAMES = ("Client", "EventStream", "Submittable")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLIENT_NAMES:
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Accepted",
@@ -78,6 +95,7 @@ __all__ = [
     "EventRecord",
     "EventResult",
     "EventStream",
+    "ExportReport",
     "Failure",
     "Full",
     "Genesis",
@@ -115,5 +133,6 @@ __all__ = [
     "load_key",
     "sign_body",
     "verify_bundle",
+    "verify_export",
     "__version__",
 ]

@@ -1,10 +1,19 @@
-"""Offline verification of evidence bundles (docs/formats.md, "Evidence bundle").
+"""Offline verification of evidence bundles and JSONL exports (docs/formats.md, "Evidence
+bundle" and "JSONL export"), written from docs/formats.md alone.
 
-The logic of ``docs/examples/verify_bundle.py``, typed: a bundle *holds* when every event's id,
+A bundle *holds* when every event's id,
 signature (by a key the genesis lists for its author) and RFC 9162 inclusion proof hold, and
 every block's header hashes to what its commit certificate signs, the certificate carries more
 than 2/3 of the genesis validators' power in distinct, valid signatures, and everything names
-the genesis you trust. Nothing here talks to a node: the genesis file is the only trust anchor.
+the genesis you trust. For a JSONL export the same checks run on every block, plus the hash
+links, heights, times and the trailer; the ledger's rules are not replayed here (``tradeloop
+verify`` does that). Nothing here talks to a node: the genesis file is the only trust anchor.
+
+From a shell (exit status 0 only if everything holds; each failure printed as
+``FAILED CODE: what``)::
+
+    python -m tradeloop_client.verify --genesis GENESIS.json BUNDLE.json
+    python -m tradeloop_client.verify --genesis GENESIS.json --export CHAIN.jsonl
 
 Signatures are checked by OpenSSL's Ed25519 (RFC 8032, which refuses a non-canonical S);
 tradeloop's own verifier (``verify_strict``) also refuses small-order keys and R values, which no
@@ -13,7 +22,9 @@ honest signer produces and which cannot make a signature under a genesis key ver
 
 from __future__ import annotations
 
+import argparse
 import struct
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
@@ -40,6 +51,7 @@ PRECOMMIT = 2
 MAX_CERTIFICATE_SIGNATURES = 1000
 MAX_PROOF_HASHES = 32
 BUNDLE_FORMAT = "tradeloop/evidence"
+JSONL_FORMAT = "tradeloop/export-jsonl"
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 """Largest bundle a node writes (``MAX_BUNDLE_BYTES`` of docs/formats.md)."""
 
@@ -433,3 +445,129 @@ def _check_bundle(genesis: Genesis, bundle: Any, report: Report) -> None:
             failures.append(f)
         except (KeyError, TypeError) as x:
             failures.append(Failure("BUNDLE_MALFORMED", f"event {n} is incomplete: {x!r}"))
+
+
+@dataclass
+class ExportReport:
+    """The outcome of :func:`verify_export`: what failed, and how much was checked."""
+
+    failures: List[Failure] = field(default_factory=list)
+    blocks: int = 0
+    events: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when every check passed."""
+        return not self.failures
+
+
+def verify_export(genesis: Genesis, data: Union[bytes, str]) -> ExportReport:
+    """Replays the signatures and hashes of a JSONL export (its file's content) against the
+    genesis you trust: every block's events, events root, hash link, height, time, proposer and
+    certificate, and the trailer. Never raises for a bad export: the failure is in the report.
+    """
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        blocks, events = _replay_export(genesis, raw.split(b"\n"))
+        return ExportReport(blocks=blocks, events=events)
+    except Failure as f:
+        return ExportReport(failures=[f])
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        return ExportReport(failures=[Failure("EXPORT_MALFORMED", f"malformed line: {e!r}")])
+
+
+def _replay_export(genesis: Genesis, lines: List[bytes]) -> Tuple[int, int]:
+    if lines[-1] != b"":
+        raise Failure("EXPORT_MALFORMED", "the last line has no line ending: truncated")
+    lines = lines[:-1]
+    head = _json.loads(lines[0])
+    if head.get("format") != JSONL_FORMAT or head.get("version") != 1:
+        raise Failure("EXPORT_MALFORMED", "line 1 is not a version 1 JSONL export header")
+    if _sha256(GENESIS_DOMAIN, rfc8785.dumps(head["genesis"])) != genesis.hash:
+        raise Failure("FOREIGN_GENESIS", "the export is of another chain than your genesis")
+    prev_hash, app_hash = bytes(32), bytes(32)
+    prev_time, height, events = genesis.doc["genesis_time_ms"], 0, 0
+    for number, text in enumerate(lines[1:], start=2):
+        line = _json.loads(text)
+        if "end" in line:
+            end = line["end"]
+            if number != len(lines) or sorted(line) != ["end"]:
+                raise Failure(
+                    "EXPORT_MALFORMED", f"line {number}: the trailer must be the last line, alone"
+                )
+            trailer = (end["block_count"], bytes.fromhex(end["tip_hash"]))
+            if trailer + (bytes.fromhex(end["app_hash"]),) != (height, prev_hash, app_hash):
+                raise Failure("EXPORT_MALFORMED", "the trailer does not match the blocks")
+            return height, events
+        height += 1
+        if sorted(line) != ["certificate", "events", "header"]:
+            raise Failure("EXPORT_MALFORMED", f"line {number} is not a block line")
+        header = line["header"]
+        if header["height"] != height or bytes.fromhex(header["prev_hash"]) != prev_hash:
+            raise Failure("EXPORT_MALFORMED", f"height {height}: not the next block of the chain")
+        if header["time_ms"] < prev_time:
+            raise Failure("EXPORT_MALFORMED", f"height {height}: time goes backwards")
+        if bytes.fromhex(header["proposer"]) not in genesis.power:
+            raise Failure("EXPORT_MALFORMED", f"height {height}: the proposer is not a validator")
+        ids = [_envelope_id(genesis, height, envelope) for envelope in line["events"]]
+        if len(ids) != header["event_count"] or merkle_root(ids) != bytes.fromhex(
+            header["events_root"]
+        ):
+            raise Failure(
+                "EXPORT_MALFORMED", f"height {height}: the events do not match the events root"
+            )
+        prev_hash = check_block(genesis, header, line["certificate"])
+        prev_time, app_hash = header["time_ms"], bytes.fromhex(header["app_hash"])
+        events += len(ids)
+    raise Failure("EXPORT_MALFORMED", "the export ends without its trailer: truncated")
+
+
+def _envelope_id(genesis: Genesis, height: int, envelope: Any) -> bytes:
+    if not isinstance(envelope, dict) or sorted(envelope) != ["body", "signature"]:
+        raise Failure("EXPORT_MALFORMED", f"height {height}: an event is not an envelope")
+    body = rfc8785.dumps(envelope["body"])
+    event_id, _ = check_event(genesis, body, _unhex(envelope["signature"], 64, "signature"))
+    return event_id
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m tradeloop_client.verify``: checks a bundle or a JSONL export; the exit
+    status (0 only if everything holds)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tradeloop_client.verify",
+        description="Check tradeloop evidence offline against the genesis you trust.",
+    )
+    parser.add_argument("--genesis", required=True, help="the genesis file you trust")
+    parser.add_argument("--export", help="a JSONL export to replay instead of a bundle")
+    parser.add_argument("bundle", nargs="?", help="an evidence bundle from `tradeloop proof`")
+    args = parser.parse_args(argv)
+    genesis = Genesis.from_file(args.genesis)
+    if args.export:
+        with open(args.export, "rb") as f:
+            export = verify_export(genesis, f.read())
+        _print_failures(export.failures)
+        if export.ok:
+            print(
+                f"OK: {export.blocks} blocks, {export.events} events: signatures, ids, events "
+                "roots, hash links and certificates hold"
+            )
+        return 0 if export.ok else 1
+    if not args.bundle:
+        parser.error("give a BUNDLE or --export FILE")
+    with open(args.bundle, "rb") as f:
+        report = verify_bundle(genesis, f.read(MAX_BUNDLE_BYTES + 1))
+    _print_failures(report.failures)
+    if report.ok:
+        print(f"OK: {len(report.events)} event(s) certified on chain {genesis.hash_hex}")
+        for e in report.events:
+            print(f"  height {e.height} block time {e.block_time_ms} ms: {e.kind} by {e.author}")
+    return 0 if report.ok else 1
+
+
+def _print_failures(failures: Sequence[Failure]) -> None:
+    for f in failures:
+        print(f"FAILED {f.code}: {f.what}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

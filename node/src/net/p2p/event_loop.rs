@@ -145,14 +145,22 @@ fn check_limits(limits: &P2pLimits) -> Result<(), P2pError> {
         ("max_queued_messages_per_connection", limits.max_queued_messages_per_connection),
     ];
     if let Some((name, _)) = nonzero.iter().find(|(_, v)| *v == 0) {
-        return Err(P2pError::Config(format!("limits.{name} must be at least 1")));
+        return Err(P2pError::ZeroLimit(name));
     }
-    if limits.request_timeout_ms == 0 || limits.redial_initial_ms == 0 {
-        return Err(P2pError::Config(
-            "limits.request_timeout_ms and limits.redial_initial_ms must be at least 1".into(),
-        ));
+    if limits.request_timeout_ms == 0 {
+        return Err(P2pError::ZeroLimit("request_timeout_ms"));
+    }
+    if limits.redial_initial_ms == 0 {
+        return Err(P2pError::ZeroLimit("redial_initial_ms"));
     }
     Ok(())
+}
+
+/// Wraps a libp2p setup error with the part that failed.
+fn setup<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    what: &'static str,
+) -> impl FnOnce(E) -> P2pError {
+    move |e| P2pError::Setup { what, source: e.into() }
 }
 
 /// Parses the bootstrap addresses: each must end with `/p2p/<peer id>` of a member.
@@ -166,14 +174,10 @@ fn bootstrap_peers(
         .iter()
         .map(|addr| {
             let Some(Protocol::P2p(peer)) = addr.iter().last() else {
-                return Err(P2pError::Config(format!(
-                    "bootstrap address {addr} does not end with /p2p/<peer id>"
-                )));
+                return Err(P2pError::BootstrapAddress(addr.clone()));
             };
             if !public_key(&peer).is_some_and(|key| members.contains(&key)) {
-                return Err(P2pError::Config(format!(
-                    "bootstrap peer {peer} is not a member key; it would be refused"
-                )));
+                return Err(P2pError::BootstrapNotMember(peer));
             }
             Ok(Bootstrap {
                 peer,
@@ -217,19 +221,18 @@ fn gossipsub_behaviour(
     for (_, hash) in topics {
         builder.max_transmit_size_for_topic(message_bound, hash.clone());
     }
-    let gossip_config =
-        builder.build().map_err(|e| P2pError::Setup(format!("gossipsub configuration: {e}")))?;
+    let gossip_config = builder.build().map_err(setup("gossipsub configuration"))?;
     let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
-        .map_err(|e| P2pError::Setup(format!("gossipsub: {e}")))?;
+        .map_err(setup("gossipsub"))?;
 
     let score = peer_score_params(topics);
     gossipsub
         .with_peer_score(score, gossipsub::PeerScoreThresholds::default())
-        .map_err(|e| P2pError::Setup(format!("gossipsub peer scoring: {e}")))?;
+        .map_err(setup("gossipsub peer scoring"))?;
     for topic in Topic::ALL {
         gossipsub
             .subscribe(&IdentTopic::new(topic.name(&config.chain)))
-            .map_err(|e| P2pError::Setup(format!("subscribing to {topic:?}: {e}")))?;
+            .map_err(setup("subscribing to a topic"))?;
     }
     Ok(gossipsub)
 }
@@ -274,8 +277,8 @@ fn build_swarm(
     topics: &[(Topic, TopicHash); 2],
 ) -> Result<Swarm<Behaviour>, P2pError> {
     let mut secret = config.node_secret;
-    let keypair = libp2p::identity::Keypair::ed25519_from_bytes(&mut secret)
-        .map_err(|e| P2pError::Config(format!("node secret: {e}")))?;
+    let keypair =
+        libp2p::identity::Keypair::ed25519_from_bytes(&mut secret).map_err(P2pError::NodeSecret)?;
     let limits = &config.limits;
 
     let mut allowed = allow_block_list::Behaviour::<AllowedPeers>::default();
@@ -293,7 +296,7 @@ fn build_swarm(
         "/tradeloop/{}/rpc/1",
         hex::encode(&config.chain.as_bytes()[..8])
     ))
-    .map_err(|e| P2pError::Setup(format!("request-response protocol name: {e}")))?;
+    .map_err(setup("the request-response protocol name"))?;
     let rpc = request_response::Behaviour::with_codec(
         ByteCodec::new(limits.max_request_bytes, limits.max_response_bytes),
         [(protocol, ProtocolSupport::Full)],
@@ -311,9 +314,9 @@ fn build_swarm(
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
-        .map_err(|e| P2pError::Setup(format!("noise: {e}")))?
+        .map_err(setup("noise"))?
         .with_behaviour(|_| behaviour)
-        .map_err(|e| P2pError::Setup(format!("behaviour: {e}")))?
+        .map_err(|e| setup("the behaviour")(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build();
     Ok(swarm)

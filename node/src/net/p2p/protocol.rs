@@ -134,9 +134,18 @@ pub struct P2pStats {
 /// Why a network operation failed. [`P2pError::code`] gives a stable code.
 #[derive(Debug, thiserror::Error)]
 pub enum P2pError {
-    /// The configuration cannot be used.
-    #[error("invalid network configuration: {0}; fix the node's network settings")]
-    Config(String),
+    /// A limit that must be at least 1 is 0.
+    #[error("invalid network configuration: limits.{0} must be at least 1; fix the node's network settings")]
+    ZeroLimit(&'static str),
+    /// A bootstrap address without the peer id.
+    #[error("invalid network configuration: bootstrap address {0} does not end with /p2p/<peer id>; fix the node's network settings")]
+    BootstrapAddress(Multiaddr),
+    /// A bootstrap peer that is not a member (it would be refused).
+    #[error("invalid network configuration: bootstrap peer {0} is not a member key; it would be refused; fix the node's network settings")]
+    BootstrapNotMember(PeerId),
+    /// The node's secret is not an ed25519 secret key.
+    #[error("invalid network configuration: the node secret is not an ed25519 secret key; check the node's key file")]
+    NodeSecret(#[source] libp2p::identity::DecodingError),
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {reason}; check the address and that the port is free")]
     Listen {
@@ -146,8 +155,14 @@ pub enum P2pError {
         reason: String,
     },
     /// The transport or a protocol could not be set up.
-    #[error("cannot start the network layer: {0}")]
-    Setup(String),
+    #[error("cannot start the network layer: {what} failed")]
+    Setup {
+        /// The part that failed.
+        what: &'static str,
+        /// libp2p's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// No connected member subscribes to the topic yet, so nothing was sent. Not a failure of
     /// the message: retry after a peer connects (or rely on the next publish).
     #[error("no connected member subscribes to {topic:?} yet; nothing was sent, retry once a peer is connected")]
@@ -222,9 +237,12 @@ impl P2pError {
     /// A stable, machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            P2pError::Config(_) => "P2P_CONFIG",
+            P2pError::ZeroLimit(_)
+            | P2pError::BootstrapAddress(_)
+            | P2pError::BootstrapNotMember(_)
+            | P2pError::NodeSecret(_) => "P2P_CONFIG",
             P2pError::Listen { .. } => "P2P_LISTEN",
-            P2pError::Setup(_) => "P2P_SETUP",
+            P2pError::Setup { .. } => "P2P_SETUP",
             P2pError::NoPeers { .. } => "P2P_NO_PEERS",
             P2pError::Duplicate { .. } => "P2P_DUPLICATE",
             P2pError::TooLarge { .. } => "P2P_TOO_LARGE",
