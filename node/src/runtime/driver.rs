@@ -585,6 +585,14 @@ impl Driver {
                 return Ok(None);
             }
         };
+        // The chain worker builds on its tip, which sync may have moved past this height
+        // before the driver heard of it: such a block is another height's, and its parts,
+        // signed as this round's proposer, would be refused by every peer (each refusal
+        // counts against this node, and enough of them make peers ignore all it sends).
+        if block.header.height != height {
+            tracing::debug!(height, built = block.header.height, "not proposing: the tip moved on");
+            return Ok(None);
+        }
         self.core.persist_block(&block)?;
         let hash = block.header.hash();
         self.publish_parts(&block, round, Round::Nil).await;

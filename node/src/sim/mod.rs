@@ -450,7 +450,13 @@ impl Sim {
                             m,
                         )
                     });
-                let Ok(msg) = checked else { return Ok(()) };
+                let msg = match checked {
+                    Ok(msg) => msg,
+                    Err(e) => {
+                        self.refused_from(from, &e);
+                        return Ok(());
+                    }
+                };
                 let height = crate::consensus::inbound::consensus_height(&msg).unwrap_or(0);
                 let node = &mut self.nodes[to];
                 if height > node.height() && node.ahead.is_none_or(|(_, h)| height >= h) {
@@ -474,6 +480,17 @@ impl Sim {
             }
         };
         self.finish(to, result)
+    }
+
+    /// A consensus message from `from` that the receiver refuses: a byzantine validator's may
+    /// be; an honest validator's never (a node penalises the sender of each, and enough of them
+    /// make its peers ignore everything it sends, its votes included).
+    fn refused_from(&mut self, from: usize, error: &crate::consensus::inbound::InboundError) {
+        if !self.is_byzantine(from) && self.violation.is_none() {
+            let detail =
+                format!("validator {from} sent a consensus message its peers refuse: {error}");
+            self.violation = Some(("honest messages".into(), detail));
+        }
     }
 
     /// Carries out what validator `i` did: its messages (rewritten if it is byzantine), its
