@@ -17,6 +17,13 @@ fn tradeloop(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tradeloop")).args(args).output().unwrap()
 }
 
+/// `tradeloop export` of the data dir in `format`, with `extra` arguments, to `out`.
+fn export(data: &str, genesis: &str, format: &str, extra: &[&str], out: &str) -> Output {
+    let args =
+        ["export", "--data-dir", data, "--genesis", genesis, "--format", format, "--out", out];
+    tradeloop(&[&args[..], extra].concat())
+}
+
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
@@ -186,35 +193,13 @@ fn a_jsonl_export_is_verified_by_the_cli_and_replayed_in_python() {
     let (cast, events) = chain(d);
     let (data, genesis) = (s(&d.join("data")), s(&d.join("genesis.json")));
     let jsonl = d.join("chain.jsonl");
-    let o = tradeloop(&[
-        "export",
-        "--data-dir",
-        &data,
-        "--genesis",
-        &genesis,
-        "--format",
-        "jsonl",
-        "--out",
-        &s(&jsonl),
-    ]);
+    let o = export(&data, &genesis, "jsonl", &[], &s(&jsonl));
     assert!(o.status.success(), "{}", text(&o));
     let o = tradeloop(&["verify", "--export", &s(&jsonl), "--genesis", &genesis, "--json"]);
     assert!(o.status.success(), "{}", text(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["report"]["events"], events.len());
-    let o = tradeloop(&[
-        "export",
-        "--data-dir",
-        &data,
-        "--genesis",
-        &genesis,
-        "--format",
-        "binary",
-        "--trade",
-        "PO-1",
-        "--out",
-        &s(&d.join("x")),
-    ]);
+    let o = export(&data, &genesis, "binary", &["--trade", "PO-1"], &s(&d.join("x")));
     assert!(!o.status.success() && text(&o).contains("--format epcis only"), "{}", text(&o));
     // restore reads it too, and the restored copy is the same chain.
     let restored = d.join("restored");
@@ -344,19 +329,7 @@ fn an_epcis_export_maps_the_trade_and_leads_back_to_proofs() {
     let (_cast, events) = chain(d);
     let (data, genesis) = (s(&d.join("data")), s(&d.join("genesis.json")));
     let out = d.join("trade.jsonld");
-    let o = tradeloop(&[
-        "export",
-        "--data-dir",
-        &data,
-        "--genesis",
-        &genesis,
-        "--format",
-        "epcis",
-        "--trade",
-        "PO-1",
-        "--out",
-        &s(&out),
-    ]);
+    let o = export(&data, &genesis, "epcis", &["--trade", "PO-1"], &s(&out));
     assert!(o.status.success(), "{}", text(&o));
     let doc: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(doc["type"], "EPCISDocument");
@@ -412,19 +385,8 @@ fn an_epcis_export_maps_the_trade_and_leads_back_to_proofs() {
     let bundle: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(bundle["events"][0]["height"], departed["tl:blockHeight"]);
     // Filters that match nothing say so.
-    let o = tradeloop(&[
-        "export",
-        "--data-dir",
-        &data,
-        "--genesis",
-        &genesis,
-        "--format",
-        "epcis",
-        "--shipment",
-        "SHP-404",
-        "--out",
-        &s(&d.join("none.jsonld")),
-    ]);
+    let o =
+        export(&data, &genesis, "epcis", &["--shipment", "SHP-404"], &s(&d.join("none.jsonld")));
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("shipment SHP-404 is not on this chain"), "{}", text(&o));
 }
