@@ -128,7 +128,11 @@ pub(crate) fn trade_status_of(
     legs.push(Leg {
         leg: "paid",
         done: settled_all,
-        detail: format!("{settled} of {} {} invoiced settled", order.invoiced, order.currency),
+        detail: if invoices.is_empty() {
+            "nothing invoiced yet".into()
+        } else {
+            format!("{settled} of {} {} invoiced settled", order.invoiced, order.currency)
+        },
     });
     let closed = all(&|s| s.status == Received) && all(&|s| s.import_cleared) && settled_all;
     let open_legs = legs.iter().filter(|l| !l.done).map(|l| l.leg).collect();

@@ -31,6 +31,23 @@ fn closed_loop_trade_commits_closes_and_verifies() {
 }
 
 #[test]
+fn a_trade_not_yet_invoiced_says_so_rather_than_paid_zero_of_zero() {
+    let mut f = Fixture::new(1);
+    let events = trade_events(&f.cast, 1, T0 + 1000);
+    let kind = |e: &tradeloop_ledger::SignedEvent| {
+        tradeloop_ledger::check_event(&f.cast.genesis, e).unwrap().payload.kind()
+    };
+    let order_only: Vec<_> =
+        events.iter().take_while(|e| kind(e) != "trade.invoice_issued").cloned().collect();
+    assert!(!order_only.is_empty() && order_only.len() < events.len());
+    assert!(f.append(&order_only).is_empty());
+    let status = f.ledger.trade_status("PO-1").unwrap();
+    let paid = status.legs.iter().find(|l| l.leg == "paid").unwrap();
+    assert!(!paid.done);
+    assert_eq!(paid.detail, "nothing invoiced yet");
+}
+
+#[test]
 fn proposals_are_validated_without_a_certificate() {
     let f = Fixture::new(4);
     let events = trade_events(&f.cast, 1, T0 + 1000);
