@@ -66,7 +66,9 @@ impl PartAssembler {
     /// whole. Parts of past heights, too far ahead, inconsistent with their stream, or over the
     /// bounds are dropped.
     pub fn add(&mut self, current_height: u64, part: ProposalPart) -> Option<Assembled> {
-        if part.height < current_height || part.height > current_height + MAX_HEIGHTS_AHEAD {
+        if part.height < current_height
+            || part.height > current_height.saturating_add(MAX_HEIGHTS_AHEAD)
+        {
             return None;
         }
         if part.count == 0 || part.count > MAX_PARTS || part.index >= part.count {

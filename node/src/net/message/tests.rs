@@ -187,6 +187,18 @@ fn the_assembler_drops_what_does_not_belong() {
     assert!(assembler.is_empty());
 }
 
+/// A part at the largest height, added at that height (a peer's word on the height is any
+/// u64): the window ahead stops at the top instead of overflowing (found by `peer_consensus`).
+#[test]
+fn a_part_at_the_last_height_is_taken_without_overflow() {
+    let k = key("proposer");
+    let b = block_of(u64::MAX, 1, &k);
+    let parts = split_block(&b, Round::new(0), Round::Nil, &k, &CHAIN).unwrap();
+    let mut assembler = PartAssembler::new();
+    let whole = parts.into_iter().find_map(|p| assembler.add(u64::MAX, p));
+    assert_eq!(whole.map(|w| w.proposal.header.height), Some(u64::MAX));
+}
+
 #[test]
 fn batches_and_requests_round_trip_within_their_bounds() {
     let events: Vec<SignedEvent> = (0..3)
