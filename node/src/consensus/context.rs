@@ -252,6 +252,18 @@ impl mc::Extension for NoExtension {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ed25519;
 
+/// `bytes` as an array of exactly `N` bytes; `what` names them in the error.
+fn fixed_bytes<const N: usize>(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<[u8; N], tradeloop_crypto::CryptoError> {
+    bytes.try_into().map_err(|_| tradeloop_crypto::CryptoError::Length {
+        what,
+        expected: N,
+        found: bytes.len(),
+    })
+}
+
 impl mc::SigningScheme for Ed25519 {
     type DecodingError = tradeloop_crypto::CryptoError;
     type Signature = Signature;
@@ -259,25 +271,13 @@ impl mc::SigningScheme for Ed25519 {
     type PrivateKey = SigningKey;
 
     fn decode_signature(bytes: &[u8]) -> Result<Signature, Self::DecodingError> {
-        let array: [u8; 64] =
-            bytes.try_into().map_err(|_| tradeloop_crypto::CryptoError::Length {
-                what: "a signature",
-                expected: 64,
-                found: bytes.len(),
-            })?;
-        Ok(Signature(array))
+        fixed_bytes(bytes, "a signature").map(Signature)
     }
     fn encode_signature(signature: &Signature) -> Vec<u8> {
         signature.0.to_vec()
     }
     fn decode_public_key(bytes: &[u8]) -> Result<PublicKey, Self::DecodingError> {
-        let array: [u8; 32] =
-            bytes.try_into().map_err(|_| tradeloop_crypto::CryptoError::Length {
-                what: "a public key",
-                expected: 32,
-                found: bytes.len(),
-            })?;
-        PublicKey::from_bytes(array)
+        PublicKey::from_bytes(fixed_bytes(bytes, "a public key")?)
     }
     fn encode_public_key(public_key: &PublicKey) -> Vec<u8> {
         public_key.as_bytes().to_vec()
@@ -392,5 +392,24 @@ impl TradeContext {
         out.extend_from_slice(&p.value.0 .0);
         out.extend_from_slice(p.proposer.0.as_bytes());
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mc::SigningScheme as _;
+
+    #[test]
+    fn signatures_and_keys_of_the_wrong_length_say_so() {
+        let key = SigningKey::from_seed_label("validator").public_key();
+        let bytes = Ed25519::encode_public_key(&key);
+        assert_eq!(Ed25519::decode_public_key(&bytes).unwrap(), key);
+        let short = Ed25519::decode_public_key(&bytes[..31]).unwrap_err();
+        assert_eq!(short.code(), "BAD_LENGTH");
+        assert_eq!(short.to_string(), "a public key is 32 bytes, not 31");
+        let long = Ed25519::decode_signature(&[0; 65]).unwrap_err();
+        assert_eq!(long.to_string(), "a signature is 64 bytes, not 65");
+        assert_eq!(Ed25519::decode_signature(&[7; 64]).unwrap(), Signature([7; 64]));
     }
 }
